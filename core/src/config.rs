@@ -1,0 +1,256 @@
+//! The worker's settings, read from its vars and secrets once per isolate.
+//!
+//! A setting that is present but wrong is a configuration error: the router refuses every
+//! request with a 500 naming the variable rather than guess. The same goes for the one unsafe
+//! combination, a HolySheep key without router keys, which would make the worker an open relay.
+
+use std::fmt;
+
+use crate::auth::AuthMode;
+use crate::routing::RoutingDoc;
+
+/// The default upstream: HolySheep's OpenAI-compatible API.
+pub const DEFAULT_UPSTREAM: &str = "https://api.holysheep.ai/v1";
+
+/// Parsed, validated settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The routing used while KV holds no `routing` document.
+    pub defaults: RoutingDoc,
+    /// How long an isolate reuses the routing document before reading KV again.
+    pub routing_cache_ms: u64,
+    /// Upstream base URL without a trailing slash, e.g. `https://api.holysheep.ai/v1`.
+    pub upstream_base: String,
+    /// How long to wait for an upstream's response headers.
+    pub first_byte_timeout_ms: u64,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// How clients authenticate and what goes upstream.
+    pub auth: AuthMode,
+}
+
+/// A setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable at fault.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.var, self.reason)
+    }
+}
+
+fn err(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Reads the settings through `get`, which returns a var's or secret's value when it is
+    /// set. Empty values count as unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |var: &'static str, default: f64| -> Result<f64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite())
+                    .ok_or_else(|| err(var, format!("must be a number, got {v:?}"))),
+            }
+        };
+        let whole = |var: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => v.parse::<u64>().ok().filter(|n| *n >= min).ok_or_else(|| {
+                    err(
+                        var,
+                        format!("must be a whole number of at least {min}, got {v:?}"),
+                    )
+                }),
+            }
+        };
+
+        let green_percent = number("GREEN_PERCENT", 0.0)?;
+        if !(0.0..=100.0).contains(&green_percent) {
+            return Err(err(
+                "GREEN_PERCENT",
+                format!("must be between 0 and 100, got {green_percent}"),
+            ));
+        }
+        let defaults = RoutingDoc {
+            blue_model: get("BLUE_MODEL").unwrap_or_else(|| "deepseek-v3".into()),
+            green_model: get("GREEN_MODEL").unwrap_or_else(|| "gemini-2.5-flash".into()),
+            green_percent,
+            sticky: true,
+            version: 0,
+            updated_at: None,
+        };
+
+        let cache_seconds = number("ROUTING_CACHE_SECONDS", 5.0)?;
+        if !(0.0..=3600.0).contains(&cache_seconds) {
+            return Err(err(
+                "ROUTING_CACHE_SECONDS",
+                format!("must be between 0 and 3600, got {cache_seconds}"),
+            ));
+        }
+
+        let upstream_base = get("UPSTREAM_BASE_URL")
+            .unwrap_or_else(|| DEFAULT_UPSTREAM.into())
+            .trim_end_matches('/')
+            .to_string();
+        let host = upstream_base
+            .strip_prefix("https://")
+            .or_else(|| upstream_base.strip_prefix("http://"));
+        if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
+            return Err(err(
+                "UPSTREAM_BASE_URL",
+                format!("must be an http:// or https:// URL, got {upstream_base:?}"),
+            ));
+        }
+
+        let auth = match (get("HOLYSHEEP_API_KEY"), get("ROUTER_API_KEYS")) {
+            (None, _) => AuthMode::Passthrough,
+            (Some(upstream_key), Some(keys)) => {
+                let client_keys: Vec<String> = keys
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(String::from)
+                    .collect();
+                if client_keys.is_empty() {
+                    return Err(err("ROUTER_API_KEYS", "lists no key"));
+                }
+                AuthMode::RouterKeys {
+                    upstream_key,
+                    client_keys,
+                }
+            }
+            (Some(_), None) => {
+                return Err(err(
+                    "ROUTER_API_KEYS",
+                    "HOLYSHEEP_API_KEY is set, so ROUTER_API_KEYS must list the keys clients \
+                     present (comma-separated); without them the router would relay anyone's \
+                     requests on your HolySheep key",
+                ))
+            }
+        };
+
+        Ok(Config {
+            defaults,
+            routing_cache_ms: (cache_seconds * 1000.0).round() as u64,
+            upstream_base,
+            first_byte_timeout_ms: whole("FIRST_BYTE_TIMEOUT_MS", 30_000, 1)?,
+            max_body_bytes: whole("MAX_BODY_BYTES", 10 * 1024 * 1024, 1)? as usize,
+            auth,
+        })
+    }
+
+    /// The upstream URL for an API path such as `/chat/completions` (the part after `/v1`).
+    pub fn upstream_url(&self, path_and_query: &str) -> String {
+        format!("{}{}", self.upstream_base, path_and_query)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.defaults.blue_model, "deepseek-v3");
+        assert_eq!(c.defaults.green_model, "gemini-2.5-flash");
+        assert_eq!(c.defaults.green_percent, 0.0);
+        assert!(c.defaults.sticky);
+        assert_eq!(c.routing_cache_ms, 5000);
+        assert_eq!(c.upstream_base, "https://api.holysheep.ai/v1");
+        assert_eq!(c.first_byte_timeout_ms, 30_000);
+        assert_eq!(c.max_body_bytes, 10_485_760);
+        assert_eq!(c.auth, AuthMode::Passthrough);
+        assert_eq!(
+            c.upstream_url("/chat/completions"),
+            "https://api.holysheep.ai/v1/chat/completions"
+        );
+    }
+
+    #[test]
+    fn overrides() {
+        let c = config(&[
+            ("BLUE_MODEL", "a"),
+            ("GREEN_MODEL", "b"),
+            ("GREEN_PERCENT", "12.5"),
+            ("ROUTING_CACHE_SECONDS", "0.5"),
+            ("UPSTREAM_BASE_URL", "http://127.0.0.1:9/v1/"),
+            ("FIRST_BYTE_TIMEOUT_MS", "1500"),
+            ("MAX_BODY_BYTES", "1024"),
+            ("HOLYSHEEP_API_KEY", "sk-up"),
+            ("ROUTER_API_KEYS", " k1, ,k2 "),
+        ])
+        .unwrap();
+        assert_eq!(c.defaults.green_percent, 12.5);
+        assert_eq!(c.routing_cache_ms, 500);
+        assert_eq!(c.upstream_base, "http://127.0.0.1:9/v1");
+        assert_eq!(c.first_byte_timeout_ms, 1500);
+        assert_eq!(c.max_body_bytes, 1024);
+        assert_eq!(
+            c.auth,
+            AuthMode::RouterKeys {
+                upstream_key: "sk-up".into(),
+                client_keys: vec!["k1".into(), "k2".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let c = config(&[("HOLYSHEEP_API_KEY", ""), ("GREEN_PERCENT", " ")]).unwrap();
+        assert_eq!(c.auth, AuthMode::Passthrough);
+        assert_eq!(c.defaults.green_percent, 0.0);
+    }
+
+    #[test]
+    fn refuses_bad_values_naming_the_variable() {
+        let cases: [(&[(&str, &str)], &str); 10] = [
+            (&[("GREEN_PERCENT", "abc")], "GREEN_PERCENT"),
+            (&[("GREEN_PERCENT", "101")], "GREEN_PERCENT"),
+            (&[("GREEN_PERCENT", "NaN")], "GREEN_PERCENT"),
+            (&[("ROUTING_CACHE_SECONDS", "-1")], "ROUTING_CACHE_SECONDS"),
+            (&[("UPSTREAM_BASE_URL", "ftp://x")], "UPSTREAM_BASE_URL"),
+            (&[("UPSTREAM_BASE_URL", "https://")], "UPSTREAM_BASE_URL"),
+            (&[("FIRST_BYTE_TIMEOUT_MS", "0")], "FIRST_BYTE_TIMEOUT_MS"),
+            (&[("MAX_BODY_BYTES", "1e3")], "MAX_BODY_BYTES"),
+            (&[("HOLYSHEEP_API_KEY", "sk")], "ROUTER_API_KEYS"),
+            (
+                &[("HOLYSHEEP_API_KEY", "sk"), ("ROUTER_API_KEYS", " , ")],
+                "ROUTER_API_KEYS",
+            ),
+        ];
+        for (vars, var) in cases {
+            let e = config(vars).unwrap_err();
+            assert_eq!(e.var, var, "{vars:?}: {e}");
+        }
+        let relay = config(&[("HOLYSHEEP_API_KEY", "sk")]).unwrap_err();
+        assert!(relay.reason.contains("open relay") || relay.reason.contains("relay anyone"));
+    }
+}

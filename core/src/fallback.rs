@@ -1,0 +1,133 @@
+//! The fallback policy: what to do after an attempt at the upstream.
+//!
+//! A green attempt that fails for a reason blue might not share (the model is unknown, rate
+//! limited, overloaded, broken, slow or unreachable) is retried once on blue. Errors that are
+//! the client's own (400, 401, 403, 413, 422 and every other 4xx not listed here) would fail on
+//! blue too, so they are returned as they are. A request whose environment the client forced is
+//! never moved: the client asked for that environment and gets its answer.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+use crate::split::Environment;
+
+/// What one attempt at the upstream came to, as far as the response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The upstream answered with this status.
+    Status(u16),
+    /// No response headers within `FIRST_BYTE_TIMEOUT_MS`.
+    Timeout,
+    /// The connection failed (refused, reset, DNS, TLS).
+    Connect,
+}
+
+/// Why green's answer was not used; rendered as `status-503`, `timeout` or `connect` in the
+/// `x-bluegreen-fallback` header and in outcome records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FallbackReason(pub Attempt);
+
+impl fmt::Display for FallbackReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Attempt::Status(s) => write!(f, "status-{s}"),
+            Attempt::Timeout => f.write_str("timeout"),
+            Attempt::Connect => f.write_str("connect"),
+        }
+    }
+}
+
+impl Serialize for FallbackReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// True for the upstream statuses that make a green attempt fall back to blue.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 404 | 408 | 429 | 500..=599)
+}
+
+/// What the proxy does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Return this attempt's response to the client.
+    Serve,
+    /// Send the same request to blue, once, with the blue model.
+    RetryOnBlue(FallbackReason),
+    /// There is no response to return: answer 502 (connect) or 504 (timeout) ourselves.
+    Fail(Attempt),
+}
+
+/// Decides after an attempt at `environment`. `forced` is true when the client chose the
+/// environment with `x-bluegreen-environment`.
+pub fn next_step(environment: Environment, forced: bool, attempt: Attempt) -> Next {
+    let failed = match attempt {
+        Attempt::Status(s) => is_retryable_status(s),
+        Attempt::Timeout | Attempt::Connect => true,
+    };
+    match (environment, forced, failed, attempt) {
+        (Environment::Green, false, true, _) => Next::RetryOnBlue(FallbackReason(attempt)),
+        (_, _, _, Attempt::Status(_)) => Next::Serve,
+        (_, _, _, other) => Next::Fail(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Attempt::*;
+    use Environment::*;
+
+    #[test]
+    fn decision_table() {
+        let retry = |a| Next::RetryOnBlue(FallbackReason(a));
+        #[rustfmt::skip]
+        let table = [
+            // environment, forced, attempt, expected
+            (Green, false, Status(200), Next::Serve),
+            (Green, false, Status(201), Next::Serve),
+            (Green, false, Status(400), Next::Serve),
+            (Green, false, Status(401), Next::Serve),
+            (Green, false, Status(403), Next::Serve),
+            (Green, false, Status(413), Next::Serve),
+            (Green, false, Status(422), Next::Serve),
+            (Green, false, Status(404), retry(Status(404))),
+            (Green, false, Status(408), retry(Status(408))),
+            (Green, false, Status(429), retry(Status(429))),
+            (Green, false, Status(500), retry(Status(500))),
+            (Green, false, Status(503), retry(Status(503))),
+            (Green, false, Status(599), retry(Status(599))),
+            (Green, false, Timeout, retry(Timeout)),
+            (Green, false, Connect, retry(Connect)),
+            // A forced green is answered as it is.
+            (Green, true, Status(503), Next::Serve),
+            (Green, true, Timeout, Next::Fail(Timeout)),
+            // Blue has nowhere to fall back to.
+            (Blue, false, Status(503), Next::Serve),
+            (Blue, false, Status(429), Next::Serve),
+            (Blue, false, Timeout, Next::Fail(Timeout)),
+            (Blue, false, Connect, Next::Fail(Connect)),
+            (Blue, true, Connect, Next::Fail(Connect)),
+        ];
+        for (env, forced, attempt, expected) in table {
+            assert_eq!(
+                next_step(env, forced, attempt),
+                expected,
+                "{env:?} {forced} {attempt:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reasons_render_as_header_values() {
+        assert_eq!(FallbackReason(Status(503)).to_string(), "status-503");
+        assert_eq!(FallbackReason(Timeout).to_string(), "timeout");
+        assert_eq!(FallbackReason(Connect).to_string(), "connect");
+        assert_eq!(
+            serde_json::to_string(&FallbackReason(Status(429))).unwrap(),
+            "\"status-429\""
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! The decision core of bluegreen-router.
+//!
+//! Everything here is pure: no I/O, no clock, no randomness, and nothing from `worker`,
+//! `js-sys` or `wasm-bindgen`. The wasm shell (the crate at the repository root) reads the
+//! request, the clock, KV and the network, hands plain values to these functions, and performs
+//! what they decide. That keeps every routing decision testable natively with `cargo test`.
+
+pub mod auth;
+pub mod config;
+pub mod fallback;
+pub mod headers;
+pub mod openai;
+pub mod outcome;
+pub mod routing;
+pub mod split;
+pub mod sse;
+pub mod time;
+
+pub use split::Environment;

@@ -1,0 +1,446 @@
+//! OpenAI wire shapes: the error body every refusal carries, reading and rewriting a chat
+//! completion request, and the token usage of a non-streamed response.
+//!
+//! The request is rewritten without re-encoding it: every top-level field but `model` is copied
+//! as the exact bytes the client sent (serde_json's `RawValue`), so tools, `response_format`,
+//! `stream_options`, number formatting and fields we have never heard of reach the upstream
+//! untouched.
+
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// An error answered by the router itself, in OpenAI's shape:
+/// `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status to answer with.
+    pub status: u16,
+    /// OpenAI's `type`: `invalid_request_error`, `authentication_error`, `server_error`…
+    pub kind: &'static str,
+    /// A stable machine-readable code.
+    pub code: &'static str,
+    /// The field at fault, when there is one.
+    pub param: Option<&'static str>,
+    /// A sentence for a person.
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: &'a str,
+}
+
+impl ApiError {
+    fn new(status: u16, kind: &'static str, code: &'static str, message: String) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            code,
+            param: None,
+            message,
+        }
+    }
+
+    fn invalid(code: &'static str, param: Option<&'static str>, message: String) -> ApiError {
+        ApiError {
+            param,
+            ..ApiError::new(400, "invalid_request_error", code, message)
+        }
+    }
+
+    /// The JSON body.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&Envelope {
+            error: Body {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param,
+                code: self.code,
+            },
+        })
+        .expect("serializing strings cannot fail")
+    }
+
+    /// The body is not JSON.
+    pub fn invalid_json(detail: &str) -> ApiError {
+        ApiError::invalid(
+            "invalid_json",
+            None,
+            format!("The request body is not valid JSON: {detail}."),
+        )
+    }
+
+    /// The body is JSON but not an object.
+    pub fn not_an_object() -> ApiError {
+        ApiError::invalid(
+            "invalid_body",
+            None,
+            "The request body must be a JSON object.".into(),
+        )
+    }
+
+    /// A field has the wrong type or is missing.
+    pub fn invalid_field(param: &'static str, rule: &str) -> ApiError {
+        ApiError::invalid(
+            "invalid_type",
+            Some(param),
+            format!("Invalid request: `{param}` {rule}."),
+        )
+    }
+
+    /// The body is larger than `MAX_BODY_BYTES`.
+    pub fn body_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            413,
+            "invalid_request_error",
+            "request_too_large",
+            format!("The request body is larger than the limit of {limit} bytes."),
+        )
+    }
+
+    /// `x-bluegreen-environment` is neither `blue` nor `green`.
+    pub fn bad_environment_header(value: &str) -> ApiError {
+        ApiError::invalid(
+            "invalid_environment",
+            Some("x-bluegreen-environment"),
+            format!("The x-bluegreen-environment header must be `blue` or `green`, got {value:?}."),
+        )
+    }
+
+    /// No route for the path.
+    pub fn not_found(path: &str) -> ApiError {
+        ApiError::new(
+            404,
+            "invalid_request_error",
+            "not_found",
+            format!("No route for {path}."),
+        )
+    }
+
+    /// The path exists but not for this method.
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &str) -> ApiError {
+        ApiError::new(
+            405,
+            "invalid_request_error",
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}; use {allowed}."),
+        )
+    }
+
+    /// The client's router key is missing or wrong.
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(
+            401,
+            "invalid_request_error",
+            "invalid_api_key",
+            "Missing or invalid API key: send `Authorization: Bearer <key>` with one of the \
+             router's keys (ROUTER_API_KEYS)."
+                .into(),
+        )
+    }
+
+    /// The worker's own settings are wrong; every request is refused until they are fixed.
+    pub fn configuration(detail: &str) -> ApiError {
+        ApiError::new(
+            500,
+            "server_error",
+            "router_misconfigured",
+            format!("The router is misconfigured: {detail}"),
+        )
+    }
+
+    /// The upstream could not be reached.
+    pub fn upstream_unreachable(model: &str, detail: &str) -> ApiError {
+        ApiError::new(
+            502,
+            "server_error",
+            "upstream_unreachable",
+            format!("The upstream for model {model} could not be reached: {detail}"),
+        )
+    }
+
+    /// The upstream sent no response headers in time.
+    pub fn upstream_timeout(model: &str, timeout_ms: u64) -> ApiError {
+        ApiError::new(
+            504,
+            "server_error",
+            "upstream_timeout",
+            format!("The upstream for model {model} sent no response within {timeout_ms} ms."),
+        )
+    }
+
+    /// Something inside the router failed; a bug, not the client's or the upstream's fault.
+    pub fn internal(detail: &str) -> ApiError {
+        ApiError::new(
+            500,
+            "server_error",
+            "internal_error",
+            format!("Internal router error: {detail}"),
+        )
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+/// A parsed `POST /v1/chat/completions` body: its top-level fields, each kept as raw JSON.
+#[derive(Debug)]
+pub struct ChatRequest<'a> {
+    fields: Vec<(String, &'a RawValue)>,
+    /// `"stream": true`.
+    pub stream: bool,
+    /// The OpenAI `user` field, used as the sticky key when no header gives one.
+    pub user: Option<String>,
+}
+
+struct Fields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(key) = map.next_key::<String>()? {
+                    fields.push((key, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn first_byte(raw: &RawValue) -> u8 {
+    // RawValue holds exactly one JSON value with surrounding whitespace trimmed.
+    raw.get().as_bytes()[0]
+}
+
+impl<'a> ChatRequest<'a> {
+    /// Parses and checks a chat completion body. Refuses malformed JSON, a body that is not an
+    /// object, a missing or non-array `messages`, a non-string `model` and a non-boolean
+    /// `stream`; everything else is left to the upstream to judge.
+    pub fn parse(body: &'a [u8]) -> Result<ChatRequest<'a>, ApiError> {
+        let Fields(fields) = serde_json::from_slice(body).map_err(|e| {
+            if e.classify() == serde_json::error::Category::Data {
+                ApiError::not_an_object()
+            } else {
+                ApiError::invalid_json(&e.to_string())
+            }
+        })?;
+        let get = |name: &str| fields.iter().rev().find(|(k, _)| k == name).map(|f| f.1);
+        match get("messages") {
+            None => return Err(ApiError::invalid_field("messages", "is required")),
+            Some(m) if first_byte(m) != b'[' => {
+                return Err(ApiError::invalid_field("messages", "must be an array"))
+            }
+            Some(_) => {}
+        }
+        if let Some(m) = get("model") {
+            if first_byte(m) != b'"' {
+                return Err(ApiError::invalid_field("model", "must be a string"));
+            }
+        }
+        let stream = match get("stream").map(RawValue::get) {
+            None | Some("null") | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(ApiError::invalid_field("stream", "must be a boolean")),
+        };
+        let user = get("user").and_then(|u| serde_json::from_str::<String>(u.get()).ok());
+        Ok(ChatRequest {
+            fields,
+            stream,
+            user,
+        })
+    }
+
+    /// The body to send upstream: the client's fields, in the client's order and bytes, with
+    /// `model` set to `model` (added first when the client sent none).
+    pub fn with_model(&self, model: &str) -> Vec<u8> {
+        let model_json = serde_json::to_string(model).expect("a string serializes");
+        let size: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum();
+        let mut out = String::with_capacity(size + model_json.len() + 12);
+        out.push('{');
+        if !self.fields.iter().any(|(k, _)| k == "model") {
+            out.push_str("\"model\":");
+            out.push_str(&model_json);
+            if !self.fields.is_empty() {
+                out.push(',');
+            }
+        }
+        for (i, (key, value)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(key).expect("a string serializes"));
+            out.push(':');
+            out.push_str(if key == "model" {
+                &model_json
+            } else {
+                value.get()
+            });
+        }
+        out.push('}');
+        out.into_bytes()
+    }
+}
+
+/// Token counts reported by the upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Tokens generated.
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    usage: Option<Usage>,
+}
+
+/// The `usage` object of a chat completion (or a streamed chunk), when there is one.
+/// Anything unparseable yields `None`: usage is informative, never a reason to fail.
+pub fn usage_of(json: &[u8]) -> Option<Usage> {
+    serde_json::from_slice::<WithUsage>(json).ok()?.usage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn error_shape_is_openais() {
+        let e = ApiError::invalid_field("messages", "must be an array");
+        assert_eq!(e.status, 400);
+        let v: Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error": {
+                "message": "Invalid request: `messages` must be an array.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "invalid_type"
+            }})
+        );
+        let v: Value = serde_json::from_str(&ApiError::not_found("/x").to_json()).unwrap();
+        assert_eq!(v["error"]["param"], Value::Null);
+        assert_eq!(ApiError::body_too_large(10).status, 413);
+        assert_eq!(ApiError::unauthorized().status, 401);
+        assert_eq!(ApiError::configuration("x").status, 500);
+        assert_eq!(ApiError::upstream_unreachable("m", "x").status, 502);
+        assert_eq!(ApiError::upstream_timeout("m", 5).status, 504);
+        assert_eq!(
+            ApiError::method_not_allowed("GET", "/v1/chat/completions", "POST").status,
+            405
+        );
+    }
+
+    #[test]
+    fn rewrites_only_the_model_and_keeps_every_other_byte() {
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi \u00e9"}],
+            "temperature":0.70000000000000001,"tools":[{"type":"function","function":{"name":"f","parameters":{}}}],
+            "response_format":{"type":"json_object"},"stream_options":{"include_usage":true},
+            "x_unknown":{"nested":[1,2.50,null]}}"#;
+        let req = ChatRequest::parse(body).unwrap();
+        let out = String::from_utf8(req.with_model("deepseek-v3")).unwrap();
+        assert!(out.starts_with(
+            r#"{"model":"deepseek-v3","messages":[{"role":"user","content":"hi \u00e9"}],"#
+        ));
+        assert!(out.contains(r#""temperature":0.70000000000000001,"#));
+        assert!(out.contains(r#""x_unknown":{"nested":[1,2.50,null]}"#));
+        assert!(out.contains(r#""stream_options":{"include_usage":true}"#));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["tools"][0]["function"]["name"], "f");
+        assert_eq!(v.as_object().unwrap().len(), 7);
+    }
+
+    #[test]
+    fn adds_a_model_when_the_client_sent_none() {
+        let req = ChatRequest::parse(br#"{"messages":[]}"#).unwrap();
+        assert_eq!(
+            req.with_model("m\"x"),
+            br#"{"model":"m\"x","messages":[]}"#.to_vec()
+        );
+    }
+
+    #[test]
+    fn reads_stream_and_user() {
+        let req = ChatRequest::parse(br#"{"messages":[],"stream":true,"user":"u-1"}"#).unwrap();
+        assert!(req.stream);
+        assert_eq!(req.user.as_deref(), Some("u-1"));
+        let req = ChatRequest::parse(br#"{"messages":[],"stream":null,"user":5}"#).unwrap();
+        assert!(!req.stream);
+        assert_eq!(req.user, None);
+    }
+
+    #[test]
+    fn refuses_bad_bodies_with_the_field_named() {
+        let cases: [(&[u8], &str, Option<&str>); 9] = [
+            (b"{not json", "invalid_json", None),
+            (b"", "invalid_json", None),
+            (b"{\"messages\":[]} trailing", "invalid_json", None),
+            (b"[1,2]", "invalid_body", None),
+            (b"\"text\"", "invalid_body", None),
+            (b"{}", "invalid_type", Some("messages")),
+            (br#"{"messages":"hi"}"#, "invalid_type", Some("messages")),
+            (
+                br#"{"messages":[],"model":42}"#,
+                "invalid_type",
+                Some("model"),
+            ),
+            (
+                br#"{"messages":[],"stream":"yes"}"#,
+                "invalid_type",
+                Some("stream"),
+            ),
+        ];
+        for (body, code, param) in cases {
+            let err = ChatRequest::parse(body).unwrap_err();
+            assert_eq!(err.status, 400, "{}", String::from_utf8_lossy(body));
+            assert_eq!(err.code, code, "{}", String::from_utf8_lossy(body));
+            assert_eq!(err.param, param, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn extracts_usage() {
+        let body = br#"{"id":"x","choices":[{"message":{"content":"hi"}}],
+                        "usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#;
+        assert_eq!(
+            usage_of(body),
+            Some(Usage {
+                prompt_tokens: 12,
+                completion_tokens: 3
+            })
+        );
+        assert_eq!(usage_of(br#"{"usage":null}"#), None);
+        assert_eq!(usage_of(b"<html>"), None);
+    }
+}

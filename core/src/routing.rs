@@ -1,0 +1,176 @@
+//! The routing document: the split that the request path obeys.
+//!
+//! It lives as JSON under the key `routing` in Workers KV. This module parses and validates
+//! it; it does not read KV or decide how often to (that is the shell's cache).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::split::Environment;
+use crate::time::is_rfc3339;
+
+/// The KV key that holds the document.
+pub const ROUTING_KEY: &str = "routing";
+
+/// Which models serve blue and green, and how much traffic green gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoutingDoc {
+    /// Model name sent upstream for blue requests.
+    pub blue_model: String,
+    /// Model name sent upstream for green requests.
+    pub green_model: String,
+    /// Share of traffic for green, 0–100; decimals allowed (resolution 0.01).
+    pub green_percent: f64,
+    /// Whether a sticky key pins a user to one environment.
+    #[serde(default = "default_sticky")]
+    pub sticky: bool,
+    /// Incremented by whoever writes the document; shown in `/healthz`.
+    #[serde(default)]
+    pub version: u64,
+    /// When the document was written (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+fn default_sticky() -> bool {
+    true
+}
+
+/// Why a routing document was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoutingError {
+    /// Not JSON, or fields of the wrong type or missing (serde's message).
+    Json(String),
+    /// `blue_model` or `green_model` is empty or blank.
+    EmptyModel(&'static str),
+    /// `green_percent` is outside 0–100.
+    PercentOutOfRange(f64),
+    /// `updated_at` is not an RFC 3339 date-time.
+    BadTimestamp(String),
+}
+
+impl fmt::Display for RoutingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RoutingError::Json(e) => write!(f, "not a valid routing document: {e}"),
+            RoutingError::EmptyModel(field) => write!(f, "`{field}` must be a non-empty string"),
+            RoutingError::PercentOutOfRange(p) => {
+                write!(f, "`green_percent` must be between 0 and 100, got {p}")
+            }
+            RoutingError::BadTimestamp(s) => {
+                write!(f, "`updated_at` must be an RFC 3339 date-time, got {s:?}")
+            }
+        }
+    }
+}
+
+impl RoutingDoc {
+    /// Parses and validates a document read from KV.
+    pub fn parse(text: &str) -> Result<RoutingDoc, RoutingError> {
+        let doc: RoutingDoc =
+            serde_json::from_str(text).map_err(|e| RoutingError::Json(e.to_string()))?;
+        doc.validate()?;
+        Ok(doc)
+    }
+
+    /// Checks the rules the request path relies on.
+    pub fn validate(&self) -> Result<(), RoutingError> {
+        if self.blue_model.trim().is_empty() {
+            return Err(RoutingError::EmptyModel("blue_model"));
+        }
+        if self.green_model.trim().is_empty() {
+            return Err(RoutingError::EmptyModel("green_model"));
+        }
+        if !(0.0..=100.0).contains(&self.green_percent) {
+            return Err(RoutingError::PercentOutOfRange(self.green_percent));
+        }
+        if let Some(ts) = &self.updated_at {
+            if !is_rfc3339(ts) {
+                return Err(RoutingError::BadTimestamp(ts.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The model that serves `environment`.
+    pub fn model_for(&self, environment: Environment) -> &str {
+        match environment {
+            Environment::Blue => &self.blue_model,
+            Environment::Green => &self.green_model,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let doc = RoutingDoc::parse(
+            r#"{"blue_model": "deepseek-v3", "green_model": "gemini-2.5-flash",
+                "green_percent": 30.0, "sticky": true, "version": 7,
+                "updated_at": "2026-11-26T10:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(doc.blue_model, "deepseek-v3");
+        assert_eq!(doc.green_percent, 30.0);
+        assert_eq!(doc.version, 7);
+        assert_eq!(doc.model_for(Environment::Green), "gemini-2.5-flash");
+    }
+
+    #[test]
+    fn optional_fields_default_and_unknown_fields_are_ignored() {
+        let doc =
+            RoutingDoc::parse(r#"{"blue_model":"a","green_model":"b","green_percent":12.5,"x":1}"#)
+                .unwrap();
+        assert!(doc.sticky);
+        assert_eq!(doc.version, 0);
+        assert_eq!(doc.updated_at, None);
+    }
+
+    #[test]
+    fn refuses_invalid_documents_with_a_reason() {
+        let cases = [
+            ("not json", "not a valid routing document"),
+            ("[]", "not a valid routing document"),
+            (
+                r#"{"blue_model":"a","green_model":"b"}"#,
+                "missing field `green_percent`",
+            ),
+            (
+                r#"{"blue_model":"a","green_model":"b","green_percent":"30"}"#,
+                "invalid type",
+            ),
+            (
+                r#"{"blue_model":" ","green_model":"b","green_percent":1}"#,
+                "`blue_model` must be a non-empty string",
+            ),
+            (
+                r#"{"blue_model":"a","green_model":"","green_percent":1}"#,
+                "`green_model` must be a non-empty string",
+            ),
+            (
+                r#"{"blue_model":"a","green_model":"b","green_percent":100.5}"#,
+                "between 0 and 100",
+            ),
+            (
+                r#"{"blue_model":"a","green_model":"b","green_percent":-1}"#,
+                "between 0 and 100",
+            ),
+            (
+                r#"{"blue_model":"a","green_model":"b","green_percent":1,"version":-2}"#,
+                "invalid value",
+            ),
+            (
+                r#"{"blue_model":"a","green_model":"b","green_percent":1,"updated_at":"now"}"#,
+                "RFC 3339",
+            ),
+        ];
+        for (text, reason) in cases {
+            let err = RoutingDoc::parse(text).unwrap_err().to_string();
+            assert!(err.contains(reason), "{text}: {err}");
+        }
+    }
+}

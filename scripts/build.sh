@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the Worker into build/ with worker-build, using only local tools (no downloads):
+# the wasm-bindgen CLI from cargo, wasm-opt from npm's binaryen, esbuild from wrangler's deps.
+# wrangler runs this as its [build] command; scripts/setup.sh installs the tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$(command -v wasm-bindgen || true)}"
+export WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
+export ESBUILD_BIN="${ESBUILD_BIN:-$PWD/node_modules/.bin/esbuild}"
+for tool in worker-build "$WASM_BINDGEN_BIN" "$WASM_OPT_BIN" "$ESBUILD_BIN"; do
+  if [ -z "$tool" ] || ! command -v "$tool" >/dev/null 2>&1; then
+    echo "build: ${tool:-wasm-bindgen} is missing; run: bash scripts/setup.sh" >&2
+    exit 1
+  fi
+done
+exec worker-build --release

@@ -1,0 +1,203 @@
+// A local OpenAI-compatible upstream for bluegreen-router's dev loop, tests, demo and benchmark.
+//
+// It answers POST /v1/chat/completions (JSON or SSE) and GET /v1/models like an OpenAI-style
+// API, and can be told, per model, to misbehave: answer any status, fail a share of requests,
+// stall before its headers, drop the connection before or during a stream, or stream slowly.
+//
+// Control endpoints (for tests and the demo; never exposed by the router):
+//   PUT  /__sim/rules     {"<model>|*": {status, body, fail_rate, fail_status, delay_ms,
+//                          stall_ms, drop: "before-headers"|"mid-stream", chunks,
+//                          chunk_delay_ms}}   replaces all rules
+//   GET  /__sim/requests  requests received (method, path, headers, body), oldest first
+//   POST /__sim/reset     clears rules and the request log
+//
+// Run alone: node sim/upstream.mjs [--port 8790] [--host 127.0.0.1] [--delay-ms 0]
+import http from "node:http";
+import { pathToFileURL } from "node:url";
+
+const MAX_LOG = 5000;
+
+function words(text) {
+  return String(text ?? "").split(/\s+/).filter(Boolean);
+}
+
+function promptText(messages) {
+  if (!Array.isArray(messages)) return "";
+  return messages
+    .map((m) => (typeof m?.content === "string" ? m.content : JSON.stringify(m?.content ?? "")))
+    .join(" ");
+}
+
+function lastUserText(messages) {
+  const users = (Array.isArray(messages) ? messages : []).filter((m) => m?.role === "user");
+  const content = users.at(-1)?.content;
+  return typeof content === "string" ? content : "";
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Starts the simulator. Returns { url, port, server, setRules, requests, reset, close }.
+ * `delayMs` is the default time before the response headers of a completion.
+ */
+export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0, quiet = true } = {}) {
+  let rules = {};
+  let log = [];
+  let counter = 0;
+  const sockets = new Set();
+
+  const ruleFor = (model) => ({ delay_ms: delayMs, ...(rules["*"] ?? {}), ...(rules[model] ?? {}) });
+
+  const server = http.createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const raw = Buffer.concat(chunks).toString("utf8");
+    const url = new URL(req.url, "http://sim");
+    try {
+      if (url.pathname.startsWith("/__sim/")) return control(url, req, res, raw);
+      if (log.length >= MAX_LOG) log.shift();
+      log.push({ method: req.method, path: url.pathname + url.search, headers: req.headers, body: raw, at: Date.now() });
+      if (url.pathname === "/v1/models" && req.method === "GET") return models(res);
+      if (url.pathname === "/v1/chat/completions" && req.method === "POST") return await completion(req, res, raw);
+      return json(res, 404, { error: { message: `simulator: no route ${req.method} ${url.pathname}`, type: "invalid_request_error", param: null, code: "not_found" } });
+    } catch (e) {
+      if (!res.headersSent) json(res, 500, { error: { message: `simulator error: ${e.message}`, type: "server_error", param: null, code: null } });
+      else res.destroy();
+    }
+  });
+  server.keepAliveTimeout = 30_000;
+  server.on("connection", (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+
+  function json(res, status, body, extra = {}) {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...extra });
+    res.end(text);
+  }
+
+  function control(url, req, res, raw) {
+    if (url.pathname === "/__sim/rules" && req.method === "PUT") {
+      rules = JSON.parse(raw || "{}");
+      return json(res, 200, { ok: true, rules });
+    }
+    if (url.pathname === "/__sim/requests" && req.method === "GET") return json(res, 200, log);
+    if (url.pathname === "/__sim/reset" && req.method === "POST") {
+      rules = {};
+      log = [];
+      return json(res, 200, { ok: true });
+    }
+    return json(res, 404, { error: { message: "unknown control route" } });
+  }
+
+  function models(res) {
+    const ids = ["deepseek-v3", "gemini-2.5-flash", "gpt-4.1", "claude-sonnet-4.5"];
+    json(res, 200, { object: "list", data: ids.map((id) => ({ id, object: "model", created: 1735689600, owned_by: "simulator" })) });
+  }
+
+  async function completion(req, res, raw) {
+    let body;
+    try {
+      body = JSON.parse(raw);
+    } catch {
+      return json(res, 400, { error: { message: "simulator: body is not JSON", type: "invalid_request_error", param: null, code: null } });
+    }
+    const model = typeof body.model === "string" ? body.model : "unknown";
+    const rule = ruleFor(model);
+    if (rule.drop === "before-headers") {
+      req.socket.destroy();
+      return;
+    }
+    if (rule.stall_ms) await sleep(rule.stall_ms);
+    else if (rule.delay_ms) await sleep(rule.delay_ms);
+    if (res.destroyed || req.socket.destroyed) return;
+
+    let status = rule.status ?? 200;
+    if (rule.fail_rate && Math.random() < rule.fail_rate) status = rule.fail_status ?? 500;
+    if (status !== 200) {
+      const errBody = rule.body ?? { error: { message: `simulated ${status} from ${model}`, type: status >= 500 ? "server_error" : "invalid_request_error", param: null, code: `sim_${status}` } };
+      return json(res, status, errBody, { "x-sim-model": model });
+    }
+
+    const id = `chatcmpl-sim-${++counter}`;
+    const created = Math.floor(Date.now() / 1000);
+    const reply = `Hello from ${model}. You said: ${words(lastUserText(body.messages)).slice(0, 12).join(" ") || "(nothing)"}`;
+    const usage = { prompt_tokens: Math.max(1, words(promptText(body.messages)).length), completion_tokens: words(reply).length };
+    usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+
+    if (body.stream !== true) {
+      return json(res, 200, {
+        id, object: "chat.completion", created, model,
+        choices: [{ index: 0, message: { role: "assistant", content: reply }, finish_reason: "stop" }],
+        usage,
+      }, { "x-sim-model": model });
+    }
+
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "x-sim-model": model });
+    const send = (obj) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
+    const base = { id, object: "chat.completion.chunk", created, model };
+    const pieces = words(reply);
+    const n = Math.max(1, Math.min(rule.chunks ?? pieces.length, pieces.length));
+    const per = Math.ceil(pieces.length / n);
+    send({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] });
+    for (let i = 0; i < n; i++) {
+      if (rule.chunk_delay_ms) await sleep(rule.chunk_delay_ms);
+      if (rule.drop === "mid-stream" && i === Math.floor(n / 2)) {
+        res.write('data: {"id":"half-an-ev'); // an event cut in the middle
+        await sleep(20);
+        req.socket.destroy();
+        return;
+      }
+      const text = pieces.slice(i * per, (i + 1) * per).join(" ");
+      send({ ...base, choices: [{ index: 0, delta: { content: (i ? " " : "") + text }, finish_reason: null }] });
+    }
+    send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] });
+    if (body.stream_options?.include_usage) send({ ...base, choices: [], usage });
+    res.write("data: [DONE]\n\n");
+    res.end();
+  }
+
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, resolve);
+  });
+  const actual = server.address().port;
+  const url = `http://${host}:${actual}`;
+  if (!quiet) console.log(`upstream simulator listening on ${url}/v1`);
+
+  return {
+    url,
+    port: actual,
+    server,
+    setRules: async (r) => {
+      rules = r;
+    },
+    requests: () => log,
+    reset: () => {
+      rules = {};
+      log = [];
+    },
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  const arg = (name, fallback) => {
+    const i = process.argv.indexOf(`--${name}`);
+    return i > 0 ? process.argv[i + 1] : fallback;
+  };
+  const sim = await startSimulator({
+    port: Number(arg("port", 8790)),
+    host: arg("host", "127.0.0.1"),
+    delayMs: Number(arg("delay-ms", 0)),
+    quiet: false,
+  });
+  const stop = () => sim.close().then(() => process.exit(0));
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}

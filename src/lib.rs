@@ -1,0 +1,59 @@
+//! bluegreen-router's wasm shell: the Worker's entry points.
+//!
+//! Routes are matched here and handed to the modules that do the work. Every decision is made
+//! by `bluegreen-core`; this crate reads the request, the clock, KV and the network, and
+//! performs what the core decides.
+
+mod controller;
+mod error;
+mod kv;
+mod proxy;
+mod settings;
+mod upstream;
+
+use bluegreen_core::openai::ApiError;
+use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
+
+pub use controller::RolloutController;
+
+/// The fetch handler: every HTTP request to the Worker.
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let request_id = proxy::new_request_id();
+    let result = route(req, &env, &request_id).await;
+    Ok(result.unwrap_or_else(|e| error::respond(&e, &request_id)))
+}
+
+async fn route(req: Request, env: &Env, request_id: &str) -> Result<Response, ApiError> {
+    let path = req.path();
+    let method = req.method();
+    match path.as_str() {
+        "/healthz" => match method {
+            Method::Get | Method::Head => kv::healthz(env).await,
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "GET")),
+        },
+        "/v1/chat/completions" => match method {
+            Method::Post => {
+                let cfg = settings::load(env)?;
+                proxy::chat_completions(req, env, &cfg, request_id).await
+            }
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "POST")),
+        },
+        p if p.starts_with("/v1/") => {
+            let cfg = settings::load(env)?;
+            proxy::pass_through(req, &cfg, request_id).await
+        }
+        _ => Err(ApiError::not_found(&path)),
+    }
+}
+
+/// The cron handler. The rollout controller (a later milestone) ticks from here; until then it
+/// checks the routing document in KV so that a broken one shows in the logs within a minute
+/// even when no traffic arrives.
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    match kv::check_document(&env).await {
+        Ok(summary) => worker::console_log!("cron {}: {summary}", event.cron()),
+        Err(problem) => worker::console_error!("cron {}: {problem}", event.cron()),
+    }
+}

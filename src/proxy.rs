@@ -1,0 +1,419 @@
+//! The request path: `POST /v1/chat/completions` and the plain pass-through of other `/v1/*`
+//! calls.
+//!
+//! Order of work for a chat completion: authenticate, read the environment override, read the
+//! body (bounded), validate it, pick the environment from the cached routing document, try it,
+//! and — when the core's fallback policy says so — try blue once. The serving response's body
+//! is relayed as it arrives (streams event by event), and one outcome record is logged when the
+//! last byte has gone out.
+
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use bluegreen_core::config::Config;
+use bluegreen_core::fallback::{next_step, Attempt, FallbackReason, Next};
+use bluegreen_core::headers::{forward_request_header, forward_response_header};
+use bluegreen_core::openai::{usage_of, ApiError, ChatRequest};
+use bluegreen_core::outcome::{Outcome, StatusClass};
+use bluegreen_core::split::{random_bucket, select, Environment};
+use bluegreen_core::sse::SseRelay;
+use futures_util::{Stream, StreamExt};
+use worker::{ByteStream, Date, Env, Headers, Method, Request, Response};
+
+use crate::error::internal;
+use crate::kv;
+use crate::upstream::{self, Failure};
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    // The runtime's crypto.getRandomValues cannot fail for a buffer this small.
+    getrandom::fill(&mut buf).expect("crypto.getRandomValues");
+    buf
+}
+
+/// A fresh request id: 16 random bytes, hex.
+pub fn new_request_id() -> String {
+    random_bytes::<16>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+/// The client's headers that go upstream, plus the upstream `Authorization`.
+fn upstream_headers(req: &Request, authorization: Option<&str>) -> Result<Headers, ApiError> {
+    let out = Headers::new();
+    for (name, value) in req.headers().entries() {
+        if forward_request_header(&name) {
+            out.append(&name, &value).map_err(internal)?;
+        }
+    }
+    if let Some(auth) = authorization {
+        out.set("authorization", auth).map_err(internal)?;
+    }
+    Ok(out)
+}
+
+/// Reads the request body, refusing it with a 413 as soon as it passes `limit` bytes.
+async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = header(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::body_too_large(limit));
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let Ok(mut stream) = req.stream() else {
+        return Ok(body); // no body at all
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::invalid_json(&format!("reading the body failed: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::body_too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// What the client is told about where its request went.
+fn routing_headers(
+    upstream: &Headers,
+    environment: Environment,
+    model: &str,
+    request_id: &str,
+    fallback: Option<FallbackReason>,
+) -> Result<Headers, ApiError> {
+    let out = Headers::new();
+    for (name, value) in upstream.entries() {
+        if forward_response_header(&name) {
+            out.append(&name, &value).map_err(internal)?;
+        }
+    }
+    out.set("x-bluegreen-environment", environment.as_str())
+        .map_err(internal)?;
+    out.set("x-bluegreen-model", model).map_err(internal)?;
+    out.set("x-bluegreen-request-id", request_id)
+        .map_err(internal)?;
+    if let Some(reason) = fallback {
+        out.set("x-bluegreen-fallback", &reason.to_string())
+            .map_err(internal)?;
+    }
+    Ok(out)
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    mut req: Request,
+    env: &Env,
+    cfg: &Config,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let started_ms = Date::now().as_millis();
+    let authorization = cfg
+        .auth
+        .authorize(header(&req, "authorization").as_deref())?;
+    let forced = match header(&req, "x-bluegreen-environment") {
+        Some(v) => {
+            Some(Environment::parse(&v).ok_or_else(|| ApiError::bad_environment_header(&v))?)
+        }
+        None => None,
+    };
+    let body = read_body(&mut req, cfg.max_body_bytes).await?;
+    let chat = ChatRequest::parse(&body)?;
+
+    let doc = kv::current(env, cfg).await;
+    let sticky_key = header(&req, "x-bluegreen-sticky-key").or_else(|| chat.user.clone());
+    let draw = random_bucket(u64::from_le_bytes(random_bytes::<8>()));
+    let selection = select(&doc, forced, sticky_key.as_deref(), draw);
+    let headers = upstream_headers(&req, authorization.as_deref())?;
+    let url = cfg.upstream_url("/chat/completions");
+
+    let mut environment = selection.environment;
+    let mut fallback = None;
+    loop {
+        let model = doc.model_for(environment);
+        let payload = js_sys::Uint8Array::from(chat.with_model(model).as_slice());
+        let result = upstream::send(
+            &url,
+            Method::Post,
+            &headers,
+            Some(payload),
+            cfg.first_byte_timeout_ms,
+        )
+        .await;
+        let attempt = match &result {
+            Ok(resp) => Attempt::Status(resp.status_code()),
+            Err(Failure::Timeout) => Attempt::Timeout,
+            Err(Failure::Connect(_)) => Attempt::Connect,
+        };
+        let record = Outcome {
+            request_id: request_id.to_string(),
+            at_ms: started_ms,
+            environment,
+            model: model.to_string(),
+            basis: selection.basis,
+            stream: chat.stream,
+            status: 0,
+            class: StatusClass::of(attempt),
+            fallback,
+            first_byte_ms: None,
+            total_ms: 0,
+            usage: None,
+            interrupted: false,
+        };
+        match (next_step(environment, forced.is_some(), attempt), result) {
+            (Next::RetryOnBlue(reason), _) => {
+                worker::console_warn!(
+                    "request {request_id}: green ({model}) failed with {reason}; retrying on blue"
+                );
+                fallback = Some(reason);
+                environment = Environment::Blue;
+            }
+            (Next::Serve, Ok(resp)) => {
+                return serve(resp, record, started_ms, chat.stream, request_id).await;
+            }
+            (_, result) => {
+                // Fail: no response to return. (Serve always comes with a response.)
+                let err = match result {
+                    Err(Failure::Connect(detail)) => ApiError::upstream_unreachable(model, &detail),
+                    _ => ApiError::upstream_timeout(model, cfg.first_byte_timeout_ms),
+                };
+                let out = Headers::new();
+                out.set("content-type", "application/json")
+                    .map_err(internal)?;
+                let headers = routing_headers(&out, environment, model, request_id, fallback)?;
+                let record = Outcome {
+                    status: err.status,
+                    total_ms: Date::now().as_millis().saturating_sub(started_ms),
+                    ..record
+                };
+                log_outcome(&record);
+                return Ok(Response::builder()
+                    .with_status(err.status)
+                    .with_headers(headers)
+                    .fixed(err.to_json().into_bytes()));
+            }
+        }
+    }
+}
+
+/// Returns the serving upstream response: streamed event by event when it is a stream,
+/// otherwise read whole (to learn its token usage) and returned.
+async fn serve(
+    mut resp: Response,
+    mut record: Outcome,
+    started_ms: u64,
+    wants_stream: bool,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let status = resp.status_code();
+    record.status = status;
+    record.first_byte_ms = Some(Date::now().as_millis().saturating_sub(started_ms));
+    let headers = routing_headers(
+        resp.headers(),
+        record.environment,
+        &record.model,
+        request_id,
+        record.fallback,
+    )?;
+    let is_sse = resp
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"));
+
+    if wants_stream && is_sse {
+        let upstream_body = resp.stream().map_err(internal)?;
+        let relayed = Relayed {
+            inner: upstream_body,
+            relay: SseRelay::new(),
+            record: Some(record),
+            started_ms,
+            ended: false,
+        };
+        return Ok(Response::from_stream(relayed)
+            .map_err(internal)?
+            .with_status(status)
+            .with_headers(headers));
+    }
+
+    match resp.bytes().await {
+        Ok(bytes) => {
+            if (200..300).contains(&status) {
+                record.usage = usage_of(&bytes);
+            }
+            record.total_ms = Date::now().as_millis().saturating_sub(started_ms);
+            log_outcome(&record);
+            Ok(Response::builder()
+                .with_status(status)
+                .with_headers(headers)
+                .fixed(bytes))
+        }
+        Err(e) => {
+            // The body broke before anything reached the client: say so as a 502.
+            let err = ApiError::upstream_unreachable(
+                &record.model,
+                &format!("the response body was cut: {e}"),
+            );
+            record.status = err.status;
+            record.class = StatusClass::Connect;
+            record.interrupted = true;
+            record.total_ms = Date::now().as_millis().saturating_sub(started_ms);
+            log_outcome(&record);
+            let h = Headers::new();
+            h.set("content-type", "application/json")
+                .map_err(internal)?;
+            let headers = routing_headers(
+                &h,
+                record.environment,
+                &record.model,
+                request_id,
+                record.fallback,
+            )?;
+            Ok(Response::builder()
+                .with_status(err.status)
+                .with_headers(headers)
+                .fixed(err.to_json().into_bytes()))
+        }
+    }
+}
+
+fn log_outcome(record: &Outcome) {
+    worker::console_log!("outcome {}", record.to_json());
+}
+
+/// The upstream SSE body, relayed through [`SseRelay`]; logs the outcome when it ends.
+struct Relayed {
+    inner: ByteStream,
+    relay: SseRelay,
+    record: Option<Outcome>,
+    started_ms: u64,
+    ended: bool,
+}
+
+impl Relayed {
+    fn finish(&mut self, interrupted: bool) {
+        if let Some(mut record) = self.record.take() {
+            record.usage = self.relay.usage().or(record.usage);
+            record.interrupted = interrupted;
+            record.total_ms = Date::now().as_millis().saturating_sub(self.started_ms);
+            log_outcome(&record);
+        }
+    }
+}
+
+impl Stream for Relayed {
+    type Item = Result<Vec<u8>, worker::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.inner.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let out = this.relay.push(&chunk);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    worker::console_warn!("stream interrupted: {e}");
+                    let out = this.relay.abort(&e.to_string());
+                    this.ended = true;
+                    this.finish(true);
+                    return Poll::Ready(Some(Ok(out)));
+                }
+                Poll::Ready(None) => {
+                    let out = this.relay.finish();
+                    this.ended = true;
+                    this.finish(false);
+                    return Poll::Ready((!out.is_empty()).then_some(Ok(out)));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Relayed {
+    fn drop(&mut self) {
+        // The client went away before the stream ended: still account for the request.
+        self.finish(true);
+    }
+}
+
+/// Any other `/v1/*` call (`GET /v1/models`, embeddings…): sent to the upstream unchanged, as
+/// blue, with the body streamed both ways.
+pub async fn pass_through(
+    mut req: Request,
+    cfg: &Config,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let started_ms = Date::now().as_millis();
+    let authorization = cfg
+        .auth
+        .authorize(header(&req, "authorization").as_deref())?;
+    let url = req.url().map_err(internal)?;
+    let rest = url.path().strip_prefix("/v1").unwrap_or(url.path());
+    let target = match url.query() {
+        Some(q) => cfg.upstream_url(&format!("{rest}?{q}")),
+        None => cfg.upstream_url(rest),
+    };
+    let method = req.method();
+    let body = match method {
+        Method::Get | Method::Head => None,
+        _ => Some(read_body(&mut req, cfg.max_body_bytes).await?),
+    };
+    let headers = upstream_headers(&req, authorization.as_deref())?;
+    let payload = body.map(|b| js_sys::Uint8Array::from(b.as_slice()));
+    let result = upstream::send(
+        &target,
+        method,
+        &headers,
+        payload,
+        cfg.first_byte_timeout_ms,
+    )
+    .await;
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(Failure::Timeout) => {
+            return Err(ApiError::upstream_timeout(
+                "(pass-through)",
+                cfg.first_byte_timeout_ms,
+            ))
+        }
+        Err(Failure::Connect(e)) => {
+            return Err(ApiError::upstream_unreachable("(pass-through)", &e))
+        }
+    };
+    let status = resp.status_code();
+    let headers = Headers::new();
+    for (name, value) in resp.headers().entries() {
+        if forward_response_header(&name) {
+            headers.append(&name, &value).map_err(internal)?;
+        }
+    }
+    headers
+        .set("x-bluegreen-environment", Environment::Blue.as_str())
+        .map_err(internal)?;
+    headers
+        .set("x-bluegreen-request-id", request_id)
+        .map_err(internal)?;
+    worker::console_log!(
+        "pass-through {request_id} {} -> {status} in {} ms",
+        url.path(),
+        Date::now().as_millis().saturating_sub(started_ms)
+    );
+    // The upstream body (a stream) is handed back as it is: nothing is copied through wasm.
+    let (_, body) = resp.into_parts();
+    Ok(Response::builder()
+        .with_status(status)
+        .with_headers(headers)
+        .body(body))
+}

@@ -1,0 +1,30 @@
+//! The Worker's settings, parsed from its vars and secrets once per isolate.
+//!
+//! Vars and secrets only change with a new deployment, which starts new isolates, so the
+//! parsed result (or the configuration error) is kept for the isolate's life.
+
+use std::rc::Rc;
+
+use bluegreen_core::config::Config;
+use bluegreen_core::openai::ApiError;
+use worker::Env;
+
+thread_local! {
+    static CONFIG: std::cell::OnceCell<Result<Rc<Config>, String>> = const { std::cell::OnceCell::new() };
+}
+
+/// The parsed settings, or the 500 that every request gets while they are wrong.
+pub fn load(env: &Env) -> Result<Rc<Config>, ApiError> {
+    CONFIG.with(|cell| {
+        cell.get_or_init(|| {
+            Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
+                .map(Rc::new)
+                .map_err(|e| {
+                    worker::console_error!("configuration error: {e}");
+                    e.to_string()
+                })
+        })
+        .clone()
+        .map_err(|e| ApiError::configuration(&e))
+    })
+}

@@ -1,0 +1,124 @@
+// Test harness: the built Worker (build/index.js + its wasm) in local workerd through
+// Miniflare, in front of the upstream simulator, reached over real HTTP on 127.0.0.1.
+import { Miniflare, Log, LogLevel } from "miniflare";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import fs from "node:fs";
+import { startSimulator } from "../sim/upstream.mjs";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+/** wrangler.toml's compatibility_date, so tests run the runtime the deploy gets. */
+export function compatibilityDate() {
+  const toml = fs.readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
+  return toml.match(/^compatibility_date\s*=\s*"([^"]+)"/m)[1];
+}
+
+/**
+ * Starts the router with `vars` (strings; secrets are vars locally too). Returns
+ * { url, mf, kv, logs, outcomes(), close() }. `logs` collects the worker's console lines.
+ */
+export async function startRouter(vars = {}) {
+  if (!fs.existsSync(path.join(ROOT, "build/index.js"))) {
+    throw new Error("build/index.js is missing: run `bash scripts/build.sh` first");
+  }
+  const logs = [];
+  const mf = new Miniflare({
+    // Relative to rootPath: a scriptPath containing ".." crashes workerd.
+    rootPath: ROOT,
+    scriptPath: "build/index.js",
+    modules: true,
+    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+    compatibilityDate: compatibilityDate(),
+    kvNamespaces: ["ROUTER_KV"],
+    durableObjects: { ROLLOUT: { className: "RolloutController", useSQLite: true } },
+    bindings: vars,
+    host: "127.0.0.1",
+    port: 0,
+    log: new Log(LogLevel.NONE),
+    handleStructuredLogs: ({ level, message }) => {
+      logs.push({ level, message });
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  const kv = await mf.getKVNamespace("ROUTER_KV");
+  return {
+    url,
+    mf,
+    kv,
+    logs,
+    /** Outcome records logged by the worker, parsed. */
+    outcomes: () =>
+      logs
+        .filter((l) => l.message.startsWith("outcome "))
+        .map((l) => JSON.parse(l.message.slice("outcome ".length))),
+    close: () => mf.dispose(),
+  };
+}
+
+/** Starts a simulator and a router pointed at it. */
+export async function startStack(vars = {}, simOptions = {}) {
+  const sim = await startSimulator(simOptions);
+  const router = await startRouter({ UPSTREAM_BASE_URL: `${sim.url}/v1`, ...vars });
+  return {
+    sim,
+    router,
+    close: async () => {
+      await router.close();
+      await sim.close();
+    },
+  };
+}
+
+export const CHAT = { messages: [{ role: "user", content: "Say hello" }] };
+
+/** POSTs a chat completion; returns { status, headers, body (parsed when JSON), text }. */
+export async function chat(url, body = CHAT, headers = {}) {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, body: json, text };
+}
+
+/** Writes the routing document into the router's KV. */
+export async function setRouting(router, doc) {
+  await router.kv.put("routing", typeof doc === "string" ? doc : JSON.stringify(doc));
+}
+
+/** Runs `fn` for `n` items with at most `concurrency` in flight. */
+export async function pool(n, concurrency, fn) {
+  const results = new Array(n);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, concurrency) }, async () => {
+      while (next < n) {
+        const i = next++;
+        results[i] = await fn(i);
+      }
+    }),
+  );
+  return results;
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns truthy or `ms` pass; returns the last value. */
+export async function eventually(fn, ms = 5000, every = 100) {
+  const end = Date.now() + ms;
+  let v;
+  while (Date.now() < end) {
+    v = await fn();
+    if (v) return v;
+    await sleep(every);
+  }
+  return fn();
+}
