@@ -30,11 +30,10 @@ if ! have wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
-# npm ci only when node_modules does not match the lock file already.
-if [ ! -f node_modules/.package-lock.json ] || ! cmp -s <(sed -n '/"packages"/,$p' package-lock.json | grep -v '"": {' ) <(sed -n '/"packages"/,$p' node_modules/.package-lock.json | grep -v '"": {') 2>/dev/null; then
-  if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    say "installing npm tools (wrangler, workerd, miniflare, binaryen)"
-    npm ci --no-audit --no-fund --loglevel=error
-  fi
+# npm ci only when node_modules is missing or older than the lock file.
+if [ ! -x node_modules/.bin/wrangler ] || [ ! -f node_modules/.package-lock.json ] \
+   || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm tools (wrangler, workerd, miniflare, binaryen)"
+  npm ci --no-audit --no-fund --loglevel=error
 fi
 say "tools ready"

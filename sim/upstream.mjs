@@ -139,7 +139,6 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     const base = { id, object: "chat.completion.chunk", created, model };
     const pieces = words(reply);
     const n = Math.max(1, Math.min(rule.chunks ?? pieces.length, pieces.length));
-    const per = Math.ceil(pieces.length / n);
     send({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] });
     for (let i = 0; i < n; i++) {
       if (rule.chunk_delay_ms) await sleep(rule.chunk_delay_ms);
@@ -149,7 +148,10 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
         req.socket.destroy();
         return;
       }
-      const text = pieces.slice(i * per, (i + 1) * per).join(" ");
+      // Chunk i carries words [i*len/n, (i+1)*len/n): n non-empty pieces.
+      const from = Math.floor((i * pieces.length) / n);
+      const to = Math.floor(((i + 1) * pieces.length) / n);
+      const text = pieces.slice(from, to).join(" ");
       send({ ...base, choices: [{ index: 0, delta: { content: (i ? " " : "") + text }, finish_reason: null }] });
     }
     send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] });

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the router locally on http://127.0.0.1:8787 (README's first command): installs the
+# tools when missing, starts the bundled upstream simulator on 127.0.0.1:8790, and serves the
+# worker with `wrangler dev` on local KV and Durable Object storage (.wrangler/state).
+#
+# UPSTREAM_BASE_URL=https://api.holysheep.ai/v1 npm run dev   uses HolySheep instead of the
+# simulator (clients then send their HolySheep key as the OpenAI API key).
+# Extra arguments go to wrangler dev, e.g. `npm run dev -- --var GREEN_PERCENT:30`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+SIM_PORT="${SIM_PORT:-8790}"
+if [ -z "${UPSTREAM_BASE_URL:-}" ]; then
+  node sim/upstream.mjs --host 127.0.0.1 --port "$SIM_PORT" --delay-ms "${SIM_DELAY_MS:-40}" &
+  SIM_PID=$!
+  trap 'kill $SIM_PID 2>/dev/null || true' EXIT INT TERM
+  UPSTREAM_BASE_URL="http://127.0.0.1:$SIM_PORT/v1"
+fi
+echo "router: http://127.0.0.1:8787  upstream: $UPSTREAM_BASE_URL" >&2
+WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port 8787 \
+  --persist-to .wrangler/state --test-scheduled \
+  --var "UPSTREAM_BASE_URL:$UPSTREAM_BASE_URL" "$@"

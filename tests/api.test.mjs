@@ -1,0 +1,172 @@
+// The API surface: bad input, unknown paths and methods, /v1/* pass-through, and auth modes.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startStack, chat, CHAT } from "./harness.mjs";
+
+let stack;
+let url;
+before(async () => {
+  stack = await startStack();
+  url = stack.router.url;
+});
+after(() => stack?.close());
+
+/** Asserts an OpenAI-shaped error body. */
+function assertOpenAIError(r, status, { code, param, type = "invalid_request_error" } = {}) {
+  assert.equal(r.status, status, r.text);
+  assert.match(r.headers.get("content-type"), /application\/json/);
+  assert.equal(typeof r.body?.error?.message, "string", r.text);
+  assert.ok(r.body.error.message.length > 10);
+  assert.equal(r.body.error.type, type);
+  assert.ok("param" in r.body.error && "code" in r.body.error, r.text);
+  if (code) assert.equal(r.body.error.code, code);
+  if (param !== undefined) assert.equal(r.body.error.param, param);
+}
+
+test("every bad input gets a 4xx in OpenAI's error shape and never reaches the upstream", async () => {
+  stack.sim.reset();
+  const cases = [
+    ["{not json", 400, "invalid_json", null],
+    ["", 400, "invalid_json", null],
+    ['[{"role":"user"}]', 400, "invalid_body", null],
+    ['"hello"', 400, "invalid_body", null],
+    ["{}", 400, "invalid_type", "messages"],
+    ['{"messages":"hi"}', 400, "invalid_type", "messages"],
+    ['{"messages":{"role":"user"}}', 400, "invalid_type", "messages"],
+    ['{"messages":[],"model":42}', 400, "invalid_type", "model"],
+    ['{"messages":[],"model":null}', 400, "invalid_type", "model"],
+    ['{"messages":[],"stream":"yes"}', 400, "invalid_type", "stream"],
+  ];
+  for (const [body, status, code, param] of cases) {
+    const r = await chat(url, body);
+    assertOpenAIError(r, status, { code, param });
+    assert.match(r.headers.get("x-bluegreen-request-id"), /^[0-9a-f]{32}$/);
+  }
+  const badEnv = await chat(url, CHAT, { "x-bluegreen-environment": "staging" });
+  assertOpenAIError(badEnv, 400, { code: "invalid_environment", param: "x-bluegreen-environment" });
+  assert.equal(stack.sim.requests().length, 0);
+});
+
+test("a body over MAX_BODY_BYTES (default 10 MiB) gets a 413", async () => {
+  const big = JSON.stringify({ messages: [{ role: "user", content: "x".repeat(10 * 1024 * 1024) }] });
+  const r = await chat(url, big);
+  assertOpenAIError(r, 413, { code: "request_too_large" });
+  assert.match(r.body.error.message, /10485760 bytes/);
+  // Just under the limit is accepted.
+  const ok = JSON.stringify({ messages: [{ role: "user", content: "x".repeat(1024 * 1024) }] });
+  assert.equal((await chat(url, ok)).status, 200);
+});
+
+test("a body sent without a content-length (chunked) is still capped", async () => {
+  const s = await startStack({ MAX_BODY_BYTES: "1000" });
+  try {
+    const body = new ReadableStream({
+      start(c) {
+        for (let i = 0; i < 10; i++) c.enqueue(new TextEncoder().encode(" ".repeat(200)));
+        c.enqueue(new TextEncoder().encode(JSON.stringify(CHAT)));
+        c.close();
+      },
+    });
+    const res = await fetch(`${s.router.url}/v1/chat/completions`, { method: "POST", body, duplex: "half" });
+    assert.equal(res.status, 413);
+    assert.equal((await res.json()).error.code, "request_too_large");
+  } finally {
+    await s.close();
+  }
+});
+
+test("unknown paths get 404 and wrong methods 405, as JSON", async () => {
+  for (const path of ["/", "/v2/chat/completions", "/chat/completions", "/admin"]) {
+    const res = await fetch(`${url}${path}`);
+    const text = await res.text();
+    assertOpenAIError({ status: res.status, headers: res.headers, body: JSON.parse(text), text }, 404, { code: "not_found" });
+  }
+  for (const [method, path] of [["GET", "/v1/chat/completions"], ["PUT", "/v1/chat/completions"], ["POST", "/healthz"], ["DELETE", "/healthz"]]) {
+    const res = await fetch(`${url}${path}`, { method });
+    const text = await res.text();
+    assertOpenAIError({ status: res.status, headers: res.headers, body: JSON.parse(text), text }, 405, { code: "method_not_allowed" });
+  }
+});
+
+test("GET /v1/models and other /v1/* calls pass through to the upstream unchanged", async () => {
+  stack.sim.reset();
+  const res = await fetch(`${url}/v1/models?limit=5`, { headers: { authorization: "Bearer client-key", "openai-organization": "org-1" } });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("x-bluegreen-environment"), "blue");
+  const body = await res.json();
+  assert.equal(body.object, "list");
+  assert.ok(body.data.some((m) => m.id === "deepseek-v3"));
+  const seen = stack.sim.requests().at(-1);
+  assert.equal(seen.path, "/v1/models?limit=5");
+  assert.equal(seen.headers.authorization, "Bearer client-key");
+  assert.equal(seen.headers["openai-organization"], "org-1");
+
+  const post = await fetch(`${url}/v1/embeddings`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"input":"x","model":"m"}' });
+  assert.equal(post.status, 404); // the simulator has no embeddings: its 404 comes back as it is
+  assert.match((await post.json()).error.message, /simulator: no route POST \/v1\/embeddings/);
+  assert.equal(stack.sim.requests().at(-1).body, '{"input":"x","model":"m"}');
+});
+
+test("without HOLYSHEEP_API_KEY the client's own Authorization goes upstream", async () => {
+  stack.sim.reset();
+  const r = await chat(url, CHAT, { authorization: "Bearer sk-client-own" });
+  assert.equal(r.status, 200);
+  assert.equal(stack.sim.requests().at(-1).headers.authorization, "Bearer sk-client-own");
+  const anon = await chat(url, CHAT);
+  assert.equal(anon.status, 200);
+  assert.equal(stack.sim.requests().at(-1).headers.authorization, undefined);
+});
+
+test("with HOLYSHEEP_API_KEY and ROUTER_API_KEYS, clients need a router key and the HolySheep key goes upstream", async () => {
+  const s = await startStack({ HOLYSHEEP_API_KEY: "sk-holysheep", ROUTER_API_KEYS: "rk-one, rk-two" });
+  try {
+    for (const auth of [undefined, "Bearer wrong", "Bearer rk-on", "rk-one", "Bearer sk-holysheep"]) {
+      const r = await chat(s.router.url, CHAT, auth ? { authorization: auth } : {});
+      assertOpenAIError(r, 401, { code: "invalid_api_key" });
+    }
+    const models = await fetch(`${s.router.url}/v1/models`);
+    assert.equal(models.status, 401);
+    assert.equal(s.sim.requests().length, 0, "an unauthenticated request reached the upstream");
+    for (const key of ["rk-one", "rk-two"]) {
+      const r = await chat(s.router.url, CHAT, { authorization: `Bearer ${key}` });
+      assert.equal(r.status, 200);
+      assert.equal(s.sim.requests().at(-1).headers.authorization, "Bearer sk-holysheep");
+    }
+  } finally {
+    await s.close();
+  }
+});
+
+test("HOLYSHEEP_API_KEY without ROUTER_API_KEYS refuses every request: never an open relay", async () => {
+  const s = await startStack({ HOLYSHEEP_API_KEY: "sk-holysheep" });
+  try {
+    for (const path of ["/v1/chat/completions", "/v1/models", "/healthz"]) {
+      const res = await fetch(`${s.router.url}${path}`, {
+        method: path.includes("chat") ? "POST" : "GET",
+        headers: { authorization: "Bearer anything" },
+        body: path.includes("chat") ? JSON.stringify(CHAT) : undefined,
+      });
+      const text = await res.text();
+      assertOpenAIError({ status: res.status, headers: res.headers, body: JSON.parse(text), text }, 500, {
+        code: "router_misconfigured",
+        type: "server_error",
+      });
+      assert.match(text, /ROUTER_API_KEYS/);
+      assert.ok(!text.includes("sk-holysheep"));
+    }
+    assert.equal(s.sim.requests().length, 0);
+  } finally {
+    await s.close();
+  }
+});
+
+test("an invalid setting is reported by name on every request", async () => {
+  const s = await startStack({ GREEN_PERCENT: "lots" });
+  try {
+    const r = await chat(s.router.url);
+    assertOpenAIError(r, 500, { code: "router_misconfigured", type: "server_error" });
+    assert.match(r.body.error.message, /GREEN_PERCENT/);
+  } finally {
+    await s.close();
+  }
+});
