@@ -78,11 +78,12 @@ async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError>
     Ok(body)
 }
 
-/// What the client is told about where its request went.
+/// The upstream's headers that go back to the client, plus where the request went. `model` is
+/// `None` for pass-through calls, which have no model of ours.
 fn routing_headers(
     upstream: &Headers,
     environment: Environment,
-    model: &str,
+    model: Option<&str>,
     request_id: &str,
     fallback: Option<FallbackReason>,
 ) -> Result<Headers, ApiError> {
@@ -94,7 +95,9 @@ fn routing_headers(
     }
     out.set("x-bluegreen-environment", environment.as_str())
         .map_err(internal)?;
-    out.set("x-bluegreen-model", model).map_err(internal)?;
+    if let Some(model) = model {
+        out.set("x-bluegreen-model", model).map_err(internal)?;
+    }
     out.set("x-bluegreen-request-id", request_id)
         .map_err(internal)?;
     if let Some(reason) = fallback {
@@ -102,6 +105,38 @@ fn routing_headers(
             .map_err(internal)?;
     }
     Ok(out)
+}
+
+/// Our own answer when the serving attempt produced no usable response (502/504), with the
+/// routing headers, after logging the outcome.
+fn failure_response(
+    err: &ApiError,
+    mut record: Outcome,
+    started_ms: u64,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    record.status = err.status;
+    record.total_ms = Date::now().as_millis().saturating_sub(started_ms);
+    log_outcome(&record);
+    let json = Headers::new();
+    json.set("content-type", "application/json")
+        .map_err(internal)?;
+    let headers = routing_headers(
+        &json,
+        record.environment,
+        Some(&record.model),
+        request_id,
+        record.fallback,
+    )?;
+    Ok(Response::builder()
+        .with_status(err.status)
+        .with_headers(headers)
+        .fixed(err.to_json().into_bytes()))
+}
+
+/// Checks the client's credentials; returns the `Authorization` to send upstream.
+fn authorize(req: &Request, cfg: &Config) -> Result<Option<String>, ApiError> {
+    cfg.auth.authorize(header(req, "authorization").as_deref())
 }
 
 /// `POST /v1/chat/completions`.
@@ -112,9 +147,7 @@ pub async fn chat_completions(
     request_id: &str,
 ) -> Result<Response, ApiError> {
     let started_ms = Date::now().as_millis();
-    let authorization = cfg
-        .auth
-        .authorize(header(&req, "authorization").as_deref())?;
+    let authorization = authorize(&req, cfg)?;
     let forced = match header(&req, "x-bluegreen-environment") {
         Some(v) => {
             Some(Environment::parse(&v).ok_or_else(|| ApiError::bad_environment_header(&v))?)
@@ -125,7 +158,9 @@ pub async fn chat_completions(
     let chat = ChatRequest::parse(&body)?;
 
     let doc = kv::current(env, cfg).await;
-    let sticky_key = header(&req, "x-bluegreen-sticky-key").or_else(|| chat.user.clone());
+    let sticky_key = header(&req, "x-bluegreen-sticky-key")
+        .filter(|k| !k.is_empty())
+        .or_else(|| chat.user.clone());
     let draw = random_bucket(u64::from_le_bytes(random_bytes::<8>()));
     let selection = select(&doc, forced, sticky_key.as_deref(), draw);
     let headers = upstream_headers(&req, authorization.as_deref())?;
@@ -181,20 +216,7 @@ pub async fn chat_completions(
                     Err(Failure::Connect(detail)) => ApiError::upstream_unreachable(model, &detail),
                     _ => ApiError::upstream_timeout(model, cfg.first_byte_timeout_ms),
                 };
-                let out = Headers::new();
-                out.set("content-type", "application/json")
-                    .map_err(internal)?;
-                let headers = routing_headers(&out, environment, model, request_id, fallback)?;
-                let record = Outcome {
-                    status: err.status,
-                    total_ms: Date::now().as_millis().saturating_sub(started_ms),
-                    ..record
-                };
-                log_outcome(&record);
-                return Ok(Response::builder()
-                    .with_status(err.status)
-                    .with_headers(headers)
-                    .fixed(err.to_json().into_bytes()));
+                return failure_response(&err, record, started_ms, request_id);
             }
         }
     }
@@ -215,7 +237,7 @@ async fn serve(
     let headers = routing_headers(
         resp.headers(),
         record.environment,
-        &record.model,
+        Some(&record.model),
         request_id,
         record.fallback,
     )?;
@@ -259,25 +281,9 @@ async fn serve(
                 &record.model,
                 &format!("the response body was cut: {e}"),
             );
-            record.status = err.status;
             record.class = StatusClass::Connect;
             record.interrupted = true;
-            record.total_ms = Date::now().as_millis().saturating_sub(started_ms);
-            log_outcome(&record);
-            let h = Headers::new();
-            h.set("content-type", "application/json")
-                .map_err(internal)?;
-            let headers = routing_headers(
-                &h,
-                record.environment,
-                &record.model,
-                request_id,
-                record.fallback,
-            )?;
-            Ok(Response::builder()
-                .with_status(err.status)
-                .with_headers(headers)
-                .fixed(err.to_json().into_bytes()))
+            failure_response(&err, record, started_ms, request_id)
         }
     }
 }
@@ -356,9 +362,7 @@ pub async fn pass_through(
     request_id: &str,
 ) -> Result<Response, ApiError> {
     let started_ms = Date::now().as_millis();
-    let authorization = cfg
-        .auth
-        .authorize(header(&req, "authorization").as_deref())?;
+    let authorization = authorize(&req, cfg)?;
     let url = req.url().map_err(internal)?;
     let rest = url.path().strip_prefix("/v1").unwrap_or(url.path());
     let target = match url.query() {
@@ -393,18 +397,7 @@ pub async fn pass_through(
         }
     };
     let status = resp.status_code();
-    let headers = Headers::new();
-    for (name, value) in resp.headers().entries() {
-        if forward_response_header(&name) {
-            headers.append(&name, &value).map_err(internal)?;
-        }
-    }
-    headers
-        .set("x-bluegreen-environment", Environment::Blue.as_str())
-        .map_err(internal)?;
-    headers
-        .set("x-bluegreen-request-id", request_id)
-        .map_err(internal)?;
+    let headers = routing_headers(resp.headers(), Environment::Blue, None, request_id, None)?;
     worker::console_log!(
         "pass-through {request_id} {} -> {status} in {} ms",
         url.path(),
