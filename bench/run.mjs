@@ -1,0 +1,507 @@
+// bluegreen-router benchmark: what the router costs over a bare pass-through Worker.
+//
+// What it measures, in one run, for three targets on 127.0.0.1:
+//   direct    the upstream simulator itself (sim/upstream.mjs, fixed 20 ms before headers)
+//   baseline  bench/baseline.js, a Worker that only passes requests through to the simulator
+//   router    the built router (build/index.js + build/index_bg.wasm), pointed at the simulator
+// Both Workers run in local workerd through Miniflare with the same options (one workerd
+// process each), so the baseline/router difference is the router's own work. They run from a
+// snapshot of build/ (and bench/baseline.js) in a temporary directory, taken when no build is in
+// progress, so that a rebuild during the run (wrangler dev rebuilds on change) cannot break it.
+//
+// Cells, each on a fresh keep-alive http.Agent (maxSockets = concurrency), each bounded by a
+// request count and a time cap:
+//   c=32   non-streaming POST /v1/chat/completions: req/s, p50/p99 latency (whole response)
+//   c=1    the same, one at a time: p50/p99 latency
+//   stream `"stream": true` at c=1: time to first body chunk (TTFB) p50/p99; the rest of the
+//          stream is read (and must end with `data: [DONE]`) before the next request
+// Every target gets a warm-up (non-streaming, c=32) first, and every cell a short warm-up of its
+// own to open its sockets. Any non-200 status, network error or timeout counts as an error.
+//
+// CPU: the workerd child process of each Miniflare instance is found in /proc (parent = this
+// process, cmdline containing "workerd"; the instances start one after the other, so the new
+// pid belongs to the one just started). utime+stime (clock ticks, all threads) are read before
+// and after the c=32 cell; the difference over the number of requests is its CPU per request.
+//
+// Also reported: build/index_bg.wasm raw and gzipped (level 9), in KB of 1024 bytes.
+// Output: a Markdown table and the router-vs-baseline targets as PASS/MISS. The exit status is 0
+// whatever the figures are; it is 1 only when the benchmark itself fails.
+//
+// Run: bash scripts/bench.sh   (or node bench/run.mjs once build/ exists)
+// BENCH_QUICK=1 divides every request count by 5, for a quick check of the benchmark itself.
+import http from "node:http";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import zlib from "node:zlib";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { Miniflare, Log, LogLevel } from "miniflare";
+import { startSimulator } from "../sim/upstream.mjs";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+const QUICK = process.env.BENCH_QUICK === "1";
+const count = (n) => (QUICK ? Math.ceil(n / 5) : n);
+
+const SIM_DELAY_MS = 20;
+const TARGET_WARMUP = count(200); // per target, non-streaming at c=32
+const CELLS = [
+  { key: "c32", concurrency: 32, requests: count(2000), stream: false, measureCpu: true },
+  { key: "c1", concurrency: 1, requests: count(500), stream: false },
+  { key: "stream", concurrency: 1, requests: count(300), stream: true },
+];
+const CELL_WARMUP = (concurrency) => Math.max(20, 2 * concurrency); // opens the cell's sockets
+const CELL_CAP_MS = 30_000; // a cell stops issuing requests after this, whatever its count
+const REQUEST_TIMEOUT_MS = 10_000; // a request taking longer is destroyed and counted as an error
+const RUN_CAP_MS = 300_000; // the whole run is abandoned (exit 1) after this
+
+const BODY = Buffer.from(JSON.stringify({ model: "x", messages: [{ role: "user", content: "hello" }] }));
+const STREAM_BODY = Buffer.from(
+  JSON.stringify({ model: "x", messages: [{ role: "user", content: "hello" }], stream: true }),
+);
+
+// ---------------------------------------------------------------------------------------------
+// Workers in Miniflare
+
+/** wrangler.toml's compatibility_date, as the tests and the deploy use. */
+function compatibilityDate() {
+  const toml = fs.readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
+  return toml.match(/^compatibility_date\s*=\s*"([^"]+)"/m)[1];
+}
+
+// Undo actions (stop a Worker, the simulator...), run in reverse on the way out, whatever happens.
+const cleanups = [];
+async function cleanup() {
+  while (cleanups.length) {
+    const fn = cleanups.pop();
+    try {
+      await fn();
+    } catch (e) {
+      console.error(`bench: cleanup failed: ${e.message}`);
+    }
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Copies the built Worker and the baseline into `dir` once no build is under way (worker-build
+ * works in build/.tmp) and the copy is consistent, waiting at most two minutes.
+ */
+async function snapshotBuild(dir) {
+  const files = [
+    ["build/index.js", "index.js"],
+    ["build/index_bg.wasm", "index_bg.wasm"],
+    ["bench/baseline.js", "baseline.js"],
+  ];
+  const building = () => fs.existsSync(path.join(ROOT, "build/.tmp"));
+  const stamps = () => files.map(([from]) => fs.statSync(path.join(ROOT, from)).mtimeMs).join();
+  for (let waited = 0; waited < 120_000; waited += 500) {
+    if (!building()) {
+      const before = stamps();
+      for (const [from, to] of files) fs.copyFileSync(path.join(ROOT, from), path.join(dir, to));
+      if (!building() && stamps() === before) return;
+    }
+    if (waited === 0) console.log("bench: a build is under way in build/; waiting for it to finish");
+    await sleep(500);
+  }
+  throw new Error("build/ kept changing for 2 minutes; is a build looping?");
+}
+
+/**
+ * Starts one Worker in its own Miniflare (its own workerd process) on 127.0.0.1, with the test
+ * harness's options. `rootPath` must be the current directory (workerd refuses paths with "..")
+ * and `scriptPath` a file in it. Returns { name, url, host, port, mf, pid, logs }; `logs`
+ * counts the Worker's console lines.
+ */
+async function startWorker(name, rootPath, scriptPath, bindings, extra = {}) {
+  const before = workerdChildren();
+  const logs = { lines: 0, warnings: 0, errors: 0, samples: [] };
+  const mf = new Miniflare({
+    rootPath,
+    scriptPath,
+    modules: true,
+    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+    compatibilityDate: compatibilityDate(),
+    kvNamespaces: ["ROUTER_KV"],
+    bindings,
+    host: "127.0.0.1",
+    port: 0,
+    log: new Log(LogLevel.NONE),
+    // Taking the structured logs keeps workerd's output off our stdout; they are only counted.
+    handleStructuredLogs: ({ level, message }) => {
+      logs.lines++;
+      if (level === "warn") logs.warnings++;
+      if (level === "error") logs.errors++;
+      if ((level === "warn" || level === "error") && logs.samples.length < 3) logs.samples.push(message);
+    },
+    ...extra,
+  });
+  cleanups.push(() => mf.dispose()); // at once, so that even a failed start is cleaned up
+  const url = new URL(await mf.ready);
+  const fresh = [...workerdChildren()].filter((pid) => !before.has(pid));
+  if (fresh.length !== 1) {
+    throw new Error(`${name}: expected one new workerd child process, found ${JSON.stringify(fresh)}`);
+  }
+  return { name, url: url.origin, host: url.hostname, port: Number(url.port), mf, pid: fresh[0], logs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc
+
+/** The fields of /proc/PID/stat after the command name (which may hold spaces): [0] = state. */
+function statFields(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+/** Pids of this process's children whose command line mentions workerd. */
+function workerdChildren() {
+  const pids = new Set();
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (Number(statFields(entry)[1]) !== process.pid) continue; // [1] = ppid
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").includes("workerd")) pids.add(Number(entry));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return pids;
+}
+
+/** utime + stime of a process, all threads, in clock ticks. */
+function cpuTicks(pid) {
+  const f = statFields(pid);
+  return Number(f[11]) + Number(f[12]); // fields 14 and 15 of stat(5)
+}
+
+function clockTicksPerSecond() {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
+
+/**
+ * One POST /v1/chat/completions. Never rejects; resolves to
+ * { ok, status, totalMs, ttfbMs, error } where ttfbMs is the arrival of the first body chunk.
+ * The body is read to its end (so the keep-alive socket can be reused); a stream must carry
+ * `data: [DONE]`.
+ */
+function oneRequest(target, agent, stream) {
+  const body = stream ? STREAM_BODY : BODY;
+  return new Promise((resolve) => {
+    const t0 = nowMs();
+    let settled = false;
+    const done = (r) => {
+      if (!settled) {
+        settled = true;
+        resolve(r);
+      }
+    };
+    const req = http.request(
+      {
+        host: target.host,
+        port: target.port,
+        path: "/v1/chat/completions",
+        method: "POST",
+        agent,
+        headers: { "content-type": "application/json", "content-length": body.length },
+      },
+      (res) => {
+        let ttfbMs;
+        let tail = "";
+        res.on("data", (chunk) => {
+          if (ttfbMs === undefined) ttfbMs = nowMs() - t0;
+          if (stream) tail = (tail + chunk.toString("latin1")).slice(-64);
+        });
+        res.on("end", () => {
+          const totalMs = nowMs() - t0;
+          let error = null;
+          if (res.statusCode !== 200) error = `status ${res.statusCode}`;
+          else if (stream && !tail.includes("data: [DONE]")) error = "stream without [DONE]";
+          done({ ok: !error, status: res.statusCode, totalMs, ttfbMs: ttfbMs ?? totalMs, error });
+        });
+        res.on("error", (e) => done({ ok: false, status: res.statusCode, error: e.code ?? e.message }));
+        res.on("close", () => {
+          if (!res.complete) done({ ok: false, status: res.statusCode, error: "response cut" });
+        });
+      },
+    );
+    req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(new Error("timeout")));
+    req.on("error", (e) => done({ ok: false, status: 0, error: e.code ?? e.message }));
+    req.end(body);
+  });
+}
+
+/**
+ * Sends up to `requests` requests with `concurrency` in flight, stopping early at `capMs`.
+ * Returns { sent, ok, elapsedMs, capped, totals[], ttfbs[], errors: {reason: n} }.
+ */
+async function load(target, agent, { requests, concurrency, stream, capMs }) {
+  const out = { sent: 0, ok: 0, elapsedMs: 0, capped: false, totals: [], ttfbs: [], errors: {} };
+  const start = nowMs();
+  const deadline = start + capMs;
+  const lane = async () => {
+    while (out.sent < requests) {
+      if (nowMs() > deadline) {
+        out.capped = true;
+        return;
+      }
+      out.sent++;
+      const r = await oneRequest(target, agent, stream);
+      if (r.ok) {
+        out.ok++;
+        out.totals.push(r.totalMs);
+        out.ttfbs.push(r.ttfbMs);
+      } else {
+        out.errors[r.error] = (out.errors[r.error] ?? 0) + 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  out.elapsedMs = nowMs() - start;
+  return out;
+}
+
+/** Nearest-rank percentile of unsorted samples; NaN when there are none. */
+function percentile(samples, p) {
+  if (!samples.length) return NaN;
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/** Runs one cell against one target: its own agent, a warm-up, the measured requests. */
+async function runCell(target, cell) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: cell.concurrency });
+  try {
+    const shape = { concurrency: cell.concurrency, stream: cell.stream, capMs: CELL_CAP_MS };
+    const warm = await load(target, agent, { ...shape, requests: CELL_WARMUP(cell.concurrency) });
+    const ticks0 = cell.measureCpu && target.pid ? cpuTicks(target.pid) : undefined;
+    const r = await load(target, agent, { ...shape, requests: cell.requests });
+    const ticks = ticks0 === undefined ? undefined : cpuTicks(target.pid) - ticks0;
+    const warmErrors = warm.sent - warm.ok;
+    return {
+      ...r,
+      warmErrors,
+      rps: (r.ok / r.elapsedMs) * 1000,
+      p50: percentile(r.totals, 50),
+      p99: percentile(r.totals, 99),
+      ttfb50: percentile(r.ttfbs, 50),
+      ttfb99: percentile(r.ttfbs, 99),
+      ticks,
+    };
+  } finally {
+    agent.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+const fmt = (x, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : "—");
+
+function table(targets, results, cpuMsPerReq) {
+  const head = [
+    "target",
+    "req/s c=32",
+    "p50 c=1 ms",
+    "p99 c=1 ms",
+    "p50 c=32 ms",
+    "p99 c=32 ms",
+    "stream TTFB p50/p99 ms",
+    "CPU ms/req",
+    "errors",
+  ];
+  const lines = [`| ${head.join(" | ")} |`, `|${head.map((h, i) => (i ? "---:" : ":---")).join("|")}|`];
+  for (const t of targets) {
+    const r = results[t.name];
+    const errors = Object.values(r).reduce((n, c) => n + (c.sent - c.ok) + c.warmErrors, 0);
+    const capped = Object.values(r).some((c) => c.capped) ? " (capped)" : "";
+    lines.push(
+      `| ${t.name} | ${fmt(r.c32.rps, 0)} | ${fmt(r.c1.p50, 2)} | ${fmt(r.c1.p99, 2)} | ${fmt(r.c32.p50, 2)} | ` +
+        `${fmt(r.c32.p99, 2)} | ${fmt(r.stream.ttfb50, 2)} / ${fmt(r.stream.ttfb99, 2)} | ` +
+        `${fmt(cpuMsPerReq[t.name], 3)} | ${errors}${capped} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+const verdict = (pass) => (pass ? "PASS" : "MISS");
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main() {
+  for (const f of ["build/index.js", "build/index_bg.wasm"]) {
+    if (!fs.existsSync(path.join(ROOT, f))) throw new Error(`${f} is missing: run \`bash scripts/build.sh\``);
+  }
+  const startedAt = Date.now();
+  const cpus = os.cpus();
+  console.log(
+    `bench: node ${process.version}, ${cpus.length} × ${cpus[0]?.model ?? "cpu"}, ` +
+      `load average ${os.loadavg().map((x) => x.toFixed(2)).join(" ")}${QUICK ? ", BENCH_QUICK" : ""}`,
+  );
+
+  // workerd resolves the Worker's files from the current directory and refuses "..": run from
+  // the snapshot. On the way out, step back before it is removed (after the instances stop).
+  const snapshot = fs.mkdtempSync(path.join(os.tmpdir(), "bluegreen-bench-"));
+  cleanups.push(() => {
+    process.chdir(ROOT);
+    fs.rmSync(snapshot, { recursive: true, force: true });
+  });
+  await snapshotBuild(snapshot);
+  process.chdir(snapshot);
+
+  const sim = await startSimulator({ host: "127.0.0.1", delayMs: SIM_DELAY_MS });
+  cleanups.push(() => sim.close());
+  const upstream = `${sim.url}/v1`;
+  const simUrl = new URL(sim.url);
+  const direct = { name: "direct", url: sim.url, host: simUrl.hostname, port: sim.port };
+
+  // One at a time, so each new workerd pid is known to belong to the instance just started.
+  const baseline = await startWorker("baseline", snapshot, "baseline.js", { UPSTREAM_BASE_URL: upstream });
+  const router = await startWorker("router", snapshot, "index.js", { UPSTREAM_BASE_URL: upstream }, {
+    durableObjects: { ROLLOUT: { className: "RolloutController", useSQLite: true } },
+  });
+  const targets = [direct, baseline, router];
+  console.log(
+    `bench: simulator ${sim.url} (delay ${SIM_DELAY_MS} ms), baseline ${baseline.url} (workerd pid ${baseline.pid}), ` +
+      `router ${router.url} (workerd pid ${router.pid})`,
+  );
+
+  // Preflight: each target must answer a plain and a streaming completion before we measure.
+  for (const t of targets) {
+    for (const stream of [false, true]) {
+      const agent = new http.Agent({ keepAlive: false });
+      const r = await oneRequest(t, agent, stream);
+      agent.destroy();
+      if (!r.ok) throw new Error(`${t.name} failed its preflight (${stream ? "stream" : "json"}): ${r.error}`);
+    }
+  }
+
+  const results = Object.fromEntries(targets.map((t) => [t.name, {}]));
+  for (const t of targets) {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+    const warm = await load(t, agent, { requests: TARGET_WARMUP, concurrency: 32, stream: false, capMs: CELL_CAP_MS });
+    agent.destroy();
+    results[t.name].warmup = { ...warm, warmErrors: 0 };
+  }
+  // Cell by cell, each across the three targets, so a drift in machine load hits them alike.
+  for (const cell of CELLS) {
+    for (const t of targets) {
+      const r = await runCell(t, cell);
+      results[t.name][cell.key] = r;
+      const errs = Object.entries(r.errors).map(([k, n]) => `${k}: ${n}`).join(", ");
+      console.log(
+        `bench: ${cell.key.padEnd(6)} ${t.name.padEnd(8)} ${r.ok}/${r.sent} ok in ${(r.elapsedMs / 1000).toFixed(1)} s` +
+          (r.capped ? " (time cap)" : "") +
+          (errs ? ` errors {${errs}}` : "") +
+          (r.warmErrors ? ` warm-up errors ${r.warmErrors}` : ""),
+      );
+    }
+  }
+
+  const hz = clockTicksPerSecond();
+  const cpuMsPerReq = {};
+  const cpuNotes = [];
+  for (const t of [baseline, router]) {
+    const c = results[t.name].c32;
+    cpuMsPerReq[t.name] = ((c.ticks / hz) * 1000) / c.sent;
+    cpuNotes.push(`${t.name} ${c.ticks} ticks / ${c.sent} requests`);
+  }
+
+  const wasm = fs.readFileSync(path.join(snapshot, "index_bg.wasm"));
+  const rawKb = wasm.length / 1024;
+  const gzKb = zlib.gzipSync(wasm, { level: 9 }).length / 1024;
+
+  console.log("");
+  console.log(
+    `Non-streaming: ${CELLS[0].requests} requests at c=32, ${CELLS[1].requests} at c=1; streaming: ` +
+      `${CELLS[2].requests} at c=1. Simulator delay ${SIM_DELAY_MS} ms. Latency = whole response; ` +
+      `TTFB = first body chunk.`,
+  );
+  console.log("");
+  console.log(table(targets, results, cpuMsPerReq));
+  console.log("");
+  console.log(
+    `CPU = workerd utime+stime over the c=32 cell at ${hz} ticks/s (${cpuNotes.join(", ")}); ` +
+      `it includes Miniflare's entry worker, the same for both.`,
+  );
+  console.log(`wasm: build/index_bg.wasm ${fmt(rawKb)} KB raw, ${fmt(gzKb)} KB gzipped (level 9); 1 KB = 1024 bytes.`);
+
+  const b = results.baseline;
+  const r = results.router;
+  const rpsRatio = r.c32.rps / b.c32.rps;
+  const p50Delta = r.c1.p50 - b.c1.p50;
+  const cpuRatio = cpuMsPerReq.router / cpuMsPerReq.baseline;
+  console.log("");
+  console.log("Router vs baseline:");
+  console.log(
+    `- throughput c=32: ${fmt(r.c32.rps, 0)} vs ${fmt(b.c32.rps, 0)} req/s = ${fmt(rpsRatio * 100)}% ` +
+      `(target ≥ 90%): ${verdict(rpsRatio >= 0.9)}`,
+  );
+  console.log(
+    `- p50 latency c=1: ${fmt(r.c1.p50, 2)} vs ${fmt(b.c1.p50, 2)} ms = ${p50Delta >= 0 ? "+" : ""}${fmt(p50Delta, 2)} ms ` +
+      `(target ≤ +1 ms): ${verdict(p50Delta <= 1)}`,
+  );
+  console.log(
+    `- CPU per request: ${fmt(cpuMsPerReq.router, 3)} vs ${fmt(cpuMsPerReq.baseline, 3)} ms = ${fmt(cpuRatio, 2)}× ` +
+      `(target ≤ 1.5×): ${verdict(cpuRatio <= 1.5)}`,
+  );
+  console.log(`- wasm gzipped: ${fmt(gzKb)} KB (target < 400 KB): ${verdict(gzKb < 400)}`);
+  console.log(
+    `- stream TTFB p50: router ${fmt(r.stream.ttfb50, 2)} vs baseline ${fmt(b.stream.ttfb50, 2)} ms = ` +
+      `+${fmt(r.stream.ttfb50 - b.stream.ttfb50, 2)} ms (no target; for information)`,
+  );
+  console.log(
+    `- for scale, the baseline Worker over direct: p50 c=1 +${fmt(b.c1.p50 - results.direct.c1.p50, 2)} ms, ` +
+      `stream TTFB p50 +${fmt(b.stream.ttfb50 - results.direct.stream.ttfb50, 2)} ms, ` +
+      `req/s c=32 ${fmt((b.c32.rps / results.direct.c32.rps) * 100)}%`,
+  );
+
+  const totalErrors = targets.reduce(
+    (n, t) => n + Object.values(results[t.name]).reduce((m, c) => m + (c.sent - c.ok) + c.warmErrors, 0),
+    0,
+  );
+  console.log(`- errors (non-200, network, timeouts, incl. warm-ups): ${totalErrors}`);
+  for (const t of [baseline, router]) {
+    if (t.logs.warnings || t.logs.errors) {
+      console.log(`- ${t.name} logged ${t.logs.warnings} warnings, ${t.logs.errors} errors, e.g. ${JSON.stringify(t.logs.samples[0])}`);
+    }
+  }
+  console.log(`bench: done in ${((Date.now() - startedAt) / 1000).toFixed(0)} s`);
+}
+
+// A hard stop for the whole run, and for Ctrl-C: clean up, then leave.
+const watchdog = setTimeout(async () => {
+  console.error(`bench: still running after ${RUN_CAP_MS / 1000} s; stopping`);
+  await cleanup();
+  process.exit(1);
+}, RUN_CAP_MS);
+watchdog.unref();
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, async () => {
+    await cleanup();
+    process.exit(130);
+  });
+}
+
+let code = 0;
+try {
+  await main();
+} catch (e) {
+  console.error(`bench: failed: ${e.stack ?? e}`);
+  code = 1;
+} finally {
+  await cleanup();
+}
+process.exit(code);

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Benchmarks the router against a pass-through baseline Worker and the bare upstream simulator
+# (see bench/run.mjs for what is measured and how). Installs the tools and builds first when
+# needed. Prints a Markdown table and the targets; takes about two minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+if [ ! -f build/index.js ] || [ ! -f build/index_bg.wasm ]; then
+  bash scripts/build.sh
+fi
+exec node bench/run.mjs "$@"
