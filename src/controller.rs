@@ -26,6 +26,6 @@ impl DurableObject for RolloutController {
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let err = ApiError::not_found(&format!("{} (rollout controller)", req.path()));
-        Ok(crate::error::respond(&err, &crate::proxy::new_request_id()))
+        Ok(crate::error::respond(&err, &crate::proxy::Tag::new().id))
     }
 }

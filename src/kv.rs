@@ -13,7 +13,7 @@ use bluegreen_core::config::Config;
 use bluegreen_core::openai::ApiError;
 use bluegreen_core::routing::{RoutingDoc, ROUTING_KEY};
 use serde::Serialize;
-use worker::{Date, Env, Response};
+use worker::{Env, Response};
 
 use crate::settings;
 
@@ -45,7 +45,7 @@ pub async fn current(env: &Env, cfg: &Config) -> Rc<RoutingDoc> {
 }
 
 async fn refreshed(env: &Env, cfg: &Config) -> Cached {
-    let now = Date::now().as_millis();
+    let now = crate::proxy::now_ms();
     let stale = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         match c.as_mut() {

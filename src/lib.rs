@@ -18,13 +18,18 @@ pub use controller::RolloutController;
 
 /// The fetch handler: every HTTP request to the Worker.
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-    let request_id = proxy::new_request_id();
-    let result = route(req, &env, &request_id).await;
-    Ok(result.unwrap_or_else(|e| error::respond(&e, &request_id)))
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let tag = proxy::Tag::new();
+    let result = route(req, &env, &tag, &ctx).await;
+    Ok(result.unwrap_or_else(|e| error::respond(&e, &tag.id)))
 }
 
-async fn route(req: Request, env: &Env, request_id: &str) -> Result<Response, ApiError> {
+async fn route(
+    req: Request,
+    env: &Env,
+    tag: &proxy::Tag,
+    ctx: &Context,
+) -> Result<Response, ApiError> {
     let path = req.path();
     let method = req.method();
     match path.as_str() {
@@ -35,13 +40,13 @@ async fn route(req: Request, env: &Env, request_id: &str) -> Result<Response, Ap
         "/v1/chat/completions" => match method {
             Method::Post => {
                 let cfg = settings::load(env)?;
-                proxy::chat_completions(req, env, &cfg, request_id).await
+                proxy::chat_completions(req, env, &cfg, tag, ctx).await
             }
             _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "POST")),
         },
         p if p.starts_with("/v1/") => {
             let cfg = settings::load(env)?;
-            proxy::pass_through(req, &cfg, request_id).await
+            proxy::pass_through(req, &cfg, &tag.id).await
         }
         _ => Err(ApiError::not_found(&path)),
     }

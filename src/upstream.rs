@@ -1,13 +1,27 @@
-//! One attempt at the upstream: a fetch raced against the first-byte timeout.
+//! One attempt at the upstream: a fetch that gives up when no response headers arrive in time.
 //!
-//! The Workers runtime has no fetch timeout of its own, so the fetch is raced against a timer
-//! and aborted through an `AbortController` when the timer wins. Only the response headers are
-//! awaited here; the body is read (or streamed) by the caller.
+//! The Workers runtime has no fetch timeout of its own. The timer, the `AbortController` and
+//! the fetch live in six lines of JavaScript (below): done from Rust, the same race costs a
+//! wasm closure, a timer future and a `select` per request, about 0.3 ms of CPU in the
+//! benchmark. The timer is cleared as soon as the headers arrive, so a long stream is never
+//! cut by it. Only the headers are awaited here; the caller reads or streams the body.
 
-use std::time::Duration;
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{web_sys, Headers, Method, Request, RequestInit, Response};
 
-use futures_util::future::{select, Either};
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+#[wasm_bindgen(inline_js = r#"
+export function fetchWithTimeout(request, ms) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException("no response headers in time", "TimeoutError")), ms);
+  return fetch(request, { signal: controller.signal }).finally(() => clearTimeout(timer));
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = fetchWithTimeout)]
+    fn fetch_with_timeout(request: &web_sys::Request, ms: u32) -> js_sys::Promise;
+}
 
 /// Why an attempt produced no response.
 pub enum Failure {
@@ -32,18 +46,25 @@ pub async fn send(
     }
     let request =
         Request::new_with_init(url, &init).map_err(|e| Failure::Connect(e.to_string()))?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let fetch = Fetch::Request(request);
-    let attempt = fetch.send_with_signal(&signal);
-    let timer = Delay::from(Duration::from_millis(timeout_ms));
-    futures_util::pin_mut!(attempt, timer);
-    match select(attempt, timer).await {
-        Either::Left((Ok(response), _)) => Ok(response),
-        Either::Left((Err(e), _)) => Err(Failure::Connect(e.to_string())),
-        Either::Right(_) => {
-            controller.abort();
-            Err(Failure::Timeout)
-        }
+    let ms = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
+    match JsFuture::from(fetch_with_timeout(request.inner(), ms)).await {
+        Ok(response) => response
+            .dyn_into::<web_sys::Response>()
+            .map(Response::from)
+            .map_err(|v| Failure::Connect(format!("not a Response: {v:?}"))),
+        Err(e) if is_timeout(&e) => Err(Failure::Timeout),
+        Err(e) => Err(Failure::Connect(describe(&e))),
+    }
+}
+
+fn is_timeout(e: &JsValue) -> bool {
+    e.dyn_ref::<js_sys::Error>()
+        .is_some_and(|err| err.name() == "TimeoutError")
+}
+
+fn describe(e: &JsValue) -> String {
+    match e.dyn_ref::<js_sys::Error>() {
+        Some(err) => String::from(err.to_string()),
+        None => e.as_string().unwrap_or_else(|| format!("{e:?}")),
     }
 }

@@ -74,11 +74,16 @@ export const CHAT = { messages: [{ role: "user", content: "Say hello" }] };
 
 /** POSTs a chat completion; returns { status, headers, body (parsed when JSON), text }. */
 export async function chat(url, body = CHAT, headers = {}) {
-  const res = await fetch(`${url}/v1/chat/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...headers },
-    body: typeof body === "string" ? body : JSON.stringify(body),
-  });
+  let res;
+  try {
+    res = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new Error(`fetch failed: ${e.cause?.code ?? ""} ${e.cause?.message ?? e.message}`);
+  }
   const text = await res.text();
   let json;
   try {
