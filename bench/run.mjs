@@ -9,8 +9,9 @@
 // snapshot of build/ (and bench/baseline.js) in a temporary directory, taken when no build is in
 // progress, so that a rebuild during the run (wrangler dev rebuilds on change) cannot break it.
 //
-// Cells, each on a fresh keep-alive http.Agent (maxSockets = concurrency), each bounded by a
-// request count and a time cap:
+// Cells, each split into 4 rounds that take the targets in turn (a drift in machine load then
+// hits all of them alike), each round on a fresh keep-alive http.Agent (maxSockets =
+// concurrency), bounded by a request count and a time cap:
 //   c=32   non-streaming POST /v1/chat/completions: req/s, p50/p99 latency (whole response)
 //   c=1    the same, one at a time: p50/p99 latency
 //   stream `"stream": true` at c=1: time to first body chunk (TTFB) p50/p99; the rest of the
@@ -52,6 +53,7 @@ const CELLS = [
   { key: "stream", concurrency: 1, requests: count(300), stream: true },
 ];
 const CELL_WARMUP = (concurrency) => Math.max(20, 2 * concurrency); // opens the cell's sockets
+const ROUNDS = 4; // each cell is split into rounds that alternate between the targets
 const CELL_CAP_MS = 30_000; // a cell stops issuing requests after this, whatever its count
 const REQUEST_TIMEOUT_MS = 10_000; // a request taking longer is destroyed and counted as an error
 const RUN_CAP_MS = 300_000; // the whole run is abandoned (exit 1) after this
@@ -279,29 +281,48 @@ function percentile(samples, p) {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
-/** Runs one cell against one target: its own agent, a warm-up, the measured requests. */
-async function runCell(target, cell) {
+/**
+ * One round of a cell against one target: its own agent, a short warm-up, then `requests`
+ * measured requests. Returns the load result plus warm-up errors and CPU ticks.
+ */
+async function runRound(target, cell, requests) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: cell.concurrency });
   try {
-    const shape = { concurrency: cell.concurrency, stream: cell.stream, capMs: CELL_CAP_MS };
+    const shape = { concurrency: cell.concurrency, stream: cell.stream, capMs: CELL_CAP_MS / ROUNDS };
     const warm = await load(target, agent, { ...shape, requests: CELL_WARMUP(cell.concurrency) });
     const ticks0 = cell.measureCpu && target.pid ? cpuTicks(target.pid) : undefined;
-    const r = await load(target, agent, { ...shape, requests: cell.requests });
+    const r = await load(target, agent, { ...shape, requests });
     const ticks = ticks0 === undefined ? undefined : cpuTicks(target.pid) - ticks0;
-    const warmErrors = warm.sent - warm.ok;
-    return {
-      ...r,
-      warmErrors,
-      rps: (r.ok / r.elapsedMs) * 1000,
-      p50: percentile(r.totals, 50),
-      p99: percentile(r.totals, 99),
-      ttfb50: percentile(r.ttfbs, 50),
-      ttfb99: percentile(r.ttfbs, 99),
-      ticks,
-    };
+    return { ...r, warmErrors: warm.sent - warm.ok, ticks };
   } finally {
     agent.destroy();
   }
+}
+
+/** Merges a cell's rounds for one target and derives its figures. */
+function mergeRounds(rounds) {
+  const r = { sent: 0, ok: 0, elapsedMs: 0, capped: false, totals: [], ttfbs: [], errors: {}, warmErrors: 0 };
+  let ticks = 0;
+  for (const x of rounds) {
+    r.sent += x.sent;
+    r.ok += x.ok;
+    r.elapsedMs += x.elapsedMs;
+    r.capped ||= x.capped;
+    r.totals.push(...x.totals);
+    r.ttfbs.push(...x.ttfbs);
+    r.warmErrors += x.warmErrors;
+    for (const [k, n] of Object.entries(x.errors)) r.errors[k] = (r.errors[k] ?? 0) + n;
+    ticks = x.ticks === undefined ? undefined : ticks + x.ticks;
+  }
+  return {
+    ...r,
+    rps: (r.ok / r.elapsedMs) * 1000,
+    p50: percentile(r.totals, 50),
+    p99: percentile(r.totals, 99),
+    ttfb50: percentile(r.ttfbs, 50),
+    ttfb99: percentile(r.ttfbs, 99),
+    ticks,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -395,10 +416,15 @@ async function main() {
     agent.destroy();
     results[t.name].warmup = { ...warm, warmErrors: 0 };
   }
-  // Cell by cell, each across the three targets, so a drift in machine load hits them alike.
+  // Cell by cell; each cell in ROUNDS rounds that take the three targets in turn, so that a
+  // drift in machine load (this is a shared 2-core VM) hits them alike.
   for (const cell of CELLS) {
+    const rounds = Object.fromEntries(targets.map((t) => [t.name, []]));
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const t of targets) rounds[t.name].push(await runRound(t, cell, Math.ceil(cell.requests / ROUNDS)));
+    }
     for (const t of targets) {
-      const r = await runCell(t, cell);
+      const r = mergeRounds(rounds[t.name]);
       results[t.name][cell.key] = r;
       const errs = Object.entries(r.errors).map(([k, n]) => `${k}: ${n}`).join(", ");
       console.log(

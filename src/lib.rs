@@ -6,6 +6,7 @@
 
 mod controller;
 mod error;
+mod js;
 mod kv;
 mod proxy;
 mod settings;

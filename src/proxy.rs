@@ -62,9 +62,10 @@ fn header(req: &Request, name: &str) -> Option<String> {
 /// entry.
 fn filtered(headers: &Headers, keep: fn(&str) -> bool) -> Result<Headers, ApiError> {
     let out = headers.clone();
-    let drop: Vec<String> = out.keys().filter(|name| !keep(name)).collect();
-    for name in drop {
-        out.delete(&name).map_err(internal)?;
+    for name in crate::js::header_names(&out.0).split('\n') {
+        if !name.is_empty() && !keep(name) {
+            out.delete(name).map_err(internal)?;
+        }
     }
     Ok(out)
 }
