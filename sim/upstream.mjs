@@ -136,7 +136,8 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
 
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "x-sim-model": model });
     const send = (obj) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
-    const base = { id, object: "chat.completion.chunk", created, model };
+    // As OpenAI does: with include_usage, every chunk carries "usage": null but the last.
+    const base = { id, object: "chat.completion.chunk", created, model, ...(body.stream_options?.include_usage ? { usage: null } : {}) };
     const pieces = words(reply);
     const n = Math.max(1, Math.min(rule.chunks ?? pieces.length, pieces.length));
     send({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] });

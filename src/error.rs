@@ -21,3 +21,8 @@ pub fn respond(err: &ApiError, request_id: &str) -> Response {
 pub fn internal(e: worker::Error) -> ApiError {
     ApiError::internal(&e.to_string())
 }
+
+/// A JavaScript exception from a runtime API (stream constructors and the like): our bug.
+pub fn js_internal(e: wasm_bindgen::JsValue) -> ApiError {
+    ApiError::internal(&format!("{e:?}"))
+}

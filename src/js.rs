@@ -5,6 +5,7 @@
 //! through the JS iterator cost four crossings per header.
 
 use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
 use worker::web_sys;
 
 #[wasm_bindgen(inline_js = r#"
@@ -25,7 +26,7 @@ extern "C" {
         url: &str,
         method: &str,
         headers: &web_sys::Headers,
-        body: Option<js_sys::Uint8Array>,
+        body: Option<JsValue>,
         ms: u32,
     ) -> js_sys::Promise;
 

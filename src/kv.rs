@@ -1,20 +1,24 @@
 //! The routing document as this isolate sees it: read from KV at most once per
 //! `ROUTING_CACHE_SECONDS`, validated, and replaced only by a valid document.
 //!
-//! While a refresh is under way, concurrent requests keep using the document they have, so one
-//! isolate issues at most one KV read per cache period. A document that fails validation is
+//! One read at a time per isolate: the first request that finds the document stale starts the
+//! read and awaits it; requests arriving meanwhile keep using the document they have, or, on a
+//! cold isolate that has none yet, await that same read. A document that fails validation is
 //! ignored (the last good one, or the defaults, stays in force); the reason is logged once and
 //! reported by `GET /healthz`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use bluegreen_core::auth::AuthMode;
 use bluegreen_core::config::Config;
 use bluegreen_core::openai::ApiError;
 use bluegreen_core::routing::{RoutingDoc, ROUTING_KEY};
+use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 use serde::Serialize;
 use worker::{Env, Response};
 
+use crate::proxy::now_ms;
 use crate::settings;
 
 /// Where the document in force came from.
@@ -27,97 +31,121 @@ pub enum Source {
     Defaults,
 }
 
+/// The document in force and what is known about the one in KV.
 #[derive(Clone)]
 struct Cached {
     doc: Rc<RoutingDoc>,
     source: Source,
     fetched_at_ms: u64,
-    problem: Option<String>,
+    problem: Option<Rc<str>>,
+}
+
+#[derive(Default)]
+struct State {
+    cached: Option<Cached>,
+    refresh: Option<Shared<LocalBoxFuture<'static, Cached>>>,
 }
 
 thread_local! {
-    static CACHE: RefCell<Option<Cached>> = const { RefCell::new(None) };
+    static STATE: RefCell<State> = RefCell::new(State::default());
 }
 
 /// The routing document to use now.
-pub async fn current(env: &Env, cfg: &Config) -> Rc<RoutingDoc> {
+pub async fn current(env: &Env, cfg: &Rc<Config>) -> Rc<RoutingDoc> {
     refreshed(env, cfg).await.doc
 }
 
-async fn refreshed(env: &Env, cfg: &Config) -> Cached {
-    let now = crate::proxy::now_ms();
-    let stale = CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        match c.as_mut() {
-            Some(cached) if now.saturating_sub(cached.fetched_at_ms) < cfg.routing_cache_ms => {
-                Err(cached.clone())
+async fn refreshed(env: &Env, cfg: &Rc<Config>) -> Cached {
+    let now = now_ms();
+    let (cached, refresh) = STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let fresh = s
+            .cached
+            .as_ref()
+            .filter(|c| now.saturating_sub(c.fetched_at_ms) < cfg.routing_cache_ms)
+            .cloned();
+        if fresh.is_some() {
+            return (fresh, None);
+        }
+        match &s.refresh {
+            // A read is under way: use the document we have, or wait for that read.
+            Some(inflight) => (s.cached.clone(), Some(inflight.clone())),
+            None => {
+                let inflight = refresh(env.clone(), cfg.clone()).boxed_local().shared();
+                s.refresh = Some(inflight.clone());
+                (None, Some(inflight))
             }
-            Some(cached) => {
-                // Claim the refresh: requests arriving meanwhile keep the current document.
-                cached.fetched_at_ms = now;
-                Ok(Some(cached.clone()))
-            }
-            None => Ok(None),
         }
     });
-    let previous = match stale {
-        Err(fresh) => return fresh,
-        Ok(previous) => previous,
-    };
+    match (cached, refresh) {
+        (Some(cached), _) => cached,
+        (None, Some(inflight)) => inflight.await,
+        (None, None) => unreachable!("a fresh document or a refresh is always returned"),
+    }
+}
 
-    let read = match env.kv("ROUTER_KV") {
-        Ok(store) => store
-            .get(ROUTING_KEY)
-            .text()
-            .await
-            .map_err(|e| format!("reading KV key `{ROUTING_KEY}` failed: {e}")),
-        Err(e) => Err(format!("the ROUTER_KV binding is missing: {e}")),
-    };
-    let last_good = || {
-        previous
-            .as_ref()
-            .map(|p| (p.doc.clone(), p.source))
-            .unwrap_or_else(|| (Rc::new(cfg.defaults.clone()), Source::Defaults))
-    };
-    let ((doc, source), problem) = match read {
-        Ok(None) => ((Rc::new(cfg.defaults.clone()), Source::Defaults), None),
-        Ok(Some(text)) => match RoutingDoc::parse(&text) {
-            Ok(doc) => ((Rc::new(doc), Source::Kv), None),
-            Err(e) => (
-                last_good(),
-                Some(format!("KV document `{ROUTING_KEY}` ignored: {e}")),
-            ),
-        },
-        Err(problem) => (last_good(), Some(problem)),
-    };
-
-    let previous_problem = previous.as_ref().and_then(|p| p.problem.clone());
-    if problem != previous_problem {
-        match &problem {
-            Some(p) => worker::console_error!(
-                "routing: {p}; still serving version {} from {source:?}",
-                doc.version
-            ),
-            None => worker::console_log!("routing: document ok again"),
+/// Reads KV, decides what is in force, stores it and clears the in-flight marker.
+async fn refresh(env: Env, cfg: Rc<Config>) -> Cached {
+    let read = read_document(&env).await;
+    let now = now_ms();
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let previous = s.cached.take();
+        let last_good = || {
+            previous
+                .as_ref()
+                .map(|p| (p.doc.clone(), p.source))
+                .unwrap_or_else(|| (Rc::new(cfg.defaults.clone()), Source::Defaults))
+        };
+        let ((doc, source), problem): (_, Option<Rc<str>>) = match read {
+            Ok(None) => ((Rc::new(cfg.defaults.clone()), Source::Defaults), None),
+            Ok(Some(doc)) => ((Rc::new(doc), Source::Kv), None),
+            Err(problem) => (last_good(), Some(problem.into())),
+        };
+        if problem != previous.as_ref().and_then(|p| p.problem.clone()) {
+            match &problem {
+                Some(p) => worker::console_error!(
+                    "routing: {p}; still serving version {} from {source:?}",
+                    doc.version
+                ),
+                None => worker::console_log!("routing: document ok"),
+            }
         }
-    }
-    if previous.as_ref().is_none_or(|p| *p.doc != *doc) {
-        worker::console_log!(
-            "routing: {} ({source:?}) blue={} green={} green_percent={}",
-            doc.version,
-            doc.blue_model,
-            doc.green_model,
-            doc.green_percent
-        );
-    }
-    let cached = Cached {
-        doc,
-        source,
-        fetched_at_ms: now,
-        problem,
-    };
-    CACHE.with(|c| *c.borrow_mut() = Some(cached.clone()));
-    cached
+        if previous.as_ref().is_none_or(|p| *p.doc != *doc) {
+            worker::console_log!(
+                "routing: version {} ({source:?}) blue={} green={} green_percent={}",
+                doc.version,
+                doc.blue_model,
+                doc.green_model,
+                doc.green_percent
+            );
+        }
+        let cached = Cached {
+            doc,
+            source,
+            fetched_at_ms: now,
+            problem,
+        };
+        s.cached = Some(cached.clone());
+        s.refresh = None;
+        cached
+    })
+}
+
+/// The validated document in KV: `Ok(None)` when the key is absent, `Err` with the reason when
+/// it cannot be read or is invalid.
+async fn read_document(env: &Env) -> Result<Option<RoutingDoc>, String> {
+    let store = env
+        .kv("ROUTER_KV")
+        .map_err(|e| format!("the ROUTER_KV binding is missing: {e}"))?;
+    let text = store
+        .get(ROUTING_KEY)
+        .text()
+        .await
+        .map_err(|e| format!("reading KV key `{ROUTING_KEY}` failed: {e}"))?;
+    text.map(|t| RoutingDoc::parse(&t))
+        .transpose()
+        .map_err(|e| format!("KV document `{ROUTING_KEY}` ignored: {e}"))
 }
 
 #[derive(Serialize)]
@@ -127,7 +155,7 @@ struct Health<'a> {
     routing_source: Source,
     routing_problem: Option<&'a str>,
     routing_cache_seconds: f64,
-    upstream: &'a str,
+    upstream: String,
     auth: &'a str,
 }
 
@@ -146,10 +174,10 @@ pub async fn healthz(env: &Env) -> Result<Response, ApiError> {
         routing_source: state.source,
         routing_problem: state.problem.as_deref(),
         routing_cache_seconds: cfg.routing_cache_ms as f64 / 1000.0,
-        upstream: &cfg.upstream_base,
+        upstream: cfg.upstream_display(),
         auth: match cfg.auth {
-            bluegreen_core::auth::AuthMode::Passthrough => "passthrough",
-            bluegreen_core::auth::AuthMode::RouterKeys { .. } => "router_keys",
+            AuthMode::Passthrough => "passthrough",
+            AuthMode::RouterKeys { .. } => "router_keys",
         },
     };
     Response::from_json(&body).map_err(crate::error::internal)
@@ -157,19 +185,11 @@ pub async fn healthz(env: &Env) -> Result<Response, ApiError> {
 
 /// Reads and validates the KV document now, bypassing the cache (for the cron handler).
 pub async fn check_document(env: &Env) -> Result<String, String> {
-    let store = env
-        .kv("ROUTER_KV")
-        .map_err(|e| format!("ROUTER_KV binding missing: {e}"))?;
-    match store.get(ROUTING_KEY).text().await {
-        Ok(None) => Ok("no routing document in KV; defaults in force".into()),
-        Ok(Some(text)) => RoutingDoc::parse(&text)
-            .map(|d| {
-                format!(
-                    "routing document version {} is valid ({}% green)",
-                    d.version, d.green_percent
-                )
-            })
-            .map_err(|e| format!("routing document is invalid and ignored: {e}")),
-        Err(e) => Err(format!("reading the routing document failed: {e}")),
-    }
+    Ok(match read_document(env).await? {
+        None => "no routing document in KV; defaults in force".into(),
+        Some(d) => format!(
+            "routing document version {} is valid ({}% green)",
+            d.version, d.green_percent
+        ),
+    })
 }

@@ -33,7 +33,12 @@ async fn route(
 ) -> Result<Response, ApiError> {
     let path = req.path();
     let method = req.method();
-    match path.as_str() {
+    // `/v1/chat/completions/` is the same route as `/v1/chat/completions`.
+    let route = match path.strip_suffix('/') {
+        Some(trimmed) if !trimmed.is_empty() => trimmed,
+        _ => path.as_str(),
+    };
+    match route {
         "/healthz" => match method {
             Method::Get | Method::Head => kv::healthz(env).await,
             _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "GET")),

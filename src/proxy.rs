@@ -7,9 +7,6 @@
 //! is relayed as it arrives (streams event by event), and one outcome record is logged when the
 //! last byte has gone out.
 
-use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
-
 use bluegreen_core::config::Config;
 use bluegreen_core::fallback::{next_step, Attempt, FallbackReason, Next};
 use bluegreen_core::headers::{forward_request_header, forward_response_header};
@@ -17,12 +14,14 @@ use bluegreen_core::openai::{usage_of, ApiError, ChatRequest};
 use bluegreen_core::outcome::{Outcome, StatusClass};
 use bluegreen_core::split::{random_bucket, select, Environment};
 use bluegreen_core::sse::SseRelay;
-use futures_util::{Stream, StreamExt};
-use wasm_bindgen::JsCast;
+use futures_util::StreamExt;
+use std::rc::Rc;
+
+use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, ByteStream, Context, Env, Headers, Method, Request, Response, ResponseBody};
 
-use crate::error::internal;
+use crate::error::{internal, js_internal};
 use crate::kv;
 use crate::upstream::{self, Failure};
 
@@ -41,8 +40,14 @@ impl Tag {
         // crypto.getRandomValues cannot fail for a buffer this small.
         getrandom::fill(&mut buf).expect("crypto.getRandomValues");
         let (id, draw) = buf.split_at(16);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let hex: String = id
+            .iter()
+            .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+            .map(char::from)
+            .collect();
         Tag {
-            id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            id: hex,
             draw: u64::from_le_bytes(draw.try_into().expect("8 bytes")),
         }
     }
@@ -89,7 +94,9 @@ async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError>
     if let Some(len) = declared.filter(|len| *len <= limit as u64) {
         // The runtime holds the body to its declared length: read it in one call.
         let body = req.bytes().await.map_err(|e| body_failed(&e))?;
-        debug_assert!(body.len() as u64 <= len);
+        if body.len() as u64 > len.max(limit as u64) {
+            return Err(ApiError::body_too_large(limit));
+        }
         return Ok(body);
     }
     let Ok(mut stream) = req.stream() else {
@@ -181,7 +188,7 @@ fn authorize(req: &Request, cfg: &Config) -> Result<Option<String>, ApiError> {
 pub async fn chat_completions(
     mut req: Request,
     env: &Env,
-    cfg: &Config,
+    cfg: &Rc<Config>,
     tag: &Tag,
     ctx: &Context,
 ) -> Result<Response, ApiError> {
@@ -203,7 +210,6 @@ pub async fn chat_completions(
         .or_else(|| chat.user.clone());
     let selection = select(&doc, forced, sticky_key.as_deref(), random_bucket(tag.draw));
     let headers = upstream_headers(&req, authorization.as_deref())?;
-    let url = cfg.upstream_url("/chat/completions");
 
     let mut environment = selection.environment;
     let mut fallback = None;
@@ -211,10 +217,10 @@ pub async fn chat_completions(
         let model = doc.model_for(environment);
         let payload = js_sys::Uint8Array::from(chat.with_model(model).as_slice());
         let result = upstream::send(
-            &url,
+            &cfg.chat_url,
             Method::Post,
             &headers,
-            Some(payload),
+            Some(payload.into()),
             cfg.first_byte_timeout_ms,
         )
         .await;
@@ -223,6 +229,18 @@ pub async fn chat_completions(
             Err(Failure::Timeout) => Attempt::Timeout,
             Err(Failure::Connect(_)) => Attempt::Connect,
         };
+        let next = next_step(environment, forced.is_some(), attempt);
+        if let Next::RetryOnBlue(reason) = next {
+            worker::console_warn!(
+                "request {request_id}: green ({model}) failed with {reason}; retrying on blue"
+            );
+            if let Ok(resp) = result {
+                discard_body(resp);
+            }
+            fallback = Some(reason);
+            environment = Environment::Blue;
+            continue;
+        }
         let record = Outcome {
             request_id: request_id.to_string(),
             at_ms: started_ms,
@@ -238,31 +256,30 @@ pub async fn chat_completions(
             usage: None,
             interrupted: false,
         };
-        match (next_step(environment, forced.is_some(), attempt), result) {
-            (Next::RetryOnBlue(reason), _) => {
-                worker::console_warn!(
-                    "request {request_id}: green ({model}) failed with {reason}; retrying on blue"
-                );
-                fallback = Some(reason);
-                environment = Environment::Blue;
+        return match (next, result) {
+            (Next::Serve, Ok(resp)) => serve(resp, record, started_ms, chat.stream, ctx).await,
+            (_, Err(Failure::Connect(detail))) => {
+                let err = ApiError::upstream_unreachable(model, &detail);
+                failure_response(&err, record, started_ms, request_id)
             }
-            (Next::Serve, Ok(resp)) => {
-                return serve(resp, record, started_ms, chat.stream, ctx).await;
+            (_, _) => {
+                let err = ApiError::upstream_timeout(model, cfg.first_byte_timeout_ms);
+                failure_response(&err, record, started_ms, request_id)
             }
-            (_, result) => {
-                // Fail: no response to return. (Serve always comes with a response.)
-                let err = match result {
-                    Err(Failure::Connect(detail)) => ApiError::upstream_unreachable(model, &detail),
-                    _ => ApiError::upstream_timeout(model, cfg.first_byte_timeout_ms),
-                };
-                return failure_response(&err, record, started_ms, request_id);
-            }
-        }
+        };
     }
 }
 
-/// Returns the serving upstream response: streamed event by event when it is a stream,
-/// otherwise read whole (to learn its token usage) and returned.
+/// Lets go of a response we will not return: cancelling its body frees the connection now
+/// rather than when the garbage collector gets to it.
+fn discard_body(resp: Response) {
+    if let ResponseBody::Stream(stream) = resp.into_parts().1 {
+        let _ = stream.cancel();
+    }
+}
+
+/// Returns the serving upstream response: a stream relayed event by event, anything else
+/// passed through as the runtime's own body (teed when successful, to learn its usage).
 async fn serve(
     mut resp: Response,
     mut record: Outcome,
@@ -289,18 +306,14 @@ async fn serve(
         .is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"));
 
     if wants_stream && is_sse {
-        let upstream_body = resp.stream().map_err(internal)?;
-        let relayed = Relayed {
-            inner: upstream_body,
-            relay: SseRelay::new(),
-            record: Some(record),
-            started_ms,
-            ended: false,
-        };
-        return Ok(Response::from_stream(relayed)
-            .map_err(internal)?
+        let upstream = resp.stream().map_err(internal)?;
+        let pipe = web_sys::TransformStream::new().map_err(js_internal)?;
+        let writer = pipe.writable().get_writer().map_err(js_internal)?;
+        ctx.wait_until(relay_stream(upstream, writer, record, started_ms));
+        return Ok(Response::builder()
             .with_status(status)
-            .with_headers(headers));
+            .with_headers(headers)
+            .stream(pipe.readable()));
     }
 
     // Not a stream: the body goes to the client as the runtime's own stream, never copied
@@ -349,72 +362,55 @@ fn log_outcome(record: &Outcome) {
     worker::console_log!("outcome {}", record.to_json());
 }
 
-/// The upstream SSE body, relayed through [`SseRelay`]; logs the outcome when it ends.
-struct Relayed {
-    inner: ByteStream,
-    relay: SseRelay,
-    record: Option<Outcome>,
+/// Relays an upstream SSE body into `writer`, event by event, and logs the outcome when it
+/// ends. Runs in `ctx.wait_until`, pushed by the upstream rather than pulled by the client, so
+/// that a client that goes away is noticed (its writes fail) and still accounted for.
+async fn relay_stream(
+    mut upstream: ByteStream,
+    writer: web_sys::WritableStreamDefaultWriter,
+    mut record: Outcome,
     started_ms: u64,
-    ended: bool,
-}
-
-impl Relayed {
-    fn finish(&mut self, interrupted: bool) {
-        if let Some(mut record) = self.record.take() {
-            record.usage = self.relay.usage().or(record.usage);
-            record.interrupted = interrupted;
-            record.total_ms = now_ms().saturating_sub(self.started_ms);
-            log_outcome(&record);
-        }
-    }
-}
-
-impl Stream for Relayed {
-    type Item = Result<Vec<u8>, worker::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        loop {
-            match this.inner.poll_next_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => {
-                    let out = this.relay.push(&chunk);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(out)));
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    worker::console_warn!("stream interrupted: {e}");
-                    let out = this.relay.abort(&e.to_string());
-                    this.ended = true;
-                    this.finish(true);
-                    return Poll::Ready(Some(Ok(out)));
-                }
-                Poll::Ready(None) => {
-                    let out = this.relay.finish();
-                    this.ended = true;
-                    this.finish(false);
-                    return Poll::Ready((!out.is_empty()).then_some(Ok(out)));
-                }
+) {
+    let mut relay = SseRelay::new();
+    let write = |bytes: Vec<u8>| {
+        let chunk = js_sys::Uint8Array::from(bytes.as_slice());
+        JsFuture::from(writer.write_with_chunk(&chunk))
+    };
+    let mut client_gone = false;
+    loop {
+        let (out, last) = match upstream.next().await {
+            Some(Ok(chunk)) => (relay.push(chunk), false),
+            Some(Err(e)) => {
+                worker::console_warn!("request {}: stream interrupted: {e}", record.request_id);
+                record.interrupted = true;
+                (relay.abort(&e.to_string()), true)
             }
+            None => (relay.finish(), true),
+        };
+        if !out.is_empty() && write(out).await.is_err() {
+            client_gone = true;
+            break;
+        }
+        if last {
+            break;
         }
     }
-}
-
-impl Drop for Relayed {
-    fn drop(&mut self) {
-        // The client went away before the stream ended: still account for the request.
-        self.finish(true);
+    if client_gone {
+        // Dropping the upstream stream cancels it: the model stops generating for nobody.
+        drop(upstream);
+        record.interrupted = true;
+    } else {
+        let _ = JsFuture::from(writer.close()).await;
     }
+    record.usage = relay.usage();
+    record.total_ms = now_ms().saturating_sub(started_ms);
+    log_outcome(&record);
 }
 
 /// Any other `/v1/*` call (`GET /v1/models`, embeddings…): sent to the upstream unchanged, as
-/// blue, with the body streamed both ways.
+/// blue, with the body streamed both ways. No split, no fallback, no model rewrite.
 pub async fn pass_through(
-    mut req: Request,
+    req: Request,
     cfg: &Config,
     request_id: &str,
 ) -> Result<Response, ApiError> {
@@ -427,20 +423,11 @@ pub async fn pass_through(
         None => cfg.upstream_url(rest),
     };
     let method = req.method();
-    let body = match method {
-        Method::Get | Method::Head => None,
-        _ => Some(read_body(&mut req, cfg.max_body_bytes).await?),
-    };
+    // The client's body goes upstream as the runtime's own stream, unread and uncopied (an
+    // audio upload can be large; the platform's request size limit bounds it).
+    let body = req.inner().body().map(JsValue::from);
     let headers = upstream_headers(&req, authorization.as_deref())?;
-    let payload = body.map(|b| js_sys::Uint8Array::from(b.as_slice()));
-    let result = upstream::send(
-        &target,
-        method,
-        &headers,
-        payload,
-        cfg.first_byte_timeout_ms,
-    )
-    .await;
+    let result = upstream::send(&target, method, &headers, body, cfg.first_byte_timeout_ms).await;
     let resp = match result {
         Ok(resp) => resp,
         Err(Failure::Timeout) => {

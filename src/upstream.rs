@@ -22,7 +22,7 @@ pub async fn send(
     url: &str,
     method: Method,
     headers: &Headers,
-    body: Option<js_sys::Uint8Array>,
+    body: Option<JsValue>,
     timeout_ms: u64,
 ) -> Result<Response, Failure> {
     let ms = u32::try_from(timeout_ms).unwrap_or(u32::MAX);

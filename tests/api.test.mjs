@@ -107,6 +107,26 @@ test("GET /v1/models and other /v1/* calls pass through to the upstream unchange
   assert.equal(stack.sim.requests().at(-1).body, '{"input":"x","model":"m"}');
 });
 
+test("a trailing slash reaches the same route", async () => {
+  const res = await fetch(`${url}/v1/chat/completions/`, { method: "POST", body: JSON.stringify(CHAT) });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("x-bluegreen-environment"), "blue");
+  assert.equal((await fetch(`${url}/healthz/`)).status, 200);
+});
+
+test("pass-through bodies stream to the upstream unbuffered, so MAX_BODY_BYTES (for chat bodies) does not cap them", async () => {
+  const s = await startStack({ MAX_BODY_BYTES: "1000" });
+  try {
+    const upload = "a".repeat(50_000);
+    const res = await fetch(`${s.router.url}/v1/audio/transcriptions`, { method: "POST", headers: { "content-type": "text/plain" }, body: upload });
+    assert.equal(res.status, 404); // the simulator has no such route: its answer comes back
+    assert.equal(s.sim.requests().at(-1).body, upload);
+    assert.equal((await chat(s.router.url, JSON.stringify({ ...CHAT, pad: "x".repeat(2000) }))).status, 413);
+  } finally {
+    await s.close();
+  }
+});
+
 test("without HOLYSHEEP_API_KEY the client's own Authorization goes upstream", async () => {
   stack.sim.reset();
   const r = await chat(url, CHAT, { authorization: "Bearer sk-client-own" });
@@ -132,6 +152,13 @@ test("with HOLYSHEEP_API_KEY and ROUTER_API_KEYS, clients need a router key and 
       assert.equal(r.status, 200);
       assert.equal(s.sim.requests().at(-1).headers.authorization, "Bearer sk-holysheep");
     }
+    const listed = await fetch(`${s.router.url}/v1/models`, { headers: { authorization: "Bearer rk-two" } });
+    assert.equal(listed.status, 200);
+    assert.equal(s.sim.requests().at(-1).headers.authorization, "Bearer sk-holysheep");
+    // No secret ever reaches the worker's logs.
+    const logged = s.router.logs.map((l) => l.message).join("\n");
+    assert.ok(logged.length > 0);
+    for (const secret of ["sk-holysheep", "rk-one", "rk-two"]) assert.ok(!logged.includes(secret), secret);
   } finally {
     await s.close();
   }

@@ -95,11 +95,18 @@ test("blue failures reach the client: upstream status and body, 504 on a stall, 
   assert.equal(r.body.error.code, "upstream_timeout");
   assert.equal(r.body.error.type, "server_error");
   assert.equal(r.headers.get("x-bluegreen-environment"), "blue");
+  const timedOut = await outcomeOf(r.headers.get("x-bluegreen-request-id"));
+  assert.equal(timedOut.status, 504);
+  assert.equal(timedOut.class, "timeout");
+  assert.equal(timedOut.basis, "forced");
 
   await stack.sim.setRules({ "blue-m": { drop: "before-headers" } });
   r = await chat(url, CHAT, headers);
   assert.equal(r.status, 502);
   assert.equal(r.body.error.code, "upstream_unreachable");
+  const dropped = await outcomeOf(r.headers.get("x-bluegreen-request-id"));
+  assert.equal(dropped.status, 502);
+  assert.equal(dropped.class, "connect");
 
   // Both fail with no response at all: green times out, blue drops.
   await stack.sim.setRules({ "green-m": { stall_ms: 3000 }, "blue-m": { drop: "before-headers" } });

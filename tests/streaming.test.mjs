@@ -109,6 +109,24 @@ test("a stream cut after it began ends with an SSE error event, not a silent tru
   assert.equal(o.interrupted, true);
 });
 
+test("a client that goes away mid-stream still leaves an outcome record", async () => {
+  await stack.sim.setRules({ "blue-m": { chunks: 5, chunk_delay_ms: 300 } });
+  const controller = new AbortController();
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    body: JSON.stringify(STREAM),
+    signal: controller.signal,
+  });
+  const id = res.headers.get("x-bluegreen-request-id");
+  const reader = res.body.getReader();
+  await reader.read(); // the first event
+  controller.abort();
+  const o = await eventually(() => stack.router.outcomes().find((x) => x.request_id === id), 5000);
+  assert.ok(o, "no outcome for the abandoned stream");
+  assert.equal(o.interrupted, true);
+  assert.equal(o.status, 200);
+});
+
 test("an upstream error on a stream request comes back as JSON with its status", async () => {
   await stack.sim.setRules({ "blue-m": { status: 429 } });
   const { res, text } = await stream();

@@ -12,6 +12,19 @@ use crate::routing::RoutingDoc;
 /// The default upstream: HolySheep's OpenAI-compatible API.
 pub const DEFAULT_UPSTREAM: &str = "https://api.holysheep.ai/v1";
 
+/// Longest `FIRST_BYTE_TIMEOUT_MS`: one hour (JavaScript timers overflow past 2^31 - 1 ms).
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
+/// Largest `MAX_BODY_BYTES`: 512 MiB, above every Workers plan's request size limit and within
+/// a 32-bit `usize` (wasm32).
+pub const MAX_BODY_LIMIT: u64 = 512 << 20;
+
+fn strip_userinfo(authority: &str) -> &str {
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+}
+
 /// Parsed, validated settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -21,6 +34,8 @@ pub struct Config {
     pub routing_cache_ms: u64,
     /// Upstream base URL without a trailing slash, e.g. `https://api.holysheep.ai/v1`.
     pub upstream_base: String,
+    /// `upstream_base` + `/chat/completions`, built once.
+    pub chat_url: String,
     /// How long to wait for an upstream's response headers.
     pub first_byte_timeout_ms: u64,
     /// Largest request body accepted.
@@ -70,16 +85,18 @@ impl Config {
                     .ok_or_else(|| err(var, format!("must be a number, got {v:?}"))),
             }
         };
-        let whole = |var: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(v) => v.parse::<u64>().ok().filter(|n| *n >= min).ok_or_else(|| {
+        let whole = |var: &'static str, default: u64, min: u64, max: u64| match get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
                     err(
                         var,
-                        format!("must be a whole number of at least {min}, got {v:?}"),
+                        format!("must be a whole number from {min} to {max}, got {v:?}"),
                     )
                 }),
-            }
         };
 
         let green_percent = number("GREEN_PERCENT", 0.0)?;
@@ -150,14 +167,26 @@ impl Config {
         Ok(Config {
             defaults,
             routing_cache_ms: (cache_seconds * 1000.0).round() as u64,
+            chat_url: format!("{upstream_base}/chat/completions"),
             upstream_base,
-            first_byte_timeout_ms: whole("FIRST_BYTE_TIMEOUT_MS", 30_000, 1)?,
-            max_body_bytes: whole("MAX_BODY_BYTES", 10 * 1024 * 1024, 1)? as usize,
+            first_byte_timeout_ms: whole("FIRST_BYTE_TIMEOUT_MS", 30_000, 1, MAX_TIMEOUT_MS)?,
+            max_body_bytes: whole("MAX_BODY_BYTES", 10 * 1024 * 1024, 1, MAX_BODY_LIMIT)? as usize,
             auth,
         })
     }
 
-    /// The upstream URL for an API path such as `/chat/completions` (the part after `/v1`).
+    /// The upstream base URL without credentials or query, for `/healthz` and logs.
+    pub fn upstream_display(&self) -> String {
+        let (scheme, rest) = self.upstream_base.split_once("://").unwrap_or(("", ""));
+        let rest = rest.split(['?', '#']).next().unwrap_or("");
+        let rest = match rest.split_once('/') {
+            Some((authority, path)) => format!("{}/{path}", strip_userinfo(authority)),
+            None => strip_userinfo(rest).to_string(),
+        };
+        format!("{scheme}://{rest}")
+    }
+
+    /// The upstream URL for an API path such as `/models` (the part after `/v1`).
     pub fn upstream_url(&self, path_and_query: &str) -> String {
         format!("{}{}", self.upstream_base, path_and_query)
     }
@@ -188,10 +217,12 @@ mod tests {
         assert_eq!(c.first_byte_timeout_ms, 30_000);
         assert_eq!(c.max_body_bytes, 10_485_760);
         assert_eq!(c.auth, AuthMode::Passthrough);
+        assert_eq!(c.chat_url, "https://api.holysheep.ai/v1/chat/completions");
         assert_eq!(
-            c.upstream_url("/chat/completions"),
-            "https://api.holysheep.ai/v1/chat/completions"
+            c.upstream_url("/models"),
+            "https://api.holysheep.ai/v1/models"
         );
+        assert_eq!(c.upstream_display(), "https://api.holysheep.ai/v1");
     }
 
     #[test]
@@ -223,6 +254,25 @@ mod tests {
     }
 
     #[test]
+    fn the_displayed_upstream_hides_credentials_and_query() {
+        let c = config(&[(
+            "UPSTREAM_BASE_URL",
+            "https://user:pw@proxy.example:8443/v1?key=s#x",
+        )])
+        .unwrap();
+        assert_eq!(c.upstream_display(), "https://proxy.example:8443/v1");
+        let c = config(&[("UPSTREAM_BASE_URL", "http://k@127.0.0.1:9")]).unwrap();
+        assert_eq!(c.upstream_display(), "http://127.0.0.1:9");
+        let c = config(&[
+            ("MAX_BODY_BYTES", "536870912"),
+            ("FIRST_BYTE_TIMEOUT_MS", "3600000"),
+        ])
+        .unwrap();
+        assert_eq!(c.max_body_bytes, 512 << 20);
+        assert_eq!(c.first_byte_timeout_ms, 3_600_000);
+    }
+
+    #[test]
     fn empty_values_count_as_unset() {
         let c = config(&[("HOLYSHEEP_API_KEY", ""), ("GREEN_PERCENT", " ")]).unwrap();
         assert_eq!(c.auth, AuthMode::Passthrough);
@@ -231,7 +281,12 @@ mod tests {
 
     #[test]
     fn refuses_bad_values_naming_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 10] = [
+        let cases: [(&[(&str, &str)], &str); 12] = [
+            (
+                &[("FIRST_BYTE_TIMEOUT_MS", "3600001")],
+                "FIRST_BYTE_TIMEOUT_MS",
+            ),
+            (&[("MAX_BODY_BYTES", "4294967296")], "MAX_BODY_BYTES"),
             (&[("GREEN_PERCENT", "abc")], "GREEN_PERCENT"),
             (&[("GREEN_PERCENT", "101")], "GREEN_PERCENT"),
             (&[("GREEN_PERCENT", "NaN")], "GREEN_PERCENT"),

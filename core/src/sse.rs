@@ -4,7 +4,9 @@
 //! holds back only the unfinished tail of the current event. That way a stream cut mid-event
 //! never leaves half an event at the client: the relay drops the tail and ends the stream with
 //! a well-formed `event: error` instead. On the way it reads the `usage` object that OpenAI
-//! sends in the last chunk when `stream_options.include_usage` is set, and notes `[DONE]`.
+//! sends in the last chunk when `stream_options.include_usage` is set (every other chunk then
+//! carries `"usage": null`, which is skipped without parsing). Lines may end in LF, CRLF or CR,
+//! as the SSE specification allows.
 
 use crate::openai::{usage_of, Usage};
 
@@ -17,8 +19,6 @@ const MAX_TAIL: usize = 1 << 20;
 pub struct SseRelay {
     tail: Vec<u8>,
     usage: Option<Usage>,
-    done: bool,
-    events: u64,
 }
 
 impl SseRelay {
@@ -28,26 +28,22 @@ impl SseRelay {
     }
 
     /// Takes the next upstream chunk and returns the bytes to forward now (possibly empty).
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        // Fast path: nothing held and the chunk ends on an event boundary (the usual case).
-        let joined;
-        let data: &[u8] = if self.tail.is_empty() {
+    /// In the usual case — nothing held back, the chunk ends on an event boundary — the chunk
+    /// itself is returned, without a copy.
+    pub fn push(&mut self, chunk: Vec<u8>) -> Vec<u8> {
+        let mut data = if self.tail.is_empty() {
             chunk
         } else {
-            self.tail.extend_from_slice(chunk);
-            joined = std::mem::take(&mut self.tail);
-            &joined
+            let mut joined = std::mem::take(&mut self.tail);
+            joined.extend_from_slice(&chunk);
+            joined
         };
-        let cut = last_event_end(data);
-        let (complete, rest) = data.split_at(cut);
-        self.scan(complete);
-        let mut out = complete.to_vec();
-        if rest.len() > MAX_TAIL {
-            out.extend_from_slice(rest);
-        } else {
-            self.tail = rest.to_vec();
+        let cut = last_event_end(&data);
+        self.scan(&data[..cut]);
+        if data.len() - cut <= MAX_TAIL {
+            self.tail = data.split_off(cut);
         }
-        out
+        data
     }
 
     /// The upstream ended cleanly: returns whatever was held back.
@@ -75,31 +71,12 @@ impl SseRelay {
         self.usage
     }
 
-    /// Whether `data: [DONE]` was seen.
-    pub fn saw_done(&self) -> bool {
-        self.done
-    }
-
-    /// Complete events forwarded so far.
-    pub fn events(&self) -> u64 {
-        self.events
-    }
-
     fn scan(&mut self, complete: &[u8]) {
-        for line in complete.split_inclusive(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\n").unwrap_or(line);
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
-                self.events += 1;
-                continue;
-            }
+        for line in complete.split(|&b| b == b'\n' || b == b'\r') {
             let Some(data) = line.strip_prefix(b"data:") else {
                 continue;
             };
-            let data = data.strip_prefix(b" ").unwrap_or(data);
-            if data == b"[DONE]" {
-                self.done = true;
-            } else if contains(data, b"\"usage\"") {
+            if has_usage_object(data) {
                 if let Some(u) = usage_of(data) {
                     self.usage = Some(u);
                 }
@@ -108,25 +85,46 @@ impl SseRelay {
     }
 }
 
-/// Index just past the last blank line (`\n\n` or `\r\n\r\n`) in `data`, or 0.
+/// True when `data` holds `"usage"` followed by an object (not `null`): only such chunks are
+/// worth parsing.
+fn has_usage_object(data: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"usage\"";
+    let mut rest = data;
+    while let Some(at) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        rest = &rest[at + KEY.len()..];
+        let value = rest
+            .iter()
+            .skip_while(|b| b.is_ascii_whitespace())
+            .skip(1) // the colon
+            .find(|b| !b.is_ascii_whitespace());
+        if value == Some(&b'{') {
+            return true;
+        }
+    }
+    false
+}
+
+/// Index just past the last blank line in `data`, or 0. A blank line is two line terminators
+/// in a row, each LF, CRLF or CR.
 fn last_event_end(data: &[u8]) -> usize {
+    let is_eol = |b: u8| b == b'\n' || b == b'\r';
     let mut i = data.len();
     while i >= 2 {
-        if data[i - 1] == b'\n' {
-            if data[i - 2] == b'\n' {
-                return i;
-            }
-            if i >= 4 && &data[i - 4..i - 1] == b"\r\n\r" {
+        if is_eol(data[i - 1]) {
+            // The terminator that ends at i, then whether another one ends right before it.
+            let len = if data[i - 1] == b'\n' && data[i - 2] == b'\r' {
+                2
+            } else {
+                1
+            };
+            let j = i - len;
+            if j >= 1 && is_eol(data[j - 1]) {
                 return i;
             }
         }
         i -= 1;
     }
     0
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -143,13 +141,12 @@ mod tests {
     #[test]
     fn whole_events_pass_straight_through() {
         let mut r = SseRelay::new();
-        assert_eq!(r.push(CHUNK1), CHUNK1);
-        assert_eq!(r.push(CHUNK2), CHUNK2);
-        assert_eq!(r.push(USAGE), USAGE);
-        assert_eq!(r.push(DONE), DONE);
+        assert_eq!(r.push(CHUNK1.to_vec()), CHUNK1);
+        assert_eq!(r.usage(), None, "\"usage\":null is not usage");
+        assert_eq!(r.push(CHUNK2.to_vec()), CHUNK2);
+        assert_eq!(r.push(USAGE.to_vec()), USAGE);
+        assert_eq!(r.push(DONE.to_vec()), DONE);
         assert!(r.finish().is_empty());
-        assert!(r.saw_done());
-        assert_eq!(r.events(), 4);
         assert_eq!(
             r.usage(),
             Some(Usage {
@@ -169,7 +166,7 @@ mod tests {
         let mut r = SseRelay::new();
         let mut out = Vec::new();
         for piece in all.chunks(7) {
-            let forwarded = r.push(piece);
+            let forwarded = r.push(piece.to_vec());
             if !forwarded.is_empty() {
                 assert!(forwarded.ends_with(b"\n\n"));
             }
@@ -178,23 +175,44 @@ mod tests {
         out.extend(r.finish());
         assert_eq!(out, all);
         assert_eq!(r.usage().unwrap().prompt_tokens, 9);
-        assert!(r.saw_done());
     }
 
     #[test]
-    fn crlf_events_are_understood() {
-        let mut r = SseRelay::new();
-        let ev = b"data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\r\n\r\n";
-        assert_eq!(r.push(&ev[..10]), b"");
-        assert_eq!(r.push(&ev[10..]), ev.to_vec());
-        assert_eq!(r.usage().unwrap().completion_tokens, 1);
+    fn crlf_and_cr_line_endings_are_understood() {
+        for ending in ["\r\n", "\r"] {
+            let ev = format!(
+                "data: {{\"usage\": {{\"prompt_tokens\":1,\"completion_tokens\":1}}}}{ending}{ending}"
+            );
+            let mut r = SseRelay::new();
+            assert_eq!(r.push(ev.as_bytes()[..10].to_vec()), b"");
+            assert_eq!(
+                r.push(ev.as_bytes()[10..].to_vec()),
+                ev.as_bytes(),
+                "{ending:?}"
+            );
+            assert_eq!(r.usage().unwrap().completion_tokens, 1, "{ending:?}");
+        }
+        // A single CRLF is one line ending, not a blank line.
+        assert_eq!(last_event_end(b"data: x\r\n"), 0);
+        assert_eq!(last_event_end(b"data: x\r\n\r\ndata: y"), 11);
+        assert_eq!(last_event_end(b"data: x\n\r\n"), 10);
+    }
+
+    #[test]
+    fn usage_null_is_not_parsed() {
+        assert!(!has_usage_object(b"{\"choices\":[],\"usage\":null}"));
+        assert!(!has_usage_object(
+            b"{\"choices\":[{\"delta\":{\"content\":\"usage\"}}]}"
+        ));
+        assert!(has_usage_object(b"{\"usage\" : {\"prompt_tokens\":1}}"));
+        assert!(has_usage_object(b"{\"x\":\"\\\"usage\\\"\",\"usage\":{}}"));
     }
 
     #[test]
     fn a_cut_drops_the_half_event_and_ends_with_an_error_event() {
         let mut r = SseRelay::new();
-        let mut out = r.push(CHUNK1);
-        out.extend(r.push(b"data: {\"choices\":[{\"del"));
+        let mut out = r.push(CHUNK1.to_vec());
+        out.extend(r.push(b"data: {\"choices\":[{\"del".to_vec()));
         out.extend(r.abort("connection reset"));
         let text = String::from_utf8(out).unwrap();
         let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
@@ -212,16 +230,15 @@ mod tests {
     #[test]
     fn an_unterminated_tail_is_flushed_at_a_clean_end() {
         let mut r = SseRelay::new();
-        assert_eq!(r.push(b"data: [DONE]"), b"");
+        assert_eq!(r.push(b"data: [DONE]".to_vec()), b"");
         assert_eq!(r.finish(), b"data: [DONE]");
-        assert!(r.saw_done());
     }
 
     #[test]
     fn an_endless_event_is_not_held_forever() {
         let mut r = SseRelay::new();
         let big = vec![b'x'; MAX_TAIL + 1];
-        assert_eq!(r.push(&big).len(), big.len());
+        assert_eq!(r.push(big.clone()).len(), big.len());
         assert!(r.finish().is_empty());
     }
 }
