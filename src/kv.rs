@@ -1,11 +1,13 @@
 //! The routing document as this isolate sees it: read from KV at most once per
 //! `ROUTING_CACHE_SECONDS`, validated, and replaced only by a valid document.
 //!
-//! One read at a time per isolate: the first request that finds the document stale starts the
-//! read and awaits it; requests arriving meanwhile keep using the document they have, or, on a
-//! cold isolate that has none yet, await that same read. A document that fails validation is
-//! ignored (the last good one, or the defaults, stays in force); the reason is logged once and
-//! reported by `GET /healthz`.
+//! When the document goes stale, the first request to notice claims the refresh and reads KV;
+//! requests arriving meanwhile keep using the document they have. (They cannot wait for that
+//! read instead: the Workers runtime cancels a request that waits on another request's I/O as
+//! hung.) So on a cold isolate, the requests that arrive before the first read lands each read
+//! KV once. Reads are numbered, and an older read landing after a newer one is ignored. A
+//! document that fails validation is ignored too (the last good one, or the defaults, stays in
+//! force); the reason is logged once and reported by `GET /healthz`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -14,7 +16,6 @@ use bluegreen_core::auth::AuthMode;
 use bluegreen_core::config::Config;
 use bluegreen_core::openai::ApiError;
 use bluegreen_core::routing::{RoutingDoc, ROUTING_KEY};
-use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 use serde::Serialize;
 use worker::{Env, Response};
 
@@ -43,7 +44,10 @@ struct Cached {
 #[derive(Default)]
 struct State {
     cached: Option<Cached>,
-    refresh: Option<Shared<LocalBoxFuture<'static, Cached>>>,
+    /// Number of the last read started.
+    started: u64,
+    /// Number of the read whose result is in `cached`.
+    landed: u64,
 }
 
 thread_local! {
@@ -51,50 +55,44 @@ thread_local! {
 }
 
 /// The routing document to use now.
-pub async fn current(env: &Env, cfg: &Rc<Config>) -> Rc<RoutingDoc> {
+pub async fn current(env: &Env, cfg: &Config) -> Rc<RoutingDoc> {
     refreshed(env, cfg).await.doc
 }
 
-async fn refreshed(env: &Env, cfg: &Rc<Config>) -> Cached {
+async fn refreshed(env: &Env, cfg: &Config) -> Cached {
     let now = now_ms();
-    let (cached, refresh) = STATE.with(|s| {
+    let claim = STATE.with(|s| {
         let mut s = s.borrow_mut();
-        let fresh = s
-            .cached
-            .as_ref()
-            .filter(|c| now.saturating_sub(c.fetched_at_ms) < cfg.routing_cache_ms)
-            .cloned();
-        if fresh.is_some() {
-            return (fresh, None);
-        }
-        match &s.refresh {
-            // A read is under way: use the document we have, or wait for that read.
-            Some(inflight) => (s.cached.clone(), Some(inflight.clone())),
-            None => {
-                let inflight = refresh(env.clone(), cfg.clone()).boxed_local().shared();
-                s.refresh = Some(inflight.clone());
-                (None, Some(inflight))
+        if let Some(cached) = s.cached.as_mut() {
+            if now.saturating_sub(cached.fetched_at_ms) < cfg.routing_cache_ms {
+                return Err(cached.clone());
             }
+            // Claim the refresh: requests arriving meanwhile see a fresh stamp.
+            cached.fetched_at_ms = now;
         }
+        s.started += 1;
+        Ok(s.started)
     });
-    match (cached, refresh) {
-        (Some(cached), _) => cached,
-        (None, Some(inflight)) => inflight.await,
-        (None, None) => unreachable!("a fresh document or a refresh is always returned"),
-    }
-}
-
-/// Reads KV, decides what is in force, stores it and clears the in-flight marker.
-async fn refresh(env: Env, cfg: Rc<Config>) -> Cached {
-    let read = read_document(&env).await;
+    let number = match claim {
+        Err(fresh) => return fresh,
+        Ok(number) => number,
+    };
+    let read = read_document(env).await;
     let now = now_ms();
     STATE.with(|s| {
         let mut s = s.borrow_mut();
-        let previous = s.cached.take();
+        if number < s.landed {
+            // A newer read landed first: it stands.
+            if let Some(cached) = &s.cached {
+                return cached.clone();
+            }
+        }
+        s.landed = number;
+        let current = s.cached.take();
         let last_good = || {
-            previous
+            current
                 .as_ref()
-                .map(|p| (p.doc.clone(), p.source))
+                .map(|c| (c.doc.clone(), c.source))
                 .unwrap_or_else(|| (Rc::new(cfg.defaults.clone()), Source::Defaults))
         };
         let ((doc, source), problem): (_, Option<Rc<str>>) = match read {
@@ -102,7 +100,7 @@ async fn refresh(env: Env, cfg: Rc<Config>) -> Cached {
             Ok(Some(doc)) => ((Rc::new(doc), Source::Kv), None),
             Err(problem) => (last_good(), Some(problem.into())),
         };
-        if problem != previous.as_ref().and_then(|p| p.problem.clone()) {
+        if problem != current.as_ref().and_then(|c| c.problem.clone()) {
             match &problem {
                 Some(p) => worker::console_error!(
                     "routing: {p}; still serving version {} from {source:?}",
@@ -111,7 +109,7 @@ async fn refresh(env: Env, cfg: Rc<Config>) -> Cached {
                 None => worker::console_log!("routing: document ok"),
             }
         }
-        if previous.as_ref().is_none_or(|p| *p.doc != *doc) {
+        if current.as_ref().is_none_or(|c| *c.doc != *doc) {
             worker::console_log!(
                 "routing: version {} ({source:?}) blue={} green={} green_percent={}",
                 doc.version,
@@ -127,7 +125,6 @@ async fn refresh(env: Env, cfg: Rc<Config>) -> Cached {
             problem,
         };
         s.cached = Some(cached.clone());
-        s.refresh = None;
         cached
     })
 }
