@@ -4,8 +4,10 @@
 //! Order of work for a chat completion: authenticate, read the environment override, read the
 //! body (bounded), validate it, pick the environment from the cached routing document, try it,
 //! and — when the core's fallback policy says so — try blue once. The serving response's body
-//! is relayed as it arrives (streams event by event), and one outcome record is logged when the
-//! last byte has gone out.
+//! is relayed as it arrives (streams event by event), and one outcome record is logged once
+//! the upstream's last byte has been read.
+
+use std::rc::Rc;
 
 use bluegreen_core::config::Config;
 use bluegreen_core::fallback::{next_step, Attempt, FallbackReason, Next};
@@ -15,8 +17,6 @@ use bluegreen_core::outcome::{Outcome, StatusClass};
 use bluegreen_core::split::{random_bucket, select, Environment};
 use bluegreen_core::sse::SseRelay;
 use futures_util::StreamExt;
-use std::rc::Rc;
-
 use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, ByteStream, Context, Env, Headers, Method, Request, Response, ResponseBody};
