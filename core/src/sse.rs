@@ -92,13 +92,11 @@ fn has_usage_object(data: &[u8]) -> bool {
     let mut rest = data;
     while let Some(at) = rest.windows(KEY.len()).position(|w| w == KEY) {
         rest = &rest[at + KEY.len()..];
-        let value = rest
-            .iter()
-            .skip_while(|b| b.is_ascii_whitespace())
-            .skip(1) // the colon
-            .find(|b| !b.is_ascii_whitespace());
-        if value == Some(&b'{') {
-            return true;
+        let after_key = rest.trim_ascii_start();
+        if let Some(value) = after_key.strip_prefix(b":") {
+            if value.trim_ascii_start().first() == Some(&b'{') {
+                return true;
+            }
         }
     }
     false
