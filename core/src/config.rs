@@ -8,6 +8,7 @@ use std::fmt;
 
 use crate::auth::AuthMode;
 use crate::routing::RoutingDoc;
+use crate::stats::Prices;
 
 /// The default upstream: HolySheep's OpenAI-compatible API.
 pub const DEFAULT_UPSTREAM: &str = "https://api.holysheep.ai/v1";
@@ -42,6 +43,18 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How clients authenticate and what goes upstream.
     pub auth: AuthMode,
+    /// The bearer token of the admin API (`ADMIN_TOKEN`); the API is off without it.
+    pub admin_token: Option<String>,
+    /// USD per million tokens by model (`MODEL_PRICES`), for the stats' cost estimate.
+    pub prices: Prices,
+    /// Where rollbacks, pauses and completions are POSTed (`ALERT_WEBHOOK_URL`).
+    pub alert_webhook_url: Option<String>,
+}
+
+fn is_http_url(url: &str) -> bool {
+    url.strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .is_some_and(|h| !h.is_empty() && !h.starts_with('/'))
 }
 
 /// A setting that cannot be used.
@@ -127,10 +140,7 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_UPSTREAM.into())
             .trim_end_matches('/')
             .to_string();
-        let host = upstream_base
-            .strip_prefix("https://")
-            .or_else(|| upstream_base.strip_prefix("http://"));
-        if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
+        if !is_http_url(&upstream_base) {
             return Err(err(
                 "UPSTREAM_BASE_URL",
                 format!("must be an http:// or https:// URL, got {upstream_base:?}"),
@@ -164,6 +174,20 @@ impl Config {
             }
         };
 
+        let prices = match get("MODEL_PRICES") {
+            None => Prices::default(),
+            Some(json) => Prices::parse(&json).map_err(|e| err("MODEL_PRICES", e))?,
+        };
+        let alert_webhook_url = get("ALERT_WEBHOOK_URL");
+        if let Some(url) = &alert_webhook_url {
+            if !is_http_url(url) {
+                return Err(err(
+                    "ALERT_WEBHOOK_URL",
+                    format!("must be an http:// or https:// URL, got {url:?}"),
+                ));
+            }
+        }
+
         Ok(Config {
             defaults,
             routing_cache_ms: (cache_seconds * 1000.0).round() as u64,
@@ -172,6 +196,9 @@ impl Config {
             first_byte_timeout_ms: whole("FIRST_BYTE_TIMEOUT_MS", 30_000, 1, MAX_TIMEOUT_MS)?,
             max_body_bytes: whole("MAX_BODY_BYTES", 10 * 1024 * 1024, 1, MAX_BODY_LIMIT)? as usize,
             auth,
+            admin_token: get("ADMIN_TOKEN"),
+            prices,
+            alert_webhook_url,
         })
     }
 
@@ -223,6 +250,9 @@ mod tests {
             "https://api.holysheep.ai/v1/models"
         );
         assert_eq!(c.upstream_display(), "https://api.holysheep.ai/v1");
+        assert_eq!(c.admin_token, None);
+        assert_eq!(c.alert_webhook_url, None);
+        assert_eq!(c.prices, Prices::default());
     }
 
     #[test]
@@ -237,8 +267,21 @@ mod tests {
             ("MAX_BODY_BYTES", "1024"),
             ("HOLYSHEEP_API_KEY", "sk-up"),
             ("ROUTER_API_KEYS", " k1, ,k2 "),
+            ("ADMIN_TOKEN", "adm"),
+            ("ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+            ("MODEL_PRICES", r#"{"a": {"input": 1, "output": 2}}"#),
         ])
         .unwrap();
+        assert_eq!(c.admin_token.as_deref(), Some("adm"));
+        assert_eq!(
+            c.alert_webhook_url.as_deref(),
+            Some("http://127.0.0.1:9/hook")
+        );
+        let usage = crate::openai::Usage {
+            prompt_tokens: 1_000_000,
+            completion_tokens: 500_000,
+        };
+        assert_eq!(c.prices.cost("a", &usage), 2.0);
         assert_eq!(c.defaults.green_percent, 12.5);
         assert_eq!(c.routing_cache_ms, 500);
         assert_eq!(c.upstream_base, "http://127.0.0.1:9/v1");
@@ -281,7 +324,9 @@ mod tests {
 
     #[test]
     fn refuses_bad_values_naming_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 12] = [
+        let cases: [(&[(&str, &str)], &str); 14] = [
+            (&[("MODEL_PRICES", "{\"m\": 1}")], "MODEL_PRICES"),
+            (&[("ALERT_WEBHOOK_URL", "slack")], "ALERT_WEBHOOK_URL"),
             (
                 &[("FIRST_BYTE_TIMEOUT_MS", "3600001")],
                 "FIRST_BYTE_TIMEOUT_MS",

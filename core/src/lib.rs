@@ -8,12 +8,17 @@
 pub mod auth;
 pub mod config;
 pub mod fallback;
+pub mod fields;
 pub mod headers;
+pub mod health;
+pub mod hist;
 pub mod openai;
 pub mod outcome;
+pub mod rollout;
 pub mod routing;
 pub mod split;
 pub mod sse;
+pub mod stats;
 pub mod time;
 
 pub use split::Environment;

@@ -22,8 +22,8 @@ pub struct ApiError {
     pub kind: &'static str,
     /// A stable machine-readable code.
     pub code: &'static str,
-    /// The field at fault, when there is one.
-    pub param: Option<&'static str>,
+    /// The field at fault, when there is one (`steps[2].green_percent` for nested fields).
+    pub param: Option<String>,
     /// A sentence for a person.
     pub message: String,
 }
@@ -53,9 +53,9 @@ impl ApiError {
         }
     }
 
-    fn invalid(code: &'static str, param: Option<&'static str>, message: String) -> ApiError {
+    fn invalid(code: &'static str, param: Option<&str>, message: String) -> ApiError {
         ApiError {
-            param,
+            param: param.map(String::from),
             ..ApiError::new(400, "invalid_request_error", code, message)
         }
     }
@@ -66,7 +66,7 @@ impl ApiError {
             error: Body {
                 message: &self.message,
                 kind: self.kind,
-                param: self.param,
+                param: self.param.as_deref(),
                 code: self.code,
             },
         })
@@ -178,6 +178,43 @@ impl ApiError {
             "server_error",
             "upstream_timeout",
             format!("The upstream for model {model} sent no response within {timeout_ms} ms."),
+        )
+    }
+
+    /// An admin request body or query names a field that breaks a rule; nothing was changed.
+    pub fn invalid_value(field: &str, rule: &str) -> ApiError {
+        ApiError::invalid(
+            "invalid_value",
+            Some(field),
+            format!("Invalid request: `{field}` {rule}. Nothing was changed."),
+        )
+    }
+
+    /// The admin action does not apply in the rollout's current phase.
+    pub fn conflict(message: String) -> ApiError {
+        ApiError::new(409, "invalid_request_error", "conflict", message)
+    }
+
+    /// `ADMIN_TOKEN` is not set, so the admin API is off.
+    pub fn admin_disabled() -> ApiError {
+        ApiError::new(
+            503,
+            "server_error",
+            "admin_disabled",
+            "The admin API is off because ADMIN_TOKEN is not set. Set it with `npx wrangler \
+             secret put ADMIN_TOKEN` (locally: ADMIN_TOKEN=... in .dev.vars) and send \
+             `Authorization: Bearer <token>`."
+                .into(),
+        )
+    }
+
+    /// The admin token is missing or wrong.
+    pub fn admin_unauthorized() -> ApiError {
+        ApiError::new(
+            401,
+            "invalid_request_error",
+            "invalid_admin_token",
+            "Missing or invalid admin token: send `Authorization: Bearer <ADMIN_TOKEN>`.".into(),
         )
     }
 
@@ -425,7 +462,12 @@ mod tests {
             let err = ChatRequest::parse(body).unwrap_err();
             assert_eq!(err.status, 400, "{}", String::from_utf8_lossy(body));
             assert_eq!(err.code, code, "{}", String::from_utf8_lossy(body));
-            assert_eq!(err.param, param, "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                err.param.as_deref(),
+                param,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 

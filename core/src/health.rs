@@ -1,0 +1,295 @@
+//! The health judgement: is green healthy in this window, compared with blue?
+//!
+//! A verdict is `pass`, `fail` or `inconclusive`. Too little data is inconclusive, which the
+//! rollout treats as "hold": thin data never fails a window (the complaint most often made of
+//! canary tools is a rollback on no data). Latency checks ignore differences smaller than
+//! `latency_margin_ms`, so jitter on fast answers never fails a window either.
+//!
+//! This module judges one window; how many failing windows roll back, and what a window is,
+//! belong to [`crate::rollout`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::fields::{FieldError, Obj};
+use crate::stats::{EnvStats, Pair};
+
+/// When green counts as unhealthy. Defaults in brackets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthPolicy {
+    /// Requests each environment needs in the window before it is judged [50].
+    pub min_requests: u64,
+    /// Highest acceptable green error rate [0.05].
+    pub max_error_rate: f64,
+    /// Highest acceptable green error rate above blue's in the same window [0.02].
+    pub max_error_rate_delta: f64,
+    /// Highest acceptable green p95 latency in ms [none].
+    pub max_p95_latency_ms: Option<u64>,
+    /// Highest acceptable green p95 over blue's p95 [1.5].
+    pub max_p95_latency_ratio: f64,
+    /// Latency differences smaller than this never fail a window [100].
+    pub latency_margin_ms: u64,
+    /// Consecutive failing windows that roll back [2].
+    pub failure_limit: u32,
+}
+
+impl Default for HealthPolicy {
+    fn default() -> Self {
+        HealthPolicy {
+            min_requests: 50,
+            max_error_rate: 0.05,
+            max_error_rate_delta: 0.02,
+            max_p95_latency_ms: None,
+            max_p95_latency_ratio: 1.5,
+            latency_margin_ms: 100,
+            failure_limit: 2,
+        }
+    }
+}
+
+/// The fields a `health` object may carry.
+const FIELDS: [&str; 7] = [
+    "min_requests",
+    "max_error_rate",
+    "max_error_rate_delta",
+    "max_p95_latency_ms",
+    "max_p95_latency_ratio",
+    "latency_margin_ms",
+    "failure_limit",
+];
+
+impl HealthPolicy {
+    /// Reads a `health` object from an admin request; absent fields keep their defaults.
+    pub fn from_json(v: &Value, path: &str) -> Result<HealthPolicy, FieldError> {
+        let o = Obj::new(v, path)?;
+        o.only(&FIELDS)?;
+        let d = HealthPolicy::default();
+        Ok(HealthPolicy {
+            min_requests: o
+                .whole("min_requests", 1, 1_000_000)?
+                .unwrap_or(d.min_requests),
+            max_error_rate: o
+                .number("max_error_rate", 0.0, 1.0)?
+                .unwrap_or(d.max_error_rate),
+            max_error_rate_delta: o
+                .number("max_error_rate_delta", 0.0, 1.0)?
+                .unwrap_or(d.max_error_rate_delta),
+            max_p95_latency_ms: o.whole("max_p95_latency_ms", 1, 3_600_000)?,
+            max_p95_latency_ratio: o
+                .number("max_p95_latency_ratio", 1.0, 100.0)?
+                .unwrap_or(d.max_p95_latency_ratio),
+            latency_margin_ms: o
+                .whole("latency_margin_ms", 0, 3_600_000)?
+                .unwrap_or(d.latency_margin_ms),
+            failure_limit: o
+                .whole("failure_limit", 1, 100)?
+                .map_or(d.failure_limit, |n| n as u32),
+        })
+    }
+}
+
+/// What a window says about green.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictStatus {
+    /// Green is within every limit.
+    Pass,
+    /// Green broke at least one limit.
+    Fail,
+    /// Too little data to say; the rollout holds.
+    Inconclusive,
+}
+
+/// A judgement with the reasons a person reads in the status and the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub status: VerdictStatus,
+    pub reasons: Vec<String>,
+}
+
+fn pct(r: f64) -> String {
+    format!("{:.2}%", r * 100.0)
+}
+
+/// Judges green against blue over one window with the threshold gates of `policy`.
+pub fn judge(policy: &HealthPolicy, window: &Pair<EnvStats>) -> Verdict {
+    let (blue, green) = (&window.blue, &window.green);
+    let thin: Vec<String> = [("green", green), ("blue", blue)]
+        .into_iter()
+        .filter(|(_, s)| s.requests < policy.min_requests)
+        .map(|(name, s)| {
+            format!(
+                "{name} has {} of the {} requests needed to judge",
+                s.requests, policy.min_requests
+            )
+        })
+        .collect();
+    if !thin.is_empty() {
+        return Verdict {
+            status: VerdictStatus::Inconclusive,
+            reasons: thin,
+        };
+    }
+
+    let mut failed = Vec::new();
+    let mut passed = Vec::new();
+    let (g_rate, b_rate) = (
+        green.error_rate().unwrap_or(0.0),
+        blue.error_rate().unwrap_or(0.0),
+    );
+    let rates = format!(
+        "green error rate {} ({} of {}), blue {}",
+        pct(g_rate),
+        green.errors(),
+        green.requests,
+        pct(b_rate)
+    );
+    if g_rate > policy.max_error_rate {
+        failed.push(format!(
+            "{rates}: above the limit of {}",
+            pct(policy.max_error_rate)
+        ));
+    } else if g_rate - b_rate > policy.max_error_rate_delta {
+        failed.push(format!(
+            "{rates}: more than {} points above blue",
+            pct(policy.max_error_rate_delta).trim_end_matches('%')
+        ));
+    } else {
+        passed.push(rates);
+    }
+
+    let margin = policy.latency_margin_ms;
+    if let (Some(g95), Some(b95)) = (green.total.quantile_ms(0.95), blue.total.quantile_ms(0.95)) {
+        let limit = (b95 as f64 * policy.max_p95_latency_ratio).max((b95 + margin) as f64);
+        let slow_vs_blue = g95 as f64 > limit;
+        let over_max = policy.max_p95_latency_ms.filter(|&max| g95 > max + margin);
+        let latency = format!("green p95 {g95} ms, blue {b95} ms");
+        if slow_vs_blue {
+            failed.push(format!(
+                "{latency}: above {}× blue's (and more than {margin} ms slower)",
+                policy.max_p95_latency_ratio
+            ));
+        }
+        if let Some(max) = over_max {
+            failed.push(format!(
+                "{latency}: above the limit of {max} ms by more than {margin} ms"
+            ));
+        }
+        if !slow_vs_blue && over_max.is_none() {
+            passed.push(latency);
+        }
+    }
+
+    if failed.is_empty() {
+        Verdict {
+            status: VerdictStatus::Pass,
+            reasons: passed,
+        }
+    } else {
+        Verdict {
+            status: VerdictStatus::Fail,
+            reasons: failed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `requests` requests of which `errors` failed, every one taking `ms`.
+    fn env(requests: u64, errors: u64, ms: u64) -> EnvStats {
+        let mut s = EnvStats {
+            requests,
+            ..EnvStats::default()
+        };
+        s.errors.server_error = errors;
+        for _ in 0..requests {
+            s.total.record(ms);
+        }
+        s
+    }
+
+    fn window(blue: EnvStats, green: EnvStats) -> Pair<EnvStats> {
+        Pair { blue, green }
+    }
+
+    #[test]
+    fn thin_data_is_inconclusive_never_a_failure() {
+        let p = HealthPolicy::default();
+        // 49 green requests, all failed: still only 49 of 50.
+        let v = judge(&p, &window(env(500, 0, 100), env(49, 49, 100)));
+        assert_eq!(v.status, VerdictStatus::Inconclusive);
+        assert_eq!(
+            v.reasons,
+            ["green has 49 of the 50 requests needed to judge"]
+        );
+        let v = judge(&p, &window(env(0, 0, 0), env(0, 0, 0)));
+        assert_eq!(v.reasons.len(), 2);
+    }
+
+    #[test]
+    fn error_rate_gates() {
+        let p = HealthPolicy::default();
+        // 5 of 100 = 5%: at the limit, passes; blue at 4% is within 2 points.
+        assert_eq!(
+            judge(&p, &window(env(100, 4, 100), env(100, 5, 100))).status,
+            VerdictStatus::Pass
+        );
+        // 6% > 5%.
+        let v = judge(&p, &window(env(100, 5, 100), env(100, 6, 100)));
+        assert_eq!(v.status, VerdictStatus::Fail);
+        assert!(v.reasons[0].contains("above the limit of 5.00%"), "{v:?}");
+        // 4% vs blue 1%: 3 points above blue > 2.
+        let v = judge(&p, &window(env(100, 1, 100), env(100, 4, 100)));
+        assert_eq!(v.status, VerdictStatus::Fail);
+        assert!(v.reasons[0].contains("2.00 points above blue"), "{v:?}");
+    }
+
+    #[test]
+    fn latency_gates_ignore_jitter_on_fast_answers() {
+        let p = HealthPolicy::default();
+        // 3× slower but only 40 ms slower: under the 100 ms margin.
+        assert_eq!(
+            judge(&p, &window(env(100, 0, 20), env(100, 0, 60))).status,
+            VerdictStatus::Pass
+        );
+        // 1000 ms vs 600 ms: 1.67× > 1.5× and 400 ms > 100 ms.
+        let v = judge(&p, &window(env(100, 0, 600), env(100, 0, 1000)));
+        assert_eq!(v.status, VerdictStatus::Fail);
+        assert!(v.reasons[0].contains("1.5× blue's"), "{v:?}");
+        // An absolute cap: 700 ms > 500 + 100.
+        let capped = HealthPolicy {
+            max_p95_latency_ms: Some(500),
+            ..HealthPolicy::default()
+        };
+        let v = judge(&capped, &window(env(100, 0, 700), env(100, 0, 700)));
+        assert_eq!(v.status, VerdictStatus::Fail);
+        assert!(v.reasons[0].contains("limit of 500 ms"), "{v:?}");
+        // 590 ms is within 500 + 100.
+        assert_eq!(
+            judge(&capped, &window(env(100, 0, 590), env(100, 0, 590))).status,
+            VerdictStatus::Pass
+        );
+    }
+
+    #[test]
+    fn policy_from_json() {
+        let p = HealthPolicy::from_json(&json!({"min_requests": 5, "failure_limit": 3}), "health")
+            .unwrap();
+        assert_eq!((p.min_requests, p.failure_limit), (5, 3));
+        assert_eq!(p.max_error_rate, 0.05);
+        assert_eq!(
+            HealthPolicy::from_json(&json!({}), "health").unwrap(),
+            HealthPolicy::default()
+        );
+        let e = HealthPolicy::from_json(&json!({"max_error_rate": 2}), "health").unwrap_err();
+        assert_eq!(e.field, "health.max_error_rate");
+        let e = HealthPolicy::from_json(&json!({"failure_limt": 2}), "health").unwrap_err();
+        assert_eq!(e.field, "health.failure_limt");
+        let e = HealthPolicy::from_json(&json!({"failure_limit": 0}), "health").unwrap_err();
+        assert_eq!(e.field, "health.failure_limit");
+        assert!(HealthPolicy::from_json(&json!("x"), "health").is_err());
+    }
+}

@@ -1,0 +1,478 @@
+//! Per-environment request statistics: what the controller counts, merges and judges.
+//!
+//! Stats are grouped by the environment a request was *routed* to, so that blue's and green's
+//! `requests` add up to the requests answered. A request green failed and blue then served
+//! counts once, in green: as a request, an error of green's failure class and a fallback; its
+//! latency is what that user waited, and its tokens are priced at the model that produced them.
+//!
+//! Everything here merges by addition, so an isolate can pre-aggregate its requests into a
+//! [`Batch`] per minute and environment, and the controller can add batches into as many
+//! windows (the evaluation window, the step, the rollout, the minute) as it keeps. This module
+//! does not decide anything about health; [`crate::health`] reads these numbers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hist::Histogram;
+use crate::openai::Usage;
+use crate::outcome::{Outcome, StatusClass};
+use crate::split::Environment;
+
+/// Upstream failures by class. Every one counts against the environment's error rate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ErrorCounts {
+    /// 5xx answers.
+    pub server_error: u64,
+    /// 429 answers.
+    pub rate_limited: u64,
+    /// No response headers within the first-byte timeout.
+    pub timeout: u64,
+    /// The upstream could not be reached.
+    pub connection: u64,
+    /// 404 or 408: the upstream refused or gave up on the request.
+    pub upstream_other: u64,
+    /// A stream that broke after it began.
+    pub interrupted: u64,
+}
+
+impl ErrorCounts {
+    /// All failures.
+    pub fn total(&self) -> u64 {
+        self.server_error
+            + self.rate_limited
+            + self.timeout
+            + self.connection
+            + self.upstream_other
+            + self.interrupted
+    }
+
+    fn merge(&mut self, o: &ErrorCounts) {
+        self.server_error += o.server_error;
+        self.rate_limited += o.rate_limited;
+        self.timeout += o.timeout;
+        self.connection += o.connection;
+        self.upstream_other += o.upstream_other;
+        self.interrupted += o.interrupted;
+    }
+}
+
+/// One environment's numbers over some window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EnvStats {
+    /// Requests routed to this environment.
+    pub requests: u64,
+    /// Upstream failures by class.
+    pub errors: ErrorCounts,
+    /// 4xx answers that are the client's fault (not 404, 408 or 429); not failures.
+    pub client_errors: u64,
+    /// Green requests that blue served after green failed (always 0 for blue).
+    pub fallbacks: u64,
+    /// Prompt tokens reported by the upstream.
+    pub prompt_tokens: u64,
+    /// Completion tokens reported by the upstream.
+    pub completion_tokens: u64,
+    /// Estimated spend from the price table, in USD.
+    pub cost_usd: f64,
+    /// Milliseconds from arrival to the serving answer's headers.
+    pub first_byte: Histogram,
+    /// Milliseconds from arrival to the last byte sent.
+    pub total: Histogram,
+}
+
+impl EnvStats {
+    /// Failures of every class.
+    pub fn errors(&self) -> u64 {
+        self.errors.total()
+    }
+
+    /// Failures over requests; `None` without requests.
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.errors() as f64 / self.requests as f64)
+    }
+
+    /// Adds `o` into this.
+    pub fn merge(&mut self, o: &EnvStats) {
+        self.requests += o.requests;
+        self.errors.merge(&o.errors);
+        self.client_errors += o.client_errors;
+        self.fallbacks += o.fallbacks;
+        self.prompt_tokens += o.prompt_tokens;
+        self.completion_tokens += o.completion_tokens;
+        self.cost_usd += o.cost_usd;
+        self.first_byte.merge(&o.first_byte);
+        self.total.merge(&o.total);
+    }
+
+    /// The figures the admin API shows.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            requests: self.requests,
+            errors: self.errors(),
+            fallbacks: self.fallbacks,
+            error_rate: self.error_rate().map(|r| round(r, 6)),
+            p50_ms: self.total.quantile_ms(0.50),
+            p95_ms: self.total.quantile_ms(0.95),
+            p99_ms: self.total.quantile_ms(0.99),
+            first_byte_p50_ms: self.first_byte.quantile_ms(0.50),
+            first_byte_p95_ms: self.first_byte.quantile_ms(0.95),
+            first_byte_p99_ms: self.first_byte.quantile_ms(0.99),
+            mean_ms: self.total.mean_ms().map(|m| round(m, 1)),
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            cost_usd: round(self.cost_usd, 6),
+            client_errors: self.client_errors,
+            errors_by_class: self.errors.clone(),
+        }
+    }
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
+/// What `/admin/status` shows for one environment. Latencies are whole milliseconds, total
+/// time unless named `first_byte_`; `null` when there were no requests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub requests: u64,
+    pub errors: u64,
+    pub fallbacks: u64,
+    pub error_rate: Option<f64>,
+    pub p50_ms: Option<u64>,
+    pub p95_ms: Option<u64>,
+    pub p99_ms: Option<u64>,
+    pub first_byte_p50_ms: Option<u64>,
+    pub first_byte_p95_ms: Option<u64>,
+    pub first_byte_p99_ms: Option<u64>,
+    pub mean_ms: Option<f64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+    pub client_errors: u64,
+    pub errors_by_class: ErrorCounts,
+}
+
+/// A value per environment, serialized as `{"blue": ..., "green": ...}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pair<T> {
+    pub blue: T,
+    pub green: T,
+}
+
+impl<T> Pair<T> {
+    /// The value for `env`.
+    pub fn get(&self, env: Environment) -> &T {
+        match env {
+            Environment::Blue => &self.blue,
+            Environment::Green => &self.green,
+        }
+    }
+
+    /// The value for `env`, mutably.
+    pub fn get_mut(&mut self, env: Environment) -> &mut T {
+        match env {
+            Environment::Blue => &mut self.blue,
+            Environment::Green => &mut self.green,
+        }
+    }
+
+    /// Applies `f` to both.
+    pub fn map<U>(&self, f: impl Fn(&T) -> U) -> Pair<U> {
+        Pair {
+            blue: f(&self.blue),
+            green: f(&self.green),
+        }
+    }
+}
+
+impl Pair<EnvStats> {
+    /// Adds both sides of `o`.
+    pub fn merge(&mut self, o: &Pair<EnvStats>) {
+        self.blue.merge(&o.blue);
+        self.green.merge(&o.green);
+    }
+}
+
+/// A model's price in USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Prompt (input) tokens.
+    pub input: f64,
+    /// Completion (output) tokens.
+    pub output: f64,
+}
+
+/// Prices by model name, from the `MODEL_PRICES` setting. Models without a price cost 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Prices(BTreeMap<String, Price>);
+
+impl Prices {
+    /// Parses `{"model": {"input": 0.27, "output": 1.10}, ...}`; every price must be a finite
+    /// number ≥ 0.
+    pub fn parse(json: &str) -> Result<Prices, String> {
+        let map: BTreeMap<String, Price> = serde_json::from_str(json).map_err(|e| {
+            format!("must be JSON like {{\"model\": {{\"input\": 0.27, \"output\": 1.1}}}}: {e}")
+        })?;
+        for (model, p) in &map {
+            for (side, v) in [("input", p.input), ("output", p.output)] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(format!("{model}.{side} must be a number ≥ 0, got {v}"));
+                }
+            }
+        }
+        Ok(Prices(map))
+    }
+
+    /// Estimated cost of `usage` on `model`, in USD.
+    pub fn cost(&self, model: &str, usage: &Usage) -> f64 {
+        self.0.get(model).map_or(0.0, |p| {
+            (usage.prompt_tokens as f64 * p.input + usage.completion_tokens as f64 * p.output)
+                / 1_000_000.0
+        })
+    }
+}
+
+/// The environment an outcome counts against: green when green failed and blue served.
+pub fn routed_environment(o: &Outcome) -> Environment {
+    if o.fallback.is_some() {
+        Environment::Green
+    } else {
+        o.environment
+    }
+}
+
+impl EnvStats {
+    /// Adds one request's outcome. The caller picks the environment with
+    /// [`routed_environment`].
+    pub fn record(&mut self, o: &Outcome, prices: &Prices) {
+        self.requests += 1;
+        let class = match o.fallback {
+            Some(reason) => StatusClass::of(reason.0),
+            None => o.class,
+        };
+        let e = &mut self.errors;
+        match class {
+            StatusClass::ServerError => e.server_error += 1,
+            StatusClass::RateLimited => e.rate_limited += 1,
+            StatusClass::Timeout => e.timeout += 1,
+            StatusClass::Connect => e.connection += 1,
+            StatusClass::UpstreamError => e.upstream_other += 1,
+            StatusClass::ClientError => self.client_errors += 1,
+            StatusClass::Ok if o.interrupted => e.interrupted += 1,
+            StatusClass::Ok => {}
+        }
+        if o.fallback.is_some() {
+            self.fallbacks += 1;
+        }
+        if let Some(ms) = o.first_byte_ms {
+            self.first_byte.record(ms);
+        }
+        self.total.record(o.total_ms);
+        if let Some(u) = &o.usage {
+            self.prompt_tokens += u.prompt_tokens;
+            self.completion_tokens += u.completion_tokens;
+            self.cost_usd += prices.cost(&o.model, u);
+        }
+    }
+}
+
+/// One minute's stats for one environment, as an isolate sends them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchEntry {
+    /// Unix minute (ms / 60 000) the requests arrived in.
+    pub minute: u64,
+    /// The environment they were routed to.
+    pub env: Environment,
+    /// Their stats.
+    pub stats: EnvStats,
+}
+
+/// Stats an isolate accumulated since its last flush. `id` is random, so that the controller
+/// can drop a batch that a retry delivers twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub id: String,
+    pub entries: Vec<BatchEntry>,
+}
+
+impl Batch {
+    /// Requests in the batch.
+    pub fn requests(&self) -> u64 {
+        self.entries.iter().map(|e| e.stats.requests).sum()
+    }
+}
+
+/// Outcomes gathered in an isolate between flushes, keyed by minute and environment.
+#[derive(Debug, Default)]
+pub struct Accumulator {
+    by_minute: BTreeMap<(u64, bool), EnvStats>,
+}
+
+impl Accumulator {
+    /// Adds an outcome.
+    pub fn add(&mut self, o: &Outcome, prices: &Prices) {
+        let env = routed_environment(o);
+        let key = (o.at_ms / 60_000, env == Environment::Green);
+        self.by_minute.entry(key).or_default().record(o, prices);
+    }
+
+    /// True when nothing was added since the last `take`.
+    pub fn is_empty(&self) -> bool {
+        self.by_minute.is_empty()
+    }
+
+    /// Empties the accumulator into a batch named `id`.
+    pub fn take(&mut self, id: String) -> Batch {
+        let entries = std::mem::take(&mut self.by_minute)
+            .into_iter()
+            .map(|((minute, green), stats)| BatchEntry {
+                minute,
+                env: if green {
+                    Environment::Green
+                } else {
+                    Environment::Blue
+                },
+                stats,
+            })
+            .collect();
+        Batch { id, entries }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fallback::{Attempt, FallbackReason};
+    use crate::split::Basis;
+
+    fn outcome(env: Environment, class: StatusClass) -> Outcome {
+        Outcome {
+            request_id: "r".into(),
+            at_ms: 120_500,
+            environment: env,
+            model: if env == Environment::Blue {
+                "blue-m"
+            } else {
+                "green-m"
+            }
+            .into(),
+            basis: Basis::Random,
+            stream: false,
+            status: 200,
+            class,
+            fallback: None,
+            first_byte_ms: Some(40),
+            total_ms: 50,
+            usage: Some(Usage {
+                prompt_tokens: 1000,
+                completion_tokens: 500,
+            }),
+            interrupted: false,
+        }
+    }
+
+    fn prices() -> Prices {
+        Prices::parse(
+            r#"{"blue-m": {"input": 0.5, "output": 2}, "green-m": {"input": 1, "output": 4}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_fallback_counts_once_against_green_priced_at_blue() {
+        let mut o = outcome(Environment::Blue, StatusClass::Ok);
+        o.fallback = Some(FallbackReason(Attempt::Status(503)));
+        assert_eq!(routed_environment(&o), Environment::Green);
+        let mut s = EnvStats::default();
+        s.record(&o, &prices());
+        assert_eq!((s.requests, s.errors(), s.fallbacks), (1, 1, 1));
+        assert_eq!(s.errors.server_error, 1);
+        // Served by blue-m: 1000 × 0.5 + 500 × 2 = 1500 µUSD.
+        assert!((s.cost_usd - 0.0015).abs() < 1e-12);
+    }
+
+    #[test]
+    fn classes_land_in_their_counters() {
+        let p = prices();
+        let mut s = EnvStats::default();
+        for class in [
+            StatusClass::Ok,
+            StatusClass::ClientError,
+            StatusClass::ServerError,
+            StatusClass::RateLimited,
+            StatusClass::Timeout,
+            StatusClass::Connect,
+            StatusClass::UpstreamError,
+        ] {
+            s.record(&outcome(Environment::Green, class), &p);
+        }
+        let mut cut = outcome(Environment::Green, StatusClass::Ok);
+        cut.interrupted = true;
+        s.record(&cut, &p);
+        assert_eq!(s.requests, 8);
+        assert_eq!(s.client_errors, 1);
+        // Everything but Ok and ClientError: 6 of 8.
+        assert_eq!(s.errors(), 6);
+        assert_eq!(s.error_rate(), Some(0.75));
+        let sum = s.summary();
+        assert_eq!((sum.p50_ms, sum.first_byte_p95_ms), (Some(50), Some(40)));
+        // 8 × (1000 × 1 + 500 × 4) / 1e6 = 0.024.
+        assert_eq!(sum.cost_usd, 0.024);
+        assert_eq!(sum.prompt_tokens, 8000);
+    }
+
+    #[test]
+    fn accumulator_splits_by_minute_and_environment_and_merges_back() {
+        let p = prices();
+        let mut acc = Accumulator::default();
+        assert!(acc.is_empty());
+        let mut late = outcome(Environment::Blue, StatusClass::Ok);
+        late.at_ms = 180_000;
+        for o in [
+            outcome(Environment::Blue, StatusClass::Ok),
+            outcome(Environment::Green, StatusClass::Ok),
+            outcome(Environment::Blue, StatusClass::ServerError),
+            late,
+        ] {
+            acc.add(&o, &p);
+        }
+        let batch = acc.take("b1".into());
+        assert!(acc.is_empty());
+        assert_eq!(batch.requests(), 4);
+        let keys: Vec<(u64, Environment)> =
+            batch.entries.iter().map(|e| (e.minute, e.env)).collect();
+        assert_eq!(
+            keys,
+            [
+                (2, Environment::Blue),
+                (2, Environment::Green),
+                (3, Environment::Blue)
+            ]
+        );
+        let json = serde_json::to_string(&batch).unwrap();
+        let back: Batch = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, batch);
+        let mut pair = Pair::<EnvStats>::default();
+        for e in &back.entries {
+            pair.get_mut(e.env).merge(&e.stats);
+        }
+        assert_eq!((pair.blue.requests, pair.blue.errors()), (3, 1));
+        assert_eq!(pair.green.requests, 1);
+    }
+
+    #[test]
+    fn prices_are_validated() {
+        assert!(Prices::parse("{}").is_ok());
+        assert!(Prices::parse(r#"{"m": {"input": -1, "output": 1}}"#).is_err());
+        assert!(Prices::parse(r#"{"m": {"input": 1}}"#).is_err());
+        assert!(Prices::parse(r#"{"m": {"input": 1, "output": 1, "x": 2}}"#).is_err());
+        assert!(Prices::parse("[1]").is_err());
+        let p = Prices::parse(r#"{"m": {"input": 1, "output": 1}}"#).unwrap();
+        assert_eq!(p.cost("other", &Usage::default()), 0.0);
+    }
+}
