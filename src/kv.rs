@@ -131,7 +131,7 @@ async fn refreshed(env: &Env, cfg: &Config) -> Cached {
 
 /// The validated document in KV: `Ok(None)` when the key is absent, `Err` with the reason when
 /// it cannot be read or is invalid.
-async fn read_document(env: &Env) -> Result<Option<RoutingDoc>, String> {
+pub async fn read_document(env: &Env) -> Result<Option<RoutingDoc>, String> {
     let store = env
         .kv("ROUTER_KV")
         .map_err(|e| format!("the ROUTER_KV binding is missing: {e}"))?;

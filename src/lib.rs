@@ -4,11 +4,13 @@
 //! by `bluegreen-core`; this crate reads the request, the clock, KV and the network, and
 //! performs what the core decides.
 
+mod admin;
 mod controller;
 mod error;
 mod js;
 mod kv;
 mod proxy;
+mod recorder;
 mod settings;
 mod upstream;
 
@@ -50,6 +52,7 @@ async fn route(
             }
             _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "POST")),
         },
+        p if p == "/admin" || p.starts_with("/admin/") => admin::handle(req, env).await,
         p if p.starts_with("/v1/") => {
             let cfg = settings::load(env)?;
             proxy::pass_through(req, &cfg, &tag.id).await
@@ -58,11 +61,15 @@ async fn route(
     }
 }
 
-/// The cron handler. The rollout controller (a later milestone) ticks from here; until then it
+/// The cron handler: asks the rollout controller to tick (judge, advance, roll back), then
 /// checks the routing document in KV so that a broken one shows in the logs within a minute
 /// even when no traffic arrives.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    match controller::tick(&env).await {
+        Ok(summary) => worker::console_log!("cron {}: tick {summary}", event.cron()),
+        Err(problem) => worker::console_error!("cron {}: tick failed: {problem}", event.cron()),
+    }
     match kv::check_document(&env).await {
         Ok(summary) => worker::console_log!("cron {}: {summary}", event.cron()),
         Err(problem) => worker::console_error!("cron {}: {problem}", event.cron()),

@@ -23,7 +23,31 @@ use worker::{web_sys, ByteStream, Context, Env, Headers, Method, Request, Respon
 
 use crate::error::{internal, js_internal};
 use crate::kv;
+use crate::recorder;
 use crate::upstream::{self, Failure};
+
+/// Where a request's outcome goes when it is known: the log and the controller's stats.
+#[derive(Clone)]
+struct Accounting {
+    env: Env,
+    cfg: Rc<Config>,
+}
+
+impl Accounting {
+    /// Accounts for `record` from inside a future that `ctx.wait_until` already runs.
+    async fn settle(&self, record: &Outcome) {
+        if let Some(flush) = recorder::record(record, &self.cfg, &self.env) {
+            flush.await;
+        }
+    }
+
+    /// Accounts for `record` on the response path: any flush is handed to `ctx.wait_until`.
+    fn settle_now(&self, record: &Outcome, ctx: &Context) {
+        if let Some(flush) = recorder::record(record, &self.cfg, &self.env) {
+            ctx.wait_until(flush);
+        }
+    }
+}
 
 /// What each request gets from the runtime's CSPRNG, in one call: its id and its split draw.
 pub struct Tag {
@@ -158,11 +182,13 @@ fn failure_response(
     err: &ApiError,
     mut record: Outcome,
     started_ms: u64,
-    request_id: &str,
+    accounting: &Accounting,
+    ctx: &Context,
 ) -> Result<Response, ApiError> {
     record.status = err.status;
     record.total_ms = now_ms().saturating_sub(started_ms);
-    log_outcome(&record);
+    accounting.settle_now(&record, ctx);
+    let request_id = record.request_id.as_str();
     let json = Headers::new();
     json.set("content-type", "application/json")
         .map_err(internal)?;
@@ -255,16 +281,23 @@ pub async fn chat_completions(
             total_ms: 0,
             usage: None,
             interrupted: false,
+            client_gone: false,
+        };
+        let accounting = Accounting {
+            env: env.clone(),
+            cfg: cfg.clone(),
         };
         return match (next, result) {
-            (Next::Serve, Ok(resp)) => serve(resp, record, started_ms, chat.stream, ctx).await,
+            (Next::Serve, Ok(resp)) => {
+                serve(resp, record, started_ms, chat.stream, accounting, ctx).await
+            }
             (_, Err(Failure::Connect(detail))) => {
                 let err = ApiError::upstream_unreachable(model, &detail);
-                failure_response(&err, record, started_ms, request_id)
+                failure_response(&err, record, started_ms, &accounting, ctx)
             }
             (_, _) => {
                 let err = ApiError::upstream_timeout(model, cfg.first_byte_timeout_ms);
-                failure_response(&err, record, started_ms, request_id)
+                failure_response(&err, record, started_ms, &accounting, ctx)
             }
         };
     }
@@ -285,6 +318,7 @@ async fn serve(
     mut record: Outcome,
     started_ms: u64,
     wants_stream: bool,
+    accounting: Accounting,
     ctx: &Context,
 ) -> Result<Response, ApiError> {
     let request_id = record.request_id.clone();
@@ -309,7 +343,9 @@ async fn serve(
         let upstream = resp.stream().map_err(internal)?;
         let pipe = web_sys::TransformStream::new().map_err(js_internal)?;
         let writer = pipe.writable().get_writer().map_err(js_internal)?;
-        ctx.wait_until(relay_stream(upstream, writer, record, started_ms));
+        ctx.wait_until(relay_stream(
+            upstream, writer, record, started_ms, accounting,
+        ));
         return Ok(Response::builder()
             .with_status(status)
             .with_headers(headers)
@@ -327,7 +363,7 @@ async fn serve(
         ResponseBody::Stream(stream) if (200..300).contains(&status) => stream,
         other => {
             record.total_ms = now_ms().saturating_sub(started_ms);
-            log_outcome(&record);
+            accounting.settle_now(&record, ctx);
             return Ok(builder.body(other));
         }
     };
@@ -342,7 +378,7 @@ async fn serve(
             }
         }
         record.total_ms = now_ms().saturating_sub(started_ms);
-        log_outcome(&record);
+        accounting.settle(&record).await;
     });
     Ok(builder.stream(branches.get(0).unchecked_into()))
 }
@@ -358,10 +394,6 @@ async fn read_all(stream: &web_sys::ReadableStream) -> Result<Vec<u8>, String> {
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
-fn log_outcome(record: &Outcome) {
-    worker::console_log!("outcome {}", record.to_json());
-}
-
 /// Relays an upstream SSE body into `writer`, event by event, and logs the outcome when it
 /// ends. Runs in `ctx.wait_until`, pushed by the upstream rather than pulled by the client, so
 /// that a client that goes away is noticed (its writes fail) and still accounted for.
@@ -370,6 +402,7 @@ async fn relay_stream(
     writer: web_sys::WritableStreamDefaultWriter,
     mut record: Outcome,
     started_ms: u64,
+    accounting: Accounting,
 ) {
     let mut relay = SseRelay::new();
     let write = |bytes: Vec<u8>| {
@@ -398,13 +431,13 @@ async fn relay_stream(
     if client_gone {
         // Dropping the upstream stream cancels it: the model stops generating for nobody.
         drop(upstream);
-        record.interrupted = true;
+        record.client_gone = true;
     } else {
         let _ = JsFuture::from(writer.close()).await;
     }
     record.usage = relay.usage();
     record.total_ms = now_ms().saturating_sub(started_ms);
-    log_outcome(&record);
+    accounting.settle(&record).await;
 }
 
 /// Any other `/v1/*` call (`GET /v1/models`, embeddings…): sent to the upstream unchanged, as

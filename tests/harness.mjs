@@ -16,9 +16,11 @@ export function compatibilityDate() {
 
 /**
  * Starts the router with `vars` (strings; secrets are vars locally too). Returns
- * { url, mf, kv, logs, outcomes(), close() }. `logs` collects the worker's console lines.
+ * { url, mf, kv, logs, outcomes(), tick(), admin(), close() }. `logs` collects the worker's
+ * console lines. With `persistTo`, KV and the Durable Object live in that directory, so a
+ * second router started on it finds what the first stored.
  */
-export async function startRouter(vars = {}) {
+export async function startRouter(vars = {}, { persistTo } = {}) {
   if (!fs.existsSync(path.join(ROOT, "build/index.js"))) {
     throw new Error("build/index.js is missing: run `bash scripts/build.sh` first");
   }
@@ -32,6 +34,9 @@ export async function startRouter(vars = {}) {
     compatibilityDate: compatibilityDate(),
     kvNamespaces: ["ROUTER_KV"],
     durableObjects: { ROLLOUT: { className: "RolloutController", useSQLite: true } },
+    ...(persistTo
+      ? { kvPersist: path.join(persistTo, "kv"), durableObjectsPersist: path.join(persistTo, "do") }
+      : {}),
     bindings: vars,
     host: "127.0.0.1",
     port: 0,
@@ -52,14 +57,42 @@ export async function startRouter(vars = {}) {
       logs
         .filter((l) => l.message.startsWith("outcome "))
         .map((l) => JSON.parse(l.message.slice("outcome ".length))),
+    /** Runs the cron handler once, as the `* * * * *` trigger would. */
+    tick: async () => {
+      const worker = await mf.getWorker();
+      return worker.scheduled({ cron: "* * * * *", scheduledTime: new Date() });
+    },
+    /** Calls the admin API; returns { status, body, text }. */
+    admin: (method, route, body, token = vars.ADMIN_TOKEN) =>
+      adminCall(url, method, route, body, token),
     close: () => mf.dispose(),
   };
 }
 
+/** One admin API call with `Authorization: Bearer <token>` (none when token is null). */
+export async function adminCall(url, method, route, body, token) {
+  const headers = {};
+  if (token != null) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(`${url}/admin/${route}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, body: json, text };
+}
+
 /** Starts a simulator and a router pointed at it. */
-export async function startStack(vars = {}, simOptions = {}) {
+export async function startStack(vars = {}, simOptions = {}, routerOptions = {}) {
   const sim = await startSimulator(simOptions);
-  const router = await startRouter({ UPSTREAM_BASE_URL: `${sim.url}/v1`, ...vars });
+  const router = await startRouter({ UPSTREAM_BASE_URL: `${sim.url}/v1`, ...vars }, routerOptions);
   return {
     sim,
     router,

@@ -19,6 +19,7 @@ pub mod routing;
 pub mod split;
 pub mod sse;
 pub mod stats;
+pub mod status;
 pub mod time;
 
 pub use split::Environment;

@@ -80,8 +80,13 @@ pub struct Outcome {
     /// Usage reported by the upstream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
-    /// True when a stream broke after it began (the client got an SSE `error` event).
+    /// True when the upstream's stream broke after it began (the client got an SSE `error`
+    /// event). Counts against the environment.
     pub interrupted: bool,
+    /// True when the client went away before the answer was complete. Not the model's fault,
+    /// so it is not an error in the stats.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub client_gone: bool,
 }
 
 impl Outcome {
@@ -139,6 +144,7 @@ mod tests {
                 completion_tokens: 4,
             }),
             interrupted: false,
+            client_gone: false,
         };
         let v: serde_json::Value = serde_json::from_str(&o.to_json()).unwrap();
         assert_eq!(v["environment"], "blue");

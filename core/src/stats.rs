@@ -373,6 +373,7 @@ mod tests {
                 completion_tokens: 500,
             }),
             interrupted: false,
+            client_gone: false,
         }
     }
 

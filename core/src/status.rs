@@ -1,0 +1,316 @@
+//! What the admin API shows: the status document, the per-minute history and the stats
+//! windows the controller keeps. Pure views of the controller's state; the shell only reads
+//! the stored rows and serializes these.
+
+use serde::{Deserialize, Serialize};
+
+use crate::health::HealthPolicy;
+use crate::rollout::{Event, EventKind, Phase, State, Step, StepView};
+use crate::split::Environment;
+use crate::stats::{EnvStats, Pair, Summary};
+use crate::time::format_rfc3339_ms;
+
+/// The stats windows the controller keeps, each per environment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scopes {
+    /// Since the last conclusive verdict: what the next tick judges.
+    pub window: Pair<EnvStats>,
+    /// Since the current step began.
+    pub step: Pair<EnvStats>,
+    /// Since the current (or last) rollout began; before any rollout, since the controller
+    /// first counted.
+    pub rollout: Pair<EnvStats>,
+}
+
+impl Scopes {
+    /// Adds one environment's stats to every window.
+    pub fn add(&mut self, env: Environment, stats: &EnvStats) {
+        for pair in [&mut self.window, &mut self.step, &mut self.rollout] {
+            pair.get_mut(env).merge(stats);
+        }
+    }
+}
+
+/// The rollout part of the status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutView {
+    pub id: u64,
+    pub green_model: String,
+    pub blue_model: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub steps: Vec<Step>,
+    pub health: HealthPolicy,
+}
+
+/// The latest verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerdictView {
+    pub status: crate::health::VerdictStatus,
+    pub reasons: Vec<String>,
+    pub at: String,
+    /// The step (1-based) it judged.
+    pub step: usize,
+    pub consecutive_failures: u32,
+    pub failure_limit: u32,
+}
+
+/// `GET /admin/status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    pub phase: Phase,
+    pub blue_model: String,
+    pub green_model: String,
+    pub green_percent: f64,
+    pub sticky: bool,
+    /// The routing document version the controller last wrote (or adopted).
+    pub routing_version: u64,
+    /// False while the latest split has not yet been written to KV (the next tick retries).
+    pub routing_synced: bool,
+    pub rollout: Option<RolloutView>,
+    /// The current step, while progressing or paused.
+    pub step: Option<StepView>,
+    pub verdict: Option<VerdictView>,
+    /// `{"window": {"blue", "green"}, "step": {...}, "rollout": {...}}`.
+    pub stats: ScopeSummaries,
+    pub now: String,
+}
+
+/// Every window's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScopeSummaries {
+    pub window: Pair<Summary>,
+    pub step: Pair<Summary>,
+    pub rollout: Pair<Summary>,
+}
+
+/// Builds the status at `now_ms`.
+pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64) -> Status {
+    let rollout = state.rollout.as_ref();
+    Status {
+        phase: state.phase,
+        blue_model: state.blue_model.clone(),
+        green_model: state.green_model.clone(),
+        green_percent: state.green_percent,
+        sticky: state.sticky,
+        routing_version: state.version,
+        routing_synced,
+        rollout: rollout.map(|r| RolloutView {
+            id: r.id,
+            green_model: r.green_model.clone(),
+            blue_model: r.blue_model.clone(),
+            started_at: format_rfc3339_ms(r.started_at_ms),
+            ended_at: r.ended_at_ms.map(format_rfc3339_ms),
+            steps: r.steps.clone(),
+            health: r.health.clone(),
+        }),
+        step: rollout
+            .filter(|_| state.phase.is_active())
+            .map(|r| r.step_view(now_ms)),
+        verdict: state.verdict.as_ref().map(|v| VerdictView {
+            status: v.verdict.status,
+            reasons: v.verdict.reasons.clone(),
+            at: format_rfc3339_ms(v.at_ms),
+            step: v.step,
+            consecutive_failures: v.consecutive_failures,
+            failure_limit: rollout.map_or(0, |r| r.health.failure_limit),
+        }),
+        stats: ScopeSummaries {
+            window: scopes.window.map(EnvStats::summary),
+            step: scopes.step.map(EnvStats::summary),
+            rollout: scopes.rollout.map(EnvStats::summary),
+        },
+        now: format_rfc3339_ms(now_ms),
+    }
+}
+
+/// One minute of one environment, for charts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MinutePoint {
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: Option<f64>,
+    pub p95_ms: Option<u64>,
+}
+
+/// One minute, both environments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Minute {
+    /// Start of the minute (RFC 3339).
+    pub minute: String,
+    /// Start of the minute, Unix ms (easier to plot).
+    pub t: u64,
+    pub blue: MinutePoint,
+    pub green: MinutePoint,
+}
+
+/// A change of split, for marking charts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitMark {
+    pub at: String,
+    pub t: u64,
+    pub green_percent: f64,
+    pub kind: EventKind,
+}
+
+/// `GET /admin/history?minutes=N`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct History {
+    pub minutes: Vec<Minute>,
+    pub splits: Vec<SplitMark>,
+}
+
+/// The kinds of event that change the split.
+pub const SPLIT_KINDS: [EventKind; 5] = [
+    EventKind::Started,
+    EventKind::StepAdvanced,
+    EventKind::Completed,
+    EventKind::RolledBack,
+    EventKind::SplitSet,
+];
+
+/// Builds a gap-free series of the `count` minutes ending with the one holding `now_ms`, from
+/// stored rows `(unix minute, environment, stats)`, and the split changes among `events`.
+pub fn history(
+    rows: &[(u64, Environment, EnvStats)],
+    events: &[Event],
+    count: u64,
+    now_ms: u64,
+) -> History {
+    let last = now_ms / 60_000;
+    let first = (last + 1).saturating_sub(count);
+    let point = |s: &EnvStats| MinutePoint {
+        requests: s.requests,
+        errors: s.errors(),
+        error_rate: s.error_rate().map(|r| (r * 1e6).round() / 1e6),
+        p95_ms: s.total.quantile_ms(0.95),
+    };
+    let mut minutes: Vec<Minute> = (first..=last)
+        .map(|m| Minute {
+            minute: format_rfc3339_ms(m * 60_000),
+            t: m * 60_000,
+            blue: MinutePoint::default(),
+            green: MinutePoint::default(),
+        })
+        .collect();
+    for (m, env, stats) in rows {
+        if let Some(slot) = m
+            .checked_sub(first)
+            .and_then(|i| minutes.get_mut(i as usize))
+        {
+            let p = point(stats);
+            match env {
+                Environment::Blue => slot.blue = p,
+                Environment::Green => slot.green = p,
+            }
+        }
+    }
+    let splits = events
+        .iter()
+        .filter(|e| SPLIT_KINDS.contains(&e.kind) && e.at_ms >= first * 60_000)
+        .map(|e| SplitMark {
+            at: e.at.clone(),
+            t: e.at_ms,
+            green_percent: e.green_percent,
+            kind: e.kind,
+        })
+        .collect();
+    History { minutes, splits }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::{apply, Command, RolloutSpec};
+    use crate::routing::RoutingDoc;
+
+    fn routing() -> RoutingDoc {
+        RoutingDoc {
+            blue_model: "b".into(),
+            green_model: "g0".into(),
+            green_percent: 0.0,
+            sticky: true,
+            version: 0,
+            updated_at: None,
+        }
+    }
+
+    #[test]
+    fn status_names_tools_rely_on() {
+        let s = State::initial(&routing());
+        let t = apply(
+            &s,
+            Command::Start {
+                spec: RolloutSpec {
+                    green_model: "g".into(),
+                    steps: crate::rollout::default_steps(),
+                    health: HealthPolicy::default(),
+                },
+                routing: routing(),
+            },
+            0,
+        )
+        .unwrap();
+        let mut scopes = Scopes::default();
+        let mut one = EnvStats {
+            requests: 2,
+            ..EnvStats::default()
+        };
+        one.total.record(100);
+        one.total.record(300);
+        scopes.add(Environment::Green, &one);
+        let v = serde_json::to_value(status(&t.state, &scopes, true, 90_000)).unwrap();
+        assert_eq!(v["phase"], "progressing");
+        assert_eq!(v["blue_model"], "b");
+        assert_eq!(v["green_model"], "g");
+        assert_eq!(v["green_percent"], 10.0);
+        assert_eq!(v["step"]["number"], 1);
+        assert_eq!(v["step"]["remaining_seconds"], 1800 - 90);
+        for scope in ["window", "step", "rollout"] {
+            let g = &v["stats"][scope]["green"];
+            for key in [
+                "requests",
+                "errors",
+                "fallbacks",
+                "error_rate",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "prompt_tokens",
+                "completion_tokens",
+                "cost_usd",
+            ] {
+                assert!(g.get(key).is_some(), "{scope}.green.{key}");
+            }
+            assert_eq!(g["requests"], 2);
+            assert_eq!(g["p50_ms"], 100);
+            assert_eq!(v["stats"][scope]["blue"]["p50_ms"], serde_json::Value::Null);
+        }
+    }
+
+    #[test]
+    fn history_fills_gaps_and_marks_splits() {
+        let mut s = EnvStats {
+            requests: 4,
+            ..EnvStats::default()
+        };
+        s.errors.timeout = 1;
+        for ms in [10, 20, 30, 40] {
+            s.total.record(ms);
+        }
+        // Now is in minute 10; rows in minutes 8 and 3 (outside a 5-minute range).
+        let rows = vec![
+            (8, Environment::Green, s.clone()),
+            (3, Environment::Blue, s.clone()),
+        ];
+        let h = history(&rows, &[], 5, 10 * 60_000 + 5);
+        assert_eq!(h.minutes.len(), 5);
+        assert_eq!(h.minutes[0].t, 6 * 60_000);
+        let m8 = &h.minutes[2];
+        assert_eq!((m8.green.requests, m8.green.errors), (4, 1));
+        assert_eq!(m8.green.error_rate, Some(0.25));
+        assert_eq!(m8.green.p95_ms, Some(40));
+        assert_eq!(m8.blue, MinutePoint::default());
+        assert!(h.minutes.iter().all(|m| m.blue.requests == 0));
+    }
+}
