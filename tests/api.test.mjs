@@ -76,7 +76,7 @@ test("a body sent without a content-length (chunked) is still capped", async () 
 });
 
 test("unknown paths get 404 and wrong methods 405, as JSON", async () => {
-  for (const path of ["/", "/v2/chat/completions", "/chat/completions", "/admin"]) {
+  for (const path of ["/", "/v2/chat/completions", "/chat/completions", "/administrator"]) {
     const res = await fetch(`${url}${path}`);
     const text = await res.text();
     assertOpenAIError({ status: res.status, headers: res.headers, body: JSON.parse(text), text }, 404, { code: "not_found" });

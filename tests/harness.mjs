@@ -160,3 +160,43 @@ export async function eventually(fn, ms = 5000, every = 100) {
   }
   return fn();
 }
+
+/** Requests counted by the controller since the rollout began (blue + green). */
+export async function countedRequests(router) {
+  const s = (await router.admin("GET", "status")).body;
+  return s.stats.rollout.blue.requests + s.stats.rollout.green.requests;
+}
+
+/** Waits until the controller has counted `n` requests; returns the status body. */
+export async function waitForCount(router, n, ms = 8000) {
+  await eventually(async () => (await countedRequests(router)) >= n, ms, 100);
+  return (await router.admin("GET", "status")).body;
+}
+
+/**
+ * A local webhook receiver on 127.0.0.1. `failFirst` answers the first N posts with 500.
+ * Returns { url, received: [{ status, body }], close() }.
+ */
+export async function startReceiver({ failFirst = 0 } = {}) {
+  const http = await import("node:http");
+  const received = [];
+  const server = http.createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const status = received.length < failFirst ? 500 : 200;
+    let body;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    } catch {
+      body = null;
+    }
+    received.push({ status, body, contentType: req.headers["content-type"] });
+    res.writeHead(status, { "content-type": "text/plain" }).end(status === 200 ? "ok" : "fail");
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/hook`,
+    received,
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
