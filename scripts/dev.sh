@@ -6,6 +6,10 @@
 # UPSTREAM_BASE_URL=https://api.holysheep.ai/v1 npm run dev   uses HolySheep instead of the
 # simulator (clients then send their HolySheep key as the OpenAI API key).
 # Extra arguments go to wrangler dev, e.g. `npm run dev -- --var GREEN_PERCENT:30`.
+#
+# Locally the admin API's token is ADMIN_TOKEN from the environment, else `dev-admin-token`,
+# and the cron is played by a ticker that calls wrangler's /__scheduled every TICK_SECONDS
+# (default 60, as the deployed `* * * * *` trigger; wrangler dev runs no crons by itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -17,7 +21,15 @@ if [ -z "${UPSTREAM_BASE_URL:-}" ]; then
   trap 'kill $SIM_PID 2>/dev/null || true' EXIT INT TERM
   UPSTREAM_BASE_URL="http://127.0.0.1:$SIM_PORT/v1"
 fi
-echo "router: http://127.0.0.1:8787  upstream: $UPSTREAM_BASE_URL" >&2
+ADMIN_TOKEN="${ADMIN_TOKEN:-dev-admin-token}"
+TICK_SECONDS="${TICK_SECONDS:-60}"
+node -e '
+  const every = Number(process.argv[1]) * 1000;
+  setInterval(() => fetch("http://127.0.0.1:8787/__scheduled?cron=*+*+*+*+*").catch(() => {}), every);
+' "$TICK_SECONDS" &
+TICKER_PID=$!
+trap 'kill ${SIM_PID:-} $TICKER_PID 2>/dev/null || true' EXIT INT TERM
+echo "router: http://127.0.0.1:8787  upstream: $UPSTREAM_BASE_URL  admin token: $ADMIN_TOKEN  tick: every ${TICK_SECONDS}s" >&2
 WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port 8787 \
   --persist-to .wrangler/state --test-scheduled \
-  --var "UPSTREAM_BASE_URL:$UPSTREAM_BASE_URL" "$@"
+  --var "UPSTREAM_BASE_URL:$UPSTREAM_BASE_URL" --var "ADMIN_TOKEN:$ADMIN_TOKEN" "$@"

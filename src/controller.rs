@@ -649,10 +649,13 @@ impl RolloutController {
             .collect();
         let mut args = vec![((first * 60_000) as i64).into()];
         args.extend(kinds);
+        let placeholders = vec!["?"; SPLIT_KINDS.len()].join(", ");
         let events: Vec<Event> = sql
             .exec(
-                "SELECT seq, doc FROM events WHERE at_ms >= ? AND kind IN (?, ?, ?, ?, ?) \
-                 ORDER BY seq",
+                &format!(
+                    "SELECT seq, doc FROM events WHERE at_ms >= ? AND kind IN ({placeholders}) \
+                     ORDER BY seq"
+                ),
                 args,
             )
             .and_then(|c| c.to_array::<EventRow>())

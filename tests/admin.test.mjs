@@ -224,5 +224,6 @@ test("actions that do not apply in the phase get 409, and a full operator sessio
       assert.deepEqual(Object.keys(m[env]).sort(), ["error_rate", "errors", "p95_ms", "requests"]);
     }
   }
-  assert.deepEqual(h.splits.map((s) => s.kind), ["started", "split_set", "completed", "started", "rolled_back"]);
+  assert.deepEqual(h.splits.map((s) => s.kind), ["started", "split_set", "resumed", "completed", "started", "rolled_back"]);
+  assert.deepEqual(h.splits.map((s) => s.green_percent), [10, 25, 10, 0, 10, 0]);
 });

@@ -160,13 +160,14 @@ pub struct History {
     pub splits: Vec<SplitMark>,
 }
 
-/// The kinds of event that change the split.
-pub const SPLIT_KINDS: [EventKind; 5] = [
+/// The kinds of event that can change the split.
+pub const SPLIT_KINDS: [EventKind; 6] = [
     EventKind::Started,
     EventKind::StepAdvanced,
     EventKind::Completed,
     EventKind::RolledBack,
     EventKind::SplitSet,
+    EventKind::Resumed,
 ];
 
 /// Builds a gap-free series of the `count` minutes ending with the one holding `now_ms`, from
