@@ -415,6 +415,7 @@ impl RolloutController {
                     &m.state,
                     Command::Tick {
                         window: m.scopes.window.clone(),
+                        blue_p95_ms: m.scopes.rollout.blue.total.quantile_ms(0.95),
                     },
                     now,
                 )
@@ -484,7 +485,7 @@ impl RolloutController {
                 .map_err(sql_err)?;
                 worker::console_log!("rollout event: {}", event.message);
                 if event.alert {
-                    alerts.push(event);
+                    alerts.push(*event);
                 }
             }
         }

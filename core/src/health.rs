@@ -5,18 +5,44 @@
 //! canary tools is a rollback on no data). Latency checks ignore differences smaller than
 //! `latency_margin_ms`, so jitter on fast answers never fails a window either.
 //!
-//! This module judges one window; how many failing windows roll back, and what a window is,
-//! belong to [`crate::rollout`].
+//! Two methods: `sequential` (the default; [`crate::sequential`], evidence carried through the
+//! rollout with a bounded false-rollback rate) and `threshold` (the gates below, judged on one
+//! window at a time, as Flagger and Argo Rollouts do). This module judges one window with the
+//! gates; how many failing windows roll back, and what a window is, belong to
+//! [`crate::rollout`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::fields::{FieldError, Obj};
+use crate::sequential::{Report, Settings};
 use crate::stats::{EnvStats, Pair};
+
+/// How green is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// The always-valid sequential test (the default).
+    Sequential,
+    /// Fixed gates on each window, rolled back after `failure_limit` failing windows.
+    Threshold,
+}
 
 /// When green counts as unhealthy. Defaults in brackets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthPolicy {
+    /// `sequential` or `threshold` [sequential].
+    #[serde(default = "default_method")]
+    pub method: Method,
+    /// Sequential: rollback level of each relative test, 1/alpha [0.02].
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Sequential: green may be this many times as bad as blue [1.2].
+    #[serde(default = "default_tolerance")]
+    pub tolerance_ratio: f64,
+    /// Sequential: clearly-fine evidence may end a step early [false].
+    #[serde(default)]
+    pub advance_early: bool,
     /// Requests each environment needs in the window before it is judged [50].
     pub min_requests: u64,
     /// Highest acceptable green error rate [0.05].
@@ -33,9 +59,23 @@ pub struct HealthPolicy {
     pub failure_limit: u32,
 }
 
+fn default_method() -> Method {
+    Method::Sequential
+}
+fn default_alpha() -> f64 {
+    0.03
+}
+fn default_tolerance() -> f64 {
+    1.2
+}
+
 impl Default for HealthPolicy {
     fn default() -> Self {
         HealthPolicy {
+            method: default_method(),
+            alpha: default_alpha(),
+            tolerance_ratio: default_tolerance(),
+            advance_early: false,
             min_requests: 50,
             max_error_rate: 0.05,
             max_error_rate_delta: 0.02,
@@ -48,7 +88,11 @@ impl Default for HealthPolicy {
 }
 
 /// The fields a `health` object may carry.
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 11] = [
+    "method",
+    "alpha",
+    "tolerance_ratio",
+    "advance_early",
     "min_requests",
     "max_error_rate",
     "max_error_rate_delta",
@@ -64,7 +108,26 @@ impl HealthPolicy {
         let o = Obj::new(v, path)?;
         o.only(&FIELDS)?;
         let d = HealthPolicy::default();
+        let method = match o.get("method") {
+            None => d.method,
+            Some(v) => match v.as_str() {
+                Some("sequential") => Method::Sequential,
+                Some("threshold") => Method::Threshold,
+                _ => {
+                    return Err(FieldError::new(
+                        o.path("method"),
+                        "must be \"sequential\" or \"threshold\"",
+                    ))
+                }
+            },
+        };
         Ok(HealthPolicy {
+            method,
+            alpha: o.number("alpha", 0.0001, 0.5)?.unwrap_or(d.alpha),
+            tolerance_ratio: o
+                .number("tolerance_ratio", 1.0, 10.0)?
+                .unwrap_or(d.tolerance_ratio),
+            advance_early: o.boolean("advance_early")?.unwrap_or(d.advance_early),
             min_requests: o
                 .whole("min_requests", 1, 1_000_000)?
                 .unwrap_or(d.min_requests),
@@ -100,11 +163,30 @@ pub enum VerdictStatus {
     Inconclusive,
 }
 
+impl HealthPolicy {
+    /// What the sequential test reads from the policy: `alpha` for the error test, a third of
+    /// it for the latency test, a quarter for the guard.
+    pub fn sequential_settings(&self) -> Settings {
+        Settings {
+            alpha: self.alpha,
+            latency_alpha: self.alpha / 3.0,
+            tolerance_ratio: self.tolerance_ratio,
+            max_error_rate: self.max_error_rate,
+            guard_alpha: self.alpha / 4.0,
+            min_requests: self.min_requests,
+            advance_early: self.advance_early,
+        }
+    }
+}
+
 /// A judgement with the reasons a person reads in the status and the event log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub status: VerdictStatus,
     pub reasons: Vec<String>,
+    /// The sequential test's evidence (likelihood ratios, levels, counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Report>,
 }
 
 fn pct(r: f64) -> String {
@@ -128,6 +210,7 @@ pub fn judge(policy: &HealthPolicy, window: &Pair<EnvStats>) -> Verdict {
         return Verdict {
             status: VerdictStatus::Inconclusive,
             reasons: thin,
+            evidence: None,
         };
     }
 
@@ -184,11 +267,13 @@ pub fn judge(policy: &HealthPolicy, window: &Pair<EnvStats>) -> Verdict {
         Verdict {
             status: VerdictStatus::Pass,
             reasons: passed,
+            evidence: None,
         }
     } else {
         Verdict {
             status: VerdictStatus::Fail,
             reasons: failed,
+            evidence: None,
         }
     }
 }
@@ -291,5 +376,27 @@ mod tests {
         let e = HealthPolicy::from_json(&json!({"failure_limit": 0}), "health").unwrap_err();
         assert_eq!(e.field, "health.failure_limit");
         assert!(HealthPolicy::from_json(&json!("x"), "health").is_err());
+        let p = HealthPolicy::from_json(
+            &json!({"method": "threshold", "alpha": 0.01, "advance_early": true}),
+            "health",
+        )
+        .unwrap();
+        assert_eq!(
+            (p.method, p.alpha, p.advance_early),
+            (Method::Threshold, 0.01, true)
+        );
+        assert_eq!(HealthPolicy::default().method, Method::Sequential);
+        for (v, field) in [
+            (json!({"method": "bayes"}), "health.method"),
+            (json!({"alpha": 0}), "health.alpha"),
+            (json!({"alpha": 0.9}), "health.alpha"),
+            (json!({"tolerance_ratio": 0.5}), "health.tolerance_ratio"),
+            (json!({"advance_early": "yes"}), "health.advance_early"),
+        ] {
+            assert_eq!(
+                HealthPolicy::from_json(&v, "health").unwrap_err().field,
+                field
+            );
+        }
     }
 }

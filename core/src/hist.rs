@@ -59,6 +59,18 @@ impl Histogram {
         self.sum_ms = self.sum_ms.saturating_add(ms.min(MAX_VALUE));
     }
 
+    /// Records `n` values of `ms` milliseconds at once.
+    pub fn record_n(&mut self, ms: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        *self.counts.entry(bucket_of(ms)).or_insert(0) += n;
+        self.count += n;
+        self.sum_ms = self
+            .sum_ms
+            .saturating_add(ms.min(MAX_VALUE).saturating_mul(n));
+    }
+
     /// Adds every count of `other` to this one.
     pub fn merge(&mut self, other: &Histogram) {
         for (&b, &n) in &other.counts {

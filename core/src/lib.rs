@@ -16,6 +16,7 @@ pub mod openai;
 pub mod outcome;
 pub mod rollout;
 pub mod routing;
+pub mod sequential;
 pub mod split;
 pub mod sse;
 pub mod stats;

@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::fields::{FieldError, Obj};
-use crate::health::{judge, HealthPolicy, Verdict, VerdictStatus};
+use crate::health::{judge, HealthPolicy, Method, Verdict, VerdictStatus};
 use crate::routing::RoutingDoc;
+use crate::sequential::{self, Evidence, Finding, TickCounts};
 use crate::stats::{EnvStats, Pair};
 use crate::time::format_rfc3339_ms;
 
@@ -176,6 +177,10 @@ pub struct Rollout {
     pub step_passed: bool,
     /// When it completed or rolled back.
     pub ended_at_ms: Option<u64>,
+    /// The sequential test's evidence, carried through every step of this rollout (not reset
+    /// by a pause, a manual split or a resume).
+    #[serde(default)]
+    pub evidence: Evidence,
 }
 
 impl Rollout {
@@ -266,9 +271,11 @@ pub enum Command {
     SetSplit {
         green_percent: f64,
     },
-    /// A cron tick, with the evaluation window's stats.
+    /// A cron tick, with the evaluation window's stats and blue's p95 over the rollout so far
+    /// (the sequential test's latency reference).
     Tick {
         window: Pair<EnvStats>,
+        blue_p95_ms: Option<u64>,
     },
 }
 
@@ -330,7 +337,13 @@ pub enum Effect {
     /// Restart all of the rollout's stats (a new rollout).
     ResetRollout,
     /// Store the event, and alert when `event.alert`.
-    Record(Event),
+    Record(Box<Event>),
+}
+
+impl Effect {
+    fn record(event: Event) -> Effect {
+        Effect::Record(Box::new(event))
+    }
 }
 
 /// Why a command was refused. Nothing changes.
@@ -426,6 +439,7 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
                 consecutive_failures: 0,
                 step_passed: false,
                 ended_at_ms: None,
+                evidence: Evidence::default(),
             });
             let msg = format!(
                 "Rollout {id} of {} over {} started at {}% green.",
@@ -434,7 +448,7 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
             fx.extend([
                 Effect::ResetRollout,
                 Effect::WriteSplit,
-                Effect::Record(event(&s, now_ms, EventKind::Started, Actor::Operator, msg)),
+                Effect::record(event(&s, now_ms, EventKind::Started, Actor::Operator, msg)),
             ]);
         }
         Command::Promote => {
@@ -448,7 +462,7 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
             );
             fx.extend([
                 Effect::WriteSplit,
-                Effect::Record(event(
+                Effect::record(event(
                     &s,
                     now_ms,
                     EventKind::Completed,
@@ -468,7 +482,7 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
             );
             fx.extend([
                 Effect::WriteSplit,
-                Effect::Record(event(
+                Effect::record(event(
                     &s,
                     now_ms,
                     EventKind::RolledBack,
@@ -483,7 +497,7 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
             }
             pause(&mut s, now_ms);
             let msg = format!("Paused by an operator at {}% green.", s.green_percent);
-            fx.push(Effect::Record(event(
+            fx.push(Effect::record(event(
                 &s,
                 now_ms,
                 EventKind::Paused,
@@ -506,7 +520,7 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
                 fx.push(Effect::WriteSplit);
             }
             let msg = format!("Resumed by an operator at {}% green.", s.green_percent);
-            fx.push(Effect::Record(event(
+            fx.push(Effect::record(event(
                 &s,
                 now_ms,
                 EventKind::Resumed,
@@ -540,16 +554,19 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
             );
             // Pausing a running rollout is what the alert is about.
             ev.alert = was_progressing;
-            fx.extend([Effect::WriteSplit, Effect::Record(ev)]);
+            fx.extend([Effect::WriteSplit, Effect::record(ev)]);
         }
-        Command::Tick { window } => {
+        Command::Tick {
+            window,
+            blue_p95_ms,
+        } => {
             if s.phase != Phase::Progressing {
                 return Ok(Transition {
                     state: s,
                     effects: fx,
                 });
             }
-            tick(&mut s, &window, now_ms, &mut fx);
+            tick(&mut s, &window, blue_p95_ms, now_ms, &mut fx);
         }
     }
     Ok(Transition {
@@ -585,25 +602,89 @@ fn roll_back(s: &mut State, now_ms: u64) {
     s.version += 1;
 }
 
-fn tick(s: &mut State, window: &Pair<EnvStats>, now_ms: u64, fx: &mut Vec<Effect>) {
+/// Judges one window with the sequential test: the window is this tick's requests (it restarts
+/// every tick), added to the evidence carried through the rollout. Returns the verdict and
+/// whether green is clearly fine (may advance early).
+fn sequential_verdict(
+    r: &mut Rollout,
+    window: &Pair<EnvStats>,
+    blue_p95_ms: Option<u64>,
+) -> (Verdict, bool) {
+    let margin = r.health.latency_margin_ms;
+    let next_reference = blue_p95_ms.map(|p| p + margin);
+    let reference = r.evidence.latency_reference_ms.or(next_reference);
+    let slow = |s: &EnvStats| reference.map_or(0, |ms| s.total.count_above(ms));
+    let counts = TickCounts {
+        green_requests: window.green.requests,
+        blue_requests: window.blue.requests,
+        green_errors: window.green.errors(),
+        blue_errors: window.blue.errors(),
+        green_slow: slow(&window.green),
+        blue_slow: slow(&window.blue),
+    };
+    let settings = r.health.sequential_settings();
+    let report = sequential::update(
+        &mut r.evidence,
+        &settings,
+        &counts,
+        reference,
+        next_reference,
+    );
+    let status = match report.finding {
+        Finding::Unhealthy => VerdictStatus::Fail,
+        Finding::TooLittleData => VerdictStatus::Inconclusive,
+        Finding::Healthy | Finding::ClearlyFine => VerdictStatus::Pass,
+    };
+    let early = report.finding == Finding::ClearlyFine;
+    let verdict = Verdict {
+        status,
+        reasons: report.reasons(),
+        evidence: Some(report),
+    };
+    (verdict, early)
+}
+
+fn tick(
+    s: &mut State,
+    window: &Pair<EnvStats>,
+    blue_p95_ms: Option<u64>,
+    now_ms: u64,
+    fx: &mut Vec<Effect>,
+) {
     let r = s.rollout.as_mut().expect("progressing has a rollout");
-    let verdict = judge(&r.health, window);
     let step_no = r.step_index + 1;
+    let (verdict, early, limit) = match r.health.method {
+        Method::Threshold => {
+            let verdict = judge(&r.health, window);
+            if verdict.status != VerdictStatus::Inconclusive {
+                fx.push(Effect::ResetWindow);
+            }
+            (verdict, false, r.health.failure_limit)
+        }
+        Method::Sequential => {
+            // Every tick's window is new evidence, and reaching a level is itself the
+            // decision: `failure_limit` does not apply.
+            fx.push(Effect::ResetWindow);
+            let (verdict, early) = sequential_verdict(r, window, blue_p95_ms);
+            (verdict, early, 1)
+        }
+    };
     match verdict.status {
-        VerdictStatus::Inconclusive => {}
+        VerdictStatus::Inconclusive => {
+            if r.health.method == Method::Sequential {
+                r.step_passed = false;
+            }
+        }
         VerdictStatus::Pass => {
             r.consecutive_failures = 0;
             r.step_passed = true;
-            fx.push(Effect::ResetWindow);
         }
         VerdictStatus::Fail => {
             r.consecutive_failures += 1;
             r.step_passed = false;
-            fx.push(Effect::ResetWindow);
         }
     }
     let failures = r.consecutive_failures;
-    let limit = r.health.failure_limit;
     s.verdict = Some(VerdictRecord {
         verdict: verdict.clone(),
         at_ms: now_ms,
@@ -614,19 +695,23 @@ fn tick(s: &mut State, window: &Pair<EnvStats>, now_ms: u64, fx: &mut Vec<Effect
     if verdict.status == VerdictStatus::Fail {
         if failures >= limit {
             roll_back(s, now_ms);
+            let why = if limit == 1 {
+                format!("on step {step_no}")
+            } else {
+                format!("after {failures} failing checks in a row on step {step_no}")
+            };
             let mut ev = event(
                 s,
                 now_ms,
                 EventKind::RolledBack,
                 Actor::Controller,
                 format!(
-                    "Rolled back automatically after {failures} failing checks in a row on step \
-                     {step_no}: {}",
+                    "Rolled back automatically {why}: {}",
                     verdict.reasons.join("; ")
                 ),
             );
             ev.verdict = Some(verdict);
-            fx.extend([Effect::WriteSplit, Effect::Record(ev)]);
+            fx.extend([Effect::WriteSplit, Effect::record(ev)]);
         } else {
             let mut ev = event(
                 s,
@@ -639,14 +724,14 @@ fn tick(s: &mut State, window: &Pair<EnvStats>, now_ms: u64, fx: &mut Vec<Effect
                 ),
             );
             ev.verdict = Some(verdict);
-            fx.push(Effect::Record(ev));
+            fx.push(Effect::record(ev));
         }
         return;
     }
 
     let r = s.rollout.as_mut().expect("progressing has a rollout");
     let held = r.step_elapsed_ms(now_ms) >= r.step().hold_seconds * 1000;
-    if !(held && r.step_passed) {
+    if !((held || early) && r.step_passed) {
         return;
     }
     if r.step_index + 1 == r.steps.len() {
@@ -662,11 +747,12 @@ fn tick(s: &mut State, window: &Pair<EnvStats>, now_ms: u64, fx: &mut Vec<Effect
             ),
         );
         ev.verdict = Some(verdict);
-        fx.extend([Effect::WriteSplit, Effect::Record(ev)]);
+        fx.extend([Effect::WriteSplit, Effect::record(ev)]);
     } else {
         r.step_index += 1;
         r.step_started_at_ms = now_ms;
         r.step_passed = false;
+        sequential::new_step(&mut r.evidence);
         let of = r.steps.len();
         s.green_percent = r.step().green_percent;
         s.version += 1;
@@ -677,7 +763,7 @@ fn tick(s: &mut State, window: &Pair<EnvStats>, now_ms: u64, fx: &mut Vec<Effect
         );
         let mut ev = event(s, now_ms, EventKind::StepAdvanced, Actor::Controller, msg);
         ev.verdict = Some(verdict);
-        fx.extend([Effect::ResetStep, Effect::WriteSplit, Effect::Record(ev)]);
+        fx.extend([Effect::ResetStep, Effect::WriteSplit, Effect::record(ev)]);
     }
 }
 
@@ -756,7 +842,12 @@ mod tests {
                     hold_seconds,
                 })
                 .collect(),
-            health: HealthPolicy::default(),
+            // These timelines are about the state machine; the threshold gates make their
+            // windows easy to read. The sequential test has its own timelines below.
+            health: HealthPolicy {
+                method: Method::Threshold,
+                ..HealthPolicy::default()
+            },
         }
     }
 
@@ -779,7 +870,15 @@ mod tests {
     }
 
     fn tick(s: &State, w: Pair<EnvStats>, now: u64) -> Transition {
-        apply(s, Command::Tick { window: w }, now).unwrap()
+        apply(
+            s,
+            Command::Tick {
+                window: w,
+                blue_p95_ms: None,
+            },
+            now,
+        )
+        .unwrap()
     }
 
     fn kinds(t: &Transition) -> Vec<EventKind> {
@@ -1147,6 +1246,146 @@ mod tests {
             "health.min_requests"
         );
         assert_eq!(field(json!([1])), "body");
+    }
+
+    /// A window of `n` requests per environment with the given errors, and latencies with a
+    /// slow tail (95 of each 100 at 100 ms, 5 at 1000 ms).
+    fn timed(n: u64, blue_errors: u64, green_errors: u64) -> Pair<EnvStats> {
+        let mut w = Pair::<EnvStats>::default();
+        for (s, e) in [(&mut w.blue, blue_errors), (&mut w.green, green_errors)] {
+            s.requests = n;
+            s.errors.server_error = e;
+            s.total.record_n(100, n * 95 / 100);
+            s.total.record_n(1000, n - n * 95 / 100);
+        }
+        w
+    }
+
+    fn started_sequential(steps: &[(f64, u64)], health: HealthPolicy) -> State {
+        let t = apply(
+            &State::initial(&routing()),
+            Command::Start {
+                spec: RolloutSpec {
+                    health,
+                    ..spec(steps)
+                },
+                routing: routing(),
+            },
+            0,
+        )
+        .unwrap();
+        t.state
+    }
+
+    fn seq_tick(s: &State, w: Pair<EnvStats>, now: u64) -> Transition {
+        let p95 = w.blue.total.quantile_ms(0.95);
+        apply(
+            s,
+            Command::Tick {
+                window: w,
+                blue_p95_ms: p95,
+            },
+            now,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn sequential_rolls_a_broken_green_back_on_the_first_tick_with_its_evidence() {
+        let s = started_sequential(&[(10.0, 1800)], HealthPolicy::default());
+        let mut w = window(540, 0);
+        w.blue.errors.server_error = 2;
+        w.green.requests = 60;
+        w.green.errors.server_error = 30;
+        let t = seq_tick(&s, w, MIN);
+        assert_eq!(t.state.phase, Phase::RolledBack);
+        assert_eq!(t.effects[0], Effect::ResetWindow);
+        let Some(Effect::Record(ev)) = t.effects.last() else {
+            panic!("an event")
+        };
+        assert!(
+            ev.message
+                .starts_with("Rolled back automatically on step 1: green errors are"),
+            "{}",
+            ev.message
+        );
+        let evidence = ev.verdict.as_ref().unwrap().evidence.as_ref().unwrap();
+        assert!(evidence.errors.evidence >= evidence.errors.rollback_at);
+        assert_eq!(
+            (evidence.errors.green_events, evidence.errors.blue_events),
+            (30, 2)
+        );
+    }
+
+    #[test]
+    fn sequential_ticks_without_traffic_hold_and_add_nothing() {
+        let mut s = started_sequential(&[(10.0, 60), (50.0, 60)], HealthPolicy::default());
+        for m in 1..=5 {
+            let t = seq_tick(&s, Pair::default(), m * MIN);
+            assert_eq!(t.effects, [Effect::ResetWindow], "minute {m}");
+            s = t.state;
+        }
+        assert_eq!(s.rollout.as_ref().unwrap().evidence.ticks, 0);
+        assert_eq!(
+            s.verdict.as_ref().unwrap().verdict.status,
+            VerdictStatus::Inconclusive
+        );
+        assert_eq!(s.green_percent, 10.0);
+    }
+
+    #[test]
+    fn sequential_evidence_carries_across_steps_pauses_and_manual_splits() {
+        let mut s = started_sequential(
+            &[(10.0, 60), (50.0, 60), (70.0, 60)],
+            HealthPolicy::default(),
+        );
+        // Green a little worse than blue, not enough to roll back: evidence builds up.
+        s = seq_tick(&s, timed(200, 1, 2), MIN).state;
+        let evidence = |s: &State| s.rollout.as_ref().unwrap().evidence.errors.clone();
+        let after_step_one = evidence(&s);
+        assert!(after_step_one.iter().any(|x| *x != 0.0));
+        assert_eq!(
+            s.green_percent, 50.0,
+            "held 60 s with enough data: advanced"
+        );
+        assert_eq!(
+            evidence(&s),
+            after_step_one,
+            "a new step keeps the evidence"
+        );
+        // Pause, manual split, resume: the evidence is untouched.
+        s = apply(&s, Command::Pause, 2 * MIN).unwrap().state;
+        s = apply(&s, Command::SetSplit { green_percent: 5.0 }, 2 * MIN)
+            .unwrap()
+            .state;
+        s = apply(&s, Command::Resume, 3 * MIN).unwrap().state;
+        assert_eq!(evidence(&s), after_step_one);
+        assert_eq!(s.rollout.as_ref().unwrap().evidence.rollout.green_errors, 2);
+    }
+
+    #[test]
+    fn advance_early_ends_a_step_once_green_is_clearly_fine() {
+        let health = HealthPolicy {
+            advance_early: true,
+            ..HealthPolicy::default()
+        };
+        let mut s = started_sequential(&[(50.0, 3600), (70.0, 3600)], health.clone());
+        // An hour's hold, but equal and plentiful evidence: advances long before.
+        let mut advanced_at = None;
+        for m in 1..=30 {
+            s = seq_tick(&s, timed(1000, 20, 20), m * MIN).state;
+            if s.green_percent == 70.0 {
+                advanced_at = Some(m);
+                break;
+            }
+        }
+        assert!(advanced_at.is_some_and(|m| m < 60), "{advanced_at:?}");
+        // Without advance_early the same data holds for the whole hour.
+        let mut s = started_sequential(&[(50.0, 3600), (70.0, 3600)], HealthPolicy::default());
+        for m in 1..=30 {
+            s = seq_tick(&s, timed(1000, 20, 20), m * MIN).state;
+        }
+        assert_eq!(s.green_percent, 50.0);
     }
 
     #[test]

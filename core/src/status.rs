@@ -53,6 +53,10 @@ pub struct VerdictView {
     pub step: usize,
     pub consecutive_failures: u32,
     pub failure_limit: u32,
+    /// The sequential test's evidence (likelihood ratios, levels, counts); absent for the
+    /// threshold method.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<crate::sequential::Report>,
 }
 
 /// `GET /admin/status`.
@@ -114,6 +118,7 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
             step: v.step,
             consecutive_failures: v.consecutive_failures,
             failure_limit: rollout.map_or(0, |r| r.health.failure_limit),
+            evidence: v.verdict.evidence.clone(),
         }),
         stats: ScopeSummaries {
             window: scopes.window.map(EnvStats::summary),

@@ -1,0 +1,505 @@
+//! How the health verdicts behave at low and high traffic: a Monte Carlo simulation that drives
+//! the very code the controller runs (`rollout::apply` with `Command::Tick`, and through it the
+//! sequential test or the threshold gates) with Poisson traffic per 60-second tick.
+//!
+//! `npm run simulate` (or `cargo run --release -p bluegreen-core --example judgement`). Fixed
+//! seeds: the same build prints the same table. `--runs N` changes the runs per cell (default
+//! 2000).
+//!
+//! Model: each tick green gets Poisson(60 × rate) requests and blue Poisson(60 × rate × (1−w)/w)
+//! at green share w. Each request fails independently with its environment's error rate, and
+//! takes a log-normal time (median 800 ms, σ 0.5; green × 1.3 in LATENCY), recorded into the
+//! same histograms the controller keeps, in 8 probability bins (0–50–70–80–90–95–97.5–99–100%)
+//! at each bin's middle quantile. Detection cells hold one step at w for 30 ticks; false
+//! rollbacks over a whole rollout run the default ladder (10/30/50/70%, 30/60/120/240 ticks)
+//! with the total traffic fixed so that green gets `rate` at 10%.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use bluegreen_core::health::{HealthPolicy, Method};
+use bluegreen_core::hist::Histogram;
+use bluegreen_core::rollout::{
+    apply, default_steps, Command, Effect, Phase, RolloutSpec, State, Step,
+};
+use bluegreen_core::routing::RoutingDoc;
+use bluegreen_core::stats::{EnvStats, Pair};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use rand_distr::{Binomial, Distribution, Poisson};
+
+#[derive(Clone, Copy)]
+struct Scenario {
+    name: &'static str,
+    blue_error: f64,
+    green_error: f64,
+    green_slowdown: f64,
+    /// Whether rolling back is the right answer.
+    bad: bool,
+}
+
+const SCENARIOS: [Scenario; 6] = [
+    Scenario {
+        name: "BAD",
+        blue_error: 0.005,
+        green_error: 0.03,
+        green_slowdown: 1.0,
+        bad: true,
+    },
+    Scenario {
+        name: "SUBTLE",
+        blue_error: 0.005,
+        green_error: 0.015,
+        green_slowdown: 1.0,
+        bad: true,
+    },
+    Scenario {
+        name: "BROKEN",
+        blue_error: 0.005,
+        green_error: 0.5,
+        green_slowdown: 1.0,
+        bad: true,
+    },
+    Scenario {
+        name: "LATENCY",
+        blue_error: 0.005,
+        green_error: 0.005,
+        green_slowdown: 1.3,
+        bad: true,
+    },
+    Scenario {
+        name: "GOOD-EQUAL",
+        blue_error: 0.005,
+        green_error: 0.005,
+        green_slowdown: 1.0,
+        bad: false,
+    },
+    Scenario {
+        name: "GOOD-NOISY",
+        blue_error: 0.02,
+        green_error: 0.02,
+        green_slowdown: 1.0,
+        bad: false,
+    },
+];
+const RATES: [f64; 3] = [0.1, 1.0, 10.0];
+const SHARES: [f64; 2] = [0.10, 0.50];
+const STEP_TICKS: u64 = 30;
+
+/// Probability bins of the latency distribution: (upper edge, middle quantile's z-score).
+/// z-scores of the standard normal at each bin's middle probability (0.25, 0.6, 0.75, 0.85,
+/// 0.925, 0.9625, 0.9825, 0.995).
+const BINS: [(f64, f64); 8] = [
+    (0.50, -0.6745),
+    (0.70, 0.2533),
+    (0.80, 0.6745),
+    (0.90, 1.0364),
+    (0.95, 1.4395),
+    (0.975, 1.7805),
+    (0.99, 2.1075),
+    (1.00, 2.5758),
+];
+const MEDIAN_MS: f64 = 800.0;
+const SIGMA: f64 = 0.5;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// One step at a fixed share, 30 ticks.
+    Step { share: f64 },
+    /// The default ladder to completion.
+    WholeRollout,
+}
+
+#[derive(Clone, Copy)]
+struct Cell {
+    method: Method,
+    scenario: Scenario,
+    rate: f64,
+    kind: Kind,
+}
+
+#[derive(Default, Clone)]
+struct Outcome {
+    /// Tick of the rollback, if any.
+    rolled_back_at: Option<u64>,
+    /// Which test rolled back: 0 errors, 1 latency, 2 guard, 3 threshold gates.
+    cause: Option<usize>,
+    /// Ticks the run lasted.
+    ticks: u64,
+}
+
+fn routing() -> RoutingDoc {
+    RoutingDoc {
+        blue_model: "blue".into(),
+        green_model: "old".into(),
+        green_percent: 0.0,
+        sticky: true,
+        version: 0,
+        updated_at: None,
+    }
+}
+
+fn env_tick(rng: &mut SmallRng, mean: f64, error: f64, slowdown: f64) -> EnvStats {
+    let n = if mean > 0.0 {
+        Poisson::new(mean).expect("positive mean").sample(rng) as u64
+    } else {
+        0
+    };
+    let mut s = EnvStats {
+        requests: n,
+        ..EnvStats::default()
+    };
+    if n == 0 {
+        return s;
+    }
+    s.errors.server_error = Binomial::new(n, error).expect("a rate").sample(rng);
+    // Multinomial over the bins, as successive binomials.
+    let (mut left, mut p_left, mut low) = (n, 1.0f64, 0.0f64);
+    for (i, (edge, z)) in BINS.iter().enumerate() {
+        let p = edge - low;
+        let k = if i + 1 == BINS.len() || left == 0 {
+            left
+        } else {
+            Binomial::new(left, (p / p_left).min(1.0))
+                .expect("a share")
+                .sample(rng)
+        };
+        let ms = (MEDIAN_MS * (SIGMA * z).exp() * slowdown).round() as u64;
+        s.total.record_n(ms, k);
+        s.first_byte.record_n(ms / 2, k);
+        left -= k;
+        p_left -= p;
+        low = *edge;
+    }
+    s
+}
+
+fn run(cell: &Cell, seed: u64) -> Outcome {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let sc = cell.scenario;
+    let health = HealthPolicy {
+        method: cell.method,
+        ..HealthPolicy::default()
+    };
+    let (steps, max_ticks, total_rate) = match cell.kind {
+        Kind::Step { share } => (
+            vec![Step {
+                green_percent: share * 100.0,
+                hold_seconds: 1 << 40,
+            }],
+            STEP_TICKS,
+            cell.rate / share,
+        ),
+        // The ladder takes 450 ticks when every step passes on time; allow holds.
+        Kind::WholeRollout => (default_steps(), 900, cell.rate / 0.10),
+    };
+    let spec = RolloutSpec {
+        green_model: "green".into(),
+        steps,
+        health,
+    };
+    let mut state = apply(
+        &State::initial(&routing()),
+        Command::Start {
+            spec,
+            routing: routing(),
+        },
+        0,
+    )
+    .expect("starts")
+    .state;
+    let mut window = Pair::<EnvStats>::default();
+    let mut blue_total = Histogram::default();
+    for tick in 1..=max_ticks {
+        let w = state.green_percent / 100.0;
+        let green = env_tick(
+            &mut rng,
+            60.0 * total_rate * w,
+            sc.green_error,
+            sc.green_slowdown,
+        );
+        let blue = env_tick(&mut rng, 60.0 * total_rate * (1.0 - w), sc.blue_error, 1.0);
+        blue_total.merge(&blue.total);
+        window.merge(&Pair { blue, green });
+        let t = apply(
+            &state,
+            Command::Tick {
+                window: window.clone(),
+                blue_p95_ms: blue_total.quantile_ms(0.95),
+            },
+            tick * 60_000,
+        )
+        .expect("ticks apply");
+        for e in &t.effects {
+            if matches!(
+                e,
+                Effect::ResetWindow | Effect::ResetStep | Effect::ResetRollout
+            ) {
+                window = Pair::default();
+            }
+        }
+        state = t.state;
+        match state.phase {
+            Phase::RolledBack => {
+                let evidence = state
+                    .verdict
+                    .as_ref()
+                    .and_then(|v| v.verdict.evidence.as_ref());
+                let cause = match evidence {
+                    None => 3,
+                    Some(e) if e.errors.evidence >= e.errors.rollback_at => 0,
+                    Some(e) if e.latency.evidence >= e.latency.rollback_at => 1,
+                    Some(_) => 2,
+                };
+                return Outcome {
+                    rolled_back_at: Some(tick),
+                    cause: Some(cause),
+                    ticks: tick,
+                };
+            }
+            Phase::Completed => {
+                return Outcome {
+                    rolled_back_at: None,
+                    cause: None,
+                    ticks: tick,
+                }
+            }
+            _ => {}
+        }
+    }
+    Outcome {
+        rolled_back_at: None,
+        cause: None,
+        ticks: max_ticks,
+    }
+}
+
+struct Row {
+    cell: Cell,
+    within: [f64; 3],
+    median: Option<u64>,
+    rolled_back: f64,
+    median_ticks: u64,
+    /// Rollbacks by cause (errors, latency, guard, gates), in %.
+    causes: [f64; 4],
+}
+
+fn summarize(cell: Cell, outcomes: &[Outcome]) -> Row {
+    let n = outcomes.len() as f64;
+    let share = |t: u64| {
+        100.0
+            * outcomes
+                .iter()
+                .filter(|o| o.rolled_back_at.is_some_and(|x| x <= t))
+                .count() as f64
+            / n
+    };
+    let mut ticks: Vec<u64> = outcomes
+        .iter()
+        .map(|o| o.rolled_back_at.unwrap_or(u64::MAX))
+        .collect();
+    ticks.sort_unstable();
+    let median = Some(ticks[ticks.len() / 2]).filter(|&t| t != u64::MAX);
+    let mut lengths: Vec<u64> = outcomes.iter().map(|o| o.ticks).collect();
+    lengths.sort_unstable();
+    Row {
+        cell,
+        within: [share(3), share(10), share(30)],
+        median,
+        rolled_back: 100.0
+            * outcomes
+                .iter()
+                .filter(|o| o.rolled_back_at.is_some())
+                .count() as f64
+            / n,
+        median_ticks: lengths[lengths.len() / 2],
+        causes: std::array::from_fn(|c| {
+            100.0 * outcomes.iter().filter(|o| o.cause == Some(c)).count() as f64 / n
+        }),
+    }
+}
+
+/// "1.0 / 0.2 / 0.0" for the sequential test's causes; "gates" for the threshold method.
+fn causes(r: &Row) -> String {
+    match r.cell.method {
+        Method::Sequential => format!(
+            "{:.1} / {:.1} / {:.1}",
+            r.causes[0], r.causes[1], r.causes[2]
+        ),
+        Method::Threshold => "—".into(),
+    }
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Sequential => "sequential",
+        Method::Threshold => "threshold",
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runs: u64 = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let started = std::time::Instant::now();
+
+    let mut cells = Vec::new();
+    for method in [Method::Sequential, Method::Threshold] {
+        for scenario in SCENARIOS {
+            for share in SHARES {
+                for rate in RATES {
+                    cells.push(Cell {
+                        method,
+                        scenario,
+                        rate,
+                        kind: Kind::Step { share },
+                    });
+                }
+            }
+            if !scenario.bad {
+                for rate in RATES {
+                    cells.push(Cell {
+                        method,
+                        scenario,
+                        rate,
+                        kind: Kind::WholeRollout,
+                    });
+                }
+            }
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let rows: Mutex<Vec<(usize, Row)>> = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(cell) = cells.get(i) else { break };
+                let outcomes: Vec<Outcome> = (0..runs)
+                    .map(|r| run(cell, 0x5eed_0000_0000 + (i as u64) * 1_000_003 + r))
+                    .collect();
+                rows.lock()
+                    .expect("no panics")
+                    .push((i, summarize(*cell, &outcomes)));
+            });
+        }
+    });
+    let mut rows = rows.into_inner().expect("no panics");
+    rows.sort_by_key(|(i, _)| *i);
+    let rows: Vec<Row> = rows.into_iter().map(|(_, r)| r).collect();
+
+    println!("Rolled back within 3 / 10 / 30 ticks (%), one step held at the given green share; {runs} runs per cell.");
+    println!("For GOOD-* rows every rollback is a false one.\n");
+    println!("| method | scenario | step | green req/s | ≤3 | ≤10 | ≤30 | median ticks | by errors / latency / guard |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
+    for r in rows
+        .iter()
+        .filter(|r| matches!(r.cell.kind, Kind::Step { .. }))
+    {
+        let Kind::Step { share } = r.cell.kind else {
+            continue;
+        };
+        println!(
+            "| {} | {} | {:.0}% | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            method_name(r.cell.method),
+            r.cell.scenario.name,
+            share * 100.0,
+            r.cell.rate,
+            r.within[0],
+            r.within[1],
+            r.within[2],
+            r.median.map_or(">30".into(), |t| t.to_string()),
+            causes(r)
+        );
+    }
+    println!("\nFalse rollbacks over a whole default rollout (10/30/50/70% for 30/60/120/240 ticks, then completion), green at the given req/s on the 10% step:\n");
+    println!("| method | scenario | green req/s at 10% | false rollbacks | median ticks to the end | by errors / latency / guard |");
+    println!("|---|---|---:|---:|---:|---|");
+    for r in rows.iter().filter(|r| r.cell.kind == Kind::WholeRollout) {
+        println!(
+            "| {} | {} | {} | {:.2}% | {} | {} |",
+            method_name(r.cell.method),
+            r.cell.scenario.name,
+            r.cell.rate,
+            r.rolled_back,
+            r.median_ticks,
+            causes(r)
+        );
+    }
+
+    // The targets for the default (sequential) settings.
+    let find = |name: &str, kind: Kind, rate: f64| {
+        rows.iter()
+            .find(|r| {
+                r.cell.method == Method::Sequential
+                    && r.cell.scenario.name == name
+                    && r.cell.kind == kind
+                    && r.cell.rate == rate
+            })
+            .expect("cell exists")
+    };
+    let ten = Kind::Step { share: 0.10 };
+    let mut all = true;
+    let mut check = |what: String, got: f64, ok: bool| {
+        all &= ok;
+        println!("- {what}: {got:.2}% {}", if ok { "PASS" } else { "MISS" });
+    };
+    println!("\nTargets (sequential, default settings):");
+    let bad1 = find("BAD", ten, 1.0).within[1];
+    check(
+        "BAD at a 10% step, 1 req/s: rolled back within 10 ticks ≥ 95%".into(),
+        bad1,
+        bad1 >= 95.0,
+    );
+    let bad10 = find("BAD", ten, 10.0).within[0];
+    check(
+        "BAD at a 10% step, 10 req/s: within 3 ticks ≥ 99%".into(),
+        bad10,
+        bad10 >= 99.0,
+    );
+    for share in SHARES {
+        let b = find("BROKEN", Kind::Step { share }, 0.1).within[0];
+        check(
+            format!(
+                "BROKEN at a {:.0}% step, 0.1 req/s: within 3 ticks ≥ 90%",
+                share * 100.0
+            ),
+            b,
+            b >= 90.0,
+        );
+    }
+    for share in SHARES {
+        let sub = find("SUBTLE", Kind::Step { share }, 10.0).within[2];
+        check(
+            format!(
+                "SUBTLE at a {:.0}% step, 10 req/s: within one step (30 ticks) ≥ 95%",
+                share * 100.0
+            ),
+            sub,
+            sub >= 95.0,
+        );
+    }
+    for name in ["GOOD-EQUAL", "GOOD-NOISY"] {
+        for rate in RATES {
+            let fr = find(name, Kind::WholeRollout, rate).rolled_back;
+            check(
+                format!("{name} at {rate} req/s: false rollbacks over a whole rollout ≤ 1%"),
+                fr,
+                fr <= 1.0,
+            );
+        }
+    }
+    println!(
+        "\nsimulation: {} cells in {:.1} s on {threads} threads",
+        cells.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !all {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,563 @@
+//! The sequential health test: evidence about green that may be checked on every tick, at any
+//! traffic, without the false-rollback rate growing with the number of checks.
+//!
+//! Three tests share one set of per-tick counts ([`TickCounts`]):
+//!
+//! - **Relative test** (errors, and "slow" requests the same way). Given how many errors a
+//!   tick saw and green's share `w` of that tick's requests, each error is green's with
+//!   probability `ρw / (ρw + 1 − w)`, where `ρ` is green's error rate over blue's. That removes
+//!   blue's unknown rate from the test. The null hypothesis is "green is at most
+//!   `tolerance_ratio` (τ) times as bad as blue"; each alternative `ρ₁ = τ·k` adds
+//!   `e_g·ln(ρ₁/τ) − (e_g + e_b)·ln((1 + (ρ₁ − 1)w) / (1 + (τ − 1)w))` to its log likelihood
+//!   ratio per tick. The ratios are averaged over the alternatives (a mixture), and green is
+//!   rolled back when the mixture reaches `1/alpha`. Under the null, each ratio (and so their
+//!   average) is a non-negative supermartingale, so by Ville's inequality the chance that it
+//!   *ever* reaches `1/alpha` is at most `alpha`, however often it is looked at. The evidence is
+//!   carried across all steps of a rollout, so the bound holds for the whole rollout.
+//! - **Guard**: a one-sample test of "green's error rate ≤ `max_error_rate`" against much
+//!   higher rates, on green alone, so that a plainly broken green is rolled back in a tick or
+//!   two even with no blue errors to compare with. It is a CUSUM: its log ratio never goes
+//!   below 0, so a green that breaks late in a long healthy rollout is still caught quickly
+//!   (the price: its false-alarm rate is not bounded by Ville's inequality, only by how far a
+//!   healthy green is below `max_error_rate`; the simulation measures it).
+//! - **Clearly fine** (optional, per step): the relative test turned around, "green is at
+//!   least τ times as bad as blue" against better ratios; when both errors and slow requests
+//!   reject it, the step may advance before its hold time.
+//!
+//! A tick with no requests adds no evidence (`w` is 0 or 1, and every term vanishes).
+
+use serde::{Deserialize, Serialize};
+
+/// Alternatives of the relative test, as multiples of the tolerance ratio.
+const RELATIVE_ALTERNATIVES: [f64; 4] = [2.0, 3.0, 5.0, 8.0];
+/// Alternatives of the guard: `p₀ + (1 − p₀)·g` (for p₀ = 5%: ~10%, 19%, 38%, 76%).
+const GUARD_ALTERNATIVES: [f64; 4] = [0.05, 0.15, 0.35, 0.75];
+/// Alternatives of the clearly-fine test, as fractions of the tolerance ratio.
+const FINE_ALTERNATIVES: [f64; 3] = [0.8, 0.6, 0.4];
+/// The clearly-fine test's level: advancing early is not a rollback, so 20:1 is enough.
+const FINE_ALPHA: f64 = 0.05;
+
+/// One tick's counts, as the controller computes them from the tick's window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickCounts {
+    pub green_requests: u64,
+    pub blue_requests: u64,
+    pub green_errors: u64,
+    pub blue_errors: u64,
+    /// Requests slower than the latency reference.
+    pub green_slow: u64,
+    pub blue_slow: u64,
+}
+
+impl TickCounts {
+    fn add(&mut self, o: &TickCounts) {
+        self.green_requests += o.green_requests;
+        self.blue_requests += o.blue_requests;
+        self.green_errors += o.green_errors;
+        self.blue_errors += o.blue_errors;
+        self.green_slow += o.green_slow;
+        self.blue_slow += o.blue_slow;
+    }
+}
+
+/// The settings the sequential test reads from the health policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Rollback level of the relative error test: 1/alpha.
+    pub alpha: f64,
+    /// Rollback level of the relative latency test: 1/latency_alpha.
+    pub latency_alpha: f64,
+    /// Green may be this many times as bad as blue without being rolled back.
+    pub tolerance_ratio: f64,
+    /// The guard's limit on green's error rate.
+    pub max_error_rate: f64,
+    /// The guard's level.
+    pub guard_alpha: f64,
+    /// Requests each environment needs in the step before a tick can pass.
+    pub min_requests: u64,
+    /// Whether clearly-fine evidence may end a step early.
+    pub advance_early: bool,
+}
+
+/// Evidence carried from tick to tick through a rollout (stored in the controller's state).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Evidence {
+    /// Log likelihood ratios of the relative error test, one per alternative.
+    pub errors: Vec<f64>,
+    /// The same for slow requests.
+    pub slow: Vec<f64>,
+    /// The guard's log ratios (never below 0).
+    pub guard: Vec<f64>,
+    /// Clearly-fine log ratios for errors and slow requests, this step only.
+    pub fine_errors: Vec<f64>,
+    pub fine_slow: Vec<f64>,
+    /// The latency reference for the next tick: blue's p95 so far plus the margin.
+    pub latency_reference_ms: Option<u64>,
+    /// Counts over the whole rollout.
+    pub rollout: TickCounts,
+    /// Counts over the current step.
+    pub step: TickCounts,
+    /// Ticks that carried traffic.
+    pub ticks: u64,
+}
+
+/// `ln(mean(exp(x)))`, computed without overflow.
+fn log_mean_exp(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    max + (xs.iter().map(|x| (x - max).exp()).sum::<f64>() / xs.len() as f64).ln()
+}
+
+/// The log likelihood ratio added by one tick for the alternative `rho1` against `rho0`.
+pub fn relative_increment(rho1: f64, rho0: f64, w: f64, e_g: u64, e_b: u64) -> f64 {
+    if e_g + e_b == 0 || w <= 0.0 || w >= 1.0 {
+        return 0.0;
+    }
+    e_g as f64 * (rho1 / rho0).ln()
+        - (e_g + e_b) as f64 * ((1.0 + (rho1 - 1.0) * w) / (1.0 + (rho0 - 1.0) * w)).ln()
+}
+
+/// The log likelihood ratio added by `e` failures in `n` trials for rate `p1` against `p0`.
+pub fn guard_increment(p1: f64, p0: f64, n: u64, e: u64) -> f64 {
+    e as f64 * (p1 / p0).ln() + (n - e.min(n)) as f64 * ((1.0 - p1) / (1.0 - p0)).ln()
+}
+
+fn sized(v: &mut Vec<f64>, n: usize) {
+    if v.len() != n {
+        *v = vec![0.0; n];
+    }
+}
+
+/// The outcome of one tick of the sequential test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finding {
+    /// A rollback level was reached.
+    Unhealthy,
+    /// Too few requests in the step to let it advance.
+    TooLittleData,
+    /// Nothing against green, and enough data.
+    Healthy,
+    /// Healthy, and shown no worse than τ × blue (for `advance_early`).
+    ClearlyFine,
+}
+
+/// One relative test's figures, for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelativeReport {
+    pub green_events: u64,
+    pub green_requests: u64,
+    pub blue_events: u64,
+    pub blue_requests: u64,
+    /// Green's event rate over blue's, over the rollout; `null` when blue has none.
+    pub ratio: Option<f64>,
+    /// The mixture likelihood ratio: evidence that green is worse than τ × blue.
+    pub evidence: f64,
+    /// The ratio at which green is rolled back (1/alpha).
+    pub rollback_at: f64,
+}
+
+/// Everything a sequential verdict rests on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub finding: Finding,
+    pub errors: RelativeReport,
+    /// Slow requests: slower than `latency_reference_ms`.
+    pub latency: RelativeReport,
+    pub latency_reference_ms: Option<u64>,
+    /// The guard's evidence that green's error rate is above `max_error_rate`.
+    pub guard_evidence: f64,
+    pub guard_rollback_at: f64,
+    /// The guard's limit (`max_error_rate`).
+    pub guard_limit: f64,
+    /// Clearly-fine evidence this step (errors, latency), when `advance_early` is on.
+    pub fine_evidence: Option<(f64, f64)>,
+    pub fine_at: Option<f64>,
+    pub tolerance_ratio: f64,
+}
+
+fn ratio_of(g: u64, gn: u64, b: u64, bn: u64) -> Option<f64> {
+    (b > 0 && gn > 0 && bn > 0).then(|| (g as f64 / gn as f64) / (b as f64 / bn as f64))
+}
+
+/// "62:1" for evidence above 1, "1:40" below.
+pub fn odds(x: f64) -> String {
+    let fmt = |v: f64| {
+        if v >= 10.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    if x >= 1.0 {
+        format!("{}:1", fmt(x.min(1e12)))
+    } else {
+        format!("1:{}", fmt((1.0 / x.max(1e-12)).min(1e12)))
+    }
+}
+
+impl Report {
+    /// Sentences for the status and the event log, e.g. "green errors are 4.1× blue's (…);
+    /// evidence 62:1, rollback at 50:1".
+    pub fn reasons(&self) -> Vec<String> {
+        let relative = |what: &str, r: &RelativeReport| {
+            let ratio = match r.ratio {
+                Some(x) => format!("{x:.1}× blue's"),
+                None if r.green_events == 0 => "none so far".to_string(),
+                None => "seen on green only".to_string(),
+            };
+            format!(
+                "green {what} {ratio} ({} of {} vs {} of {}); evidence {}, rollback at {}",
+                r.green_events,
+                r.green_requests,
+                r.blue_events,
+                r.blue_requests,
+                odds(r.evidence),
+                odds(r.rollback_at)
+            )
+        };
+        let mut out = vec![
+            relative("errors are", &self.errors)
+                .replace("errors are none so far", "errors: none so far"),
+            match self.latency_reference_ms {
+                Some(ms) => relative(&format!("requests slower than {ms} ms are"), &self.latency),
+                None => "latency: no blue reference yet".to_string(),
+            },
+        ];
+        let e = &self.errors;
+        let rate = if e.green_requests > 0 {
+            e.green_events as f64 / e.green_requests as f64
+        } else {
+            0.0
+        };
+        out.push(format!(
+            "green error rate {:.2}% against the {:.2}% limit: evidence {}, rollback at {}",
+            100.0 * rate,
+            100.0 * self.guard_limit,
+            odds(self.guard_evidence),
+            odds(self.guard_rollback_at)
+        ));
+        if let (Some((e, l)), Some(at)) = (self.fine_evidence, self.fine_at) {
+            out.push(format!(
+                "no worse than {}× blue: evidence {} (errors), {} (latency); advance early at {}",
+                self.tolerance_ratio,
+                odds(e),
+                odds(l),
+                odds(at)
+            ));
+        }
+        match self.finding {
+            Finding::TooLittleData => out.insert(0, "too few requests this step to advance".into()),
+            Finding::ClearlyFine => out.insert(0, "clearly fine: may advance early".into()),
+            _ => {}
+        }
+        out
+    }
+}
+
+/// Adds one tick to the evidence and says what it now shows. `reference_ms` is the latency
+/// reference the tick's slow counts were taken against; `next_reference_ms` (blue's p95 over
+/// the rollout so far, plus the margin) becomes the reference for the next tick.
+pub fn update(
+    ev: &mut Evidence,
+    s: &Settings,
+    t: &TickCounts,
+    reference_ms: Option<u64>,
+    next_reference_ms: Option<u64>,
+) -> Report {
+    let tau = s.tolerance_ratio;
+    sized(&mut ev.errors, RELATIVE_ALTERNATIVES.len());
+    sized(&mut ev.slow, RELATIVE_ALTERNATIVES.len());
+    sized(&mut ev.guard, GUARD_ALTERNATIVES.len());
+    sized(&mut ev.fine_errors, FINE_ALTERNATIVES.len());
+    sized(&mut ev.fine_slow, FINE_ALTERNATIVES.len());
+
+    let n = t.green_requests + t.blue_requests;
+    if n > 0 {
+        ev.ticks += 1;
+        let w = t.green_requests as f64 / n as f64;
+        for (k, mult) in RELATIVE_ALTERNATIVES.iter().enumerate() {
+            let rho1 = tau * mult;
+            ev.errors[k] += relative_increment(rho1, tau, w, t.green_errors, t.blue_errors);
+            ev.slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
+        }
+        let p0 = s.max_error_rate.clamp(1e-6, 1.0 - 1e-6);
+        for (k, g) in GUARD_ALTERNATIVES.iter().enumerate() {
+            let p1 = p0 + (1.0 - p0) * g;
+            let inc = guard_increment(p1, p0, t.green_requests, t.green_errors);
+            ev.guard[k] = (ev.guard[k] + inc).max(0.0);
+        }
+        for (k, frac) in FINE_ALTERNATIVES.iter().enumerate() {
+            let rho1 = tau * frac;
+            ev.fine_errors[k] += relative_increment(rho1, tau, w, t.green_errors, t.blue_errors);
+            ev.fine_slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
+        }
+        ev.rollout.add(t);
+        ev.step.add(t);
+    }
+    if next_reference_ms.is_some() {
+        ev.latency_reference_ms = next_reference_ms;
+    }
+
+    let rollback_at = 1.0 / s.alpha;
+    let latency_rollback_at = 1.0 / s.latency_alpha;
+    let guard_at = 1.0 / s.guard_alpha;
+    let errors = log_mean_exp(&ev.errors).exp();
+    let slow = log_mean_exp(&ev.slow).exp();
+    let guard = log_mean_exp(&ev.guard).exp();
+    let fine = (
+        log_mean_exp(&ev.fine_errors).exp(),
+        log_mean_exp(&ev.fine_slow).exp(),
+    );
+    let fine_at = 1.0 / FINE_ALPHA;
+    let r = &ev.rollout;
+    let enough =
+        ev.step.green_requests >= s.min_requests && ev.step.blue_requests >= s.min_requests;
+    let finding = if errors >= rollback_at || slow >= latency_rollback_at || guard >= guard_at {
+        Finding::Unhealthy
+    } else if !enough {
+        Finding::TooLittleData
+    } else if s.advance_early && fine.0 >= fine_at && fine.1 >= fine_at {
+        Finding::ClearlyFine
+    } else {
+        Finding::Healthy
+    };
+    Report {
+        finding,
+        errors: RelativeReport {
+            green_events: r.green_errors,
+            green_requests: r.green_requests,
+            blue_events: r.blue_errors,
+            blue_requests: r.blue_requests,
+            ratio: ratio_of(
+                r.green_errors,
+                r.green_requests,
+                r.blue_errors,
+                r.blue_requests,
+            ),
+            evidence: errors,
+            rollback_at,
+        },
+        latency: RelativeReport {
+            green_events: r.green_slow,
+            green_requests: r.green_requests,
+            blue_events: r.blue_slow,
+            blue_requests: r.blue_requests,
+            ratio: ratio_of(r.green_slow, r.green_requests, r.blue_slow, r.blue_requests),
+            evidence: slow,
+            rollback_at: latency_rollback_at,
+        },
+        latency_reference_ms: reference_ms,
+        guard_evidence: guard,
+        guard_rollback_at: guard_at,
+        guard_limit: s.max_error_rate,
+        fine_evidence: s.advance_early.then_some(fine),
+        fine_at: s.advance_early.then_some(fine_at),
+        tolerance_ratio: tau,
+    }
+}
+
+/// Starts a new step: the per-step counts and the clearly-fine evidence restart; the rest of
+/// the evidence carries on.
+pub fn new_step(ev: &mut Evidence) {
+    ev.step = TickCounts::default();
+    ev.fine_errors.iter_mut().for_each(|x| *x = 0.0);
+    ev.fine_slow.iter_mut().for_each(|x| *x = 0.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::SmallRng;
+    use rand::SeedableRng;
+    use rand_distr::{Binomial, Distribution, Poisson};
+
+    fn settings() -> Settings {
+        Settings {
+            alpha: 0.03,
+            latency_alpha: 0.01,
+            tolerance_ratio: 1.2,
+            max_error_rate: 0.05,
+            guard_alpha: 0.0075,
+            min_requests: 50,
+            advance_early: false,
+        }
+    }
+
+    fn close(a: f64, b: f64) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+
+    #[test]
+    fn increments_by_hand() {
+        // 3·ln 2 − 4·ln(1.5) = 2.07944 − 1.62186 = 0.45758.
+        close(relative_increment(2.0, 1.0, 0.5, 3, 1), 0.45758);
+        // With tolerance: ρ₁ = 2.4, ρ₀ = 1.2, w = 0.5, five green errors and no blue ones:
+        // 5·ln 2 − 5·ln(1.7 / 1.1) = 3.46574 − 2.17662 = 1.28912.
+        close(relative_increment(2.4, 1.2, 0.5, 5, 0), 1.28912);
+        // No information: no errors, or one environment got all the traffic.
+        assert_eq!(relative_increment(2.0, 1.0, 0.5, 0, 0), 0.0);
+        assert_eq!(relative_increment(2.0, 1.0, 0.0, 0, 3), 0.0);
+        assert_eq!(relative_increment(2.0, 1.0, 1.0, 3, 0), 0.0);
+        // 2·ln 2 + 8·ln(0.9 / 0.95) = 1.38629 − 0.43253 = 0.95376.
+        close(guard_increment(0.1, 0.05, 10, 2), 0.95376);
+        // ln(mean(e^0, e^ln 3)) = ln 2.
+        close(log_mean_exp(&[0.0, 3f64.ln()]), 2f64.ln());
+    }
+
+    #[test]
+    fn odds_read_as_people_say_them() {
+        assert_eq!(odds(62.3), "62:1");
+        assert_eq!(odds(1.5), "1.5:1");
+        assert_eq!(odds(0.025), "1:40");
+        assert_eq!(odds(1.0 / 0.03), "33:1");
+    }
+
+    #[test]
+    fn a_tick_without_traffic_adds_nothing() {
+        let mut ev = Evidence::default();
+        let before = update(&mut ev, &settings(), &TickCounts::default(), None, None);
+        assert_eq!(ev.ticks, 0);
+        assert_eq!(before.errors.evidence, 1.0);
+        assert_eq!(before.finding, Finding::TooLittleData);
+        // Traffic on one side only carries no relative evidence either.
+        let t = TickCounts {
+            green_requests: 30,
+            green_errors: 1,
+            ..TickCounts::default()
+        };
+        let r = update(&mut ev, &settings(), &t, None, None);
+        assert_eq!(r.errors.evidence, 1.0);
+        assert_eq!(ev.ticks, 1);
+    }
+
+    #[test]
+    fn first_alternative_matches_the_hand_computation() {
+        let mut ev = Evidence::default();
+        let t = TickCounts {
+            green_requests: 100,
+            blue_requests: 100,
+            green_errors: 5,
+            ..TickCounts::default()
+        };
+        let r = update(&mut ev, &settings(), &t, Some(900), Some(1000));
+        // k = 2: ρ₁ = 2.4, as in `increments_by_hand`.
+        close(ev.errors[0], 1.28912);
+        assert_eq!(ev.latency_reference_ms, Some(1000));
+        assert_eq!(r.latency_reference_ms, Some(900));
+        assert_eq!(r.errors.ratio, None);
+        let reasons = r.reasons();
+        assert!(
+            reasons[0].starts_with("green errors are seen on green only (5 of 100 vs 0 of 100)"),
+            "{reasons:?}"
+        );
+        assert!(reasons[0].ends_with("rollback at 33:1"), "{reasons:?}");
+        assert!(
+            reasons[1].starts_with("green requests slower than 900 ms"),
+            "{reasons:?}"
+        );
+    }
+
+    /// Runs `runs` rollouts of `ticks` ticks with green's error rate `ratio` × blue's (0.5%)
+    /// at 10 req/s and a 30% share; returns the share rolled back by the error test.
+    fn crossing_rate(ratio: f64, runs: u64, ticks: u64) -> f64 {
+        let s = settings();
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut crossed = 0;
+        for _ in 0..runs {
+            let mut ev = Evidence::default();
+            for _ in 0..ticks {
+                let g = Poisson::new(180.0).unwrap().sample(&mut rng) as u64;
+                let b = Poisson::new(420.0).unwrap().sample(&mut rng) as u64;
+                let t = TickCounts {
+                    green_requests: g,
+                    blue_requests: b,
+                    green_errors: Binomial::new(g, 0.005 * ratio).unwrap().sample(&mut rng),
+                    blue_errors: Binomial::new(b, 0.005).unwrap().sample(&mut rng),
+                    ..TickCounts::default()
+                };
+                if update(&mut ev, &s, &t, None, None).errors.evidence >= 1.0 / s.alpha {
+                    crossed += 1;
+                    break;
+                }
+            }
+        }
+        crossed as f64 / runs as f64
+    }
+
+    #[test]
+    fn false_rollbacks_stay_within_alpha_however_often_checked() {
+        // At the edge of the null (green exactly τ = 1.2 × blue), checked every tick for 100
+        // ticks, 1000 runs: Ville bounds the crossing rate by α = 3%. Allowing for sampling
+        // (binomial sd at 3% and 1000 runs is 0.54%), assert below 4.5%.
+        let edge = crossing_rate(1.2, 1000, 100);
+        assert!(edge <= 0.045, "{edge}");
+        // An equal green crosses far less often.
+        let equal = crossing_rate(1.0, 1000, 100);
+        assert!(equal <= 0.02, "{equal}");
+        // And a green 6× as bad (BAD) is caught in nearly every run.
+        let bad = crossing_rate(6.0, 200, 30);
+        assert!(bad >= 0.99, "{bad}");
+    }
+
+    #[test]
+    fn the_guard_catches_a_green_that_breaks_late() {
+        let s = settings();
+        let mut ev = Evidence::default();
+        let healthy = TickCounts {
+            green_requests: 60,
+            blue_requests: 60,
+            ..TickCounts::default()
+        };
+        for _ in 0..300 {
+            assert_ne!(
+                update(&mut ev, &s, &healthy, None, None).finding,
+                Finding::Unhealthy
+            );
+        }
+        // Five hours healthy, then half of green's requests fail: the CUSUM starts from 0,
+        // not from five hours of evidence against, and crosses in one tick.
+        let broken = TickCounts {
+            green_errors: 30,
+            ..healthy
+        };
+        let r = update(&mut ev, &s, &broken, None, None);
+        assert_eq!(r.finding, Finding::Unhealthy);
+        assert!(r.guard_evidence >= r.guard_rollback_at);
+    }
+
+    #[test]
+    fn clearly_fine_needs_both_signals_and_restarts_each_step() {
+        let s = Settings {
+            advance_early: true,
+            min_requests: 10,
+            ..settings()
+        };
+        let mut ev = Evidence::default();
+        // Equal error and slow rates with plenty of events: evidence for "no worse than τ".
+        let t = TickCounts {
+            green_requests: 1000,
+            blue_requests: 1000,
+            green_errors: 20,
+            blue_errors: 20,
+            green_slow: 50,
+            blue_slow: 50,
+        };
+        let mut finding = Finding::Healthy;
+        for _ in 0..30 {
+            finding = update(&mut ev, &s, &t, Some(1000), Some(1000)).finding;
+            if finding == Finding::ClearlyFine {
+                break;
+            }
+        }
+        assert_eq!(finding, Finding::ClearlyFine);
+        new_step(&mut ev);
+        assert_eq!(ev.step, TickCounts::default());
+        assert!(ev.fine_errors.iter().all(|x| *x == 0.0));
+        // The rollout-wide evidence carried on.
+        assert!(ev.errors.iter().any(|x| *x != 0.0));
+    }
+}
