@@ -5,9 +5,11 @@
 // stall before its headers, drop the connection before or during a stream, or stream slowly.
 //
 // Control endpoints (for tests and the demo; never exposed by the router):
-//   PUT  /__sim/rules     {"<model>|*": {status, body, fail_rate, fail_status, delay_ms,
-//                          stall_ms, drop: "before-headers"|"mid-stream", chunks,
-//                          chunk_delay_ms}}   replaces all rules
+//   PUT  /__sim/rules     {"<model>|*": {status, body, fail_rate, fail_every, fail_status,
+//                          delay_ms, stall_ms, drop: "before-headers"|"mid-stream", chunks,
+//                          chunk_delay_ms}}   replaces all rules (and restarts fail_every counts)
+//                          fail_rate: fail that share of requests at random;
+//                          fail_every: N: fail exactly every Nth request to the model
 //   GET  /__sim/requests  requests received (method, path, headers, body), oldest first
 //   POST /__sim/reset     clears rules and the request log
 //
@@ -42,6 +44,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  */
 export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0, quiet = true } = {}) {
   let rules = {};
+  let seen = new Map(); // requests per model since the rules were set, for fail_every
   let log = [];
   let counter = 0;
   const sockets = new Set();
@@ -80,11 +83,13 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
   function control(url, req, res, raw) {
     if (url.pathname === "/__sim/rules" && req.method === "PUT") {
       rules = JSON.parse(raw || "{}");
+      seen = new Map();
       return json(res, 200, { ok: true, rules });
     }
     if (url.pathname === "/__sim/requests" && req.method === "GET") return json(res, 200, log);
     if (url.pathname === "/__sim/reset" && req.method === "POST") {
       rules = {};
+      seen = new Map();
       log = [];
       return json(res, 200, { ok: true });
     }
@@ -114,7 +119,10 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     if (res.destroyed || req.socket.destroyed) return;
 
     let status = rule.status ?? 200;
+    const nth = (seen.get(model) ?? 0) + 1;
+    seen.set(model, nth);
     if (rule.fail_rate && Math.random() < rule.fail_rate) status = rule.fail_status ?? 500;
+    if (rule.fail_every && nth % rule.fail_every === 0) status = rule.fail_status ?? 500;
     if (status !== 200) {
       const errBody = rule.body ?? { error: { message: `simulated ${status} from ${model}`, type: status >= 500 ? "server_error" : "invalid_request_error", param: null, code: `sim_${status}` } };
       return json(res, status, errBody, { "x-sim-model": model });
@@ -175,10 +183,12 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     server,
     setRules: async (r) => {
       rules = r;
+      seen = new Map();
     },
     requests: () => log,
     reset: () => {
       rules = {};
+      seen = new Map();
       log = [];
     },
     close: () =>

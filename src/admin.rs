@@ -11,10 +11,30 @@ use worker::{Env, Request, Response};
 use crate::error::internal;
 use crate::{controller, settings};
 
+/// Largest request body read (and dropped) before a refusal; see [`drain`].
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// Reads a small request body before refusing the request, so that a client still sending it
+/// gets the refusal rather than a reset connection. Bodies without a length, or over 64 KiB,
+/// are left alone.
+pub async fn drain(req: &mut Request) {
+    let small = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| n > 0 && n <= DRAIN_LIMIT);
+    if small {
+        let _ = req.bytes().await;
+    }
+}
+
 /// Checks the token and hands the request to the controller.
-pub async fn handle(req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn handle(mut req: Request, env: &Env) -> Result<Response, ApiError> {
     let cfg = settings::load(env)?;
     let Some(token) = cfg.admin_token.as_deref() else {
+        drain(&mut req).await;
         return Err(ApiError::admin_disabled());
     };
     let presented = req
@@ -29,6 +49,7 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response, ApiError> {
         .unwrap_or("")
         .trim();
     if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        drain(&mut req).await;
         return Err(ApiError::admin_unauthorized());
     }
     controller::stub(env)

@@ -324,6 +324,7 @@ impl RolloutController {
             .unwrap_or(&path);
         let method = req.method();
         let Some((route, _)) = ROUTES.iter().find(|(p, m)| *p == route && *m == method) else {
+            crate::admin::drain(&mut req).await;
             let allowed: Vec<&str> = ROUTES
                 .iter()
                 .filter(|(p, _)| *p == route)

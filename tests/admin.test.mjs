@@ -96,6 +96,10 @@ const INVALID_ROLLOUTS = [
   [{ green_model: "g", health: { latency_margin_ms: "100" } }, "health.latency_margin_ms"],
   [{ green_model: "g", health: { failure_limit: 0 } }, "health.failure_limit"],
   [{ green_model: "g", health: { failure_limt: 3 } }, "health.failure_limt"],
+  [{ green_model: "g", health: { method: "bayesian" } }, "health.method"],
+  [{ green_model: "g", health: { alpha: 0 } }, "health.alpha"],
+  [{ green_model: "g", health: { tolerance_ratio: 0.9 } }, "health.tolerance_ratio"],
+  [{ green_model: "g", health: { advance_early: 1 } }, "health.advance_early"],
 ];
 
 test("every invalid rollout body gets a 400 naming the field, and changes nothing", async () => {
@@ -159,6 +163,10 @@ test("actions that do not apply in the phase get 409, and a full operator sessio
   assert.equal(start.body.step.of, 2);
   assert.ok(start.body.step.remaining_seconds > 590);
   assert.deepEqual(start.body.rollout.health, {
+    method: "sequential",
+    alpha: 0.03,
+    tolerance_ratio: 1.2,
+    advance_early: false,
     min_requests: 50,
     max_error_rate: 0.05,
     max_error_rate_delta: 0.02,

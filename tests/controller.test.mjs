@@ -15,6 +15,7 @@ import {
   eventually,
   waitForCount,
   countedRequests,
+  traffic,
 } from "./harness.mjs";
 
 const TOKEN = "test-admin-token";
@@ -28,12 +29,6 @@ after(() => receiver?.close());
 
 const routingDoc = async (router) => JSON.parse(await router.kv.get("routing"));
 const kinds = async (router) => (await router.admin("GET", "events?limit=100")).body.events.map((e) => e.kind);
-
-/** Sends `n` chat completions, 8 at a time; returns how many were answered 200. */
-async function traffic(router, n) {
-  const results = await pool(n, 8, () => chat(router.url));
-  return results.filter((r) => r.status === 200).length;
-}
 
 test("a healthy green walks the steps on cron ticks, completes and becomes blue", async () => {
   const stack = await startStack(VARS);
@@ -52,7 +47,7 @@ test("a healthy green walks the steps on cron ticks, completes and becomes blue"
     let sent = 0;
     for (const percent of [30, 60]) {
       sent += 80;
-      assert.equal(await traffic(r, 80), 80);
+      assert.equal((await traffic(r, 80)).ok, 80);
       const s = await waitForCount(r, sent);
       assert.equal(s.green_percent, percent);
       assert.ok(s.stats.step.green.requests >= 10, JSON.stringify(s.stats.step));
@@ -79,7 +74,7 @@ test("a healthy green walks the steps on cron ticks, completes and becomes blue"
   }
 });
 
-test("a green failing a share of requests with 5xx is rolled back within failure_limit ticks, with an event and a webhook", async () => {
+test("threshold method: a green failing a share of requests with 5xx is rolled back within failure_limit ticks, with an event and a webhook", async () => {
   const stack = await startStack({ ...VARS, ALERT_WEBHOOK_URL: receiver.url });
   const r = stack.router;
   try {
@@ -87,12 +82,13 @@ test("a green failing a share of requests with 5xx is rolled back within failure
     const start = await r.admin("POST", "rollouts", {
       green_model: "green-m",
       steps: [{ green_percent: 50, hold_seconds: 3600 }],
-      health: { min_requests: 10, failure_limit: 2 },
+      // The threshold gates: windows of at least 10 requests, two failing ones roll back.
+      health: { method: "threshold", min_requests: 10, failure_limit: 2 },
     });
     assert.equal(start.status, 201, start.text);
 
     // Window 1: green fails ~30% (its requests fall back to blue, so clients see 200s).
-    assert.equal(await traffic(r, 80), 80);
+    assert.equal((await traffic(r, 80)).ok, 80);
     await waitForCount(r, 80);
     // A duplicated tick: the second finds an empty window and counts nothing.
     await Promise.all([r.tick(), r.tick()]);
@@ -103,7 +99,7 @@ test("a green failing a share of requests with 5xx is rolled back within failure
     assert.equal(s.stats.rollout.green.fallbacks, s.stats.rollout.green.errors);
 
     // Window 2: still failing: rolled back on this second tick.
-    assert.equal(await traffic(r, 80), 80);
+    assert.equal((await traffic(r, 80)).ok, 80);
     await waitForCount(r, 160);
     await r.tick();
     s = (await r.admin("GET", "status")).body;
@@ -174,7 +170,7 @@ test("the rollout survives a restart of workerd on the same persisted storage", 
       (await r.admin("POST", "rollouts", { green_model: "green-m", steps: [{ green_percent: 20, hold_seconds: 600 }, { green_percent: 40, hold_seconds: 600 }] })).status,
       201,
     );
-    assert.equal(await traffic(r, 40), 40);
+    assert.equal((await traffic(r, 40)).ok, 40);
     await waitForCount(r, 40);
     assert.equal((await r.admin("PUT", "split", { green_percent: 5 })).status, 200);
     const before = (await r.admin("GET", "status")).body;

@@ -161,6 +161,12 @@ export async function eventually(fn, ms = 5000, every = 100) {
   return fn();
 }
 
+/** Sends `n` chat completions to the router, 8 at a time; returns { sent, ok } (ok: 200s). */
+export async function traffic(router, n) {
+  const results = await pool(n, 8, () => chat(router.url));
+  return { sent: results.length, ok: results.filter((r) => r.status === 200).length };
+}
+
 /** Requests counted by the controller since the rollout began (blue + green). */
 export async function countedRequests(router) {
   const s = (await router.admin("GET", "status")).body;
