@@ -6,11 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
-# Build when there is no build or a source is newer than it, so the figures are the code's.
-if [ ! -f build/index_bg.wasm ] \
-   || [ -n "$(find src core/src Cargo.toml Cargo.lock -newer build/index_bg.wasm -print -quit)" ]; then
-  bash scripts/build.sh
-fi
+bash scripts/ensure-build.sh
 # `bench.sh controller`: the rollout controller's capacity (bench/controller.mjs) instead.
 if [ "${1:-}" = controller ]; then
   shift

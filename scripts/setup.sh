@@ -36,4 +36,13 @@ if [ ! -x node_modules/.bin/wrangler ] || [ ! -f node_modules/.package-lock.json
   say "installing npm tools (wrangler, workerd, miniflare, binaryen)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
+# `setup.sh --browser`: Debian's chromium too, for the dashboard's end-to-end test (Playwright
+# drives it; playwright-core itself comes from npm and downloads no browser).
+if [ "${1:-}" = --browser ] && ! command -v chromium >/dev/null 2>&1; then
+  say "installing Debian's chromium for the browser test (once; a minute or two)"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 say "tools ready"

@@ -6,6 +6,7 @@
 
 mod admin;
 mod controller;
+mod dashboard;
 mod error;
 mod js;
 mod kv;
@@ -51,6 +52,10 @@ async fn route(
                 proxy::chat_completions(req, env, &cfg, tag, ctx).await
             }
             _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "POST")),
+        },
+        "/dashboard" => match method {
+            Method::Get | Method::Head => dashboard::page(),
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "GET")),
         },
         p if p == "/admin" || p.starts_with("/admin/") => admin::handle(req, env).await,
         p if p.starts_with("/v1/") => {

@@ -40,9 +40,14 @@ test("a green failing 30% of its requests is rolled back by the sequential verdi
       JSON.stringify(evidence),
     );
     assert.ok(evidence.errors.green_events > 0);
-    assert.match(ev.verdict.reasons[0], /^green errors are .*evidence \d[\d.]*:1, rollback at 33:1$/);
-    // The status carries the same evidence.
-    assert.deepEqual(s.verdict.evidence, evidence);
+    assert.match(ev.verdict.reasons[0], /^green errors( are [\d.]+× blue.s|: seen on green only) .*evidence \d[\d.]*:1, rollback at 33:1$/);
+    // The status carries the same evidence (the event's went through SQLite as JSON, so its
+    // floats may differ in the last digit).
+    const near = (a, b) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
+    assert.equal(s.verdict.evidence.finding, evidence.finding);
+    assert.deepEqual(s.verdict.evidence.errors.green_events, evidence.errors.green_events);
+    assert.ok(near(s.verdict.evidence.errors.evidence, evidence.errors.evidence));
+    assert.ok(near(s.verdict.evidence.guard_evidence, evidence.guard_evidence));
   } finally {
     await stack.close();
   }

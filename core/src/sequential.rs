@@ -201,16 +201,16 @@ pub fn odds(x: f64) -> String {
 
 impl Report {
     /// Sentences for the status and the event log, e.g. "green errors are 4.1× blue's (…);
-    /// evidence 62:1, rollback at 50:1".
+    /// evidence 62:1, rollback at 33:1", or "green errors: none on green so far (…)".
     pub fn reasons(&self) -> Vec<String> {
-        let relative = |what: &str, r: &RelativeReport| {
+        let relative = |subject: &str, r: &RelativeReport| {
             let ratio = match r.ratio {
-                Some(x) => format!("{x:.1}× blue's"),
-                None if r.green_events == 0 => "none so far".to_string(),
-                None => "seen on green only".to_string(),
+                Some(x) => format!(" are {x:.1}× blue's"),
+                None if r.green_events == 0 => ": none on green so far".to_string(),
+                None => ": seen on green only".to_string(),
             };
             format!(
-                "green {what} {ratio} ({} of {} vs {} of {}); evidence {}, rollback at {}",
+                "{subject}{ratio} ({} of {} vs {} of {}); evidence {}, rollback at {}",
                 r.green_events,
                 r.green_requests,
                 r.blue_events,
@@ -220,10 +220,12 @@ impl Report {
             )
         };
         let mut out = vec![
-            relative("errors are", &self.errors)
-                .replace("errors are none so far", "errors: none so far"),
+            relative("green errors", &self.errors),
             match self.latency_reference_ms {
-                Some(ms) => relative(&format!("requests slower than {ms} ms are"), &self.latency),
+                Some(ms) => relative(
+                    &format!("green requests slower than {ms} ms"),
+                    &self.latency,
+                ),
                 None => "latency: no blue reference yet".to_string(),
             },
         ];
@@ -451,7 +453,7 @@ mod tests {
         assert_eq!(r.errors.ratio, None);
         let reasons = r.reasons();
         assert!(
-            reasons[0].starts_with("green errors are seen on green only (5 of 100 vs 0 of 100)"),
+            reasons[0].starts_with("green errors: seen on green only (5 of 100 vs 0 of 100)"),
             "{reasons:?}"
         );
         assert!(reasons[0].ends_with("rollback at 33:1"), "{reasons:?}");

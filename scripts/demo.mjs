@@ -1,0 +1,171 @@
+// The offline demo (README: `npm run demo`): the upstream simulator, the router in local
+// workerd and a traffic generator, then two compressed rollouts with seconds-long steps: a
+// healthy green that completes and becomes blue, and a green that starts failing a few percent
+// of its requests mid-rollout and is rolled back by the controller on its own. Prints a
+// timeline, a summary and the dashboard URL, and stops everything it started. No key, no
+// network. Exits 1 if either rollout does not end as it should.
+import { startSimulator } from "../sim/upstream.mjs";
+import { startRouter, chat, sleep } from "../tests/harness.mjs";
+
+const TOKEN = "demo-admin-token";
+const TICK_MS = 2000; // the cron, compressed: one tick every 2 s instead of every minute
+const STEPS = [
+  { green_percent: 10, hold_seconds: 8 },
+  { green_percent: 30, hold_seconds: 8 },
+  { green_percent: 60, hold_seconds: 8 },
+];
+const HEALTH = { min_requests: 20 };
+const CONCURRENCY = 4;
+const ROLLOUT_CAP_MS = 70_000; // a rollout that has not ended by then fails the demo
+const DEMO_CAP_MS = 170_000; // the traffic generator stops by itself after this
+const FAIL_RATE = 0.08; // the second green's failures, from its second step on
+
+const t0 = Date.now();
+const clock = () => {
+  const s = Math.floor((Date.now() - t0) / 1000);
+  return `[${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}]`;
+};
+const say = (line = "") => console.log(line);
+const n = (x) => Number(x).toLocaleString("en-US");
+const envLine = (name, e) =>
+  `  ${name.padEnd(5)} ${n(e.requests).padStart(6)} requests | ${String(e.errors).padStart(3)} errors` +
+  ` | ${e.mean_ms == null ? "—" : Math.round(e.mean_ms) + "ms"} avg | p95 ${e.p95_ms ?? "—"}ms`;
+
+const sim = await startSimulator({ delayMs: 40 });
+// Every model fails 0.5% of requests (a realistic baseline: blue's failures reach clients,
+// green's fall back to blue), and blue answers a little slower than the greens.
+const baseRules = { "*": { fail_rate: 0.005, fail_status: 503 }, "deepseek-v3": { delay_ms: 55 } };
+await sim.setRules(baseRules);
+const router = await startRouter({
+  UPSTREAM_BASE_URL: `${sim.url}/v1`,
+  ADMIN_TOKEN: TOKEN,
+  BLUE_MODEL: "deepseek-v3",
+  GREEN_MODEL: "gemini-2.5-flash",
+  ROUTING_CACHE_SECONDS: "0",
+  MODEL_PRICES: JSON.stringify({
+    "deepseek-v3": { input: 0.27, output: 1.1 },
+    "gemini-2.5-flash": { input: 0.3, output: 2.5 },
+    "candidate-2": { input: 0.2, output: 0.8 },
+  }),
+});
+const admin = async (method, route, body) => {
+  const r = await router.admin(method, route, body);
+  if (r.status >= 400) throw new Error(`${method} /admin/${route}: ${r.status} ${r.text}`);
+  return r.body;
+};
+
+// The traffic generator: CONCURRENCY loops of chat completions, some streamed, until stopped.
+let running = true;
+let sent = 0;
+const generator = Promise.all(
+  Array.from({ length: CONCURRENCY }, async (_, k) => {
+    let i = 0;
+    while (running && Date.now() - t0 < DEMO_CAP_MS) {
+      i++;
+      await chat(router.url, {
+        messages: [{ role: "user", content: `demo request ${k}-${i}: say something short` }],
+        stream: i % 4 === 0,
+        user: `user-${(k * 7919 + i) % 500}`,
+      }).catch(() => {});
+      sent++;
+      await sleep(15);
+    }
+  }),
+);
+
+const results = [];
+
+async function rollout(green, { degradeFromStep } = {}) {
+  const start = Date.now();
+  let status = await admin("POST", "rollouts", { green_model: green, steps: STEPS, health: HEALTH });
+  say(`${clock()} Rollout ${status.rollout.id}: ${green} over ${status.blue_model}`);
+  say(`  Steps: ${STEPS.map((s) => `${s.green_percent}% for ${s.hold_seconds}s`).join(" → ")} → 100%`);
+  say(`  Traffic split: ${100 - status.green_percent}% → blue | ${status.green_percent}% → green`);
+  say();
+  let lastEvent = (await admin("GET", "events?limit=1")).events[0]?.seq ?? 0;
+  let degraded = false;
+  while (Date.now() - start < ROLLOUT_CAP_MS) {
+    await sleep(TICK_MS);
+    const before = await admin("GET", "status");
+    if (degradeFromStep && !degraded && before.step && before.step.number >= degradeFromStep) {
+      await sim.setRules({ ...baseRules, [green]: { fail_rate: FAIL_RATE, fail_status: 503 } });
+      degraded = true;
+      say(`${clock()} ${green} starts failing ${FAIL_RATE * 100}% of its requests (simulator)`);
+      say();
+    }
+    await router.tick();
+    status = await admin("GET", "status");
+    const events = (await admin("GET", "events?limit=20")).events.filter((e) => e.seq > lastEvent).reverse();
+    for (const e of events) {
+      lastEvent = Math.max(lastEvent, e.seq);
+      if (e.kind === "started") continue;
+      const finished = before.step;
+      const title = {
+        step_advanced: `Traffic shift to ${100 - e.green_percent}/${e.green_percent}`,
+        completed: "Completed: green is the new blue",
+        rolled_back: "ROLLED BACK automatically",
+        check_failed: "Check failed",
+        paused: "Paused",
+        resumed: "Resumed",
+        split_set: "Manual split",
+      }[e.kind] ?? e.kind;
+      say(`${clock()} ${title}`);
+      if (finished) {
+        say(`  Step ${finished.number} (${finished.green_percent}% green) ran ${finished.elapsed_seconds}s:`);
+        say(envLine("Blue", before.stats.step.blue));
+        say(envLine("Green", before.stats.step.green));
+      }
+      if (e.verdict) say(`  Verdict: ${e.verdict.status}: ${e.verdict.reasons[0]}`);
+      say();
+    }
+    if (status.phase === "completed" || status.phase === "rolled_back") break;
+  }
+  const whole = status.stats.rollout;
+  results.push({
+    green,
+    phase: status.phase,
+    seconds: Math.round((Date.now() - start) / 1000),
+    blue: whole.blue,
+    green_stats: whole.green,
+    reason: status.verdict?.reasons?.[0] ?? "",
+  });
+  return status.phase;
+}
+
+let ok = false;
+try {
+  say("━".repeat(64));
+  say(`${clock()} bluegreen-router demo: simulator ${sim.url}, router ${router.url}`);
+  say(`  Dashboard: ${router.url}/dashboard  (admin token: ${TOKEN})`);
+  say(`  Cron compressed to a tick every ${TICK_MS / 1000}s; ${CONCURRENCY} clients sending requests`);
+  say("━".repeat(64));
+  say();
+  const first = await rollout("gemini-2.5-flash");
+  const second = await rollout("candidate-2", { degradeFromStep: 2 });
+  ok = first === "completed" && second === "rolled_back";
+
+  say("━".repeat(64));
+  say("Summary");
+  say();
+  say("| rollout | green | outcome | seconds | blue req / err | green req / err / fallbacks | green cost |");
+  say("|---|---|---|---:|---:|---:|---:|");
+  results.forEach((r, i) =>
+    say(
+      `| ${i + 1} | ${r.green} | ${r.phase} | ${r.seconds} | ${n(r.blue.requests)} / ${r.blue.errors} | ` +
+        `${n(r.green_stats.requests)} / ${r.green_stats.errors} / ${r.green_stats.fallbacks} | $${r.green_stats.cost_usd.toFixed(4)} |`,
+    ),
+  );
+  say();
+  const final = await admin("GET", "status");
+  say(`Blue now: ${final.blue_model} at ${100 - final.green_percent}%. ${n(sent)} requests sent in ${Math.round((Date.now() - t0) / 1000)} s.`);
+  say(`Dashboard (while the demo ran): ${router.url}/dashboard  token: ${TOKEN}`);
+  say(ok ? "Demo finished as expected." : "DEMO FAILED: a rollout did not end as expected.");
+} catch (e) {
+  console.error(`demo failed: ${e.message}`);
+} finally {
+  running = false;
+  await generator;
+  await router.close();
+  await sim.close();
+}
+process.exitCode = ok ? 0 : 1;
