@@ -3,7 +3,8 @@
 // healthy green that completes and becomes blue, and a green that starts failing a few percent
 // of its requests mid-rollout and is rolled back by the controller on its own. Prints a
 // timeline, a summary and the dashboard URL, and stops everything it started. No key, no
-// network. Exits 1 if either rollout does not end as it should.
+// network. Exits 1 if either rollout does not end as it should. With `--keep`, the router and
+// simulator stay up after the summary (for the dashboard) until Ctrl-C.
 import { startSimulator } from "../sim/upstream.mjs";
 import { startRouter, chat, sleep } from "../tests/harness.mjs";
 
@@ -158,8 +159,15 @@ try {
   say();
   const final = await admin("GET", "status");
   say(`Blue now: ${final.blue_model} at ${100 - final.green_percent}%. ${n(sent)} requests sent in ${Math.round((Date.now() - t0) / 1000)} s.`);
-  say(`Dashboard (while the demo ran): ${router.url}/dashboard  token: ${TOKEN}`);
   say(ok ? "Demo finished as expected." : "DEMO FAILED: a rollout did not end as expected.");
+  running = false;
+  await generator;
+  if (process.argv.includes("--keep")) {
+    say(`Dashboard: ${router.url}/dashboard  token: ${TOKEN}  (router kept running; Ctrl-C stops it)`);
+    await new Promise((resolve) => process.once("SIGINT", resolve));
+  } else {
+    say(`Dashboard (while the demo ran; \`npm run demo -- --keep\` keeps it up): ${router.url}/dashboard  token: ${TOKEN}`);
+  }
 } catch (e) {
   console.error(`demo failed: ${e.message}`);
 } finally {

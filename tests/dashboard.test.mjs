@@ -112,6 +112,12 @@ test("with the token it shows the rollout as /admin/status does, and rolling bac
 
   fs.mkdirSync(OUT, { recursive: true });
   await page.screenshot({ path: path.join(OUT, "dashboard.png"), fullPage: true });
+  // On a phone: one column, nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForFunction(() => document.getElementById("chart-requests").getAttribute("viewBox").split(" ")[2] < 390);
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), "no sideways scrolling on a phone");
+  await page.screenshot({ path: path.join(OUT, "dashboard-phone.png"), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 1400 });
 
   // A refused action shows the API's message: resume while progressing is a 409.
   page.once("dialog", (d) => d.accept());
