@@ -217,6 +217,25 @@ impl RolloutController {
         self.state.storage().sql()
     }
 
+    /// Runs `body`'s SQL in one storage transaction: all of its writes land, or none do.
+    fn atomically(&self, mut body: impl FnMut() -> Result<(), ApiError>) -> Result<(), ApiError> {
+        let mut failure = None;
+        let storage = self.state.storage();
+        let result = crate::js::transaction_sync(storage.as_raw().as_ref(), &mut || match body() {
+            Ok(()) => None,
+            Err(e) => {
+                let message = e.message.clone();
+                failure = Some(e);
+                Some(message)
+            }
+        });
+        match (result, failure) {
+            (_, Some(e)) => Err(e),
+            (Err(e), None) => Err(ApiError::internal(&format!("controller storage: {e:?}"))),
+            (Ok(()), None) => Ok(()),
+        }
+    }
+
     fn meta_get(&self, key: &str) -> Result<Option<String>, ApiError> {
         let rows: Vec<TextRow> = self
             .sql()
@@ -279,16 +298,6 @@ impl RolloutController {
         f(self.mem.borrow_mut().as_mut().expect("loaded before use"))
     }
 
-    fn save_state(&self) -> Result<(), ApiError> {
-        let json = self.with_mem(|m| serde_json::to_string(&m.state).expect("state serializes"));
-        self.meta_put("state", json)
-    }
-
-    fn save_scopes(&self) -> Result<(), ApiError> {
-        let json = self.with_mem(|m| serde_json::to_string(&m.scopes).expect("stats serialize"));
-        self.meta_put("scopes", json)
-    }
-
     /// Before any rollout, the controller shows (and starts from) the split the request path
     /// uses: the KV document if there is a valid one, else the vars.
     async fn adopt_routing_while_unused(&self) {
@@ -306,10 +315,15 @@ impl RolloutController {
         }
     }
 
-    /// The split in force, for a new rollout's blue model: KV's document, else the state's.
+    /// The split in force, for a new rollout's blue model. Once the controller has run a
+    /// rollout its own state is the truth (KV may lag it, or a failed write may have left KV
+    /// behind: reading KV then could undo a promotion); before that, KV's document if valid.
     async fn routing_in_force(&self) -> RoutingDoc {
+        if self.with_mem(|m| m.state.rollout.is_some()) {
+            return self.with_mem(|m| m.state.routing_doc(now_ms()));
+        }
         match kv::read_document(&self.env).await {
-            Ok(Some(doc)) => doc,
+            Ok(Some(doc)) if self.with_mem(|m| m.state.rollout.is_none()) => doc,
             _ => self.with_mem(|m| m.state.routing_doc(now_ms())),
         }
     }
@@ -455,25 +469,32 @@ impl RolloutController {
         effects: Vec<Effect>,
         now: u64,
     ) -> Result<(), ApiError> {
-        let mut alerts = Vec::new();
-        let sql = self.sql();
-        self.with_mem(|m| {
-            for effect in &effects {
-                match effect {
-                    Effect::ResetWindow => m.scopes.window = Default::default(),
-                    Effect::ResetStep => {
-                        m.scopes.window = Default::default();
-                        m.scopes.step = Default::default();
-                    }
-                    Effect::ResetRollout => m.scopes = Scopes::default(),
-                    Effect::WriteSplit | Effect::Record(_) => {}
+        // The new windows, computed aside: memory changes only once storage has the change.
+        let mut scopes = self.with_mem(|m| m.scopes.clone());
+        for effect in &effects {
+            match effect {
+                Effect::ResetWindow => scopes.window = Default::default(),
+                Effect::ResetStep => {
+                    scopes.window = Default::default();
+                    scopes.step = Default::default();
                 }
+                Effect::ResetRollout => scopes = Scopes::default(),
+                Effect::WriteSplit | Effect::Record(_) => {}
             }
-            m.state = next;
-        });
-        for effect in effects {
-            if let Effect::Record(event) = effect {
-                let doc = serde_json::to_string(&event).expect("events serialize");
+        }
+        let events: Vec<Event> = effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Record(event) => Some(*event),
+                _ => None,
+            })
+            .collect();
+        let state_json = serde_json::to_string(&next).expect("state serializes");
+        let scopes_json = serde_json::to_string(&scopes).expect("stats serialize");
+        self.atomically(|| {
+            let sql = self.sql();
+            for event in &events {
+                let doc = serde_json::to_string(event).expect("events serialize");
                 let kind = serde_json::to_value(event.kind).expect("kinds serialize");
                 sql.exec(
                     "INSERT INTO events (at_ms, kind, doc) VALUES (?, ?, ?)",
@@ -484,14 +505,21 @@ impl RolloutController {
                     ],
                 )
                 .map_err(sql_err)?;
-                worker::console_log!("rollout event: {}", event.message);
-                if event.alert {
-                    alerts.push(*event);
-                }
+            }
+            self.meta_put("state", state_json.clone())?;
+            self.meta_put("scopes", scopes_json.clone())
+        })?;
+        self.with_mem(|m| {
+            m.state = next;
+            m.scopes = scopes;
+        });
+        let mut alerts = Vec::new();
+        for event in events {
+            worker::console_log!("rollout event: {}", event.message);
+            if event.alert {
+                alerts.push(event);
             }
         }
-        self.save_state()?;
-        self.save_scopes()?;
         // Everything is stored; from here on only the network.
         if let (Some(url), false) = (cfg.alert_webhook_url.clone(), alerts.is_empty()) {
             self.state.wait_until(send_alerts(url, alerts));
@@ -553,47 +581,61 @@ impl RolloutController {
         let text = req.text().await.map_err(crate::error::internal)?;
         let batch: Batch =
             serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
-        let sql = self.sql();
         let now = now_ms();
-        let inserted = sql
-            .exec(
-                "INSERT OR IGNORE INTO batches (id, at_ms) VALUES (?, ?)",
-                vec![batch.id.as_str().into(), (now as i64).into()],
-            )
-            .map_err(sql_err)?
-            .rows_written();
-        if inserted == 0 {
+        let mut scopes = self.with_mem(|m| m.scopes.clone());
+        for entry in &batch.entries {
+            scopes.add(entry.env, &entry.stats);
+        }
+        let scopes_json = serde_json::to_string(&scopes).expect("stats serialize");
+        // The batch id, its minutes and the windows are stored together or not at all, so a
+        // retried batch is either counted once already (and refused as a duplicate) or not.
+        let mut duplicate = false;
+        self.atomically(|| {
+            let sql = self.sql();
+            let inserted = sql
+                .exec(
+                    "INSERT OR IGNORE INTO batches (id, at_ms) VALUES (?, ?)",
+                    vec![batch.id.as_str().into(), (now as i64).into()],
+                )
+                .map_err(sql_err)?
+                .rows_written();
+            if inserted == 0 {
+                duplicate = true;
+                return Ok(());
+            }
+            for entry in &batch.entries {
+                let env = env_name(entry.env);
+                let rows: Vec<TextRow> = sql
+                    .exec(
+                        "SELECT doc AS v FROM minutes WHERE minute = ? AND env = ?",
+                        vec![(entry.minute as i64).into(), env.into()],
+                    )
+                    .and_then(|c| c.to_array())
+                    .map_err(sql_err)?;
+                let mut minute: EnvStats = match rows.first() {
+                    Some(r) => serde_json::from_str(&r.v).unwrap_or_default(),
+                    None => EnvStats::default(),
+                };
+                minute.merge(&entry.stats);
+                sql.exec(
+                    "INSERT INTO minutes (minute, env, doc) VALUES (?, ?, ?) \
+                     ON CONFLICT(minute, env) DO UPDATE SET doc = excluded.doc",
+                    vec![
+                        (entry.minute as i64).into(),
+                        env.into(),
+                        serde_json::to_string(&minute)
+                            .expect("stats serialize")
+                            .into(),
+                    ],
+                )
+                .map_err(sql_err)?;
+            }
+            self.meta_put("scopes", scopes_json.clone())
+        })?;
+        if duplicate {
             return json_response(200, &serde_json::json!({"duplicate": true}));
         }
-        for entry in &batch.entries {
-            let env = env_name(entry.env);
-            let rows: Vec<TextRow> = sql
-                .exec(
-                    "SELECT doc AS v FROM minutes WHERE minute = ? AND env = ?",
-                    vec![(entry.minute as i64).into(), env.into()],
-                )
-                .and_then(|c| c.to_array())
-                .map_err(sql_err)?;
-            let mut minute: EnvStats = match rows.first() {
-                Some(r) => serde_json::from_str(&r.v).unwrap_or_default(),
-                None => EnvStats::default(),
-            };
-            minute.merge(&entry.stats);
-            sql.exec(
-                "INSERT INTO minutes (minute, env, doc) VALUES (?, ?, ?) \
-                 ON CONFLICT(minute, env) DO UPDATE SET doc = excluded.doc",
-                vec![
-                    (entry.minute as i64).into(),
-                    env.into(),
-                    serde_json::to_string(&minute)
-                        .expect("stats serialize")
-                        .into(),
-                ],
-            )
-            .map_err(sql_err)?;
-            self.with_mem(|m| m.scopes.add(entry.env, &entry.stats));
-        }
-        self.save_scopes()?;
+        self.with_mem(|m| m.scopes = scopes);
         json_response(200, &serde_json::json!({"accepted": batch.requests()}))
     }
 

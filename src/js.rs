@@ -17,6 +17,12 @@ export function fetchWithTimeout(url, method, headers, body, ms) {
 export function headerNames(headers) {
   return Array.from(headers.keys()).join("\n");
 }
+export function transactionSync(storage, body) {
+  return storage.transactionSync(() => {
+    const error = body();
+    if (error) throw new Error(error);
+  });
+}
 "#)]
 extern "C" {
     /// `fetch(url, {method, headers, body})` that rejects with a `TimeoutError` when no
@@ -34,4 +40,12 @@ extern "C" {
     /// name can contain).
     #[wasm_bindgen(js_name = headerNames)]
     pub fn header_names(headers: &web_sys::Headers) -> String;
+
+    /// Runs `body` in a Durable Object storage transaction (`storage.transactionSync`): when
+    /// `body` returns an error message, or throws, every write it made is rolled back.
+    #[wasm_bindgen(js_name = transactionSync, catch)]
+    pub fn transaction_sync(
+        storage: &JsValue,
+        body: &mut dyn FnMut() -> Option<String>,
+    ) -> Result<(), JsValue>;
 }

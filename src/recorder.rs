@@ -8,32 +8,57 @@
 //! hung), and the controller sees about one call per isolate per second whatever the traffic.
 //!
 //! A batch carries a random id. A failed post is retried with the same id, so the controller
-//! counts a batch that arrives twice only once; a batch still undelivered after the retries is
-//! kept and goes with the isolate's next flush.
+//! counts a batch that arrives twice only once. A batch stays in the isolate's list until the
+//! controller acknowledges it: one still undelivered after the retries, or whose flush was
+//! cancelled, goes with the isolate's next flush.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bluegreen_core::config::Config;
 use bluegreen_core::outcome::Outcome;
 use bluegreen_core::stats::Accumulator;
+use futures_util::future::{select, Either};
 use worker::{Delay, Env, Method, Request, RequestInit};
+
+use crate::proxy::now_ms;
 
 /// How long records gather before a flush.
 const FLUSH_AFTER: Duration = Duration::from_millis(1000);
-/// Waits between attempts at posting one flush; about 7 s in all, well inside the 30 s that
-/// `waitUntil` allows after the response.
-const RETRY_WAITS_MS: [u64; 3] = [250, 1500, 5000];
+/// Waits between attempts at posting one batch; with a 3 s limit per attempt, a batch the
+/// controller never answers is given up on after ~16 s, well inside the 30 s that `waitUntil`
+/// allows after the response.
+const RETRY_WAITS_MS: [u64; 3] = [250, 1000, 3000];
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(3000);
+/// A flush starts no new post after this long, leaving the rest for the next flush.
+const FLUSH_BUDGET_MS: u64 = 20_000;
+/// A batch claimed by a flush that was cancelled (its `waitUntil` ran out) may be claimed
+/// again after this long.
+const CLAIM_TTL_MS: u64 = 30_000;
+/// Undelivered batches older than this are dropped (and logged): the controller remembers
+/// batch ids for an hour, so an older batch could be counted twice if it had in fact landed.
+const MAX_AGE_MS: u64 = 50 * 60_000;
 /// Undelivered batches kept per isolate; beyond this the oldest are dropped and logged.
 const MAX_PENDING: usize = 600;
+
+/// A batch not yet acknowledged by the controller. It stays in the isolate's list until it is,
+/// so a flush that is cancelled mid-post loses nothing: the batch is posted again later.
+struct Pending {
+    id: String,
+    requests: u64,
+    json: Rc<str>,
+    created_ms: u64,
+    /// Set while a flush is posting it.
+    claimed_ms: Option<u64>,
+}
 
 #[derive(Default)]
 struct Recorder {
     acc: Accumulator,
     /// A request has claimed the next flush.
     flush_claimed: bool,
-    /// Batches not yet acknowledged by the controller: (id, requests, JSON).
-    pending: Vec<(String, u64, String)>,
+    pending: Vec<Pending>,
 }
 
 thread_local! {
@@ -56,45 +81,76 @@ pub fn record(
     claimed.then(|| flush(env.clone()))
 }
 
-/// Waits [`FLUSH_AFTER`], then sends everything gathered (and anything left undelivered).
+fn dropped(what: &str, batches: impl Iterator<Item = Pending>) {
+    let lost: u64 = batches.map(|b| b.requests).sum();
+    if lost > 0 {
+        worker::console_error!("stats of {lost} requests dropped: {what}");
+    }
+}
+
+/// Waits [`FLUSH_AFTER`], then posts everything gathered and anything left undelivered, one
+/// batch at a time, stopping at the first batch the controller does not take.
 async fn flush(env: Env) {
     Delay::from(FLUSH_AFTER).await;
-    let batches = RECORDER.with(|r| {
+    let started = now_ms();
+    RECORDER.with(|r| {
         let mut r = r.borrow_mut();
         r.flush_claimed = false;
         if !r.acc.is_empty() {
             let batch = r.acc.take(crate::proxy::Tag::new().id);
             let json = serde_json::to_string(&batch).expect("stats serialize");
             let requests = batch.requests();
-            r.pending.push((batch.id, requests, json));
+            r.pending.push(Pending {
+                id: batch.id,
+                requests,
+                json: json.into(),
+                created_ms: started,
+                claimed_ms: None,
+            });
         }
-        std::mem::take(&mut r.pending)
+        let (old, keep): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut r.pending)
+            .into_iter()
+            .partition(|p| started.saturating_sub(p.created_ms) > MAX_AGE_MS);
+        r.pending = keep;
+        dropped("undelivered for 50 minutes", old.into_iter());
+        if r.pending.len() > MAX_PENDING {
+            let excess = r.pending.len() - MAX_PENDING;
+            let old: Vec<Pending> = r.pending.drain(..excess).collect();
+            dropped("too many undelivered batches", old.into_iter());
+        }
     });
-    let mut failed = Vec::new();
-    for (id, requests, json) in batches {
-        if let Err(e) = post(&env, &json).await {
+    while now_ms().saturating_sub(started) < FLUSH_BUDGET_MS {
+        let now = now_ms();
+        let next = RECORDER.with(|r| {
+            let mut r = r.borrow_mut();
+            let p = r.pending.iter_mut().find(|p| {
+                p.claimed_ms
+                    .is_none_or(|c| now.saturating_sub(c) > CLAIM_TTL_MS)
+            })?;
+            p.claimed_ms = Some(now);
+            Some((p.id.clone(), p.requests, p.json.clone()))
+        });
+        let Some((id, requests, json)) = next else {
+            break;
+        };
+        let result = post(&env, &json).await;
+        RECORDER.with(|r| {
+            let mut r = r.borrow_mut();
+            match &result {
+                Ok(()) => r.pending.retain(|p| p.id != id),
+                Err(_) => {
+                    if let Some(p) = r.pending.iter_mut().find(|p| p.id == id) {
+                        p.claimed_ms = None;
+                    }
+                }
+            }
+        });
+        if let Err(e) = result {
             worker::console_error!(
                 "stats batch {id} ({requests} requests) not delivered, kept for the next flush: {e}"
             );
-            failed.push((id, requests, json));
+            break;
         }
-    }
-    if !failed.is_empty() {
-        RECORDER.with(|r| {
-            let mut r = r.borrow_mut();
-            failed.append(&mut r.pending);
-            if failed.len() > MAX_PENDING {
-                let dropped: u64 = failed[..failed.len() - MAX_PENDING]
-                    .iter()
-                    .map(|b| b.1)
-                    .sum();
-                worker::console_error!(
-                    "stats of {dropped} requests dropped: the controller is unreachable"
-                );
-                failed.drain(..failed.len() - MAX_PENDING);
-            }
-            r.pending = failed;
-        });
     }
 }
 
@@ -105,9 +161,15 @@ async fn post(env: &Env, json: &str) -> Result<(), String> {
         if wait_ms > 0 {
             Delay::from(Duration::from_millis(wait_ms)).await;
         }
-        match send(env, json).await {
-            Ok(()) => return Ok(()),
-            Err(e) => last = format!("attempt {}: {e}", attempt + 1),
+        let outcome = select(
+            Box::pin(send(env, json)),
+            Box::pin(Delay::from(ATTEMPT_TIMEOUT)),
+        )
+        .await;
+        match outcome {
+            Either::Left((Ok(()), _)) => return Ok(()),
+            Either::Left((Err(e), _)) => last = format!("attempt {}: {e}", attempt + 1),
+            Either::Right(_) => last = format!("attempt {}: no answer in 3 s", attempt + 1),
         }
     }
     Err(last)

@@ -34,7 +34,8 @@ pub struct HealthPolicy {
     /// `sequential` or `threshold` [sequential].
     #[serde(default = "default_method")]
     pub method: Method,
-    /// Sequential: rollback level of each relative test, 1/alpha [0.02].
+    /// Sequential: rollback level of the error test, 1/alpha [0.03]; the latency test uses
+    /// alpha/3 and the guard alpha/4.
     #[serde(default = "default_alpha")]
     pub alpha: f64,
     /// Sequential: green may be this many times as bad as blue [1.2].

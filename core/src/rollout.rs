@@ -512,6 +512,15 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
             let r = s.rollout.as_mut().expect("an active phase has a rollout");
             let paused_for = now_ms.saturating_sub(r.paused_at_ms.take().unwrap_or(now_ms));
             r.step_started_at_ms += paused_for;
+            // The step must pass again on traffic seen since the resume. With the threshold
+            // gates the window restarts (what came while paused, perhaps under a manual split,
+            // is not this step's traffic) and so does the failure count; the sequential test's
+            // evidence is kept (it holds whatever the split was).
+            r.step_passed = false;
+            if r.health.method == Method::Threshold {
+                r.consecutive_failures = 0;
+                fx.push(Effect::ResetWindow);
+            }
             let step_percent = r.step().green_percent;
             s.phase = Phase::Progressing;
             if s.green_percent != step_percent {
@@ -612,7 +621,9 @@ fn sequential_verdict(
 ) -> (Verdict, bool) {
     let margin = r.health.latency_margin_ms;
     let next_reference = blue_p95_ms.map(|p| p + margin);
-    let reference = r.evidence.latency_reference_ms.or(next_reference);
+    // Only a reference fixed before this tick's requests: on the first tick there is none, and
+    // no request counts as slow.
+    let reference = r.evidence.latency_reference_ms;
     let slow = |s: &EnvStats| reference.map_or(0, |ms| s.total.count_above(ms));
     let counts = TickCounts {
         green_requests: window.green.requests,
@@ -1063,6 +1074,23 @@ mod tests {
             apply(&s, Command::Pause, 16 * MIN),
             Err(Refusal::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn after_a_resume_the_step_must_pass_again() {
+        // Threshold gates: a pass before the pause does not carry over the resume.
+        let s = started(&[(10.0, 120), (50.0, 60)]);
+        let s = tick(&s, healthy(), MIN).state;
+        assert!(s.rollout.as_ref().unwrap().step_passed);
+        let s = apply(&s, Command::Pause, MIN).unwrap().state;
+        let r = apply(&s, Command::Resume, 5 * MIN).unwrap();
+        assert!(r.effects.contains(&Effect::ResetWindow));
+        // At 7 min the step has run 3 of its 2 minutes, but the window since the resume is
+        // thin: it holds.
+        let t = tick(&r.state, window(10, 0), 7 * MIN);
+        assert_eq!(t.state.green_percent, 10.0);
+        let t = tick(&t.state, healthy(), 8 * MIN);
+        assert_eq!(t.state.green_percent, 50.0);
     }
 
     #[test]

@@ -117,7 +117,11 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
             at: format_rfc3339_ms(v.at_ms),
             step: v.step,
             consecutive_failures: v.consecutive_failures,
-            failure_limit: rollout.map_or(0, |r| r.health.failure_limit),
+            // The sequential test rolls back on its first failing verdict.
+            failure_limit: rollout.map_or(0, |r| match r.health.method {
+                crate::health::Method::Sequential => 1,
+                crate::health::Method::Threshold => r.health.failure_limit,
+            }),
             evidence: v.verdict.evidence.clone(),
         }),
         stats: ScopeSummaries {
