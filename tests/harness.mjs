@@ -69,6 +69,15 @@ export async function startRouter(vars = {}, { persistTo } = {}) {
   };
 }
 
+/** `text` parsed as JSON, or undefined when it is not JSON. */
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 /** One admin API call with `Authorization: Bearer <token>` (none when token is null). */
 export async function adminCall(url, method, route, body, token) {
   const headers = {};
@@ -80,12 +89,7 @@ export async function adminCall(url, method, route, body, token) {
     body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
   });
   const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
+  const json = parseJson(text);
   return { status: res.status, body: json, text };
 }
 
@@ -118,12 +122,7 @@ export async function chat(url, body = CHAT, headers = {}) {
     throw new Error(`fetch failed: ${e.cause?.code ?? ""} ${e.cause?.message ?? e.message}`);
   }
   const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
+  const json = parseJson(text);
   return { status: res.status, headers: res.headers, body: json, text };
 }
 

@@ -386,6 +386,11 @@ fn event(s: &State, now_ms: u64, kind: EventKind, by: Actor, message: String) ->
     }
 }
 
+/// An operator's action, recorded.
+fn by_operator(s: &State, now_ms: u64, kind: EventKind, message: String) -> Effect {
+    Effect::record(event(s, now_ms, kind, Actor::Operator, message))
+}
+
 fn conflict(s: &State, action: &str) -> Refusal {
     Refusal::Conflict(format!(
         "Cannot {action}: the rollout is {}{}.",
@@ -448,7 +453,7 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
             fx.extend([
                 Effect::ResetRollout,
                 Effect::WriteSplit,
-                Effect::record(event(&s, now_ms, EventKind::Started, Actor::Operator, msg)),
+                by_operator(&s, now_ms, EventKind::Started, msg),
             ]);
         }
         Command::Promote => {
@@ -462,13 +467,7 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
             );
             fx.extend([
                 Effect::WriteSplit,
-                Effect::record(event(
-                    &s,
-                    now_ms,
-                    EventKind::Completed,
-                    Actor::Operator,
-                    msg,
-                )),
+                by_operator(&s, now_ms, EventKind::Completed, msg),
             ]);
         }
         Command::Rollback => {
@@ -482,13 +481,7 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
             );
             fx.extend([
                 Effect::WriteSplit,
-                Effect::record(event(
-                    &s,
-                    now_ms,
-                    EventKind::RolledBack,
-                    Actor::Operator,
-                    msg,
-                )),
+                by_operator(&s, now_ms, EventKind::RolledBack, msg),
             ]);
         }
         Command::Pause => {
@@ -497,13 +490,7 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
             }
             pause(&mut s, now_ms);
             let msg = format!("Paused by an operator at {}% green.", s.green_percent);
-            fx.push(Effect::record(event(
-                &s,
-                now_ms,
-                EventKind::Paused,
-                Actor::Operator,
-                msg,
-            )));
+            fx.push(by_operator(&s, now_ms, EventKind::Paused, msg));
         }
         Command::Resume => {
             if s.phase != Phase::Paused {
@@ -529,13 +516,7 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
                 fx.push(Effect::WriteSplit);
             }
             let msg = format!("Resumed by an operator at {}% green.", s.green_percent);
-            fx.push(Effect::record(event(
-                &s,
-                now_ms,
-                EventKind::Resumed,
-                Actor::Operator,
-                msg,
-            )));
+            fx.push(by_operator(&s, now_ms, EventKind::Resumed, msg));
         }
         Command::SetSplit { green_percent } => {
             if !s.phase.is_active() {
