@@ -239,6 +239,24 @@ impl State {
         }
     }
 
+    /// Where the rollout is.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The current (or last) rollout's id; `None` before the first rollout.
+    pub fn rollout_id(&self) -> Option<u64> {
+        self.rollout.as_ref().map(|r| r.id)
+    }
+
+    /// The current step (1-based) while a rollout is active.
+    pub fn step_number(&self) -> Option<usize> {
+        self.rollout
+            .as_ref()
+            .filter(|_| self.phase.is_active())
+            .map(|r| r.step_index + 1)
+    }
+
     /// The routing document that puts this state into force.
     pub fn routing_doc(&self, now_ms: u64) -> RoutingDoc {
         RoutingDoc {
