@@ -285,7 +285,7 @@ impl RolloutController {
         let kv_version = self
             .meta_get("kv_version")?
             .and_then(|v| v.parse().ok())
-            .unwrap_or(state.version);
+            .unwrap_or(state.version());
         *self.mem.borrow_mut() = Some(Memory {
             state,
             scopes,
@@ -301,13 +301,13 @@ impl RolloutController {
     /// Before any rollout, the controller shows (and starts from) the split the request path
     /// uses: the KV document if there is a valid one, else the vars.
     async fn adopt_routing_while_unused(&self) {
-        let unused = self.with_mem(|m| m.state.rollout.is_none());
+        let unused = self.with_mem(|m| m.state.rollout_id().is_none());
         if !unused {
             return;
         }
         if let Ok(Some(doc)) = kv::read_document(&self.env).await {
             self.with_mem(|m| {
-                if m.state.rollout.is_none() {
+                if m.state.rollout_id().is_none() {
                     m.state = State::initial(&doc);
                     m.kv_version = doc.version;
                 }
@@ -319,11 +319,11 @@ impl RolloutController {
     /// rollout its own state is the truth (KV may lag it, or a failed write may have left KV
     /// behind: reading KV then could undo a promotion); before that, KV's document if valid.
     async fn routing_in_force(&self) -> RoutingDoc {
-        if self.with_mem(|m| m.state.rollout.is_some()) {
+        if self.with_mem(|m| m.state.rollout_id().is_some()) {
             return self.with_mem(|m| m.state.routing_doc(now_ms()));
         }
         match kv::read_document(&self.env).await {
-            Ok(Some(doc)) if self.with_mem(|m| m.state.rollout.is_none()) => doc,
+            Ok(Some(doc)) if self.with_mem(|m| m.state.rollout_id().is_none()) => doc,
             _ => self.with_mem(|m| m.state.routing_doc(now_ms())),
         }
     }
@@ -396,7 +396,7 @@ impl RolloutController {
     fn status(&self) -> Result<Response, ApiError> {
         let now = now_ms();
         let body = self.with_mem(|m| {
-            status::status(&m.state, &m.scopes, m.kv_version == m.state.version, now)
+            status::status(&m.state, &m.scopes, m.kv_version == m.state.version(), now)
         });
         json_response(200, &body)
     }
@@ -415,7 +415,7 @@ impl RolloutController {
         self.commit(cfg, transition.state, transition.effects, now)
             .await?;
         let body = self.with_mem(|m| {
-            status::status(&m.state, &m.scopes, m.kv_version == m.state.version, now)
+            status::status(&m.state, &m.scopes, m.kv_version == m.state.version(), now)
         });
         json_response(ok_status, &body)
     }
@@ -425,16 +425,7 @@ impl RolloutController {
         self.adopt_routing_while_unused().await;
         let now = now_ms();
         let transition = self
-            .with_mem(|m| {
-                apply(
-                    &m.state,
-                    Command::Tick {
-                        window: m.scopes.window.clone(),
-                        blue_p95_ms: m.scopes.rollout.blue.total.quantile_ms(0.95),
-                    },
-                    now,
-                )
-            })
+            .with_mem(|m| apply(&m.state, m.scopes.tick(), now))
             .map_err(refused)?;
         let events = transition.effects.len();
         self.commit(cfg, transition.state, transition.effects, now)
@@ -450,11 +441,11 @@ impl RolloutController {
         }
         let body = self.with_mem(|m| {
             serde_json::to_string(&Ticked {
-                phase: m.state.phase.name(),
-                green_percent: m.state.green_percent,
-                verdict: m.state.verdict.as_ref().map(|v| v.verdict.status),
+                phase: m.state.phase().name(),
+                green_percent: m.state.green_percent(),
+                verdict: m.state.verdict_status(),
                 effects: events,
-                routing_synced: m.kv_version == m.state.version,
+                routing_synced: m.kv_version == m.state.version(),
             })
             .expect("serializes")
         });
@@ -470,18 +461,7 @@ impl RolloutController {
         now: u64,
     ) -> Result<(), ApiError> {
         // The new windows, computed aside: memory changes only once storage has the change.
-        let mut scopes = self.with_mem(|m| m.scopes.clone());
-        for effect in &effects {
-            match effect {
-                Effect::ResetWindow => scopes.window = Default::default(),
-                Effect::ResetStep => {
-                    scopes.window = Default::default();
-                    scopes.step = Default::default();
-                }
-                Effect::ResetRollout => scopes = Scopes::default(),
-                Effect::WriteSplit | Effect::Record(_) => {}
-            }
-        }
+        let scopes = self.with_mem(|m| m.scopes.after(&effects));
         let events: Vec<Event> = effects
             .into_iter()
             .filter_map(|e| match e {
@@ -524,7 +504,7 @@ impl RolloutController {
         if let (Some(url), false) = (cfg.alert_webhook_url.clone(), alerts.is_empty()) {
             self.state.wait_until(send_alerts(url, alerts));
         }
-        if self.with_mem(|m| m.kv_version != m.state.version) {
+        if self.with_mem(|m| m.kv_version != m.state.version()) {
             if let Err(e) = self.write_routing(now).await {
                 worker::console_error!(
                     "writing the split to KV failed (retried on the next tick): {e}"
@@ -554,7 +534,7 @@ impl RolloutController {
                     let doc = m.state.routing_doc(now.max(now_ms()));
                     (
                         serde_json::to_string(&doc).expect("documents serialize"),
-                        m.state.version,
+                        m.state.version(),
                     )
                 });
                 store

@@ -22,5 +22,6 @@ pub mod sse;
 pub mod stats;
 pub mod status;
 pub mod time;
+pub mod windows;
 
 pub use split::Environment;

@@ -244,6 +244,21 @@ impl State {
         self.phase
     }
 
+    /// The routing document version the state's split has (bumped on every split change).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Green's share of traffic now.
+    pub fn green_percent(&self) -> f64 {
+        self.green_percent
+    }
+
+    /// The latest verdict's status, once a tick has judged.
+    pub fn verdict_status(&self) -> Option<VerdictStatus> {
+        self.verdict.as_ref().map(|v| v.verdict.status)
+    }
+
     /// The current (or last) rollout's id; `None` before the first rollout.
     pub fn rollout_id(&self) -> Option<u64> {
         self.rollout.as_ref().map(|r| r.id)
@@ -271,7 +286,7 @@ impl State {
 }
 
 /// What an operator or the cron asks of the controller.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Start a rollout. `routing` is the split in force, whose blue model stays blue.
     Start {

@@ -2,34 +2,14 @@
 //! windows the controller keeps. Pure views of the controller's state; the shell only reads
 //! the stored rows and serializes these.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::health::HealthPolicy;
 use crate::rollout::{Event, EventKind, Phase, State, Step, StepView};
 use crate::split::Environment;
 use crate::stats::{EnvStats, Pair, Summary};
 use crate::time::format_rfc3339_ms;
-
-/// The stats windows the controller keeps, each per environment.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Scopes {
-    /// Since the last conclusive verdict: what the next tick judges.
-    pub window: Pair<EnvStats>,
-    /// Since the current step began.
-    pub step: Pair<EnvStats>,
-    /// Since the current (or last) rollout began; before any rollout, since the controller
-    /// first counted.
-    pub rollout: Pair<EnvStats>,
-}
-
-impl Scopes {
-    /// Adds one environment's stats to every window.
-    pub fn add(&mut self, env: Environment, stats: &EnvStats) {
-        for pair in [&mut self.window, &mut self.step, &mut self.rollout] {
-            pair.get_mut(env).merge(stats);
-        }
-    }
-}
+pub use crate::windows::Scopes;
 
 /// The rollout part of the status.
 #[derive(Debug, Clone, PartialEq, Serialize)]

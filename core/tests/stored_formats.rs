@@ -7,7 +7,7 @@
 
 use bluegreen_core::rollout::{Event, EventKind, Phase, State};
 use bluegreen_core::stats::{Batch, EnvStats};
-use bluegreen_core::status::Scopes;
+use bluegreen_core::windows::Scopes;
 use bluegreen_core::Environment;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
