@@ -3,16 +3,15 @@
 //! prompt until the admin API accepts the token the operator types; the token stays in the
 //! tab's sessionStorage and every number on the page comes from `/admin/*`.
 
-use bluegreen_core::openai::ApiError;
 use worker::{Headers, Response};
 
-use crate::error::internal;
+use crate::error::Result;
 
 const PAGE: &str = include_str!("dashboard.html");
 
 /// The page, with headers that keep it from being framed, cached or loading anything but
 /// itself and the admin API.
-pub fn page() -> Result<Response, ApiError> {
+pub fn page() -> Result<Response> {
     let headers = Headers::new();
     for (name, value) in [
         ("content-type", "text/html; charset=utf-8"),
@@ -26,7 +25,7 @@ pub fn page() -> Result<Response, ApiError> {
         ("x-content-type-options", "nosniff"),
         ("referrer-policy", "no-referrer"),
     ] {
-        headers.set(name, value).map_err(internal)?;
+        headers.set(name, value)?;
     }
     Ok(Response::builder()
         .with_status(200)

@@ -1,28 +1,112 @@
-//! The one place where a refusal becomes an HTTP response: status, OpenAI-shaped JSON body and
-//! the request id. Upstream failures are not errors here: they are answers the proxy returns.
+//! The shell's one error type, and the one place where a failure becomes an HTTP response:
+//! status, OpenAI-shaped JSON body and the request id.
+//!
+//! Two kinds, kept apart: the router's refusals ([`ApiError`] from the core: bad requests,
+//! auth, conflicts, configuration) and failures of the runtime's own APIs (storage, streams,
+//! bindings), which are our bugs or the platform's and answer 500. Upstream failures are not
+//! errors at all: they are answers the proxy returns and data the stats count.
 
-use bluegreen_core::openai::ApiError;
-use worker::{Headers, Response};
+use std::fmt;
 
-/// The router's own refusal as a response.
-pub fn respond(err: &ApiError, request_id: &str) -> Response {
-    let headers = Headers::new();
-    // Header names and values here are constants or hex: setting them cannot fail.
-    let _ = headers.set("content-type", "application/json");
-    let _ = headers.set("x-bluegreen-request-id", request_id);
-    Response::builder()
-        .with_status(err.status)
-        .with_headers(headers)
-        .fixed(err.to_json().into_bytes())
+use bluegreen_core::error::ApiError;
+use bluegreen_core::fields::FieldError;
+use bluegreen_core::rollout::Refusal;
+use wasm_bindgen::JsValue;
+use worker::Response;
+
+use crate::http;
+
+/// Why the router answers with its own error.
+#[derive(Debug)]
+pub enum Error {
+    /// A refusal the core (or the shell's input checks) made; answered as it says.
+    Api(ApiError),
+    /// A runtime API failed (storage, KV, streams, a Durable Object stub): a 500.
+    Runtime(String),
 }
 
-/// A failure inside the runtime bindings (headers, streams, KV handles): our bug, not the
-/// client's, reported as a 500 with the detail.
-pub fn internal(e: worker::Error) -> ApiError {
-    ApiError::internal(&e.to_string())
+/// The shell's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A runtime failure described in context (`"controller storage: ..."`).
+    pub fn runtime(context: &str, detail: impl fmt::Display) -> Error {
+        Error::Runtime(format!("{context}: {detail}"))
+    }
+
+    /// The error as the client sees it.
+    pub fn api(&self) -> ApiError {
+        match self {
+            Error::Api(e) => e.clone(),
+            Error::Runtime(detail) => ApiError::internal(detail),
+        }
+    }
+
+    /// The response for this error, carrying the request id.
+    pub fn respond(&self, request_id: &str) -> Response {
+        let api = self.api();
+        http::json_text(
+            api.status,
+            api.to_json(),
+            &[("x-bluegreen-request-id", request_id)],
+        )
+    }
 }
 
-/// A JavaScript exception from a runtime API (stream constructors and the like): our bug.
-pub fn js_internal(e: wasm_bindgen::JsValue) -> ApiError {
-    ApiError::internal(&format!("{e:?}"))
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Api(e) => e.fmt(f),
+            Error::Runtime(detail) => f.write_str(detail),
+        }
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(e: ApiError) -> Error {
+        Error::Api(e)
+    }
+}
+
+impl From<FieldError> for Error {
+    fn from(e: FieldError) -> Error {
+        Error::Api(e.into())
+    }
+}
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Error {
+        Error::Api(match r {
+            Refusal::Conflict(msg) => ApiError::conflict(msg),
+            Refusal::Invalid(e) => e.into(),
+        })
+    }
+}
+
+impl From<worker::Error> for Error {
+    fn from(e: worker::Error) -> Error {
+        Error::Runtime(e.to_string())
+    }
+}
+
+impl From<worker::KvError> for Error {
+    fn from(e: worker::KvError) -> Error {
+        Error::Runtime(format!("KV: {e}"))
+    }
+}
+
+impl From<JsValue> for Error {
+    /// A JavaScript exception from a runtime API (stream constructors and the like).
+    fn from(e: JsValue) -> Error {
+        Error::Runtime(describe_js(&e))
+    }
+}
+
+/// A JavaScript error value as text: its message when it is an `Error`, else its debug form.
+pub fn describe_js(e: &JsValue) -> String {
+    use wasm_bindgen::JsCast;
+    match e.dyn_ref::<js_sys::Error>() {
+        Some(err) => String::from(err.to_string()),
+        None => e.as_string().unwrap_or_else(|| format!("{e:?}")),
+    }
 }

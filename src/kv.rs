@@ -12,14 +12,16 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use std::fmt;
+
 use bluegreen_core::auth::AuthMode;
 use bluegreen_core::config::Config;
-use bluegreen_core::openai::ApiError;
-use bluegreen_core::routing::{RoutingDoc, ROUTING_KEY};
+use bluegreen_core::routing::{RoutingDoc, RoutingError, ROUTING_KEY};
 use serde::Serialize;
 use worker::{Env, Response};
 
-use crate::proxy::now_ms;
+use crate::error::Result;
+use crate::runtime::now_ms;
 use crate::settings;
 
 /// Where the document in force came from.
@@ -98,7 +100,7 @@ async fn refreshed(env: &Env, cfg: &Config) -> Cached {
         let ((doc, source), problem): (_, Option<Rc<str>>) = match read {
             Ok(None) => ((Rc::new(cfg.defaults.clone()), Source::Defaults), None),
             Ok(Some(doc)) => ((Rc::new(doc), Source::Kv), None),
-            Err(problem) => (last_good(), Some(problem.into())),
+            Err(problem) => (last_good(), Some(problem.to_string().into())),
         };
         if problem != current.as_ref().and_then(|c| c.problem.clone()) {
             match &problem {
@@ -129,20 +131,43 @@ async fn refreshed(env: &Env, cfg: &Config) -> Cached {
     })
 }
 
+/// Why the document in KV is not in force.
+#[derive(Debug)]
+pub enum DocProblem {
+    /// The `ROUTER_KV` binding is missing from the deployment.
+    Binding(worker::Error),
+    /// KV did not answer the read.
+    Read(worker::KvError),
+    /// The stored text is not a valid routing document.
+    Invalid(RoutingError),
+}
+
+impl fmt::Display for DocProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DocProblem::Binding(e) => write!(f, "the ROUTER_KV binding is missing: {e}"),
+            DocProblem::Read(e) => write!(f, "reading KV key `{ROUTING_KEY}` failed: {e}"),
+            DocProblem::Invalid(e) => write!(f, "KV document `{ROUTING_KEY}` ignored: {e}"),
+        }
+    }
+}
+
+/// The routing namespace.
+pub fn store(env: &Env) -> Result<worker::kv::KvStore, DocProblem> {
+    env.kv("ROUTER_KV").map_err(DocProblem::Binding)
+}
+
 /// The validated document in KV: `Ok(None)` when the key is absent, `Err` with the reason when
 /// it cannot be read or is invalid.
-pub async fn read_document(env: &Env) -> Result<Option<RoutingDoc>, String> {
-    let store = env
-        .kv("ROUTER_KV")
-        .map_err(|e| format!("the ROUTER_KV binding is missing: {e}"))?;
-    let text = store
+pub async fn read_document(env: &Env) -> Result<Option<RoutingDoc>, DocProblem> {
+    let text = store(env)?
         .get(ROUTING_KEY)
         .text()
         .await
-        .map_err(|e| format!("reading KV key `{ROUTING_KEY}` failed: {e}"))?;
+        .map_err(DocProblem::Read)?;
     text.map(|t| RoutingDoc::parse(&t))
         .transpose()
-        .map_err(|e| format!("KV document `{ROUTING_KEY}` ignored: {e}"))
+        .map_err(DocProblem::Invalid)
 }
 
 #[derive(Serialize)]
@@ -158,7 +183,7 @@ struct Health<'a> {
 
 /// `GET /healthz`: the routing document in force, where it came from and any problem with the
 /// one in KV. Never shows a secret.
-pub async fn healthz(env: &Env) -> Result<Response, ApiError> {
+pub async fn healthz(env: &Env) -> Result<Response> {
     let cfg = settings::load(env)?;
     let state = refreshed(env, &cfg).await;
     let body = Health {
@@ -177,11 +202,11 @@ pub async fn healthz(env: &Env) -> Result<Response, ApiError> {
             AuthMode::RouterKeys { .. } => "router_keys",
         },
     };
-    Response::from_json(&body).map_err(crate::error::internal)
+    Ok(Response::from_json(&body)?)
 }
 
 /// Reads and validates the KV document now, bypassing the cache (for the cron handler).
-pub async fn check_document(env: &Env) -> Result<String, String> {
+pub async fn check_document(env: &Env) -> Result<String, DocProblem> {
     Ok(match read_document(env).await? {
         None => "no routing document in KV; defaults in force".into(),
         Some(d) => format!(

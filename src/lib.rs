@@ -5,35 +5,37 @@
 //! performs what the core decides.
 
 mod admin;
+mod control;
 mod controller;
 mod dashboard;
 mod error;
+mod http;
 mod js;
 mod kv;
 mod proxy;
 mod recorder;
+mod retry;
+mod runtime;
 mod settings;
 mod upstream;
 
-use bluegreen_core::openai::ApiError;
+use bluegreen_core::error::ApiError;
 use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
+
+use crate::error::Result;
+use crate::runtime::Tag;
 
 pub use controller::RolloutController;
 
 /// The fetch handler: every HTTP request to the Worker.
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    let tag = proxy::Tag::new();
+    let tag = Tag::new();
     let result = route(req, &env, &tag, &ctx).await;
-    Ok(result.unwrap_or_else(|e| error::respond(&e, &tag.id)))
+    Ok(result.unwrap_or_else(|e| e.respond(&tag.id)))
 }
 
-async fn route(
-    req: Request,
-    env: &Env,
-    tag: &proxy::Tag,
-    ctx: &Context,
-) -> Result<Response, ApiError> {
+async fn route(req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<Response> {
     let path = req.path();
     let method = req.method();
     // `/v1/chat/completions/` is the same route as `/v1/chat/completions`.
@@ -44,25 +46,25 @@ async fn route(
     match route {
         "/healthz" => match method {
             Method::Get | Method::Head => kv::healthz(env).await,
-            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "GET")),
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "GET").into()),
         },
         "/v1/chat/completions" => match method {
             Method::Post => {
                 let cfg = settings::load(env)?;
                 proxy::chat_completions(req, env, &cfg, tag, ctx).await
             }
-            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "POST")),
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "POST").into()),
         },
         "/dashboard" => match method {
             Method::Get | Method::Head => dashboard::page(),
-            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "GET")),
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "GET").into()),
         },
         p if p == "/admin" || p.starts_with("/admin/") => admin::handle(req, env).await,
         p if p.starts_with("/v1/") => {
             let cfg = settings::load(env)?;
             proxy::pass_through(req, &cfg, &tag.id).await
         }
-        _ => Err(ApiError::not_found(&path)),
+        _ => Err(ApiError::not_found(&path).into()),
     }
 }
 
@@ -71,7 +73,7 @@ async fn route(
 /// even when no traffic arrives.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    match controller::tick(&env).await {
+    match control::tick(&env).await {
         Ok(summary) => worker::console_log!("cron {}: tick {summary}", event.cron()),
         Err(problem) => worker::console_error!("cron {}: tick failed: {problem}", event.cron()),
     }

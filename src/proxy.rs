@@ -10,9 +10,10 @@
 use std::rc::Rc;
 
 use bluegreen_core::config::Config;
+use bluegreen_core::error::ApiError;
 use bluegreen_core::fallback::{next_step, Attempt, FallbackReason, Next};
 use bluegreen_core::headers::{forward_request_header, forward_response_header};
-use bluegreen_core::openai::{usage_of, ApiError, ChatRequest};
+use bluegreen_core::openai::{usage_of, ChatRequest};
 use bluegreen_core::outcome::{Outcome, StatusClass};
 use bluegreen_core::split::{random_bucket, select, Environment};
 use bluegreen_core::sse::SseRelay;
@@ -21,10 +22,11 @@ use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, ByteStream, Context, Env, Headers, Method, Request, Response, ResponseBody};
 
-use crate::error::{internal, js_internal};
-use crate::kv;
-use crate::recorder;
+use crate::error::Result;
+use crate::http::{header, read_body};
+use crate::runtime::{now_ms, Tag};
 use crate::upstream::{self, Failure};
+use crate::{kv, recorder};
 
 /// Where a request's outcome goes when it is known: the log and the controller's stats.
 #[derive(Clone)]
@@ -49,107 +51,26 @@ impl Accounting {
     }
 }
 
-/// What each request gets from the runtime's CSPRNG, in one call: its id and its split draw.
-pub struct Tag {
-    /// 16 random bytes as hex: `x-bluegreen-request-id`.
-    pub id: String,
-    /// The random draw for requests without a sticky key.
-    pub draw: u64,
-}
-
-impl Tag {
-    /// A fresh tag.
-    pub fn new() -> Tag {
-        let mut buf = [0u8; 24];
-        // crypto.getRandomValues cannot fail for a buffer this small.
-        getrandom::fill(&mut buf).expect("crypto.getRandomValues");
-        let (id, draw) = buf.split_at(16);
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let hex: String = id
-            .iter()
-            .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
-            .map(char::from)
-            .collect();
-        Tag {
-            id: hex,
-            draw: u64::from_le_bytes(draw.try_into().expect("8 bytes")),
-        }
-    }
-}
-
-/// Unix milliseconds. `Date.now()` directly: no `Date` object per reading.
-pub fn now_ms() -> u64 {
-    js_sys::Date::now() as u64
-}
-
-fn header(req: &Request, name: &str) -> Option<String> {
-    req.headers().get(name).ok().flatten()
-}
-
 /// A copy of `headers` without the ones `keep` rejects. Copying the JS object whole and
 /// deleting a few names crosses the wasm boundary far less often than rebuilding it entry by
 /// entry.
-fn filtered(headers: &Headers, keep: fn(&str) -> bool) -> Result<Headers, ApiError> {
+fn filtered(headers: &Headers, keep: fn(&str) -> bool) -> Result<Headers> {
     let out = headers.clone();
     for name in crate::js::header_names(&out.0).split('\n') {
         if !name.is_empty() && !keep(name) {
-            out.delete(name).map_err(internal)?;
+            out.delete(name)?;
         }
     }
     Ok(out)
 }
 
 /// The client's headers that go upstream, plus the upstream `Authorization`.
-fn upstream_headers(req: &Request, authorization: Option<&str>) -> Result<Headers, ApiError> {
+fn upstream_headers(req: &Request, authorization: Option<&str>) -> Result<Headers> {
     let out = filtered(req.headers(), forward_request_header)?;
     if let Some(auth) = authorization {
-        out.set("authorization", auth).map_err(internal)?;
+        out.set("authorization", auth)?;
     }
     Ok(out)
-}
-
-/// Most of an oversized body the router still reads (and discards) before answering 413, so
-/// that a client still sending sees the answer instead of a reset connection.
-const DRAIN_LIMIT: usize = 64 << 20;
-
-/// Reads the request body, refusing it with a 413 once it passes `limit` bytes.
-async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let declared = header(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(len) = declared.filter(|len| *len <= limit as u64) {
-        // The runtime holds the body to its declared length: read it in one call.
-        let body = req.bytes().await.map_err(|e| body_failed(&e))?;
-        if body.len() as u64 > len.max(limit as u64) {
-            return Err(ApiError::body_too_large(limit));
-        }
-        return Ok(body);
-    }
-    let Ok(mut stream) = req.stream() else {
-        return Ok(Vec::new()); // no body at all
-    };
-    let mut body = Vec::new();
-    let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| body_failed(&e))?;
-        seen += chunk.len();
-        if seen > limit {
-            // Too large: stop keeping it, keep reading (up to DRAIN_LIMIT) so the client can
-            // finish sending and read the 413.
-            body = Vec::new();
-            if seen > DRAIN_LIMIT {
-                break;
-            }
-        } else {
-            body.extend_from_slice(&chunk);
-        }
-    }
-    if seen > limit {
-        return Err(ApiError::body_too_large(limit));
-    }
-    Ok(body)
-}
-
-fn body_failed(e: &worker::Error) -> ApiError {
-    ApiError::invalid_json(&format!("reading the request body failed: {e}"))
 }
 
 /// The upstream's headers that go back to the client, plus where the request went. `model` is
@@ -160,18 +81,15 @@ fn routing_headers(
     model: Option<&str>,
     request_id: &str,
     fallback: Option<FallbackReason>,
-) -> Result<Headers, ApiError> {
+) -> Result<Headers> {
     let out = filtered(upstream, forward_response_header)?;
-    out.set("x-bluegreen-environment", environment.as_str())
-        .map_err(internal)?;
+    out.set("x-bluegreen-environment", environment.as_str())?;
     if let Some(model) = model {
-        out.set("x-bluegreen-model", model).map_err(internal)?;
+        out.set("x-bluegreen-model", model)?;
     }
-    out.set("x-bluegreen-request-id", request_id)
-        .map_err(internal)?;
+    out.set("x-bluegreen-request-id", request_id)?;
     if let Some(reason) = fallback {
-        out.set("x-bluegreen-fallback", &reason.to_string())
-            .map_err(internal)?;
+        out.set("x-bluegreen-fallback", &reason.to_string())?;
     }
     Ok(out)
 }
@@ -184,14 +102,13 @@ fn failure_response(
     started_ms: u64,
     accounting: &Accounting,
     ctx: &Context,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     record.status = err.status;
     record.total_ms = now_ms().saturating_sub(started_ms);
     accounting.settle_now(&record, ctx);
     let request_id = record.request_id.as_str();
     let json = Headers::new();
-    json.set("content-type", "application/json")
-        .map_err(internal)?;
+    json.set("content-type", "application/json")?;
     let headers = routing_headers(
         &json,
         record.environment,
@@ -206,8 +123,10 @@ fn failure_response(
 }
 
 /// Checks the client's credentials; returns the `Authorization` to send upstream.
-fn authorize(req: &Request, cfg: &Config) -> Result<Option<String>, ApiError> {
-    cfg.auth.authorize(header(req, "authorization").as_deref())
+fn authorize(req: &Request, cfg: &Config) -> Result<Option<String>> {
+    Ok(cfg
+        .auth
+        .authorize(header(req, "authorization").as_deref())?)
 }
 
 /// `POST /v1/chat/completions`.
@@ -217,7 +136,7 @@ pub async fn chat_completions(
     cfg: &Rc<Config>,
     tag: &Tag,
     ctx: &Context,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let request_id = tag.id.as_str();
     let started_ms = now_ms();
     let authorization = authorize(&req, cfg)?;
@@ -320,7 +239,7 @@ async fn serve(
     wants_stream: bool,
     accounting: Accounting,
     ctx: &Context,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     let request_id = record.request_id.clone();
     let status = resp.status_code();
     record.status = status;
@@ -340,9 +259,9 @@ async fn serve(
         .is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"));
 
     if wants_stream && is_sse {
-        let upstream = resp.stream().map_err(internal)?;
-        let pipe = web_sys::TransformStream::new().map_err(js_internal)?;
-        let writer = pipe.writable().get_writer().map_err(js_internal)?;
+        let upstream = resp.stream()?;
+        let pipe = web_sys::TransformStream::new()?;
+        let writer = pipe.writable().get_writer()?;
         ctx.wait_until(relay_stream(
             upstream, writer, record, started_ms, accounting,
         ));
@@ -384,13 +303,9 @@ async fn serve(
 }
 
 /// Reads a whole body stream into memory (for the teed copy of a non-streamed answer).
-async fn read_all(stream: &web_sys::ReadableStream) -> Result<Vec<u8>, String> {
-    let describe = |e: wasm_bindgen::JsValue| format!("{e:?}");
-    let response =
-        web_sys::Response::new_with_opt_readable_stream(Some(stream)).map_err(describe)?;
-    let buffer = JsFuture::from(response.array_buffer().map_err(describe)?)
-        .await
-        .map_err(describe)?;
+async fn read_all(stream: &web_sys::ReadableStream) -> Result<Vec<u8>> {
+    let response = web_sys::Response::new_with_opt_readable_stream(Some(stream))?;
+    let buffer = JsFuture::from(response.array_buffer()?).await?;
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
@@ -442,14 +357,10 @@ async fn relay_stream(
 
 /// Any other `/v1/*` call (`GET /v1/models`, embeddings…): sent to the upstream unchanged, as
 /// blue, with the body streamed both ways. No split, no fallback, no model rewrite.
-pub async fn pass_through(
-    req: Request,
-    cfg: &Config,
-    request_id: &str,
-) -> Result<Response, ApiError> {
+pub async fn pass_through(req: Request, cfg: &Config, request_id: &str) -> Result<Response> {
     let started_ms = now_ms();
     let authorization = authorize(&req, cfg)?;
-    let url = req.url().map_err(internal)?;
+    let url = req.url()?;
     let rest = url.path().strip_prefix("/v1").unwrap_or(url.path());
     let target = match url.query() {
         Some(q) => cfg.upstream_url(&format!("{rest}?{q}")),
@@ -464,13 +375,12 @@ pub async fn pass_through(
     let resp = match result {
         Ok(resp) => resp,
         Err(Failure::Timeout) => {
-            return Err(ApiError::upstream_timeout(
-                "(pass-through)",
-                cfg.first_byte_timeout_ms,
-            ))
+            return Err(
+                ApiError::upstream_timeout("(pass-through)", cfg.first_byte_timeout_ms).into(),
+            )
         }
         Err(Failure::Connect(e)) => {
-            return Err(ApiError::upstream_unreachable("(pass-through)", &e))
+            return Err(ApiError::upstream_unreachable("(pass-through)", &e).into())
         }
     };
     let status = resp.status_code();

@@ -18,19 +18,16 @@ use std::time::Duration;
 
 use bluegreen_core::config::Config;
 use bluegreen_core::outcome::Outcome;
+use bluegreen_core::retry::Schedule;
 use bluegreen_core::stats::Accumulator;
-use futures_util::future::{select, Either};
-use worker::{Delay, Env, Method, Request, RequestInit};
+use worker::{Delay, Env};
 
-use crate::proxy::now_ms;
+use crate::error::Result;
+use crate::runtime::{now_ms, random_id};
+use crate::{control, retry};
 
 /// How long records gather before a flush.
 const FLUSH_AFTER: Duration = Duration::from_millis(1000);
-/// Waits between attempts at posting one batch; with a 3 s limit per attempt, a batch the
-/// controller never answers is given up on after ~16 s, well inside the 30 s that `waitUntil`
-/// allows after the response.
-const RETRY_WAITS_MS: [u64; 3] = [250, 1000, 3000];
-const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(3000);
 /// A flush starts no new post after this long, leaving the rest for the next flush.
 const FLUSH_BUDGET_MS: u64 = 20_000;
 /// A batch claimed by a flush that was cancelled (its `waitUntil` ran out) may be claimed
@@ -97,7 +94,7 @@ async fn flush(env: Env) {
         let mut r = r.borrow_mut();
         r.flush_claimed = false;
         if !r.acc.is_empty() {
-            let batch = r.acc.take(crate::proxy::Tag::new().id);
+            let batch = r.acc.take(random_id());
             let json = serde_json::to_string(&batch).expect("stats serialize");
             let requests = batch.requests();
             r.pending.push(Pending {
@@ -154,40 +151,7 @@ async fn flush(env: Env) {
     }
 }
 
-/// Posts one batch to the controller, retrying; the same body every time.
-async fn post(env: &Env, json: &str) -> Result<(), String> {
-    let mut last = String::new();
-    for (attempt, wait_ms) in std::iter::once(0).chain(RETRY_WAITS_MS).enumerate() {
-        if wait_ms > 0 {
-            Delay::from(Duration::from_millis(wait_ms)).await;
-        }
-        let outcome = select(
-            Box::pin(send(env, json)),
-            Box::pin(Delay::from(ATTEMPT_TIMEOUT)),
-        )
-        .await;
-        match outcome {
-            Either::Left((Ok(()), _)) => return Ok(()),
-            Either::Left((Err(e), _)) => last = format!("attempt {}: {e}", attempt + 1),
-            Either::Right(_) => last = format!("attempt {}: no answer in 3 s", attempt + 1),
-        }
-    }
-    Err(last)
-}
-
-async fn send(env: &Env, json: &str) -> Result<(), String> {
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(wasm_bindgen::JsValue::from_str(json)));
-    let req =
-        Request::new_with_init(crate::controller::STATS_URL, &init).map_err(|e| e.to_string())?;
-    let resp = crate::controller::stub(env)
-        .map_err(|e| e.to_string())?
-        .fetch_with_request(req)
-        .await
-        .map_err(|e| e.to_string())?;
-    match resp.status_code() {
-        200..=299 => Ok(()),
-        s => Err(format!("the controller answered {s}")),
-    }
+/// Posts one batch to the controller on the stats schedule; the same body every time.
+async fn post(env: &Env, json: &str) -> Result<()> {
+    retry::run(&Schedule::STATS_BATCH, || control::post_stats(env, json)).await
 }

@@ -6,25 +6,27 @@
 use std::rc::Rc;
 
 use bluegreen_core::config::Config;
-use bluegreen_core::openai::ApiError;
+use bluegreen_core::error::ApiError;
 use worker::Env;
 
+use crate::error::Result;
+
 thread_local! {
-    static CONFIG: std::cell::OnceCell<Result<Rc<Config>, String>> = const { std::cell::OnceCell::new() };
+    static CONFIG: std::cell::OnceCell<Result<Rc<Config>, ApiError>> = const { std::cell::OnceCell::new() };
 }
 
 /// The parsed settings, or the 500 that every request gets while they are wrong.
-pub fn load(env: &Env) -> Result<Rc<Config>, ApiError> {
+pub fn load(env: &Env) -> Result<Rc<Config>> {
     CONFIG.with(|cell| {
         cell.get_or_init(|| {
             Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
                 .map(Rc::new)
                 .map_err(|e| {
                     worker::console_error!("configuration error: {e}");
-                    e.to_string()
+                    ApiError::configuration(&e.to_string())
                 })
         })
         .clone()
-        .map_err(|e| ApiError::configuration(&e))
+        .map_err(Into::into)
     })
 }

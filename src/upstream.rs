@@ -9,6 +9,8 @@ use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, Headers, Method, Response};
 
+use crate::error::describe_js;
+
 /// Why an attempt produced no response.
 pub enum Failure {
     /// No response headers in time.
@@ -40,18 +42,11 @@ pub async fn send(
             .map(Response::from)
             .map_err(|v| Failure::Connect(format!("not a Response: {v:?}"))),
         Err(e) if is_timeout(&e) => Err(Failure::Timeout),
-        Err(e) => Err(Failure::Connect(describe(&e))),
+        Err(e) => Err(Failure::Connect(describe_js(&e))),
     }
 }
 
 fn is_timeout(e: &JsValue) -> bool {
     e.dyn_ref::<js_sys::Error>()
         .is_some_and(|err| err.name() == "TimeoutError")
-}
-
-fn describe(e: &JsValue) -> String {
-    match e.dyn_ref::<js_sys::Error>() {
-        Some(err) => String::from(err.to_string()),
-        None => e.as_string().unwrap_or_else(|| format!("{e:?}")),
-    }
 }

@@ -7,7 +7,7 @@
 
 use subtle::ConstantTimeEq;
 
-use crate::openai::ApiError;
+use crate::error::ApiError;
 
 /// How requests are authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]

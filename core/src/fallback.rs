@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::split::Environment;
+use crate::environment::Environment;
 
 /// What one attempt at the upstream came to, as far as the response headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,8 @@
 
 pub mod auth;
 pub mod config;
+pub mod environment;
+pub mod error;
 pub mod fallback;
 pub mod fields;
 pub mod headers;
@@ -14,6 +16,7 @@ pub mod health;
 pub mod hist;
 pub mod openai;
 pub mod outcome;
+pub mod retry;
 pub mod rollout;
 pub mod routing;
 pub mod sequential;
@@ -24,4 +27,4 @@ pub mod status;
 pub mod time;
 pub mod windows;
 
-pub use split::Environment;
+pub use environment::Environment;

@@ -6,9 +6,10 @@
 
 use serde::Serialize;
 
+use crate::environment::Environment;
 use crate::fallback::{Attempt, FallbackReason};
 use crate::openai::Usage;
-use crate::split::{Basis, Environment};
+use crate::split::Basis;
 
 /// How a request ended, as the stats see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

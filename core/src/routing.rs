@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::split::Environment;
+use crate::environment::Environment;
 use crate::time::is_rfc3339;
 
 /// The KV key that holds the document.

@@ -7,41 +7,13 @@
 //! percentage, raising it moves users from blue to green and never back. Requests without a
 //! sticky key use a bucket drawn at random by the shell.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+pub use crate::environment::Environment;
 use crate::routing::RoutingDoc;
 
 /// Number of buckets: one per basis point of traffic.
 pub const BUCKETS: u32 = 10_000;
-
-/// One of the two deployments the router chooses between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    /// Today's production model.
-    Blue,
-    /// The candidate model.
-    Green,
-}
-
-impl Environment {
-    /// The lowercase name used in headers, logs and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Blue => "blue",
-            Environment::Green => "green",
-        }
-    }
-
-    /// Parses the value of the `x-bluegreen-environment` header (exact, lowercase after trim).
-    pub fn parse(value: &str) -> Option<Environment> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "blue" => Some(Environment::Blue),
-            "green" => Some(Environment::Green),
-            _ => None,
-        }
-    }
-}
 
 /// Why a request went where it went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

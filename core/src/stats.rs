@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::environment::Environment;
 use crate::hist::Histogram;
 use crate::openai::Usage;
 use crate::outcome::{Outcome, StatusClass};
-use crate::split::Environment;
 
 /// Upstream failures by class. Every one counts against the environment's error rate.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,7 +31,16 @@ fn load<T: DeserializeOwned + Serialize + PartialEq + std::fmt::Debug>(name: &st
 #[test]
 fn states_written_by_v1_load_in_every_phase() {
     // (fixture, phase, blue model, green percent, routing version, rollout id, 1-based step)
-    let cases: [(&str, Phase, &str, f64, u64, Option<u64>, Option<usize>); 6] = [
+    type Case = (
+        &'static str,
+        Phase,
+        &'static str,
+        f64,
+        u64,
+        Option<u64>,
+        Option<usize>,
+    );
+    let cases: [Case; 6] = [
         ("state-idle", Phase::Idle, "deepseek-v3", 0.0, 4, None, None),
         (
             "state-progressing-sequential",

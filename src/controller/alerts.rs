@@ -1,0 +1,66 @@
+//! Alerts: each event marked for alerting (rollbacks, pauses, completions) is posted to
+//! `ALERT_WEBHOOK_URL` as a Slack-compatible body, `{"text", "event"}`, on the core's alert
+//! retry schedule. Runs from `waitUntil`, so a slow webhook never holds up a tick; a failure
+//! is logged and never fails the caller.
+
+use bluegreen_core::retry::Schedule;
+use bluegreen_core::rollout::Event;
+use serde::Serialize;
+use wasm_bindgen::JsValue;
+use worker::wasm_bindgen_futures::JsFuture;
+
+use crate::error::{Error, Result};
+use crate::retry;
+
+/// The Slack-compatible alert body.
+#[derive(Serialize)]
+struct Alert<'a> {
+    text: String,
+    event: &'a Event,
+}
+
+/// Posts each event's alert to `url`, one after another.
+pub async fn send(url: String, events: Vec<Event>) {
+    for event in events {
+        let body = match serde_json::to_string(&Alert {
+            text: format!(
+                "bluegreen-router: {} ({}% green, {} → {})",
+                event.message, event.green_percent, event.blue_model, event.green_model
+            ),
+            event: &event,
+        }) {
+            Ok(body) => body,
+            Err(e) => {
+                worker::console_error!("alert not serializable: {e}");
+                continue;
+            }
+        };
+        let schedule = Schedule::ALERT;
+        if let Err(e) = retry::run(&schedule, || post_json(&url, &body, &schedule)).await {
+            worker::console_error!(
+                "alert not delivered after {} attempts ({e}): {}",
+                schedule.attempts(),
+                event.message
+            );
+        }
+    }
+}
+
+/// One attempt: the fetch is aborted when the attempt's time runs out.
+async fn post_json(url: &str, body: &str, schedule: &Schedule) -> Result<()> {
+    let headers = worker::Headers::new();
+    headers.set("content-type", "application/json")?;
+    let ms = u32::try_from(schedule.attempt_timeout_ms).unwrap_or(u32::MAX);
+    let promise =
+        crate::js::fetch_with_timeout(url, "POST", &headers.0, Some(JsValue::from_str(body)), ms);
+    let resp: worker::web_sys::Response =
+        wasm_bindgen::JsCast::unchecked_into(JsFuture::from(promise).await?);
+    // Read the body so the connection is released.
+    if let Ok(p) = resp.text() {
+        let _ = JsFuture::from(p).await;
+    }
+    match resp.status() {
+        200..=299 => Ok(()),
+        s => Err(Error::Runtime(format!("the webhook answered {s}"))),
+    }
+}

@@ -1,0 +1,170 @@
+//! The controller's handlers: each reads its input, asks the core, and answers. Operator
+//! commands answer the new status (or the core's refusal); the tick answers a one-line summary.
+
+use bluegreen_core::config::Config;
+use bluegreen_core::error::ApiError;
+use bluegreen_core::fields::{parse_body, Obj};
+use bluegreen_core::health::VerdictStatus;
+use bluegreen_core::rollout::{apply, Command, RolloutSpec};
+use bluegreen_core::stats::Batch;
+use bluegreen_core::status;
+use serde::Serialize;
+use worker::{Request, Response};
+
+use super::RolloutController;
+use crate::error::Result;
+use crate::http;
+use crate::runtime::now_ms;
+
+/// Largest admin request body.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// What a tick answers the cron handler.
+#[derive(Serialize)]
+struct Ticked<'a> {
+    phase: &'a str,
+    green_percent: f64,
+    verdict: Option<VerdictStatus>,
+    effects: usize,
+    routing_synced: bool,
+}
+
+impl RolloutController {
+    /// `POST /internal/stats`: adds a batch to every window and its minutes, once.
+    pub(super) async fn ingest(&self, req: &mut Request) -> Result<Response> {
+        let text = req.text().await?;
+        let batch: Batch =
+            serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+        let mut scopes = self.with_mem(|m| m.scopes.clone());
+        for entry in &batch.entries {
+            scopes.add(entry.env, &entry.stats);
+        }
+        if !self.store.ingest(&batch, &scopes, now_ms())? {
+            return Ok(http::json(200, &serde_json::json!({"duplicate": true}))?);
+        }
+        self.with_mem(|m| m.scopes = scopes);
+        Ok(http::json(
+            200,
+            &serde_json::json!({"accepted": batch.requests()}),
+        )?)
+    }
+
+    /// `POST /internal/tick`: judge the window, maybe move; retry a failed KV write; prune.
+    pub(super) async fn tick(&self, cfg: &Config) -> Result<Response> {
+        self.adopt_routing_while_unused().await;
+        let now = now_ms();
+        let transition = self.with_mem(|m| apply(&m.state, m.scopes.tick(), now))?;
+        let effects = transition.effects.len();
+        self.commit(cfg, transition, now).await?;
+        self.store.prune(now)?;
+        let body = self.with_mem(|m| {
+            serde_json::to_string(&Ticked {
+                phase: m.state.phase().name(),
+                green_percent: m.state.green_percent(),
+                verdict: m.state.verdict_status(),
+                effects,
+                routing_synced: m.kv_version == m.state.version(),
+            })
+        });
+        Ok(Response::ok(
+            body.map_err(|e| ApiError::internal(&e.to_string()))?,
+        )?)
+    }
+
+    /// `GET /admin/status`.
+    pub(super) async fn status(&self) -> Result<Response> {
+        self.adopt_routing_while_unused().await;
+        Ok(http::json(200, &self.status_now())?)
+    }
+
+    /// `POST /admin/rollouts`.
+    pub(super) async fn start(&self, cfg: &Config, req: &mut Request) -> Result<Response> {
+        let spec = RolloutSpec::from_json(&read_admin_body(req).await?)?;
+        let routing = self.routing_in_force().await;
+        self.run(cfg, Command::Start { spec, routing }, 201).await
+    }
+
+    /// `POST /admin/promote`.
+    pub(super) async fn promote(&self, cfg: &Config) -> Result<Response> {
+        self.run(cfg, Command::Promote, 200).await
+    }
+
+    /// `POST /admin/rollback`.
+    pub(super) async fn rollback(&self, cfg: &Config) -> Result<Response> {
+        self.run(cfg, Command::Rollback, 200).await
+    }
+
+    /// `POST /admin/pause`.
+    pub(super) async fn pause(&self, cfg: &Config) -> Result<Response> {
+        self.run(cfg, Command::Pause, 200).await
+    }
+
+    /// `POST /admin/resume`.
+    pub(super) async fn resume(&self, cfg: &Config) -> Result<Response> {
+        self.run(cfg, Command::Resume, 200).await
+    }
+
+    /// `PUT /admin/split`: `{"green_percent": 0..=100}`.
+    pub(super) async fn split(&self, cfg: &Config, req: &mut Request) -> Result<Response> {
+        let body = read_admin_body(req).await?;
+        let o = Obj::new(&body, "")?;
+        o.only(&["green_percent"])?;
+        let green_percent = o
+            .number("green_percent", 0.0, 100.0)?
+            .ok_or_else(|| ApiError::invalid_value("green_percent", "is required (0 to 100)"))?;
+        self.run(cfg, Command::SetSplit { green_percent }, 200)
+            .await
+    }
+
+    /// `GET /admin/events?limit=N`: the newest events first.
+    pub(super) fn events(&self, req: &Request) -> Result<Response> {
+        let limit = query_number(req, "limit", 50, 1, 1000)?;
+        let events = self.store.events(limit)?;
+        Ok(http::json(200, &serde_json::json!({ "events": events }))?)
+    }
+
+    /// `GET /admin/history?minutes=N`: per-minute figures and the split changes among them.
+    pub(super) fn history(&self, req: &Request) -> Result<Response> {
+        let minutes = query_number(req, "minutes", 60, 1, 1440)?;
+        let now = now_ms();
+        let first = (now / 60_000 + 1).saturating_sub(minutes);
+        let rows = self.store.minutes_since(first)?;
+        let events = self.store.split_events_since(first * 60_000)?;
+        Ok(http::json(
+            200,
+            &status::history(&rows, &events, minutes, now),
+        )?)
+    }
+
+    /// Runs an operator's command; answers the new status with `ok_status`, or the refusal.
+    async fn run(&self, cfg: &Config, cmd: Command, ok_status: u16) -> Result<Response> {
+        let now = now_ms();
+        let transition = self.with_mem(|m| apply(&m.state, cmd, now))?;
+        self.commit(cfg, transition, now).await?;
+        Ok(http::json(ok_status, &self.status_now())?)
+    }
+}
+
+/// Reads an admin body (at most 64 KiB) as JSON; empty is `{}`.
+async fn read_admin_body(req: &mut Request) -> Result<serde_json::Value> {
+    let bytes = req.bytes().await?;
+    if bytes.len() > MAX_ADMIN_BODY {
+        return Err(ApiError::body_too_large(MAX_ADMIN_BODY).into());
+    }
+    Ok(parse_body(&bytes)?)
+}
+
+/// Reads `name` from the query string as a whole number in `[min, max]`, or `default`.
+fn query_number(req: &Request, name: &str, default: u64, min: u64, max: u64) -> Result<u64> {
+    let url = req.url()?;
+    let Some((_, v)) = url.query_pairs().find(|(k, _)| k == name) else {
+        return Ok(default);
+    };
+    v.parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::invalid_value(name, &format!("must be a whole number from {min} to {max}"))
+                .into()
+        })
+}

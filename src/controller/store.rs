@@ -1,0 +1,338 @@
+//! The controller's SQLite storage: the only file with SQL in it.
+//!
+//! Tables: `meta` (the rollout state, the stats windows and the routing version last written
+//! to KV, as JSON text under fixed keys), `minutes` (per-minute stats per environment, kept 25
+//! hours), `events` (the event log, the last 10 000) and `batches` (stats batch ids seen in the
+//! last hour, so a retried batch counts once). Every change that must land together is made in
+//! one storage transaction. The documents are stored formats: a new version must read what an
+//! older one wrote (`core/tests/stored_formats.rs`).
+
+use bluegreen_core::rollout::{Event, State};
+use bluegreen_core::stats::{Batch, EnvStats};
+use bluegreen_core::status::SPLIT_KINDS;
+use bluegreen_core::windows::Scopes;
+use bluegreen_core::Environment;
+use serde::{Deserialize, Serialize};
+use worker::{SqlStorage, SqlStorageValue};
+
+use crate::error::{Error, Result};
+
+/// Minutes of per-minute stats kept: 25 hours.
+const KEEP_MINUTES: u64 = 25 * 60;
+/// Events kept.
+const KEEP_EVENTS: u64 = 10_000;
+/// Batch ids remembered for deduplication: an hour, far longer than any retry.
+const KEEP_BATCH_IDS_MS: u64 = 3_600_000;
+
+const SCHEMA: [&str; 4] = [
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS minutes (minute INTEGER NOT NULL, env TEXT NOT NULL, \
+     doc TEXT NOT NULL, PRIMARY KEY (minute, env))",
+    "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+     at_ms INTEGER NOT NULL, kind TEXT NOT NULL, doc TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
+];
+
+#[derive(Deserialize)]
+struct TextRow {
+    v: String,
+}
+
+#[derive(Deserialize)]
+struct MinuteRow {
+    minute: f64,
+    env: String,
+    doc: String,
+}
+
+#[derive(Deserialize)]
+struct EventRow {
+    seq: f64,
+    doc: String,
+}
+
+/// An event as `GET /admin/events` lists it.
+#[derive(Serialize)]
+pub struct NumberedEvent {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What the controller keeps between requests, as stored; `None` for what was never written.
+pub struct Loaded {
+    pub state: Option<State>,
+    pub scopes: Option<Scopes>,
+    pub kv_version: Option<u64>,
+}
+
+/// The Durable Object's storage.
+pub struct Store {
+    storage: worker::Storage,
+}
+
+fn sql_err(e: worker::Error) -> Error {
+    Error::runtime("controller storage", e)
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::runtime("serializing for storage", e))
+}
+
+fn int(n: u64) -> SqlStorageValue {
+    i64::try_from(n).unwrap_or(i64::MAX).into()
+}
+
+impl Store {
+    /// The store of this Durable Object.
+    pub fn new(state: &worker::State) -> Store {
+        Store {
+            storage: state.storage(),
+        }
+    }
+
+    fn sql(&self) -> SqlStorage {
+        self.storage.sql()
+    }
+
+    /// Creates the tables when missing and reads what is stored.
+    pub fn open(&self) -> Result<Loaded> {
+        for ddl in SCHEMA {
+            self.sql().exec(ddl, None).map_err(sql_err)?;
+        }
+        Ok(Loaded {
+            state: parse("state", self.meta_get("state")?)?,
+            scopes: parse("stats", self.meta_get("scopes")?)?,
+            kv_version: self.meta_get("kv_version")?.and_then(|v| v.parse().ok()),
+        })
+    }
+}
+
+/// Parses a stored document, when there is one.
+fn parse<T: serde::de::DeserializeOwned>(what: &str, json: Option<String>) -> Result<Option<T>> {
+    json.map(|j| serde_json::from_str(&j))
+        .transpose()
+        .map_err(|e| Error::Runtime(format!("stored {what} unreadable: {e}")))
+}
+
+impl Store {
+    /// Runs `body`'s SQL in one storage transaction: all of its writes land, or none do.
+    fn atomically<T>(&self, body: impl FnOnce() -> Result<T>) -> Result<T> {
+        let mut body = Some(body);
+        let mut outcome = None;
+        let result = crate::js::transaction_sync(self.storage.as_raw().as_ref(), &mut || {
+            let run = body.take()?;
+            match run() {
+                Ok(value) => {
+                    outcome = Some(Ok(value));
+                    None
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    outcome = Some(Err(e));
+                    Some(message)
+                }
+            }
+        });
+        match (result, outcome) {
+            (_, Some(Err(e))) => Err(e),
+            (Err(e), _) => Err(Error::runtime("controller storage", format!("{e:?}"))),
+            (Ok(()), Some(Ok(value))) => Ok(value),
+            (Ok(()), None) => Err(Error::Runtime(
+                "controller storage: no transaction ran".into(),
+            )),
+        }
+    }
+
+    fn meta_get(&self, key: &str) -> Result<Option<String>> {
+        let rows: Vec<TextRow> = self
+            .sql()
+            .exec("SELECT v FROM meta WHERE k = ?", vec![key.into()])
+            .and_then(|c| c.to_array())
+            .map_err(sql_err)?;
+        Ok(rows.into_iter().next().map(|r| r.v))
+    }
+
+    fn meta_put(&self, key: &str, value: String) -> Result<()> {
+        self.sql()
+            .exec(
+                "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                vec![key.into(), value.into()],
+            )
+            .map(drop)
+            .map_err(sql_err)
+    }
+
+    /// Stores a transition: its events, the new state and the new windows, together.
+    pub fn commit(&self, events: &[Event], state: &State, scopes: &Scopes) -> Result<()> {
+        let docs: Vec<(u64, String, String)> = events
+            .iter()
+            .map(|e| Ok((e.at_ms, kind_name(e)?, to_json(e)?)))
+            .collect::<Result<_>>()?;
+        let (state, scopes) = (to_json(state)?, to_json(scopes)?);
+        self.atomically(|| {
+            for (at_ms, kind, doc) in docs {
+                self.sql()
+                    .exec(
+                        "INSERT INTO events (at_ms, kind, doc) VALUES (?, ?, ?)",
+                        vec![int(at_ms), kind.into(), doc.into()],
+                    )
+                    .map_err(sql_err)?;
+            }
+            self.meta_put("state", state)?;
+            self.meta_put("scopes", scopes)
+        })
+    }
+
+    /// Records the routing version last written to KV.
+    pub fn set_kv_version(&self, version: u64) -> Result<()> {
+        self.meta_put("kv_version", version.to_string())
+    }
+
+    /// Adds a batch to its minutes and stores the windows that include it, with the batch id,
+    /// all at once. `false` when the batch id was seen before: nothing changes then.
+    pub fn ingest(&self, batch: &Batch, scopes: &Scopes, now_ms: u64) -> Result<bool> {
+        let scopes = to_json(scopes)?;
+        self.atomically(|| {
+            let inserted = self
+                .sql()
+                .exec(
+                    "INSERT OR IGNORE INTO batches (id, at_ms) VALUES (?, ?)",
+                    vec![batch.id.as_str().into(), int(now_ms)],
+                )
+                .map_err(sql_err)?
+                .rows_written();
+            if inserted == 0 {
+                return Ok(false);
+            }
+            for entry in &batch.entries {
+                self.add_to_minute(entry.minute, entry.env, &entry.stats)?;
+            }
+            self.meta_put("scopes", scopes)?;
+            Ok(true)
+        })
+    }
+
+    fn add_to_minute(&self, minute: u64, env: Environment, stats: &EnvStats) -> Result<()> {
+        let rows: Vec<TextRow> = self
+            .sql()
+            .exec(
+                "SELECT doc AS v FROM minutes WHERE minute = ? AND env = ?",
+                vec![int(minute), env.as_str().into()],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(sql_err)?;
+        let mut doc: EnvStats = match rows.first() {
+            Some(r) => serde_json::from_str(&r.v).unwrap_or_default(),
+            None => EnvStats::default(),
+        };
+        doc.merge(stats);
+        self.sql()
+            .exec(
+                "INSERT INTO minutes (minute, env, doc) VALUES (?, ?, ?) \
+                 ON CONFLICT(minute, env) DO UPDATE SET doc = excluded.doc",
+                vec![int(minute), env.as_str().into(), to_json(&doc)?.into()],
+            )
+            .map(drop)
+            .map_err(sql_err)
+    }
+
+    /// The newest `limit` events, newest first.
+    pub fn events(&self, limit: u64) -> Result<Vec<NumberedEvent>> {
+        let rows: Vec<EventRow> = self
+            .sql()
+            .exec(
+                "SELECT seq, doc FROM events ORDER BY seq DESC LIMIT ?",
+                vec![int(limit)],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(sql_err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(NumberedEvent {
+                    seq: r.seq as u64,
+                    event: serde_json::from_str(&r.doc).ok()?,
+                })
+            })
+            .collect())
+    }
+
+    /// Per-minute rows from unix minute `first` on, oldest first.
+    pub fn minutes_since(&self, first: u64) -> Result<Vec<(u64, Environment, EnvStats)>> {
+        let rows: Vec<MinuteRow> = self
+            .sql()
+            .exec(
+                "SELECT minute, env, doc FROM minutes WHERE minute >= ? ORDER BY minute",
+                vec![int(first)],
+            )
+            .and_then(|c| c.to_array())
+            .map_err(sql_err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some((
+                    r.minute as u64,
+                    Environment::parse(&r.env)?,
+                    serde_json::from_str(&r.doc).ok()?,
+                ))
+            })
+            .collect())
+    }
+
+    /// The events that changed the split since `since_ms`, oldest first.
+    pub fn split_events_since(&self, since_ms: u64) -> Result<Vec<Event>> {
+        let mut args = vec![int(since_ms)];
+        for kind in SPLIT_KINDS {
+            args.push(enum_name(&kind)?.into());
+        }
+        let placeholders = vec!["?"; SPLIT_KINDS.len()].join(", ");
+        let rows: Vec<EventRow> = self
+            .sql()
+            .exec(
+                &format!(
+                    "SELECT seq, doc FROM events WHERE at_ms >= ? AND kind IN ({placeholders}) \
+                     ORDER BY seq"
+                ),
+                args,
+            )
+            .and_then(|c| c.to_array())
+            .map_err(sql_err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| serde_json::from_str(&r.doc).ok())
+            .collect())
+    }
+
+    /// Drops minutes older than 25 hours, events beyond the last 10 000 and batch ids older
+    /// than an hour.
+    pub fn prune(&self, now_ms: u64) -> Result<()> {
+        let oldest_minute = (now_ms / 60_000).saturating_sub(KEEP_MINUTES);
+        for (sql, arg) in [
+            ("DELETE FROM minutes WHERE minute < ?", oldest_minute),
+            (
+                "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?",
+                KEEP_EVENTS,
+            ),
+            (
+                "DELETE FROM batches WHERE at_ms < ?",
+                now_ms.saturating_sub(KEEP_BATCH_IDS_MS),
+            ),
+        ] {
+            self.sql().exec(sql, vec![int(arg)]).map_err(sql_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// An event's kind as stored in the `kind` column (its JSON name).
+fn kind_name(event: &Event) -> Result<String> {
+    enum_name(&event.kind)
+}
+
+fn enum_name<T: Serialize>(value: &T) -> Result<String> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => Ok(s),
+        _ => Err(Error::Runtime("an event kind is not a JSON string".into())),
+    }
+}

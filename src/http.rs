@@ -1,0 +1,92 @@
+//! Small HTTP helpers every handler uses: reading a header, reading a request body within a
+//! limit, draining a small body before a refusal, and building JSON answers. A leaf: it knows
+//! no route and makes no decision, and its refusals are the core's [`ApiError`].
+
+use bluegreen_core::error::ApiError;
+use futures_util::StreamExt;
+use serde::Serialize;
+use worker::{Headers, Request, Response};
+
+/// A request header's value, `None` when absent (or not readable as text).
+pub fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+/// Largest body [`drain`] reads before a refusal.
+const SMALL_BODY: usize = 64 * 1024;
+
+/// Reads a small request body before refusing the request, so that a client still sending it
+/// gets the refusal rather than a reset connection. Bodies without a length, or over 64 KiB,
+/// are left alone.
+pub async fn drain(req: &mut Request) {
+    let small = header(req, "content-length")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| n > 0 && n <= SMALL_BODY);
+    if small {
+        let _ = req.bytes().await;
+    }
+}
+
+/// Most of an oversized body still read (and discarded) before answering 413, so that a
+/// client still sending sees the answer instead of a reset connection.
+const OVERSIZE_DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads the request body, refusing it with a 413 once it passes `limit` bytes.
+pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = header(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(len) = declared.filter(|len| *len <= limit as u64) {
+        // The runtime holds the body to its declared length: read it in one call.
+        let body = req.bytes().await.map_err(|e| body_failed(&e))?;
+        if body.len() as u64 > len.max(limit as u64) {
+            return Err(ApiError::body_too_large(limit));
+        }
+        return Ok(body);
+    }
+    let Ok(mut stream) = req.stream() else {
+        return Ok(Vec::new()); // no body at all
+    };
+    let mut body = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| body_failed(&e))?;
+        seen += chunk.len();
+        if seen > limit {
+            // Too large: stop keeping it, keep reading (up to the drain limit) so the client
+            // can finish sending and read the 413.
+            body = Vec::new();
+            if seen > OVERSIZE_DRAIN_LIMIT {
+                break;
+            }
+        } else {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::body_too_large(limit));
+    }
+    Ok(body)
+}
+
+fn body_failed(e: &worker::Error) -> ApiError {
+    ApiError::invalid_json(&format!("reading the request body failed: {e}"))
+}
+
+/// A JSON answer from text already serialized, with `extra` headers (constant names and
+/// ASCII values, so setting them cannot fail).
+pub fn json_text(status: u16, text: String, extra: &[(&str, &str)]) -> Response {
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/json");
+    for (name, value) in extra {
+        let _ = headers.set(name, value);
+    }
+    Response::builder()
+        .with_status(status)
+        .with_headers(headers)
+        .fixed(text.into_bytes())
+}
+
+/// A JSON answer that no cache may keep (the admin API's).
+pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, ApiError> {
+    let text = serde_json::to_string(body).map_err(|e| ApiError::internal(&e.to_string()))?;
+    Ok(json_text(status, text, &[("cache-control", "no-store")]))
+}

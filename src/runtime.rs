@@ -1,0 +1,45 @@
+//! The runtime's clock and randomness: a leaf that every other shell module may read, so that
+//! the core gets time and random draws as plain values. Nothing here decides anything.
+
+/// Unix milliseconds. `Date.now()` directly: no `Date` object per reading.
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// What each request gets from the runtime's CSPRNG, in one call: its id and its split draw.
+pub struct Tag {
+    /// 16 random bytes as hex: `x-bluegreen-request-id`.
+    pub id: String,
+    /// The random draw for requests without a sticky key.
+    pub draw: u64,
+}
+
+impl Tag {
+    /// A fresh tag.
+    pub fn new() -> Tag {
+        let mut buf = [0u8; 24];
+        // crypto.getRandomValues cannot fail for a buffer this small.
+        getrandom::fill(&mut buf).expect("crypto.getRandomValues");
+        let (id, draw) = buf.split_at(16);
+        let mut draw_bytes = [0u8; 8];
+        draw_bytes.copy_from_slice(draw);
+        Tag {
+            id: hex(id),
+            draw: u64::from_le_bytes(draw_bytes),
+        }
+    }
+}
+
+/// A random 128-bit id as 32 hex characters (stats batch ids, controller request ids).
+pub fn random_id() -> String {
+    Tag::new().id
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+        .map(char::from)
+        .collect()
+}
