@@ -1,0 +1,62 @@
+//! Which headers cross the proxy, in each direction, and the routing headers the router adds.
+//! The rules are the core's (`bluegreen_core::headers`); this applies them to the runtime's
+//! `Headers` objects with as few wasm-boundary crossings as it can.
+
+use bluegreen_core::config::Config;
+use bluegreen_core::fallback::FallbackReason;
+use bluegreen_core::headers::{forward_request_header, forward_response_header};
+use bluegreen_core::Environment;
+use worker::{Headers, Request};
+
+use crate::error::Result;
+use crate::http::header;
+
+/// A copy of `headers` without the ones `keep` rejects. Copying the JS object whole and
+/// deleting a few names crosses the wasm boundary far less often than rebuilding it entry by
+/// entry.
+fn filtered(headers: &Headers, keep: fn(&str) -> bool) -> Result<Headers> {
+    let out = headers.clone();
+    for name in crate::js::header_names(&out.0).split('\n') {
+        if !name.is_empty() && !keep(name) {
+            out.delete(name)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the client's credentials; returns the `Authorization` to send upstream.
+pub fn authorize(req: &Request, cfg: &Config) -> Result<Option<String>> {
+    Ok(cfg
+        .auth
+        .authorize(header(req, "authorization").as_deref())?)
+}
+
+/// The client's headers that go upstream, plus the upstream `Authorization`.
+pub fn upstream(req: &Request, authorization: Option<&str>) -> Result<Headers> {
+    let out = filtered(req.headers(), forward_request_header)?;
+    if let Some(auth) = authorization {
+        out.set("authorization", auth)?;
+    }
+    Ok(out)
+}
+
+/// The upstream's headers that go back to the client, plus where the request went. `model` is
+/// `None` for pass-through calls, which have no model of ours.
+pub fn routing(
+    upstream: &Headers,
+    environment: Environment,
+    model: Option<&str>,
+    request_id: &str,
+    fallback: Option<FallbackReason>,
+) -> Result<Headers> {
+    let out = filtered(upstream, forward_response_header)?;
+    out.set("x-bluegreen-environment", environment.as_str())?;
+    if let Some(model) = model {
+        out.set("x-bluegreen-model", model)?;
+    }
+    out.set("x-bluegreen-request-id", request_id)?;
+    if let Some(reason) = fallback {
+        out.set("x-bluegreen-fallback", &reason.to_string())?;
+    }
+    Ok(out)
+}

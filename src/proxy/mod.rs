@@ -1,0 +1,69 @@
+//! The request path: `POST /v1/chat/completions` ([`chat`]) with its body relay ([`relay`]),
+//! and the plain pass-through of other `/v1/*` calls ([`pass_through`]).
+//!
+//! Every decision here is the core's (which environment, whether to fall back, what a header
+//! may cross); these files perform it. One chat completion carries one [`Exchange`] from the
+//! serving attempt to its accounting, as pingora carries a per-request `CTX`.
+
+mod chat;
+mod headers;
+mod pass_through;
+mod relay;
+
+use std::rc::Rc;
+
+use bluegreen_core::config::Config;
+use bluegreen_core::outcome::Outcome;
+use worker::{Context, Env, Headers};
+
+use crate::error::Result;
+use crate::recorder;
+use crate::runtime::now_ms;
+
+pub use chat::chat_completions;
+pub use pass_through::pass_through;
+
+/// One chat completion from its serving attempt to its accounting: the outcome record being
+/// filled in (request id, arrival time, environment, model, fallback…) and where it goes when
+/// known (the log and the controller's stats).
+struct Exchange {
+    record: Outcome,
+    env: Env,
+    cfg: Rc<Config>,
+}
+
+impl Exchange {
+    /// Milliseconds since the request arrived.
+    fn elapsed_ms(&self) -> u64 {
+        now_ms().saturating_sub(self.record.at_ms)
+    }
+
+    /// The upstream's headers that go back to the client, plus where the request went.
+    fn response_headers(&self, upstream: &Headers) -> Result<Headers> {
+        let r = &self.record;
+        headers::routing(
+            upstream,
+            r.environment,
+            Some(&r.model),
+            &r.request_id,
+            r.fallback,
+        )
+    }
+
+    /// Accounts for the request once its last byte was sent, from inside a future that
+    /// `ctx.wait_until` already runs.
+    async fn settle(mut self) {
+        self.record.total_ms = self.elapsed_ms();
+        if let Some(flush) = recorder::record(&self.record, &self.cfg, &self.env) {
+            flush.await;
+        }
+    }
+
+    /// Accounts for the request on the response path: any flush goes to `ctx.wait_until`.
+    fn settle_now(mut self, ctx: &Context) {
+        self.record.total_ms = self.elapsed_ms();
+        if let Some(flush) = recorder::record(&self.record, &self.cfg, &self.env) {
+            ctx.wait_until(flush);
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Getting the serving answer's body to the client while learning what the stats need from it:
+//! a stream relayed event by event through the core's SSE relay, or a non-streamed body passed
+//! through as the runtime's own stream and teed, its usage read from the copy off the response
+//! path. Both account for the request once the upstream's last byte was read.
+
+use bluegreen_core::openai::usage_of;
+use bluegreen_core::sse::SseRelay;
+use futures_util::StreamExt;
+use wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{web_sys, ByteStream, Context, Response, ResponseBody, ResponseBuilder};
+
+use super::Exchange;
+use crate::error::Result;
+
+/// A stream: relayed from `ctx.wait_until`, pushed by the upstream rather than pulled by the
+/// client, so that a client that goes away is noticed (its writes fail) and still accounted for.
+pub fn stream(
+    builder: ResponseBuilder,
+    mut resp: Response,
+    ex: Exchange,
+    ctx: &Context,
+) -> Result<Response> {
+    let upstream = resp.stream()?;
+    let pipe = web_sys::TransformStream::new()?;
+    let writer = pipe.writable().get_writer()?;
+    ctx.wait_until(relay_sse(upstream, writer, ex));
+    Ok(builder.stream(pipe.readable()))
+}
+
+/// Not a stream: the body goes to the client as the runtime's own stream, never copied through
+/// wasm (reading it here and building a new body cost ~0.2 ms of CPU per request in the
+/// benchmark). A successful answer is teed, and its token usage read from the second branch
+/// off the response path; any other answer is accounted for at once.
+pub fn body(
+    builder: ResponseBuilder,
+    resp: Response,
+    ex: Exchange,
+    ctx: &Context,
+) -> Result<Response> {
+    let ok = (200..300).contains(&ex.record.status);
+    let body = match resp.into_parts().1 {
+        ResponseBody::Stream(stream) if ok => stream,
+        other => {
+            ex.settle_now(ctx);
+            return Ok(builder.body(other));
+        }
+    };
+    let branches = body.tee();
+    let ours: web_sys::ReadableStream = branches.get(1).unchecked_into();
+    ctx.wait_until(read_usage(ours, ex));
+    Ok(builder.stream(branches.get(0).unchecked_into()))
+}
+
+/// Reads the teed copy of a non-streamed answer for its usage, then accounts for it.
+async fn read_usage(ours: web_sys::ReadableStream, mut ex: Exchange) {
+    match read_all(&ours).await {
+        Ok(bytes) => ex.record.usage = usage_of(&bytes),
+        Err(e) => {
+            worker::console_warn!("request {}: response body cut: {e}", ex.record.request_id);
+            ex.record.interrupted = true;
+        }
+    }
+    ex.settle().await;
+}
+
+/// Reads a whole body stream into memory (for the teed copy of a non-streamed answer).
+async fn read_all(stream: &web_sys::ReadableStream) -> Result<Vec<u8>> {
+    let response = web_sys::Response::new_with_opt_readable_stream(Some(stream))?;
+    let buffer = JsFuture::from(response.array_buffer()?).await?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// Relays an upstream SSE body into `writer`, event by event, and accounts for the request
+/// when it ends.
+async fn relay_sse(
+    mut upstream: ByteStream,
+    writer: web_sys::WritableStreamDefaultWriter,
+    mut ex: Exchange,
+) {
+    let mut relay = SseRelay::new();
+    let write = |bytes: Vec<u8>| {
+        let chunk = js_sys::Uint8Array::from(bytes.as_slice());
+        JsFuture::from(writer.write_with_chunk(&chunk))
+    };
+    let mut client_gone = false;
+    loop {
+        let (out, last) = match upstream.next().await {
+            Some(Ok(chunk)) => (relay.push(chunk), false),
+            Some(Err(e)) => {
+                let id = &ex.record.request_id;
+                worker::console_warn!("request {id}: stream interrupted: {e}");
+                ex.record.interrupted = true;
+                (relay.abort(&e.to_string()), true)
+            }
+            None => (relay.finish(), true),
+        };
+        if !out.is_empty() && write(out).await.is_err() {
+            client_gone = true;
+            break;
+        }
+        if last {
+            break;
+        }
+    }
+    if client_gone {
+        // Dropping the upstream stream cancels it: the model stops generating for nobody.
+        drop(upstream);
+        ex.record.client_gone = true;
+    } else {
+        let _ = JsFuture::from(writer.close()).await;
+    }
+    ex.record.usage = relay.usage();
+    ex.settle().await;
+}
