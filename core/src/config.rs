@@ -79,64 +79,133 @@ fn err(var: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The vars and secrets, read through a lookup; empty values count as unset.
+struct Vars<F: Fn(&str) -> Option<String>> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn text(&self, var: &str) -> Option<String> {
+        (self.lookup)(var)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A finite number in `[min, max]`, or `default` when unset.
+    fn number(
+        &self,
+        var: &'static str,
+        default: f64,
+        min: f64,
+        max: f64,
+    ) -> Result<f64, ConfigError> {
+        let Some(v) = self.text(var) else {
+            return Ok(default);
+        };
+        let n = v
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| err(var, format!("must be a number, got {v:?}")))?;
+        if !(min..=max).contains(&n) {
+            return Err(err(
+                var,
+                format!("must be between {min} and {max}, got {n}"),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// A whole number in `[min, max]`, or `default` when unset.
+    fn whole(
+        &self,
+        var: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        let Some(v) = self.text(var) else {
+            return Ok(default);
+        };
+        v.parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                err(
+                    var,
+                    format!("must be a whole number from {min} to {max}, got {v:?}"),
+                )
+            })
+    }
+
+    /// An http(s) URL, when set.
+    fn url(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.text(var) {
+            Some(url) if !is_http_url(&url) => Err(err(
+                var,
+                format!("must be an http:// or https:// URL, got {url:?}"),
+            )),
+            other => Ok(other),
+        }
+    }
+
+    /// The routing used while KV holds no document.
+    fn defaults(&self) -> Result<RoutingDoc, ConfigError> {
+        Ok(RoutingDoc {
+            blue_model: self
+                .text("BLUE_MODEL")
+                .unwrap_or_else(|| "deepseek-v3".into()),
+            green_model: self
+                .text("GREEN_MODEL")
+                .unwrap_or_else(|| "gemini-2.5-flash".into()),
+            green_percent: self.number("GREEN_PERCENT", 0.0, 0.0, 100.0)?,
+            sticky: true,
+            version: 0,
+            updated_at: None,
+        })
+    }
+
+    /// The client auth mode; a HolySheep key without router keys would be an open relay.
+    fn auth(&self) -> Result<AuthMode, ConfigError> {
+        let (upstream_key, keys) =
+            match (self.text("HOLYSHEEP_API_KEY"), self.text("ROUTER_API_KEYS")) {
+                (None, _) => return Ok(AuthMode::Passthrough),
+                (Some(upstream_key), Some(keys)) => (upstream_key, keys),
+                (Some(_), None) => {
+                    return Err(err(
+                        "ROUTER_API_KEYS",
+                        "HOLYSHEEP_API_KEY is set, so ROUTER_API_KEYS must list the keys clients \
+                     present (comma-separated); without them the router would relay anyone's \
+                     requests on your HolySheep key",
+                    ))
+                }
+            };
+        let client_keys: Vec<String> = keys
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(String::from)
+            .collect();
+        if client_keys.is_empty() {
+            return Err(err("ROUTER_API_KEYS", "lists no key"));
+        }
+        Ok(AuthMode::RouterKeys {
+            upstream_key,
+            client_keys,
+        })
+    }
+}
+
 impl Config {
     /// Reads the settings through `get`, which returns a var's or secret's value when it is
     /// set. Empty values count as unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let number = |var: &'static str, default: f64| -> Result<f64, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|n| n.is_finite())
-                    .ok_or_else(|| err(var, format!("must be a number, got {v:?}"))),
-            }
-        };
-        let whole = |var: &'static str, default: u64, min: u64, max: u64| match get(var) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| {
-                    err(
-                        var,
-                        format!("must be a whole number from {min} to {max}, got {v:?}"),
-                    )
-                }),
-        };
-
-        let green_percent = number("GREEN_PERCENT", 0.0)?;
-        if !(0.0..=100.0).contains(&green_percent) {
-            return Err(err(
-                "GREEN_PERCENT",
-                format!("must be between 0 and 100, got {green_percent}"),
-            ));
-        }
-        let defaults = RoutingDoc {
-            blue_model: get("BLUE_MODEL").unwrap_or_else(|| "deepseek-v3".into()),
-            green_model: get("GREEN_MODEL").unwrap_or_else(|| "gemini-2.5-flash".into()),
-            green_percent,
-            sticky: true,
-            version: 0,
-            updated_at: None,
-        };
-
-        let cache_seconds = number("ROUTING_CACHE_SECONDS", 5.0)?;
-        if !(0.0..=3600.0).contains(&cache_seconds) {
-            return Err(err(
-                "ROUTING_CACHE_SECONDS",
-                format!("must be between 0 and 3600, got {cache_seconds}"),
-            ));
-        }
-
-        let upstream_base = get("UPSTREAM_BASE_URL")
+        let vars = Vars { lookup: get };
+        // Read in this order, so that the first wrong setting named is the same as ever.
+        let defaults = vars.defaults()?;
+        let cache_seconds = vars.number("ROUTING_CACHE_SECONDS", 5.0, 0.0, 3600.0)?;
+        let upstream_base = vars
+            .url("UPSTREAM_BASE_URL")?
             .unwrap_or_else(|| DEFAULT_UPSTREAM.into())
             .trim_end_matches('/')
             .to_string();
@@ -146,57 +215,27 @@ impl Config {
                 format!("must be an http:// or https:// URL, got {upstream_base:?}"),
             ));
         }
-
-        let auth = match (get("HOLYSHEEP_API_KEY"), get("ROUTER_API_KEYS")) {
-            (None, _) => AuthMode::Passthrough,
-            (Some(upstream_key), Some(keys)) => {
-                let client_keys: Vec<String> = keys
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(String::from)
-                    .collect();
-                if client_keys.is_empty() {
-                    return Err(err("ROUTER_API_KEYS", "lists no key"));
-                }
-                AuthMode::RouterKeys {
-                    upstream_key,
-                    client_keys,
-                }
-            }
-            (Some(_), None) => {
-                return Err(err(
-                    "ROUTER_API_KEYS",
-                    "HOLYSHEEP_API_KEY is set, so ROUTER_API_KEYS must list the keys clients \
-                     present (comma-separated); without them the router would relay anyone's \
-                     requests on your HolySheep key",
-                ))
-            }
-        };
-
-        let prices = match get("MODEL_PRICES") {
+        let auth = vars.auth()?;
+        let prices = match vars.text("MODEL_PRICES") {
             None => Prices::default(),
             Some(json) => Prices::parse(&json).map_err(|e| err("MODEL_PRICES", e))?,
         };
-        let alert_webhook_url = get("ALERT_WEBHOOK_URL");
-        if let Some(url) = &alert_webhook_url {
-            if !is_http_url(url) {
-                return Err(err(
-                    "ALERT_WEBHOOK_URL",
-                    format!("must be an http:// or https:// URL, got {url:?}"),
-                ));
-            }
-        }
-
+        let alert_webhook_url = vars.url("ALERT_WEBHOOK_URL")?;
         Ok(Config {
             defaults,
             routing_cache_ms: (cache_seconds * 1000.0).round() as u64,
             chat_url: format!("{upstream_base}/chat/completions"),
             upstream_base,
-            first_byte_timeout_ms: whole("FIRST_BYTE_TIMEOUT_MS", 30_000, 1, MAX_TIMEOUT_MS)?,
-            max_body_bytes: whole("MAX_BODY_BYTES", 10 * 1024 * 1024, 1, MAX_BODY_LIMIT)? as usize,
+            first_byte_timeout_ms: vars.whole(
+                "FIRST_BYTE_TIMEOUT_MS",
+                30_000,
+                1,
+                MAX_TIMEOUT_MS,
+            )?,
+            max_body_bytes: vars.whole("MAX_BODY_BYTES", 10 * 1024 * 1024, 1, MAX_BODY_LIMIT)?
+                as usize,
             auth,
-            admin_token: get("ADMIN_TOKEN"),
+            admin_token: vars.text("ADMIN_TOKEN"),
             prices,
             alert_webhook_url,
         })

@@ -214,9 +214,30 @@ pub fn judge(policy: &HealthPolicy, window: &Pair<EnvStats>) -> Verdict {
             evidence: None,
         };
     }
+    let mut gates = Gates::default();
+    error_gate(policy, blue, green, &mut gates);
+    latency_gate(policy, blue, green, &mut gates);
+    let (status, reasons) = if gates.failed.is_empty() {
+        (VerdictStatus::Pass, gates.passed)
+    } else {
+        (VerdictStatus::Fail, gates.failed)
+    };
+    Verdict {
+        status,
+        reasons,
+        evidence: None,
+    }
+}
 
-    let mut failed = Vec::new();
-    let mut passed = Vec::new();
+/// What each gate found, as sentences.
+#[derive(Default)]
+struct Gates {
+    failed: Vec<String>,
+    passed: Vec<String>,
+}
+
+/// Green's error rate against the absolute limit and against blue's.
+fn error_gate(policy: &HealthPolicy, blue: &EnvStats, green: &EnvStats, gates: &mut Gates) {
     let (g_rate, b_rate) = (
         green.error_rate().unwrap_or(0.0),
         blue.error_rate().unwrap_or(0.0),
@@ -229,53 +250,45 @@ pub fn judge(policy: &HealthPolicy, window: &Pair<EnvStats>) -> Verdict {
         pct(b_rate)
     );
     if g_rate > policy.max_error_rate {
-        failed.push(format!(
+        gates.failed.push(format!(
             "{rates}: above the limit of {}",
             pct(policy.max_error_rate)
         ));
     } else if g_rate - b_rate > policy.max_error_rate_delta {
-        failed.push(format!(
+        gates.failed.push(format!(
             "{rates}: more than {} points above blue",
             pct(policy.max_error_rate_delta).trim_end_matches('%')
         ));
     } else {
-        passed.push(rates);
+        gates.passed.push(rates);
     }
+}
 
+/// Green's p95 against blue's (ratio and margin) and against the absolute limit, when both
+/// have latencies.
+fn latency_gate(policy: &HealthPolicy, blue: &EnvStats, green: &EnvStats, gates: &mut Gates) {
+    let (Some(g95), Some(b95)) = (green.total.quantile_ms(0.95), blue.total.quantile_ms(0.95))
+    else {
+        return;
+    };
     let margin = policy.latency_margin_ms;
-    if let (Some(g95), Some(b95)) = (green.total.quantile_ms(0.95), blue.total.quantile_ms(0.95)) {
-        let limit = (b95 as f64 * policy.max_p95_latency_ratio).max((b95 + margin) as f64);
-        let slow_vs_blue = g95 as f64 > limit;
-        let over_max = policy.max_p95_latency_ms.filter(|&max| g95 > max + margin);
-        let latency = format!("green p95 {g95} ms, blue {b95} ms");
-        if slow_vs_blue {
-            failed.push(format!(
-                "{latency}: above {}× blue's (and more than {margin} ms slower)",
-                policy.max_p95_latency_ratio
-            ));
-        }
-        if let Some(max) = over_max {
-            failed.push(format!(
-                "{latency}: above the limit of {max} ms by more than {margin} ms"
-            ));
-        }
-        if !slow_vs_blue && over_max.is_none() {
-            passed.push(latency);
-        }
+    let limit = (b95 as f64 * policy.max_p95_latency_ratio).max((b95 + margin) as f64);
+    let slow_vs_blue = g95 as f64 > limit;
+    let over_max = policy.max_p95_latency_ms.filter(|&max| g95 > max + margin);
+    let latency = format!("green p95 {g95} ms, blue {b95} ms");
+    if slow_vs_blue {
+        gates.failed.push(format!(
+            "{latency}: above {}× blue's (and more than {margin} ms slower)",
+            policy.max_p95_latency_ratio
+        ));
     }
-
-    if failed.is_empty() {
-        Verdict {
-            status: VerdictStatus::Pass,
-            reasons: passed,
-            evidence: None,
-        }
-    } else {
-        Verdict {
-            status: VerdictStatus::Fail,
-            reasons: failed,
-            evidence: None,
-        }
+    if let Some(max) = over_max {
+        gates.failed.push(format!(
+            "{latency}: above the limit of {max} ms by more than {margin} ms"
+        ));
+    }
+    if !slow_vs_blue && over_max.is_none() {
+        gates.passed.push(latency);
     }
 }
 

@@ -270,40 +270,50 @@ pub fn update(
     reference_ms: Option<u64>,
     next_reference_ms: Option<u64>,
 ) -> Report {
+    accumulate(ev, s, t);
+    if next_reference_ms.is_some() {
+        ev.latency_reference_ms = next_reference_ms;
+    }
+    report(ev, s, reference_ms)
+}
+
+/// Adds one tick's counts to every log-likelihood sum (a tick without requests adds nothing).
+fn accumulate(ev: &mut Evidence, s: &Settings, t: &TickCounts) {
     let tau = s.tolerance_ratio;
     sized(&mut ev.errors, RELATIVE_ALTERNATIVES.len());
     sized(&mut ev.slow, RELATIVE_ALTERNATIVES.len());
     sized(&mut ev.guard, GUARD_ALTERNATIVES.len());
     sized(&mut ev.fine_errors, FINE_ALTERNATIVES.len());
     sized(&mut ev.fine_slow, FINE_ALTERNATIVES.len());
-
     let n = t.green_requests + t.blue_requests;
-    if n > 0 {
-        ev.ticks += 1;
-        let w = t.green_requests as f64 / n as f64;
-        for (k, mult) in RELATIVE_ALTERNATIVES.iter().enumerate() {
-            let rho1 = tau * mult;
-            ev.errors[k] += relative_increment(rho1, tau, w, t.green_errors, t.blue_errors);
-            ev.slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
-        }
-        let p0 = s.max_error_rate.clamp(1e-6, 1.0 - 1e-6);
-        for (k, g) in GUARD_ALTERNATIVES.iter().enumerate() {
-            let p1 = p0 + (1.0 - p0) * g;
-            let inc = guard_increment(p1, p0, t.green_requests, t.green_errors);
-            ev.guard[k] = (ev.guard[k] + inc).max(0.0);
-        }
-        for (k, frac) in FINE_ALTERNATIVES.iter().enumerate() {
-            let rho1 = tau * frac;
-            ev.fine_errors[k] += relative_increment(rho1, tau, w, t.green_errors, t.blue_errors);
-            ev.fine_slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
-        }
-        ev.rollout.add(t);
-        ev.step.add(t);
+    if n == 0 {
+        return;
     }
-    if next_reference_ms.is_some() {
-        ev.latency_reference_ms = next_reference_ms;
+    ev.ticks += 1;
+    let w = t.green_requests as f64 / n as f64;
+    for (k, mult) in RELATIVE_ALTERNATIVES.iter().enumerate() {
+        let rho1 = tau * mult;
+        ev.errors[k] += relative_increment(rho1, tau, w, t.green_errors, t.blue_errors);
+        ev.slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
     }
+    let p0 = s.max_error_rate.clamp(1e-6, 1.0 - 1e-6);
+    for (k, g) in GUARD_ALTERNATIVES.iter().enumerate() {
+        let p1 = p0 + (1.0 - p0) * g;
+        let inc = guard_increment(p1, p0, t.green_requests, t.green_errors);
+        ev.guard[k] = (ev.guard[k] + inc).max(0.0);
+    }
+    for (k, frac) in FINE_ALTERNATIVES.iter().enumerate() {
+        let rho1 = tau * frac;
+        ev.fine_errors[k] += relative_increment(rho1, tau, w, t.green_errors, t.blue_errors);
+        ev.fine_slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
+    }
+    ev.rollout.add(t);
+    ev.step.add(t);
+}
 
+/// What the evidence shows now, against the levels `s` sets.
+fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
+    let tau = s.tolerance_ratio;
     let rollback_at = 1.0 / s.alpha;
     let latency_rollback_at = 1.0 / s.latency_alpha;
     let guard_at = 1.0 / s.guard_alpha;
