@@ -16,10 +16,18 @@
 //! last step passing completes the rollout (green becomes blue at 100%, the split returns to 0).
 //! `failure_limit` consecutive failing verdicts roll back to 0% green.
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+mod events;
+mod spec;
+mod transition;
 
-use crate::fields::{FieldError, Obj};
+use serde::{Deserialize, Serialize};
+
+use events::{by_operator, event};
+pub use events::{Actor, Event, EventKind};
+pub use spec::{default_steps, RolloutSpec, Step};
+pub use transition::{Effect, Refusal, Transition};
+
+use crate::fields::FieldError;
 use crate::health::{judge, HealthPolicy, Method, Verdict, VerdictStatus};
 use crate::routing::RoutingDoc;
 use crate::sequential::{self, Evidence, Finding, TickCounts};
@@ -58,100 +66,6 @@ impl Phase {
     pub fn is_active(self) -> bool {
         matches!(self, Phase::Progressing | Phase::Paused)
     }
-}
-
-/// One rung of the ladder: a share of traffic for green and how long to hold it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Step {
-    /// Green's share, above 0 and below 100 (completion is the move to 100%).
-    pub green_percent: f64,
-    /// Minimum time on this step before it may advance.
-    pub hold_seconds: u64,
-}
-
-/// The reference ladder: 10% for 30 min, 30% for 60, 50% for 120, 70% for 240, then 100%.
-pub fn default_steps() -> Vec<Step> {
-    [(10.0, 1800), (30.0, 3600), (50.0, 7200), (70.0, 14_400)]
-        .into_iter()
-        .map(|(green_percent, hold_seconds)| Step {
-            green_percent,
-            hold_seconds,
-        })
-        .collect()
-}
-
-/// What `POST /admin/rollouts` asks for.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RolloutSpec {
-    pub green_model: String,
-    pub steps: Vec<Step>,
-    pub health: HealthPolicy,
-}
-
-/// Longest hold: 30 days.
-const MAX_HOLD_SECONDS: u64 = 30 * 86_400;
-/// Most steps in a ladder.
-const MAX_STEPS: usize = 20;
-
-impl RolloutSpec {
-    /// Reads and checks a request body: `{"green_model", "steps"?, "health"?}`.
-    pub fn from_json(v: &Value) -> Result<RolloutSpec, FieldError> {
-        let o = Obj::new(v, "")?;
-        o.only(&["green_model", "steps", "health"])?;
-        let green_model = o
-            .string("green_model")?
-            .ok_or_else(|| FieldError::new("green_model", "is required: the model to roll out"))?;
-        let steps = match o.array("steps")? {
-            None => default_steps(),
-            Some(list) => parse_steps(list)?,
-        };
-        let health = match o.get("health") {
-            None => HealthPolicy::default(),
-            Some(h) => HealthPolicy::from_json(h, "health")?,
-        };
-        Ok(RolloutSpec {
-            green_model,
-            steps,
-            health,
-        })
-    }
-}
-
-fn parse_steps(list: &[Value]) -> Result<Vec<Step>, FieldError> {
-    if list.is_empty() || list.len() > MAX_STEPS {
-        return Err(FieldError::new(
-            "steps",
-            format!("must list 1 to {MAX_STEPS} steps"),
-        ));
-    }
-    let mut steps: Vec<Step> = Vec::with_capacity(list.len());
-    for (i, item) in list.iter().enumerate() {
-        let path = format!("steps[{i}]");
-        let o = Obj::new(item, &path)?;
-        o.only(&["green_percent", "hold_seconds"])?;
-        let green_percent = o.number("green_percent", 0.01, 99.99)?.ok_or_else(|| {
-            FieldError::new(
-                o.path("green_percent"),
-                "is required (above 0 and below 100; completion moves green to 100%)",
-            )
-        })?;
-        let hold_seconds = o
-            .whole("hold_seconds", 0, MAX_HOLD_SECONDS)?
-            .ok_or_else(|| FieldError::new(o.path("hold_seconds"), "is required"))?;
-        if let Some(prev) = steps.last() {
-            if green_percent <= prev.green_percent {
-                return Err(FieldError::new(
-                    o.path("green_percent"),
-                    format!("must be above the previous step's {}", prev.green_percent),
-                ));
-            }
-        }
-        steps.push(Step {
-            green_percent,
-            hold_seconds,
-        });
-    }
-    Ok(steps)
 }
 
 /// The rollout under way, or the last one.
@@ -310,118 +224,6 @@ pub enum Command {
         window: Pair<EnvStats>,
         blue_p95_ms: Option<u64>,
     },
-}
-
-/// What happened, for the event log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Started,
-    StepAdvanced,
-    CheckFailed,
-    Completed,
-    RolledBack,
-    Paused,
-    Resumed,
-    SplitSet,
-}
-
-/// Who caused an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Actor {
-    /// The cron tick's judgement.
-    Controller,
-    /// The admin API.
-    Operator,
-}
-
-/// One entry in the event log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub at_ms: u64,
-    pub at: String,
-    pub kind: EventKind,
-    pub by: Actor,
-    /// The phase after the event.
-    pub phase: Phase,
-    /// The split after the event.
-    pub green_percent: f64,
-    pub blue_model: String,
-    pub green_model: String,
-    pub rollout_id: Option<u64>,
-    /// The step (1-based) after the event, while a rollout is active.
-    pub step: Option<usize>,
-    pub verdict: Option<Verdict>,
-    pub message: String,
-    /// Whether it goes to `ALERT_WEBHOOK_URL` (rollbacks, pauses and completions).
-    pub alert: bool,
-}
-
-/// What the shell must do after a transition, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    /// Write [`State::routing_doc`] to KV.
-    WriteSplit,
-    /// Restart the evaluation window's stats.
-    ResetWindow,
-    /// Restart the step's stats (and the window's).
-    ResetStep,
-    /// Restart all of the rollout's stats (a new rollout).
-    ResetRollout,
-    /// Store the event, and alert when `event.alert`.
-    Record(Box<Event>),
-}
-
-impl Effect {
-    fn record(event: Event) -> Effect {
-        Effect::Record(Box::new(event))
-    }
-}
-
-/// Why a command was refused. Nothing changes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Refusal {
-    /// It does not apply in the current phase (HTTP 409).
-    Conflict(String),
-    /// A field breaks a rule (HTTP 400).
-    Invalid(FieldError),
-}
-
-/// The next state and what to do about it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transition {
-    pub state: State,
-    pub effects: Vec<Effect>,
-}
-
-fn event(s: &State, now_ms: u64, kind: EventKind, by: Actor, message: String) -> Event {
-    let rollout = s.rollout.as_ref();
-    Event {
-        at_ms: now_ms,
-        at: format_rfc3339_ms(now_ms),
-        kind,
-        by,
-        phase: s.phase,
-        green_percent: s.green_percent,
-        blue_model: s.blue_model.clone(),
-        green_model: s.green_model.clone(),
-        rollout_id: rollout.map(|r| r.id),
-        step: rollout
-            .filter(|_| s.phase.is_active())
-            .map(|r| r.step_index + 1),
-        verdict: None,
-        message,
-        alert: matches!(
-            kind,
-            EventKind::Completed | EventKind::RolledBack | EventKind::Paused
-        ),
-    }
-}
-
-/// An operator's action, recorded.
-fn by_operator(s: &State, now_ms: u64, kind: EventKind, message: String) -> Effect {
-    Effect::record(event(s, now_ms, kind, Actor::Operator, message))
 }
 
 fn conflict(s: &State, action: &str) -> Refusal {
@@ -825,7 +627,7 @@ impl Rollout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const MIN: u64 = 60_000;
 
