@@ -594,36 +594,6 @@ fn tick(
     }
 }
 
-/// The current step as the status shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StepView {
-    /// 1-based.
-    pub number: usize,
-    pub of: usize,
-    pub green_percent: f64,
-    pub hold_seconds: u64,
-    pub started_at: String,
-    pub elapsed_seconds: u64,
-    pub remaining_seconds: u64,
-}
-
-impl Rollout {
-    /// The current step at `now_ms`.
-    pub fn step_view(&self, now_ms: u64) -> StepView {
-        let step = self.step();
-        let elapsed = self.step_elapsed_ms(now_ms) / 1000;
-        StepView {
-            number: self.step_index + 1,
-            of: self.steps.len(),
-            green_percent: step.green_percent,
-            hold_seconds: step.hold_seconds,
-            started_at: format_rfc3339_ms(self.step_started_at_ms),
-            elapsed_seconds: elapsed,
-            remaining_seconds: step.hold_seconds.saturating_sub(elapsed),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
