@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Effect, Phase, State};
+use super::{Phase, State};
 use crate::health::Verdict;
 use crate::time::format_rfc3339_ms;
 
@@ -53,31 +53,52 @@ pub struct Event {
     pub alert: bool,
 }
 
-pub(super) fn event(s: &State, now_ms: u64, kind: EventKind, by: Actor, message: String) -> Event {
-    let rollout = s.rollout.as_ref();
-    Event {
-        at_ms: now_ms,
-        at: format_rfc3339_ms(now_ms),
-        kind,
-        by,
-        phase: s.phase,
-        green_percent: s.green_percent,
-        blue_model: s.blue_model.clone(),
-        green_model: s.green_model.clone(),
-        rollout_id: rollout.map(|r| r.id),
-        step: rollout
-            .filter(|_| s.phase.is_active())
-            .map(|r| r.step_index + 1),
-        verdict: None,
-        message,
-        alert: matches!(
+impl Event {
+    /// The event of a transition to `state` at `now_ms`: the phase, split and step are the
+    /// state's. Rollbacks, pauses and completions alert.
+    fn new(state: &State, now_ms: u64, kind: EventKind, by: Actor, message: String) -> Event {
+        let split = state.split();
+        Event {
+            at_ms: now_ms,
+            at: format_rfc3339_ms(now_ms),
             kind,
-            EventKind::Completed | EventKind::RolledBack | EventKind::Paused
-        ),
+            by,
+            phase: state.phase(),
+            green_percent: split.green_percent,
+            blue_model: split.blue_model.clone(),
+            green_model: split.green_model.clone(),
+            rollout_id: state.rollout_id(),
+            step: state.step_number(),
+            verdict: None,
+            message,
+            alert: matches!(
+                kind,
+                EventKind::Completed | EventKind::RolledBack | EventKind::Paused
+            ),
+        }
     }
-}
 
-/// An operator's action, recorded.
-pub(super) fn by_operator(s: &State, now_ms: u64, kind: EventKind, message: String) -> Effect {
-    Effect::record(event(s, now_ms, kind, Actor::Operator, message))
+    /// An operator's action that led to `state`.
+    pub(super) fn by_operator(
+        state: &State,
+        now_ms: u64,
+        kind: EventKind,
+        message: String,
+    ) -> Event {
+        Event::new(state, now_ms, kind, Actor::Operator, message)
+    }
+
+    /// A tick's judgement that led to `state`, with the verdict that made it.
+    pub(super) fn by_controller(
+        state: &State,
+        now_ms: u64,
+        kind: EventKind,
+        message: String,
+        verdict: Verdict,
+    ) -> Event {
+        Event {
+            verdict: Some(verdict),
+            ..Event::new(state, now_ms, kind, Actor::Controller, message)
+        }
+    }
 }

@@ -20,6 +20,7 @@ pub enum Effect {
 }
 
 impl Effect {
+    /// Records `event` (boxed: an event is far larger than the other effects).
     pub(super) fn record(event: Event) -> Effect {
         Effect::Record(Box::new(event))
     }
@@ -37,6 +38,8 @@ pub enum Refusal {
 /// The next state and what to do about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
+    /// The state to persist.
     pub state: State,
+    /// What to perform once it is persisted, in order.
     pub effects: Vec<Effect>,
 }

@@ -8,6 +8,9 @@ mod spec;
 mod stored;
 
 use super::*;
+use crate::health::{HealthPolicy, Method, VerdictStatus};
+use crate::routing::RoutingDoc;
+use crate::stats::{EnvStats, Pair};
 
 const MIN: u64 = 60_000;
 

@@ -10,17 +10,11 @@ fn pause_and_resume_freeze_the_hold_timer() {
     let p = apply(&s, Command::Pause, 2 * MIN).unwrap();
     assert_eq!(kinds(&p), [EventKind::Paused]);
     let s = p.state;
-    assert_eq!(s.phase, Phase::Paused);
+    assert_eq!(s.phase(), Phase::Paused);
     // Ticks while paused judge nothing.
     assert!(tick(&s, bad(), 5 * MIN).effects.is_empty());
-    assert_eq!(
-        s.rollout
-            .as_ref()
-            .unwrap()
-            .step_view(7 * MIN)
-            .elapsed_seconds,
-        120
-    );
+    // Five minutes later, still 2 minutes on the step.
+    assert_eq!(s.step_elapsed_ms(7 * MIN), Some(2 * MIN));
     let r = apply(&s, Command::Resume, 12 * MIN).unwrap();
     assert_eq!(kinds(&r), [EventKind::Resumed]);
     // No split change on resume from a plain pause.
@@ -28,17 +22,11 @@ fn pause_and_resume_freeze_the_hold_timer() {
     let s = r.state;
     // At 14 min: 2 + 2 = 4 of 5 minutes on the step: holds even though passing.
     let s = tick(&s, healthy(), 14 * MIN).state;
-    assert_eq!(s.green_percent, 10.0);
-    assert_eq!(
-        s.rollout
-            .as_ref()
-            .unwrap()
-            .step_view(14 * MIN)
-            .remaining_seconds,
-        60
-    );
+    assert_eq!(s.green_percent(), 10.0);
+    // 1 of 5 minutes left (the status's `remaining_seconds`, 60, in `status::tests`).
+    assert_eq!(s.step_elapsed_ms(14 * MIN), Some(4 * MIN));
     let s = tick(&s, healthy(), 15 * MIN).state;
-    assert_eq!(s.green_percent, 50.0);
+    assert_eq!(s.green_percent(), 50.0);
     // Pause twice, resume twice: 409.
     assert!(matches!(
         apply(&s, Command::Resume, 16 * MIN),
@@ -56,16 +44,16 @@ fn after_a_resume_the_step_must_pass_again() {
     // Threshold gates: a pass before the pause does not carry over the resume.
     let s = started(&[(10.0, 120), (50.0, 60)]);
     let s = tick(&s, healthy(), MIN).state;
-    assert!(s.rollout.as_ref().unwrap().step_passed);
+    assert!(s.rollout().unwrap().step_passed);
     let s = apply(&s, Command::Pause, MIN).unwrap().state;
     let r = apply(&s, Command::Resume, 5 * MIN).unwrap();
     assert!(r.effects.contains(&Effect::ResetWindow));
     // At 7 min the step has run 3 of its 2 minutes, but the window since the resume is
     // thin: it holds.
     let t = tick(&r.state, window(10, 0), 7 * MIN);
-    assert_eq!(t.state.green_percent, 10.0);
+    assert_eq!(t.state.green_percent(), 10.0);
     let t = tick(&t.state, healthy(), 8 * MIN);
-    assert_eq!(t.state.green_percent, 50.0);
+    assert_eq!(t.state.green_percent(), 50.0);
 }
 
 #[test]
@@ -86,7 +74,7 @@ fn a_manual_split_pauses_and_resume_restores_the_step() {
     };
     assert!(ev.alert, "pausing a running rollout alerts");
     let s = t.state;
-    assert_eq!((s.phase, s.green_percent), (Phase::Paused, 25.0));
+    assert_eq!((s.phase(), s.green_percent()), (Phase::Paused, 25.0));
     // A second manual split while paused: no pause alert.
     let t = apply(&s, Command::SetSplit { green_percent: 5.0 }, MIN).unwrap();
     let Some(Effect::Record(ev)) = t.effects.last() else {
@@ -95,7 +83,7 @@ fn a_manual_split_pauses_and_resume_restores_the_step() {
     assert!(!ev.alert);
     let r = apply(&t.state, Command::Resume, 2 * MIN).unwrap();
     assert!(r.effects.contains(&Effect::WriteSplit));
-    assert_eq!(r.state.green_percent, 10.0);
+    assert_eq!(r.state.green_percent(), 10.0);
     assert!(matches!(
         apply(
             &s,
@@ -120,7 +108,7 @@ fn promote_and_rollback_from_each_phase() {
         (RolledBack, false),
     ] {
         let s = in_phase(phase);
-        assert_eq!(s.phase, phase);
+        assert_eq!(s.phase(), phase);
         let p = apply(&s, Command::Promote, 5);
         let r = apply(&s, Command::Rollback, 5);
         assert_eq!(p.is_ok(), ok, "promote from {phase:?}");
@@ -128,15 +116,15 @@ fn promote_and_rollback_from_each_phase() {
         if ok {
             let p = p.unwrap().state;
             assert_eq!(
-                (p.phase, p.blue_model.as_str(), p.green_percent),
+                (p.phase(), p.split().blue_model.as_str(), p.green_percent()),
                 (Completed, "green-m", 0.0)
             );
             let r = r.unwrap().state;
             assert_eq!(
-                (r.phase, r.blue_model.as_str(), r.green_percent),
+                (r.phase(), r.split().blue_model.as_str(), r.green_percent()),
                 (RolledBack, "blue-m", 0.0)
             );
-            assert_eq!(r.rollout.unwrap().ended_at_ms, Some(5));
+            assert_eq!(r.ended_at_ms(), Some(5));
         } else {
             let Err(Refusal::Conflict(msg)) = p else {
                 panic!()
@@ -174,7 +162,7 @@ fn starting_is_refused_while_active_and_allowed_after() {
         3,
     )
     .unwrap();
-    let r = t.state.rollout.as_ref().unwrap();
+    let r = t.state.rollout().unwrap();
     assert_eq!((r.id, r.blue_model.as_str()), (2, "green-m"));
     // Green equal to blue is a 400.
     let r = apply(

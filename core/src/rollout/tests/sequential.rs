@@ -11,7 +11,7 @@ fn sequential_rolls_a_broken_green_back_on_the_first_tick_with_its_evidence() {
     w.green.requests = 60;
     w.green.errors.server_error = 30;
     let t = seq_tick(&s, w, MIN);
-    assert_eq!(t.state.phase, Phase::RolledBack);
+    assert_eq!(t.state.phase(), Phase::RolledBack);
     assert_eq!(t.effects[0], Effect::ResetWindow);
     let Some(Effect::Record(ev)) = t.effects.last() else {
         panic!("an event")
@@ -38,12 +38,12 @@ fn sequential_ticks_without_traffic_hold_and_add_nothing() {
         assert_eq!(t.effects, [Effect::ResetWindow], "minute {m}");
         s = t.state;
     }
-    assert_eq!(s.rollout.as_ref().unwrap().evidence.ticks, 0);
+    assert_eq!(s.rollout().unwrap().evidence.ticks, 0);
     assert_eq!(
-        s.verdict.as_ref().unwrap().verdict.status,
+        s.verdict().unwrap().verdict.status,
         VerdictStatus::Inconclusive
     );
-    assert_eq!(s.green_percent, 10.0);
+    assert_eq!(s.green_percent(), 10.0);
 }
 
 #[test]
@@ -54,11 +54,12 @@ fn sequential_evidence_carries_across_steps_pauses_and_manual_splits() {
     );
     // Green a little worse than blue, not enough to roll back: evidence builds up.
     s = seq_tick(&s, timed(200, 1, 2), MIN).state;
-    let evidence = |s: &State| s.rollout.as_ref().unwrap().evidence.errors.clone();
+    let evidence = |s: &State| s.rollout().unwrap().evidence.errors.clone();
     let after_step_one = evidence(&s);
     assert!(after_step_one.iter().any(|x| *x != 0.0));
     assert_eq!(
-        s.green_percent, 50.0,
+        s.green_percent(),
+        50.0,
         "held 60 s with enough data: advanced"
     );
     assert_eq!(
@@ -73,7 +74,7 @@ fn sequential_evidence_carries_across_steps_pauses_and_manual_splits() {
         .state;
     s = apply(&s, Command::Resume, 3 * MIN).unwrap().state;
     assert_eq!(evidence(&s), after_step_one);
-    assert_eq!(s.rollout.as_ref().unwrap().evidence.rollout.green_errors, 2);
+    assert_eq!(s.rollout().unwrap().evidence.rollout.green_errors, 2);
 }
 
 #[test]
@@ -87,7 +88,7 @@ fn advance_early_ends_a_step_once_green_is_clearly_fine() {
     let mut advanced_at = None;
     for m in 1..=30 {
         s = seq_tick(&s, timed(1000, 20, 20), m * MIN).state;
-        if s.green_percent == 70.0 {
+        if s.green_percent() == 70.0 {
             advanced_at = Some(m);
             break;
         }
@@ -98,5 +99,5 @@ fn advance_early_ends_a_step_once_green_is_clearly_fine() {
     for m in 1..=30 {
         s = seq_tick(&s, timed(1000, 20, 20), m * MIN).state;
     }
-    assert_eq!(s.green_percent, 50.0);
+    assert_eq!(s.green_percent(), 50.0);
 }
