@@ -1,6 +1,7 @@
 //! The rollout state machine's unit tests, by topic, as timelines on virtual time (`MIN` is a
 //! minute of it). The helpers here start rollouts and build windows for every topic.
 
+mod decide;
 mod ladder;
 mod operator;
 mod sequential;
