@@ -34,20 +34,29 @@ pub enum Actor {
 /// One entry in the event log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// When, Unix ms.
     pub at_ms: u64,
+    /// When, RFC 3339.
     pub at: String,
+    /// What happened.
     pub kind: EventKind,
+    /// Who caused it.
     pub by: Actor,
     /// The phase after the event.
     pub phase: Phase,
     /// The split after the event.
     pub green_percent: f64,
+    /// The blue model after the event.
     pub blue_model: String,
+    /// The green model after the event.
     pub green_model: String,
+    /// The rollout it belongs to; `None` before the first.
     pub rollout_id: Option<u64>,
     /// The step (1-based) after the event, while a rollout is active.
     pub step: Option<usize>,
+    /// The verdict that caused it (the controller's events only).
     pub verdict: Option<Verdict>,
+    /// What happened and why, for people.
     pub message: String,
     /// Whether it goes to `ALERT_WEBHOOK_URL` (rollbacks, pauses and completions).
     pub alert: bool,

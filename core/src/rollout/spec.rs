@@ -30,8 +30,11 @@ pub fn default_steps() -> Vec<Step> {
 /// What `POST /admin/rollouts` asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RolloutSpec {
+    /// The model to roll out; must differ from blue.
     pub green_model: String,
+    /// The ladder, green's share rising step by step (1 to 20 steps).
     pub steps: Vec<Step>,
+    /// How each tick judges green.
     pub health: HealthPolicy,
 }
 

@@ -49,8 +49,11 @@ impl Phase {
 /// The split the controller writes to KV; every phase has one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Split {
+    /// The model that serves the rest of the traffic.
     pub blue_model: String,
+    /// The model that serves `green_percent` of it.
     pub green_model: String,
+    /// Green's share, 0 to 100.
     pub green_percent: f64,
     /// Carried into the routing document.
     pub sticky: bool,
@@ -64,12 +67,15 @@ pub struct Split {
 pub struct Rollout {
     /// 1 for the first rollout, then counting.
     pub id: u64,
+    /// The model rolled out.
     pub green_model: String,
     /// The blue model when the rollout began.
     pub blue_model: String,
     /// Never empty.
     pub steps: Vec<Step>,
+    /// How each tick judges green.
     pub health: HealthPolicy,
+    /// When it started.
     pub started_at_ms: u64,
     /// Index into `steps`, always within it.
     pub step_index: usize,
@@ -101,6 +107,7 @@ impl Rollout {
 /// A rollout stopped until resumed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Paused {
+    /// The rollout, as it was when paused.
     pub rollout: Rollout,
     /// When it stopped; the hold timer does not run from then on.
     pub paused_at_ms: u64,
@@ -109,7 +116,9 @@ pub struct Paused {
 /// A rollout that completed or rolled back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ended {
+    /// The rollout, as it was when it ended.
     pub rollout: Rollout,
+    /// When it completed or rolled back.
     pub ended_at_ms: u64,
 }
 
@@ -162,8 +171,10 @@ impl Stage {
 /// The latest verdict, as shown in the status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerdictRecord {
+    /// The verdict itself: status, reasons, the sequential test's evidence.
     #[serde(flatten)]
     pub verdict: Verdict,
+    /// When the tick that gave it ran.
     pub at_ms: u64,
     /// Failing verdicts in a row when it was given.
     pub consecutive_failures: u32,
@@ -179,7 +190,9 @@ pub struct VerdictRecord {
     into = "super::wire::StoredState"
 )]
 pub struct State {
+    /// The split in force; every transition that changes it bumps its version.
     pub(super) split: Split,
+    /// Where the rollout is, with the data valid there.
     pub(super) stage: Stage,
 }
 

@@ -232,29 +232,25 @@ fn execute(
     now_ms: u64,
 ) -> (State, Vec<Effect>) {
     let step_no = rollout.step_index + 1;
-    let reasons = verdict.reasons.join("; ");
     let (failures, limit) = (f.failures, f.failure_limit);
+    let reasons = || verdict.reasons.join("; ");
     let (state, kind, message, mut effects) = match mv {
         Move::Hold => return (State::progressing(split, rollout), Vec::new()),
         Move::CheckFailed => (
             State::progressing(split, rollout),
             EventKind::CheckFailed,
-            format!("Check failed ({failures} of {limit} before rollback): {reasons}"),
+            format!(
+                "Check failed ({failures} of {limit} before rollback): {}",
+                reasons()
+            ),
             Vec::new(),
         ),
-        Move::RollBack => {
-            let why = if limit == 1 {
-                format!("on step {step_no}")
-            } else {
-                format!("after {failures} failing checks in a row on step {step_no}")
-            };
-            (
-                State::rolled_back(split, rollout, now_ms),
-                EventKind::RolledBack,
-                format!("Rolled back automatically {why}: {reasons}"),
-                vec![Effect::WriteSplit],
-            )
-        }
+        Move::RollBack => (
+            State::rolled_back(split, rollout, now_ms),
+            EventKind::RolledBack,
+            rollback_message(f, step_no, &reasons()),
+            vec![Effect::WriteSplit],
+        ),
         Move::Complete => {
             let state = State::completed(split, rollout, now_ms);
             let message = format!(
@@ -277,6 +273,17 @@ fn execute(
     let event = Event::by_controller(&state, now_ms, kind, message, verdict);
     effects.push(Effect::record(event));
     (state, effects)
+}
+
+/// Why the tick rolled back: the failing checks in a row, unless one is the limit.
+fn rollback_message(f: &Facts, step_no: usize, reasons: &str) -> String {
+    let why = if f.failure_limit == 1 {
+        format!("on step {step_no}")
+    } else {
+        let failures = f.failures;
+        format!("after {failures} failing checks in a row on step {step_no}")
+    };
+    format!("Rolled back automatically {why}: {reasons}")
 }
 
 /// Moves to the next step at `now_ms`; returns the state and the event's message.

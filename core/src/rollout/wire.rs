@@ -60,7 +60,12 @@ pub enum Mismatch {
     /// time only once completed or rolled back).
     Times(Phase),
     /// The step index is outside the ladder (or the ladder is empty).
-    StepIndex { index: usize, steps: usize },
+    StepIndex {
+        /// The stored `step_index`.
+        index: usize,
+        /// How many steps the ladder has.
+        steps: usize,
+    },
 }
 
 impl fmt::Display for Mismatch {

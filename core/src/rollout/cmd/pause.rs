@@ -5,7 +5,7 @@ use super::super::{Effect, Event, EventKind, Paused, Refusal, Stage, State, Tran
 use super::conflict;
 
 /// Pauses the progressing rollout at `now_ms`.
-pub(crate) fn pause(s: State, now_ms: u64) -> Result<Transition, Refusal> {
+pub(in crate::rollout) fn pause(s: State, now_ms: u64) -> Result<Transition, Refusal> {
     let phase = s.phase();
     let Stage::Progressing(rollout) = s.stage else {
         return Err(conflict(phase, "pause"));

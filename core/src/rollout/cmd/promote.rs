@@ -5,7 +5,7 @@ use super::super::{Effect, Event, EventKind, Refusal, State, Transition};
 use super::conflict;
 
 /// Completes the rollout under way at `now_ms`.
-pub(crate) fn promote(s: State, now_ms: u64) -> Result<Transition, Refusal> {
+pub(in crate::rollout) fn promote(s: State, now_ms: u64) -> Result<Transition, Refusal> {
     let phase = s.phase();
     let rollout = s
         .stage

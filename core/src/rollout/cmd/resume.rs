@@ -6,7 +6,7 @@ use super::conflict;
 use crate::health::Method;
 
 /// Resumes the paused rollout at `now_ms`.
-pub(crate) fn resume(s: State, now_ms: u64) -> Result<Transition, Refusal> {
+pub(in crate::rollout) fn resume(s: State, now_ms: u64) -> Result<Transition, Refusal> {
     let phase = s.phase();
     let Stage::Paused(Paused {
         mut rollout,

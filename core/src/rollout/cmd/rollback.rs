@@ -5,7 +5,7 @@ use super::super::{Effect, Event, EventKind, Refusal, State, Transition};
 use super::conflict;
 
 /// Rolls the rollout under way back at `now_ms`.
-pub(crate) fn rollback(s: State, now_ms: u64) -> Result<Transition, Refusal> {
+pub(in crate::rollout) fn rollback(s: State, now_ms: u64) -> Result<Transition, Refusal> {
     let phase = s.phase();
     let rollout = s
         .stage

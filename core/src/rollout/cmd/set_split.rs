@@ -6,7 +6,11 @@ use super::conflict;
 use crate::fields::FieldError;
 
 /// Puts `green_percent` into force at `now_ms`, pausing the rollout.
-pub(crate) fn set_split(s: State, green_percent: f64, now_ms: u64) -> Result<Transition, Refusal> {
+pub(in crate::rollout) fn set_split(
+    s: State,
+    green_percent: f64,
+    now_ms: u64,
+) -> Result<Transition, Refusal> {
     let phase = s.phase();
     let paused = match s.stage {
         Stage::Progressing(rollout) => Paused {

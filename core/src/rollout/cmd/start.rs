@@ -9,7 +9,7 @@ use crate::routing::RoutingDoc;
 use crate::sequential::Evidence;
 
 /// Starts `spec` over the split in force (`routing`, whose blue stays blue) at `now_ms`.
-pub(crate) fn start(
+pub(in crate::rollout) fn start(
     s: State,
     spec: RolloutSpec,
     routing: RoutingDoc,
