@@ -211,7 +211,7 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
     let mut window = Pair::<EnvStats>::default();
     let mut blue_total = Histogram::default();
     for tick in 1..=max_ticks {
-        let w = state.green_percent / 100.0;
+        let w = state.green_percent() / 100.0;
         let green = env_tick(
             &mut rng,
             60.0 * total_rate * w,
@@ -239,12 +239,9 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
             }
         }
         state = t.state;
-        match state.phase {
+        match state.phase() {
             Phase::RolledBack => {
-                let evidence = state
-                    .verdict
-                    .as_ref()
-                    .and_then(|v| v.verdict.evidence.as_ref());
+                let evidence = state.verdict().and_then(|v| v.verdict.evidence.as_ref());
                 let cause = match evidence {
                     None => 3,
                     Some(e) if e.errors.evidence >= e.errors.rollback_at => 0,

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::health::HealthPolicy;
-use crate::rollout::{Event, EventKind, Phase, State, Step, StepView};
+use crate::rollout::{Event, EventKind, Phase, Rollout, State, Step};
 use crate::split::Environment;
 use crate::stats::{EnvStats, Pair, Summary};
 use crate::time::format_rfc3339_ms;
@@ -21,6 +21,36 @@ pub struct RolloutView {
     pub ended_at: Option<String>,
     pub steps: Vec<Step>,
     pub health: HealthPolicy,
+}
+
+/// The current step as the status shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepView {
+    /// 1-based.
+    pub number: usize,
+    pub of: usize,
+    pub green_percent: f64,
+    pub hold_seconds: u64,
+    pub started_at: String,
+    pub elapsed_seconds: u64,
+    pub remaining_seconds: u64,
+}
+
+/// The current step at `now_ms`, while a rollout is under way (progressing or paused). Time
+/// spent paused does not count on the step.
+pub fn step_view(state: &State, now_ms: u64) -> Option<StepView> {
+    let (r, elapsed_ms) = state.active().zip(state.step_elapsed_ms(now_ms))?;
+    let step = r.step();
+    let elapsed = elapsed_ms / 1000;
+    Some(StepView {
+        number: r.step_index + 1,
+        of: r.steps.len(),
+        green_percent: step.green_percent,
+        hold_seconds: step.hold_seconds,
+        started_at: format_rfc3339_ms(r.step_started_at_ms),
+        elapsed_seconds: elapsed,
+        remaining_seconds: step.hold_seconds.saturating_sub(elapsed),
+    })
 }
 
 /// The latest verdict.
@@ -70,40 +100,27 @@ pub struct ScopeSummaries {
 
 /// Builds the status at `now_ms`.
 pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64) -> Status {
-    let rollout = state.rollout.as_ref();
+    let split = state.split();
+    let rollout = state.rollout();
     Status {
-        phase: state.phase,
-        blue_model: state.blue_model.clone(),
-        green_model: state.green_model.clone(),
-        green_percent: state.green_percent,
-        sticky: state.sticky,
-        routing_version: state.version,
+        phase: state.phase(),
+        blue_model: split.blue_model.clone(),
+        green_model: split.green_model.clone(),
+        green_percent: split.green_percent,
+        sticky: split.sticky,
+        routing_version: split.version,
         routing_synced,
         rollout: rollout.map(|r| RolloutView {
             id: r.id,
             green_model: r.green_model.clone(),
             blue_model: r.blue_model.clone(),
             started_at: format_rfc3339_ms(r.started_at_ms),
-            ended_at: r.ended_at_ms.map(format_rfc3339_ms),
+            ended_at: state.ended_at_ms().map(format_rfc3339_ms),
             steps: r.steps.clone(),
             health: r.health.clone(),
         }),
-        step: rollout
-            .filter(|_| state.phase.is_active())
-            .map(|r| r.step_view(now_ms)),
-        verdict: state.verdict.as_ref().map(|v| VerdictView {
-            status: v.verdict.status,
-            reasons: v.verdict.reasons.clone(),
-            at: format_rfc3339_ms(v.at_ms),
-            step: v.step,
-            consecutive_failures: v.consecutive_failures,
-            // The sequential test rolls back on its first failing verdict.
-            failure_limit: rollout.map_or(0, |r| match r.health.method {
-                crate::health::Method::Sequential => 1,
-                crate::health::Method::Threshold => r.health.failure_limit,
-            }),
-            evidence: v.verdict.evidence.clone(),
-        }),
+        step: step_view(state, now_ms),
+        verdict: rollout.and_then(verdict_view),
         stats: ScopeSummaries {
             window: scopes.window.map(EnvStats::summary),
             step: scopes.step.map(EnvStats::summary),
@@ -111,6 +128,24 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
         },
         now: format_rfc3339_ms(now_ms),
     }
+}
+
+/// The rollout's latest verdict, once a tick has judged it.
+fn verdict_view(r: &Rollout) -> Option<VerdictView> {
+    let v = r.verdict.as_ref()?;
+    Some(VerdictView {
+        status: v.verdict.status,
+        reasons: v.verdict.reasons.clone(),
+        at: format_rfc3339_ms(v.at_ms),
+        step: v.step,
+        consecutive_failures: v.consecutive_failures,
+        // The sequential test rolls back on its first failing verdict.
+        failure_limit: match r.health.method {
+            crate::health::Method::Sequential => 1,
+            crate::health::Method::Threshold => r.health.failure_limit,
+        },
+        evidence: v.verdict.evidence.clone(),
+    })
 }
 
 /// One minute of one environment, for charts.
@@ -214,6 +249,8 @@ mod tests {
     use crate::rollout::{apply, Command, RolloutSpec};
     use crate::routing::RoutingDoc;
 
+    const MIN: u64 = 60_000;
+
     fn routing() -> RoutingDoc {
         RoutingDoc {
             blue_model: "b".into(),
@@ -276,6 +313,36 @@ mod tests {
             assert_eq!(g["p50_ms"], 100);
             assert_eq!(v["stats"][scope]["blue"]["p50_ms"], serde_json::Value::Null);
         }
+    }
+
+    #[test]
+    fn the_step_view_leaves_out_time_paused() {
+        let start = Command::Start {
+            spec: RolloutSpec {
+                green_model: "g".into(),
+                steps: vec![Step {
+                    green_percent: 10.0,
+                    hold_seconds: 300,
+                }],
+                health: HealthPolicy::default(),
+            },
+            routing: routing(),
+        };
+        let s = apply(&State::initial(&routing()), start, 0).unwrap().state;
+        // Paused after 2 of 5 minutes, for 10 minutes.
+        let s = apply(&s, Command::Pause, 2 * MIN).unwrap().state;
+        let v = step_view(&s, 7 * MIN).unwrap();
+        assert_eq!((v.elapsed_seconds, v.remaining_seconds), (120, 180));
+        // At 14 min: 2 + 2 = 4 of 5 minutes on the step.
+        let s = apply(&s, Command::Resume, 12 * MIN).unwrap().state;
+        let v = step_view(&s, 14 * MIN).unwrap();
+        assert_eq!(
+            (v.number, v.of, v.elapsed_seconds, v.remaining_seconds),
+            (1, 1, 240, 60)
+        );
+        // No step once the rollout has ended.
+        let s = apply(&s, Command::Rollback, 15 * MIN).unwrap().state;
+        assert_eq!(step_view(&s, 15 * MIN), None);
     }
 
     #[test]

@@ -1,0 +1,60 @@
+//! The commands an operator or the cron sends, and one file an operator command: each checks
+//! the command applies in the current phase, then builds the next state and its effects. The
+//! cron's tick is in `../tick.rs`; dispatch is [`super::apply`].
+
+mod pause;
+mod promote;
+mod resume;
+mod rollback;
+mod set_split;
+mod start;
+
+pub(super) use pause::pause;
+pub(super) use promote::promote;
+pub(super) use resume::resume;
+pub(super) use rollback::rollback;
+pub(super) use set_split::set_split;
+pub(super) use start::start;
+
+use super::{Phase, Refusal, RolloutSpec};
+use crate::routing::RoutingDoc;
+use crate::stats::{EnvStats, Pair};
+
+/// What an operator or the cron asks of the controller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Start a rollout. `routing` is the split in force, whose blue model stays blue.
+    Start {
+        spec: RolloutSpec,
+        routing: RoutingDoc,
+    },
+    /// Straight to completion.
+    Promote,
+    /// Back to 0% green.
+    Rollback,
+    /// Stop on the current step until resumed.
+    Pause,
+    /// Back to the current step's split, with the hold timer running again.
+    Resume,
+    /// A manual split; pauses the rollout.
+    SetSplit { green_percent: f64 },
+    /// A cron tick, with the evaluation window's stats and blue's p95 over the rollout so far
+    /// (the sequential test's latency reference).
+    Tick {
+        window: Pair<EnvStats>,
+        blue_p95_ms: Option<u64>,
+    },
+}
+
+/// The refusal of `action` in `phase`, with a hint when no rollout is under way.
+fn conflict(phase: Phase, action: &str) -> Refusal {
+    Refusal::Conflict(format!(
+        "Cannot {action}: the rollout is {}{}.",
+        phase.name(),
+        match phase {
+            Phase::Idle | Phase::Completed | Phase::RolledBack =>
+                "; start one with POST /admin/rollouts",
+            Phase::Progressing | Phase::Paused => "",
+        }
+    ))
+}

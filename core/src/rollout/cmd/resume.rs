@@ -1,0 +1,49 @@
+//! `POST /admin/resume`: back to the current step's split, with the hold timer running again
+//! and the step to pass again. Only while paused.
+
+use super::super::{Effect, Event, EventKind, Paused, Refusal, Stage, State, Transition};
+use super::conflict;
+use crate::health::Method;
+
+/// Resumes the paused rollout at `now_ms`.
+pub(in crate::rollout) fn resume(s: State, now_ms: u64) -> Result<Transition, Refusal> {
+    let phase = s.phase();
+    let Stage::Paused(Paused {
+        mut rollout,
+        paused_at_ms,
+    }) = s.stage
+    else {
+        return Err(conflict(phase, "resume"));
+    };
+    let mut split = s.split;
+    let mut effects = Vec::new();
+    // The hold timer did not run while paused.
+    rollout.step_started_at_ms += now_ms.saturating_sub(paused_at_ms);
+    // The step must pass again on traffic seen since the resume. With the threshold gates the
+    // window restarts (what came while paused, perhaps under a manual split, is not this
+    // step's traffic) and so does the failure count; the sequential test's evidence is kept
+    // (it holds whatever the split was).
+    rollout.step_passed = false;
+    if rollout.health.method == Method::Threshold {
+        rollout.consecutive_failures = 0;
+        effects.push(Effect::ResetWindow);
+    }
+    let step_percent = rollout.step().green_percent;
+    if split.green_percent != step_percent {
+        split.green_percent = step_percent;
+        split.version += 1;
+        effects.push(Effect::WriteSplit);
+    }
+    let state = State::progressing(split, rollout);
+    let msg = format!(
+        "Resumed by an operator at {}% green.",
+        state.split.green_percent
+    );
+    effects.push(Effect::record(Event::by_operator(
+        &state,
+        now_ms,
+        EventKind::Resumed,
+        msg,
+    )));
+    Ok(Transition { state, effects })
+}

@@ -1,0 +1,50 @@
+//! The tick's decision, from the counted facts alone.
+
+use super::super::tick::{decide, Facts, Move};
+use super::*;
+
+#[test]
+fn decision_table() {
+    use Move::*;
+    use VerdictStatus::{Fail, Inconclusive, Pass};
+    #[rustfmt::skip]
+    let table = [
+        // status, failures, limit, step passed, held, clearly fine, last step, expected
+        // Failing: below the limit a recorded check, at or above it a rollback, whatever the
+        // hold or the step.
+        (Fail, 1, 2, false, true, false, false, CheckFailed),
+        (Fail, 1, 2, false, true, false, true, CheckFailed),
+        (Fail, 2, 2, false, false, false, false, RollBack),
+        (Fail, 3, 2, false, true, false, true, RollBack),
+        // The sequential test's limit is 1.
+        (Fail, 1, 1, false, false, false, false, RollBack),
+        // Passing: advance once held, complete on the last step.
+        (Pass, 0, 2, true, false, false, false, Hold),
+        (Pass, 0, 2, true, true, false, false, Advance),
+        (Pass, 0, 2, true, true, false, true, Complete),
+        // Clearly fine cuts the hold short.
+        (Pass, 0, 1, true, false, true, false, Advance),
+        (Pass, 0, 1, true, false, true, true, Complete),
+        // Inconclusive: an earlier pass on this step still counts once held (threshold)...
+        (Inconclusive, 0, 2, true, true, false, false, Advance),
+        (Inconclusive, 0, 2, true, false, false, false, Hold),
+        // ...no pass since the step began or resumed holds, however long.
+        (Inconclusive, 0, 2, false, true, false, false, Hold),
+        (Inconclusive, 1, 2, false, true, false, true, Hold),
+        (Inconclusive, 0, 1, false, true, true, true, Hold),
+    ];
+    for (status, failures, failure_limit, step_passed, held, clearly_fine, last_step, expected) in
+        table
+    {
+        let facts = Facts {
+            status,
+            failures,
+            failure_limit,
+            step_passed,
+            held,
+            clearly_fine,
+            last_step,
+        };
+        assert_eq!(decide(&facts), expected, "{facts:?}");
+    }
+}

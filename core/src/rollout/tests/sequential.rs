@@ -1,0 +1,103 @@
+//! The sequential test's timelines: evidence carried through the rollout, a broken green rolled
+//! back at once, ticks without traffic, advancing early.
+
+use super::*;
+
+#[test]
+fn sequential_rolls_a_broken_green_back_on_the_first_tick_with_its_evidence() {
+    let s = started_sequential(&[(10.0, 1800)], HealthPolicy::default());
+    let mut w = window(540, 0);
+    w.blue.errors.server_error = 2;
+    w.green.requests = 60;
+    w.green.errors.server_error = 30;
+    let t = seq_tick(&s, w, MIN);
+    assert_eq!(t.state.phase(), Phase::RolledBack);
+    assert_eq!(t.effects[0], Effect::ResetWindow);
+    let Some(Effect::Record(ev)) = t.effects.last() else {
+        panic!("an event")
+    };
+    assert!(
+        ev.message
+            .starts_with("Rolled back automatically on step 1: green errors are"),
+        "{}",
+        ev.message
+    );
+    let evidence = ev.verdict.as_ref().unwrap().evidence.as_ref().unwrap();
+    assert!(evidence.errors.evidence >= evidence.errors.rollback_at);
+    assert_eq!(
+        (evidence.errors.green_events, evidence.errors.blue_events),
+        (30, 2)
+    );
+}
+
+#[test]
+fn sequential_ticks_without_traffic_hold_and_add_nothing() {
+    let mut s = started_sequential(&[(10.0, 60), (50.0, 60)], HealthPolicy::default());
+    for m in 1..=5 {
+        let t = seq_tick(&s, Pair::default(), m * MIN);
+        assert_eq!(t.effects, [Effect::ResetWindow], "minute {m}");
+        s = t.state;
+    }
+    assert_eq!(s.rollout().unwrap().evidence.ticks, 0);
+    assert_eq!(
+        s.verdict().unwrap().verdict.status,
+        VerdictStatus::Inconclusive
+    );
+    assert_eq!(s.green_percent(), 10.0);
+}
+
+#[test]
+fn sequential_evidence_carries_across_steps_pauses_and_manual_splits() {
+    let mut s = started_sequential(
+        &[(10.0, 60), (50.0, 60), (70.0, 60)],
+        HealthPolicy::default(),
+    );
+    // Green a little worse than blue, not enough to roll back: evidence builds up.
+    s = seq_tick(&s, timed(200, 1, 2), MIN).state;
+    let evidence = |s: &State| s.rollout().unwrap().evidence.errors.clone();
+    let after_step_one = evidence(&s);
+    assert!(after_step_one.iter().any(|x| *x != 0.0));
+    assert_eq!(
+        s.green_percent(),
+        50.0,
+        "held 60 s with enough data: advanced"
+    );
+    assert_eq!(
+        evidence(&s),
+        after_step_one,
+        "a new step keeps the evidence"
+    );
+    // Pause, manual split, resume: the evidence is untouched.
+    s = apply(&s, Command::Pause, 2 * MIN).unwrap().state;
+    s = apply(&s, Command::SetSplit { green_percent: 5.0 }, 2 * MIN)
+        .unwrap()
+        .state;
+    s = apply(&s, Command::Resume, 3 * MIN).unwrap().state;
+    assert_eq!(evidence(&s), after_step_one);
+    assert_eq!(s.rollout().unwrap().evidence.rollout.green_errors, 2);
+}
+
+#[test]
+fn advance_early_ends_a_step_once_green_is_clearly_fine() {
+    let health = HealthPolicy {
+        advance_early: true,
+        ..HealthPolicy::default()
+    };
+    let mut s = started_sequential(&[(50.0, 3600), (70.0, 3600)], health.clone());
+    // An hour's hold, but equal and plentiful evidence: advances long before.
+    let mut advanced_at = None;
+    for m in 1..=30 {
+        s = seq_tick(&s, timed(1000, 20, 20), m * MIN).state;
+        if s.green_percent() == 70.0 {
+            advanced_at = Some(m);
+            break;
+        }
+    }
+    assert!(advanced_at.is_some_and(|m| m < 60), "{advanced_at:?}");
+    // Without advance_early the same data holds for the whole hour.
+    let mut s = started_sequential(&[(50.0, 3600), (70.0, 3600)], HealthPolicy::default());
+    for m in 1..=30 {
+        s = seq_tick(&s, timed(1000, 20, 20), m * MIN).state;
+    }
+    assert_eq!(s.green_percent(), 50.0);
+}

@@ -1,0 +1,305 @@
+//! The cron's tick: judge the evaluation window, decide the move, carry it out.
+//!
+//! Three steps, kept apart so that the decision is a small pure function tested with a table:
+//! [`judge_window`] gives the verdict (the threshold gates, or the sequential test with the
+//! evidence carried through the rollout), [`count`] adds it to the step's record (failures in a
+//! row, whether the step passed), [`decide`] picks the [`Move`] from those facts alone, and
+//! [`execute`] turns the move into the next state and its effects. Only a progressing rollout
+//! is judged; a tick in any other phase changes nothing. Nothing here reads the clock or the
+//! stats store: the window and `now_ms` come in as arguments.
+
+use super::{Effect, Event, EventKind, Rollout, Split, Stage, State, Transition, VerdictRecord};
+use crate::health::{judge, Method, Verdict, VerdictStatus};
+use crate::sequential::{self, Finding, TickCounts};
+use crate::stats::{EnvStats, Pair};
+
+/// Judges `window` at `now_ms` and moves the rollout accordingly.
+pub(super) fn tick(
+    s: State,
+    window: &Pair<EnvStats>,
+    blue_p95_ms: Option<u64>,
+    now_ms: u64,
+) -> Transition {
+    let State { split, stage } = s;
+    let mut rollout = match stage {
+        Stage::Progressing(rollout) => rollout,
+        // Paused, ended or idle: nothing to judge (a paused step's traffic is not the step's).
+        stage => {
+            return Transition {
+                state: State { split, stage },
+                effects: Vec::new(),
+            }
+        }
+    };
+    let judgement = judge_window(&mut rollout, window, blue_p95_ms);
+    let facts = count(&mut rollout, &judgement, now_ms);
+    let mut effects = Vec::new();
+    if judgement.closes_window {
+        effects.push(Effect::ResetWindow);
+    }
+    let (state, more) = execute(
+        decide(&facts),
+        &facts,
+        split,
+        rollout,
+        judgement.verdict,
+        now_ms,
+    );
+    effects.extend(more);
+    Transition { state, effects }
+}
+
+/// A verdict on one window, and what the method says about it.
+struct Judgement {
+    verdict: Verdict,
+    /// The sequential test finds green clearly fine (`advance_early`): the hold may be cut.
+    clearly_fine: bool,
+    /// Failing verdicts in a row that roll back.
+    failure_limit: u32,
+    /// The window is spent: the next tick judges new requests only.
+    closes_window: bool,
+}
+
+/// Judges `window` with the rollout's method; the sequential test adds it to the evidence.
+fn judge_window(r: &mut Rollout, window: &Pair<EnvStats>, blue_p95_ms: Option<u64>) -> Judgement {
+    match r.health.method {
+        Method::Threshold => {
+            let verdict = judge(&r.health, window);
+            Judgement {
+                // An inconclusive window keeps growing until it says something.
+                closes_window: verdict.status != VerdictStatus::Inconclusive,
+                clearly_fine: false,
+                failure_limit: r.health.failure_limit,
+                verdict,
+            }
+        }
+        Method::Sequential => {
+            let (verdict, clearly_fine) = sequential_verdict(r, window, blue_p95_ms);
+            // Every tick's window is new evidence, and reaching a level is itself the
+            // decision: `failure_limit` does not apply.
+            Judgement {
+                verdict,
+                clearly_fine,
+                failure_limit: 1,
+                closes_window: true,
+            }
+        }
+    }
+}
+
+/// Judges one window with the sequential test: the window is this tick's requests (it restarts
+/// every tick), added to the evidence carried through the rollout. Returns the verdict and
+/// whether green is clearly fine (may advance early).
+fn sequential_verdict(
+    r: &mut Rollout,
+    window: &Pair<EnvStats>,
+    blue_p95_ms: Option<u64>,
+) -> (Verdict, bool) {
+    let margin = r.health.latency_margin_ms;
+    let next_reference = blue_p95_ms.map(|p| p + margin);
+    // Only a reference fixed before this tick's requests: on the first tick there is none, and
+    // no request counts as slow.
+    let reference = r.evidence.latency_reference_ms;
+    let slow = |s: &EnvStats| reference.map_or(0, |ms| s.total.count_above(ms));
+    let counts = TickCounts {
+        green_requests: window.green.requests,
+        blue_requests: window.blue.requests,
+        green_errors: window.green.errors(),
+        blue_errors: window.blue.errors(),
+        green_slow: slow(&window.green),
+        blue_slow: slow(&window.blue),
+    };
+    let settings = r.health.sequential_settings();
+    let report = sequential::update(
+        &mut r.evidence,
+        &settings,
+        &counts,
+        reference,
+        next_reference,
+    );
+    let status = match report.finding {
+        Finding::Unhealthy => VerdictStatus::Fail,
+        Finding::TooLittleData => VerdictStatus::Inconclusive,
+        Finding::Healthy | Finding::ClearlyFine => VerdictStatus::Pass,
+    };
+    let early = report.finding == Finding::ClearlyFine;
+    let verdict = Verdict {
+        status,
+        reasons: report.reasons(),
+        evidence: Some(report),
+    };
+    (verdict, early)
+}
+
+/// What [`decide`] looks at, once the verdict is counted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Facts {
+    /// This tick's verdict.
+    pub status: VerdictStatus,
+    /// Failing verdicts in a row, this one included.
+    pub failures: u32,
+    /// Failing verdicts in a row that roll back (1 for the sequential test).
+    pub failure_limit: u32,
+    /// Whether the step's latest conclusive verdict passed.
+    pub step_passed: bool,
+    /// Whether the step's hold time has passed.
+    pub held: bool,
+    /// Whether green is clearly fine, so the hold may be cut short.
+    pub clearly_fine: bool,
+    /// Whether the current step is the ladder's last.
+    pub last_step: bool,
+}
+
+/// Counts the verdict into the rollout (failures in a row, whether the step passed, the latest
+/// verdict) and returns the facts the decision needs.
+fn count(r: &mut Rollout, j: &Judgement, now_ms: u64) -> Facts {
+    match j.verdict.status {
+        // The threshold gates keep the step's last conclusive verdict; the sequential test
+        // judges the whole evidence every tick, so too little of it is no pass.
+        VerdictStatus::Inconclusive => {
+            if r.health.method == Method::Sequential {
+                r.step_passed = false;
+            }
+        }
+        VerdictStatus::Pass => {
+            r.consecutive_failures = 0;
+            r.step_passed = true;
+        }
+        VerdictStatus::Fail => {
+            r.consecutive_failures += 1;
+            r.step_passed = false;
+        }
+    }
+    r.verdict = Some(VerdictRecord {
+        verdict: j.verdict.clone(),
+        at_ms: now_ms,
+        consecutive_failures: r.consecutive_failures,
+        step: r.step_index + 1,
+    });
+    Facts {
+        status: j.verdict.status,
+        failures: r.consecutive_failures,
+        failure_limit: j.failure_limit,
+        step_passed: r.step_passed,
+        held: r.elapsed_on_step_ms(now_ms) >= r.step().hold_seconds * 1000,
+        clearly_fine: j.clearly_fine,
+        last_step: r.step_index + 1 == r.steps.len(),
+    }
+}
+
+/// What a tick does to the rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Move {
+    /// Stay on the step: not held long enough, not passed, or nothing conclusive.
+    Hold,
+    /// A failing verdict below the limit: recorded, no change of split.
+    CheckFailed,
+    /// Failing verdicts reached the limit: back to 0% green.
+    RollBack,
+    /// The step held and passed: on to the next.
+    Advance,
+    /// The last step held and passed: green becomes blue.
+    Complete,
+}
+
+/// Decides the move from the counted facts alone.
+pub(super) fn decide(f: &Facts) -> Move {
+    if f.status == VerdictStatus::Fail {
+        return if f.failures >= f.failure_limit {
+            Move::RollBack
+        } else {
+            Move::CheckFailed
+        };
+    }
+    // A pass long ago still counts on a later inconclusive tick (threshold), but never a
+    // step that has not passed since it began or resumed.
+    if !((f.held || f.clearly_fine) && f.step_passed) {
+        Move::Hold
+    } else if f.last_step {
+        Move::Complete
+    } else {
+        Move::Advance
+    }
+}
+
+/// Carries out `mv`: the next state, and the effects after the window's reset.
+fn execute(
+    mv: Move,
+    f: &Facts,
+    split: Split,
+    rollout: Rollout,
+    verdict: Verdict,
+    now_ms: u64,
+) -> (State, Vec<Effect>) {
+    let step_no = rollout.step_index + 1;
+    let (failures, limit) = (f.failures, f.failure_limit);
+    let reasons = || verdict.reasons.join("; ");
+    let (state, kind, message, mut effects) = match mv {
+        Move::Hold => return (State::progressing(split, rollout), Vec::new()),
+        Move::CheckFailed => (
+            State::progressing(split, rollout),
+            EventKind::CheckFailed,
+            format!(
+                "Check failed ({failures} of {limit} before rollback): {}",
+                reasons()
+            ),
+            Vec::new(),
+        ),
+        Move::RollBack => (
+            State::rolled_back(split, rollout, now_ms),
+            EventKind::RolledBack,
+            rollback_message(f, step_no, &reasons()),
+            vec![Effect::WriteSplit],
+        ),
+        Move::Complete => {
+            let state = State::completed(split, rollout, now_ms);
+            let message = format!(
+                "Completed: every step passed; {} is the new blue at 100%.",
+                state.split.blue_model
+            );
+            (
+                state,
+                EventKind::Completed,
+                message,
+                vec![Effect::WriteSplit],
+            )
+        }
+        Move::Advance => {
+            let (state, message) = advance(split, rollout, now_ms);
+            let effects = vec![Effect::ResetStep, Effect::WriteSplit];
+            (state, EventKind::StepAdvanced, message, effects)
+        }
+    };
+    let event = Event::by_controller(&state, now_ms, kind, message, verdict);
+    effects.push(Effect::record(event));
+    (state, effects)
+}
+
+/// Why the tick rolled back: the failing checks in a row, unless one is the limit.
+fn rollback_message(f: &Facts, step_no: usize, reasons: &str) -> String {
+    let why = if f.failure_limit == 1 {
+        format!("on step {step_no}")
+    } else {
+        let failures = f.failures;
+        format!("after {failures} failing checks in a row on step {step_no}")
+    };
+    format!("Rolled back automatically {why}: {reasons}")
+}
+
+/// Moves to the next step at `now_ms`; returns the state and the event's message.
+fn advance(mut split: Split, mut r: Rollout, now_ms: u64) -> (State, String) {
+    let step_no = r.step_index + 1;
+    r.step_index += 1;
+    r.step_started_at_ms = now_ms;
+    r.step_passed = false;
+    sequential::new_step(&mut r.evidence);
+    split.green_percent = r.step().green_percent;
+    split.version += 1;
+    let message = format!(
+        "Step {step_no} passed; step {} of {} at {}% green.",
+        step_no + 1,
+        r.steps.len(),
+        split.green_percent
+    );
+    (State::progressing(split, r), message)
+}
