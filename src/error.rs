@@ -76,10 +76,7 @@ impl From<FieldError> for Error {
 
 impl From<Refusal> for Error {
     fn from(r: Refusal) -> Error {
-        Error::Api(match r {
-            Refusal::Conflict(msg) => ApiError::conflict(msg),
-            Refusal::Invalid(e) => e.into(),
-        })
+        Error::Api(r.into())
     }
 }
 

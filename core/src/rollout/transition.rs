@@ -2,6 +2,7 @@
 //! refusal. Types only; the shell performs the effects.
 
 use super::{Event, State};
+use crate::error::ApiError;
 use crate::fields::FieldError;
 
 /// What the shell must do after a transition, in order.
@@ -33,6 +34,16 @@ pub enum Refusal {
     Conflict(String),
     /// A field breaks a rule (HTTP 400).
     Invalid(FieldError),
+}
+
+impl From<Refusal> for ApiError {
+    /// A conflict is a 409 with the refusal's sentence; an invalid field a 400 naming it.
+    fn from(r: Refusal) -> ApiError {
+        match r {
+            Refusal::Conflict(msg) => ApiError::conflict(msg),
+            Refusal::Invalid(e) => e.into(),
+        }
+    }
 }
 
 /// The next state and what to do about it.

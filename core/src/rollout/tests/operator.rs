@@ -178,3 +178,21 @@ fn starting_is_refused_while_active_and_allowed_after() {
     );
     assert!(matches!(r, Err(Refusal::Invalid(e)) if e.field == "green_model"));
 }
+
+#[test]
+fn refusals_answer_409_and_400() {
+    use crate::error::ApiError;
+    use crate::fields::FieldError;
+    let conflict = ApiError::from(Refusal::Conflict(
+        "Cannot pause: the rollout is idle.".into(),
+    ));
+    assert_eq!((conflict.status, conflict.code), (409, "conflict"));
+    let invalid = ApiError::from(Refusal::Invalid(FieldError::new(
+        "green_percent",
+        "must be 0 to 100",
+    )));
+    assert_eq!(
+        (invalid.status, invalid.param.as_deref()),
+        (400, Some("green_percent"))
+    );
+}
