@@ -15,6 +15,7 @@ pub mod headers;
 pub mod health;
 pub mod hist;
 pub mod openai;
+pub mod outbox;
 pub mod outcome;
 pub mod retry;
 pub mod rollout;
