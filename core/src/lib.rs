@@ -20,6 +20,7 @@ pub mod outcome;
 pub mod retry;
 pub mod rollout;
 pub mod routing;
+pub mod routing_cache;
 pub mod sequential;
 pub mod split;
 pub mod sse;
