@@ -1,22 +1,20 @@
-//! The routing document as this isolate sees it: read from KV at most once per
-//! `ROUTING_CACHE_SECONDS`, validated, and replaced only by a valid document.
+//! The routing document as this isolate sees it, and the one place that reads it from KV.
 //!
-//! When the document goes stale, the first request to notice claims the refresh and reads KV;
-//! requests arriving meanwhile keep using the document they have. (They cannot wait for that
-//! read instead: the Workers runtime cancels a request that waits on another request's I/O as
-//! hung.) So on a cold isolate, the requests that arrive before the first read lands each read
-//! KV once. Reads are numbered, and an older read landing after a newer one is ignored. A
-//! document that fails validation is ignored too (the last good one, or the defaults, stays in
-//! force); the reason is logged once and reported by `GET /healthz`.
+//! Whether the cached document is fresh, which request refreshes it, which read's result
+//! stands and what stays in force when a read fails or finds an invalid document, the core's
+//! [`RoutingCache`] decides: the document is read at most once per `ROUTING_CACHE_SECONDS`
+//! and replaced only by a valid one, and a problem is reported by `GET /healthz`. This module
+//! keeps the cache for the isolate, reads KV when the cache says so, and logs what changed (a
+//! problem once, not on every refresh).
 
 use std::cell::RefCell;
-use std::rc::Rc;
-
 use std::fmt;
+use std::rc::Rc;
 
 use bluegreen_core::auth::AuthMode;
 use bluegreen_core::config::Config;
 use bluegreen_core::routing::{RoutingDoc, RoutingError, ROUTING_KEY};
+use bluegreen_core::routing_cache::{InForce, Landed, Poll, RoutingCache, Source};
 use serde::Serialize;
 use worker::{Env, Response};
 
@@ -24,36 +22,8 @@ use crate::error::Result;
 use crate::runtime::now_ms;
 use crate::settings;
 
-/// Where the document in force came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// The `routing` key in KV.
-    Kv,
-    /// The BLUE_MODEL / GREEN_MODEL / GREEN_PERCENT vars (no document in KV yet).
-    Defaults,
-}
-
-/// The document in force and what is known about the one in KV.
-#[derive(Clone)]
-struct Cached {
-    doc: Rc<RoutingDoc>,
-    source: Source,
-    fetched_at_ms: u64,
-    problem: Option<Rc<str>>,
-}
-
-#[derive(Default)]
-struct State {
-    cached: Option<Cached>,
-    /// Number of the last read started.
-    started: u64,
-    /// Number of the read whose result is in `cached`.
-    landed: u64,
-}
-
 thread_local! {
-    static STATE: RefCell<State> = RefCell::new(State::default());
+    static CACHE: RefCell<RoutingCache> = RefCell::new(RoutingCache::default());
 }
 
 /// The routing document to use now.
@@ -61,74 +31,43 @@ pub async fn current(env: &Env, cfg: &Config) -> Rc<RoutingDoc> {
     refreshed(env, cfg).await.doc
 }
 
-async fn refreshed(env: &Env, cfg: &Config) -> Cached {
-    let now = now_ms();
-    let claim = STATE.with(|s| {
-        let mut s = s.borrow_mut();
-        if let Some(cached) = s.cached.as_mut() {
-            if now.saturating_sub(cached.fetched_at_ms) < cfg.routing_cache_ms {
-                return Err(cached.clone());
-            }
-            // Claim the refresh: requests arriving meanwhile see a fresh stamp.
-            cached.fetched_at_ms = now;
-        }
-        s.started += 1;
-        Ok(s.started)
-    });
-    let number = match claim {
-        Err(fresh) => return fresh,
-        Ok(number) => number,
+/// The document in force, after reading KV when the cache says this request must.
+async fn refreshed(env: &Env, cfg: &Config) -> InForce {
+    let ticket = match CACHE.with(|c| c.borrow_mut().poll(now_ms(), cfg.routing_cache_ms)) {
+        Poll::Use(in_force) => return in_force,
+        Poll::Refresh(ticket) => ticket,
     };
     let read = read_document(env).await;
-    let now = now_ms();
-    STATE.with(|s| {
-        let mut s = s.borrow_mut();
-        if number < s.landed {
-            // A newer read landed first: it stands.
-            if let Some(cached) = &s.cached {
-                return cached.clone();
-            }
+    let landed = CACHE.with(|c| c.borrow_mut().land(ticket, read, now_ms(), &cfg.defaults));
+    log_landed(&landed);
+    landed.in_force
+}
+
+/// Logs what a read changed: a new or cleared problem, and a new split.
+fn log_landed(landed: &Landed) {
+    let InForce {
+        doc,
+        source,
+        problem,
+    } = &landed.in_force;
+    if landed.problem_changed {
+        match problem {
+            Some(p) => worker::console_error!(
+                "routing: {p}; still serving version {} from {source:?}",
+                doc.version
+            ),
+            None => worker::console_log!("routing: document ok"),
         }
-        s.landed = number;
-        let current = s.cached.take();
-        let last_good = || {
-            current
-                .as_ref()
-                .map(|c| (c.doc.clone(), c.source))
-                .unwrap_or_else(|| (Rc::new(cfg.defaults.clone()), Source::Defaults))
-        };
-        let ((doc, source), problem): (_, Option<Rc<str>>) = match read {
-            Ok(None) => ((Rc::new(cfg.defaults.clone()), Source::Defaults), None),
-            Ok(Some(doc)) => ((Rc::new(doc), Source::Kv), None),
-            Err(problem) => (last_good(), Some(problem.to_string().into())),
-        };
-        if problem != current.as_ref().and_then(|c| c.problem.clone()) {
-            match &problem {
-                Some(p) => worker::console_error!(
-                    "routing: {p}; still serving version {} from {source:?}",
-                    doc.version
-                ),
-                None => worker::console_log!("routing: document ok"),
-            }
-        }
-        if current.as_ref().is_none_or(|c| *c.doc != *doc) {
-            worker::console_log!(
-                "routing: version {} ({source:?}) blue={} green={} green_percent={}",
-                doc.version,
-                doc.blue_model,
-                doc.green_model,
-                doc.green_percent
-            );
-        }
-        let cached = Cached {
-            doc,
-            source,
-            fetched_at_ms: now,
-            problem,
-        };
-        s.cached = Some(cached.clone());
-        cached
-    })
+    }
+    if landed.doc_changed {
+        worker::console_log!(
+            "routing: version {} ({source:?}) blue={} green={} green_percent={}",
+            doc.version,
+            doc.blue_model,
+            doc.green_model,
+            doc.green_percent
+        );
+    }
 }
 
 /// Why the document in KV is not in force.

@@ -1,7 +1,7 @@
 //! The routing document: the split that the request path obeys.
 //!
 //! It lives as JSON under the key `routing` in Workers KV. This module parses and validates
-//! it; it does not read KV or decide how often to (that is the shell's cache).
+//! it; it does not read KV (the shell does) or decide how often to ([`crate::routing_cache`]).
 
 use std::fmt;
 
