@@ -1,6 +1,7 @@
 //! How the health verdicts behave at low and high traffic: a Monte Carlo simulation that drives
-//! the very code the controller runs (`rollout::apply` with `Command::Tick`, and through it the
-//! sequential test or the threshold gates) with Poisson traffic per 60-second tick.
+//! the very code the controller runs (its stats windows, `windows::Scopes`, and `rollout::apply`
+//! with their tick, and through it the sequential test or the threshold gates) with Poisson
+//! traffic per 60-second tick.
 //!
 //! `npm run simulate` (or `cargo run --release -p bluegreen-core --example judgement`). Fixed
 //! seeds: the same build prints the same table. `--runs N` changes the runs per cell (default
@@ -18,12 +19,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use bluegreen_core::health::{HealthPolicy, Method};
-use bluegreen_core::hist::Histogram;
-use bluegreen_core::rollout::{
-    apply, default_steps, Command, Effect, Phase, RolloutSpec, State, Step,
-};
+use bluegreen_core::rollout::{apply, default_steps, Command, Phase, RolloutSpec, State, Step};
 use bluegreen_core::routing::RoutingDoc;
-use bluegreen_core::stats::{EnvStats, Pair};
+use bluegreen_core::stats::EnvStats;
+use bluegreen_core::windows::Scopes;
+use bluegreen_core::Environment;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use rand_distr::{Binomial, Distribution, Poisson};
@@ -174,9 +174,8 @@ fn env_tick(rng: &mut SmallRng, mean: f64, error: f64, slowdown: f64) -> EnvStat
     s
 }
 
-fn run(cell: &Cell, seed: u64) -> Outcome {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let sc = cell.scenario;
+/// The spec a cell's rollout starts with, its tick limit and the total request rate.
+fn setup(cell: &Cell) -> (RolloutSpec, u64, f64) {
     let health = HealthPolicy {
         method: cell.method,
         ..HealthPolicy::default()
@@ -198,6 +197,41 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
         steps,
         health,
     };
+    (spec, max_ticks, total_rate)
+}
+
+/// How a run that ended at `tick` ended, or `None` while it goes on.
+fn ended(state: &State, tick: u64) -> Option<Outcome> {
+    match state.phase() {
+        Phase::RolledBack => {
+            let evidence = state.verdict().and_then(|v| v.verdict.evidence.as_ref());
+            let cause = match evidence {
+                None => 3,
+                Some(e) if e.errors.evidence >= e.errors.rollback_at => 0,
+                Some(e) if e.latency.evidence >= e.latency.rollback_at => 1,
+                Some(_) => 2,
+            };
+            Some(Outcome {
+                rolled_back_at: Some(tick),
+                cause: Some(cause),
+                ticks: tick,
+            })
+        }
+        Phase::Completed => Some(Outcome {
+            rolled_back_at: None,
+            cause: None,
+            ticks: tick,
+        }),
+        _ => None,
+    }
+}
+
+/// One rollout, ticked once a simulated minute through the controller's own code: the stats
+/// windows (`Scopes`) and `apply`.
+fn run(cell: &Cell, seed: u64) -> Outcome {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let sc = cell.scenario;
+    let (spec, max_ticks, total_rate) = setup(cell);
     let mut state = apply(
         &State::initial(&routing()),
         Command::Start {
@@ -208,8 +242,7 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
     )
     .expect("starts")
     .state;
-    let mut window = Pair::<EnvStats>::default();
-    let mut blue_total = Histogram::default();
+    let mut scopes = Scopes::default();
     for tick in 1..=max_ticks {
         let w = state.green_percent() / 100.0;
         let green = env_tick(
@@ -219,49 +252,13 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
             sc.green_slowdown,
         );
         let blue = env_tick(&mut rng, 60.0 * total_rate * (1.0 - w), sc.blue_error, 1.0);
-        blue_total.merge(&blue.total);
-        window.merge(&Pair { blue, green });
-        let t = apply(
-            &state,
-            Command::Tick {
-                window: window.clone(),
-                blue_p95_ms: blue_total.quantile_ms(0.95),
-            },
-            tick * 60_000,
-        )
-        .expect("ticks apply");
-        for e in &t.effects {
-            if matches!(
-                e,
-                Effect::ResetWindow | Effect::ResetStep | Effect::ResetRollout
-            ) {
-                window = Pair::default();
-            }
-        }
+        scopes.add(Environment::Blue, &blue);
+        scopes.add(Environment::Green, &green);
+        let t = apply(&state, scopes.tick(), tick * 60_000).expect("ticks apply");
+        scopes = scopes.after(&t.effects);
         state = t.state;
-        match state.phase() {
-            Phase::RolledBack => {
-                let evidence = state.verdict().and_then(|v| v.verdict.evidence.as_ref());
-                let cause = match evidence {
-                    None => 3,
-                    Some(e) if e.errors.evidence >= e.errors.rollback_at => 0,
-                    Some(e) if e.latency.evidence >= e.latency.rollback_at => 1,
-                    Some(_) => 2,
-                };
-                return Outcome {
-                    rolled_back_at: Some(tick),
-                    cause: Some(cause),
-                    ticks: tick,
-                };
-            }
-            Phase::Completed => {
-                return Outcome {
-                    rolled_back_at: None,
-                    cause: None,
-                    ticks: tick,
-                }
-            }
-            _ => {}
+        if let Some(outcome) = ended(&state, tick) {
+            return outcome;
         }
     }
     Outcome {
@@ -334,16 +331,9 @@ fn method_name(m: Method) -> &'static str {
     }
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let runs: u64 = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let started = std::time::Instant::now();
-
+/// Every cell: each method × scenario at each share and rate, and whole rollouts for the
+/// good scenarios.
+fn cells() -> Vec<Cell> {
     let mut cells = Vec::new();
     for method in [Method::Sequential, Method::Threshold] {
         for scenario in SCENARIOS {
@@ -369,9 +359,13 @@ fn main() {
             }
         }
     }
+    cells
+}
+
+/// Runs `runs` seeded rollouts of every cell on `threads` threads; rows in cell order.
+fn simulate(cells: &[Cell], runs: u64, threads: usize) -> Vec<Row> {
     let next = AtomicUsize::new(0);
     let rows: Mutex<Vec<(usize, Row)>> = Mutex::new(Vec::new());
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
@@ -388,16 +382,15 @@ fn main() {
     });
     let mut rows = rows.into_inner().expect("no panics");
     rows.sort_by_key(|(i, _)| *i);
-    let rows: Vec<Row> = rows.into_iter().map(|(_, r)| r).collect();
+    rows.into_iter().map(|(_, r)| r).collect()
+}
 
+fn print_step_table(rows: &[Row], runs: u64) {
     println!("Rolled back within 3 / 10 / 30 ticks (%), one step held at the given green share; {runs} runs per cell.");
     println!("For GOOD-* rows every rollback is a false one.\n");
     println!("| method | scenario | step | green req/s | ≤3 | ≤10 | ≤30 | median ticks | by errors / latency / guard |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
-    for r in rows
-        .iter()
-        .filter(|r| matches!(r.cell.kind, Kind::Step { .. }))
-    {
+    for r in rows {
         let Kind::Step { share } = r.cell.kind else {
             continue;
         };
@@ -414,6 +407,9 @@ fn main() {
             causes(r)
         );
     }
+}
+
+fn print_rollout_table(rows: &[Row]) {
     println!("\nFalse rollbacks over a whole default rollout (10/30/50/70% for 30/60/120/240 ticks, then completion), green at the given req/s on the 10% step:\n");
     println!("| method | scenario | green req/s at 10% | false rollbacks | median ticks to the end | by errors / latency / guard |");
     println!("|---|---|---:|---:|---:|---|");
@@ -428,8 +424,13 @@ fn main() {
             causes(r)
         );
     }
+}
 
-    // The targets for the default (sequential) settings.
+/// One target: (what, the figure in %, whether it is met).
+type Target = (String, f64, bool);
+
+/// The targets for the default (sequential) settings.
+fn targets(rows: &[Row]) -> Vec<Target> {
     let find = |name: &str, kind: Kind, rate: f64| {
         rows.iter()
             .find(|r| {
@@ -441,55 +442,64 @@ fn main() {
             .expect("cell exists")
     };
     let ten = Kind::Step { share: 0.10 };
-    let mut all = true;
-    let mut check = |what: String, got: f64, ok: bool| {
-        all &= ok;
-        println!("- {what}: {got:.2}% {}", if ok { "PASS" } else { "MISS" });
-    };
-    println!("\nTargets (sequential, default settings):");
+    let mut out: Vec<Target> = Vec::new();
     let bad1 = find("BAD", ten, 1.0).within[1];
-    check(
+    out.push((
         "BAD at a 10% step, 1 req/s: rolled back within 10 ticks ≥ 95%".into(),
         bad1,
         bad1 >= 95.0,
-    );
+    ));
     let bad10 = find("BAD", ten, 10.0).within[0];
-    check(
+    out.push((
         "BAD at a 10% step, 10 req/s: within 3 ticks ≥ 99%".into(),
         bad10,
         bad10 >= 99.0,
-    );
+    ));
     for share in SHARES {
         let b = find("BROKEN", Kind::Step { share }, 0.1).within[0];
-        check(
-            format!(
-                "BROKEN at a {:.0}% step, 0.1 req/s: within 3 ticks ≥ 90%",
-                share * 100.0
-            ),
-            b,
-            b >= 90.0,
+        let what = format!(
+            "BROKEN at a {:.0}% step, 0.1 req/s: within 3 ticks ≥ 90%",
+            share * 100.0
         );
+        out.push((what, b, b >= 90.0));
     }
     for share in SHARES {
         let sub = find("SUBTLE", Kind::Step { share }, 10.0).within[2];
-        check(
-            format!(
-                "SUBTLE at a {:.0}% step, 10 req/s: within one step (30 ticks) ≥ 95%",
-                share * 100.0
-            ),
-            sub,
-            sub >= 95.0,
+        let what = format!(
+            "SUBTLE at a {:.0}% step, 10 req/s: within one step (30 ticks) ≥ 95%",
+            share * 100.0
         );
+        out.push((what, sub, sub >= 95.0));
     }
     for name in ["GOOD-EQUAL", "GOOD-NOISY"] {
         for rate in RATES {
             let fr = find(name, Kind::WholeRollout, rate).rolled_back;
-            check(
-                format!("{name} at {rate} req/s: false rollbacks over a whole rollout ≤ 1%"),
-                fr,
-                fr <= 1.0,
-            );
+            let what = format!("{name} at {rate} req/s: false rollbacks over a whole rollout ≤ 1%");
+            out.push((what, fr, fr <= 1.0));
         }
+    }
+    out
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runs: u64 = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let started = std::time::Instant::now();
+    let cells = cells();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let rows = simulate(&cells, runs, threads);
+    print_step_table(&rows, runs);
+    print_rollout_table(&rows);
+    println!("\nTargets (sequential, default settings):");
+    let mut all = true;
+    for (what, got, ok) in targets(&rows) {
+        all &= ok;
+        println!("- {what}: {got:.2}% {}", if ok { "PASS" } else { "MISS" });
     }
     println!(
         "\nsimulation: {} cells in {:.1} s on {threads} threads",
