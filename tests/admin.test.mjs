@@ -32,17 +32,14 @@ function assertError(res, status, code) {
   assert.equal(typeof res.body.error.message, "string");
 }
 
-test("without ADMIN_TOKEN every admin route answers 503 saying how to set it", async () => {
+test("without ADMIN_TOKEN every admin route answers 503 saying how to set it", async (t) => {
   const bare = await startRouter({ BLUE_MODEL: "blue-m" });
-  try {
-    for (const [method, route] of ROUTES) {
-      const res = await adminCall(bare.url, method, route, method === "GET" ? undefined : {}, "anything");
-      assertError(res, 503, "admin_disabled");
-      assert.match(res.body.error.message, /ADMIN_TOKEN/);
-      assert.match(res.body.error.message, /wrangler secret put/);
-    }
-  } finally {
-    await bare.close();
+  t.after(() => bare.close());
+  for (const [method, route] of ROUTES) {
+    const res = await adminCall(bare.url, method, route, method === "GET" ? undefined : {}, "anything");
+    assertError(res, 503, "admin_disabled");
+    assert.match(res.body.error.message, /ADMIN_TOKEN/);
+    assert.match(res.body.error.message, /wrangler secret put/);
   }
 });
 
