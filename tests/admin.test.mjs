@@ -100,18 +100,18 @@ const INVALID_ROLLOUTS = [
 ];
 
 test("every invalid rollout body gets a 400 naming the field, and changes nothing", async () => {
-  const before = (await r.admin("GET", "status")).body;
-  const eventsBefore = (await r.admin("GET", "events")).body.events.length;
+  const before = await r.status();
+  const eventsBefore = (await r.events()).events.length;
   for (const [body, field] of INVALID_ROLLOUTS) {
     const res = await r.admin("POST", "rollouts", body);
     assert.equal(res.status, 400, `${JSON.stringify(body)}: ${res.text}`);
     assert.equal(res.body.error.param, field, `${JSON.stringify(body)}: ${res.text}`);
     assert.ok(res.body.error.message.includes(`\`${field}\``), res.body.error.message);
   }
-  const after = (await r.admin("GET", "status")).body;
+  const after = await r.status();
   assert.equal(after.phase, before.phase);
   assert.equal(after.green_percent, before.green_percent);
-  assert.equal((await r.admin("GET", "events")).body.events.length, eventsBefore);
+  assert.equal((await r.events()).events.length, eventsBefore);
   assert.equal(await r.kv.get("routing"), null, "KV was not written");
 });
 
@@ -214,11 +214,11 @@ test("actions that do not apply in the phase get 409, and a full operator sessio
   assert.equal(back.body.green_percent, 0);
 
   // The event log, newest first, and limited.
-  const events = (await r.admin("GET", "events?limit=3")).body.events;
+  const events = (await r.events(3)).events;
   assert.deepEqual(events.map((e) => e.kind), ["rolled_back", "started", "completed"]);
   assert.ok(events[0].seq > events[1].seq);
   assert.equal(events[0].by, "operator");
-  const all = (await r.admin("GET", "events")).body.events.map((e) => e.kind);
+  const all = (await r.events()).events.map((e) => e.kind);
   assert.deepEqual(all, ["rolled_back", "started", "completed", "paused", "resumed", "split_set", "started"]);
 
   // History: a gap-free per-minute series with the split changes marked.

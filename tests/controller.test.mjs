@@ -28,7 +28,7 @@ before(async () => {
 after(() => receiver?.close());
 
 const routingDoc = async (router) => JSON.parse(await router.kv.get("routing"));
-const kinds = async (router) => (await router.admin("GET", "events?limit=100")).body.events.map((e) => e.kind);
+const kinds = async (router) => (await router.events(100)).events.map((e) => e.kind);
 
 test("a healthy green walks the steps on cron ticks, completes and becomes blue", async (t) => {
   const stack = await startStack(VARS);
@@ -54,7 +54,7 @@ test("a healthy green walks the steps on cron ticks, completes and becomes blue"
     await sleep(1100); // the step's hold time
     await r.tick();
   }
-  const done = (await r.admin("GET", "status")).body;
+  const done = await r.status();
   assert.equal(done.phase, "completed");
   assert.equal(done.blue_model, "green-m");
   assert.equal(done.green_percent, 0);
@@ -89,7 +89,7 @@ test("threshold method: a green failing a share of requests with 5xx is rolled b
   await waitForCount(r, 80);
   // A duplicated tick: the second finds an empty window and counts nothing.
   await Promise.all([r.tick(), r.tick()]);
-  let s = (await r.admin("GET", "status")).body;
+  let s = await r.status();
   assert.equal(s.phase, "progressing");
   assert.equal(s.verdict.consecutive_failures, 1, JSON.stringify(s.verdict));
   assert.ok(s.stats.rollout.green.fallbacks > 0);
@@ -99,12 +99,12 @@ test("threshold method: a green failing a share of requests with 5xx is rolled b
   assert.equal((await traffic(r, 80)).ok, 80);
   await waitForCount(r, 160);
   await r.tick();
-  s = (await r.admin("GET", "status")).body;
+  s = await r.status();
   assert.equal(s.phase, "rolled_back");
   assert.equal(s.green_percent, 0);
   assert.equal(s.blue_model, "blue-m");
   assert.equal((await routingDoc(r)).green_percent, 0);
-  const events = (await r.admin("GET", "events")).body.events;
+  const events = (await r.events()).events;
   assert.equal(events[0].kind, "rolled_back");
   assert.equal(events[0].by, "controller");
   assert.equal(events[0].verdict.status, "fail");
@@ -168,11 +168,11 @@ test("the rollout survives a restart of workerd on the same persisted storage", 
   assert.equal((await traffic(r, 40)).ok, 40);
   await waitForCount(r, 40);
   assert.equal((await r.admin("PUT", "split", { green_percent: 5 })).status, 200);
-  const before = (await r.admin("GET", "status")).body;
+  const before = await r.status();
   await first.router.close();
 
   second = await startRouter({ ...VARS, UPSTREAM_BASE_URL: `${first.sim.url}/v1` }, { persistTo: dir });
-  const after = (await second.admin("GET", "status")).body;
+  const after = await second.status();
   assert.equal(after.phase, "paused");
   assert.equal(after.green_percent, 5);
   assert.equal(after.rollout.id, before.rollout.id);

@@ -24,13 +24,13 @@ test("a green failing 30% of its requests is rolled back by the sequential verdi
     sent += (await traffic(r, 80)).sent;
     await waitForCount(r, sent);
     await r.tick();
-    s = (await r.admin("GET", "status")).body;
+    s = await r.status();
     if (s.phase === "rolled_back") break;
   }
   assert.equal(s.phase, "rolled_back", JSON.stringify(s.verdict));
   assert.equal(s.green_percent, 0);
   assert.equal(JSON.parse(await r.kv.get("routing")).green_percent, 0);
-  const ev = (await r.admin("GET", "events")).body.events[0];
+  const ev = (await r.events()).events[0];
   assert.equal(ev.kind, "rolled_back");
   const evidence = ev.verdict.evidence;
   assert.ok(evidence, JSON.stringify(ev.verdict));
@@ -69,17 +69,17 @@ test("a green and a blue both failing 2% of their requests complete a rollout", 
     assert.equal(s.green_percent, percent);
     await sleep(1100);
     await r.tick();
-    const after = (await r.admin("GET", "status")).body;
+    const after = await r.status();
     assert.notEqual(after.phase, "rolled_back", JSON.stringify(after.verdict));
     assert.equal(after.verdict.status, "pass", JSON.stringify(after.verdict));
   }
-  const done = (await r.admin("GET", "status")).body;
+  const done = await r.status();
   assert.equal(done.phase, "completed");
   assert.equal(done.blue_model, "green-m");
   const { blue, green } = done.stats.rollout;
   // Both sides really failed about 2% (green's failures fell back to blue).
   assert.ok(green.errors > 0 && blue.errors > 0, JSON.stringify({ blue, green }));
-  const ev = (await r.admin("GET", "events")).body.events[0];
+  const ev = (await r.events()).events[0];
   assert.equal(ev.kind, "completed");
   assert.ok(ev.verdict.evidence.errors.evidence < ev.verdict.evidence.errors.rollback_at);
 });
