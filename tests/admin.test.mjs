@@ -32,17 +32,14 @@ function assertError(res, status, code) {
   assert.equal(typeof res.body.error.message, "string");
 }
 
-test("without ADMIN_TOKEN every admin route answers 503 saying how to set it", async () => {
+test("without ADMIN_TOKEN every admin route answers 503 saying how to set it", async (t) => {
   const bare = await startRouter({ BLUE_MODEL: "blue-m" });
-  try {
-    for (const [method, route] of ROUTES) {
-      const res = await adminCall(bare.url, method, route, method === "GET" ? undefined : {}, "anything");
-      assertError(res, 503, "admin_disabled");
-      assert.match(res.body.error.message, /ADMIN_TOKEN/);
-      assert.match(res.body.error.message, /wrangler secret put/);
-    }
-  } finally {
-    await bare.close();
+  t.after(() => bare.close());
+  for (const [method, route] of ROUTES) {
+    const res = await adminCall(bare.url, method, route, method === "GET" ? undefined : {}, "anything");
+    assertError(res, 503, "admin_disabled");
+    assert.match(res.body.error.message, /ADMIN_TOKEN/);
+    assert.match(res.body.error.message, /wrangler secret put/);
   }
 });
 
@@ -59,10 +56,14 @@ test("a missing or wrong token gets 401 on every route", async () => {
 });
 
 test("unknown admin routes are 404 and wrong methods 405", async () => {
-  assertError(await r.admin("GET", "nope"), 404, "not_found");
-  assertError(await r.admin("GET", "rollouts"), 405, "method_not_allowed");
-  assertError(await r.admin("POST", "status", {}), 405, "method_not_allowed");
-  assertError(await r.admin("POST", "split", { green_percent: 1 }), 405, "method_not_allowed");
+  for (const [method, route, body, status, code] of [
+    ["GET", "nope", undefined, 404, "not_found"],
+    ["GET", "rollouts", undefined, 405, "method_not_allowed"],
+    ["POST", "status", {}, 405, "method_not_allowed"],
+    ["POST", "split", { green_percent: 1 }, 405, "method_not_allowed"],
+  ]) {
+    assertError(await r.admin(method, route, body), status, code);
+  }
   // The controller's internal routes are not reachable from outside.
   const res = await fetch(`${r.url}/internal/stats`, { method: "POST", body: "{}" });
   assert.equal(res.status, 404);
@@ -103,18 +104,18 @@ const INVALID_ROLLOUTS = [
 ];
 
 test("every invalid rollout body gets a 400 naming the field, and changes nothing", async () => {
-  const before = (await r.admin("GET", "status")).body;
-  const eventsBefore = (await r.admin("GET", "events")).body.events.length;
+  const before = await r.status();
+  const eventsBefore = (await r.events()).events.length;
   for (const [body, field] of INVALID_ROLLOUTS) {
     const res = await r.admin("POST", "rollouts", body);
     assert.equal(res.status, 400, `${JSON.stringify(body)}: ${res.text}`);
     assert.equal(res.body.error.param, field, `${JSON.stringify(body)}: ${res.text}`);
     assert.ok(res.body.error.message.includes(`\`${field}\``), res.body.error.message);
   }
-  const after = (await r.admin("GET", "status")).body;
+  const after = await r.status();
   assert.equal(after.phase, before.phase);
   assert.equal(after.green_percent, before.green_percent);
-  assert.equal((await r.admin("GET", "events")).body.events.length, eventsBefore);
+  assert.equal((await r.events()).events.length, eventsBefore);
   assert.equal(await r.kv.get("routing"), null, "KV was not written");
 });
 
@@ -217,11 +218,11 @@ test("actions that do not apply in the phase get 409, and a full operator sessio
   assert.equal(back.body.green_percent, 0);
 
   // The event log, newest first, and limited.
-  const events = (await r.admin("GET", "events?limit=3")).body.events;
+  const events = (await r.events(3)).events;
   assert.deepEqual(events.map((e) => e.kind), ["rolled_back", "started", "completed"]);
   assert.ok(events[0].seq > events[1].seq);
   assert.equal(events[0].by, "operator");
-  const all = (await r.admin("GET", "events")).body.events.map((e) => e.kind);
+  const all = (await r.events()).events.map((e) => e.kind);
   assert.deepEqual(all, ["rolled_back", "started", "completed", "paused", "resumed", "split_set", "started"]);
 
   // History: a gap-free per-minute series with the split changes marked.

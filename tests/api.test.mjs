@@ -57,22 +57,19 @@ test("a body over MAX_BODY_BYTES (default 10 MiB) gets a 413", async () => {
   assert.equal((await chat(url, ok)).status, 200);
 });
 
-test("a body sent without a content-length (chunked) is still capped", async () => {
+test("a body sent without a content-length (chunked) is still capped", async (t) => {
   const s = await startStack({ MAX_BODY_BYTES: "1000" });
-  try {
-    const body = new ReadableStream({
-      start(c) {
-        for (let i = 0; i < 10; i++) c.enqueue(new TextEncoder().encode(" ".repeat(200)));
-        c.enqueue(new TextEncoder().encode(JSON.stringify(CHAT)));
-        c.close();
-      },
-    });
-    const res = await fetch(`${s.router.url}/v1/chat/completions`, { method: "POST", body, duplex: "half" });
-    assert.equal(res.status, 413);
-    assert.equal((await res.json()).error.code, "request_too_large");
-  } finally {
-    await s.close();
-  }
+  t.after(() => s.close());
+  const body = new ReadableStream({
+    start(c) {
+      for (let i = 0; i < 10; i++) c.enqueue(new TextEncoder().encode(" ".repeat(200)));
+      c.enqueue(new TextEncoder().encode(JSON.stringify(CHAT)));
+      c.close();
+    },
+  });
+  const res = await fetch(`${s.router.url}/v1/chat/completions`, { method: "POST", body, duplex: "half" });
+  assert.equal(res.status, 413);
+  assert.equal((await res.json()).error.code, "request_too_large");
 });
 
 test("unknown paths get 404 and wrong methods 405, as JSON", async () => {
@@ -114,17 +111,14 @@ test("a trailing slash reaches the same route", async () => {
   assert.equal((await fetch(`${url}/healthz/`)).status, 200);
 });
 
-test("pass-through bodies stream to the upstream unbuffered, so MAX_BODY_BYTES (for chat bodies) does not cap them", async () => {
+test("pass-through bodies stream to the upstream unbuffered, so MAX_BODY_BYTES (for chat bodies) does not cap them", async (t) => {
   const s = await startStack({ MAX_BODY_BYTES: "1000" });
-  try {
-    const upload = "a".repeat(50_000);
-    const res = await fetch(`${s.router.url}/v1/audio/transcriptions`, { method: "POST", headers: { "content-type": "text/plain" }, body: upload });
-    assert.equal(res.status, 404); // the simulator has no such route: its answer comes back
-    assert.equal(s.sim.requests().at(-1).body, upload);
-    assert.equal((await chat(s.router.url, JSON.stringify({ ...CHAT, pad: "x".repeat(2000) }))).status, 413);
-  } finally {
-    await s.close();
-  }
+  t.after(() => s.close());
+  const upload = "a".repeat(50_000);
+  const res = await fetch(`${s.router.url}/v1/audio/transcriptions`, { method: "POST", headers: { "content-type": "text/plain" }, body: upload });
+  assert.equal(res.status, 404); // the simulator has no such route: its answer comes back
+  assert.equal(s.sim.requests().at(-1).body, upload);
+  assert.equal((await chat(s.router.url, JSON.stringify({ ...CHAT, pad: "x".repeat(2000) }))).status, 413);
 });
 
 test("without HOLYSHEEP_API_KEY the client's own Authorization goes upstream", async () => {
@@ -137,63 +131,54 @@ test("without HOLYSHEEP_API_KEY the client's own Authorization goes upstream", a
   assert.equal(stack.sim.requests().at(-1).headers.authorization, undefined);
 });
 
-test("with HOLYSHEEP_API_KEY and ROUTER_API_KEYS, clients need a router key and the HolySheep key goes upstream", async () => {
+test("with HOLYSHEEP_API_KEY and ROUTER_API_KEYS, clients need a router key and the HolySheep key goes upstream", async (t) => {
   const s = await startStack({ HOLYSHEEP_API_KEY: "sk-holysheep", ROUTER_API_KEYS: "rk-one, rk-two" });
-  try {
-    for (const auth of [undefined, "Bearer wrong", "Bearer rk-on", "rk-one", "Bearer sk-holysheep"]) {
-      const r = await chat(s.router.url, CHAT, auth ? { authorization: auth } : {});
-      assertOpenAIError(r, 401, { code: "invalid_api_key" });
-    }
-    const models = await fetch(`${s.router.url}/v1/models`);
-    assert.equal(models.status, 401);
-    assert.equal(s.sim.requests().length, 0, "an unauthenticated request reached the upstream");
-    for (const key of ["rk-one", "rk-two"]) {
-      const r = await chat(s.router.url, CHAT, { authorization: `Bearer ${key}` });
-      assert.equal(r.status, 200);
-      assert.equal(s.sim.requests().at(-1).headers.authorization, "Bearer sk-holysheep");
-    }
-    const listed = await fetch(`${s.router.url}/v1/models`, { headers: { authorization: "Bearer rk-two" } });
-    assert.equal(listed.status, 200);
+  t.after(() => s.close());
+  for (const auth of [undefined, "Bearer wrong", "Bearer rk-on", "rk-one", "Bearer sk-holysheep"]) {
+    const r = await chat(s.router.url, CHAT, auth ? { authorization: auth } : {});
+    assertOpenAIError(r, 401, { code: "invalid_api_key" });
+  }
+  const models = await fetch(`${s.router.url}/v1/models`);
+  assert.equal(models.status, 401);
+  assert.equal(s.sim.requests().length, 0, "an unauthenticated request reached the upstream");
+  for (const key of ["rk-one", "rk-two"]) {
+    const r = await chat(s.router.url, CHAT, { authorization: `Bearer ${key}` });
+    assert.equal(r.status, 200);
     assert.equal(s.sim.requests().at(-1).headers.authorization, "Bearer sk-holysheep");
-    // No secret ever reaches the worker's logs.
-    const logged = s.router.logs.map((l) => l.message).join("\n");
-    assert.ok(logged.length > 0);
-    for (const secret of ["sk-holysheep", "rk-one", "rk-two"]) assert.ok(!logged.includes(secret), secret);
-  } finally {
-    await s.close();
   }
+  const listed = await fetch(`${s.router.url}/v1/models`, { headers: { authorization: "Bearer rk-two" } });
+  assert.equal(listed.status, 200);
+  assert.equal(s.sim.requests().at(-1).headers.authorization, "Bearer sk-holysheep");
+  // No secret ever reaches the worker's logs.
+  const logged = s.router.logs.map((l) => l.message).join("\n");
+  assert.ok(logged.length > 0);
+  for (const secret of ["sk-holysheep", "rk-one", "rk-two"]) assert.ok(!logged.includes(secret), secret);
 });
 
-test("HOLYSHEEP_API_KEY without ROUTER_API_KEYS refuses every request: never an open relay", async () => {
+test("HOLYSHEEP_API_KEY without ROUTER_API_KEYS refuses every request: never an open relay", async (t) => {
   const s = await startStack({ HOLYSHEEP_API_KEY: "sk-holysheep" });
-  try {
-    for (const path of ["/v1/chat/completions", "/v1/models", "/healthz"]) {
-      const res = await fetch(`${s.router.url}${path}`, {
-        method: path.includes("chat") ? "POST" : "GET",
-        headers: { authorization: "Bearer anything" },
-        body: path.includes("chat") ? JSON.stringify(CHAT) : undefined,
-      });
-      const text = await res.text();
-      assertOpenAIError({ status: res.status, headers: res.headers, body: JSON.parse(text), text }, 500, {
-        code: "router_misconfigured",
-        type: "server_error",
-      });
-      assert.match(text, /ROUTER_API_KEYS/);
-      assert.ok(!text.includes("sk-holysheep"));
-    }
-    assert.equal(s.sim.requests().length, 0);
-  } finally {
-    await s.close();
+  t.after(() => s.close());
+  for (const path of ["/v1/chat/completions", "/v1/models", "/healthz"]) {
+    const res = await fetch(`${s.router.url}${path}`, {
+      method: path.includes("chat") ? "POST" : "GET",
+      headers: { authorization: "Bearer anything" },
+      body: path.includes("chat") ? JSON.stringify(CHAT) : undefined,
+    });
+    const text = await res.text();
+    assertOpenAIError({ status: res.status, headers: res.headers, body: JSON.parse(text), text }, 500, {
+      code: "router_misconfigured",
+      type: "server_error",
+    });
+    assert.match(text, /ROUTER_API_KEYS/);
+    assert.ok(!text.includes("sk-holysheep"));
   }
+  assert.equal(s.sim.requests().length, 0);
 });
 
-test("an invalid setting is reported by name on every request", async () => {
+test("an invalid setting is reported by name on every request", async (t) => {
   const s = await startStack({ GREEN_PERCENT: "lots" });
-  try {
-    const r = await chat(s.router.url);
-    assertOpenAIError(r, 500, { code: "router_misconfigured", type: "server_error" });
-    assert.match(r.body.error.message, /GREEN_PERCENT/);
-  } finally {
-    await s.close();
-  }
+  t.after(() => s.close());
+  const r = await chat(s.router.url);
+  assertOpenAIError(r, 500, { code: "router_misconfigured", type: "server_error" });
+  assert.match(r.body.error.message, /GREEN_PERCENT/);
 });

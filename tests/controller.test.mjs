@@ -28,169 +28,159 @@ before(async () => {
 after(() => receiver?.close());
 
 const routingDoc = async (router) => JSON.parse(await router.kv.get("routing"));
-const kinds = async (router) => (await router.admin("GET", "events?limit=100")).body.events.map((e) => e.kind);
+const kinds = async (router) => (await router.events(100)).events.map((e) => e.kind);
 
-test("a healthy green walks the steps on cron ticks, completes and becomes blue", async () => {
+test("a healthy green walks the steps on cron ticks, completes and becomes blue", async (t) => {
   const stack = await startStack(VARS);
   const r = stack.router;
-  try {
-    const start = await r.admin("POST", "rollouts", {
-      green_model: "green-m",
-      steps: [{ green_percent: 30, hold_seconds: 1 }, { green_percent: 60, hold_seconds: 1 }],
-      health: { min_requests: 10 },
-    });
-    assert.equal(start.status, 201, start.text);
-    assert.equal(start.body.phase, "progressing");
-    assert.equal(start.body.green_percent, 30);
-    assert.deepEqual((await routingDoc(r)).green_percent, 30);
+  t.after(() => stack.close());
+  const start = await r.admin("POST", "rollouts", {
+    green_model: "green-m",
+    steps: [{ green_percent: 30, hold_seconds: 1 }, { green_percent: 60, hold_seconds: 1 }],
+    health: { min_requests: 10 },
+  });
+  assert.equal(start.status, 201, start.text);
+  assert.equal(start.body.phase, "progressing");
+  assert.equal(start.body.green_percent, 30);
+  assert.deepEqual((await routingDoc(r)).green_percent, 30);
 
-    let sent = 0;
-    for (const percent of [30, 60]) {
-      sent += 80;
-      assert.equal((await traffic(r, 80)).ok, 80);
-      const s = await waitForCount(r, sent);
-      assert.equal(s.green_percent, percent);
-      assert.ok(s.stats.step.green.requests >= 10, JSON.stringify(s.stats.step));
-      await sleep(1100); // the step's hold time
-      await r.tick();
-    }
-    const done = (await r.admin("GET", "status")).body;
-    assert.equal(done.phase, "completed");
-    assert.equal(done.blue_model, "green-m");
-    assert.equal(done.green_percent, 0);
-    assert.equal(done.verdict.status, "pass");
-    const doc = await routingDoc(r);
-    assert.equal(doc.blue_model, "green-m");
-    assert.equal(doc.green_percent, 0);
-    assert.deepEqual(await kinds(r), ["completed", "step_advanced", "started"]);
-
-    // Traffic now goes to the new blue.
-    stack.sim.reset();
-    await traffic(r, 10);
-    const models = stack.sim.requests().map((q) => JSON.parse(q.body).model);
-    assert.deepEqual([...new Set(models)], ["green-m"]);
-  } finally {
-    await stack.close();
+  let sent = 0;
+  for (const percent of [30, 60]) {
+    sent += 80;
+    assert.equal((await traffic(r, 80)).ok, 80);
+    const s = await waitForCount(r, sent);
+    assert.equal(s.green_percent, percent);
+    assert.ok(s.stats.step.green.requests >= 10, JSON.stringify(s.stats.step));
+    await sleep(1100); // the step's hold time
+    await r.tick();
   }
+  const done = await r.status();
+  assert.equal(done.phase, "completed");
+  assert.equal(done.blue_model, "green-m");
+  assert.equal(done.green_percent, 0);
+  assert.equal(done.verdict.status, "pass");
+  const doc = await routingDoc(r);
+  assert.equal(doc.blue_model, "green-m");
+  assert.equal(doc.green_percent, 0);
+  assert.deepEqual(await kinds(r), ["completed", "step_advanced", "started"]);
+
+  // Traffic now goes to the new blue.
+  stack.sim.reset();
+  await traffic(r, 10);
+  const models = stack.sim.requests().map((q) => JSON.parse(q.body).model);
+  assert.deepEqual([...new Set(models)], ["green-m"]);
 });
 
-test("threshold method: a green failing a share of requests with 5xx is rolled back within failure_limit ticks, with an event and a webhook", async () => {
+test("threshold method: a green failing a share of requests with 5xx is rolled back within failure_limit ticks, with an event and a webhook", async (t) => {
   const stack = await startStack({ ...VARS, ALERT_WEBHOOK_URL: receiver.url });
   const r = stack.router;
-  try {
-    await stack.sim.setRules({ "green-m": { fail_rate: 0.3, fail_status: 503 } });
-    const start = await r.admin("POST", "rollouts", {
-      green_model: "green-m",
-      steps: [{ green_percent: 50, hold_seconds: 3600 }],
-      // The threshold gates: windows of at least 10 requests, two failing ones roll back.
-      health: { method: "threshold", min_requests: 10, failure_limit: 2 },
-    });
-    assert.equal(start.status, 201, start.text);
+  t.after(() => stack.close());
+  await stack.sim.setRules({ "green-m": { fail_rate: 0.3, fail_status: 503 } });
+  const start = await r.admin("POST", "rollouts", {
+    green_model: "green-m",
+    steps: [{ green_percent: 50, hold_seconds: 3600 }],
+    // The threshold gates: windows of at least 10 requests, two failing ones roll back.
+    health: { method: "threshold", min_requests: 10, failure_limit: 2 },
+  });
+  assert.equal(start.status, 201, start.text);
 
-    // Window 1: green fails ~30% (its requests fall back to blue, so clients see 200s).
-    assert.equal((await traffic(r, 80)).ok, 80);
-    await waitForCount(r, 80);
-    // A duplicated tick: the second finds an empty window and counts nothing.
-    await Promise.all([r.tick(), r.tick()]);
-    let s = (await r.admin("GET", "status")).body;
-    assert.equal(s.phase, "progressing");
-    assert.equal(s.verdict.consecutive_failures, 1, JSON.stringify(s.verdict));
-    assert.ok(s.stats.rollout.green.fallbacks > 0);
-    assert.equal(s.stats.rollout.green.fallbacks, s.stats.rollout.green.errors);
+  // Window 1: green fails ~30% (its requests fall back to blue, so clients see 200s).
+  assert.equal((await traffic(r, 80)).ok, 80);
+  await waitForCount(r, 80);
+  // A duplicated tick: the second finds an empty window and counts nothing.
+  await Promise.all([r.tick(), r.tick()]);
+  let s = await r.status();
+  assert.equal(s.phase, "progressing");
+  assert.equal(s.verdict.consecutive_failures, 1, JSON.stringify(s.verdict));
+  assert.ok(s.stats.rollout.green.fallbacks > 0);
+  assert.equal(s.stats.rollout.green.fallbacks, s.stats.rollout.green.errors);
 
-    // Window 2: still failing: rolled back on this second tick.
-    assert.equal((await traffic(r, 80)).ok, 80);
-    await waitForCount(r, 160);
-    await r.tick();
-    s = (await r.admin("GET", "status")).body;
-    assert.equal(s.phase, "rolled_back");
-    assert.equal(s.green_percent, 0);
-    assert.equal(s.blue_model, "blue-m");
-    assert.equal((await routingDoc(r)).green_percent, 0);
-    const events = (await r.admin("GET", "events")).body.events;
-    assert.equal(events[0].kind, "rolled_back");
-    assert.equal(events[0].by, "controller");
-    assert.equal(events[0].verdict.status, "fail");
-    assert.match(events[0].verdict.reasons[0], /green error rate/);
-    assert.equal(events[1].kind, "check_failed");
+  // Window 2: still failing: rolled back on this second tick.
+  assert.equal((await traffic(r, 80)).ok, 80);
+  await waitForCount(r, 160);
+  await r.tick();
+  s = await r.status();
+  assert.equal(s.phase, "rolled_back");
+  assert.equal(s.green_percent, 0);
+  assert.equal(s.blue_model, "blue-m");
+  assert.equal((await routingDoc(r)).green_percent, 0);
+  const events = (await r.events()).events;
+  assert.equal(events[0].kind, "rolled_back");
+  assert.equal(events[0].by, "controller");
+  assert.equal(events[0].verdict.status, "fail");
+  assert.match(events[0].verdict.reasons[0], /green error rate/);
+  assert.equal(events[1].kind, "check_failed");
 
-    // The webhook: the first attempt answered 500, the retry got through.
-    const got = await eventually(() => receiver.received.filter((x) => x.status === 200).length >= 1, 8000);
-    assert.ok(got, `webhook not delivered: ${JSON.stringify(receiver.received)}`);
-    const delivered = receiver.received.find((x) => x.status === 200);
-    assert.equal(receiver.received[0].status, 500);
-    assert.equal(delivered.contentType, "application/json");
-    assert.match(delivered.body.text, /Rolled back automatically/);
-    assert.equal(delivered.body.event.kind, "rolled_back");
-    assert.equal(delivered.body.event.green_percent, 0);
-  } finally {
-    await stack.close();
-  }
+  // The webhook: the first attempt answered 500, the retry got through.
+  const got = await eventually(() => receiver.received.filter((x) => x.status === 200).length >= 1, 8000);
+  assert.ok(got, `webhook not delivered: ${JSON.stringify(receiver.received)}`);
+  const delivered = receiver.received.find((x) => x.status === 200);
+  assert.equal(receiver.received[0].status, 500);
+  assert.equal(delivered.contentType, "application/json");
+  assert.match(delivered.body.text, /Rolled back automatically/);
+  assert.equal(delivered.body.event.kind, "rolled_back");
+  assert.equal(delivered.body.event.green_percent, 0);
 });
 
-test("counting is exact after a burst of concurrent requests: none lost, none counted twice", async () => {
+test("counting is exact after a burst of concurrent requests: none lost, none counted twice", async (t) => {
   const stack = await startStack(VARS);
   const r = stack.router;
-  try {
-    // Blue answers 500 to some requests, so errors are counted too; streams and plain calls.
-    await stack.sim.setRules({ "blue-m": { fail_rate: 0.1, fail_status: 500 } });
-    assert.equal(
-      (await r.admin("POST", "rollouts", { green_model: "green-m", steps: [{ green_percent: 50, hold_seconds: 3600 }] })).status,
-      201,
-    );
-    const N = 600;
-    const results = await pool(N, 32, (i) =>
-      chat(r.url, { messages: [{ role: "user", content: `hi ${i}` }], stream: i % 3 === 0 }),
-    );
-    assert.equal(results.length, N);
-    const s = await waitForCount(r, N, 10000);
-    const { blue, green } = s.stats.rollout;
-    assert.equal(blue.requests + green.requests, N);
-    // Compare with the outcome records the worker logged, one per request.
-    const outcomes = r.outcomes();
-    assert.equal(outcomes.length, N);
-    const failed = outcomes.filter((o) => o.environment === "blue" && !o.fallback && o.status >= 500).length;
-    assert.equal(blue.errors, failed);
-    assert.equal(blue.errors, results.filter((x) => x.status === 500).length);
-    // Another flush interval later the totals have not moved: nothing was counted twice.
-    await sleep(2500);
-    assert.equal(await countedRequests(r), N);
-  } finally {
-    await stack.close();
-  }
+  t.after(() => stack.close());
+  // Blue answers 500 to some requests, so errors are counted too; streams and plain calls.
+  await stack.sim.setRules({ "blue-m": { fail_rate: 0.1, fail_status: 500 } });
+  assert.equal(
+    (await r.admin("POST", "rollouts", { green_model: "green-m", steps: [{ green_percent: 50, hold_seconds: 3600 }] })).status,
+    201,
+  );
+  const N = 600;
+  const results = await pool(N, 32, (i) =>
+    chat(r.url, { messages: [{ role: "user", content: `hi ${i}` }], stream: i % 3 === 0 }),
+  );
+  assert.equal(results.length, N);
+  const s = await waitForCount(r, N, 10000);
+  const { blue, green } = s.stats.rollout;
+  assert.equal(blue.requests + green.requests, N);
+  // Compare with the outcome records the worker logged, one per request.
+  const outcomes = r.outcomes();
+  assert.equal(outcomes.length, N);
+  const failed = outcomes.filter((o) => o.environment === "blue" && !o.fallback && o.status >= 500).length;
+  assert.equal(blue.errors, failed);
+  assert.equal(blue.errors, results.filter((x) => x.status === 500).length);
+  // Another flush interval later the totals have not moved: nothing was counted twice.
+  await sleep(2500);
+  assert.equal(await countedRequests(r), N);
 });
 
-test("the rollout survives a restart of workerd on the same persisted storage", async () => {
+test("the rollout survives a restart of workerd on the same persisted storage", async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bluegreen-persist-"));
   const first = await startStack(VARS, {}, { persistTo: dir });
   let second;
-  try {
-    const r = first.router;
-    assert.equal(
-      (await r.admin("POST", "rollouts", { green_model: "green-m", steps: [{ green_percent: 20, hold_seconds: 600 }, { green_percent: 40, hold_seconds: 600 }] })).status,
-      201,
-    );
-    assert.equal((await traffic(r, 40)).ok, 40);
-    await waitForCount(r, 40);
-    assert.equal((await r.admin("PUT", "split", { green_percent: 5 })).status, 200);
-    const before = (await r.admin("GET", "status")).body;
-    await first.router.close();
-
-    second = await startRouter({ ...VARS, UPSTREAM_BASE_URL: `${first.sim.url}/v1` }, { persistTo: dir });
-    const after = (await second.admin("GET", "status")).body;
-    assert.equal(after.phase, "paused");
-    assert.equal(after.green_percent, 5);
-    assert.equal(after.rollout.id, before.rollout.id);
-    assert.deepEqual(after.stats.rollout, before.stats.rollout);
-    assert.deepEqual(await kinds(second), ["split_set", "started"]);
-    assert.equal((await routingDoc(second)).green_percent, 5);
-    // And it carries on: resume restores the step's split.
-    const resumed = await second.admin("POST", "resume");
-    assert.equal(resumed.status, 200, resumed.text);
-    assert.equal(resumed.body.green_percent, 20);
-  } finally {
+  t.after(async () => {
     await second?.close();
     await first.sim.close();
     fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
+  const r = first.router;
+  assert.equal(
+    (await r.admin("POST", "rollouts", { green_model: "green-m", steps: [{ green_percent: 20, hold_seconds: 600 }, { green_percent: 40, hold_seconds: 600 }] })).status,
+    201,
+  );
+  assert.equal((await traffic(r, 40)).ok, 40);
+  await waitForCount(r, 40);
+  assert.equal((await r.admin("PUT", "split", { green_percent: 5 })).status, 200);
+  const before = await r.status();
+  await first.router.close();
+
+  second = await startRouter({ ...VARS, UPSTREAM_BASE_URL: `${first.sim.url}/v1` }, { persistTo: dir });
+  const after = await second.status();
+  assert.equal(after.phase, "paused");
+  assert.equal(after.green_percent, 5);
+  assert.equal(after.rollout.id, before.rollout.id);
+  assert.deepEqual(after.stats.rollout, before.stats.rollout);
+  assert.deepEqual(await kinds(second), ["split_set", "started"]);
+  assert.equal((await routingDoc(second)).green_percent, 5);
+  // And it carries on: resume restores the step's split.
+  const resumed = await second.admin("POST", "resume");
+  assert.equal(resumed.status, 200, resumed.text);
+  assert.equal(resumed.body.green_percent, 20);
 });

@@ -85,7 +85,7 @@ test("with the token it shows the rollout as /admin/status does, and rolling bac
   assert.equal(await page.evaluate(() => sessionStorage.getItem("bluegreen-admin-token")), TOKEN);
   assert.equal(await page.evaluate(() => localStorage.length), 0);
 
-  const status = (await r.admin("GET", "status")).body;
+  const status = await r.status();
   assert.equal((await page.textContent("#phase")).trim(), "progressing");
   assert.equal(await page.textContent("#green-model"), `green: green-m (${status.green_percent}%)`);
   assert.equal(await page.textContent("#blue-model"), "blue: blue-m");
@@ -134,7 +134,7 @@ test("with the token it shows the rollout as /admin/status does, and rolling bac
   await page.click("button[data-action=rollback]");
   await page.waitForFunction(() => document.getElementById("phase").textContent.trim() === "rolled back");
   assert.match(asked, /Roll back/);
-  assert.equal((await r.admin("GET", "status")).body.phase, "rolled_back");
+  assert.equal((await r.status()).phase, "rolled_back");
   assert.equal(await page.textContent("#green-model"), "green: green-m (0%)");
   await page.screenshot({ path: path.join(OUT, "dashboard-rolled-back.png"), fullPage: true });
   await page.close();

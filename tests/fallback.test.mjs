@@ -115,7 +115,7 @@ test("blue failures reach the client: upstream status and body, 504 on a stall, 
   assert.equal(r.headers.get("x-bluegreen-fallback"), "timeout");
 });
 
-test("a refused connection: green falls back; with nothing listening at all, a 502 in OpenAI's shape", async () => {
+test("a refused connection: green falls back; with nothing listening at all, a 502 in OpenAI's shape", async (t) => {
   // A port that was just free: nothing listens there.
   const port = await new Promise((resolve) => {
     const s = net.createServer().listen(0, "127.0.0.1", () => {
@@ -124,16 +124,13 @@ test("a refused connection: green falls back; with nothing listening at all, a 5
     });
   });
   const router = await startRouter({ UPSTREAM_BASE_URL: `http://127.0.0.1:${port}/v1`, GREEN_PERCENT: "100" });
-  try {
-    const r = await chat(router.url);
-    assert.equal(r.status, 502);
-    assert.equal(r.body.error.code, "upstream_unreachable");
-    assert.equal(r.headers.get("x-bluegreen-environment"), "blue");
-    assert.equal(r.headers.get("x-bluegreen-fallback"), "connect");
-    const models = await fetch(`${router.url}/v1/models`);
-    assert.equal(models.status, 502);
-    assert.equal((await models.json()).error.code, "upstream_unreachable");
-  } finally {
-    await router.close();
-  }
+  t.after(() => router.close());
+  const r = await chat(router.url);
+  assert.equal(r.status, 502);
+  assert.equal(r.body.error.code, "upstream_unreachable");
+  assert.equal(r.headers.get("x-bluegreen-environment"), "blue");
+  assert.equal(r.headers.get("x-bluegreen-fallback"), "connect");
+  const models = await fetch(`${router.url}/v1/models`);
+  assert.equal(models.status, 502);
+  assert.equal((await models.json()).error.code, "upstream_unreachable");
 });

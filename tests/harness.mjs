@@ -16,7 +16,7 @@ export function compatibilityDate() {
 
 /**
  * Starts the router with `vars` (strings; secrets are vars locally too). Returns
- * { url, mf, kv, logs, outcomes(), tick(), admin(), close() }. `logs` collects the worker's
+ * { url, mf, kv, logs, outcomes(), tick(), admin(), status(), events(), close() }. `logs` collects the worker's
  * console lines. With `persistTo`, KV and the Durable Object live in that directory, so a
  * second router started on it finds what the first stored.
  */
@@ -65,6 +65,10 @@ export async function startRouter(vars = {}, { persistTo } = {}) {
     /** Calls the admin API; returns { status, body, text }. */
     admin: (method, route, body, token = vars.ADMIN_TOKEN) =>
       adminCall(url, method, route, body, token),
+    /** GET /admin/status with the admin token: the parsed body; throws on anything but a 200. */
+    status: () => adminGet(url, "status", vars.ADMIN_TOKEN),
+    /** GET /admin/events[?limit=N] with the admin token: the parsed body ({ events }, newest first). */
+    events: (limit) => adminGet(url, limit === undefined ? "events" : `events?limit=${limit}`, vars.ADMIN_TOKEN),
     close: () => mf.dispose(),
   };
 }
@@ -91,6 +95,15 @@ export async function adminCall(url, method, route, body, token) {
   const text = await res.text();
   const json = parseJson(text);
   return { status: res.status, body: json, text };
+}
+
+/** A GET of an admin route that must answer 200 with JSON; returns the parsed body. */
+async function adminGet(url, route, token) {
+  const res = await adminCall(url, "GET", route, undefined, token);
+  if (res.status !== 200 || res.body === undefined) {
+    throw new Error(`GET /admin/${route} answered ${res.status}: ${res.text.slice(0, 500)}`);
+  }
+  return res.body;
 }
 
 /** Starts a simulator and a router pointed at it. */
@@ -168,14 +181,14 @@ export async function traffic(router, n) {
 
 /** Requests counted by the controller since the rollout began (blue + green). */
 export async function countedRequests(router) {
-  const s = (await router.admin("GET", "status")).body;
+  const s = await router.status();
   return s.stats.rollout.blue.requests + s.stats.rollout.green.requests;
 }
 
 /** Waits until the controller has counted `n` requests; returns the status body. */
 export async function waitForCount(router, n, ms = 8000) {
   await eventually(async () => (await countedRequests(router)) >= n, ms, 100);
-  return (await router.admin("GET", "status")).body;
+  return router.status();
 }
 
 /**

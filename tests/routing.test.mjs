@@ -180,27 +180,21 @@ test("an invalid KV document is ignored: the last good one keeps serving and /he
   assert.equal(h3.routing_problem, null);
 });
 
-test("a cold isolate hit by a burst serves every request by the KV document", async () => {
+test("a cold isolate hit by a burst serves every request by the KV document", async (t) => {
   const s = await startStack();
-  try {
-    await setRouting(s.router, { blue_model: "b", green_model: "g", green_percent: 100, version: 9 });
-    const results = await Promise.all(Array.from({ length: 24 }, () => chat(s.router.url)));
-    for (const r of results) {
-      assert.equal(r.status, 200, r.text);
-      assert.equal(r.headers.get("x-bluegreen-model"), "g");
-    }
-  } finally {
-    await s.close();
+  t.after(() => s.close());
+  await setRouting(s.router, { blue_model: "b", green_model: "g", green_percent: 100, version: 9 });
+  const results = await Promise.all(Array.from({ length: 24 }, () => chat(s.router.url)));
+  for (const r of results) {
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers.get("x-bluegreen-model"), "g");
   }
 });
 
-test("/healthz shows no secrets", async () => {
+test("/healthz shows no secrets", async (t) => {
   const s = await startStack({ HOLYSHEEP_API_KEY: "sk-secret-upstream", ROUTER_API_KEYS: "rk-secret-1" });
-  try {
-    const text = await (await fetch(`${s.router.url}/healthz`)).text();
-    assert.ok(!text.includes("sk-secret-upstream") && !text.includes("rk-secret-1"), text);
-    assert.equal(JSON.parse(text).auth, "router_keys");
-  } finally {
-    await s.close();
-  }
+  t.after(() => s.close());
+  const text = await (await fetch(`${s.router.url}/healthz`)).text();
+  assert.ok(!text.includes("sk-secret-upstream") && !text.includes("rk-secret-1"), text);
+  assert.equal(JSON.parse(text).auth, "router_keys");
 });

@@ -72,23 +72,20 @@ test("a streamed completion arrives as SSE chunks spread over time, not all at t
   assert.ok(o.total_ms >= 1000, `total ${o.total_ms}`);
 });
 
-test("a green stream that fails before its first byte falls back to blue", async () => {
+test("a green stream that fails before its first byte falls back to blue", async (t) => {
   await setRouting(stack.router, { blue_model: "blue-m", green_model: "green-m", green_percent: 100 });
-  try {
-    for (const [rule, reason] of [
-      [{ status: 503 }, "status-503"],
-      [{ stall_ms: 3000 }, "timeout"],
-    ]) {
-      await stack.sim.setRules({ "green-m": rule });
-      const { res, events } = await stream();
-      assert.equal(res.status, 200);
-      assert.equal(res.headers.get("x-bluegreen-environment"), "blue");
-      assert.equal(res.headers.get("x-bluegreen-fallback"), reason);
-      assert.equal(events.at(-1), "data: [DONE]");
-      assert.ok(!events.some((e) => e.includes("green-m")), "green bytes reached the client");
-    }
-  } finally {
-    await setRouting(stack.router, { blue_model: "blue-m", green_model: "green-m", green_percent: 0 });
+  t.after(() => setRouting(stack.router, { blue_model: "blue-m", green_model: "green-m", green_percent: 0 }));
+  for (const [rule, reason] of [
+    [{ status: 503 }, "status-503"],
+    [{ stall_ms: 3000 }, "timeout"],
+  ]) {
+    await stack.sim.setRules({ "green-m": rule });
+    const { res, events } = await stream();
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-bluegreen-environment"), "blue");
+    assert.equal(res.headers.get("x-bluegreen-fallback"), reason);
+    assert.equal(events.at(-1), "data: [DONE]");
+    assert.ok(!events.some((e) => e.includes("green-m")), "green bytes reached the client");
   }
 });
 

@@ -42,7 +42,7 @@ async function freePort() {
   });
 }
 
-test("a plain `wrangler dev` builds and serves the router, settings given with --var", { timeout: 240_000 }, async () => {
+test("a plain `wrangler dev` builds and serves the router, settings given with --var", { timeout: 240_000 }, async (t) => {
   const sim = await startSimulator();
   const port = await freePort();
   const state = fs.mkdtempSync(path.join(os.tmpdir(), "bg-dev-state-"));
@@ -54,31 +54,30 @@ test("a plain `wrangler dev` builds and serves the router, settings given with -
   let output = "";
   child.stdout.on("data", (d) => (output += d));
   child.stderr.on("data", (d) => (output += d));
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    const up = await eventually(async () => {
-      try {
-        return (await fetch(`${url}/healthz`)).ok;
-      } catch {
-        return false;
-      }
-    }, 180_000, 500);
-    assert.ok(up, `wrangler dev never became ready:\n${output.slice(-3000)}`);
-    const r = await chat(url);
-    assert.equal(r.status, 200, r.text);
-    assert.equal(r.headers.get("x-bluegreen-environment"), "green");
-    assert.equal(r.headers.get("x-bluegreen-model"), "candidate-x");
-    assert.match(r.body.choices[0].message.content, /Hello from candidate-x/);
-    const cron = await fetch(`${url}/__scheduled?cron=*+*+*+*+*`);
-    assert.equal(cron.status, 200);
-    const logged = await eventually(() => /cron \* \* \* \* \*: no routing document in KV/.test(output), 10_000);
-    assert.ok(logged, output.slice(-2000));
-  } finally {
+  t.after(async () => {
     try {
       process.kill(-child.pid, "SIGTERM");
     } catch {}
     await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
     await sim.close();
     fs.rmSync(state, { recursive: true, force: true });
-  }
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const up = await eventually(async () => {
+    try {
+      return (await fetch(`${url}/healthz`)).ok;
+    } catch {
+      return false;
+    }
+  }, 180_000, 500);
+  assert.ok(up, `wrangler dev never became ready:\n${output.slice(-3000)}`);
+  const r = await chat(url);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.headers.get("x-bluegreen-environment"), "green");
+  assert.equal(r.headers.get("x-bluegreen-model"), "candidate-x");
+  assert.match(r.body.choices[0].message.content, /Hello from candidate-x/);
+  const cron = await fetch(`${url}/__scheduled?cron=*+*+*+*+*`);
+  assert.equal(cron.status, 200);
+  const logged = await eventually(() => /cron \* \* \* \* \*: no routing document in KV/.test(output), 10_000);
+  assert.ok(logged, output.slice(-2000));
 });
