@@ -52,7 +52,7 @@ test("a body over MAX_BODY_BYTES (default 10 MiB) gets a 413", async () => {
   const r = await chat(url, big);
   assertOpenAIError(r, 413, { code: "request_too_large" });
   assert.match(r.body.error.message, /10485760 bytes/);
-  // Just under the limit is accepted.
+  // A 1 MiB body, well within the default 10 MiB limit, is accepted.
   const ok = JSON.stringify({ messages: [{ role: "user", content: "x".repeat(1024 * 1024) }] });
   assert.equal((await chat(url, ok)).status, 200);
 });

@@ -155,7 +155,9 @@ test("the rollout survives a restart of workerd on the same persisted storage", 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bluegreen-persist-"));
   const first = await startStack(VARS, {}, { persistTo: dir });
   let second;
+  let firstOpen = true;
   t.after(async () => {
+    if (firstOpen) await first.router.close();
     await second?.close();
     await first.sim.close();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -170,6 +172,7 @@ test("the rollout survives a restart of workerd on the same persisted storage", 
   assert.equal((await r.admin("PUT", "split", { green_percent: 5 })).status, 200);
   const before = await r.status();
   await first.router.close();
+  firstOpen = false;
 
   second = await startRouter({ ...VARS, UPSTREAM_BASE_URL: `${first.sim.url}/v1` }, { persistTo: dir });
   const after = await second.status();
