@@ -88,22 +88,13 @@ impl From<worker::Error> for Error {
 
 impl From<worker::KvError> for Error {
     fn from(e: worker::KvError) -> Error {
-        Error::Runtime(format!("KV: {e}"))
+        Error::Runtime(e.to_string())
     }
 }
 
 impl From<JsValue> for Error {
     /// A JavaScript exception from a runtime API (stream constructors and the like).
     fn from(e: JsValue) -> Error {
-        Error::Runtime(describe_js(&e))
-    }
-}
-
-/// A JavaScript error value as text: its message when it is an `Error`, else its debug form.
-pub fn describe_js(e: &JsValue) -> String {
-    use wasm_bindgen::JsCast;
-    match e.dyn_ref::<js_sys::Error>() {
-        Some(err) => String::from(err.to_string()),
-        None => e.as_string().unwrap_or_else(|| format!("{e:?}")),
+        Error::Runtime(format!("{e:?}"))
     }
 }

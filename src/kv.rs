@@ -18,7 +18,7 @@ use bluegreen_core::routing_cache::{InForce, Landed, Poll, RoutingCache, Source}
 use serde::Serialize;
 use worker::{Env, Response};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::runtime::now_ms;
 use crate::settings;
 
@@ -88,6 +88,13 @@ impl fmt::Display for DocProblem {
             DocProblem::Read(e) => write!(f, "reading KV key `{ROUTING_KEY}` failed: {e}"),
             DocProblem::Invalid(e) => write!(f, "KV document `{ROUTING_KEY}` ignored: {e}"),
         }
+    }
+}
+
+impl From<DocProblem> for Error {
+    /// KV trouble where a caller (the controller's writer) must fail: a 500 with the reason.
+    fn from(e: DocProblem) -> Error {
+        Error::Runtime(e.to_string())
     }
 }
 

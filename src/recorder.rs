@@ -92,5 +92,11 @@ async fn flush(env: Env) {
 
 /// Posts one batch to the controller on the stats schedule; the same body every time.
 async fn post(env: &Env, json: &str) -> Result<()> {
-    retry::run(&Schedule::STATS_BATCH, || control::post_stats(env, json)).await
+    let quiet = |_: usize, _: &str| {}; // only the final failure is logged, by the flush
+    retry::run(
+        &Schedule::STATS_BATCH,
+        || control::post_stats(env, json),
+        quiet,
+    )
+    .await
 }

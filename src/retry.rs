@@ -11,8 +11,13 @@ use worker::Delay;
 
 use crate::error::{Error, Result};
 
-/// Runs `attempt` on `schedule` until one succeeds; `Err` describes the last failure.
-pub async fn run<F, Fut>(schedule: &Schedule, mut attempt: F) -> Result<()>
+/// Runs `attempt` on `schedule` until one succeeds; `failed(n, why)` hears of each failed
+/// attempt (1-based), and `Err` describes the last one.
+pub async fn run<F, Fut>(
+    schedule: &Schedule,
+    mut attempt: F,
+    mut failed: impl FnMut(usize, &str),
+) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<()>>,
@@ -23,17 +28,16 @@ where
             Delay::from(Duration::from_millis(*wait_ms)).await;
         }
         let limit = Delay::from(Duration::from_millis(schedule.attempt_timeout_ms));
-        match select(Box::pin(attempt()), Box::pin(limit)).await {
+        let why = match select(Box::pin(attempt()), Box::pin(limit)).await {
             Either::Left((Ok(()), _)) => return Ok(()),
-            Either::Left((Err(e), _)) => last = format!("attempt {}: {e}", n + 1),
-            Either::Right(_) => {
-                last = format!(
-                    "attempt {}: no answer in {} ms",
-                    n + 1,
-                    schedule.attempt_timeout_ms
-                )
-            }
-        }
+            Either::Left((Err(e), _)) => e.to_string(),
+            Either::Right(_) => format!(
+                "no answer in {} s",
+                schedule.attempt_timeout_ms as f64 / 1000.0
+            ),
+        };
+        failed(n + 1, &why);
+        last = format!("attempt {}: {why}", n + 1);
     }
     Err(Error::Runtime(last))
 }

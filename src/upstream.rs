@@ -9,8 +9,6 @@ use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, Headers, Method, Response};
 
-use crate::error::describe_js;
-
 /// Why an attempt produced no response.
 pub enum Failure {
     /// No response headers in time.
@@ -49,4 +47,12 @@ pub async fn send(
 fn is_timeout(e: &JsValue) -> bool {
     e.dyn_ref::<js_sys::Error>()
         .is_some_and(|err| err.name() == "TimeoutError")
+}
+
+/// A JavaScript error value as text: its message when it is an `Error`, else its debug form.
+fn describe_js(e: &JsValue) -> String {
+    match e.dyn_ref::<js_sys::Error>() {
+        Some(err) => String::from(err.to_string()),
+        None => e.as_string().unwrap_or_else(|| format!("{e:?}")),
+    }
 }

@@ -205,7 +205,7 @@ impl Config {
         let defaults = vars.defaults()?;
         let cache_seconds = vars.number("ROUTING_CACHE_SECONDS", 5.0, 0.0, 3600.0)?;
         let upstream_base = vars
-            .url("UPSTREAM_BASE_URL")?
+            .text("UPSTREAM_BASE_URL")
             .unwrap_or_else(|| DEFAULT_UPSTREAM.into())
             .trim_end_matches('/')
             .to_string();

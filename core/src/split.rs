@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-pub use crate::environment::Environment;
+use crate::environment::Environment;
 use crate::routing::RoutingDoc;
 
 /// Number of buckets: one per basis point of traffic.

@@ -1,15 +1,15 @@
-//! What the admin API shows: the status document, the per-minute history and the stats
-//! windows the controller keeps. Pure views of the controller's state; the shell only reads
-//! the stored rows and serializes these.
+//! What the admin API shows: the status document (with the current step's view and the stats
+//! windows' figures) and the per-minute history. Pure views of the controller's state and
+//! windows (`crate::windows`); the shell only reads the stored rows and serializes these.
 
 use serde::Serialize;
 
+use crate::environment::Environment;
 use crate::health::HealthPolicy;
 use crate::rollout::{Event, EventKind, Phase, Rollout, State, Step};
-use crate::split::Environment;
 use crate::stats::{EnvStats, Pair, Summary};
 use crate::time::format_rfc3339_ms;
-pub use crate::windows::Scopes;
+use crate::windows::Scopes;
 
 /// The rollout part of the status.
 #[derive(Debug, Clone, PartialEq, Serialize)]

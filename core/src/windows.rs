@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::environment::Environment;
 use crate::rollout::{Command, Effect};
-use crate::split::Environment;
 use crate::stats::{EnvStats, Pair};
 
 /// The stats windows the controller keeps, each per environment.

@@ -36,9 +36,13 @@ pub async fn send(url: String, events: Vec<Event>) {
             }
         };
         let schedule = Schedule::ALERT;
-        if let Err(e) = retry::run(&schedule, || post_json(&url, &body, &schedule)).await {
+        let attempt = || post_json(&url, &body, &schedule);
+        let warn = |n: usize, why: &str| {
+            worker::console_warn!("alert webhook attempt {n}: {why}");
+        };
+        if retry::run(&schedule, attempt, warn).await.is_err() {
             worker::console_error!(
-                "alert not delivered after {} attempts ({e}): {}",
+                "alert not delivered after {} attempts: {}",
                 schedule.attempts(),
                 event.message
             );
@@ -46,7 +50,10 @@ pub async fn send(url: String, events: Vec<Event>) {
     }
 }
 
-/// One attempt: the fetch is aborted when the attempt's time runs out.
+/// One attempt, judged on the response's status alone: its body is cancelled unread (that
+/// releases the connection), so a webhook slow to finish its body never turns a delivered
+/// alert into a failed attempt that would be posted again. The fetch is aborted when no
+/// response headers arrive within the attempt's time.
 async fn post_json(url: &str, body: &str, schedule: &Schedule) -> Result<()> {
     let headers = worker::Headers::new();
     headers.set("content-type", "application/json")?;
@@ -55,12 +62,11 @@ async fn post_json(url: &str, body: &str, schedule: &Schedule) -> Result<()> {
         crate::js::fetch_with_timeout(url, "POST", &headers.0, Some(JsValue::from_str(body)), ms);
     let resp: worker::web_sys::Response =
         wasm_bindgen::JsCast::unchecked_into(JsFuture::from(promise).await?);
-    // Read the body so the connection is released.
-    if let Ok(p) = resp.text() {
-        let _ = JsFuture::from(p).await;
+    if let Some(body) = resp.body() {
+        let _ = body.cancel();
     }
     match resp.status() {
         200..=299 => Ok(()),
-        s => Err(Error::Runtime(format!("the webhook answered {s}"))),
+        s => Err(Error::Runtime(format!("answered {s}"))),
     }
 }

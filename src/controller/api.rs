@@ -74,7 +74,7 @@ impl RolloutController {
     /// `GET /admin/status`.
     pub(super) async fn status(&self) -> Result<Response> {
         self.adopt_routing_while_unused().await;
-        Ok(http::json(200, &self.status_now())?)
+        Ok(http::json(200, &self.status_at(now_ms()))?)
     }
 
     /// `POST /admin/rollouts`.
@@ -141,7 +141,7 @@ impl RolloutController {
         let now = now_ms();
         let transition = self.with_mem(|m| apply(&m.state, cmd, now))?;
         self.commit(cfg, transition, now).await?;
-        Ok(http::json(ok_status, &self.status_now())?)
+        Ok(http::json(ok_status, &self.status_at(now))?)
     }
 }
 

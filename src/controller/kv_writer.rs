@@ -43,7 +43,7 @@ impl KvWriter {
         newest: impl Fn() -> RoutingDoc,
         written: impl Fn(u64) -> Result<()>,
     ) -> Result<()> {
-        let store = kv::store(env).map_err(|e| Error::Runtime(e.to_string()))?;
+        let store = kv::store(env)?;
         loop {
             self.again.set(false);
             let doc = newest();

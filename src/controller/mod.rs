@@ -169,9 +169,8 @@ impl RolloutController {
         f(self.mem.borrow_mut().as_mut().expect("loaded before use"))
     }
 
-    /// The status document now.
-    fn status_now(&self) -> Status {
-        let now = now_ms();
+    /// The status document at `now`.
+    fn status_at(&self, now: u64) -> Status {
         self.with_mem(|m| {
             status::status(&m.state, &m.scopes, m.kv_version == m.state.version(), now)
         })

@@ -128,7 +128,8 @@ impl Store {
                     None
                 }
                 Err(e) => {
-                    let message = e.to_string();
+                    // Any text rolls the transaction back; the error itself is kept here.
+                    let message = format!("rolled back: {e}");
                     outcome = Some(Err(e));
                     Some(message)
                 }

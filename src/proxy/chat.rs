@@ -65,7 +65,7 @@ pub async fn chat_completions(
         env: env.clone(),
         cfg: cfg.clone(),
     };
-    respond(served, ex, fallback, cfg, ctx).await
+    respond(served, ex, fallback, ctx)
 }
 
 /// The first outcome record of a request served by `environment`.
@@ -173,26 +173,22 @@ fn discard_body(resp: Response) {
 }
 
 /// Answers with the serving attempt: the upstream's response, or our 502/504 when it gave none.
-async fn respond(
+fn respond(
     served: Served,
     mut ex: Exchange,
     fallback: Option<FallbackReason>,
-    cfg: &Config,
     ctx: &Context,
 ) -> Result<Response> {
     ex.record.class = StatusClass::of(served.attempt);
     ex.record.fallback = fallback;
     let model = ex.record.model.clone();
+    let timeout_ms = ex.cfg.first_byte_timeout_ms;
     match (served.next, served.result) {
         (Next::Serve, Ok(resp)) => serve(resp, ex, ctx),
         (_, Err(Failure::Connect(detail))) => {
             failure(&ApiError::upstream_unreachable(&model, &detail), ex, ctx)
         }
-        (_, _) => failure(
-            &ApiError::upstream_timeout(&model, cfg.first_byte_timeout_ms),
-            ex,
-            ctx,
-        ),
+        (_, _) => failure(&ApiError::upstream_timeout(&model, timeout_ms), ex, ctx),
     }
 }
 
@@ -223,9 +219,14 @@ fn header_of(resp: &Response, name: &str) -> Option<String> {
 fn failure(err: &ApiError, mut ex: Exchange, ctx: &Context) -> Result<Response> {
     ex.record.status = err.status;
     let json = Headers::new();
-    json.set("content-type", "application/json")?;
-    let headers = ex.response_headers(&json)?;
+    let headers = json
+        .set("content-type", "application/json")
+        .map_err(Into::into)
+        .and_then(|()| ex.response_headers(&json));
+    // Counted whether or not the headers could be built: a request is never lost to our own
+    // error.
     ex.settle_now(ctx);
+    let headers = headers?;
     Ok(Response::builder()
         .with_status(err.status)
         .with_headers(headers)

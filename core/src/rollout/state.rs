@@ -254,11 +254,6 @@ impl State {
         self.stage.phase()
     }
 
-    /// The phase with its data.
-    pub fn stage(&self) -> &Stage {
-        &self.stage
-    }
-
     /// The split in force.
     pub fn split(&self) -> &Split {
         &self.split

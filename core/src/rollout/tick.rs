@@ -1,6 +1,6 @@
 //! The cron's tick: judge the evaluation window, decide the move, carry it out.
 //!
-//! Three steps, kept apart so that the decision is a small pure function tested with a table:
+//! Four steps, kept apart so that the decision is a small pure function tested with a table:
 //! [`judge_window`] gives the verdict (the threshold gates, or the sequential test with the
 //! evidence carried through the rollout), [`count`] adds it to the step's record (failures in a
 //! row, whether the step passed), [`decide`] picks the [`Move`] from those facts alone, and

@@ -1,5 +1,5 @@
 //! What [`super::apply`] returns: the next state and the effects the shell performs, or a
-//! refusal. Types only; the shell performs the effects.
+//! refusal, and how a refusal becomes the API's 409 or 400. The shell performs the effects.
 
 use super::{Event, State};
 use crate::error::ApiError;

@@ -1,4 +1,4 @@
-//! `POST /admin/split`: a manual split, which pauses the rollout until resumed. Only while a
+//! `PUT /admin/split`: a manual split, which pauses the rollout until resumed. Only while a
 //! rollout is under way; a split outside 0–100% is refused.
 
 use super::super::{Effect, Event, EventKind, Paused, Phase, Refusal, Stage, State, Transition};
