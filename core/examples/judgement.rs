@@ -38,49 +38,25 @@ struct Scenario {
     bad: bool,
 }
 
+/// A scenario: name, blue's and green's error rates, green's latency factor, and whether rolling
+/// back is the right answer.
+const fn scenario(name: &'static str, blue: f64, green: f64, slowdown: f64, bad: bool) -> Scenario {
+    Scenario {
+        name,
+        blue_error: blue,
+        green_error: green,
+        green_slowdown: slowdown,
+        bad,
+    }
+}
+
 const SCENARIOS: [Scenario; 6] = [
-    Scenario {
-        name: "BAD",
-        blue_error: 0.005,
-        green_error: 0.03,
-        green_slowdown: 1.0,
-        bad: true,
-    },
-    Scenario {
-        name: "SUBTLE",
-        blue_error: 0.005,
-        green_error: 0.015,
-        green_slowdown: 1.0,
-        bad: true,
-    },
-    Scenario {
-        name: "BROKEN",
-        blue_error: 0.005,
-        green_error: 0.5,
-        green_slowdown: 1.0,
-        bad: true,
-    },
-    Scenario {
-        name: "LATENCY",
-        blue_error: 0.005,
-        green_error: 0.005,
-        green_slowdown: 1.3,
-        bad: true,
-    },
-    Scenario {
-        name: "GOOD-EQUAL",
-        blue_error: 0.005,
-        green_error: 0.005,
-        green_slowdown: 1.0,
-        bad: false,
-    },
-    Scenario {
-        name: "GOOD-NOISY",
-        blue_error: 0.02,
-        green_error: 0.02,
-        green_slowdown: 1.0,
-        bad: false,
-    },
+    scenario("BAD", 0.005, 0.03, 1.0, true),
+    scenario("SUBTLE", 0.005, 0.015, 1.0, true),
+    scenario("BROKEN", 0.005, 0.5, 1.0, true),
+    scenario("LATENCY", 0.005, 0.005, 1.3, true),
+    scenario("GOOD-EQUAL", 0.005, 0.005, 1.0, false),
+    scenario("GOOD-NOISY", 0.02, 0.02, 1.0, false),
 ];
 const RATES: [f64; 3] = [0.1, 1.0, 10.0];
 const SHARES: [f64; 2] = [0.10, 0.50];
