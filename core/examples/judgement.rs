@@ -183,8 +183,8 @@ fn ended(state: &State, tick: u64) -> Option<Outcome> {
             let evidence = state.verdict().and_then(|v| v.verdict.evidence.as_ref());
             let cause = match evidence {
                 None => 3,
-                Some(e) if e.errors.evidence >= e.errors.rollback_at => 0,
-                Some(e) if e.latency.evidence >= e.latency.rollback_at => 1,
+                Some(e) if e.errors.reached() => 0,
+                Some(e) if e.latency.reached() => 1,
                 Some(_) => 2,
             };
             Some(Outcome {

@@ -64,8 +64,9 @@ impl Histogram {
         if n == 0 {
             return;
         }
-        *self.counts.entry(bucket_of(ms)).or_insert(0) += n;
-        self.count += n;
+        let slot = self.counts.entry(bucket_of(ms)).or_insert(0);
+        *slot = slot.saturating_add(n);
+        self.count = self.count.saturating_add(n);
         self.sum_ms = self
             .sum_ms
             .saturating_add(ms.min(MAX_VALUE).saturating_mul(n));
@@ -74,9 +75,10 @@ impl Histogram {
     /// Adds every count of `other` to this one.
     pub fn merge(&mut self, other: &Histogram) {
         for (&b, &n) in &other.counts {
-            *self.counts.entry(b).or_insert(0) += n;
+            let slot = self.counts.entry(b).or_insert(0);
+            *slot = slot.saturating_add(n);
         }
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.sum_ms = self.sum_ms.saturating_add(other.sum_ms);
     }
 

@@ -51,12 +51,13 @@ pub struct TickCounts {
 
 impl TickCounts {
     fn add(&mut self, o: &TickCounts) {
-        self.green_requests += o.green_requests;
-        self.blue_requests += o.blue_requests;
-        self.green_errors += o.green_errors;
-        self.blue_errors += o.blue_errors;
-        self.green_slow += o.green_slow;
-        self.blue_slow += o.blue_slow;
+        // Saturating: counts of a rollout can only be held at their maximum, never wrap.
+        self.green_requests = self.green_requests.saturating_add(o.green_requests);
+        self.blue_requests = self.blue_requests.saturating_add(o.blue_requests);
+        self.green_errors = self.green_errors.saturating_add(o.green_errors);
+        self.blue_errors = self.blue_errors.saturating_add(o.blue_errors);
+        self.green_slow = self.green_slow.saturating_add(o.green_slow);
+        self.blue_slow = self.blue_slow.saturating_add(o.blue_slow);
     }
 }
 
@@ -145,8 +146,35 @@ pub enum Finding {
     ClearlyFine,
 }
 
+/// Largest likelihood ratio stored or shown as a number. Evidence against a plainly broken
+/// green grows past `f64::MAX` within a tick at volume; its log stays finite, and the ratio
+/// shown saturates here (`odds` prints `>1e300:1`).
+pub const SATURATED_RATIO: f64 = 1e300;
+
+/// A likelihood ratio from its log: finite, at most [`SATURATED_RATIO`].
+pub fn ratio_from_log(log: f64) -> f64 {
+    if log.is_nan() {
+        return 1.0;
+    }
+    if log >= SATURATED_RATIO.ln() {
+        return SATURATED_RATIO;
+    }
+    log.exp().min(SATURATED_RATIO)
+}
+
+/// A log likelihood ratio as stored: finite whatever the arithmetic gave (a NaN, which no
+/// count can produce, reads as no evidence).
+fn finite_log(log: f64) -> f64 {
+    if log.is_nan() {
+        0.0
+    } else {
+        log.clamp(-f64::MAX, f64::MAX)
+    }
+}
+
 /// One relative test's figures, for people.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "stored::RelativeReport")]
 pub struct RelativeReport {
     pub green_events: u64,
     pub green_requests: u64,
@@ -154,37 +182,146 @@ pub struct RelativeReport {
     pub blue_requests: u64,
     /// Green's event rate over blue's, over the rollout; `null` when blue has none.
     pub ratio: Option<f64>,
-    /// The mixture likelihood ratio: evidence that green is worse than τ × blue.
+    /// Natural log of the mixture likelihood ratio: what the verdict compares.
+    pub log_evidence: f64,
+    /// The mixture likelihood ratio, evidence that green is worse than τ × blue, saturated at
+    /// [`SATURATED_RATIO`].
     pub evidence: f64,
     /// The ratio at which green is rolled back (1/alpha).
     pub rollback_at: f64,
 }
 
-/// Everything a sequential verdict rests on.
+impl RelativeReport {
+    /// Whether the evidence reached the rollback level.
+    pub fn reached(&self) -> bool {
+        self.log_evidence >= self.rollback_at.ln()
+    }
+}
+
+/// Everything a sequential verdict rests on. Every number is finite: evidence is kept as logs
+/// and shown as ratios saturated at [`SATURATED_RATIO`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "stored::Report")]
 pub struct Report {
     pub finding: Finding,
     pub errors: RelativeReport,
     /// Slow requests: slower than `latency_reference_ms`.
     pub latency: RelativeReport,
     pub latency_reference_ms: Option<u64>,
-    /// The guard's evidence that green's error rate is above `max_error_rate`.
+    /// Natural log of the guard's evidence.
+    pub guard_log_evidence: f64,
+    /// The guard's evidence that green's error rate is above `max_error_rate` (saturated).
     pub guard_evidence: f64,
     pub guard_rollback_at: f64,
     /// The guard's limit (`max_error_rate`).
     pub guard_limit: f64,
-    /// Clearly-fine evidence this step (errors, latency), when `advance_early` is on.
+    /// Natural logs of the clearly-fine evidence this step (errors, latency), when
+    /// `advance_early` is on.
+    pub fine_log_evidence: Option<(f64, f64)>,
+    /// The same as ratios (saturated).
     pub fine_evidence: Option<(f64, f64)>,
     pub fine_at: Option<f64>,
     pub tolerance_ratio: f64,
+}
+
+/// How reports were stored: the first release kept only the ratios, and stored a ratio that
+/// overflowed as `null`. Reading one gives the saturated log for `null`.
+mod stored {
+    use serde::Deserialize;
+
+    use super::{finite_log, ratio_from_log, Finding, SATURATED_RATIO};
+
+    /// The log of a stored report's evidence: the log when stored, else the ratio's log, and
+    /// saturated when the ratio overflowed (`null`).
+    fn log_of(log: Option<f64>, ratio: Option<f64>) -> f64 {
+        let log = log.or_else(|| ratio.map(f64::ln));
+        finite_log(log.unwrap_or(SATURATED_RATIO.ln()))
+    }
+
+    #[derive(Deserialize)]
+    pub struct RelativeReport {
+        green_events: u64,
+        green_requests: u64,
+        blue_events: u64,
+        blue_requests: u64,
+        ratio: Option<f64>,
+        #[serde(default)]
+        log_evidence: Option<f64>,
+        evidence: Option<f64>,
+        rollback_at: f64,
+    }
+
+    impl From<RelativeReport> for super::RelativeReport {
+        fn from(r: RelativeReport) -> Self {
+            let log_evidence = log_of(r.log_evidence, r.evidence);
+            super::RelativeReport {
+                green_events: r.green_events,
+                green_requests: r.green_requests,
+                blue_events: r.blue_events,
+                blue_requests: r.blue_requests,
+                ratio: r.ratio.filter(|x| x.is_finite()),
+                log_evidence,
+                evidence: ratio_from_log(log_evidence),
+                rollback_at: r.rollback_at,
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub struct Report {
+        finding: Finding,
+        errors: super::RelativeReport,
+        latency: super::RelativeReport,
+        latency_reference_ms: Option<u64>,
+        #[serde(default)]
+        guard_log_evidence: Option<f64>,
+        guard_evidence: Option<f64>,
+        guard_rollback_at: f64,
+        guard_limit: f64,
+        #[serde(default)]
+        fine_log_evidence: Option<(f64, f64)>,
+        #[serde(default)]
+        fine_evidence: Option<(Option<f64>, Option<f64>)>,
+        fine_at: Option<f64>,
+        tolerance_ratio: f64,
+    }
+
+    impl From<Report> for super::Report {
+        fn from(r: Report) -> Self {
+            let guard_log_evidence = log_of(r.guard_log_evidence, r.guard_evidence);
+            let fine_log_evidence = match (r.fine_log_evidence, r.fine_evidence) {
+                (Some((e, l)), _) => Some((finite_log(e), finite_log(l))),
+                (None, Some((e, l))) => Some((log_of(None, e), log_of(None, l))),
+                (None, None) => None,
+            };
+            super::Report {
+                finding: r.finding,
+                errors: r.errors,
+                latency: r.latency,
+                latency_reference_ms: r.latency_reference_ms,
+                guard_log_evidence,
+                guard_evidence: ratio_from_log(guard_log_evidence),
+                guard_rollback_at: r.guard_rollback_at,
+                guard_limit: r.guard_limit,
+                fine_log_evidence,
+                fine_evidence: fine_log_evidence
+                    .map(|(e, l)| (ratio_from_log(e), ratio_from_log(l))),
+                fine_at: r.fine_at,
+                tolerance_ratio: r.tolerance_ratio,
+            }
+        }
+    }
 }
 
 fn ratio_of(g: u64, gn: u64, b: u64, bn: u64) -> Option<f64> {
     (b > 0 && gn > 0 && bn > 0).then(|| (g as f64 / gn as f64) / (b as f64 / bn as f64))
 }
 
-/// "62:1" for evidence above 1, "1:40" below.
+/// "62:1" for evidence above 1, "1:40" below, ">1e300:1" once saturated.
 pub fn odds(x: f64) -> String {
+    if x >= SATURATED_RATIO {
+        return ">1e300:1".into();
+    }
     let fmt = |v: f64| {
         if v >= 10.0 {
             format!("{v:.0}")
@@ -317,22 +454,25 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
     let rollback_at = 1.0 / s.alpha;
     let latency_rollback_at = 1.0 / s.latency_alpha;
     let guard_at = 1.0 / s.guard_alpha;
-    let errors = log_mean_exp(&ev.errors).exp();
-    let slow = log_mean_exp(&ev.slow).exp();
-    let guard = log_mean_exp(&ev.guard).exp();
+    // Every comparison is between logs: the ratios themselves overflow at volume.
+    let errors = finite_log(log_mean_exp(&ev.errors));
+    let slow = finite_log(log_mean_exp(&ev.slow));
+    let guard = finite_log(log_mean_exp(&ev.guard));
     let fine = (
-        log_mean_exp(&ev.fine_errors).exp(),
-        log_mean_exp(&ev.fine_slow).exp(),
+        finite_log(log_mean_exp(&ev.fine_errors)),
+        finite_log(log_mean_exp(&ev.fine_slow)),
     );
     let fine_at = 1.0 / FINE_ALPHA;
     let r = &ev.rollout;
     let enough =
         ev.step.green_requests >= s.min_requests && ev.step.blue_requests >= s.min_requests;
-    let finding = if errors >= rollback_at || slow >= latency_rollback_at || guard >= guard_at {
+    let unhealthy =
+        errors >= rollback_at.ln() || slow >= latency_rollback_at.ln() || guard >= guard_at.ln();
+    let finding = if unhealthy {
         Finding::Unhealthy
     } else if !enough {
         Finding::TooLittleData
-    } else if s.advance_early && fine.0 >= fine_at && fine.1 >= fine_at {
+    } else if s.advance_early && fine.0 >= fine_at.ln() && fine.1 >= fine_at.ln() {
         Finding::ClearlyFine
     } else {
         Finding::Healthy
@@ -350,7 +490,8 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
                 r.blue_errors,
                 r.blue_requests,
             ),
-            evidence: errors,
+            log_evidence: errors,
+            evidence: ratio_from_log(errors),
             rollback_at,
         },
         latency: RelativeReport {
@@ -359,14 +500,19 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
             blue_events: r.blue_slow,
             blue_requests: r.blue_requests,
             ratio: ratio_of(r.green_slow, r.green_requests, r.blue_slow, r.blue_requests),
-            evidence: slow,
+            log_evidence: slow,
+            evidence: ratio_from_log(slow),
             rollback_at: latency_rollback_at,
         },
         latency_reference_ms: reference_ms,
-        guard_evidence: guard,
+        guard_log_evidence: guard,
+        guard_evidence: ratio_from_log(guard),
         guard_rollback_at: guard_at,
         guard_limit: s.max_error_rate,
-        fine_evidence: s.advance_early.then_some(fine),
+        fine_log_evidence: s.advance_early.then_some(fine),
+        fine_evidence: s
+            .advance_early
+            .then_some((ratio_from_log(fine.0), ratio_from_log(fine.1))),
         fine_at: s.advance_early.then_some(fine_at),
         tolerance_ratio: tau,
     }

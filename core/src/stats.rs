@@ -40,21 +40,30 @@ pub struct ErrorCounts {
 impl ErrorCounts {
     /// All failures.
     pub fn total(&self) -> u64 {
-        self.server_error
-            + self.rate_limited
-            + self.timeout
-            + self.connection
-            + self.upstream_other
-            + self.interrupted
+        [
+            self.server_error,
+            self.rate_limited,
+            self.timeout,
+            self.connection,
+            self.upstream_other,
+            self.interrupted,
+        ]
+        .into_iter()
+        .fold(0u64, u64::saturating_add)
     }
 
     fn merge(&mut self, o: &ErrorCounts) {
-        self.server_error += o.server_error;
-        self.rate_limited += o.rate_limited;
-        self.timeout += o.timeout;
-        self.connection += o.connection;
-        self.upstream_other += o.upstream_other;
-        self.interrupted += o.interrupted;
+        // Counters saturate rather than wrap: a count can only ever be too low, never restart.
+        for (a, b) in [
+            (&mut self.server_error, o.server_error),
+            (&mut self.rate_limited, o.rate_limited),
+            (&mut self.timeout, o.timeout),
+            (&mut self.connection, o.connection),
+            (&mut self.upstream_other, o.upstream_other),
+            (&mut self.interrupted, o.interrupted),
+        ] {
+            *a = a.saturating_add(b);
+        }
     }
 }
 
@@ -74,7 +83,9 @@ pub struct EnvStats {
     pub prompt_tokens: u64,
     /// Completion tokens reported by the upstream.
     pub completion_tokens: u64,
-    /// Estimated spend from the price table, in USD.
+    /// Estimated spend from the price table, in USD. Always finite: prices are bounded; a
+    /// `null` the first release stored for an overflowed cost reads as 0.
+    #[serde(deserialize_with = "finite_or_zero")]
     pub cost_usd: f64,
     /// Milliseconds from arrival to the serving answer's headers.
     pub first_byte: Histogram,
@@ -95,13 +106,13 @@ impl EnvStats {
 
     /// Adds `o` into this.
     pub fn merge(&mut self, o: &EnvStats) {
-        self.requests += o.requests;
+        self.requests = self.requests.saturating_add(o.requests);
         self.errors.merge(&o.errors);
-        self.client_errors += o.client_errors;
-        self.fallbacks += o.fallbacks;
-        self.prompt_tokens += o.prompt_tokens;
-        self.completion_tokens += o.completion_tokens;
-        self.cost_usd += o.cost_usd;
+        self.client_errors = self.client_errors.saturating_add(o.client_errors);
+        self.fallbacks = self.fallbacks.saturating_add(o.fallbacks);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(o.completion_tokens);
+        self.cost_usd = finite_sum(self.cost_usd, o.cost_usd);
         self.first_byte.merge(&o.first_byte);
         self.total.merge(&o.total);
     }
@@ -197,6 +208,22 @@ impl Pair<EnvStats> {
     }
 }
 
+/// Reads a stored number that an older version may have written as `null` (JSON's stand-in for
+/// a non-finite float) as 0.
+fn finite_or_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v: Option<f64> = Option::deserialize(d)?;
+    Ok(v.filter(|x| x.is_finite()).unwrap_or(0.0))
+}
+
+/// `a + b`, held at `f64::MAX`: a stored cost is always finite.
+fn finite_sum(a: f64, b: f64) -> f64 {
+    (a + b).min(f64::MAX)
+}
+
+/// Highest price accepted, in USD per million tokens: a dollar a token, far above any model's,
+/// so that no count of tokens can make a cost overflow.
+pub const MAX_PRICE: f64 = 1_000_000.0;
+
 /// A model's price in USD per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -212,16 +239,19 @@ pub struct Price {
 pub struct Prices(BTreeMap<String, Price>);
 
 impl Prices {
-    /// Parses `{"model": {"input": 0.27, "output": 1.10}, ...}`; every price must be a finite
-    /// number ≥ 0.
+    /// Parses `{"model": {"input": 0.27, "output": 1.10}, ...}`; every price must be a number
+    /// from 0 to [`MAX_PRICE`].
     pub fn parse(json: &str) -> Result<Prices, String> {
         let map: BTreeMap<String, Price> = serde_json::from_str(json).map_err(|e| {
             format!("must be JSON like {{\"model\": {{\"input\": 0.27, \"output\": 1.1}}}}: {e}")
         })?;
         for (model, p) in &map {
             for (side, v) in [("input", p.input), ("output", p.output)] {
-                if !(v.is_finite() && v >= 0.0) {
-                    return Err(format!("{model}.{side} must be a number ≥ 0, got {v}"));
+                if !(0.0..=MAX_PRICE).contains(&v) {
+                    return Err(format!(
+                        "{model}.{side} must be a number from 0 to {MAX_PRICE} (USD per million \
+                         tokens), got {v}"
+                    ));
                 }
             }
         }
@@ -274,9 +304,9 @@ impl EnvStats {
         }
         self.total.record(o.total_ms);
         if let Some(u) = &o.usage {
-            self.prompt_tokens += u.prompt_tokens;
-            self.completion_tokens += u.completion_tokens;
-            self.cost_usd += prices.cost(&o.model, u);
+            self.prompt_tokens = self.prompt_tokens.saturating_add(u.prompt_tokens);
+            self.completion_tokens = self.completion_tokens.saturating_add(u.completion_tokens);
+            self.cost_usd = finite_sum(self.cost_usd, prices.cost(&o.model, u));
         }
     }
 }

@@ -168,3 +168,28 @@ fn stats_windows_and_minutes_written_by_v1_load() {
     assert_eq!(minute.requests, 300);
     assert_eq!(minute.completion_tokens, 6000);
 }
+
+/// The first release wrote an evidence ratio that overflowed, or an infinite cost, as JSON
+/// `null`, and could then not read its own state back. Such documents load: the evidence as
+/// saturated (the rollback it caused stands), the cost as unknown (0).
+#[test]
+fn documents_with_overflowed_numbers_written_by_v1_load() {
+    let s: State = serde_json::from_str(&fixture("state-rolled-back-overflowed")).unwrap();
+    assert_eq!(s.phase(), Phase::RolledBack);
+    let json = serde_json::to_value(&s).unwrap();
+    let report = &json["verdict"]["evidence"];
+    assert_eq!(report["guard_evidence"], 1e300);
+    assert_eq!(report["errors"]["evidence"], 1e300);
+    assert!(report["guard_log_evidence"].as_f64().unwrap() > 690.0);
+    let again: State = serde_json::from_value(json).unwrap();
+    assert_eq!(again, s, "and it round-trips from then on");
+
+    let events: Vec<Event> = load("event-rolled-back-overflowed");
+    let report = events[0].verdict.as_ref().unwrap().evidence.as_ref().unwrap();
+    assert!(report.latency.reached(), "a saturated ratio is past any level");
+    assert_eq!(report.guard_evidence, 1e300);
+
+    let scopes: Scopes = load("scopes-overflowed-cost");
+    assert_eq!(scopes.rollout.green.cost_usd, 0.0);
+    assert_eq!(scopes.rollout.green.requests, 300);
+}
