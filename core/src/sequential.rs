@@ -518,6 +518,12 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
     }
 }
 
+/// After a resume: the step's requests are counted again from zero, so that the step needs
+/// `min_requests` of each environment seen since before it may pass; the evidence carries on.
+pub fn restart_step_counts(ev: &mut Evidence) {
+    ev.step = TickCounts::default();
+}
+
 /// Starts a new step: the per-step counts and the clearly-fine evidence restart; the rest of
 /// the evidence carries on.
 pub fn new_step(ev: &mut Evidence) {

@@ -185,8 +185,17 @@ fn documents_with_overflowed_numbers_written_by_v1_load() {
     assert_eq!(again, s, "and it round-trips from then on");
 
     let events: Vec<Event> = load("event-rolled-back-overflowed");
-    let report = events[0].verdict.as_ref().unwrap().evidence.as_ref().unwrap();
-    assert!(report.latency.reached(), "a saturated ratio is past any level");
+    let report = events[0]
+        .verdict
+        .as_ref()
+        .unwrap()
+        .evidence
+        .as_ref()
+        .unwrap();
+    assert!(
+        report.latency.reached(),
+        "a saturated ratio is past any level"
+    );
     assert_eq!(report.guard_evidence, 1e300);
 
     let scopes: Scopes = load("scopes-overflowed-cost");

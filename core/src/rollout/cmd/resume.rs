@@ -4,6 +4,7 @@
 use super::super::{Effect, Event, EventKind, Paused, Refusal, Stage, State, Transition};
 use super::conflict;
 use crate::health::Method;
+use crate::sequential;
 
 /// Resumes the paused rollout at `now_ms`.
 pub(in crate::rollout) fn resume(s: State, now_ms: u64) -> Result<Transition, Refusal> {
@@ -19,14 +20,16 @@ pub(in crate::rollout) fn resume(s: State, now_ms: u64) -> Result<Transition, Re
     let mut effects = Vec::new();
     // The hold timer did not run while paused.
     rollout.step_started_at_ms += now_ms.saturating_sub(paused_at_ms);
-    // The step must pass again on traffic seen since the resume. With the threshold gates the
-    // window restarts (what came while paused, perhaps under a manual split, is not this
-    // step's traffic) and so does the failure count; the sequential test's evidence is kept
-    // (it holds whatever the split was).
+    // The step must pass again on traffic seen since the resume: the window restarts (what
+    // came while paused, perhaps under a manual split, is not this step's traffic), and so do
+    // the threshold gates' failure count and the sequential test's requests-in-step count, so
+    // that `min_requests` must be met again. The sequential evidence itself is kept (it holds
+    // whatever the split was).
     rollout.step_passed = false;
-    if rollout.health.method == Method::Threshold {
-        rollout.consecutive_failures = 0;
-        effects.push(Effect::ResetWindow);
+    effects.push(Effect::ResetWindow);
+    match rollout.health.method {
+        Method::Threshold => rollout.consecutive_failures = 0,
+        Method::Sequential => sequential::restart_step_counts(&mut rollout.evidence),
     }
     let step_percent = rollout.step().green_percent;
     if split.green_percent != step_percent {

@@ -101,3 +101,41 @@ fn advance_early_ends_a_step_once_green_is_clearly_fine() {
     }
     assert_eq!(s.green_percent(), 50.0);
 }
+
+#[test]
+fn after_a_resume_the_sequential_step_needs_new_traffic_to_pass() {
+    // min_requests 50 (the default): a step that met it before the pause must meet it again.
+    let mut s = started_sequential(&[(10.0, 60), (50.0, 60)], HealthPolicy::default());
+    s = seq_tick(&s, timed(200, 1, 1), 30_000).state;
+    assert!(
+        s.rollout().unwrap().step_passed,
+        "enough traffic, held 30 of 60 s"
+    );
+    // Paused at 40 s for 10 minutes, then a manual split and a resume.
+    s = apply(&s, Command::Pause, 40_000).unwrap().state;
+    s = apply(&s, Command::SetSplit { green_percent: 5.0 }, MIN)
+        .unwrap()
+        .state;
+    let r = apply(&s, Command::Resume, 10 * MIN + 40_000).unwrap();
+    assert!(
+        r.effects.contains(&Effect::ResetWindow),
+        "the pause's traffic is not this step's"
+    );
+    s = r.state;
+    // (tick time, green and blue requests since the resume, step after the tick, passed)
+    #[rustfmt::skip]
+    let timeline: [(u64, u64, f64, bool); 4] = [
+        // The hold is over (30 s before the pause + 60 s since), but no traffic since: holds.
+        (11 * MIN + 40_000, 0, 10.0, false),
+        // 30 of each: still under min_requests since the resume.
+        (12 * MIN + 40_000, 30, 10.0, false),
+        // 30 more, 60 in all: passes and advances.
+        (13 * MIN + 40_000, 30, 50.0, false),
+        (14 * MIN + 40_000, 0, 50.0, false),
+    ];
+    for (now, n, percent, passed) in timeline {
+        s = seq_tick(&s, timed(n, 0, 0), now).state;
+        assert_eq!(s.green_percent(), percent, "at {now} ms");
+        assert_eq!(s.rollout().unwrap().step_passed, passed, "at {now} ms");
+    }
+}
