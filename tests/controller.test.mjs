@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { execFileSync } from "node:child_process";
 import {
   startStack,
   startRouter,
@@ -186,4 +187,94 @@ test("the rollout survives a restart of workerd on the same persisted storage", 
   const resumed = await second.admin("POST", "resume");
   assert.equal(resumed.status, 200, resumed.text);
   assert.equal(resumed.body.green_percent, 20);
+});
+
+/** Rewrites a stored controller document in the Durable Object's SQLite file under `dir`
+ * (workerd stopped), with Python's sqlite3 module: what a damaged document or one written by
+ * another version looks like to the controller. */
+function rewriteStoredDocument(dir, key, value) {
+  const files = [];
+  const walk = (d) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith(".sqlite") && e.name !== "metadata.sqlite") files.push(p);
+    }
+  };
+  walk(path.join(dir, "do"));
+  assert.equal(files.length, 1, `one Durable Object database: ${files}`);
+  const script = "import sqlite3, sys\n" +
+    "c = sqlite3.connect(sys.argv[1])\n" +
+    "n = c.execute('UPDATE meta SET v = ? WHERE k = ?', (sys.argv[3], sys.argv[2])).rowcount\n" +
+    "c.commit()\n" +
+    "sys.exit(0 if n == 1 else 3)\n";
+  execFileSync("python3", ["-c", script, files[0], key, value]);
+}
+
+test("an unreadable stored state never takes the controller down: it holds, says so, and recovers to a safe split", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bluegreen-unreadable-"));
+  const first = await startStack(VARS, {}, { persistTo: dir });
+  let second;
+  let firstOpen = true;
+  t.after(async () => {
+    if (firstOpen) await first.router.close();
+    await second?.close();
+    await first.sim.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const r = first.router;
+  const start = await r.admin("POST", "rollouts", {
+    green_model: "green-m",
+    steps: [{ green_percent: 40, hold_seconds: 600 }],
+  });
+  assert.equal(start.status, 201, start.text);
+  assert.equal((await traffic(r, 30)).ok, 30);
+  await waitForCount(r, 30);
+  const before = await r.status();
+  await first.router.close();
+  firstOpen = false;
+  // A state whose phase this version does not know (a damaged or foreign document).
+  const damaged = JSON.stringify({ phase: "exploded", blue_model: "blue-m", version: 41 });
+  rewriteStoredDocument(dir, "state", damaged);
+
+  second = await startRouter({ ...VARS, UPSTREAM_BASE_URL: `${first.sim.url}/v1` }, { persistTo: dir });
+  // The request path is unaffected: it serves by the routing document in KV.
+  assert.equal((await chat(second.url)).status, 200);
+  const held = await second.status();
+  assert.match(held.storage_problem, /stored rollout state unreadable: unknown variant `exploded`/);
+  assert.equal(held.green_percent, 40, "the split in force is shown, not changed");
+  assert.deepEqual(held.stats.rollout, before.stats.rollout, "the stats survived the restart");
+  const unreadable = (await second.events(5)).events[0];
+  assert.equal(unreadable.kind, "state_unreadable");
+  assert.match(unreadable.message, /POST \/admin\/recover/);
+  // Every change but the recovery is refused, ticks hold, stats still count.
+  for (const [method, route, body] of [["POST", "pause"], ["POST", "rollback"], ["PUT", "split", { green_percent: 5 }],
+    ["POST", "rollouts", { green_model: "other" }]]) {
+    const res = await second.admin(method, route, body);
+    assert.equal(res.status, 409, `${route}: ${res.text}`);
+    assert.match(res.body.error.message, /POST \/admin\/recover/);
+  }
+  await second.tick();
+  assert.equal((await traffic(second, 10)).ok, 10);
+  await waitForCount(second, 41);
+  assert.equal((await routingDoc(second)).green_percent, 40, "nothing was written while holding");
+
+  const beforeRecovery = await second.status();
+  assert.equal(beforeRecovery.stats.rollout.blue.requests + beforeRecovery.stats.rollout.green.requests, 41);
+  const recovered = await second.admin("POST", "recover");
+  assert.equal(recovered.status, 200, recovered.text);
+  assert.equal(recovered.body.phase, "idle");
+  assert.equal(recovered.body.green_percent, 0);
+  assert.equal(recovered.body.blue_model, "blue-m");
+  assert.equal(recovered.body.storage_problem, null);
+  assert.ok(recovered.body.routing_version > 41, "above every version seen");
+  assert.deepEqual(recovered.body.stats.rollout, beforeRecovery.stats.rollout, "the stats are kept");
+  const doc = await routingDoc(second);
+  assert.equal(doc.green_percent, 0);
+  assert.equal(doc.blue_model, "blue-m");
+  assert.deepEqual((await kinds(second)).slice(0, 2), ["recovered", "state_unreadable"]);
+  assert.equal((await second.admin("POST", "recover")).status, 409, "nothing left to recover");
+  // And it works as ever: a new rollout starts.
+  const again = await second.admin("POST", "rollouts", { green_model: "green-m", steps: [{ green_percent: 10, hold_seconds: 60 }] });
+  assert.equal(again.status, 201, again.text);
 });

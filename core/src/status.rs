@@ -81,6 +81,9 @@ pub struct Status {
     pub routing_version: u64,
     /// False while the latest split has not yet been written to KV (the next tick retries).
     pub routing_synced: bool,
+    /// Why the stored rollout state could not be read, while it cannot (`null` otherwise):
+    /// nothing is judged or changed until `POST /admin/recover`. Set by the controller.
+    pub storage_problem: Option<String>,
     pub rollout: Option<RolloutView>,
     /// The current step, while progressing or paused.
     pub step: Option<StepView>,
@@ -110,6 +113,7 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
         sticky: split.sticky,
         routing_version: split.version,
         routing_synced,
+        storage_problem: None,
         rollout: rollout.map(|r| RolloutView {
             id: r.id,
             green_model: r.green_model.clone(),
@@ -185,13 +189,14 @@ pub struct History {
 }
 
 /// The kinds of event that can change the split.
-pub const SPLIT_KINDS: [EventKind; 6] = [
+pub const SPLIT_KINDS: [EventKind; 7] = [
     EventKind::Started,
     EventKind::StepAdvanced,
     EventKind::Completed,
     EventKind::RolledBack,
     EventKind::SplitSet,
     EventKind::Resumed,
+    EventKind::Recovered,
 ];
 
 /// Builds a gap-free series of the `count` minutes ending with the one holding `now_ms`, from

@@ -55,7 +55,10 @@ impl RolloutController {
         let now = now_ms();
         let transition = self.with_mem(|m| apply(&m.state, m.scopes.tick(), now))?;
         let effects = transition.effects.len();
-        self.commit(cfg, transition, now).await?;
+        // While the stored state is unreadable nothing is judged or written: it holds.
+        if self.refuse_while_unreadable().is_ok() {
+            self.commit(cfg, transition, now).await?;
+        }
         self.store.prune(now)?;
         let body = self.with_mem(|m| {
             serde_json::to_string(&Ticked {

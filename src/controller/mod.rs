@@ -15,6 +15,7 @@
 mod alerts;
 mod api;
 mod kv_writer;
+mod recovery;
 mod store;
 
 use std::cell::RefCell;
@@ -40,6 +41,8 @@ struct Memory {
     scopes: Scopes,
     /// The state version last written to KV.
     kv_version: u64,
+    /// The stored state, while it cannot be read: the controller holds until recovered.
+    problem: Option<recovery::Unreadable>,
 }
 
 /// The rollout controller Durable Object.
@@ -85,10 +88,11 @@ enum Route {
     Split,
     Events,
     History,
+    Recover,
 }
 
 /// Every route, and the method it takes.
-const ROUTES: [(&str, Method, Route); 11] = [
+const ROUTES: [(&str, Method, Route); 12] = [
     (STATS_PATH, Method::Post, Route::Stats),
     (TICK_PATH, Method::Post, Route::Tick),
     ("/admin/status", Method::Get, Route::Status),
@@ -100,6 +104,7 @@ const ROUTES: [(&str, Method, Route); 11] = [
     ("/admin/split", Method::Put, Route::Split),
     ("/admin/events", Method::Get, Route::Events),
     ("/admin/history", Method::Get, Route::History),
+    ("/admin/recover", Method::Post, Route::Recover),
 ];
 
 /// The route for a request, or the 404/405 it gets.
@@ -132,6 +137,17 @@ impl RolloutController {
                 return Err(e);
             }
         };
+        if matches!(
+            route,
+            Route::Start
+                | Route::Promote
+                | Route::Rollback
+                | Route::Pause
+                | Route::Resume
+                | Route::Split
+        ) {
+            self.refuse_while_unreadable()?;
+        }
         match route {
             Route::Stats => self.ingest(&mut req).await,
             Route::Tick => self.tick(&cfg).await,
@@ -144,6 +160,7 @@ impl RolloutController {
             Route::Split => self.split(&cfg, &mut req).await,
             Route::Events => self.events(&req),
             Route::History => self.history(&req),
+            Route::Recover => self.recover(&cfg).await,
         }
     }
 
@@ -152,15 +169,8 @@ impl RolloutController {
         if self.mem.borrow().is_some() {
             return Ok(());
         }
-        let loaded = self.store.open()?;
-        let state = loaded
-            .state
-            .unwrap_or_else(|| State::initial(&cfg.defaults));
-        *self.mem.borrow_mut() = Some(Memory {
-            kv_version: loaded.kv_version.unwrap_or(state.version()),
-            scopes: loaded.scopes.unwrap_or_default(),
-            state,
-        });
+        let memory = self.memory_from(self.store.open()?, cfg)?;
+        *self.mem.borrow_mut() = Some(memory);
         Ok(())
     }
 
@@ -172,7 +182,13 @@ impl RolloutController {
     /// The status document at `now`.
     fn status_at(&self, now: u64) -> Status {
         self.with_mem(|m| {
-            status::status(&m.state, &m.scopes, m.kv_version == m.state.version(), now)
+            let synced = m.kv_version == m.state.version();
+            let mut status = status::status(&m.state, &m.scopes, synced, now);
+            status.storage_problem = m
+                .problem
+                .as_ref()
+                .map(|p| format!("stored rollout state unreadable: {}", p.error));
+            status
         })
     }
 
@@ -209,6 +225,8 @@ impl RolloutController {
     /// Stores a transition, then performs what needs the network: alerts from `waitUntil`,
     /// and the split to KV when it changed.
     async fn commit(&self, cfg: &Config, transition: Transition, now: u64) -> Result<()> {
+        // Never over an unreadable stored state: only a recovery replaces it.
+        self.refuse_while_unreadable()?;
         let Transition { state, effects } = transition;
         // The new windows, computed aside: memory changes only once storage has the change.
         let scopes = self.with_mem(|m| m.scopes.after(&effects));

@@ -59,10 +59,20 @@ pub struct NumberedEvent {
     pub event: Event,
 }
 
-/// What the controller keeps between requests, as stored; `None` for what was never written.
+/// One stored document as read.
+pub enum Stored<T> {
+    /// Never written.
+    Missing,
+    /// Read.
+    Read(T),
+    /// There, but not readable by this version: the text, and why.
+    Unreadable { raw: String, error: String },
+}
+
+/// What the controller keeps between requests, as stored.
 pub struct Loaded {
-    pub state: Option<State>,
-    pub scopes: Option<Scopes>,
+    pub state: Stored<State>,
+    pub scopes: Stored<Scopes>,
     pub kv_version: Option<u64>,
 }
 
@@ -101,18 +111,25 @@ impl Store {
             self.sql().exec(ddl, None).map_err(sql_err)?;
         }
         Ok(Loaded {
-            state: parse("state", self.meta_get("state")?)?,
-            scopes: parse("stats", self.meta_get("scopes")?)?,
+            state: parse(self.meta_get("state")?),
+            scopes: parse(self.meta_get("scopes")?),
             kv_version: self.meta_get("kv_version")?.and_then(|v| v.parse().ok()),
         })
     }
 }
 
-/// Parses a stored document, when there is one.
-fn parse<T: serde::de::DeserializeOwned>(what: &str, json: Option<String>) -> Result<Option<T>> {
-    json.map(|j| serde_json::from_str(&j))
-        .transpose()
-        .map_err(|e| Error::Runtime(format!("stored {what} unreadable: {e}")))
+/// Parses a stored document, when there is one; an unreadable one is kept as text.
+fn parse<T: serde::de::DeserializeOwned>(json: Option<String>) -> Stored<T> {
+    let Some(raw) = json else {
+        return Stored::Missing;
+    };
+    match serde_json::from_str(&raw) {
+        Ok(value) => Stored::Read(value),
+        Err(e) => Stored::Unreadable {
+            raw,
+            error: e.to_string(),
+        },
+    }
 }
 
 impl Store {
@@ -173,16 +190,41 @@ impl Store {
         let (state, scopes) = (to_json(state)?, to_json(scopes)?);
         self.atomically(|| {
             for (at_ms, kind, doc) in docs {
-                self.sql()
-                    .exec(
-                        "INSERT INTO events (at_ms, kind, doc) VALUES (?, ?, ?)",
-                        vec![int(at_ms), kind.into(), doc.into()],
-                    )
-                    .map_err(sql_err)?;
+                self.insert_event(at_ms, kind, doc)?;
             }
             self.meta_put("state", state)?;
             self.meta_put("scopes", scopes)
         })
+    }
+
+    /// Stores events alone (the state is left as it is: an unreadable one stays for recovery).
+    pub fn record(&self, events: &[Event]) -> Result<()> {
+        let docs: Vec<(u64, String, String)> = events
+            .iter()
+            .map(|e| Ok((e.at_ms, kind_name(e)?, to_json(e)?)))
+            .collect::<Result<_>>()?;
+        self.atomically(|| {
+            for (at_ms, kind, doc) in docs {
+                self.insert_event(at_ms, kind, doc)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn insert_event(&self, at_ms: u64, kind: String, doc: String) -> Result<()> {
+        self.sql()
+            .exec(
+                "INSERT INTO events (at_ms, kind, doc) VALUES (?, ?, ?)",
+                vec![int(at_ms), kind.into(), doc.into()],
+            )
+            .map(drop)
+            .map_err(sql_err)
+    }
+
+    /// Keeps an unreadable document under `{key}_unreadable_{now_ms}`, for whoever wants to
+    /// look at it later, before the controller writes a new one.
+    pub fn set_aside(&self, key: &str, raw: &str, now_ms: u64) -> Result<()> {
+        self.meta_put(&format!("{key}_unreadable_{now_ms}"), raw.to_string())
     }
 
     /// Records the routing version last written to KV.

@@ -19,6 +19,10 @@ pub enum EventKind {
     Paused,
     Resumed,
     SplitSet,
+    /// The stored state could not be read; the controller holds until an operator recovers.
+    StateUnreadable,
+    /// An operator recovered from an unreadable state to a safe split.
+    Recovered,
 }
 
 /// Who caused an event.
@@ -58,7 +62,8 @@ pub struct Event {
     pub verdict: Option<Verdict>,
     /// What happened and why, for people.
     pub message: String,
-    /// Whether it goes to `ALERT_WEBHOOK_URL` (rollbacks, pauses and completions).
+    /// Whether it goes to `ALERT_WEBHOOK_URL` (rollbacks, pauses, completions, and an
+    /// unreadable state and its recovery).
     pub alert: bool,
 }
 
@@ -82,7 +87,11 @@ impl Event {
             message,
             alert: matches!(
                 kind,
-                EventKind::Completed | EventKind::RolledBack | EventKind::Paused
+                EventKind::Completed
+                    | EventKind::RolledBack
+                    | EventKind::Paused
+                    | EventKind::StateUnreadable
+                    | EventKind::Recovered
             ),
         }
     }
@@ -95,6 +104,16 @@ impl Event {
         message: String,
     ) -> Event {
         Event::new(state, now_ms, kind, Actor::Operator, message)
+    }
+
+    /// The controller's own event without a verdict (an unreadable state found at load).
+    pub(super) fn by_controller_plain(
+        state: &State,
+        now_ms: u64,
+        kind: EventKind,
+        message: String,
+    ) -> Event {
+        Event::new(state, now_ms, kind, Actor::Controller, message)
     }
 
     /// A tick's judgement that led to `state`, with the verdict that made it.

@@ -26,6 +26,7 @@
 
 mod cmd;
 mod events;
+mod recovery;
 mod spec;
 mod state;
 mod tick;
@@ -34,6 +35,7 @@ mod wire;
 
 pub use cmd::Command;
 pub use events::{Actor, Event, EventKind};
+pub use recovery::{recover, unreadable, Salvage};
 pub use spec::{default_steps, RolloutSpec, Step};
 pub use state::{Ended, Paused, Phase, Rollout, Split, Stage, State, VerdictRecord};
 pub use transition::{Effect, Refusal, Transition};

@@ -1,0 +1,93 @@
+//! Loading what is stored, and the way out when the rollout state cannot be read.
+//!
+//! An unreadable state never takes the controller down: it serves an idle state on the routing
+//! in force (the request path is unaffected), records a `state_unreadable` event once per load
+//! and alerts, shows the problem in `/admin/status`, takes stats as ever, and holds: ticks judge
+//! nothing and operator commands are refused (409) until `POST /admin/recover`, which sets the
+//! unreadable document aside, lands in the core's safe split and keeps the stats. Unreadable
+//! stats windows are set aside and restarted (a fresh window is only inconclusive).
+
+use bluegreen_core::config::Config;
+use bluegreen_core::error::ApiError;
+use bluegreen_core::rollout::{recover, unreadable, Salvage, State};
+use bluegreen_core::windows::Scopes;
+use worker::Response;
+
+use super::store::{Loaded, Stored};
+use super::{alerts, Memory, RolloutController};
+use crate::error::Result;
+use crate::http;
+use crate::runtime::now_ms;
+
+/// A stored state this version cannot read, kept as it is until an operator recovers.
+pub struct Unreadable {
+    /// The stored text.
+    pub raw: String,
+    /// Why it cannot be read.
+    pub error: String,
+}
+
+impl RolloutController {
+    /// The memory for what `loaded` holds; records and alerts an unreadable state.
+    pub(super) fn memory_from(&self, loaded: Loaded, cfg: &Config) -> Result<Memory> {
+        let now = now_ms();
+        let scopes = match loaded.scopes {
+            Stored::Read(scopes) => scopes,
+            Stored::Missing => Scopes::default(),
+            Stored::Unreadable { raw, error } => {
+                worker::console_error!("stored stats windows unreadable, restarted: {error}");
+                self.store.set_aside("scopes", &raw, now)?;
+                Scopes::default()
+            }
+        };
+        let (state, problem) = match loaded.state {
+            Stored::Read(state) => (state, None),
+            Stored::Missing => (State::initial(&cfg.defaults), None),
+            Stored::Unreadable { raw, error } => {
+                let (state, event) = unreadable(&cfg.defaults, &error, now);
+                worker::console_error!("rollout event: {}", event.message);
+                self.store.record(std::slice::from_ref(&event))?;
+                if let Some(url) = cfg.alert_webhook_url.clone() {
+                    self.state.wait_until(alerts::send(url, vec![event]));
+                }
+                (state, Some(Unreadable { raw, error }))
+            }
+        };
+        Ok(Memory {
+            kv_version: loaded.kv_version.unwrap_or(state.version()),
+            scopes,
+            state,
+            problem,
+        })
+    }
+
+    /// The refusal of a command while the state is unreadable, if it is.
+    pub(super) fn refuse_while_unreadable(&self) -> Result<()> {
+        let Some(error) = self.with_mem(|m| m.problem.as_ref().map(|p| p.error.clone())) else {
+            return Ok(());
+        };
+        Err(ApiError::conflict(format!(
+            "The stored rollout state cannot be read ({error}); nothing can change until an \
+             operator recovers with POST /admin/recover (0% green on the last blue model, stats \
+             kept)."
+        ))
+        .into())
+    }
+
+    /// `POST /admin/recover`: sets the unreadable state aside and lands in a safe split.
+    pub(super) async fn recover(&self, cfg: &Config) -> Result<Response> {
+        let Some(raw) = self.with_mem(|m| m.problem.as_ref().map(|p| p.raw.clone())) else {
+            return Err(ApiError::conflict(
+                "The stored rollout state is readable: there is nothing to recover.".into(),
+            )
+            .into());
+        };
+        let now = now_ms();
+        let routing = self.with_mem(|m| m.state.routing_doc(now));
+        let transition = recover(&Salvage::from_raw(&raw), &routing, now);
+        self.store.set_aside("state", &raw, now)?;
+        self.with_mem(|m| m.problem = None);
+        self.commit(cfg, transition, now).await?;
+        Ok(http::json(200, &self.status_at(now))?)
+    }
+}
