@@ -278,3 +278,31 @@ test("an unreadable stored state never takes the controller down: it holds, says
   const again = await second.admin("POST", "rollouts", { green_model: "green-m", steps: [{ green_percent: 10, hold_seconds: 60 }] });
   assert.equal(again.status, 201, again.text);
 });
+
+test("a stats batch that arrives twice (a retry after a lost answer) counts once", async (t) => {
+  const stack = await startStack(VARS);
+  t.after(() => stack.close());
+  const r = stack.router;
+  // The isolates' own path to the controller: the Durable Object's internal route.
+  const ns = await r.mf.getDurableObjectNamespace("ROLLOUT");
+  const controller = ns.get(ns.idFromName("global"));
+  const batch = {
+    id: "0123456789abcdef0123456789abcdef",
+    entries: [
+      { minute: Math.floor(Date.now() / 60_000), env: "green", stats: { requests: 7, errors: { server_error: 2 } } },
+      { minute: Math.floor(Date.now() / 60_000), env: "blue", stats: { requests: 5 } },
+    ],
+  };
+  const post = async () => {
+    const res = await controller.fetch("https://controller/internal/stats", { method: "POST", body: JSON.stringify(batch) });
+    return { status: res.status, body: await res.json() };
+  };
+  assert.deepEqual(await post(), { status: 200, body: { accepted: 12 } });
+  assert.deepEqual(await post(), { status: 200, body: { duplicate: true } });
+  const s = await r.status();
+  assert.equal(s.stats.rollout.green.requests, 7);
+  assert.equal(s.stats.rollout.green.errors, 2);
+  assert.equal(s.stats.rollout.blue.requests, 5);
+  const minute = (await r.admin("GET", "history?minutes=2")).body.minutes.at(-1);
+  assert.equal(minute.green.requests, 7, "the minute counted it once too");
+});

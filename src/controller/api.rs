@@ -39,10 +39,13 @@ impl RolloutController {
         for entry in &batch.entries {
             scopes.add(entry.env, &entry.stats);
         }
-        if !self.store.ingest(&batch, &scopes, now_ms())? {
+        let now = now_ms();
+        if !self.store.ingest(&batch, &scopes, now)? {
             return Ok(http::json(200, &serde_json::json!({"duplicate": true}))?);
         }
         self.with_mem(|m| m.scopes = scopes);
+        // Old batch ids, minutes and events go whether or not the cron runs.
+        self.prune_if_due(now)?;
         Ok(http::json(
             200,
             &serde_json::json!({"accepted": batch.requests()}),
@@ -59,7 +62,7 @@ impl RolloutController {
         if self.refuse_while_unreadable().is_ok() {
             self.commit(cfg, transition, now).await?;
         }
-        self.store.prune(now)?;
+        self.prune_if_due(now)?;
         let body = self.with_mem(|m| {
             serde_json::to_string(&Ticked {
                 phase: m.state.phase().name(),
@@ -137,6 +140,17 @@ impl RolloutController {
             200,
             &status::history(&rows, &events, minutes, now),
         )?)
+    }
+
+    /// Drops old rows (batch ids, minutes, events) at most once a minute: from every tick and
+    /// every stats batch, so that storage stays bounded even when the cron does not run.
+    fn prune_if_due(&self, now: u64) -> Result<()> {
+        if now.saturating_sub(self.with_mem(|m| m.pruned_at_ms)) < 60_000 {
+            return Ok(());
+        }
+        self.store.prune(now)?;
+        self.with_mem(|m| m.pruned_at_ms = now);
+        Ok(())
     }
 
     /// Runs an operator's command; answers the new status with `ok_status`, or the refusal.

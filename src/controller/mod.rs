@@ -43,6 +43,8 @@ struct Memory {
     kv_version: u64,
     /// The stored state, while it cannot be read: the controller holds until recovered.
     problem: Option<recovery::Unreadable>,
+    /// When old rows were last pruned.
+    pruned_at_ms: u64,
 }
 
 /// The rollout controller Durable Object.
@@ -146,7 +148,11 @@ impl RolloutController {
                 | Route::Resume
                 | Route::Split
         ) {
-            self.refuse_while_unreadable()?;
+            if let Err(refusal) = self.refuse_while_unreadable() {
+                // A client still sending its body gets the refusal, not a reset connection.
+                http::drain(&mut req).await;
+                return Err(refusal);
+            }
         }
         match route {
             Route::Stats => self.ingest(&mut req).await,

@@ -58,6 +58,7 @@ impl RolloutController {
             scopes,
             state,
             problem,
+            pruned_at_ms: 0,
         })
     }
 
