@@ -10,6 +10,8 @@
 //                          chunk_delay_ms}}   replaces all rules (and restarts fail_every counts)
 //                          fail_rate: fail that share of requests at random;
 //                          fail_every: N: fail exactly every Nth request to the model
+//   A request header `x-sim-status: N` (which the router passes through like any header of
+//   the client's) makes that one request answer N: one client's failures, whatever the rules.
 //   GET  /__sim/requests  requests received (method, path, headers, body), oldest first
 //   POST /__sim/reset     clears rules and the request log
 //
@@ -123,6 +125,8 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     seen.set(model, nth);
     if (rule.fail_rate && Math.random() < rule.fail_rate) status = rule.fail_status ?? 500;
     if (rule.fail_every && nth % rule.fail_every === 0) status = rule.fail_status ?? 500;
+    const asked = Number(req.headers["x-sim-status"]);
+    if (Number.isInteger(asked) && asked >= 200 && asked <= 599) status = asked;
     if (status !== 200) {
       const errBody = rule.body ?? { error: { message: `simulated ${status} from ${model}`, type: status >= 500 ? "server_error" : "invalid_request_error", param: null, code: `sim_${status}` } };
       return json(res, status, errBody, { "x-sim-model": model });

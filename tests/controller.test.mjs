@@ -306,3 +306,44 @@ test("a stats batch that arrives twice (a retry after a lost answer) counts once
   const minute = (await r.admin("GET", "history?minutes=2")).body.minutes.at(-1);
   assert.equal(minute.green.requests, 7, "the minute counted it once too");
 });
+
+test("requests forced to green are counted apart: 200 that all fail do not roll back a healthy rollout", async (t) => {
+  const stack = await startStack(VARS);
+  t.after(() => stack.close());
+  const r = stack.router;
+  const start = await r.admin("POST", "rollouts", {
+    green_model: "green-m",
+    steps: [{ green_percent: 50, hold_seconds: 600 }],
+    health: { min_requests: 5 },
+  });
+  assert.equal(start.status, 201, start.text);
+  // One client forces green and every one of its requests fails (the simulator fails a request
+  // that carries x-sim-status); a forced request is never moved to blue, so it gets the 500.
+  const forced = await pool(200, 16, () =>
+    chat(r.url, undefined, { "x-bluegreen-environment": "green", "x-sim-status": "500" }));
+  assert.ok(forced.every((res) => res.status === 500), "every forced request failed");
+  assert.equal((await traffic(r, 60)).ok, 60, "everyone else is served");
+  const s = await eventually(async () => {
+    const st = await r.status();
+    return st.stats.forced.green.requests === 200 && countedOf(st) === 60 ? st : null;
+  }, 8000);
+  assert.ok(s, "all 260 requests were counted");
+  assert.equal(s.stats.forced.green.errors, 200);
+  assert.equal(s.stats.rollout.green.errors, 0, "none of them is green's in the verdict");
+  await r.tick();
+  const after = await r.status();
+  assert.equal(after.phase, "progressing");
+  assert.notEqual(after.verdict.status, "fail");
+  assert.equal(after.verdict.evidence.errors.green_events, 0);
+});
+
+test("with ENVIRONMENT_OVERRIDE=off a client cannot choose the environment", async (t) => {
+  const stack = await startStack({ ...VARS, ENVIRONMENT_OVERRIDE: "off" });
+  t.after(() => stack.close());
+  const res = await chat(stack.router.url, undefined, { "x-bluegreen-environment": "green" });
+  assert.equal(res.status, 403, res.text);
+  assert.equal(res.body.error.code, "environment_override_disabled");
+  assert.equal((await chat(stack.router.url)).status, 200, "requests without the header are served");
+});
+
+const countedOf = (s) => s.stats.rollout.blue.requests + s.stats.rollout.green.requests;

@@ -49,6 +49,9 @@ pub struct Config {
     pub prices: Prices,
     /// Where rollbacks, pauses and completions are POSTed (`ALERT_WEBHOOK_URL`).
     pub alert_webhook_url: Option<String>,
+    /// Whether clients may force an environment with `x-bluegreen-environment`
+    /// (`ENVIRONMENT_OVERRIDE`, on by default).
+    pub environment_override: bool,
 }
 
 fn is_http_url(url: &str) -> bool {
@@ -138,6 +141,16 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             })
     }
 
+    /// `on`/`off` (or `true`/`false`), or `default` when unset.
+    fn switch(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.text(var).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None => Ok(default),
+            Some("on" | "true") => Ok(true),
+            Some("off" | "false") => Ok(false),
+            Some(v) => Err(err(var, format!("must be on or off, got {v:?}"))),
+        }
+    }
+
     /// An http(s) URL, when set.
     fn url(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
         match self.text(var) {
@@ -221,6 +234,7 @@ impl Config {
             Some(json) => Prices::parse(&json).map_err(|e| err("MODEL_PRICES", e))?,
         };
         let alert_webhook_url = vars.url("ALERT_WEBHOOK_URL")?;
+        let environment_override = vars.switch("ENVIRONMENT_OVERRIDE", true)?;
         Ok(Config {
             defaults,
             routing_cache_ms: (cache_seconds * 1000.0).round() as u64,
@@ -238,6 +252,7 @@ impl Config {
             admin_token: vars.text("ADMIN_TOKEN"),
             prices,
             alert_webhook_url,
+            environment_override,
         })
     }
 
@@ -292,6 +307,7 @@ mod tests {
         assert_eq!(c.admin_token, None);
         assert_eq!(c.alert_webhook_url, None);
         assert_eq!(c.prices, Prices::default());
+        assert!(c.environment_override);
     }
 
     #[test]
@@ -309,8 +325,10 @@ mod tests {
             ("ADMIN_TOKEN", "adm"),
             ("ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
             ("MODEL_PRICES", r#"{"a": {"input": 1, "output": 2}}"#),
+            ("ENVIRONMENT_OVERRIDE", "Off"),
         ])
         .unwrap();
+        assert!(!c.environment_override);
         assert_eq!(c.admin_token.as_deref(), Some("adm"));
         assert_eq!(
             c.alert_webhook_url.as_deref(),
@@ -363,7 +381,12 @@ mod tests {
 
     #[test]
     fn refuses_bad_values_naming_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 14] = [
+        let cases: [(&[(&str, &str)], &str); 16] = [
+            (&[("ENVIRONMENT_OVERRIDE", "maybe")], "ENVIRONMENT_OVERRIDE"),
+            (
+                &[("MODEL_PRICES", r#"{"m": {"input": 2e6, "output": 1}}"#)],
+                "MODEL_PRICES",
+            ),
             (&[("MODEL_PRICES", "{\"m\": 1}")], "MODEL_PRICES"),
             (&[("ALERT_WEBHOOK_URL", "slack")], "ALERT_WEBHOOK_URL"),
             (

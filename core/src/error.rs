@@ -117,6 +117,18 @@ impl ApiError {
         )
     }
 
+    /// `x-bluegreen-environment` was sent where `ENVIRONMENT_OVERRIDE` is off.
+    pub fn environment_override_disabled() -> ApiError {
+        ApiError::new(
+            403,
+            "invalid_request_error",
+            "environment_override_disabled",
+            "This router does not let clients choose the environment (ENVIRONMENT_OVERRIDE is \
+             off): send the request without the x-bluegreen-environment header."
+                .into(),
+        )
+    }
+
     /// No route for the path.
     pub fn not_found(path: &str) -> ApiError {
         ApiError::new(

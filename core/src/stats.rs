@@ -18,6 +18,7 @@ use crate::environment::Environment;
 use crate::hist::Histogram;
 use crate::openai::Usage;
 use crate::outcome::{Outcome, StatusClass};
+use crate::split::Basis;
 
 /// Upstream failures by class. Every one counts against the environment's error rate.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +319,10 @@ pub struct BatchEntry {
     pub minute: u64,
     /// The environment they were routed to.
     pub env: Environment,
+    /// Whether a client forced them there (`x-bluegreen-environment`): counted apart, never
+    /// judged. Absent (false) in batches of versions that did not tell them apart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
     /// Their stats.
     pub stats: EnvStats,
 }
@@ -337,17 +342,22 @@ impl Batch {
     }
 }
 
-/// Outcomes gathered in an isolate between flushes, keyed by minute and environment.
+/// Outcomes gathered in an isolate between flushes, keyed by minute, environment and whether
+/// the client forced the environment.
 #[derive(Debug, Default)]
 pub struct Accumulator {
-    by_minute: BTreeMap<(u64, bool), EnvStats>,
+    by_minute: BTreeMap<(u64, bool, bool), EnvStats>,
 }
 
 impl Accumulator {
     /// Adds an outcome.
     pub fn add(&mut self, o: &Outcome, prices: &Prices) {
         let env = routed_environment(o);
-        let key = (o.at_ms / 60_000, env == Environment::Green);
+        let key = (
+            o.at_ms / 60_000,
+            env == Environment::Green,
+            o.basis == Basis::Forced,
+        );
         self.by_minute.entry(key).or_default().record(o, prices);
     }
 
@@ -360,8 +370,9 @@ impl Accumulator {
     pub fn take(&mut self, id: String) -> Batch {
         let entries = std::mem::take(&mut self.by_minute)
             .into_iter()
-            .map(|((minute, green), stats)| BatchEntry {
+            .map(|((minute, green, forced), stats)| BatchEntry {
                 minute,
+                forced,
                 env: if green {
                     Environment::Green
                 } else {
@@ -497,9 +508,41 @@ mod tests {
     }
 
     #[test]
+    fn forced_requests_go_in_entries_of_their_own() {
+        let p = prices();
+        let mut acc = Accumulator::default();
+        let mut forced = outcome(Environment::Green, StatusClass::ServerError);
+        forced.basis = Basis::Forced;
+        acc.add(&forced, &p);
+        acc.add(&forced, &p);
+        acc.add(&outcome(Environment::Green, StatusClass::Ok), &p);
+        let batch = acc.take("b2".into());
+        // (environment, forced, requests, errors)
+        let entries: Vec<(Environment, bool, u64, u64)> = batch
+            .entries
+            .iter()
+            .map(|e| (e.env, e.forced, e.stats.requests, e.stats.errors()))
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                (Environment::Green, false, 1, 0),
+                (Environment::Green, true, 2, 2)
+            ]
+        );
+        // An entry of a version that did not tell them apart reads as not forced.
+        let old: BatchEntry =
+            serde_json::from_str(r#"{"minute": 2, "env": "green", "stats": {"requests": 1}}"#)
+                .unwrap();
+        assert!(!old.forced);
+    }
+
+    #[test]
     fn prices_are_validated() {
         assert!(Prices::parse("{}").is_ok());
         assert!(Prices::parse(r#"{"m": {"input": -1, "output": 1}}"#).is_err());
+        assert!(Prices::parse(r#"{"m": {"input": 1e308, "output": 1}}"#).is_err());
+        assert!(Prices::parse(r#"{"m": {"input": 1000000, "output": 0}}"#).is_ok());
         assert!(Prices::parse(r#"{"m": {"input": 1}}"#).is_err());
         assert!(Prices::parse(r#"{"m": {"input": 1, "output": 1, "x": 2}}"#).is_err());
         assert!(Prices::parse("[1]").is_err());

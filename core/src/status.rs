@@ -99,6 +99,8 @@ pub struct ScopeSummaries {
     pub window: Pair<Summary>,
     pub step: Pair<Summary>,
     pub rollout: Pair<Summary>,
+    /// Requests clients forced to an environment, since the rollout began: never judged.
+    pub forced: Pair<Summary>,
 }
 
 /// Builds the status at `now_ms`.
@@ -129,6 +131,7 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
             window: scopes.window.map(EnvStats::summary),
             step: scopes.step.map(EnvStats::summary),
             rollout: scopes.rollout.map(EnvStats::summary),
+            forced: scopes.forced.map(EnvStats::summary),
         },
         now: format_rfc3339_ms(now_ms),
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::environment::Environment;
 use crate::rollout::{Command, Effect};
-use crate::stats::{EnvStats, Pair};
+use crate::stats::{BatchEntry, EnvStats, Pair};
 
 /// The stats windows the controller keeps, each per environment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -21,10 +21,23 @@ pub struct Scopes {
     /// Since the current (or last) rollout began; before any rollout, since the controller
     /// first counted.
     pub rollout: Pair<EnvStats>,
+    /// Requests a client forced to an environment, over the same span as `rollout`: counted
+    /// apart so that no client can steer a verdict or a traffic share.
+    #[serde(default)]
+    pub forced: Pair<EnvStats>,
 }
 
 impl Scopes {
-    /// Adds one environment's stats to every window.
+    /// Adds a batch entry: forced requests to `forced` alone, the others to every window.
+    pub fn add_entry(&mut self, entry: &BatchEntry) {
+        if entry.forced {
+            self.forced.get_mut(entry.env).merge(&entry.stats);
+        } else {
+            self.add(entry.env, &entry.stats);
+        }
+    }
+
+    /// Adds one environment's stats to every judged window.
     pub fn add(&mut self, env: Environment, stats: &EnvStats) {
         for pair in [&mut self.window, &mut self.step, &mut self.rollout] {
             pair.get_mut(env).merge(stats);
@@ -100,6 +113,40 @@ mod tests {
                 assert_eq!(left, (window, step, rollout), "{effects:?} {env:?}");
             }
         }
+    }
+
+    #[test]
+    fn forced_requests_are_counted_apart_and_never_judged() {
+        let mut s = Scopes::default();
+        let entry = |env, forced, requests| BatchEntry {
+            minute: 1,
+            env,
+            forced,
+            stats: EnvStats {
+                requests,
+                ..EnvStats::default()
+            },
+        };
+        s.add_entry(&entry(Environment::Green, true, 200));
+        s.add_entry(&entry(Environment::Green, false, 3));
+        s.add_entry(&entry(Environment::Blue, false, 30));
+        // (window, step, rollout, forced) requests of green
+        let green = |s: &Scopes| {
+            (
+                s.window.green.requests,
+                s.step.green.requests,
+                s.rollout.green.requests,
+                s.forced.green.requests,
+            )
+        };
+        assert_eq!(green(&s), (3, 3, 3, 200));
+        let Command::Tick { window, .. } = s.tick() else {
+            panic!("a tick")
+        };
+        assert_eq!((window.green.requests, window.blue.requests), (3, 30));
+        // A new step keeps them; a new rollout restarts them with the rest.
+        assert_eq!(green(&s.after(&[Effect::ResetStep])), (0, 0, 3, 200));
+        assert_eq!(green(&s.after(&[Effect::ResetRollout])), (0, 0, 0, 0));
     }
 
     #[test]

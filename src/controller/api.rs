@@ -37,7 +37,7 @@ impl RolloutController {
             serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
         let mut scopes = self.with_mem(|m| m.scopes.clone());
         for entry in &batch.entries {
-            scopes.add(entry.env, &entry.stats);
+            scopes.add_entry(entry);
         }
         let now = now_ms();
         if !self.store.ingest(&batch, &scopes, now)? {

@@ -249,19 +249,25 @@ impl Store {
                 return Ok(false);
             }
             for entry in &batch.entries {
-                self.add_to_minute(entry.minute, entry.env, &entry.stats)?;
+                // Forced requests get rows of their own, which the history leaves out.
+                let env = match (entry.env, entry.forced) {
+                    (env, false) => env.as_str(),
+                    (Environment::Blue, true) => "blue_forced",
+                    (Environment::Green, true) => "green_forced",
+                };
+                self.add_to_minute(entry.minute, env, &entry.stats)?;
             }
             self.meta_put("scopes", scopes)?;
             Ok(true)
         })
     }
 
-    fn add_to_minute(&self, minute: u64, env: Environment, stats: &EnvStats) -> Result<()> {
+    fn add_to_minute(&self, minute: u64, env: &str, stats: &EnvStats) -> Result<()> {
         let rows: Vec<TextRow> = self
             .sql()
             .exec(
                 "SELECT doc AS v FROM minutes WHERE minute = ? AND env = ?",
-                vec![int(minute), env.as_str().into()],
+                vec![int(minute), env.into()],
             )
             .and_then(|c| c.to_array())
             .map_err(sql_err)?;
@@ -274,7 +280,7 @@ impl Store {
             .exec(
                 "INSERT INTO minutes (minute, env, doc) VALUES (?, ?, ?) \
                  ON CONFLICT(minute, env) DO UPDATE SET doc = excluded.doc",
-                vec![int(minute), env.as_str().into(), to_json(&doc)?.into()],
+                vec![int(minute), env.into(), to_json(&doc)?.into()],
             )
             .map(drop)
             .map_err(sql_err)

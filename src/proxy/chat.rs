@@ -36,6 +36,9 @@ pub async fn chat_completions(
     let started_ms = now_ms();
     let authorization = headers::authorize(&req, cfg)?;
     let forced = match header(&req, "x-bluegreen-environment") {
+        Some(_) if !cfg.environment_override => {
+            return Err(ApiError::environment_override_disabled().into())
+        }
         Some(v) => {
             Some(Environment::parse(&v).ok_or_else(|| ApiError::bad_environment_header(&v))?)
         }
