@@ -347,3 +347,41 @@ test("with ENVIRONMENT_OVERRIDE=off a client cannot choose the environment", asy
 });
 
 const countedOf = (s) => s.stats.rollout.blue.requests + s.stats.rollout.green.requests;
+
+test("the controller owns the routing document: one deleted or edited by hand is rewritten within a tick", async (t) => {
+  const stack = await startStack({ ...VARS, ALERT_WEBHOOK_URL: receiver.url });
+  t.after(() => stack.close());
+  const r = stack.router;
+  const start = await r.admin("POST", "rollouts", { green_model: "green-m", steps: [{ green_percent: 20, hold_seconds: 600 }] });
+  assert.equal(start.status, 201, start.text);
+  assert.equal(start.body.routing_synced, true);
+  const version = start.body.routing_version;
+  // Deleted by hand: the request path would fall back to the vars.
+  await r.kv.delete("routing");
+  await r.tick();
+  let doc = await routingDoc(r);
+  assert.equal(doc.green_percent, 20);
+  assert.equal(doc.version, version);
+  let s = await r.status();
+  assert.equal(s.routing_synced, true);
+  let latest = (await r.events(1)).events[0];
+  assert.equal(latest.kind, "routing_repaired");
+  assert.match(latest.message, /was missing; rewritten with the controller's split: 20% green/);
+  // Edited by hand: all traffic to green.
+  await r.kv.put("routing", JSON.stringify({ ...doc, green_percent: 100 }));
+  await r.tick();
+  doc = await routingDoc(r);
+  assert.equal(doc.green_percent, 20);
+  latest = (await r.events(1)).events[0];
+  assert.match(latest.message, /held another split \(100% green/);
+  // The alert says the split is back in KV.
+  const alert = await eventually(() =>
+    receiver.received.find((x) => x.status === 200 && x.body.event.kind === "routing_repaired" && /100% green/.test(x.body.text)), 8000);
+  assert.ok(alert, JSON.stringify(receiver.received.map((x) => x.body?.text)));
+  assert.deepEqual(alert.body.routing, { written: true, version });
+  assert.match(alert.body.text, /Split written to KV \(version \d+\)\./);
+  // A tick that finds it in order changes nothing and records nothing.
+  await r.tick();
+  assert.equal((await r.events(1)).events[0].seq, latest.seq);
+  assert.equal((await r.status()).routing_synced, true);
+});

@@ -28,6 +28,14 @@ impl Schedule {
         attempt_timeout_ms: 5000,
     };
 
+    /// The routing document to KV: four attempts within ~5 s. KV takes at most one write a
+    /// second to a key, so a split followed at once by a rollback has its second write refused
+    /// (429); waiting more than a second before each retry lands it within seconds.
+    pub const KV_WRITE: Schedule = Schedule {
+        waits_ms: &[0, 1100, 1500, 2500],
+        attempt_timeout_ms: 5000,
+    };
+
     /// Number of attempts.
     pub fn attempts(&self) -> usize {
         self.waits_ms.len()
@@ -47,13 +55,19 @@ mod tests {
     fn schedules_fit_the_time_the_runtime_gives_them() {
         // (schedule, attempts, worst case): 4 250 + 4 × 3000 = 16 250 ms, inside waitUntil's
         // 30 s after a response; 4 000 + 3 × 5000 = 19 000 ms for alerts.
+        // KV: 5 100 + 4 × 5000 = 25 100 ms, inside the 30 s a Durable Object request may run.
         for (s, attempts, worst) in [
             (Schedule::STATS_BATCH, 4, 16_250),
             (Schedule::ALERT, 3, 19_000),
+            (Schedule::KV_WRITE, 4, 25_100),
         ] {
             assert_eq!((s.attempts(), s.worst_case_ms()), (attempts, worst));
             assert!(s.worst_case_ms() < 30_000);
             assert_eq!(s.waits_ms[0], 0, "the first attempt goes at once");
         }
+        assert!(
+            Schedule::KV_WRITE.waits_ms[1..].iter().all(|w| *w > 1000),
+            "KV takes one write a second to a key"
+        );
     }
 }

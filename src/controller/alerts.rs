@@ -12,22 +12,84 @@ use worker::wasm_bindgen_futures::JsFuture;
 use crate::error::{Error, Result};
 use crate::retry;
 
+/// Whether the split an alert announces is in KV, where the request path reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoutingNote {
+    /// The split is written (`false`: queued behind another write, or failed).
+    pub written: bool,
+    /// The routing version concerned.
+    pub version: u64,
+    /// Why it is not written, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RoutingNote {
+    /// Written now.
+    pub fn written(version: u64) -> RoutingNote {
+        RoutingNote {
+            written: true,
+            version,
+            error: None,
+        }
+    }
+
+    /// Another write in flight will write it.
+    pub fn queued(version: u64) -> RoutingNote {
+        RoutingNote {
+            written: false,
+            version,
+            error: None,
+        }
+    }
+
+    /// Not written after the retries.
+    pub fn failed(version: u64, error: &str) -> RoutingNote {
+        RoutingNote {
+            written: false,
+            version,
+            error: Some(error.to_string()),
+        }
+    }
+
+    /// The sentence the alert's text ends with.
+    fn sentence(&self) -> String {
+        match (&self.written, &self.error) {
+            (true, _) => format!(" Split written to KV (version {}).", self.version),
+            (false, None) => format!(" Split being written to KV (version {}).", self.version),
+            (false, Some(e)) => format!(
+                " Split NOT written to KV (version {}): {e}; the next tick tries again.",
+                self.version
+            ),
+        }
+    }
+}
+
 /// The Slack-compatible alert body.
 #[derive(Serialize)]
 struct Alert<'a> {
     text: String,
     event: &'a Event,
+    /// Whether the split it announces is in force, when it changed one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routing: Option<&'a RoutingNote>,
 }
 
-/// Posts each event's alert to `url`, one after another.
-pub async fn send(url: String, events: Vec<Event>) {
+/// Posts each event's alert to `url`, one after another; `routing` says whether the split
+/// they announce was written.
+pub async fn send(url: String, events: Vec<Event>, routing: Option<RoutingNote>) {
     for event in events {
+        let note = routing
+            .as_ref()
+            .map(RoutingNote::sentence)
+            .unwrap_or_default();
         let body = match serde_json::to_string(&Alert {
             text: format!(
-                "bluegreen-router: {} ({}% green, {} → {})",
+                "bluegreen-router: {} ({}% green, {} → {}){note}",
                 event.message, event.green_percent, event.blue_model, event.green_model
             ),
             event: &event,
+            routing: routing.as_ref(),
         }) {
             Ok(body) => body,
             Err(e) => {

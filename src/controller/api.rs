@@ -61,6 +61,7 @@ impl RolloutController {
         // While the stored state is unreadable nothing is judged or written: it holds.
         if self.refuse_while_unreadable().is_ok() {
             self.commit(cfg, transition, now).await?;
+            self.verify_routing(cfg, now).await?;
         }
         self.prune_if_due(now)?;
         let body = self.with_mem(|m| {

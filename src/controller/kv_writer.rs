@@ -1,15 +1,27 @@
 //! The single writer of the routing document: the controller is the only one that writes the
 //! split to KV, and it writes one document at a time. A change made while a write is in flight
 //! makes that writer write again, so KV always ends on the newest split and an older write
-//! never lands after a newer one.
+//! never lands after a newer one. Each write is retried on the core's KV schedule (KV takes one
+//! write a second to a key), so a refused or failed write lands within seconds, not a tick later.
 
 use std::cell::Cell;
 
 use bluegreen_core::routing::{RoutingDoc, ROUTING_KEY};
 use worker::Env;
 
+use bluegreen_core::retry::Schedule;
+
 use crate::error::{Error, Result};
-use crate::kv;
+use crate::{kv, retry};
+
+/// What a call to [`KvWriter::write`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The newest split is in KV.
+    Now,
+    /// Another write is in flight and will write the newest split.
+    Queued,
+}
 
 /// Whether a write is in flight, and whether the state changed while it was.
 #[derive(Default)]
@@ -20,21 +32,21 @@ pub struct KvWriter {
 
 impl KvWriter {
     /// Writes `newest()` to KV, and again while it changed during the write; after each write,
-    /// `written(version)` records the version that landed. Returns at once when another call
-    /// is already writing (that call will write the newest document).
+    /// `written(version)` records the version that landed. When another call is already
+    /// writing, returns [`Written::Queued`] at once: that call will write the newest document.
     pub async fn write(
         &self,
         env: &Env,
         newest: impl Fn() -> RoutingDoc,
         written: impl Fn(u64) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Written> {
         if self.busy.replace(true) {
             self.again.set(true);
-            return Ok(());
+            return Ok(Written::Queued);
         }
         let result = self.write_until_settled(env, newest, written).await;
         self.busy.set(false);
-        result
+        result.map(|()| Written::Now)
     }
 
     async fn write_until_settled(
@@ -49,7 +61,11 @@ impl KvWriter {
             let doc = newest();
             let json = serde_json::to_string(&doc)
                 .map_err(|e| Error::runtime("serializing the routing document", e))?;
-            store.put(ROUTING_KEY, json)?.execute().await?;
+            let put = || async { Ok(store.put(ROUTING_KEY, json.as_str())?.execute().await?) };
+            let warn = |n: usize, why: &str| {
+                worker::console_warn!("writing the split to KV, attempt {n}: {why}");
+            };
+            retry::run(&Schedule::KV_WRITE, put, warn).await?;
             written(doc.version)?;
             if !self.again.get() {
                 return Ok(());

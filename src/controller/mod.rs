@@ -16,6 +16,7 @@ mod alerts;
 mod api;
 mod kv_writer;
 mod recovery;
+mod routing;
 mod store;
 
 use std::cell::RefCell;
@@ -23,15 +24,14 @@ use std::cell::RefCell;
 use bluegreen_core::config::Config;
 use bluegreen_core::error::ApiError;
 use bluegreen_core::rollout::{Effect, Event, State, Transition};
-use bluegreen_core::routing::RoutingDoc;
 use bluegreen_core::status::{self, Status};
 use bluegreen_core::windows::Scopes;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response};
 
 use crate::control::{STATS_PATH, TICK_PATH};
 use crate::error::Result;
-use crate::runtime::{now_ms, random_id};
-use crate::{http, kv, settings};
+use crate::runtime::random_id;
+use crate::{http, settings};
 use kv_writer::KvWriter;
 use store::Store;
 
@@ -43,6 +43,10 @@ struct Memory {
     kv_version: u64,
     /// The stored state, while it cannot be read: the controller holds until recovered.
     problem: Option<recovery::Unreadable>,
+    /// The controller has written the routing document, and so owns it: ticks read it back.
+    routing_owned: bool,
+    /// The routing document was last seen (written, or read back) to hold the state's split.
+    routing_verified: bool,
     /// When old rows were last pruned.
     pruned_at_ms: u64,
 }
@@ -188,7 +192,7 @@ impl RolloutController {
     /// The status document at `now`.
     fn status_at(&self, now: u64) -> Status {
         self.with_mem(|m| {
-            let synced = m.kv_version == m.state.version();
+            let synced = m.kv_version == m.state.version() && m.routing_verified;
             let mut status = status::status(&m.state, &m.scopes, synced, now);
             status.storage_problem = m
                 .problem
@@ -196,36 +200,6 @@ impl RolloutController {
                 .map(|p| format!("stored rollout state unreadable: {}", p.error));
             status
         })
-    }
-
-    /// Before any rollout, the controller shows (and starts from) the split the request path
-    /// uses: the KV document if there is a valid one, else the vars.
-    async fn adopt_routing_while_unused(&self) {
-        if self.with_mem(|m| m.state.rollout_id().is_some()) {
-            return;
-        }
-        if let Ok(Some(doc)) = kv::read_document(&self.env).await {
-            self.with_mem(|m| {
-                if m.state.rollout_id().is_none() {
-                    m.state = State::initial(&doc);
-                    m.kv_version = doc.version;
-                }
-            });
-        }
-    }
-
-    /// The split in force, for a new rollout's blue model. Once the controller has run a
-    /// rollout its own state is the truth (KV may lag it, or a failed write may have left KV
-    /// behind: reading KV then could undo a promotion); before that, KV's document if valid.
-    async fn routing_in_force(&self) -> RoutingDoc {
-        let own = || self.with_mem(|m| m.state.routing_doc(now_ms()));
-        if self.with_mem(|m| m.state.rollout_id().is_some()) {
-            return own();
-        }
-        match kv::read_document(&self.env).await {
-            Ok(Some(doc)) if self.with_mem(|m| m.state.rollout_id().is_none()) => doc,
-            _ => own(),
-        }
     }
 
     /// Stores a transition, then performs what needs the network: alerts from `waitUntil`,
@@ -251,27 +225,16 @@ impl RolloutController {
         for event in &events {
             worker::console_log!("rollout event: {}", event.message);
         }
+        // The split first, so that an alert can say whether it is in force.
+        let routing = if self.with_mem(|m| m.kv_version != m.state.version()) {
+            Some(self.write_routing(now).await)
+        } else {
+            None
+        };
         let alerts: Vec<Event> = events.into_iter().filter(|e| e.alert).collect();
         if let (Some(url), false) = (cfg.alert_webhook_url.clone(), alerts.is_empty()) {
-            self.state.wait_until(alerts::send(url, alerts));
-        }
-        if self.with_mem(|m| m.kv_version != m.state.version()) {
-            if let Err(e) = self.write_routing(now).await {
-                worker::console_error!(
-                    "writing the split to KV failed (retried on the next tick): {e}"
-                );
-            }
+            self.state.wait_until(alerts::send(url, alerts, routing));
         }
         Ok(())
-    }
-
-    /// Writes the newest state's split to KV and records the version that landed.
-    async fn write_routing(&self, now: u64) -> Result<()> {
-        let newest = || self.with_mem(|m| m.state.routing_doc(now.max(now_ms())));
-        let written = |version: u64| {
-            self.with_mem(|m| m.kv_version = version);
-            self.store.set_kv_version(version)
-        };
-        self.writer.write(&self.env, newest, written).await
     }
 }

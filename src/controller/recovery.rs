@@ -48,12 +48,16 @@ impl RolloutController {
                 worker::console_error!("rollout event: {}", event.message);
                 self.store.record(std::slice::from_ref(&event))?;
                 if let Some(url) = cfg.alert_webhook_url.clone() {
-                    self.state.wait_until(alerts::send(url, vec![event]));
+                    self.state.wait_until(alerts::send(url, vec![event], None));
                 }
                 (state, Some(Unreadable { raw, error }))
             }
         };
+        let routing_owned = loaded.kv_version.is_some();
         Ok(Memory {
+            routing_owned,
+            // Unknown until a tick reads it back (nothing to check before the first write).
+            routing_verified: !routing_owned,
             kv_version: loaded.kv_version.unwrap_or(state.version()),
             scopes,
             state,

@@ -23,6 +23,8 @@ pub enum EventKind {
     StateUnreadable,
     /// An operator recovered from an unreadable state to a safe split.
     Recovered,
+    /// A tick found the routing document in KV missing or not the controller's, and rewrote it.
+    RoutingRepaired,
 }
 
 /// Who caused an event.
@@ -92,6 +94,7 @@ impl Event {
                     | EventKind::Paused
                     | EventKind::StateUnreadable
                     | EventKind::Recovered
+                    | EventKind::RoutingRepaired
             ),
         }
     }

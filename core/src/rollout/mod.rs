@@ -26,6 +26,7 @@
 
 mod cmd;
 mod events;
+mod readback;
 mod recovery;
 mod spec;
 mod state;
@@ -35,6 +36,7 @@ mod wire;
 
 pub use cmd::Command;
 pub use events::{Actor, Event, EventKind};
+pub use readback::{read_back, ReadBack};
 pub use recovery::{recover, unreadable, Salvage};
 pub use spec::{default_steps, RolloutSpec, Step};
 pub use state::{Ended, Paused, Phase, Rollout, Split, Stage, State, VerdictRecord};

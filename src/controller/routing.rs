@@ -1,0 +1,103 @@
+//! The routing document, which the controller owns once it has written it: adopting the one in
+//! KV before the first rollout, writing the state's split (one writer, retried within seconds),
+//! and reading it back on every tick to rewrite a document that went missing or was changed by
+//! hand. Whether a read-back matches is the core's call (`rollout::read_back`).
+
+use bluegreen_core::config::Config;
+use bluegreen_core::rollout::{read_back, ReadBack, State};
+use bluegreen_core::routing::RoutingDoc;
+
+use super::alerts::{self, RoutingNote};
+use super::kv_writer::Written;
+use super::RolloutController;
+use crate::error::Result;
+use crate::kv::{self, DocProblem};
+use crate::runtime::now_ms;
+
+impl RolloutController {
+    /// Before any rollout, the controller shows (and starts from) the split the request path
+    /// uses: the KV document if there is a valid one, else the vars.
+    pub(super) async fn adopt_routing_while_unused(&self) {
+        if self.with_mem(|m| m.state.rollout_id().is_some() || m.routing_owned) {
+            return;
+        }
+        if let Ok(Some(doc)) = kv::read_document(&self.env).await {
+            self.with_mem(|m| {
+                if m.state.rollout_id().is_none() && !m.routing_owned {
+                    m.state = State::initial(&doc);
+                    m.kv_version = doc.version;
+                }
+            });
+        }
+    }
+
+    /// The split in force, for a new rollout's blue model. Once the controller owns the
+    /// document its own state is the truth (KV may lag it, or a failed write may have left KV
+    /// behind: reading KV then could undo a promotion); before that, KV's document if valid.
+    pub(super) async fn routing_in_force(&self) -> RoutingDoc {
+        let own = || self.with_mem(|m| m.state.routing_doc(now_ms()));
+        let owned = || self.with_mem(|m| m.state.rollout_id().is_some() || m.routing_owned);
+        if owned() {
+            return own();
+        }
+        match kv::read_document(&self.env).await {
+            Ok(Some(doc)) if !owned() => doc,
+            _ => own(),
+        }
+    }
+
+    /// Writes the newest state's split to KV (retried within seconds) and records the version
+    /// that landed; returns what an alert says about it.
+    pub(super) async fn write_routing(&self, now: u64) -> RoutingNote {
+        let newest = || self.with_mem(|m| m.state.routing_doc(now.max(now_ms())));
+        let written = |version: u64| {
+            self.with_mem(|m| {
+                m.kv_version = version;
+                m.routing_owned = true;
+                m.routing_verified = true;
+            });
+            self.store.set_kv_version(version)
+        };
+        let result = self.writer.write(&self.env, newest, written).await;
+        let version = self.with_mem(|m| m.state.version());
+        match result {
+            Ok(Written::Now) => RoutingNote::written(version),
+            Ok(Written::Queued) => RoutingNote::queued(version),
+            Err(e) => {
+                self.with_mem(|m| m.routing_verified = false);
+                worker::console_error!(
+                    "writing the split to KV failed after retries (the next tick tries again): {e}"
+                );
+                RoutingNote::failed(version, &e.to_string())
+            }
+        }
+    }
+
+    /// A tick's read-back: rewrites a document that is missing, invalid or not the state's,
+    /// with an event (and alert) saying what was found. Only once the controller owns it.
+    pub(super) async fn verify_routing(&self, cfg: &Config, now: u64) -> Result<()> {
+        if !self.with_mem(|m| m.routing_owned) {
+            return Ok(());
+        }
+        let kv = kv::read_document(&self.env).await.map_err(|e| match e {
+            DocProblem::Invalid(_) => ReadBack::Invalid(e.to_string()),
+            other => ReadBack::NotRead(other.to_string()),
+        });
+        let found = self.with_mem(|m| read_back(&m.state, kv));
+        self.with_mem(|m| m.routing_verified = found == ReadBack::Matches);
+        if let ReadBack::NotRead(why) = &found {
+            worker::console_error!("reading the routing document back failed: {why}");
+        }
+        let Some(event) = self.with_mem(|m| found.repair_event(&m.state, now)) else {
+            return Ok(());
+        };
+        self.store.record(std::slice::from_ref(&event))?;
+        worker::console_log!("rollout event: {}", event.message);
+        let note = self.write_routing(now).await;
+        if let Some(url) = cfg.alert_webhook_url.clone() {
+            self.state
+                .wait_until(alerts::send(url, vec![event], Some(note)));
+        }
+        Ok(())
+    }
+}
