@@ -192,6 +192,22 @@ pub struct RelativeReport {
 }
 
 impl RelativeReport {
+    /// The figures of one relative test: its (green, blue) events over the rollout's requests,
+    /// its log evidence and its rollback level.
+    fn new(events: (u64, u64), r: &TickCounts, log_evidence: f64, rollback_at: f64) -> Self {
+        let (green_events, blue_events) = events;
+        RelativeReport {
+            green_events,
+            green_requests: r.green_requests,
+            blue_events,
+            blue_requests: r.blue_requests,
+            ratio: ratio_of(green_events, r.green_requests, blue_events, r.blue_requests),
+            log_evidence,
+            evidence: ratio_from_log(log_evidence),
+            rollback_at,
+        }
+    }
+
     /// Whether the evidence reached the rollback level.
     pub fn reached(&self) -> bool {
         self.log_evidence >= self.rollback_at.ln()
@@ -226,92 +242,7 @@ pub struct Report {
 
 /// How reports were stored: the first release kept only the ratios, and stored a ratio that
 /// overflowed as `null`. Reading one gives the saturated log for `null`.
-mod stored {
-    use serde::Deserialize;
-
-    use super::{finite_log, ratio_from_log, Finding, SATURATED_RATIO};
-
-    /// The log of a stored report's evidence: the log when stored, else the ratio's log, and
-    /// saturated when the ratio overflowed (`null`).
-    fn log_of(log: Option<f64>, ratio: Option<f64>) -> f64 {
-        let log = log.or_else(|| ratio.map(f64::ln));
-        finite_log(log.unwrap_or(SATURATED_RATIO.ln()))
-    }
-
-    #[derive(Deserialize)]
-    pub struct RelativeReport {
-        green_events: u64,
-        green_requests: u64,
-        blue_events: u64,
-        blue_requests: u64,
-        ratio: Option<f64>,
-        #[serde(default)]
-        log_evidence: Option<f64>,
-        evidence: Option<f64>,
-        rollback_at: f64,
-    }
-
-    impl From<RelativeReport> for super::RelativeReport {
-        fn from(r: RelativeReport) -> Self {
-            let log_evidence = log_of(r.log_evidence, r.evidence);
-            super::RelativeReport {
-                green_events: r.green_events,
-                green_requests: r.green_requests,
-                blue_events: r.blue_events,
-                blue_requests: r.blue_requests,
-                ratio: r.ratio.filter(|x| x.is_finite()),
-                log_evidence,
-                evidence: ratio_from_log(log_evidence),
-                rollback_at: r.rollback_at,
-            }
-        }
-    }
-
-    #[derive(Deserialize)]
-    pub struct Report {
-        finding: Finding,
-        errors: super::RelativeReport,
-        latency: super::RelativeReport,
-        latency_reference_ms: Option<u64>,
-        #[serde(default)]
-        guard_log_evidence: Option<f64>,
-        guard_evidence: Option<f64>,
-        guard_rollback_at: f64,
-        guard_limit: f64,
-        #[serde(default)]
-        fine_log_evidence: Option<(f64, f64)>,
-        #[serde(default)]
-        fine_evidence: Option<(Option<f64>, Option<f64>)>,
-        fine_at: Option<f64>,
-        tolerance_ratio: f64,
-    }
-
-    impl From<Report> for super::Report {
-        fn from(r: Report) -> Self {
-            let guard_log_evidence = log_of(r.guard_log_evidence, r.guard_evidence);
-            let fine_log_evidence = match (r.fine_log_evidence, r.fine_evidence) {
-                (Some((e, l)), _) => Some((finite_log(e), finite_log(l))),
-                (None, Some((e, l))) => Some((log_of(None, e), log_of(None, l))),
-                (None, None) => None,
-            };
-            super::Report {
-                finding: r.finding,
-                errors: r.errors,
-                latency: r.latency,
-                latency_reference_ms: r.latency_reference_ms,
-                guard_log_evidence,
-                guard_evidence: ratio_from_log(guard_log_evidence),
-                guard_rollback_at: r.guard_rollback_at,
-                guard_limit: r.guard_limit,
-                fine_log_evidence,
-                fine_evidence: fine_log_evidence
-                    .map(|(e, l)| (ratio_from_log(e), ratio_from_log(l))),
-                fine_at: r.fine_at,
-                tolerance_ratio: r.tolerance_ratio,
-            }
-        }
-    }
-}
+mod stored;
 
 fn ratio_of(g: u64, gn: u64, b: u64, bn: u64) -> Option<f64> {
     (b > 0 && gn > 0 && bn > 0).then(|| (g as f64 / gn as f64) / (b as f64 / bn as f64))
@@ -479,31 +410,8 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
     };
     Report {
         finding,
-        errors: RelativeReport {
-            green_events: r.green_errors,
-            green_requests: r.green_requests,
-            blue_events: r.blue_errors,
-            blue_requests: r.blue_requests,
-            ratio: ratio_of(
-                r.green_errors,
-                r.green_requests,
-                r.blue_errors,
-                r.blue_requests,
-            ),
-            log_evidence: errors,
-            evidence: ratio_from_log(errors),
-            rollback_at,
-        },
-        latency: RelativeReport {
-            green_events: r.green_slow,
-            green_requests: r.green_requests,
-            blue_events: r.blue_slow,
-            blue_requests: r.blue_requests,
-            ratio: ratio_of(r.green_slow, r.green_requests, r.blue_slow, r.blue_requests),
-            log_evidence: slow,
-            evidence: ratio_from_log(slow),
-            rollback_at: latency_rollback_at,
-        },
+        errors: RelativeReport::new((r.green_errors, r.blue_errors), r, errors, rollback_at),
+        latency: RelativeReport::new((r.green_slow, r.blue_slow), r, slow, latency_rollback_at),
         latency_reference_ms: reference_ms,
         guard_log_evidence: guard,
         guard_evidence: ratio_from_log(guard),
