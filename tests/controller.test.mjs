@@ -385,3 +385,44 @@ test("the controller owns the routing document: one deleted or edited by hand is
   assert.equal((await r.events(1)).events[0].seq, latest.seq);
   assert.equal((await r.status()).routing_synced, true);
 });
+
+test("a green failing every request at volume is rolled back in one tick, and the controller still loads after a restart", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bluegreen-broken-"));
+  const first = await startStack(VARS, {}, { persistTo: dir });
+  let second;
+  let firstOpen = true;
+  t.after(async () => {
+    if (firstOpen) await first.router.close();
+    await second?.close();
+    await first.sim.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const r = first.router;
+  // A typo'd model: the provider answers 404 to every request. With the default (sequential)
+  // policy the guard's evidence passes f64::MAX within the tick; it is kept as a log.
+  await fetch(`${first.sim.url}/__sim/rules`, { method: "PUT", body: JSON.stringify({ "green-m": { status: 404 } }) });
+  const start = await r.admin("POST", "rollouts", { green_model: "green-m", steps: [{ green_percent: 50, hold_seconds: 600 }] });
+  assert.equal(start.status, 201, start.text);
+  // 600 requests in one tick, about 300 of them green: every green one falls back to blue, and
+  // ~300 failures drive the guard's likelihood ratio past f64::MAX (e^709), which the first
+  // release stored as null and could not load again.
+  const results = await pool(600, 16, () => chat(r.url));
+  assert.ok(results.every((res) => res.status === 200), "every user was served (by blue)");
+  await waitForCount(r, 600, 15_000);
+  await r.tick();
+  const rolled = await r.status();
+  assert.equal(rolled.phase, "rolled_back");
+  assert.match(rolled.verdict.reasons.join(" "), />1e300:1/);
+  assert.ok(Number.isFinite(rolled.verdict.evidence.guard_log_evidence));
+  const event = (await r.events(1)).events[0];
+  assert.equal(event.kind, "rolled_back");
+  await first.router.close();
+  firstOpen = false;
+
+  second = await startRouter({ ...VARS, UPSTREAM_BASE_URL: `${first.sim.url}/v1` }, { persistTo: dir });
+  const after = await second.status();
+  assert.equal(after.phase, "rolled_back");
+  assert.equal(after.storage_problem, null);
+  assert.deepEqual(after.verdict, rolled.verdict, "the verdict reloads exactly");
+  assert.deepEqual((await second.events(1)).events[0], event, "the rollback is still in the event log");
+});

@@ -384,7 +384,7 @@ mod tests {
         let cases: [(&[(&str, &str)], &str); 16] = [
             (&[("ENVIRONMENT_OVERRIDE", "maybe")], "ENVIRONMENT_OVERRIDE"),
             (
-                &[("MODEL_PRICES", r#"{"m": {"input": 2e6, "output": 1}}"#)],
+                &[("MODEL_PRICES", r#"{"m": {"input": -2, "output": 1}}"#)],
                 "MODEL_PRICES",
             ),
             (&[("MODEL_PRICES", "{\"m\": 1}")], "MODEL_PRICES"),

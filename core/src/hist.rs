@@ -100,9 +100,9 @@ impl Histogram {
             return None;
         }
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
-        let mut seen = 0;
+        let mut seen = 0u64;
         for (&b, &n) in &self.counts {
-            seen += n;
+            seen = seen.saturating_add(n);
             if seen >= rank {
                 let (low, high) = bounds_of(b);
                 return Some(low + (high - low) / 2);
@@ -122,7 +122,7 @@ impl Histogram {
                 low + (high - low) / 2 > ms
             })
             .map(|(_, &n)| n)
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 }
 
@@ -155,8 +155,10 @@ impl<'de> Deserialize<'de> for Histogram {
             if b > max_bucket {
                 return Err(serde::de::Error::custom(format!("no histogram bucket {b}")));
             }
-            *counts.entry(b).or_insert(0) += n;
-            total += n;
+            let slot = counts.entry(b).or_insert(0);
+            *slot = u64::saturating_add(*slot, n);
+            // Saturating, as recording is: a histogram held at its maximum count still loads.
+            total = total.saturating_add(n);
         }
         if total != stored.n {
             return Err(serde::de::Error::custom(format!(

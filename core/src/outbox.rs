@@ -119,7 +119,11 @@ impl Outbox {
             keep
         });
         let excess = self.pending.len().saturating_sub(MAX_PENDING);
-        dropped.too_many = self.pending.drain(..excess).map(|p| p.requests).sum();
+        dropped.too_many = self
+            .pending
+            .drain(..excess)
+            .map(|p| p.requests)
+            .fold(0, u64::saturating_add);
         dropped
     }
 

@@ -240,20 +240,20 @@ pub struct Price {
 pub struct Prices(BTreeMap<String, Price>);
 
 impl Prices {
-    /// Parses `{"model": {"input": 0.27, "output": 1.10}, ...}`; every price must be a number
-    /// from 0 to [`MAX_PRICE`].
+    /// Parses `{"model": {"input": 0.27, "output": 1.10}, ...}`; every price must be a finite
+    /// number ≥ 0. A price above [`MAX_PRICE`] is taken as `MAX_PRICE` (refusing it would turn
+    /// a setting an earlier version accepted into a 500 on every request after a deploy).
     pub fn parse(json: &str) -> Result<Prices, String> {
         let map: BTreeMap<String, Price> = serde_json::from_str(json).map_err(|e| {
             format!("must be JSON like {{\"model\": {{\"input\": 0.27, \"output\": 1.1}}}}: {e}")
         })?;
-        for (model, p) in &map {
-            for (side, v) in [("input", p.input), ("output", p.output)] {
-                if !(0.0..=MAX_PRICE).contains(&v) {
-                    return Err(format!(
-                        "{model}.{side} must be a number from 0 to {MAX_PRICE} (USD per million \
-                         tokens), got {v}"
-                    ));
+        let mut map = map;
+        for (model, p) in map.iter_mut() {
+            for (side, v) in [("input", &mut p.input), ("output", &mut p.output)] {
+                if !(v.is_finite() && *v >= 0.0) {
+                    return Err(format!("{model}.{side} must be a number ≥ 0, got {v}"));
                 }
+                *v = v.min(MAX_PRICE);
             }
         }
         Ok(Prices(map))
@@ -338,7 +338,10 @@ pub struct Batch {
 impl Batch {
     /// Requests in the batch.
     pub fn requests(&self) -> u64 {
-        self.entries.iter().map(|e| e.stats.requests).sum()
+        self.entries
+            .iter()
+            .map(|e| e.stats.requests)
+            .fold(0, u64::saturating_add)
     }
 }
 
@@ -541,8 +544,13 @@ mod tests {
     fn prices_are_validated() {
         assert!(Prices::parse("{}").is_ok());
         assert!(Prices::parse(r#"{"m": {"input": -1, "output": 1}}"#).is_err());
-        assert!(Prices::parse(r#"{"m": {"input": 1e308, "output": 1}}"#).is_err());
-        assert!(Prices::parse(r#"{"m": {"input": 1000000, "output": 0}}"#).is_ok());
+        // An absurd price is held at the highest, so that no cost can overflow.
+        let huge = Prices::parse(r#"{"m": {"input": 1e308, "output": 1}}"#).unwrap();
+        let tokens = Usage {
+            prompt_tokens: 1_000_000,
+            completion_tokens: 0,
+        };
+        assert_eq!(huge.cost("m", &tokens), MAX_PRICE);
         assert!(Prices::parse(r#"{"m": {"input": 1}}"#).is_err());
         assert!(Prices::parse(r#"{"m": {"input": 1, "output": 1, "x": 2}}"#).is_err());
         assert!(Prices::parse("[1]").is_err());

@@ -4,7 +4,7 @@
 //! infinity or NaN (serde writes them as `null`, which then fails to load, and a controller
 //! that cannot load its state answers nothing). So this drives the state machine as the
 //! controller does (`Scopes::add`, `Scopes::tick`, `apply`, `Scopes::after`) through extreme
-//! ticks — 0 to 10⁹ requests per environment, none or all failing, latencies from 1 ms to
+//! ticks — 0 to 10⁹ requests per environment, and counts that saturate, none or all failing, latencies from 1 ms to
 //! `u64::MAX`, absurd token counts at the highest price — with operator commands in between,
 //! under each verdict method, and checks after every transition that the state, the windows
 //! and each new event survive a write and a read unchanged. Fixed seeds: a failure replays.
@@ -23,7 +23,7 @@ use rand::{Rng, SeedableRng};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-const REQUESTS: [u64; 6] = [0, 1, 7, 1_000, 1_000_000, 1_000_000_000];
+const REQUESTS: [u64; 7] = [0, 1, 7, 1_000, 1_000_000, 1_000_000_000, u64::MAX / 3];
 const LATENCIES_MS: [u64; 6] = [1, 120, 60_000, 3_600_000, 1 << 40, u64::MAX];
 
 fn round_trips<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(what: &str, v: &T) {

@@ -171,7 +171,8 @@ fn stats_windows_and_minutes_written_by_v1_load() {
 
 /// The first release wrote an evidence ratio that overflowed, or an infinite cost, as JSON
 /// `null`, and could then not read its own state back. Such documents load: the evidence as
-/// saturated (the rollback it caused stands), the cost as unknown (0).
+/// saturated (the rollback it caused stands), the cost as unknown (0). These three fixtures
+/// are v1 fixtures with those fields set to `null` by hand, as the first release wrote them.
 #[test]
 fn documents_with_overflowed_numbers_written_by_v1_load() {
     let s: State = serde_json::from_str(&fixture("state-rolled-back-overflowed")).unwrap();

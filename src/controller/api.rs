@@ -70,7 +70,7 @@ impl RolloutController {
                 green_percent: m.state.green_percent(),
                 verdict: m.state.verdict_status(),
                 effects,
-                routing_synced: m.kv_version == m.state.version(),
+                routing_synced: m.kv_version == m.state.version() && m.routing_verified,
             })
         });
         Ok(Response::ok(

@@ -49,6 +49,11 @@ impl KvWriter {
         result.map(|()| Written::Now)
     }
 
+    /// Whether a write is in flight.
+    pub fn busy(&self) -> bool {
+        self.busy.get()
+    }
+
     async fn write_until_settled(
         &self,
         env: &Env,

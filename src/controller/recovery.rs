@@ -87,12 +87,23 @@ impl RolloutController {
             )
             .into());
         };
+        // The routing in force is KV's document (the request path serves it), at a version no
+        // lower than any the controller wrote.
+        self.adopt_routing_while_unused().await;
         let now = now_ms();
-        let routing = self.with_mem(|m| m.state.routing_doc(now));
+        let routing = self.with_mem(|m| {
+            let mut doc = m.state.routing_doc(now);
+            doc.version = doc.version.max(m.kv_version);
+            doc
+        });
         let transition = recover(&Salvage::from_raw(&raw), &routing, now);
         self.store.set_aside("state", &raw, now)?;
-        self.with_mem(|m| m.problem = None);
-        self.commit(cfg, transition, now).await?;
+        // The hold ends only for this commit; if storing fails, the controller holds again.
+        let problem = self.with_mem(|m| m.problem.take());
+        if let Err(e) = self.commit(cfg, transition, now).await {
+            self.with_mem(|m| m.problem = problem);
+            return Err(e);
+        }
         Ok(http::json(200, &self.status_at(now))?)
     }
 }

@@ -16,16 +16,24 @@ use crate::runtime::now_ms;
 
 impl RolloutController {
     /// Before any rollout, the controller shows (and starts from) the split the request path
-    /// uses: the KV document if there is a valid one, else the vars.
+    /// uses: the KV document if there is a valid one, else the vars. So it does while its
+    /// stored state is unreadable: the request path still serves the document in KV.
     pub(super) async fn adopt_routing_while_unused(&self) {
-        if self.with_mem(|m| m.state.rollout_id().is_some() || m.routing_owned) {
+        let adopts = |m: &super::Memory| {
+            m.problem.is_some() || (m.state.rollout_id().is_none() && !m.routing_owned)
+        };
+        if !self.with_mem(|m| adopts(m)) {
             return;
         }
         if let Ok(Some(doc)) = kv::read_document(&self.env).await {
             self.with_mem(|m| {
-                if m.state.rollout_id().is_none() && !m.routing_owned {
+                if adopts(m) {
                     m.state = State::initial(&doc);
-                    m.kv_version = doc.version;
+                    // While unreadable, remember the highest version the controller wrote.
+                    m.kv_version = match m.problem {
+                        Some(_) => m.kv_version.max(doc.version),
+                        None => doc.version,
+                    };
                 }
             });
         }
@@ -79,10 +87,16 @@ impl RolloutController {
         if !self.with_mem(|m| m.routing_owned) {
             return Ok(());
         }
+        let version = self.with_mem(|m| m.state.version());
         let kv = kv::read_document(&self.env).await.map_err(|e| match e {
             DocProblem::Invalid(_) => ReadBack::Invalid(e.to_string()),
             other => ReadBack::NotRead(other.to_string()),
         });
+        // A command that changed the split during the read has written (or is writing) the
+        // newest one: what was read says nothing about it.
+        if self.with_mem(|m| m.state.version()) != version || self.writer.busy() {
+            return Ok(());
+        }
         let found = self.with_mem(|m| read_back(&m.state, kv));
         self.with_mem(|m| m.routing_verified = found == ReadBack::Matches);
         if let ReadBack::NotRead(why) = &found {

@@ -353,7 +353,7 @@ fn accumulate(ev: &mut Evidence, s: &Settings, t: &TickCounts) {
     sized(&mut ev.guard, GUARD_ALTERNATIVES.len());
     sized(&mut ev.fine_errors, FINE_ALTERNATIVES.len());
     sized(&mut ev.fine_slow, FINE_ALTERNATIVES.len());
-    let n = t.green_requests + t.blue_requests;
+    let n = t.green_requests.saturating_add(t.blue_requests);
     if n == 0 {
         return;
     }
@@ -427,9 +427,11 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
 }
 
 /// After a resume: the step's requests are counted again from zero, so that the step needs
-/// `min_requests` of each environment seen since before it may pass; the evidence carries on.
+/// `min_requests` of each environment seen since before it may pass, and the clearly-fine
+/// evidence restarts (a step may not end early on what it saw before the pause); the evidence
+/// against green carries on.
 pub fn restart_step_counts(ev: &mut Evidence) {
-    ev.step = TickCounts::default();
+    new_step(ev);
 }
 
 /// Starts a new step: the per-step counts and the clearly-fine evidence restart; the rest of
