@@ -3,6 +3,7 @@
 //! controller's own code lives in `controller/`; this leaf only addresses it, so that callers
 //! never depend on the Durable Object's implementation.
 
+use bluegreen_core::routing::RoutingDoc;
 use worker::{Env, Method, Request, RequestInit, Response, Stub};
 
 use crate::error::{Error, Result};
@@ -11,6 +12,8 @@ use crate::error::{Error, Result};
 pub const STATS_PATH: &str = "/internal/stats";
 /// Where the cron handler asks for a tick.
 pub const TICK_PATH: &str = "/internal/tick";
+/// Where an isolate that cannot read KV asks for the split in force.
+pub const ROUTING_PATH: &str = "/internal/routing";
 
 /// The controller's stub. A stub fetch needs a full URL; the host is never resolved.
 fn stub(env: &Env) -> Result<Stub> {
@@ -42,6 +45,23 @@ pub async fn tick(env: &Env) -> Result<String> {
         s => Err(Error::Runtime(format!(
             "the controller answered {s}: {text}"
         ))),
+    }
+}
+
+/// The controller's split, for an isolate that cannot read KV: `None` when the controller has
+/// none of its own yet (before its first rollout, the vars are right).
+pub async fn routing(env: &Env) -> Result<Option<RoutingDoc>> {
+    let req = Request::new(&format!("https://controller{ROUTING_PATH}"), Method::Get)?;
+    let mut resp = stub(env)?.fetch_with_request(req).await?;
+    match resp.status_code() {
+        200 => {
+            let text = resp.text().await?;
+            let doc = RoutingDoc::parse(&text)
+                .map_err(|e| Error::Runtime(format!("the controller's split: {e}")))?;
+            Ok(Some(doc))
+        }
+        404 => Ok(None),
+        s => Err(Error::Runtime(format!("the controller answered {s}"))),
     }
 }
 

@@ -20,7 +20,7 @@ use worker::{Env, Response};
 
 use crate::error::{Error, Result};
 use crate::runtime::now_ms;
-use crate::settings;
+use crate::{control, settings};
 
 thread_local! {
     static CACHE: RefCell<RoutingCache> = RefCell::new(RoutingCache::default());
@@ -38,7 +38,26 @@ async fn refreshed(env: &Env, cfg: &Config) -> InForce {
         Poll::Refresh(ticket) => ticket,
     };
     let read = read_document(env).await;
-    let landed = CACHE.with(|c| c.borrow_mut().land(ticket, read, now_ms(), &cfg.defaults));
+    let landed = match read {
+        // The vars are all this isolate has, and after a promotion they name the demoted
+        // model: the controller's split is better.
+        Err(problem) if CACHE.with(|c| c.borrow().wants_controller()) => {
+            match control::routing(env).await {
+                Ok(Some(doc)) => CACHE.with(|c| {
+                    c.borrow_mut()
+                        .land_from_controller(ticket, problem, doc, now_ms())
+                }),
+                other => {
+                    if let Err(e) = other {
+                        worker::console_error!("routing: asking the controller failed: {e}");
+                    }
+                    let read = Err::<Option<RoutingDoc>, _>(problem);
+                    CACHE.with(|c| c.borrow_mut().land(ticket, read, now_ms(), &cfg.defaults))
+                }
+            }
+        }
+        read => CACHE.with(|c| c.borrow_mut().land(ticket, read, now_ms(), &cfg.defaults)),
+    };
     log_landed(&landed);
     landed.in_force
 }

@@ -426,3 +426,24 @@ test("a green failing every request at volume is rolled back in one tick, and th
   assert.deepEqual(after.verdict, rolled.verdict, "the verdict reloads exactly");
   assert.deepEqual((await second.events(1)).events[0], event, "the rollback is still in the event log");
 });
+
+test("an isolate that cannot read KV asks the controller for its split rather than serving the vars", async (t) => {
+  const stack = await startStack(VARS, {}, { withoutKv: true });
+  t.after(() => stack.close());
+  const r = stack.router;
+  // Before any rollout the controller has no split of its own: the vars serve (all blue).
+  assert.equal((await chat(r.url)).headers.get("x-bluegreen-environment"), "blue");
+  // A rollout whose split cannot reach KV (every write fails, after its retries).
+  const start = await r.admin("POST", "rollouts", { green_model: "green-m", steps: [{ green_percent: 99.99, hold_seconds: 600 }] });
+  assert.equal(start.status, 201, start.text);
+  assert.equal(start.body.routing_synced, false);
+  // The isolate still knows only the vars, so its next failed read asks the controller.
+  const res = await chat(r.url, undefined, { "x-bluegreen-sticky-key": "user-1" });
+  assert.equal(res.status, 200, res.text);
+  assert.equal(res.headers.get("x-bluegreen-environment"), "green");
+  assert.equal(res.headers.get("x-bluegreen-model"), "green-m");
+  const health = await (await fetch(`${r.url}/healthz`)).json();
+  assert.equal(health.routing_source, "controller");
+  assert.equal(health.status, "degraded");
+  assert.match(health.routing_problem, /ROUTER_KV binding is missing/);
+});

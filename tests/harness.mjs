@@ -20,7 +20,7 @@ export function compatibilityDate() {
  * console lines. With `persistTo`, KV and the Durable Object live in that directory, so a
  * second router started on it finds what the first stored.
  */
-export async function startRouter(vars = {}, { persistTo } = {}) {
+export async function startRouter(vars = {}, { persistTo, withoutKv = false } = {}) {
   if (!fs.existsSync(path.join(ROOT, "build/index.js"))) {
     throw new Error("build/index.js is missing: run `bash scripts/build.sh` first");
   }
@@ -32,7 +32,8 @@ export async function startRouter(vars = {}, { persistTo } = {}) {
     modules: true,
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
     compatibilityDate: compatibilityDate(),
-    kvNamespaces: ["ROUTER_KV"],
+    // `withoutKv`: no KV binding at all, so that every KV read and write fails.
+    kvNamespaces: withoutKv ? [] : ["ROUTER_KV"],
     durableObjects: { ROLLOUT: { className: "RolloutController", useSQLite: true } },
     ...(persistTo
       ? { kvPersist: path.join(persistTo, "kv"), durableObjectsPersist: path.join(persistTo, "do") }
@@ -46,7 +47,7 @@ export async function startRouter(vars = {}, { persistTo } = {}) {
     },
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
-  const kv = await mf.getKVNamespace("ROUTER_KV");
+  const kv = withoutKv ? undefined : await mf.getKVNamespace("ROUTER_KV");
   return {
     url,
     mf,

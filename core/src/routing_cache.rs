@@ -28,6 +28,9 @@ pub enum Source {
     Kv,
     /// The BLUE_MODEL / GREEN_MODEL / GREEN_PERCENT vars (no document in KV).
     Defaults,
+    /// The rollout controller's split, asked for because KV could not be read while the vars
+    /// were all this isolate had (after a promotion they name the demoted model).
+    Controller,
 }
 
 /// The document in force and what is known about the one in KV.
@@ -112,6 +115,42 @@ impl RoutingCache {
         now_ms: u64,
         defaults: &RoutingDoc,
     ) -> Landed {
+        self.land_with(ticket, now_ms, |current| resolve(read, current, defaults))
+    }
+
+    /// Whether a failed read should ask the controller for its split: the vars are all this
+    /// isolate has (a cold isolate, or the defaults in force).
+    pub fn wants_controller(&self) -> bool {
+        self.cached
+            .as_ref()
+            .is_none_or(|c| c.in_force.source == Source::Defaults)
+    }
+
+    /// Called instead of [`RoutingCache::land`] when the read `ticket` claimed failed with
+    /// `problem` and the controller answered with its split `doc`: that split is in force,
+    /// with the problem still reported.
+    pub fn land_from_controller<E: fmt::Display>(
+        &mut self,
+        ticket: Ticket,
+        problem: E,
+        doc: RoutingDoc,
+        now_ms: u64,
+    ) -> Landed {
+        self.land_with(ticket, now_ms, |_| InForce {
+            doc: Rc::new(doc),
+            source: Source::Controller,
+            problem: Some(problem.to_string().into()),
+        })
+    }
+
+    /// Puts what `resolve` makes of the document in force into the cache, unless a newer read
+    /// already landed (then nothing changes).
+    fn land_with(
+        &mut self,
+        ticket: Ticket,
+        now_ms: u64,
+        resolve: impl FnOnce(Option<&InForce>) -> InForce,
+    ) -> Landed {
         if ticket.0 < self.landed {
             if let Some(newer) = &self.cached {
                 return Landed {
@@ -123,7 +162,7 @@ impl RoutingCache {
         }
         self.landed = ticket.0;
         let current = self.cached.take().map(|c| c.in_force);
-        let in_force = resolve(read, current.as_ref(), defaults);
+        let in_force = resolve(current.as_ref());
         let landed = Landed {
             problem_changed: in_force.problem != current.as_ref().and_then(|c| c.problem.clone()),
             doc_changed: current.as_ref().is_none_or(|c| *c.doc != *in_force.doc),
@@ -347,5 +386,37 @@ mod tests {
         );
         assert_eq!(got.problem, None);
         assert_eq!((landed.problem_changed, landed.doc_changed), (true, true));
+    }
+
+    #[test]
+    fn a_failed_read_asks_the_controller_only_while_the_vars_are_all_there_is() {
+        let mut cache = RoutingCache::default();
+        assert!(cache.wants_controller(), "a cold isolate");
+        let t = ticket(cache.poll(0, CACHE_MS));
+        let l = cache.land_from_controller(t, "KV unreachable", doc(9), 5);
+        assert_eq!(l.in_force.source, Source::Controller);
+        assert_eq!(l.in_force.doc.version, 9);
+        assert_eq!(l.in_force.problem.as_deref(), Some("KV unreachable"));
+        assert!(l.doc_changed && l.problem_changed);
+        assert!(
+            !cache.wants_controller(),
+            "the controller's split is kept like KV's"
+        );
+        // KV answers again: its document replaces the controller's, the problem clears.
+        let t = ticket(cache.poll(2000, CACHE_MS));
+        let l = land_ok(&mut cache, t, 10, 2001);
+        assert_eq!((l.in_force.source, l.in_force.problem), (Source::Kv, None));
+        assert!(!cache.wants_controller());
+        // The key is deleted: the vars again, and a later failed read may ask.
+        let t = ticket(cache.poll(4000, CACHE_MS));
+        cache.land(t, Ok::<_, &str>(None), 4001, &defaults());
+        assert!(cache.wants_controller());
+        // An older read that asked the controller lands after a newer one: ignored.
+        let older = ticket(cache.poll(6000, CACHE_MS));
+        let newer = ticket(cache.poll(7000, CACHE_MS));
+        land_ok(&mut cache, newer, 11, 7001);
+        let l = cache.land_from_controller(older, "slow", doc(3), 7002);
+        assert_eq!(l.in_force.doc.version, 11);
+        assert!(!l.doc_changed);
     }
 }

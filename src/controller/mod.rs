@@ -28,7 +28,7 @@ use bluegreen_core::status::{self, Status};
 use bluegreen_core::windows::Scopes;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response};
 
-use crate::control::{STATS_PATH, TICK_PATH};
+use crate::control::{ROUTING_PATH, STATS_PATH, TICK_PATH};
 use crate::error::Result;
 use crate::runtime::random_id;
 use crate::{http, settings};
@@ -95,12 +95,14 @@ enum Route {
     Events,
     History,
     Recover,
+    Routing,
 }
 
 /// Every route, and the method it takes.
-const ROUTES: [(&str, Method, Route); 12] = [
+const ROUTES: [(&str, Method, Route); 13] = [
     (STATS_PATH, Method::Post, Route::Stats),
     (TICK_PATH, Method::Post, Route::Tick),
+    (ROUTING_PATH, Method::Get, Route::Routing),
     ("/admin/status", Method::Get, Route::Status),
     ("/admin/rollouts", Method::Post, Route::Start),
     ("/admin/promote", Method::Post, Route::Promote),
@@ -171,6 +173,7 @@ impl RolloutController {
             Route::Events => self.events(&req),
             Route::History => self.history(&req),
             Route::Recover => self.recover(&cfg).await,
+            Route::Routing => self.own_routing(),
         }
     }
 

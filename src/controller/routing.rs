@@ -10,9 +10,13 @@ use bluegreen_core::routing::RoutingDoc;
 use super::alerts::{self, RoutingNote};
 use super::kv_writer::Written;
 use super::RolloutController;
+use bluegreen_core::error::ApiError;
+use worker::Response;
+
 use crate::error::Result;
 use crate::kv::{self, DocProblem};
 use crate::runtime::now_ms;
+use crate::{control, http};
 
 impl RolloutController {
     /// Before any rollout, the controller shows (and starts from) the split the request path
@@ -51,6 +55,20 @@ impl RolloutController {
         match kv::read_document(&self.env).await {
             Ok(Some(doc)) if !owned() => doc,
             _ => own(),
+        }
+    }
+
+    /// `GET /internal/routing`: the split in force as the controller knows it, for an isolate
+    /// that cannot read KV; 404 while the controller has none of its own (before its first
+    /// rollout the request path's own document or vars are right).
+    pub(super) fn own_routing(&self) -> Result<Response> {
+        let doc = self.with_mem(|m| {
+            (m.routing_owned || m.state.rollout_id().is_some())
+                .then(|| m.state.routing_doc(now_ms()))
+        });
+        match doc {
+            Some(doc) => Ok(http::json(200, &doc)?),
+            None => Err(ApiError::not_found(control::ROUTING_PATH).into()),
         }
     }
 
