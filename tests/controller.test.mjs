@@ -28,6 +28,34 @@ before(async () => {
 });
 after(() => receiver?.close());
 
+/** A stack whose KV and Durable Object live in a temporary directory, so that the router can be
+ * stopped (`stop`) and started again on the same storage (`restart`, which returns the new
+ * router); everything is closed and removed after the test. */
+async function persistedStack(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bluegreen-persist-"));
+  const first = await startStack(VARS, {}, { persistTo: dir });
+  let firstOpen = true;
+  let second;
+  t.after(async () => {
+    if (firstOpen) await first.router.close();
+    await second?.close();
+    await first.sim.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    dir,
+    first,
+    stop: async () => {
+      await first.router.close();
+      firstOpen = false;
+    },
+    restart: async () => {
+      second = await startRouter({ ...VARS, UPSTREAM_BASE_URL: `${first.sim.url}/v1` }, { persistTo: dir });
+      return second;
+    },
+  };
+}
+
 const routingDoc = async (router) => JSON.parse(await router.kv.get("routing"));
 const kinds = async (router) => (await router.events(100)).events.map((e) => e.kind);
 
@@ -153,16 +181,7 @@ test("counting is exact after a burst of concurrent requests: none lost, none co
 });
 
 test("the rollout survives a restart of workerd on the same persisted storage", async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bluegreen-persist-"));
-  const first = await startStack(VARS, {}, { persistTo: dir });
-  let second;
-  let firstOpen = true;
-  t.after(async () => {
-    if (firstOpen) await first.router.close();
-    await second?.close();
-    await first.sim.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const { first, stop, restart } = await persistedStack(t);
   const r = first.router;
   assert.equal(
     (await r.admin("POST", "rollouts", { green_model: "green-m", steps: [{ green_percent: 20, hold_seconds: 600 }, { green_percent: 40, hold_seconds: 600 }] })).status,
@@ -172,10 +191,9 @@ test("the rollout survives a restart of workerd on the same persisted storage", 
   await waitForCount(r, 40);
   assert.equal((await r.admin("PUT", "split", { green_percent: 5 })).status, 200);
   const before = await r.status();
-  await first.router.close();
-  firstOpen = false;
+  await stop();
 
-  second = await startRouter({ ...VARS, UPSTREAM_BASE_URL: `${first.sim.url}/v1` }, { persistTo: dir });
+  const second = await restart();
   const after = await second.status();
   assert.equal(after.phase, "paused");
   assert.equal(after.green_percent, 5);
@@ -212,16 +230,7 @@ function rewriteStoredDocument(dir, key, value) {
 }
 
 test("an unreadable stored state never takes the controller down: it holds, says so, and recovers to a safe split", async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bluegreen-unreadable-"));
-  const first = await startStack(VARS, {}, { persistTo: dir });
-  let second;
-  let firstOpen = true;
-  t.after(async () => {
-    if (firstOpen) await first.router.close();
-    await second?.close();
-    await first.sim.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const { dir, first, stop, restart } = await persistedStack(t);
   const r = first.router;
   const start = await r.admin("POST", "rollouts", {
     green_model: "green-m",
@@ -231,13 +240,12 @@ test("an unreadable stored state never takes the controller down: it holds, says
   assert.equal((await traffic(r, 30)).ok, 30);
   await waitForCount(r, 30);
   const before = await r.status();
-  await first.router.close();
-  firstOpen = false;
+  await stop();
   // A state whose phase this version does not know (a damaged or foreign document).
   const damaged = JSON.stringify({ phase: "exploded", blue_model: "blue-m", version: 41 });
   rewriteStoredDocument(dir, "state", damaged);
 
-  second = await startRouter({ ...VARS, UPSTREAM_BASE_URL: `${first.sim.url}/v1` }, { persistTo: dir });
+  const second = await restart();
   // The request path is unaffected: it serves by the routing document in KV.
   assert.equal((await chat(second.url)).status, 200);
   const held = await second.status();
@@ -387,16 +395,7 @@ test("the controller owns the routing document: one deleted or edited by hand is
 });
 
 test("a green failing every request at volume is rolled back in one tick, and the controller still loads after a restart", async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bluegreen-broken-"));
-  const first = await startStack(VARS, {}, { persistTo: dir });
-  let second;
-  let firstOpen = true;
-  t.after(async () => {
-    if (firstOpen) await first.router.close();
-    await second?.close();
-    await first.sim.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const { first, stop, restart } = await persistedStack(t);
   const r = first.router;
   // A typo'd model: the provider answers 404 to every request. With the default (sequential)
   // policy the guard's evidence passes f64::MAX within the tick; it is kept as a log.
@@ -416,10 +415,9 @@ test("a green failing every request at volume is rolled back in one tick, and th
   assert.ok(Number.isFinite(rolled.verdict.evidence.guard_log_evidence));
   const event = (await r.events(1)).events[0];
   assert.equal(event.kind, "rolled_back");
-  await first.router.close();
-  firstOpen = false;
+  await stop();
 
-  second = await startRouter({ ...VARS, UPSTREAM_BASE_URL: `${first.sim.url}/v1` }, { persistTo: dir });
+  const second = await restart();
   const after = await second.status();
   assert.equal(after.phase, "rolled_back");
   assert.equal(after.storage_problem, null);
