@@ -163,11 +163,7 @@ impl Store {
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<String>> {
-        let rows: Vec<TextRow> = self
-            .sql()
-            .exec("SELECT v FROM meta WHERE k = ?", vec![key.into()])
-            .and_then(|c| c.to_array())
-            .map_err(sql_err)?;
+        let rows: Vec<TextRow> = self.query("SELECT v FROM meta WHERE k = ?", vec![key.into()])?;
         Ok(rows.into_iter().next().map(|r| r.v))
     }
 
@@ -178,6 +174,18 @@ impl Store {
                 vec![key.into(), value.into()],
             )
             .map(drop)
+            .map_err(sql_err)
+    }
+
+    /// Runs a read-only statement and reads its rows.
+    fn query<T: serde::de::DeserializeOwned>(
+        &self,
+        statement: &str,
+        args: Vec<SqlStorageValue>,
+    ) -> Result<Vec<T>> {
+        self.sql()
+            .exec(statement, args)
+            .and_then(|c| c.to_array())
             .map_err(sql_err)
     }
 
@@ -263,14 +271,10 @@ impl Store {
     }
 
     fn add_to_minute(&self, minute: u64, env: &str, stats: &EnvStats) -> Result<()> {
-        let rows: Vec<TextRow> = self
-            .sql()
-            .exec(
-                "SELECT doc AS v FROM minutes WHERE minute = ? AND env = ?",
-                vec![int(minute), env.into()],
-            )
-            .and_then(|c| c.to_array())
-            .map_err(sql_err)?;
+        let rows: Vec<TextRow> = self.query(
+            "SELECT doc AS v FROM minutes WHERE minute = ? AND env = ?",
+            vec![int(minute), env.into()],
+        )?;
         let mut doc: EnvStats = match rows.first() {
             Some(r) => serde_json::from_str(&r.v).unwrap_or_default(),
             None => EnvStats::default(),
@@ -288,14 +292,10 @@ impl Store {
 
     /// The newest `limit` events, newest first.
     pub fn events(&self, limit: u64) -> Result<Vec<NumberedEvent>> {
-        let rows: Vec<EventRow> = self
-            .sql()
-            .exec(
-                "SELECT seq, doc FROM events ORDER BY seq DESC LIMIT ?",
-                vec![int(limit)],
-            )
-            .and_then(|c| c.to_array())
-            .map_err(sql_err)?;
+        let rows: Vec<EventRow> = self.query(
+            "SELECT seq, doc FROM events ORDER BY seq DESC LIMIT ?",
+            vec![int(limit)],
+        )?;
         Ok(rows
             .into_iter()
             .filter_map(|r| {
@@ -309,14 +309,10 @@ impl Store {
 
     /// Per-minute rows from unix minute `first` on, oldest first.
     pub fn minutes_since(&self, first: u64) -> Result<Vec<(u64, Environment, EnvStats)>> {
-        let rows: Vec<MinuteRow> = self
-            .sql()
-            .exec(
-                "SELECT minute, env, doc FROM minutes WHERE minute >= ? ORDER BY minute",
-                vec![int(first)],
-            )
-            .and_then(|c| c.to_array())
-            .map_err(sql_err)?;
+        let rows: Vec<MinuteRow> = self.query(
+            "SELECT minute, env, doc FROM minutes WHERE minute >= ? ORDER BY minute",
+            vec![int(first)],
+        )?;
         Ok(rows
             .into_iter()
             .filter_map(|r| {
@@ -336,17 +332,13 @@ impl Store {
             args.push(enum_name(&kind)?.into());
         }
         let placeholders = vec!["?"; SPLIT_KINDS.len()].join(", ");
-        let rows: Vec<EventRow> = self
-            .sql()
-            .exec(
-                &format!(
-                    "SELECT seq, doc FROM events WHERE at_ms >= ? AND kind IN ({placeholders}) \
+        let rows: Vec<EventRow> = self.query(
+            &format!(
+                "SELECT seq, doc FROM events WHERE at_ms >= ? AND kind IN ({placeholders}) \
                      ORDER BY seq"
-                ),
-                args,
-            )
-            .and_then(|c| c.to_array())
-            .map_err(sql_err)?;
+            ),
+            args,
+        )?;
         Ok(rows
             .into_iter()
             .filter_map(|r| serde_json::from_str(&r.doc).ok())

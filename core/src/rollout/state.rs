@@ -223,20 +223,16 @@ impl State {
     /// `rollout` completed at `now_ms`: green is the new blue, and the split returns to 0%.
     pub(super) fn completed(mut split: Split, rollout: Rollout, now_ms: u64) -> State {
         split.blue_model = split.green_model.clone();
-        split.green_percent = 0.0;
-        split.version += 1;
-        let ended = Ended {
-            rollout,
-            ended_at_ms: now_ms,
-        };
-        State {
-            split,
-            stage: Stage::Completed(ended),
-        }
+        State::ended(split, rollout, now_ms, Stage::Completed)
     }
 
     /// `rollout` rolled back at `now_ms`: blue serves everything.
-    pub(super) fn rolled_back(mut split: Split, rollout: Rollout, now_ms: u64) -> State {
+    pub(super) fn rolled_back(split: Split, rollout: Rollout, now_ms: u64) -> State {
+        State::ended(split, rollout, now_ms, Stage::RolledBack)
+    }
+
+    /// `rollout` ended at `now_ms` in the stage `stage` makes: 0% green, a new version.
+    fn ended(mut split: Split, rollout: Rollout, now_ms: u64, stage: fn(Ended) -> Stage) -> State {
         split.green_percent = 0.0;
         split.version += 1;
         let ended = Ended {
@@ -245,7 +241,7 @@ impl State {
         };
         State {
             split,
-            stage: Stage::RolledBack(ended),
+            stage: stage(ended),
         }
     }
 
