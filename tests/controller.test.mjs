@@ -345,6 +345,44 @@ test("requests forced to green are counted apart: 200 that all fail do not roll 
   assert.equal(after.verdict.evidence.errors.green_events, 0);
 });
 
+test("requests count in the step of the split they were routed under, not the one in force when they arrive", async (t) => {
+  // Isolates keep the routing document for ROUTING_CACHE_SECONDS: after a step changes, they
+  // route by the old split for a while. Those requests are the old step's.
+  const stack = await startStack({ ...VARS, ROUTING_CACHE_SECONDS: "600" });
+  t.after(() => stack.close());
+  const r = stack.router;
+  const start = await r.admin("POST", "rollouts", {
+    green_model: "green-m",
+    steps: [{ green_percent: 30, hold_seconds: 1 }, { green_percent: 60, hold_seconds: 600 }],
+    health: { min_requests: 10 },
+  });
+  assert.equal(start.status, 201, start.text);
+  assert.equal((await traffic(r, 80)).ok, 80);
+  let s = await waitForCount(r, 80);
+  assert.equal(s.stats.step.blue.requests + s.stats.step.green.requests, 80);
+  await sleep(1100);
+  await r.tick();
+  s = await r.status();
+  assert.equal(s.step.number, 2, JSON.stringify(s.step));
+  assert.ok(s.routing_version > start.body.routing_version);
+  assert.equal((await routingDoc(r)).green_percent, 60);
+
+  // The isolate still holds step 1's document (30%): these requests are step 1's.
+  assert.equal((await traffic(r, 40)).ok, 40);
+  s = await waitForCount(r, 120);
+  const total = (p) => p.blue.requests + p.green.requests;
+  assert.equal(total(s.stats.rollout), 120);
+  assert.equal(total(s.stats.step), 0, JSON.stringify(s.stats.step));
+  assert.equal(total(s.stats.window), 0);
+  // Judged as step 1's evidence: step 2 has seen none of its own traffic yet.
+  await r.tick();
+  s = await r.status();
+  assert.equal(s.phase, "progressing");
+  assert.equal(s.step.number, 2);
+  assert.equal(total(s.stats.step), 0);
+  assert.match(s.verdict.reasons[0], /too few requests this step/);
+});
+
 test("with ENVIRONMENT_OVERRIDE=off a client cannot choose the environment", async (t) => {
   const stack = await startStack({ ...VARS, ENVIRONMENT_OVERRIDE: "off" });
   t.after(() => stack.close());

@@ -228,10 +228,10 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
             sc.green_slowdown,
         );
         let blue = env_tick(&mut rng, 60.0 * total_rate * (1.0 - w), sc.blue_error, 1.0);
-        scopes.add(Environment::Blue, &blue);
-        scopes.add(Environment::Green, &green);
+        scopes.add_routed(Environment::Blue, &blue, state.version());
+        scopes.add_routed(Environment::Green, &green, state.version());
         let t = apply(&state, scopes.tick(), tick * 60_000).expect("ticks apply");
-        scopes = scopes.after(&t.effects);
+        scopes = scopes.after(&t.effects, t.state.version());
         state = t.state;
         if let Some(outcome) = ended(&state, tick) {
             return outcome;

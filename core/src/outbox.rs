@@ -177,6 +177,7 @@ mod tests {
             environment: Environment::Blue,
             model: "blue-m".into(),
             basis: Basis::Random,
+            routing_version: 0,
             stream: false,
             status: 200,
             class: StatusClass::Ok,

@@ -64,6 +64,8 @@ pub struct Outcome {
     pub model: String,
     /// What decided the first environment.
     pub basis: Basis,
+    /// The version of the routing document the request was routed under (0: the vars' split).
+    pub routing_version: u64,
     /// Whether the client asked for a stream.
     pub stream: bool,
     /// The status the client received.
@@ -134,6 +136,7 @@ mod tests {
             environment: Environment::Blue,
             model: "deepseek-v3".into(),
             basis: Basis::Random,
+            routing_version: 0,
             stream: false,
             status: 200,
             class: StatusClass::Ok,

@@ -323,6 +323,11 @@ pub struct BatchEntry {
     /// judged. Absent (false) in batches of versions that did not tell them apart.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forced: bool,
+    /// The routing document version they were routed under (0: the vars' split, before any
+    /// document). Absent in batches of versions that did not send it: the controller then
+    /// takes the split in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
     /// Their stats.
     pub stats: EnvStats,
 }
@@ -345,11 +350,15 @@ impl Batch {
     }
 }
 
-/// Outcomes gathered in an isolate between flushes, keyed by minute, environment and whether
-/// the client forced the environment.
+/// What an isolate keeps apart between flushes: minute, routing version, green or not, forced
+/// or not.
+type Key = (u64, u64, bool, bool);
+
+/// Outcomes gathered in an isolate between flushes, keyed by minute, the routing version they
+/// were routed under, environment and whether the client forced the environment.
 #[derive(Debug, Default)]
 pub struct Accumulator {
-    by_minute: BTreeMap<(u64, bool, bool), EnvStats>,
+    by_minute: BTreeMap<Key, EnvStats>,
 }
 
 impl Accumulator {
@@ -358,6 +367,7 @@ impl Accumulator {
         let env = routed_environment(o);
         let key = (
             o.at_ms / 60_000,
+            o.routing_version,
             env == Environment::Green,
             o.basis == Basis::Forced,
         );
@@ -373,9 +383,10 @@ impl Accumulator {
     pub fn take(&mut self, id: String) -> Batch {
         let entries = std::mem::take(&mut self.by_minute)
             .into_iter()
-            .map(|((minute, green, forced), stats)| BatchEntry {
+            .map(|((minute, version, green, forced), stats)| BatchEntry {
                 minute,
                 forced,
+                version: Some(version),
                 env: if green {
                     Environment::Green
                 } else {
@@ -406,6 +417,7 @@ mod tests {
             }
             .into(),
             basis: Basis::Random,
+            routing_version: 0,
             stream: false,
             status: 200,
             class,

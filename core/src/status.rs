@@ -101,6 +101,9 @@ pub struct ScopeSummaries {
     pub rollout: Pair<Summary>,
     /// Requests clients forced to an environment, since the rollout began: never judged.
     pub forced: Pair<Summary>,
+    /// Requests routed under a split from before the rollout began (an isolate's cached
+    /// document, a late batch), since it began: in the history, in no judged window.
+    pub earlier_requests: u64,
 }
 
 /// Builds the status at `now_ms`.
@@ -132,6 +135,7 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
             step: scopes.step.map(EnvStats::summary),
             rollout: scopes.rollout.map(EnvStats::summary),
             forced: scopes.forced.map(EnvStats::summary),
+            earlier_requests: scopes.earlier_requests,
         },
         now: format_rfc3339_ms(now_ms),
     }

@@ -1,72 +1,170 @@
 //! The stats windows the rollout controller keeps, and how a transition changes them.
 //!
-//! Isolates' batches are added to every window at once. A transition's effects say which
-//! windows restart ([`Scopes::after`]); a tick judges the evaluation window, with blue's p95
-//! over the rollout so far as the sequential test's latency reference ([`Scopes::tick`]).
+//! Isolates' batches are added to the windows of the split they were **routed under**: each
+//! batch entry carries the routing version its requests followed. Requests of the current
+//! step's splits count in the evaluation window and the step; requests an isolate still routed
+//! by an earlier step's split (its cached document was a minute old, or its batch arrived after
+//! the step changed) count in the rollout and in the evidence, with their own split's share,
+//! but not in the step; requests routed before the rollout began count in no judged window.
+//! A transition's effects say which windows restart ([`Scopes::after`]); a tick judges the
+//! evaluation window, split by routing version, with blue's p95 over the rollout so far as the
+//! sequential test's latency reference ([`Scopes::tick`]).
 //! Stored as JSON in the controller's storage: a stored format (see `tests/stored_formats.rs`).
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::environment::Environment;
-use crate::rollout::{Command, Effect};
+use crate::rollout::{Command, Effect, Stratum};
 use crate::stats::{BatchEntry, EnvStats, Pair};
+
+/// Most routing versions one evaluation window keeps apart; beyond it the two oldest are
+/// merged (a version is a split the controller wrote, so this takes more transitions between
+/// two ticks than any operator makes).
+pub const MAX_VERSIONS: usize = 16;
 
 /// The stats windows the controller keeps, each per environment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scopes {
-    /// Since the last conclusive verdict: what the next tick judges.
+    /// Since the last conclusive verdict, requests of the current step: what the threshold
+    /// gates judge.
     pub window: Pair<EnvStats>,
-    /// Since the current step began.
+    /// Since the current step began, requests routed under its splits.
     pub step: Pair<EnvStats>,
-    /// Since the current (or last) rollout began; before any rollout, since the controller
-    /// first counted.
+    /// Since the current (or last) rollout began, requests routed under its splits; before any
+    /// rollout, since the controller first counted.
     pub rollout: Pair<EnvStats>,
     /// Requests a client forced to an environment, over the same span as `rollout`: counted
     /// apart so that no client can steer a verdict or a traffic share.
     #[serde(default)]
     pub forced: Pair<EnvStats>,
+    /// The evaluation window's requests by the routing version they were routed under, earlier
+    /// steps' included: what the sequential test judges, each version with its own share.
+    /// Absent in windows stored before versions were kept (see [`Scopes::versioned`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_version: BTreeMap<u64, Pair<EnvStats>>,
+    /// The routing version the current step began with: requests routed under an earlier one
+    /// are not the step's.
+    #[serde(default)]
+    pub step_version: u64,
+    /// The routing version the current rollout began with: requests routed under an earlier
+    /// one are not the rollout's and count in the minutes (history) only.
+    #[serde(default)]
+    pub rollout_version: u64,
+    /// Requests that arrived after their rollout ended or before it began (routed under a
+    /// split older than `rollout_version`): in the history, in no judged window.
+    #[serde(default)]
+    pub earlier_requests: u64,
 }
 
 impl Scopes {
-    /// Adds a batch entry: forced requests to `forced` alone, the others to every window.
-    pub fn add_entry(&mut self, entry: &BatchEntry) {
+    /// Windows loaded from storage, made ready for the split `current` in force: windows stored
+    /// before versions were kept hold the window's requests as the current version's.
+    pub fn versioned(mut self, current: u64) -> Scopes {
+        let window_requests = self
+            .window
+            .blue
+            .requests
+            .saturating_add(self.window.green.requests);
+        if self.by_version.is_empty() && window_requests > 0 {
+            self.by_version.insert(current, self.window.clone());
+        }
+        self
+    }
+
+    /// Adds a batch entry: forced requests to `forced` alone; the others by the version they
+    /// were routed under, `current` being the split in force. An entry without a version (an
+    /// isolate of an earlier release) or with one the controller has not written yet counts as
+    /// routed under `current`.
+    pub fn add_entry(&mut self, entry: &BatchEntry, current: u64) {
         if entry.forced {
             self.forced.get_mut(entry.env).merge(&entry.stats);
+            return;
+        }
+        let version = if current < self.rollout_version {
+            // The state in force is older than these windows' rollout (replaced while it could
+            // not be read): versions cannot be told apart, so everything is the step's.
+            self.step_version
         } else {
-            self.add(entry.env, &entry.stats);
+            entry.version.filter(|v| *v <= current).unwrap_or(current)
+        };
+        self.add_routed(entry.env, &entry.stats, version);
+    }
+
+    /// Adds one environment's stats routed under `version` to the windows it belongs to.
+    pub fn add_routed(&mut self, env: Environment, stats: &EnvStats, version: u64) {
+        if version < self.rollout_version {
+            self.earlier_requests = self.earlier_requests.saturating_add(stats.requests);
+            return;
+        }
+        self.rollout.get_mut(env).merge(stats);
+        if version >= self.step_version {
+            self.window.get_mut(env).merge(stats);
+            self.step.get_mut(env).merge(stats);
+        }
+        self.by_version
+            .entry(version)
+            .or_default()
+            .get_mut(env)
+            .merge(stats);
+        if self.by_version.len() > MAX_VERSIONS {
+            let oldest = self.by_version.pop_first().map(|(_, p)| p);
+            if let (Some(oldest), Some(mut next)) = (oldest, self.by_version.first_entry()) {
+                next.get_mut().merge(&oldest);
+            }
         }
     }
 
-    /// Adds one environment's stats to every judged window.
+    /// Adds one environment's stats to every judged window, as routed under the split that
+    /// began the step.
     pub fn add(&mut self, env: Environment, stats: &EnvStats) {
-        for pair in [&mut self.window, &mut self.step, &mut self.rollout] {
-            pair.get_mut(env).merge(stats);
-        }
+        self.add_routed(env, stats, self.step_version);
     }
 
-    /// The windows once `effects` have restarted the ones they name; called before a
-    /// transition is stored, so that the new windows are stored with the new state.
-    pub fn after(&self, effects: &[Effect]) -> Scopes {
+    /// The windows once `effects` have restarted the ones they name, `version` being the new
+    /// state's routing version; called before a transition is stored, so that the new windows
+    /// are stored with the new state.
+    pub fn after(&self, effects: &[Effect], version: u64) -> Scopes {
         let mut next = self.clone();
         for effect in effects {
             match effect {
-                Effect::ResetWindow => next.window = Pair::default(),
+                Effect::ResetWindow => {
+                    next.window = Pair::default();
+                    next.by_version.clear();
+                }
                 Effect::ResetStep => {
                     next.window = Pair::default();
+                    next.by_version.clear();
                     next.step = Pair::default();
+                    next.step_version = version;
                 }
-                Effect::ResetRollout => next = Scopes::default(),
+                Effect::ResetRollout => {
+                    next = Scopes {
+                        step_version: version,
+                        rollout_version: version,
+                        ..Scopes::default()
+                    }
+                }
                 Effect::WriteSplit | Effect::Record(_) => {}
             }
         }
         next
     }
 
-    /// The tick command for these windows: the evaluation window, and blue's p95 over the
-    /// rollout so far as the latency reference.
+    /// The tick command for these windows: the evaluation window, its requests by the split
+    /// they were routed under, and blue's p95 over the rollout so far as the latency reference.
     pub fn tick(&self) -> Command {
         Command::Tick {
             window: self.window.clone(),
+            strata: self
+                .by_version
+                .iter()
+                .map(|(version, stats)| Stratum {
+                    stats: stats.clone(),
+                    in_step: *version >= self.step_version,
+                })
+                .collect(),
             blue_p95_ms: self.rollout.blue.total.quantile_ms(0.95),
         }
     }
@@ -103,7 +201,7 @@ mod tests {
             (&[Effect::ResetWindow, Effect::ResetRollout], 0, 0, 0),
         ];
         for (effects, window, step, rollout) in cases {
-            let s = filled().after(effects);
+            let s = filled().after(effects, 1);
             for env in [Environment::Blue, Environment::Green] {
                 let left = (
                     s.window.get(env).requests,
@@ -122,14 +220,15 @@ mod tests {
             minute: 1,
             env,
             forced,
+            version: Some(0),
             stats: EnvStats {
                 requests,
                 ..EnvStats::default()
             },
         };
-        s.add_entry(&entry(Environment::Green, true, 200));
-        s.add_entry(&entry(Environment::Green, false, 3));
-        s.add_entry(&entry(Environment::Blue, false, 30));
+        s.add_entry(&entry(Environment::Green, true, 200), 0);
+        s.add_entry(&entry(Environment::Green, false, 3), 0);
+        s.add_entry(&entry(Environment::Blue, false, 30), 0);
         // (window, step, rollout, forced) requests of green
         let green = |s: &Scopes| {
             (
@@ -145,8 +244,8 @@ mod tests {
         };
         assert_eq!((window.green.requests, window.blue.requests), (3, 30));
         // A new step keeps them; a new rollout restarts them with the rest.
-        assert_eq!(green(&s.after(&[Effect::ResetStep])), (0, 0, 3, 200));
-        assert_eq!(green(&s.after(&[Effect::ResetRollout])), (0, 0, 0, 0));
+        assert_eq!(green(&s.after(&[Effect::ResetStep], 1)), (0, 0, 3, 200));
+        assert_eq!(green(&s.after(&[Effect::ResetRollout], 1)), (0, 0, 0, 0));
     }
 
     #[test]
@@ -154,7 +253,7 @@ mod tests {
         let mut s = filled();
         // The window restarts; blue's reference still covers the whole rollout (100 ms, then
         // nineteen more at 100 and one at 5000: p95 of 21 is the 20th, 100 ms).
-        s = s.after(&[Effect::ResetWindow]);
+        s = s.after(&[Effect::ResetWindow], 0);
         for _ in 0..19 {
             s.add(Environment::Blue, &one_request(100));
         }
@@ -162,6 +261,7 @@ mod tests {
         let Command::Tick {
             window,
             blue_p95_ms,
+            ..
         } = s.tick()
         else {
             panic!("a tick")
@@ -172,8 +272,104 @@ mod tests {
             Scopes::default().tick(),
             Command::Tick {
                 window: Pair::default(),
+                strata: Vec::new(),
                 blue_p95_ms: None
             }
         );
+    }
+
+    /// `n` requests with `errors` failures.
+    fn requests(n: u64, errors: u64) -> EnvStats {
+        let mut s = EnvStats {
+            requests: n,
+            ..EnvStats::default()
+        };
+        s.errors.server_error = errors;
+        s
+    }
+
+    fn routed(env: Environment, n: u64, version: Option<u64>) -> BatchEntry {
+        BatchEntry {
+            minute: 1,
+            env,
+            forced: false,
+            version,
+            stats: requests(n, 0),
+        }
+    }
+
+    fn strata(s: &Scopes) -> Vec<(u64, u64, bool)> {
+        let Command::Tick { strata, .. } = s.tick() else {
+            panic!("a tick")
+        };
+        strata
+            .iter()
+            .map(|st| (st.stats.blue.requests, st.stats.green.requests, st.in_step))
+            .collect()
+    }
+
+    #[test]
+    fn requests_count_in_the_step_of_the_split_they_were_routed_under() {
+        use Environment::{Blue, Green};
+        // A rollout starts at version 5 (step 1, 10%); version 4 was the idle 0% split.
+        let mut s = Scopes::default().after(&[Effect::ResetRollout], 5);
+        s.add_entry(&routed(Blue, 90, Some(5)), 5);
+        s.add_entry(&routed(Green, 10, Some(5)), 5);
+        // An isolate a minute behind still routes by the idle split: not the rollout's.
+        s.add_entry(&routed(Blue, 40, Some(4)), 5);
+        assert_eq!(s.earlier_requests, 40);
+        assert_eq!((s.rollout.blue.requests, s.step.blue.requests), (90, 90));
+        assert_eq!(strata(&s), [(90, 10, true)]);
+        // The tick judges it, and advances: step 2, 50%, version 6.
+        s = s.after(&[Effect::ResetStep], 6);
+        // Step 1's late batch, and step 2's first requests.
+        s.add_entry(&routed(Blue, 9, Some(5)), 6);
+        s.add_entry(&routed(Green, 1, Some(5)), 6);
+        s.add_entry(&routed(Blue, 50, Some(6)), 6);
+        s.add_entry(&routed(Green, 50, Some(6)), 6);
+        // Step 1's requests are the rollout's, not step 2's, and are judged with their share.
+        assert_eq!((s.step.blue.requests, s.step.green.requests), (50, 50));
+        assert_eq!((s.window.blue.requests, s.window.green.requests), (50, 50));
+        assert_eq!(
+            (s.rollout.blue.requests, s.rollout.green.requests),
+            (149, 61)
+        );
+        assert_eq!(strata(&s), [(9, 1, false), (50, 50, true)]);
+        // Without a version (an isolate of an earlier release) or ahead of the controller:
+        // taken as the split in force.
+        s.add_entry(&routed(Green, 7, None), 6);
+        s.add_entry(&routed(Green, 3, Some(99)), 6);
+        assert_eq!(strata(&s), [(9, 1, false), (50, 60, true)]);
+        // The window's verdict closes all of them.
+        assert!(strata(&s.after(&[Effect::ResetWindow], 6)).is_empty());
+    }
+
+    #[test]
+    fn versions_kept_apart_are_bounded() {
+        let mut s = Scopes::default();
+        for v in 0..100u64 {
+            s.add_routed(Environment::Green, &requests(1, 0), v);
+        }
+        assert_eq!(s.by_version.len(), MAX_VERSIONS);
+        let total: u64 = s.by_version.values().map(|p| p.green.requests).sum();
+        assert_eq!(total, 100, "merged, never dropped");
+    }
+
+    #[test]
+    fn windows_stored_before_versions_are_the_current_splits() {
+        let mut old = Scopes::default();
+        old.window = Pair {
+            blue: requests(20, 1),
+            green: requests(5, 2),
+        };
+        old.step = old.window.clone();
+        let json = serde_json::to_string(&old).unwrap();
+        assert!(!json.contains("by_version"));
+        let loaded: Scopes = serde_json::from_str(&json).unwrap();
+        let s = loaded.versioned(7);
+        assert_eq!(strata(&s), [(20, 5, true)]);
+        assert_eq!(s.by_version[&7].green.errors(), 2);
+        // Nothing to adopt: nothing invented.
+        assert!(Scopes::default().versioned(7).by_version.is_empty());
     }
 }

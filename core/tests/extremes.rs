@@ -68,6 +68,7 @@ fn env_tick(rng: &mut SmallRng, prices: &Prices) -> EnvStats {
             environment: Environment::Green,
             model: "m".into(),
             basis: Basis::Random,
+            routing_version: 0,
             stream: false,
             status: 200,
             class: StatusClass::Ok,
@@ -149,13 +150,17 @@ fn extreme_ticks_never_store_what_cannot_be_read() {
             .state;
         let mut scopes = Scopes::default();
         for minute in 1..=60u64 {
-            scopes.add(Environment::Blue, &env_tick(&mut rng, &prices));
-            scopes.add(Environment::Green, &env_tick(&mut rng, &prices));
+            // Requests routed under the split in force, or (late batches, isolates a minute
+            // behind) under one of the two before it.
+            for env in [Environment::Blue, Environment::Green] {
+                let version = state.version().saturating_sub(rng.random_range(0..3));
+                scopes.add_routed(env, &env_tick(&mut rng, &prices), version);
+            }
             let cmd = command(&mut rng, &state, &scopes, method);
             let Ok(t) = apply(&state, cmd, minute * 60_000) else {
                 continue; // refused: nothing changes
             };
-            scopes = scopes.after(&t.effects);
+            scopes = scopes.after(&t.effects, t.state.version());
             state = t.state;
             round_trips("state", &state);
             round_trips("stats windows", &scopes);

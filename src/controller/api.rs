@@ -35,9 +35,9 @@ impl RolloutController {
         let text = req.text().await?;
         let batch: Batch =
             serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
-        let mut scopes = self.with_mem(|m| m.scopes.clone());
+        let (mut scopes, current) = self.with_mem(|m| (m.scopes.clone(), m.state.version()));
         for entry in &batch.entries {
-            scopes.add_entry(entry);
+            scopes.add_entry(entry, current);
         }
         let now = now_ms();
         if !self.store.ingest(&batch, &scopes, now)? {

@@ -212,7 +212,7 @@ impl RolloutController {
         self.refuse_while_unreadable()?;
         let Transition { state, effects } = transition;
         // The new windows, computed aside: memory changes only once storage has the change.
-        let scopes = self.with_mem(|m| m.scopes.after(&effects));
+        let scopes = self.with_mem(|m| m.scopes.after(&effects, state.version()));
         let events: Vec<Event> = effects
             .into_iter()
             .filter_map(|e| match e {

@@ -54,6 +54,7 @@ impl RolloutController {
             }
         };
         let routing_owned = loaded.kv_version.is_some();
+        let scopes = scopes.versioned(state.version());
         Ok(Memory {
             routing_owned,
             // Unknown until a tick reads it back (nothing to check before the first write).

@@ -62,9 +62,8 @@ pub async fn chat_completions(
         request_id: &tag.id,
     };
     let (served, environment, fallback) = attempts.run(selection.environment).await;
-    let model = doc.model_for(environment);
     let ex = Exchange {
-        record: outcome(&tag.id, started_ms, environment, model, selection, &chat),
+        record: outcome(&tag.id, started_ms, environment, &doc, selection, &chat),
         env: env.clone(),
         cfg: cfg.clone(),
     };
@@ -76,7 +75,7 @@ fn outcome(
     request_id: &str,
     at_ms: u64,
     environment: Environment,
-    model: &str,
+    doc: &RoutingDoc,
     selection: Selection,
     chat: &ChatRequest,
 ) -> Outcome {
@@ -84,8 +83,9 @@ fn outcome(
         request_id: request_id.to_string(),
         at_ms,
         environment,
-        model: model.to_string(),
+        model: doc.model_for(environment).to_string(),
         basis: selection.basis,
+        routing_version: doc.version,
         stream: chat.stream,
         status: 0,
         class: StatusClass::Ok,

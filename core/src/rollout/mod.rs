@@ -34,7 +34,7 @@ mod tick;
 mod transition;
 mod wire;
 
-pub use cmd::Command;
+pub use cmd::{Command, Stratum};
 pub use events::{Actor, Event, EventKind};
 pub use readback::{read_back, ReadBack};
 pub use recovery::{recover, unreadable, Salvage};
@@ -56,8 +56,9 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
         Command::SetSplit { green_percent } => cmd::set_split(s, green_percent, now_ms),
         Command::Tick {
             window,
+            strata,
             blue_p95_ms,
-        } => Ok(tick::tick(s, &window, blue_p95_ms, now_ms)),
+        } => Ok(tick::tick(s, &window, &strata, blue_p95_ms, now_ms)),
     }
 }
 

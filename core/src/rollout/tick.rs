@@ -8,15 +8,19 @@
 //! is judged; a tick in any other phase changes nothing. Nothing here reads the clock or the
 //! stats store: the window and `now_ms` come in as arguments.
 
-use super::{Effect, Event, EventKind, Rollout, Split, Stage, State, Transition, VerdictRecord};
+use super::{
+    Effect, Event, EventKind, Rollout, Split, Stage, State, Stratum, Transition, VerdictRecord,
+};
 use crate::health::{judge, Method, Verdict, VerdictStatus};
 use crate::sequential::{self, Finding, TickCounts};
 use crate::stats::{EnvStats, Pair};
 
-/// Judges `window` at `now_ms` and moves the rollout accordingly.
+/// Judges `window` (or, for the sequential test, its `strata`) at `now_ms` and moves the
+/// rollout accordingly.
 pub(super) fn tick(
     s: State,
     window: &Pair<EnvStats>,
+    strata: &[Stratum],
     blue_p95_ms: Option<u64>,
     now_ms: u64,
 ) -> Transition {
@@ -31,7 +35,7 @@ pub(super) fn tick(
             }
         }
     };
-    let judgement = judge_window(&mut rollout, window, blue_p95_ms);
+    let judgement = judge_window(&mut rollout, window, strata, blue_p95_ms);
     let facts = count(&mut rollout, &judgement, now_ms);
     let mut effects = Vec::new();
     if judgement.closes_window {
@@ -60,8 +64,14 @@ struct Judgement {
     closes_window: bool,
 }
 
-/// Judges `window` with the rollout's method; the sequential test adds it to the evidence.
-fn judge_window(r: &mut Rollout, window: &Pair<EnvStats>, blue_p95_ms: Option<u64>) -> Judgement {
+/// Judges `window` with the rollout's method; the sequential test adds its strata to the
+/// evidence.
+fn judge_window(
+    r: &mut Rollout,
+    window: &Pair<EnvStats>,
+    strata: &[Stratum],
+    blue_p95_ms: Option<u64>,
+) -> Judgement {
     match r.health.method {
         Method::Threshold => {
             let verdict = judge(&r.health, window);
@@ -74,7 +84,13 @@ fn judge_window(r: &mut Rollout, window: &Pair<EnvStats>, blue_p95_ms: Option<u6
             }
         }
         Method::Sequential => {
-            let (verdict, clearly_fine) = sequential_verdict(r, window, blue_p95_ms);
+            let whole = [Stratum::in_step(window.clone())];
+            let strata = if strata.is_empty() {
+                &whole[..]
+            } else {
+                strata
+            };
+            let (verdict, clearly_fine) = sequential_verdict(r, strata, blue_p95_ms);
             // Every tick's window is new evidence, and reaching a level is itself the
             // decision: `failure_limit` does not apply.
             Judgement {
@@ -88,11 +104,11 @@ fn judge_window(r: &mut Rollout, window: &Pair<EnvStats>, blue_p95_ms: Option<u6
 }
 
 /// Judges one window with the sequential test: the window is this tick's requests (it restarts
-/// every tick), added to the evidence carried through the rollout. Returns the verdict and
-/// whether green is clearly fine (may advance early).
+/// every tick), each split's added to the evidence carried through the rollout with its own
+/// share. Returns the verdict and whether green is clearly fine (may advance early).
 fn sequential_verdict(
     r: &mut Rollout,
-    window: &Pair<EnvStats>,
+    strata: &[Stratum],
     blue_p95_ms: Option<u64>,
 ) -> (Verdict, bool) {
     let margin = r.health.latency_margin_ms;
@@ -101,16 +117,22 @@ fn sequential_verdict(
     // no request counts as slow.
     let reference = r.evidence.latency_reference_ms;
     let slow = |s: &EnvStats| reference.map_or(0, |ms| s.total.count_above(ms));
-    let counts = TickCounts {
-        green_requests: window.green.requests,
-        blue_requests: window.blue.requests,
-        green_errors: window.green.errors(),
-        blue_errors: window.blue.errors(),
-        green_slow: slow(&window.green),
-        blue_slow: slow(&window.blue),
-    };
+    let counts: Vec<sequential::Stratum> = strata
+        .iter()
+        .map(|st| sequential::Stratum {
+            counts: TickCounts {
+                green_requests: st.stats.green.requests,
+                blue_requests: st.stats.blue.requests,
+                green_errors: st.stats.green.errors(),
+                blue_errors: st.stats.blue.errors(),
+                green_slow: slow(&st.stats.green),
+                blue_slow: slow(&st.stats.blue),
+            },
+            in_step: st.in_step,
+        })
+        .collect();
     let settings = r.health.sequential_settings();
-    let report = sequential::update(
+    let report = sequential::update_strata(
         &mut r.evidence,
         &settings,
         &counts,

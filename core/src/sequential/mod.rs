@@ -338,26 +338,61 @@ pub fn update(
     reference_ms: Option<u64>,
     next_reference_ms: Option<u64>,
 ) -> Report {
-    accumulate(ev, s, t);
+    let stratum = Stratum {
+        counts: *t,
+        in_step: true,
+    };
+    update_strata(ev, s, &[stratum], reference_ms, next_reference_ms)
+}
+
+/// One tick's counts of the requests routed under one split. A tick that saw requests of
+/// several splits (a step changed, and isolates or late batches still carried the old one)
+/// adds each split's counts with its own share `w`: the sum of the strata's log likelihood
+/// ratios is the likelihood ratio of the whole tick, so the guarantees hold as for one split.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stratum {
+    pub counts: TickCounts,
+    /// Whether the split belongs to the current step: only those count towards the step's
+    /// `min_requests` and its clearly-fine evidence; earlier steps' requests still add to the
+    /// evidence carried through the rollout.
+    pub in_step: bool,
+}
+
+/// [`update`] for a tick whose requests came under several splits.
+pub fn update_strata(
+    ev: &mut Evidence,
+    s: &Settings,
+    strata: &[Stratum],
+    reference_ms: Option<u64>,
+    next_reference_ms: Option<u64>,
+) -> Report {
+    sized(&mut ev.errors, RELATIVE_ALTERNATIVES.len());
+    sized(&mut ev.slow, RELATIVE_ALTERNATIVES.len());
+    sized(&mut ev.guard, GUARD_ALTERNATIVES.len());
+    sized(&mut ev.fine_errors, FINE_ALTERNATIVES.len());
+    sized(&mut ev.fine_slow, FINE_ALTERNATIVES.len());
+    let mut any = false;
+    for stratum in strata {
+        any |= accumulate(ev, s, stratum);
+    }
+    if any {
+        ev.ticks += 1;
+    }
     if next_reference_ms.is_some() {
         ev.latency_reference_ms = next_reference_ms;
     }
     report(ev, s, reference_ms)
 }
 
-/// Adds one tick's counts to every log-likelihood sum (a tick without requests adds nothing).
-fn accumulate(ev: &mut Evidence, s: &Settings, t: &TickCounts) {
+/// Adds one stratum's counts to every log-likelihood sum; false when it had no requests (it
+/// adds nothing then).
+fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum) -> bool {
     let tau = s.tolerance_ratio;
-    sized(&mut ev.errors, RELATIVE_ALTERNATIVES.len());
-    sized(&mut ev.slow, RELATIVE_ALTERNATIVES.len());
-    sized(&mut ev.guard, GUARD_ALTERNATIVES.len());
-    sized(&mut ev.fine_errors, FINE_ALTERNATIVES.len());
-    sized(&mut ev.fine_slow, FINE_ALTERNATIVES.len());
+    let t = &stratum.counts;
     let n = t.green_requests.saturating_add(t.blue_requests);
     if n == 0 {
-        return;
+        return false;
     }
-    ev.ticks += 1;
     let w = t.green_requests as f64 / n as f64;
     for (k, mult) in RELATIVE_ALTERNATIVES.iter().enumerate() {
         let rho1 = tau * mult;
@@ -370,13 +405,16 @@ fn accumulate(ev: &mut Evidence, s: &Settings, t: &TickCounts) {
         let inc = guard_increment(p1, p0, t.green_requests, t.green_errors);
         ev.guard[k] = (ev.guard[k] + inc).max(0.0);
     }
-    for (k, frac) in FINE_ALTERNATIVES.iter().enumerate() {
-        let rho1 = tau * frac;
-        ev.fine_errors[k] += relative_increment(rho1, tau, w, t.green_errors, t.blue_errors);
-        ev.fine_slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
-    }
     ev.rollout.add(t);
-    ev.step.add(t);
+    if stratum.in_step {
+        for (k, frac) in FINE_ALTERNATIVES.iter().enumerate() {
+            let rho1 = tau * frac;
+            ev.fine_errors[k] += relative_increment(rho1, tau, w, t.green_errors, t.blue_errors);
+            ev.fine_slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
+        }
+        ev.step.add(t);
+    }
+    true
 }
 
 /// What the evidence shows now, against the levels `s` sets.
@@ -506,6 +544,65 @@ mod tests {
         let r = update(&mut ev, &settings(), &t, None, None);
         assert_eq!(r.errors.evidence, 1.0);
         assert_eq!(ev.ticks, 1);
+    }
+
+    /// A tick whose requests came under two splits: 10% green while the provider was fine,
+    /// then 50% green during a provider incident that failed 2% of both environments'
+    /// requests (below the guard's limit). Green is exactly as good as blue in both. Pooled, green holds 30% of the
+    /// requests but half of the errors, and looks 2.3 times as bad; split by the split they
+    /// were routed under, each error is green's with its own split's share.
+    #[test]
+    fn strata_keep_a_change_of_split_from_looking_like_a_worse_green() {
+        let calm = TickCounts {
+            green_requests: 10_000,
+            blue_requests: 90_000,
+            ..TickCounts::default()
+        };
+        let incident = TickCounts {
+            green_requests: 50_000,
+            blue_requests: 50_000,
+            green_errors: 1_000,
+            blue_errors: 1_000,
+            ..TickCounts::default()
+        };
+        let mut pooled = calm;
+        pooled.add(&incident);
+        let mut ev = Evidence::default();
+        let r = update(&mut ev, &settings(), &pooled, None, None);
+        assert_eq!(r.finding, Finding::Unhealthy, "pooled: {:?}", r.errors);
+        let mut ev = Evidence::default();
+        let strata = [calm, incident].map(|counts| Stratum {
+            counts,
+            in_step: true,
+        });
+        let r = update_strata(&mut ev, &settings(), &strata, None, None);
+        assert_ne!(r.finding, Finding::Unhealthy);
+        assert!(r.errors.log_evidence < 0.0, "{:?}", r.errors);
+        assert_eq!(ev.ticks, 1, "one tick, however many splits");
+        assert_eq!(ev.rollout.green_requests, 60_000);
+    }
+
+    /// Requests of an earlier step (a late batch, an isolate still on the old split) add to
+    /// the rollout's evidence but not to the current step's counts or its clearly-fine test.
+    #[test]
+    fn an_earlier_steps_requests_are_evidence_but_not_the_steps() {
+        let earlier = Stratum {
+            counts: TickCounts {
+                green_requests: 500,
+                blue_requests: 500,
+                green_errors: 60,
+                blue_errors: 10,
+                ..TickCounts::default()
+            },
+            in_step: false,
+        };
+        let mut ev = Evidence::default();
+        let r = update_strata(&mut ev, &settings(), &[earlier], None, None);
+        assert_eq!(ev.step, TickCounts::default());
+        assert_eq!(ev.rollout, earlier.counts);
+        assert!(ev.fine_errors.iter().all(|x| *x == 0.0));
+        assert!(r.errors.log_evidence > 0.0);
+        assert_eq!(r.finding, Finding::Unhealthy, "{:?}", r.errors);
     }
 
     #[test]

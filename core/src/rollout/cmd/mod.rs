@@ -38,12 +38,33 @@ pub enum Command {
     Resume,
     /// A manual split; pauses the rollout.
     SetSplit { green_percent: f64 },
-    /// A cron tick, with the evaluation window's stats and blue's p95 over the rollout so far
-    /// (the sequential test's latency reference).
+    /// A cron tick, with the evaluation window's stats (what the threshold gates judge), the
+    /// same requests by the split they were routed under (what the sequential test judges;
+    /// empty: the window is the current step's, under one split), and blue's p95 over the
+    /// rollout so far (the sequential test's latency reference).
     Tick {
         window: Pair<EnvStats>,
+        strata: Vec<Stratum>,
         blue_p95_ms: Option<u64>,
     },
+}
+
+/// The evaluation window's requests routed under one split.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stratum {
+    pub stats: Pair<EnvStats>,
+    /// Whether the split is one of the current step's.
+    pub in_step: bool,
+}
+
+impl Stratum {
+    /// The current step's requests, all under one split.
+    pub fn in_step(stats: Pair<EnvStats>) -> Stratum {
+        Stratum {
+            stats,
+            in_step: true,
+        }
+    }
 }
 
 /// The refusal of `action` in `phase`, with a hint when no rollout is under way.

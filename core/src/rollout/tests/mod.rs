@@ -85,6 +85,7 @@ fn tick(s: &State, w: Pair<EnvStats>, now: u64) -> Transition {
         s,
         Command::Tick {
             window: w,
+            strata: Vec::new(),
             blue_p95_ms: None,
         },
         now,
@@ -149,6 +150,7 @@ fn seq_tick(s: &State, w: Pair<EnvStats>, now: u64) -> Transition {
         s,
         Command::Tick {
             window: w,
+            strata: Vec::new(),
             blue_p95_ms: p95,
         },
         now,
