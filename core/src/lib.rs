@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod defects;
 pub mod environment;
 pub mod error;
 pub mod fallback;

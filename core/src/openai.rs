@@ -89,6 +89,16 @@ impl<'a> ChatRequest<'a> {
         })
     }
 
+    /// The raw JSON of a top-level field (the last one, when the client sent it twice, as
+    /// JSON parsers do).
+    pub fn field(&self, name: &str) -> Option<&'a RawValue> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|f| f.1)
+    }
+
     /// The body to send upstream: the client's fields, in the client's order and bytes, with
     /// `model` set to `model` (added first when the client sent none).
     pub fn with_model(&self, model: &str) -> Vec<u8> {

@@ -1,0 +1,686 @@
+//! Answer defects: a successful (2xx) answer the app still cannot use.
+//!
+//! A model migration mostly fails in answers, not in HTTP statuses: JSON mode that comes back
+//! wrapped in code fences, tool calls whose arguments do not parse or name a tool that was not
+//! offered, answers cut at `max_tokens`, empty answers, refusals, content filters. This module
+//! reads what the request asked for ([`Expectations`]) and the answer (a non-streamed body with
+//! [`classify_body`], or a stream's `data:` payloads fed one by one into a [`StreamAnswer`]) and
+//! names at most one [`Defect`] per answer: its root cause, in the order of [`Defect::ALL`]. A
+//! truncated JSON answer is `truncated`, not `invalid_json`, so that a policy that accepts
+//! truncation (some apps expect `length`) does not count its consequence either.
+//!
+//! Streams are reassembled only as far as a check needs, within [`MAX_REASSEMBLED_BYTES`] per
+//! answer: content only when JSON was asked for, tool call arguments only when tools were
+//! called. Past the bound the JSON checks of that answer are skipped (the answer is not called
+//! invalid for what was not read); the other checks need no text and always run.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::openai::ChatRequest;
+
+/// Bytes of one streamed answer's content and tool arguments kept for the JSON checks.
+pub const MAX_REASSEMBLED_BYTES: usize = 1 << 20;
+/// Choices (`n`) and tool calls per choice a stream is followed for; more are not checked.
+const MAX_TRACKED: usize = 16;
+
+/// Why a successful answer is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Defect {
+    /// `finish_reason` `content_filter`: the provider withheld (part of) the answer.
+    ContentFilter,
+    /// A non-empty `refusal`: the model declined.
+    Refusal,
+    /// `finish_reason` `length`: cut at `max_tokens` (or the model's limit).
+    Truncated,
+    /// No content, no tool call and no refusal.
+    Empty,
+    /// A tool call whose arguments do not parse as JSON, or that names a function the request
+    /// did not offer.
+    InvalidToolCall,
+    /// JSON was asked for (`response_format` `json_object` or `json_schema`) and the content
+    /// does not parse as JSON (code fences, prose around it, a cut object).
+    InvalidJson,
+}
+
+impl Defect {
+    /// Every class, root causes first: an answer is named by the first that applies.
+    pub const ALL: [Defect; 6] = [
+        Defect::ContentFilter,
+        Defect::Refusal,
+        Defect::Truncated,
+        Defect::Empty,
+        Defect::InvalidToolCall,
+        Defect::InvalidJson,
+    ];
+
+    /// The name used in records, stats, settings and reasons.
+    pub fn name(self) -> &'static str {
+        match self {
+            Defect::ContentFilter => "content_filter",
+            Defect::Refusal => "refusal",
+            Defect::Truncated => "truncated",
+            Defect::Empty => "empty",
+            Defect::InvalidToolCall => "invalid_tool_call",
+            Defect::InvalidJson => "invalid_json",
+        }
+    }
+
+    /// The class named `name`.
+    pub fn parse(name: &str) -> Option<Defect> {
+        Defect::ALL.into_iter().find(|d| d.name() == name)
+    }
+}
+
+/// What the request asked of the answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expectations {
+    /// `response_format` asked for JSON.
+    pub json: bool,
+    /// Names of the tools (functions and custom tools) the request offered.
+    pub tools: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ResponseFormat<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Tool {
+    function: Option<Named>,
+    custom: Option<Named>,
+}
+
+impl Expectations {
+    /// What `req` asks for: JSON from `response_format`, tool names from `tools` (and the
+    /// legacy `functions`). Fields it cannot read ask for nothing: the upstream judges the
+    /// request, this only judges answers.
+    pub fn of(req: &ChatRequest) -> Expectations {
+        let parse = |name: &str| req.field(name).map(RawValue::get);
+        let json = parse("response_format")
+            .and_then(|f| serde_json::from_str::<ResponseFormat>(f).ok())
+            .is_some_and(|f| matches!(f.kind, Some("json_object" | "json_schema")));
+        let mut tools: Vec<String> = parse("tools")
+            .and_then(|t| serde_json::from_str::<Vec<Tool>>(t).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|t| t.function.or(t.custom)?.name)
+            .collect();
+        if let Some(functions) =
+            parse("functions").and_then(|f| serde_json::from_str::<Vec<Named>>(f).ok())
+        {
+            tools.extend(functions.into_iter().filter_map(|f| f.name));
+        }
+        Expectations { json, tools }
+    }
+
+    fn offers(&self, name: &str) -> bool {
+        self.tools.iter().any(|t| t == name)
+    }
+}
+
+/// One choice of an answer, as far as the checks need it.
+#[derive(Debug, Default, Clone)]
+struct Choice {
+    finish_reason: Option<String>,
+    refusal: bool,
+    /// Some non-whitespace content was seen.
+    content_seen: bool,
+    /// The content, when JSON was asked for and it fit.
+    content: String,
+    calls: Vec<Call>,
+}
+
+/// One tool call of a choice.
+#[derive(Debug, Default, Clone)]
+struct Call {
+    name: String,
+    arguments: String,
+    /// A custom tool: its input is free text, not JSON.
+    custom: bool,
+}
+
+impl Choice {
+    /// The first defect of this choice, against `want`; `checked` false when its text was
+    /// not all kept (the JSON checks are skipped).
+    fn defect(&self, want: &Expectations, checked: bool) -> Option<Defect> {
+        let bad_call =
+            |c: &Call| !want.offers(&c.name) || (checked && !c.custom && !parses(&c.arguments));
+        let found = [
+            (
+                self.finish_reason.as_deref() == Some("content_filter"),
+                Defect::ContentFilter,
+            ),
+            (self.refusal, Defect::Refusal),
+            (
+                self.finish_reason.as_deref() == Some("length"),
+                Defect::Truncated,
+            ),
+            (!self.content_seen && self.calls.is_empty(), Defect::Empty),
+            (self.calls.iter().any(bad_call), Defect::InvalidToolCall),
+            (
+                want.json && checked && self.content_seen && !parses(&self.content),
+                Defect::InvalidJson,
+            ),
+        ];
+        found.into_iter().find(|(hit, _)| *hit).map(|(_, d)| d)
+    }
+}
+
+fn parses(text: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+}
+
+/// The text of a message's `content`: a string, or the `text` of an array of parts.
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+fn is_refusal(v: Option<&Value>) -> bool {
+    v.and_then(Value::as_str)
+        .is_some_and(|r| !r.trim().is_empty())
+}
+
+fn str_of<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// The defect of a non-streamed chat completion body, `None` when it is usable or is not a
+/// chat completion at all (an answer the checks cannot read is the transport's business).
+/// With several choices, the first defective one names the answer.
+pub fn classify_body(want: &Expectations, body: &[u8]) -> Option<Defect> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let choices = v.get("choices")?.as_array()?;
+    let mut first = None;
+    for c in choices.iter().take(MAX_TRACKED) {
+        let Some(message) = c.get("message") else {
+            continue;
+        };
+        let content = message.get("content").map(content_text).unwrap_or_default();
+        let mut calls: Vec<Call> = message
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .map(|calls| calls.iter().map(call_of).collect())
+            .unwrap_or_default();
+        if let Some(f) = message.get("function_call").filter(|f| f.is_object()) {
+            calls.push(Call {
+                name: str_of(f, "name").unwrap_or_default().to_string(),
+                arguments: str_of(f, "arguments").unwrap_or_default().to_string(),
+                custom: false,
+            });
+        }
+        let choice = Choice {
+            finish_reason: str_of(c, "finish_reason").map(str::to_string),
+            refusal: is_refusal(message.get("refusal")),
+            content_seen: !content.trim().is_empty(),
+            content,
+            calls,
+        };
+        let defect = choice.defect(want, true);
+        first = first.or(defect);
+    }
+    first
+}
+
+fn call_of(call: &Value) -> Call {
+    if let Some(custom) = call.get("custom") {
+        return Call {
+            name: str_of(custom, "name").unwrap_or_default().to_string(),
+            arguments: String::new(),
+            custom: true,
+        };
+    }
+    let f = call.get("function").unwrap_or(&Value::Null);
+    Call {
+        name: str_of(f, "name").unwrap_or_default().to_string(),
+        arguments: str_of(f, "arguments").unwrap_or_default().to_string(),
+        custom: false,
+    }
+}
+
+/// A streamed answer, reassembled from its `data:` payloads as far as the checks need.
+#[derive(Debug, Clone)]
+pub struct StreamAnswer {
+    want: Expectations,
+    choices: Vec<Choice>,
+    /// Bytes of content and arguments kept so far.
+    kept: usize,
+    /// Some text was not kept: the JSON checks are skipped.
+    overflowed: bool,
+}
+
+impl StreamAnswer {
+    /// An answer to a request that asked for `want`.
+    pub fn new(want: Expectations) -> StreamAnswer {
+        StreamAnswer {
+            want,
+            choices: Vec::new(),
+            kept: 0,
+            overflowed: false,
+        }
+    }
+
+    /// Adds one event's `data:` payload (`[DONE]`, error events and anything that is not a
+    /// chunk add nothing).
+    pub fn feed(&mut self, data: &str) {
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+            return;
+        };
+        for c in choices {
+            let index = c.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+            if index >= MAX_TRACKED {
+                continue;
+            }
+            if self.choices.len() <= index {
+                self.choices.resize_with(index + 1, Choice::default);
+            }
+            if let Some(reason) = str_of(c, "finish_reason") {
+                self.choices[index].finish_reason = Some(reason.to_string());
+            }
+            if let Some(delta) = c.get("delta") {
+                self.delta(index, delta);
+            }
+        }
+    }
+
+    fn delta(&mut self, index: usize, delta: &Value) {
+        let json = self.want.json;
+        if is_refusal(delta.get("refusal")) {
+            self.choices[index].refusal = true;
+        }
+        if let Some(text) = delta.get("content").map(content_text) {
+            if !text.trim().is_empty() {
+                self.choices[index].content_seen = true;
+            }
+            if json && self.keep(text.len()) {
+                self.choices[index].content.push_str(&text);
+            }
+        }
+        let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) else {
+            return;
+        };
+        for call in calls {
+            let at = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+            if at >= MAX_TRACKED {
+                continue;
+            }
+            let part = call_of(call);
+            let keep = self.keep(part.arguments.len());
+            let calls = &mut self.choices[index].calls;
+            if calls.len() <= at {
+                calls.resize_with(at + 1, Call::default);
+            }
+            let kept = &mut calls[at];
+            kept.name.push_str(&part.name);
+            kept.custom |= part.custom;
+            if keep {
+                kept.arguments.push_str(&part.arguments);
+            }
+        }
+    }
+
+    /// Whether `len` more bytes fit the bound; once one does not, nothing more is kept.
+    fn keep(&mut self, len: usize) -> bool {
+        if self.overflowed || self.kept.saturating_add(len) > MAX_REASSEMBLED_BYTES {
+            self.overflowed = true;
+            return false;
+        }
+        self.kept += len;
+        true
+    }
+
+    /// The answer's defect once the stream has ended normally; `None` for a stream that said
+    /// nothing the checks can read (no chunk at all is the transport's failure, not a defect).
+    pub fn finish(&self) -> Option<Defect> {
+        let checked = !self.overflowed;
+        self.choices
+            .iter()
+            .find_map(|c| c.defect(&self.want, checked))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn want(req: &str) -> Expectations {
+        Expectations::of(&ChatRequest::parse(req.as_bytes()).unwrap())
+    }
+
+    const JSON_MODE: &str = r#"{"messages":[],"response_format":{"type":"json_object"}}"#;
+    const TOOLS: &str = r#"{"messages":[],"tools":[{"type":"function","function":{"name":"get_weather","parameters":{}}},{"type":"custom","custom":{"name":"sql"}}]}"#;
+
+    #[test]
+    fn reads_what_the_request_asks_for() {
+        assert_eq!(want(r#"{"messages":[]}"#), Expectations::default());
+        assert!(want(JSON_MODE).json);
+        assert!(
+            want(r#"{"messages":[],"response_format":{"type":"json_schema","json_schema":{}}}"#)
+                .json
+        );
+        assert!(!want(r#"{"messages":[],"response_format":{"type":"text"}}"#).json);
+        assert!(!want(r#"{"messages":[],"response_format":"json"}"#).json);
+        assert_eq!(want(TOOLS).tools, ["get_weather", "sql"]);
+        assert_eq!(
+            want(r#"{"messages":[],"functions":[{"name":"f"}],"tools":7}"#).tools,
+            ["f"]
+        );
+    }
+
+    fn body(message: &str, finish: &str) -> String {
+        format!(
+            r#"{{"id":"c","choices":[{{"index":0,"message":{message},"finish_reason":"{finish}"}}],"usage":{{"prompt_tokens":1}}}}"#
+        )
+    }
+
+    #[test]
+    fn names_each_defect_of_a_body() {
+        let plain = Expectations::default();
+        let json = want(JSON_MODE);
+        let tools = want(TOOLS);
+        let functions = want(r#"{"messages":[],"functions":[{"name":"f"}]}"#);
+        let call = |name: &str, args: &str| {
+            format!(
+                r#"{{"role":"assistant","content":null,"tool_calls":[{{"id":"t","type":"function","function":{{"name":"{name}","arguments":{}}}}}]}}"#,
+                serde_json::to_string(args).unwrap()
+            )
+        };
+        let cases: Vec<(&Expectations, String, Option<Defect>)> = vec![
+            (&plain, body(r#"{"content":"Hello"}"#, "stop"), None),
+            (
+                &plain,
+                body(r#"{"content":"Hel"}"#, "length"),
+                Some(Defect::Truncated),
+            ),
+            (
+                &plain,
+                body(r#"{"content":""}"#, "content_filter"),
+                Some(Defect::ContentFilter),
+            ),
+            (
+                &plain,
+                body(
+                    r#"{"content":null,"refusal":"I can't help with that."}"#,
+                    "stop",
+                ),
+                Some(Defect::Refusal),
+            ),
+            (
+                &plain,
+                body(r#"{"content":"ok","refusal":null}"#, "stop"),
+                None,
+            ),
+            (
+                &plain,
+                body(r#"{"content":"  \n"}"#, "stop"),
+                Some(Defect::Empty),
+            ),
+            (
+                &plain,
+                body(r#"{"content":null}"#, "stop"),
+                Some(Defect::Empty),
+            ),
+            (&json, body(r#"{"content":"{\"a\": 1}"}"#, "stop"), None),
+            (
+                &json,
+                body(r#"{"content":"```json\n{\"a\": 1}\n```"}"#, "stop"),
+                Some(Defect::InvalidJson),
+            ),
+            (
+                &json,
+                body(r#"{"content":"Sure! {\"a\": 1}"}"#, "stop"),
+                Some(Defect::InvalidJson),
+            ),
+            // Cut JSON: the root cause is the truncation.
+            (
+                &json,
+                body(r#"{"content":"{\"a\": "}"#, "length"),
+                Some(Defect::Truncated),
+            ),
+            (
+                &plain,
+                body(r#"{"content":"```json\n{}\n```"}"#, "stop"),
+                None,
+            ),
+            (
+                &tools,
+                body(&call("get_weather", r#"{"city":"Paris"}"#), "tool_calls"),
+                None,
+            ),
+            (
+                &tools,
+                body(&call("get_weather", r#"{"city":"Par"#), "tool_calls"),
+                Some(Defect::InvalidToolCall),
+            ),
+            (
+                &tools,
+                body(&call("get_weather", ""), "tool_calls"),
+                Some(Defect::InvalidToolCall),
+            ),
+            (
+                &tools,
+                body(&call("get_wether", "{}"), "tool_calls"),
+                Some(Defect::InvalidToolCall),
+            ),
+            (
+                &plain,
+                body(&call("get_weather", "{}"), "tool_calls"),
+                Some(Defect::InvalidToolCall),
+            ),
+            (
+                &tools,
+                body(
+                    r#"{"content":null,"tool_calls":[{"id":"t","type":"custom","custom":{"name":"sql","input":"SELECT 1"}}]}"#,
+                    "tool_calls",
+                ),
+                None,
+            ),
+            (
+                &functions,
+                body(
+                    r#"{"content":null,"function_call":{"name":"f","arguments":"{\"x\":"}}"#,
+                    "function_call",
+                ),
+                Some(Defect::InvalidToolCall),
+            ),
+            // JSON mode and a tool call without content: nothing to parse.
+            (
+                &json,
+                body(&call("x", "{}"), "tool_calls"),
+                Some(Defect::InvalidToolCall),
+            ),
+            // Content as an array of parts.
+            (
+                &json,
+                body(
+                    r#"{"content":[{"type":"text","text":"{\"a\""},{"type":"text","text":":1}"}]}"#,
+                    "stop",
+                ),
+                None,
+            ),
+        ];
+        for (want, body, defect) in cases {
+            assert_eq!(classify_body(want, body.as_bytes()), defect, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_completion_has_no_defect() {
+        let w = want(JSON_MODE);
+        for body in [
+            "",
+            "<html>",
+            r#"{"error":{"message":"x"}}"#,
+            r#"{"choices":"x"}"#,
+            r#"{"choices":[]}"#,
+        ] {
+            assert_eq!(classify_body(&w, body.as_bytes()), None, "{body}");
+        }
+    }
+
+    #[test]
+    fn the_first_defective_choice_names_the_answer() {
+        let b = r#"{"choices":[{"message":{"content":"fine"},"finish_reason":"stop"},{"message":{"content":"cut"},"finish_reason":"length"}]}"#;
+        assert_eq!(
+            classify_body(&Expectations::default(), b.as_bytes()),
+            Some(Defect::Truncated)
+        );
+    }
+
+    fn chunk(delta: &str, finish: Option<&str>) -> String {
+        let finish = finish.map_or("null".to_string(), |f| format!("\"{f}\""));
+        format!(
+            r#"{{"id":"c","object":"chat.completion.chunk","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}"#
+        )
+    }
+
+    fn stream(want: Expectations, events: &[String]) -> Option<Defect> {
+        let mut a = StreamAnswer::new(want);
+        for e in events {
+            a.feed(e);
+        }
+        a.feed("[DONE]");
+        a.finish()
+    }
+
+    #[test]
+    fn names_each_defect_of_a_stream() {
+        let text = |t: &str| {
+            chunk(
+                &format!(r#"{{"content":{}}}"#, serde_json::to_string(t).unwrap()),
+                None,
+            )
+        };
+        let end = |f: &str| chunk("{}", Some(f));
+        let json = want(JSON_MODE);
+        let tools = want(TOOLS);
+        let role = chunk(r#"{"role":"assistant","content":""}"#, None);
+        assert_eq!(
+            stream(
+                Expectations::default(),
+                &[role.clone(), text("Hi"), text(" there"), end("stop")]
+            ),
+            None
+        );
+        assert_eq!(
+            stream(Expectations::default(), &[role.clone(), end("stop")]),
+            Some(Defect::Empty)
+        );
+        assert_eq!(
+            stream(Expectations::default(), &[text("Hi"), end("length")]),
+            Some(Defect::Truncated)
+        );
+        assert_eq!(
+            stream(Expectations::default(), &[end("content_filter")]),
+            Some(Defect::ContentFilter)
+        );
+        assert_eq!(
+            stream(
+                Expectations::default(),
+                &[chunk(r#"{"refusal":"No."}"#, None), end("stop")]
+            ),
+            Some(Defect::Refusal)
+        );
+        assert_eq!(
+            stream(
+                json.clone(),
+                &[text("{\"a\""), text(": [1, 2]}"), end("stop")]
+            ),
+            None
+        );
+        assert_eq!(
+            stream(
+                json.clone(),
+                &[text("```json\n"), text("{}"), text("\n```"), end("stop")]
+            ),
+            Some(Defect::InvalidJson)
+        );
+        // Tool calls arrive in pieces: the name first, the arguments over several chunks.
+        let call = |name: &str, args: &str| {
+            chunk(
+                &format!(
+                    r#"{{"tool_calls":[{{"index":0,"id":"t","type":"function","function":{{"name":"{name}","arguments":{}}}}}]}}"#,
+                    serde_json::to_string(args).unwrap()
+                ),
+                None,
+            )
+        };
+        let ok = [
+            call("get_weather", ""),
+            call("", "{\"city\""),
+            call("", ":\"Paris\"}"),
+            end("tool_calls"),
+        ];
+        assert_eq!(stream(tools.clone(), &ok), None);
+        let cut = [
+            call("get_weather", ""),
+            call("", "{\"city\""),
+            end("tool_calls"),
+        ];
+        assert_eq!(stream(tools.clone(), &cut), Some(Defect::InvalidToolCall));
+        let unknown = [call("rm_rf", "{}"), end("tool_calls")];
+        assert_eq!(stream(tools, &unknown), Some(Defect::InvalidToolCall));
+        // Error events and junk add nothing; a stream with no chunk has no answer to judge.
+        assert_eq!(
+            stream(
+                json,
+                &[
+                    r#"{"error":{"message":"overloaded"}}"#.into(),
+                    "junk".into()
+                ]
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn past_the_bound_the_json_checks_are_skipped_and_memory_stays_bounded() {
+        let piece = "x".repeat(64 * 1024);
+        let mut a = StreamAnswer::new(want(JSON_MODE));
+        a.feed(&chunk(r#"{"content":"not json "}"#, None));
+        for _ in 0..40 {
+            a.feed(&chunk(&format!(r#"{{"content":"{piece}"}}"#), None));
+        }
+        a.feed(&chunk("{}", Some("stop")));
+        assert!(a.kept <= MAX_REASSEMBLED_BYTES);
+        assert!(a.choices[0].content.len() <= MAX_REASSEMBLED_BYTES);
+        assert_eq!(a.finish(), None, "not read, not judged");
+        // The checks that need no text still run past it.
+        a.feed(&chunk("{}", Some("length")));
+        assert_eq!(a.finish(), Some(Defect::Truncated));
+        // Choices and calls beyond the tracked number are ignored, not grown into.
+        a.feed(r#"{"choices":[{"index":1000000000,"delta":{"content":"x"}}]}"#);
+        assert!(a.choices.len() <= MAX_TRACKED);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for d in Defect::ALL {
+            assert_eq!(Defect::parse(d.name()), Some(d));
+            assert_eq!(
+                serde_json::to_string(&d).unwrap(),
+                format!("\"{}\"", d.name())
+            );
+        }
+        assert_eq!(Defect::parse("nope"), None);
+    }
+}
