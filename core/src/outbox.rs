@@ -186,6 +186,7 @@ mod tests {
             total_ms: 50,
             usage: None,
             interrupted: false,
+            defect: None,
             client_gone: false,
         }
     }

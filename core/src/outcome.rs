@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use crate::defects::Defect;
 use crate::environment::Environment;
 use crate::fallback::{Attempt, FallbackReason};
 use crate::openai::Usage;
@@ -83,6 +84,9 @@ pub struct Outcome {
     /// Usage reported by the upstream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// What makes a successful answer unusable, when something does (see [`crate::defects`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defect: Option<Defect>,
     /// True when the upstream's stream broke after it began (the client got an SSE `error`
     /// event). Counts against the environment.
     pub interrupted: bool,
@@ -148,6 +152,7 @@ mod tests {
                 completion_tokens: 4,
             }),
             interrupted: false,
+            defect: None,
             client_gone: false,
         };
         let v: serde_json::Value = serde_json::from_str(&o.to_json()).unwrap();

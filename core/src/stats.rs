@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::defects::Defect;
 use crate::environment::Environment;
 use crate::hist::Histogram;
 use crate::openai::Usage;
@@ -68,6 +69,69 @@ impl ErrorCounts {
     }
 }
 
+/// Successful answers the app cannot use, by class (see [`crate::defects`]). A request counts
+/// in one class at most.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DefectCounts {
+    pub content_filter: u64,
+    pub refusal: u64,
+    pub truncated: u64,
+    pub empty: u64,
+    pub invalid_tool_call: u64,
+    pub invalid_json: u64,
+}
+
+impl DefectCounts {
+    /// The count of one class.
+    pub fn get(&self, d: Defect) -> u64 {
+        *self.slot(d)
+    }
+
+    fn slot(&self, d: Defect) -> &u64 {
+        match d {
+            Defect::ContentFilter => &self.content_filter,
+            Defect::Refusal => &self.refusal,
+            Defect::Truncated => &self.truncated,
+            Defect::Empty => &self.empty,
+            Defect::InvalidToolCall => &self.invalid_tool_call,
+            Defect::InvalidJson => &self.invalid_json,
+        }
+    }
+
+    fn slot_mut(&mut self, d: Defect) -> &mut u64 {
+        match d {
+            Defect::ContentFilter => &mut self.content_filter,
+            Defect::Refusal => &mut self.refusal,
+            Defect::Truncated => &mut self.truncated,
+            Defect::Empty => &mut self.empty,
+            Defect::InvalidToolCall => &mut self.invalid_tool_call,
+            Defect::InvalidJson => &mut self.invalid_json,
+        }
+    }
+
+    /// Answers with a defect of any class.
+    pub fn total(&self) -> u64 {
+        self.judged(&[])
+    }
+
+    /// Answers with a defect of a class not in `ignored`: what a verdict judges.
+    pub fn judged(&self, ignored: &[Defect]) -> u64 {
+        Defect::ALL
+            .into_iter()
+            .filter(|d| !ignored.contains(d))
+            .map(|d| self.get(d))
+            .fold(0, u64::saturating_add)
+    }
+
+    fn merge(&mut self, o: &DefectCounts) {
+        for d in Defect::ALL {
+            let slot = self.slot_mut(d);
+            *slot = slot.saturating_add(o.get(d));
+        }
+    }
+}
+
 /// One environment's numbers over some window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -80,6 +144,8 @@ pub struct EnvStats {
     pub client_errors: u64,
     /// Green requests that blue served after green failed (always 0 for blue).
     pub fallbacks: u64,
+    /// Successful answers with a defect, by class.
+    pub defects: DefectCounts,
     /// Prompt tokens reported by the upstream.
     pub prompt_tokens: u64,
     /// Completion tokens reported by the upstream.
@@ -111,6 +177,7 @@ impl EnvStats {
         self.errors.merge(&o.errors);
         self.client_errors = self.client_errors.saturating_add(o.client_errors);
         self.fallbacks = self.fallbacks.saturating_add(o.fallbacks);
+        self.defects.merge(&o.defects);
         self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
         self.completion_tokens = self.completion_tokens.saturating_add(o.completion_tokens);
         self.cost_usd = finite_sum(self.cost_usd, o.cost_usd);
@@ -137,6 +204,10 @@ impl EnvStats {
             cost_usd: round(self.cost_usd, 6),
             client_errors: self.client_errors,
             errors_by_class: self.errors.clone(),
+            defects: self.defects.total(),
+            defect_rate: (self.requests > 0)
+                .then(|| round(self.defects.total() as f64 / self.requests as f64, 6)),
+            defects_by_class: self.defects.clone(),
         }
     }
 }
@@ -166,6 +237,10 @@ pub struct Summary {
     pub cost_usd: f64,
     pub client_errors: u64,
     pub errors_by_class: ErrorCounts,
+    /// Successful answers the app cannot use (see `defects_by_class`).
+    pub defects: u64,
+    pub defect_rate: Option<f64>,
+    pub defects_by_class: DefectCounts,
 }
 
 /// A value per environment, serialized as `{"blue": ..., "green": ...}`.
@@ -300,6 +375,13 @@ impl EnvStats {
         if o.fallback.is_some() {
             self.fallbacks += 1;
         }
+        // Only the routed environment's own successful answers: a fallback's answer is blue's.
+        if let (Some(d), None, StatusClass::Ok, false) =
+            (o.defect, o.fallback, o.class, o.interrupted)
+        {
+            let slot = self.defects.slot_mut(d);
+            *slot = slot.saturating_add(1);
+        }
         if let Some(ms) = o.first_byte_ms {
             self.first_byte.record(ms);
         }
@@ -429,6 +511,7 @@ mod tests {
                 completion_tokens: 500,
             }),
             interrupted: false,
+            defect: None,
             client_gone: false,
         }
     }

@@ -156,7 +156,7 @@ impl Scopes {
     /// they were routed under, and blue's p95 over the rollout so far as the latency reference.
     pub fn tick(&self) -> Command {
         Command::Tick {
-            window: self.window.clone(),
+            window: Box::new(self.window.clone()),
             strata: self
                 .by_version
                 .iter()
@@ -271,7 +271,7 @@ mod tests {
         assert_eq!(
             Scopes::default().tick(),
             Command::Tick {
-                window: Pair::default(),
+                window: Box::default(),
                 strata: Vec::new(),
                 blue_p95_ms: None
             }

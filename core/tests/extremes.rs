@@ -43,7 +43,8 @@ fn routing() -> RoutingDoc {
     }
 }
 
-/// One environment's stats for a tick: `n` requests, a share of them failed, all at one
+/// One environment's stats for a tick: `n` requests, a share of them failed and a share of the
+/// rest defective, all at one
 /// latency, with `tokens` each priced at the highest price.
 fn env_tick(rng: &mut SmallRng, prices: &Prices) -> EnvStats {
     let n = REQUESTS[rng.random_range(0..REQUESTS.len())];
@@ -58,6 +59,12 @@ fn env_tick(rng: &mut SmallRng, prices: &Prices) -> EnvStats {
         ..EnvStats::default()
     };
     s.errors.server_error = failed;
+    // None, every answer, or half of them unusable.
+    s.defects.invalid_json = match rng.random_range(0..3) {
+        0 => 0,
+        1 => n - failed,
+        _ => (n - failed) / 2,
+    };
     s.total.record_n(ms, n);
     s.first_byte.record_n(ms / 2, n);
     if n > 0 && rng.random_bool(0.5) {
@@ -80,6 +87,7 @@ fn env_tick(rng: &mut SmallRng, prices: &Prices) -> EnvStats {
                 completion_tokens: u64::MAX / 4,
             }),
             interrupted: false,
+            defect: None,
             client_gone: false,
         };
         s.record(&o, prices);

@@ -94,6 +94,7 @@ fn outcome(
         total_ms: 0,
         usage: None,
         interrupted: false,
+        defect: None,
         client_gone: false,
     }
 }

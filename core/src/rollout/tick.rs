@@ -11,7 +11,8 @@
 use super::{
     Effect, Event, EventKind, Rollout, Split, Stage, State, Stratum, Transition, VerdictRecord,
 };
-use crate::health::{judge, Method, Verdict, VerdictStatus};
+use crate::defects::Defect;
+use crate::health::{judge, HealthPolicy, Method, Verdict, VerdictStatus};
 use crate::sequential::{self, Finding, TickCounts};
 use crate::stats::{EnvStats, Pair};
 
@@ -127,6 +128,8 @@ fn sequential_verdict(
                 blue_errors: st.stats.blue.errors(),
                 green_slow: slow(&st.stats.green),
                 blue_slow: slow(&st.stats.blue),
+                green_defects: r.health.judged_defects(&st.stats.green),
+                blue_defects: r.health.judged_defects(&st.stats.blue),
             },
             in_step: st.in_step,
         })
@@ -145,12 +148,42 @@ fn sequential_verdict(
         Finding::Healthy | Finding::ClearlyFine => VerdictStatus::Pass,
     };
     let early = report.finding == Finding::ClearlyFine;
+    let mut reasons = report.reasons();
+    reasons.extend(defect_classes(&r.health, strata));
     let verdict = Verdict {
         status,
-        reasons: report.reasons(),
+        reasons,
         evidence: Some(report),
     };
     (verdict, early)
+}
+
+/// "green answer defects this tick: invalid_json 12, empty 1; blue: invalid_json 2", when green
+/// had any the policy judges: the classes behind the defect test's figures.
+fn defect_classes(health: &HealthPolicy, strata: &[Stratum]) -> Option<String> {
+    let mut tick = Pair::<EnvStats>::default();
+    for st in strata {
+        tick.merge(&st.stats);
+    }
+    let list = |s: &EnvStats| {
+        let parts: Vec<String> = Defect::ALL
+            .into_iter()
+            .filter(|d| !health.ignore_defects.contains(d) && s.defects.get(*d) > 0)
+            .map(|d| format!("{} {}", d.name(), s.defects.get(d)))
+            .collect();
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(", ")
+        }
+    };
+    (health.judged_defects(&tick.green) > 0).then(|| {
+        format!(
+            "green answer defects this tick: {}; blue: {}",
+            list(&tick.green),
+            list(&tick.blue)
+        )
+    })
 }
 
 /// What [`decide`] looks at, once the verdict is counted.

@@ -47,6 +47,12 @@ pub struct TickCounts {
     /// Requests slower than the latency reference.
     pub green_slow: u64,
     pub blue_slow: u64,
+    /// Successful answers with a defect the policy judges (see [`crate::defects`]). Absent in
+    /// counts stored before defects were judged.
+    #[serde(default)]
+    pub green_defects: u64,
+    #[serde(default)]
+    pub blue_defects: u64,
 }
 
 impl TickCounts {
@@ -58,6 +64,8 @@ impl TickCounts {
         self.blue_errors = self.blue_errors.saturating_add(o.blue_errors);
         self.green_slow = self.green_slow.saturating_add(o.green_slow);
         self.blue_slow = self.blue_slow.saturating_add(o.blue_slow);
+        self.green_defects = self.green_defects.saturating_add(o.green_defects);
+        self.blue_defects = self.blue_defects.saturating_add(o.blue_defects);
     }
 }
 
@@ -68,6 +76,8 @@ pub struct Settings {
     pub alpha: f64,
     /// Rollback level of the relative latency test: 1/latency_alpha.
     pub latency_alpha: f64,
+    /// Rollback level of the relative answer-defect test: 1/defect_alpha.
+    pub defect_alpha: f64,
     /// Green may be this many times as bad as blue without being rolled back.
     pub tolerance_ratio: f64,
     /// The guard's limit on green's error rate.
@@ -88,6 +98,8 @@ pub struct Evidence {
     pub errors: Vec<f64>,
     /// The same for slow requests.
     pub slow: Vec<f64>,
+    /// The same for answer defects.
+    pub defects: Vec<f64>,
     /// The guard's log ratios (never below 0).
     pub guard: Vec<f64>,
     /// Clearly-fine log ratios for errors and slow requests, this step only.
@@ -223,6 +235,8 @@ pub struct Report {
     pub errors: RelativeReport,
     /// Slow requests: slower than `latency_reference_ms`.
     pub latency: RelativeReport,
+    /// Answer defects the policy judges; `null` in reports stored before they were judged.
+    pub defects: Option<RelativeReport>,
     pub latency_reference_ms: Option<u64>,
     /// Natural log of the guard's evidence.
     pub guard_log_evidence: f64,
@@ -297,6 +311,15 @@ impl Report {
                 None => "latency: no blue reference yet".to_string(),
             },
         ];
+        if let Some(d) = &self.defects {
+            let line = relative("green answer defects", d);
+            // The test that reached its level goes first: the event's sentence leads with it.
+            if d.reached() && !self.errors.reached() {
+                out.insert(0, line);
+            } else {
+                out.push(line);
+            }
+        }
         let e = &self.errors;
         let rate = if e.green_requests > 0 {
             e.green_events as f64 / e.green_requests as f64
@@ -368,6 +391,7 @@ pub fn update_strata(
 ) -> Report {
     sized(&mut ev.errors, RELATIVE_ALTERNATIVES.len());
     sized(&mut ev.slow, RELATIVE_ALTERNATIVES.len());
+    sized(&mut ev.defects, RELATIVE_ALTERNATIVES.len());
     sized(&mut ev.guard, GUARD_ALTERNATIVES.len());
     sized(&mut ev.fine_errors, FINE_ALTERNATIVES.len());
     sized(&mut ev.fine_slow, FINE_ALTERNATIVES.len());
@@ -398,6 +422,7 @@ fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum) -> bool {
         let rho1 = tau * mult;
         ev.errors[k] += relative_increment(rho1, tau, w, t.green_errors, t.blue_errors);
         ev.slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
+        ev.defects[k] += relative_increment(rho1, tau, w, t.green_defects, t.blue_defects);
     }
     let p0 = s.max_error_rate.clamp(1e-6, 1.0 - 1e-6);
     for (k, g) in GUARD_ALTERNATIVES.iter().enumerate() {
@@ -426,6 +451,8 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
     // Every comparison is between logs: the ratios themselves overflow at volume.
     let errors = finite_log(log_mean_exp(&ev.errors));
     let slow = finite_log(log_mean_exp(&ev.slow));
+    let defects = finite_log(log_mean_exp(&ev.defects));
+    let defect_rollback_at = 1.0 / s.defect_alpha;
     let guard = finite_log(log_mean_exp(&ev.guard));
     let fine = (
         finite_log(log_mean_exp(&ev.fine_errors)),
@@ -435,13 +462,18 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
     let r = &ev.rollout;
     let enough =
         ev.step.green_requests >= s.min_requests && ev.step.blue_requests >= s.min_requests;
-    let unhealthy =
-        errors >= rollback_at.ln() || slow >= latency_rollback_at.ln() || guard >= guard_at.ln();
+    let unhealthy = errors >= rollback_at.ln()
+        || slow >= latency_rollback_at.ln()
+        || defects >= defect_rollback_at.ln()
+        || guard >= guard_at.ln();
+    // Defects have no clearly-fine test of their own (an app whose answers never have any
+    // would never advance early): only evidence pointing against green holds the step.
+    let fine_defects = defects <= 0.0;
     let finding = if unhealthy {
         Finding::Unhealthy
     } else if !enough {
         Finding::TooLittleData
-    } else if s.advance_early && fine.0 >= fine_at.ln() && fine.1 >= fine_at.ln() {
+    } else if s.advance_early && fine.0 >= fine_at.ln() && fine.1 >= fine_at.ln() && fine_defects {
         Finding::ClearlyFine
     } else {
         Finding::Healthy
@@ -450,6 +482,12 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
         finding,
         errors: RelativeReport::new((r.green_errors, r.blue_errors), r, errors, rollback_at),
         latency: RelativeReport::new((r.green_slow, r.blue_slow), r, slow, latency_rollback_at),
+        defects: Some(RelativeReport::new(
+            (r.green_defects, r.blue_defects),
+            r,
+            defects,
+            defect_rollback_at,
+        )),
         latency_reference_ms: reference_ms,
         guard_log_evidence: guard,
         guard_evidence: ratio_from_log(guard),
@@ -491,6 +529,7 @@ mod tests {
         Settings {
             alpha: 0.03,
             latency_alpha: 0.01,
+            defect_alpha: 0.01,
             tolerance_ratio: 1.2,
             max_error_rate: 0.05,
             guard_alpha: 0.0075,
@@ -716,6 +755,7 @@ mod tests {
             blue_errors: 20,
             green_slow: 50,
             blue_slow: 50,
+            ..TickCounts::default()
         };
         let mut finding = Finding::Healthy;
         for _ in 0..30 {

@@ -46,6 +46,8 @@ pub struct Report {
     finding: Finding,
     errors: super::RelativeReport,
     latency: super::RelativeReport,
+    #[serde(default)]
+    defects: Option<super::RelativeReport>,
     latency_reference_ms: Option<u64>,
     #[serde(default)]
     guard_log_evidence: Option<f64>,
@@ -72,6 +74,7 @@ impl From<Report> for super::Report {
             finding: r.finding,
             errors: r.errors,
             latency: r.latency,
+            defects: r.defects,
             latency_reference_ms: r.latency_reference_ms,
             guard_log_evidence,
             guard_evidence: ratio_from_log(guard_log_evidence),

@@ -43,7 +43,7 @@ pub enum Command {
     /// empty: the window is the current step's, under one split), and blue's p95 over the
     /// rollout so far (the sequential test's latency reference).
     Tick {
-        window: Pair<EnvStats>,
+        window: Box<Pair<EnvStats>>,
         strata: Vec<Stratum>,
         blue_p95_ms: Option<u64>,
     },

@@ -9,6 +9,7 @@ mod spec;
 mod stored;
 
 use super::*;
+use crate::defects::Defect;
 use crate::health::{HealthPolicy, Method, VerdictStatus};
 use crate::routing::RoutingDoc;
 use crate::stats::{EnvStats, Pair};
@@ -84,7 +85,7 @@ fn tick(s: &State, w: Pair<EnvStats>, now: u64) -> Transition {
     apply(
         s,
         Command::Tick {
-            window: w,
+            window: Box::new(w),
             strata: Vec::new(),
             blue_p95_ms: None,
         },
@@ -149,7 +150,7 @@ fn seq_tick(s: &State, w: Pair<EnvStats>, now: u64) -> Transition {
     apply(
         s,
         Command::Tick {
-            window: w,
+            window: Box::new(w),
             strata: Vec::new(),
             blue_p95_ms: p95,
         },

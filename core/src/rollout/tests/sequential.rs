@@ -139,3 +139,61 @@ fn after_a_resume_the_sequential_step_needs_new_traffic_to_pass() {
         assert_eq!(s.rollout().unwrap().step_passed, passed, "at {now} ms");
     }
 }
+
+/// A green whose answers come back unusable five times as often as blue's (1% against 5%, no
+/// HTTP errors at all) is rolled back by the defect test, with the classes named; a policy that
+/// ignores that class keeps it.
+#[test]
+fn answer_defects_roll_green_back_unless_the_policy_ignores_their_class() {
+    let defective = || {
+        let mut w = window(0, 0);
+        w.blue.requests = 2700;
+        w.blue.defects.invalid_json = 27;
+        w.green.requests = 300;
+        w.green.defects.invalid_json = 15;
+        w.green.defects.truncated = 1;
+        w
+    };
+    let s = started_sequential(&[(10.0, 1800)], HealthPolicy::default());
+    let t = seq_tick(&s, defective(), MIN);
+    assert_eq!(t.state.phase(), Phase::RolledBack);
+    let Some(Effect::Record(ev)) = t.effects.last() else {
+        panic!("an event")
+    };
+    assert!(
+        ev.message
+            .starts_with("Rolled back automatically on step 1: green answer defects are"),
+        "{}",
+        ev.message
+    );
+    let verdict = ev.verdict.as_ref().unwrap();
+    assert!(verdict
+        .reasons
+        .iter()
+        .any(|r| r == "green answer defects this tick: truncated 1, invalid_json 15; blue: invalid_json 27"),
+        "{:?}", verdict.reasons);
+    let evidence = verdict.evidence.as_ref().unwrap();
+    assert!(evidence.defects.as_ref().unwrap().reached());
+    assert!(!evidence.errors.reached());
+
+    let lenient = HealthPolicy {
+        ignore_defects: vec![Defect::InvalidJson, Defect::Truncated],
+        ..HealthPolicy::default()
+    };
+    let s = started_sequential(&[(10.0, 1800)], lenient);
+    let t = seq_tick(&s, defective(), MIN);
+    assert_eq!(t.state.phase(), Phase::Progressing);
+    let verdict = &t.state.verdict().unwrap().verdict;
+    assert_eq!(
+        verdict
+            .evidence
+            .as_ref()
+            .unwrap()
+            .defects
+            .as_ref()
+            .unwrap()
+            .green_events,
+        0
+    );
+    assert!(!verdict.reasons.iter().any(|r| r.contains("this tick")));
+}
