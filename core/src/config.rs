@@ -273,6 +273,92 @@ impl Config {
     }
 }
 
+// --- Green ejection (issue 11, part 3) ------------------------------------------------------
+// The per-isolate breaker's settings, read apart from `Config` until the request path wires the
+// breaker in: everything about them is in this block.
+
+use crate::breaker;
+
+/// Reads the green breaker's settings through `get`, as [`Config::from_lookup`] reads the
+/// others: `GREEN_EJECTION` (on/off, on), `GREEN_EJECTION_FAILURES` (failures in a row that
+/// eject green, 1–100, 5), `GREEN_EJECTION_BASE_MS` (the first cool-down, 1 s–1 h, 30 000) and
+/// `GREEN_HANG_FLOOR_MS` (the shortest time a green attempt may go unanswered before it counts
+/// as hung, 1 s–1 h, 4 000). The rest are [`breaker::Settings::default`].
+pub fn green_ejection(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<breaker::Settings, ConfigError> {
+    let vars = Vars { lookup: get };
+    let d = breaker::Settings::default();
+    Ok(breaker::Settings {
+        enabled: vars.switch("GREEN_EJECTION", d.enabled)?,
+        consecutive_failures: vars.whole(
+            "GREEN_EJECTION_FAILURES",
+            u64::from(d.consecutive_failures),
+            1,
+            100,
+        )? as u32,
+        base_ejection_ms: vars.whole(
+            "GREEN_EJECTION_BASE_MS",
+            d.base_ejection_ms,
+            1_000,
+            MAX_TIMEOUT_MS,
+        )?,
+        hang_floor_ms: vars.whole(
+            "GREEN_HANG_FLOOR_MS",
+            d.hang_floor_ms,
+            1_000,
+            MAX_TIMEOUT_MS,
+        )?,
+        ..d
+    })
+}
+
+#[cfg(test)]
+mod green_ejection_tests {
+    use super::*;
+
+    fn read(vars: &[(&str, &str)]) -> Result<breaker::Settings, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        green_ejection(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        assert_eq!(read(&[]).unwrap(), breaker::Settings::default());
+        let s = read(&[
+            ("GREEN_EJECTION", "Off"),
+            ("GREEN_EJECTION_FAILURES", "3"),
+            ("GREEN_EJECTION_BASE_MS", "10000"),
+            ("GREEN_HANG_FLOOR_MS", " 8000 "),
+        ])
+        .unwrap();
+        assert!(!s.enabled);
+        assert_eq!(
+            (s.consecutive_failures, s.base_ejection_ms, s.hang_floor_ms),
+            (3, 10_000, 8_000)
+        );
+        assert_eq!(s.max_ejection_ms, 300_000);
+    }
+
+    #[test]
+    fn refuses_bad_values_naming_the_variable() {
+        for (var, value) in [
+            ("GREEN_EJECTION", "sometimes"),
+            ("GREEN_EJECTION_FAILURES", "0"),
+            ("GREEN_EJECTION_FAILURES", "101"),
+            ("GREEN_EJECTION_BASE_MS", "999"),
+            ("GREEN_EJECTION_BASE_MS", "3600001"),
+            ("GREEN_HANG_FLOOR_MS", "4s"),
+            ("GREEN_HANG_FLOOR_MS", "-1"),
+        ] {
+            assert_eq!(read(&[(var, value)]).unwrap_err().var, var, "{var}={value}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! what they decide. That keeps every routing decision testable natively with `cargo test`.
 
 pub mod auth;
+pub mod breaker;
 pub mod config;
 pub mod defects;
 pub mod environment;
