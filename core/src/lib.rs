@@ -19,6 +19,7 @@ pub mod hist;
 pub mod openai;
 pub mod outbox;
 pub mod outcome;
+pub mod request_id;
 pub mod retry;
 pub mod rollout;
 pub mod routing;

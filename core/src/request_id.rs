@@ -1,0 +1,277 @@
+//! Request ids that say who answered: the `x-bluegreen-request-id` of a chat completion carries
+//! the environment that produced the answer, the routing version it was routed under and when
+//! it arrived, sealed with a keyed MAC. Feedback that quotes an id is attributed from the id
+//! alone: nothing is written per request on the request path, and a client can neither forge
+//! an id nor change which environment it names.
+//!
+//! Format (header-safe ASCII, at most 68 bytes): `bg1.<b|g><version hex>.<unix seconds
+//! hex>.<nonce 16 hex>.<mac 16 hex>`, e.g. `bg1.g1a.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70`.
+//! The MAC is SipHash-2-4 (a PRF designed for short inputs) under a 128-bit key derived from a
+//! secret; forging one takes on the order of 2⁶³ online guesses.
+
+use siphasher::sip::SipHasher24;
+use siphasher::sip128::{Hasher128, SipHasher24 as SipHasher128};
+use std::hash::Hasher;
+
+use crate::environment::Environment;
+
+const PREFIX: &str = "bg1";
+
+/// A 128-bit MAC key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key([u8; 16]);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+impl Key {
+    /// The key for `secret` (any length; the same secret gives the same key in every isolate
+    /// and every release).
+    pub fn derive(secret: &str) -> Key {
+        let mut h = SipHasher128::new_with_keys(0x6267_7265_7175_6573, 0x745f_6964_5f6b_6579);
+        h.write(b"bluegreen request id key v1\0");
+        h.write(secret.as_bytes());
+        Key(h.finish128().as_bytes())
+    }
+
+    fn mac(&self, body: &str) -> u64 {
+        let (k0, k1) = self.0.split_at(8);
+        let k = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        let mut h = SipHasher24::new_with_keys(k(k0), k(k1));
+        h.write(body.as_bytes());
+        h.finish()
+    }
+}
+
+/// What an id says about its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Issued {
+    /// The environment whose model produced the answer.
+    pub environment: Environment,
+    /// The routing version the request was routed under.
+    pub version: u64,
+    /// Unix milliseconds of its arrival, to the second.
+    pub at_ms: u64,
+}
+
+/// Why an id is not one this router issued, or no longer one it takes feedback for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdError {
+    /// Not in the format (an id of an earlier release, a typo, another system's id).
+    Malformed,
+    /// The format, but not the MAC: altered, forged, or issued under another secret.
+    Forged,
+    /// Issued longer ago than the feedback window.
+    TooOld,
+    /// Dated after now by more than clock skew explains.
+    FromTheFuture,
+}
+
+impl IdError {
+    /// A sentence for the client.
+    pub fn message(self) -> &'static str {
+        match self {
+            IdError::Malformed => "request_id is not an id this router issued (x-bluegreen-request-id of a chat completion)",
+            IdError::Forged => "request_id was not issued by this router (altered, or issued under another secret)",
+            IdError::TooOld => "request_id is older than the feedback window (FEEDBACK_MAX_AGE_SECONDS)",
+            IdError::FromTheFuture => "request_id is dated in the future",
+        }
+    }
+}
+
+/// Clock skew between isolates that an id's date may show.
+const SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// The id of a request described by `issued`, with `nonce` from the runtime's CSPRNG.
+pub fn issue(key: &Key, nonce: u64, issued: &Issued) -> String {
+    let env = match issued.environment {
+        Environment::Blue => 'b',
+        Environment::Green => 'g',
+    };
+    let body = format!(
+        "{PREFIX}.{env}{:x}.{:x}.{nonce:016x}",
+        issued.version,
+        issued.at_ms / 1000
+    );
+    let mac = key.mac(&body);
+    format!("{body}.{mac:016x}")
+}
+
+/// What `id` says, if this router issued it under `key` no more than `max_age_ms` before
+/// `now_ms`.
+pub fn verify(key: &Key, id: &str, now_ms: u64, max_age_ms: u64) -> Result<Issued, IdError> {
+    let (body, mac) = id.rsplit_once('.').ok_or(IdError::Malformed)?;
+    let mac = hex_u64(mac, 16).ok_or(IdError::Malformed)?;
+    let mut parts = body.split('.');
+    let (Some(PREFIX), Some(routed), Some(at_s), Some(nonce), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(IdError::Malformed);
+    };
+    hex_u64(nonce, 16).ok_or(IdError::Malformed)?;
+    let environment = match routed.as_bytes().first() {
+        Some(b'b') => Environment::Blue,
+        Some(b'g') => Environment::Green,
+        _ => return Err(IdError::Malformed),
+    };
+    let version = hex_u64(&routed[1..], 0).ok_or(IdError::Malformed)?;
+    let at_s = hex_u64(at_s, 0).ok_or(IdError::Malformed)?;
+    // Compared in constant time: the MAC is the secret part.
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        &key.mac(body).to_le_bytes()[..],
+        &mac.to_le_bytes()[..],
+    )) {
+        return Err(IdError::Forged);
+    }
+    let at_ms = at_s.saturating_mul(1000);
+    if at_ms > now_ms.saturating_add(SKEW_MS) {
+        return Err(IdError::FromTheFuture);
+    }
+    if now_ms.saturating_sub(at_ms) > max_age_ms {
+        return Err(IdError::TooOld);
+    }
+    Ok(Issued {
+        environment,
+        version,
+        at_ms,
+    })
+}
+
+/// Lower-case hex of at most 16 digits (exactly `len` when `len` > 0), canonical (no leading
+/// zeros unless fixed-length), as `issue` writes it.
+fn hex_u64(s: &str, len: usize) -> Option<u64> {
+    let ok_len = if len > 0 {
+        s.len() == len
+    } else {
+        (1..=16).contains(&s.len()) && (s == "0" || !s.starts_with('0'))
+    };
+    if !ok_len || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_764_201_600_123;
+    const DAY: u64 = 86_400_000;
+
+    fn issued(env: Environment, version: u64) -> Issued {
+        Issued {
+            environment: env,
+            version,
+            at_ms: NOW,
+        }
+    }
+
+    #[test]
+    fn an_id_round_trips_to_the_second() {
+        let key = Key::derive("s3cret");
+        for (env, version) in [
+            (Environment::Green, 26),
+            (Environment::Blue, 0),
+            (Environment::Green, u64::MAX),
+        ] {
+            let id = issue(&key, 0x9f86_d081_884c_7d65, &issued(env, version));
+            assert!(id.starts_with("bg1."), "{id}");
+            assert!(id.len() <= 68 && id.is_ascii(), "{id}");
+            let got = verify(&key, &id, NOW + 1000, DAY).unwrap();
+            assert_eq!(
+                got,
+                Issued {
+                    environment: env,
+                    version,
+                    at_ms: NOW / 1000 * 1000
+                }
+            );
+        }
+        let id = issue(&key, 1, &issued(Environment::Green, 0x1a));
+        assert!(id.starts_with("bg1.g1a."), "{id}");
+    }
+
+    #[test]
+    fn altered_forged_or_foreign_ids_are_refused() {
+        let key = Key::derive("s3cret");
+        let id = issue(&key, 7, &issued(Environment::Green, 5));
+        // Another secret (a rotated one, another deployment) does not verify.
+        assert_eq!(
+            verify(&Key::derive("other"), &id, NOW, DAY),
+            Err(IdError::Forged)
+        );
+        // Claiming the answer was blue's: the MAC no longer matches.
+        let as_blue = id.replacen("bg1.g", "bg1.b", 1);
+        assert_eq!(verify(&key, &as_blue, NOW, DAY), Err(IdError::Forged));
+        // Any one character changed.
+        for i in 0..id.len() {
+            let mut bytes = id.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'1' { b'2' } else { b'1' };
+            let changed = String::from_utf8(bytes).unwrap();
+            assert!(verify(&key, &changed, NOW, DAY).is_err(), "{changed}");
+        }
+        for junk in [
+            "",
+            "0123456789abcdef0123456789abcdef",
+            "bg1",
+            "bg1.g1.2.3.4",
+            "bg1.x1.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70",
+            "bg1.g.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70",
+            "bg1.g01.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70",
+            "bg1.g1.674D2F00.9f86d081884c7d65.5a1e2c3b4d5e6f70",
+            "bg1.g1.674d2f00.9f86d081884c7d6.5a1e2c3b4d5e6f70",
+            "bg1.g1.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70.x",
+            "bg2.g1.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70",
+            "bg1.g1ffffffffffffffff.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70",
+            "bg1.gé.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70",
+        ] {
+            assert_eq!(
+                verify(&key, junk, NOW, DAY),
+                Err(IdError::Malformed),
+                "{junk}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_are_taken_within_the_feedback_window_only() {
+        let key = Key::derive("s3cret");
+        let id = issue(&key, 7, &issued(Environment::Blue, 5));
+        assert!(verify(&key, &id, NOW + DAY - 1000, DAY).is_ok());
+        assert_eq!(
+            verify(&key, &id, NOW + DAY + 1000, DAY),
+            Err(IdError::TooOld)
+        );
+        // A few minutes of skew between isolates is fine; more is not.
+        assert!(verify(&key, &id, NOW - 60_000, DAY).is_ok());
+        assert_eq!(
+            verify(&key, &id, NOW - 3_600_000, DAY),
+            Err(IdError::FromTheFuture)
+        );
+        // Extreme clocks never panic.
+        assert_eq!(verify(&key, &id, 0, 0), Err(IdError::FromTheFuture));
+        let late = Issued {
+            at_ms: u64::MAX,
+            ..issued(Environment::Blue, 5)
+        };
+        let id = issue(&key, 7, &late);
+        assert!(verify(&key, &id, u64::MAX, u64::MAX).is_ok());
+    }
+
+    #[test]
+    fn keys_are_stable_and_never_printed() {
+        assert_eq!(Key::derive("a"), Key::derive("a"));
+        assert_ne!(Key::derive("a"), Key::derive("b"));
+        assert_eq!(format!("{:?}", Key::derive("a")), "Key(..)");
+        // The same inputs give the same id in every release: ids outlive deploys.
+        let id = issue(&Key::derive("fixture"), 42, &issued(Environment::Green, 3));
+        assert_eq!(id, "bg1.g3.69279480.000000000000002a.c7edefee43750005");
+    }
+}
