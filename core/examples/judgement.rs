@@ -9,7 +9,8 @@
 //!
 //! Model: each tick green gets Poisson(60 × rate) requests and blue Poisson(60 × rate × (1−w)/w)
 //! at green share w. Each request fails independently with its environment's error rate, each
-//! successful answer has a defect (say, JSON that does not parse) with its defect rate, and
+//! successful answer has a defect (say, JSON that does not parse) with its defect rate, a third
+//! of the answers are scored by the app and scored negative with the environment's rate, and
 //! takes a log-normal time (median 800 ms, σ 0.5; green × 1.3 in LATENCY), recorded into the
 //! same histograms the controller keeps, in 8 probability bins (0–50–70–80–90–95–97.5–99–100%)
 //! at each bin's middle quantile. Detection cells hold one step at w for 30 ticks; false
@@ -38,6 +39,9 @@ struct Scenario {
     /// Shares of successful answers with a defect.
     blue_defect: f64,
     green_defect: f64,
+    /// Shares of scored answers scored negative (a third of the answers are scored).
+    blue_negative: f64,
+    green_negative: f64,
     /// Whether rolling back is the right answer.
     bad: bool,
 }
@@ -52,6 +56,8 @@ const fn scenario(name: &'static str, blue: f64, green: f64, slowdown: f64, bad:
         green_slowdown: slowdown,
         blue_defect: 0.0,
         green_defect: 0.0,
+        blue_negative: 0.0,
+        green_negative: 0.0,
         bad,
     }
 }
@@ -65,15 +71,33 @@ const fn with_defects(s: Scenario, blue: f64, green: f64) -> Scenario {
     }
 }
 
-const SCENARIOS: [Scenario; 7] = [
+/// `s` with feedback: a third of the answers scored, these shares of them negatively.
+const fn with_feedback(s: Scenario, blue: f64, green: f64) -> Scenario {
+    Scenario {
+        blue_negative: blue,
+        green_negative: green,
+        ..s
+    }
+}
+
+const SCENARIOS: [Scenario; 8] = [
     scenario("BAD", 0.005, 0.03, 1.0, true),
     scenario("SUBTLE", 0.005, 0.015, 1.0, true),
     scenario("BROKEN", 0.005, 0.5, 1.0, true),
     scenario("LATENCY", 0.005, 0.005, 1.3, true),
     with_defects(scenario("DEFECTS", 0.005, 0.005, 1.0, true), 0.01, 0.05),
-    // Good greens whose answers have defects as often as blue's.
-    with_defects(scenario("GOOD-EQUAL", 0.005, 0.005, 1.0, false), 0.01, 0.01),
-    with_defects(scenario("GOOD-NOISY", 0.02, 0.02, 1.0, false), 0.05, 0.05),
+    with_feedback(scenario("FEEDBACK", 0.005, 0.005, 1.0, true), 0.10, 0.20),
+    // Good greens whose answers have defects and thumbs-down as often as blue's.
+    with_feedback(
+        with_defects(scenario("GOOD-EQUAL", 0.005, 0.005, 1.0, false), 0.01, 0.01),
+        0.10,
+        0.10,
+    ),
+    with_feedback(
+        with_defects(scenario("GOOD-NOISY", 0.02, 0.02, 1.0, false), 0.05, 0.05),
+        0.20,
+        0.20,
+    ),
 ];
 const RATES: [f64; 3] = [0.1, 1.0, 10.0];
 const SHARES: [f64; 2] = [0.10, 0.50];
@@ -115,7 +139,8 @@ struct Cell {
 struct Outcome {
     /// Tick of the rollback, if any.
     rolled_back_at: Option<u64>,
-    /// Which test rolled back: 0 errors, 1 latency, 2 defects, 3 guard, 4 threshold gates.
+    /// Which test rolled back: 0 errors, 1 latency, 2 defects, 3 feedback, 4 guard, 5 threshold
+    /// gates.
     cause: Option<usize>,
     /// Ticks the run lasted.
     ticks: u64,
@@ -132,7 +157,21 @@ fn routing() -> RoutingDoc {
     }
 }
 
-fn env_tick(rng: &mut SmallRng, mean: f64, error: f64, defect: f64, slowdown: f64) -> EnvStats {
+/// Rates of one environment in a scenario.
+struct Rates {
+    error: f64,
+    defect: f64,
+    negative: f64,
+    slowdown: f64,
+}
+
+fn env_tick(rng: &mut SmallRng, mean: f64, r: &Rates) -> EnvStats {
+    let Rates {
+        error,
+        defect,
+        negative,
+        slowdown,
+    } = *r;
     let n = if mean > 0.0 {
         Poisson::new(mean).expect("positive mean").sample(rng) as u64
     } else {
@@ -148,6 +187,14 @@ fn env_tick(rng: &mut SmallRng, mean: f64, error: f64, defect: f64, slowdown: f6
     s.errors.server_error = Binomial::new(n, error).expect("a rate").sample(rng);
     let answered = n - s.errors.server_error;
     s.defects.invalid_json = Binomial::new(answered, defect).expect("a rate").sample(rng);
+    if negative > 0.0 {
+        s.feedback.scored = Binomial::new(answered, 1.0 / 3.0)
+            .expect("a rate")
+            .sample(rng);
+        s.feedback.negative = Binomial::new(s.feedback.scored, negative)
+            .expect("a rate")
+            .sample(rng);
+    }
     // Multinomial over the bins, as successive binomials.
     let (mut left, mut p_left, mut low) = (n, 1.0f64, 0.0f64);
     for (i, (edge, z)) in BINS.iter().enumerate() {
@@ -201,11 +248,12 @@ fn ended(state: &State, tick: u64) -> Option<Outcome> {
         Phase::RolledBack => {
             let evidence = state.verdict().and_then(|v| v.verdict.evidence.as_ref());
             let cause = match evidence {
-                None => 4,
+                None => 5,
                 Some(e) if e.errors.reached() => 0,
                 Some(e) if e.latency.reached() => 1,
                 Some(e) if e.defects.as_ref().is_some_and(|d| d.reached()) => 2,
-                Some(_) => 3,
+                Some(e) if e.feedback.as_ref().is_some_and(|d| d.reached()) => 3,
+                Some(_) => 4,
             };
             Some(Outcome {
                 rolled_back_at: Some(tick),
@@ -244,16 +292,22 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
         let green = env_tick(
             &mut rng,
             60.0 * total_rate * w,
-            sc.green_error,
-            sc.green_defect,
-            sc.green_slowdown,
+            &Rates {
+                error: sc.green_error,
+                defect: sc.green_defect,
+                negative: sc.green_negative,
+                slowdown: sc.green_slowdown,
+            },
         );
         let blue = env_tick(
             &mut rng,
             60.0 * total_rate * (1.0 - w),
-            sc.blue_error,
-            sc.blue_defect,
-            1.0,
+            &Rates {
+                error: sc.blue_error,
+                defect: sc.blue_defect,
+                negative: sc.blue_negative,
+                slowdown: 1.0,
+            },
         );
         scopes.add_routed(Environment::Blue, &blue, state.version());
         scopes.add_routed(Environment::Green, &green, state.version());
@@ -277,8 +331,8 @@ struct Row {
     median: Option<u64>,
     rolled_back: f64,
     median_ticks: u64,
-    /// Rollbacks by cause (errors, latency, defects, guard, gates), in %.
-    causes: [f64; 5],
+    /// Rollbacks by cause (errors, latency, defects, feedback, guard, gates), in %.
+    causes: [f64; 6],
 }
 
 fn summarize(cell: Cell, outcomes: &[Outcome]) -> Row {
@@ -316,12 +370,12 @@ fn summarize(cell: Cell, outcomes: &[Outcome]) -> Row {
     }
 }
 
-/// "1.0 / 0.2 / 0.0 / 0.0" for the sequential test's causes; "—" for the threshold method.
+/// "1.0 / 0.2 / 0.0 / 0.0 / 0.0" for the sequential test's causes; "—" for the threshold method.
 fn causes(r: &Row) -> String {
     match r.cell.method {
         Method::Sequential => format!(
-            "{:.1} / {:.1} / {:.1} / {:.1}",
-            r.causes[0], r.causes[1], r.causes[2], r.causes[3]
+            "{:.1} / {:.1} / {:.1} / {:.1} / {:.1}",
+            r.causes[0], r.causes[1], r.causes[2], r.causes[3], r.causes[4]
         ),
         Method::Threshold => "—".into(),
     }
@@ -391,7 +445,7 @@ fn simulate(cells: &[Cell], runs: u64, threads: usize) -> Vec<Row> {
 fn print_step_table(rows: &[Row], runs: u64) {
     println!("Rolled back within 3 / 10 / 30 ticks (%), one step held at the given green share; {runs} runs per cell.");
     println!("For GOOD-* rows every rollback is a false one.\n");
-    println!("| method | scenario | step | green req/s | ≤3 | ≤10 | ≤30 | median ticks | by errors / latency / defects / guard |");
+    println!("| method | scenario | step | green req/s | ≤3 | ≤10 | ≤30 | median ticks | by errors / latency / defects / feedback / guard |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
     for r in rows {
         let Kind::Step { share } = r.cell.kind else {
@@ -414,7 +468,7 @@ fn print_step_table(rows: &[Row], runs: u64) {
 
 fn print_rollout_table(rows: &[Row]) {
     println!("\nFalse rollbacks over a whole default rollout (10/30/50/70% for 30/60/120/240 ticks, then completion), green at the given req/s on the 10% step:\n");
-    println!("| method | scenario | green req/s at 10% | false rollbacks | median ticks to the end | by errors / latency / defects / guard |");
+    println!("| method | scenario | green req/s at 10% | false rollbacks | median ticks to the end | by errors / latency / defects / feedback / guard |");
     println!("|---|---|---:|---:|---:|---|");
     for r in rows.iter().filter(|r| r.cell.kind == Kind::WholeRollout) {
         println!(
@@ -458,6 +512,12 @@ fn targets(rows: &[Row]) -> Vec<Target> {
             .into(),
         defects1,
         defects1 >= 95.0,
+    ));
+    let feedback1 = find("FEEDBACK", ten, 1.0).within[2];
+    out.push((
+        "FEEDBACK (thumbs-down on 10% vs 20% of answers, a third scored) at a 10% step, 1 req/s: within one step (30 ticks) ≥ 95%".into(),
+        feedback1,
+        feedback1 >= 95.0,
     ));
     let bad10 = find("BAD", ten, 10.0).within[0];
     out.push((

@@ -198,12 +198,13 @@ pub enum VerdictStatus {
 
 impl HealthPolicy {
     /// What the sequential test reads from the policy: `alpha` for the error test, a third of
-    /// it for the latency test and for the answer-defect test, a quarter for the guard.
+    /// it for the latency, answer-defect and feedback tests each, a quarter for the guard.
     pub fn sequential_settings(&self) -> Settings {
         Settings {
             alpha: self.alpha,
             latency_alpha: self.alpha / 3.0,
             defect_alpha: self.alpha / 3.0,
+            feedback_alpha: self.alpha / 3.0,
             tolerance_ratio: self.tolerance_ratio,
             max_error_rate: self.max_error_rate,
             guard_alpha: self.alpha / 4.0,

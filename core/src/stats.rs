@@ -132,6 +132,24 @@ impl DefectCounts {
     }
 }
 
+/// What apps said about the answers (`POST /v1/feedback`), attributed to the environment whose
+/// model produced each answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FeedbackCounts {
+    /// Answers scored.
+    pub scored: u64,
+    /// Of them, scored negative (below 0: a thumbs-down).
+    pub negative: u64,
+}
+
+impl FeedbackCounts {
+    fn merge(&mut self, o: &FeedbackCounts) {
+        self.scored = self.scored.saturating_add(o.scored);
+        self.negative = self.negative.saturating_add(o.negative);
+    }
+}
+
 /// One environment's numbers over some window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -146,6 +164,8 @@ pub struct EnvStats {
     pub fallbacks: u64,
     /// Successful answers with a defect, by class.
     pub defects: DefectCounts,
+    /// Feedback apps sent about its answers.
+    pub feedback: FeedbackCounts,
     /// Prompt tokens reported by the upstream.
     pub prompt_tokens: u64,
     /// Completion tokens reported by the upstream.
@@ -178,6 +198,7 @@ impl EnvStats {
         self.client_errors = self.client_errors.saturating_add(o.client_errors);
         self.fallbacks = self.fallbacks.saturating_add(o.fallbacks);
         self.defects.merge(&o.defects);
+        self.feedback.merge(&o.feedback);
         self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
         self.completion_tokens = self.completion_tokens.saturating_add(o.completion_tokens);
         self.cost_usd = finite_sum(self.cost_usd, o.cost_usd);
@@ -208,6 +229,14 @@ impl EnvStats {
             defect_rate: (self.requests > 0)
                 .then(|| round(self.defects.total() as f64 / self.requests as f64, 6)),
             defects_by_class: self.defects.clone(),
+            feedback_scored: self.feedback.scored,
+            feedback_negative: self.feedback.negative,
+            negative_rate: (self.feedback.scored > 0).then(|| {
+                round(
+                    self.feedback.negative as f64 / self.feedback.scored as f64,
+                    6,
+                )
+            }),
         }
     }
 }
@@ -241,6 +270,10 @@ pub struct Summary {
     pub defects: u64,
     pub defect_rate: Option<f64>,
     pub defects_by_class: DefectCounts,
+    /// Answers apps scored, and how many of them negatively.
+    pub feedback_scored: u64,
+    pub feedback_negative: u64,
+    pub negative_rate: Option<f64>,
 }
 
 /// A value per environment, serialized as `{"blue": ..., "green": ...}`.

@@ -130,6 +130,10 @@ fn sequential_verdict(
                 blue_slow: slow(&st.stats.blue),
                 green_defects: r.health.judged_defects(&st.stats.green),
                 blue_defects: r.health.judged_defects(&st.stats.blue),
+                green_scored: st.stats.green.feedback.scored,
+                blue_scored: st.stats.blue.feedback.scored,
+                green_negative: st.stats.green.feedback.negative,
+                blue_negative: st.stats.blue.feedback.negative,
             },
             in_step: st.in_step,
         })

@@ -53,6 +53,16 @@ pub struct TickCounts {
     pub green_defects: u64,
     #[serde(default)]
     pub blue_defects: u64,
+    /// Answers apps scored, and of them the negative ones. Absent in counts stored before
+    /// feedback was judged.
+    #[serde(default)]
+    pub green_scored: u64,
+    #[serde(default)]
+    pub blue_scored: u64,
+    #[serde(default)]
+    pub green_negative: u64,
+    #[serde(default)]
+    pub blue_negative: u64,
 }
 
 impl TickCounts {
@@ -66,6 +76,10 @@ impl TickCounts {
         self.blue_slow = self.blue_slow.saturating_add(o.blue_slow);
         self.green_defects = self.green_defects.saturating_add(o.green_defects);
         self.blue_defects = self.blue_defects.saturating_add(o.blue_defects);
+        self.green_scored = self.green_scored.saturating_add(o.green_scored);
+        self.blue_scored = self.blue_scored.saturating_add(o.blue_scored);
+        self.green_negative = self.green_negative.saturating_add(o.green_negative);
+        self.blue_negative = self.blue_negative.saturating_add(o.blue_negative);
     }
 }
 
@@ -78,6 +92,8 @@ pub struct Settings {
     pub latency_alpha: f64,
     /// Rollback level of the relative answer-defect test: 1/defect_alpha.
     pub defect_alpha: f64,
+    /// Rollback level of the relative negative-feedback test: 1/feedback_alpha.
+    pub feedback_alpha: f64,
     /// Green may be this many times as bad as blue without being rolled back.
     pub tolerance_ratio: f64,
     /// The guard's limit on green's error rate.
@@ -100,6 +116,8 @@ pub struct Evidence {
     pub slow: Vec<f64>,
     /// The same for answer defects.
     pub defects: Vec<f64>,
+    /// The same for negative feedback, among the answers apps scored.
+    pub feedback: Vec<f64>,
     /// The guard's log ratios (never below 0).
     pub guard: Vec<f64>,
     /// Clearly-fine log ratios for errors and slow requests, this step only.
@@ -204,16 +222,17 @@ pub struct RelativeReport {
 }
 
 impl RelativeReport {
-    /// The figures of one relative test: its (green, blue) events over the rollout's requests,
-    /// its log evidence and its rollback level.
-    fn new(events: (u64, u64), r: &TickCounts, log_evidence: f64, rollback_at: f64) -> Self {
+    /// The figures of one relative test: its (green, blue) events among (green, blue) trials
+    /// over the rollout, its log evidence and its rollback level.
+    fn new(events: (u64, u64), trials: (u64, u64), log_evidence: f64, rollback_at: f64) -> Self {
         let (green_events, blue_events) = events;
+        let (green_requests, blue_requests) = trials;
         RelativeReport {
             green_events,
-            green_requests: r.green_requests,
+            green_requests,
             blue_events,
-            blue_requests: r.blue_requests,
-            ratio: ratio_of(green_events, r.green_requests, blue_events, r.blue_requests),
+            blue_requests,
+            ratio: ratio_of(green_events, green_requests, blue_events, blue_requests),
             log_evidence,
             evidence: ratio_from_log(log_evidence),
             rollback_at,
@@ -237,6 +256,9 @@ pub struct Report {
     pub latency: RelativeReport,
     /// Answer defects the policy judges; `null` in reports stored before they were judged.
     pub defects: Option<RelativeReport>,
+    /// Negative feedback among scored answers (`green_requests` and `blue_requests` count the
+    /// scored answers); `null` in reports stored before feedback was judged.
+    pub feedback: Option<RelativeReport>,
     pub latency_reference_ms: Option<u64>,
     /// Natural log of the guard's evidence.
     pub guard_log_evidence: f64,
@@ -311,10 +333,14 @@ impl Report {
                 None => "latency: no blue reference yet".to_string(),
             },
         ];
-        if let Some(d) = &self.defects {
-            let line = relative("green answer defects", d);
-            // The test that reached its level goes first: the event's sentence leads with it.
-            if d.reached() && !self.errors.reached() {
+        // A test that reached its level goes first: the event's sentence leads with it.
+        for (subject, report) in [
+            ("green answer defects", &self.defects),
+            ("green negative scores", &self.feedback),
+        ] {
+            let Some(r) = report else { continue };
+            let line = relative(subject, r);
+            if r.reached() && !self.errors.reached() {
                 out.insert(0, line);
             } else {
                 out.push(line);
@@ -392,6 +418,7 @@ pub fn update_strata(
     sized(&mut ev.errors, RELATIVE_ALTERNATIVES.len());
     sized(&mut ev.slow, RELATIVE_ALTERNATIVES.len());
     sized(&mut ev.defects, RELATIVE_ALTERNATIVES.len());
+    sized(&mut ev.feedback, RELATIVE_ALTERNATIVES.len());
     sized(&mut ev.guard, GUARD_ALTERNATIVES.len());
     sized(&mut ev.fine_errors, FINE_ALTERNATIVES.len());
     sized(&mut ev.fine_slow, FINE_ALTERNATIVES.len());
@@ -413,9 +440,24 @@ pub fn update_strata(
 fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum) -> bool {
     let tau = s.tolerance_ratio;
     let t = &stratum.counts;
+    let scored = t.green_scored.saturating_add(t.blue_scored);
+    if scored > 0 {
+        // Feedback's share is green's share of the scored answers, not of the requests: apps
+        // score what they choose to.
+        let wf = t.green_scored as f64 / scored as f64;
+        for (k, mult) in RELATIVE_ALTERNATIVES.iter().enumerate() {
+            let rho1 = tau * mult;
+            ev.feedback[k] += relative_increment(rho1, tau, wf, t.green_negative, t.blue_negative);
+        }
+    }
     let n = t.green_requests.saturating_add(t.blue_requests);
     if n == 0 {
-        return false;
+        // Feedback alone (scores arriving after their requests' tick) is still evidence.
+        ev.rollout.add(t);
+        if stratum.in_step {
+            ev.step.add(t);
+        }
+        return scored > 0;
     }
     let w = t.green_requests as f64 / n as f64;
     for (k, mult) in RELATIVE_ALTERNATIVES.iter().enumerate() {
@@ -453,6 +495,8 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
     let slow = finite_log(log_mean_exp(&ev.slow));
     let defects = finite_log(log_mean_exp(&ev.defects));
     let defect_rollback_at = 1.0 / s.defect_alpha;
+    let feedback = finite_log(log_mean_exp(&ev.feedback));
+    let feedback_rollback_at = 1.0 / s.feedback_alpha;
     let guard = finite_log(log_mean_exp(&ev.guard));
     let fine = (
         finite_log(log_mean_exp(&ev.fine_errors)),
@@ -465,10 +509,11 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
     let unhealthy = errors >= rollback_at.ln()
         || slow >= latency_rollback_at.ln()
         || defects >= defect_rollback_at.ln()
+        || feedback >= feedback_rollback_at.ln()
         || guard >= guard_at.ln();
     // Defects have no clearly-fine test of their own (an app whose answers never have any
     // would never advance early): only evidence pointing against green holds the step.
-    let fine_defects = defects <= 0.0;
+    let fine_defects = defects <= 0.0 && feedback <= 0.0;
     let finding = if unhealthy {
         Finding::Unhealthy
     } else if !enough {
@@ -480,13 +525,29 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
     };
     Report {
         finding,
-        errors: RelativeReport::new((r.green_errors, r.blue_errors), r, errors, rollback_at),
-        latency: RelativeReport::new((r.green_slow, r.blue_slow), r, slow, latency_rollback_at),
+        errors: RelativeReport::new(
+            (r.green_errors, r.blue_errors),
+            (r.green_requests, r.blue_requests),
+            errors,
+            rollback_at,
+        ),
+        latency: RelativeReport::new(
+            (r.green_slow, r.blue_slow),
+            (r.green_requests, r.blue_requests),
+            slow,
+            latency_rollback_at,
+        ),
         defects: Some(RelativeReport::new(
             (r.green_defects, r.blue_defects),
-            r,
+            (r.green_requests, r.blue_requests),
             defects,
             defect_rollback_at,
+        )),
+        feedback: Some(RelativeReport::new(
+            (r.green_negative, r.blue_negative),
+            (r.green_scored, r.blue_scored),
+            feedback,
+            feedback_rollback_at,
         )),
         latency_reference_ms: reference_ms,
         guard_log_evidence: guard,
@@ -530,6 +591,7 @@ mod tests {
             alpha: 0.03,
             latency_alpha: 0.01,
             defect_alpha: 0.01,
+            feedback_alpha: 0.01,
             tolerance_ratio: 1.2,
             max_error_rate: 0.05,
             guard_alpha: 0.0075,
@@ -642,6 +704,42 @@ mod tests {
         assert!(ev.fine_errors.iter().all(|x| *x == 0.0));
         assert!(r.errors.log_evidence > 0.0);
         assert_eq!(r.finding, Finding::Unhealthy, "{:?}", r.errors);
+    }
+
+    /// Feedback is judged among the answers apps scored, with green's share of the scores:
+    /// scores that arrive in a tick without requests still count, and a green that gets twice
+    /// blue's thumbs-down is rolled back; one that gets as many is not.
+    #[test]
+    fn negative_feedback_is_judged_among_scored_answers() {
+        let scores = |green_negative| TickCounts {
+            green_scored: 200,
+            blue_scored: 1800,
+            green_negative,
+            blue_negative: 180,
+            ..TickCounts::default()
+        };
+        let mut ev = Evidence::default();
+        let mut r = update(&mut ev, &settings(), &scores(40), None, None);
+        for _ in 0..5 {
+            r = update(&mut ev, &settings(), &scores(40), None, None);
+        }
+        let f = r.feedback.as_ref().unwrap();
+        assert!(f.reached(), "{f:?}");
+        assert_eq!(r.finding, Finding::Unhealthy);
+        assert_eq!((f.green_events, f.green_requests), (240, 1200));
+        assert!(
+            r.reasons()[0].starts_with("green negative scores are 2.0× blue's"),
+            "{:?}",
+            r.reasons()
+        );
+        assert_eq!(ev.rollout.green_requests, 0, "scores are not requests");
+
+        let mut ev = Evidence::default();
+        for _ in 0..6 {
+            r = update(&mut ev, &settings(), &scores(20), None, None);
+        }
+        assert!(r.feedback.as_ref().unwrap().log_evidence < 0.0);
+        assert_ne!(r.finding, Finding::Unhealthy);
     }
 
     #[test]

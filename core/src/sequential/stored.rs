@@ -48,6 +48,8 @@ pub struct Report {
     latency: super::RelativeReport,
     #[serde(default)]
     defects: Option<super::RelativeReport>,
+    #[serde(default)]
+    feedback: Option<super::RelativeReport>,
     latency_reference_ms: Option<u64>,
     #[serde(default)]
     guard_log_evidence: Option<f64>,
@@ -75,6 +77,7 @@ impl From<Report> for super::Report {
             errors: r.errors,
             latency: r.latency,
             defects: r.defects,
+            feedback: r.feedback,
             latency_reference_ms: r.latency_reference_ms,
             guard_log_evidence,
             guard_evidence: ratio_from_log(guard_log_evidence),
