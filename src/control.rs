@@ -14,6 +14,8 @@ pub const STATS_PATH: &str = "/internal/stats";
 pub const TICK_PATH: &str = "/internal/tick";
 /// Where an isolate that cannot read KV asks for the split in force.
 pub const ROUTING_PATH: &str = "/internal/routing";
+/// Where an isolate hands over a verified feedback score.
+pub const FEEDBACK_PATH: &str = "/internal/feedback";
 
 /// The controller's stub. A stub fetch needs a full URL; the host is never resolved.
 fn stub(env: &Env) -> Result<Stub> {
@@ -63,6 +65,12 @@ pub async fn routing(env: &Env) -> Result<Option<RoutingDoc>> {
         404 => Ok(None),
         s => Err(Error::Runtime(format!("the controller answered {s}"))),
     }
+}
+
+/// Hands a verified score (its JSON) to the controller; its answer goes to the client as it is
+/// (200 counted, 409 already scored).
+pub async fn post_feedback(env: &Env, json: &str) -> Result<Response> {
+    post(env, FEEDBACK_PATH, Some(json)).await
 }
 
 /// Posts one stats batch (its JSON) to the controller; `Ok` once the controller took it (or

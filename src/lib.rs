@@ -9,6 +9,7 @@ mod control;
 mod controller;
 mod dashboard;
 mod error;
+mod feedback;
 mod http;
 mod js;
 mod kv;
@@ -52,6 +53,13 @@ async fn route(req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<Resp
             Method::Post => {
                 let cfg = settings::load(env)?;
                 proxy::chat_completions(req, env, &cfg, tag, ctx).await
+            }
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "POST").into()),
+        },
+        "/v1/feedback" => match method {
+            Method::Post => {
+                let cfg = settings::load(env)?;
+                feedback::score(req, env, &cfg).await
             }
             _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "POST").into()),
         },

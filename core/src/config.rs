@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::auth::AuthMode;
+use crate::request_id::Key;
 use crate::routing::RoutingDoc;
 use crate::stats::Prices;
 
@@ -52,7 +53,15 @@ pub struct Config {
     /// Whether clients may force an environment with `x-bluegreen-environment`
     /// (`ENVIRONMENT_OVERRIDE`, on by default).
     pub environment_override: bool,
+    /// The key that seals request ids, from `FEEDBACK_SECRET` or else `ADMIN_TOKEN`; without
+    /// either, ids are plain random and feedback is off.
+    pub request_id_key: Option<Key>,
+    /// How long after a request its id takes feedback (`FEEDBACK_MAX_AGE_SECONDS`).
+    pub feedback_max_age_ms: u64,
 }
+
+/// Longest `FEEDBACK_MAX_AGE_SECONDS`: seven days, as long as the controller keeps scored ids.
+pub const MAX_FEEDBACK_AGE_SECONDS: u64 = 7 * 86_400;
 
 fn is_http_url(url: &str) -> bool {
     url.strip_prefix("https://")
@@ -253,6 +262,16 @@ impl Config {
             prices,
             alert_webhook_url,
             environment_override,
+            request_id_key: vars
+                .text("FEEDBACK_SECRET")
+                .or_else(|| vars.text("ADMIN_TOKEN"))
+                .map(|secret| Key::derive(&secret)),
+            feedback_max_age_ms: vars.whole(
+                "FEEDBACK_MAX_AGE_SECONDS",
+                86_400,
+                60,
+                MAX_FEEDBACK_AGE_SECONDS,
+            )? * 1000,
         })
     }
 
@@ -394,6 +413,24 @@ mod tests {
         assert_eq!(c.alert_webhook_url, None);
         assert_eq!(c.prices, Prices::default());
         assert!(c.environment_override);
+        assert_eq!(c.request_id_key, None, "no secret: plain ids, feedback off");
+        assert_eq!(c.feedback_max_age_ms, 86_400_000);
+    }
+
+    #[test]
+    fn the_request_id_key_comes_from_the_feedback_secret_or_the_admin_token() {
+        let key = |vars: &[(&str, &str)]| config(vars).unwrap().request_id_key;
+        assert_eq!(key(&[("ADMIN_TOKEN", "adm")]), Some(Key::derive("adm")));
+        assert_eq!(
+            key(&[("ADMIN_TOKEN", "adm"), ("FEEDBACK_SECRET", "fb")]),
+            Some(Key::derive("fb"))
+        );
+        let c = config(&[("FEEDBACK_MAX_AGE_SECONDS", "3600")]).unwrap();
+        assert_eq!(c.feedback_max_age_ms, 3_600_000);
+        for bad in ["59", "604801", "1.5", "x"] {
+            let e = config(&[("FEEDBACK_MAX_AGE_SECONDS", bad)]).unwrap_err();
+            assert_eq!(e.var, "FEEDBACK_MAX_AGE_SECONDS", "{bad}");
+        }
     }
 
     #[test]

@@ -89,6 +89,39 @@ impl ApiError {
         )
     }
 
+    /// A feedback's `request_id` that is not one this router takes feedback for.
+    pub fn feedback_id(status: u16, code: &'static str, message: &str) -> ApiError {
+        ApiError {
+            param: Some("request_id".into()),
+            ..ApiError::new(status, "invalid_request_error", code, message.to_string())
+        }
+    }
+
+    /// A second score for the same request id.
+    pub fn duplicate_feedback() -> ApiError {
+        ApiError {
+            param: Some("request_id".into()),
+            ..ApiError::new(
+                409,
+                "invalid_request_error",
+                "duplicate_feedback",
+                "This request id has been scored already; each answer counts once.".into(),
+            )
+        }
+    }
+
+    /// Feedback without a secret to verify request ids with.
+    pub fn feedback_disabled() -> ApiError {
+        ApiError::new(
+            503,
+            "server_error",
+            "feedback_disabled",
+            "Feedback is off: set the FEEDBACK_SECRET secret (or ADMIN_TOKEN, from which the key is \
+             derived otherwise) with `wrangler secret put FEEDBACK_SECRET`."
+                .into(),
+        )
+    }
+
     /// A field has the wrong type or is missing.
     pub fn invalid_field(param: &'static str, rule: &str) -> ApiError {
         ApiError::invalid(

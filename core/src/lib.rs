@@ -12,6 +12,7 @@ pub mod defects;
 pub mod environment;
 pub mod error;
 pub mod fallback;
+pub mod feedback;
 pub mod fields;
 pub mod headers;
 pub mod health;

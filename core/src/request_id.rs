@@ -4,8 +4,8 @@
 //! alone: nothing is written per request on the request path, and a client can neither forge
 //! an id nor change which environment it names.
 //!
-//! Format (header-safe ASCII, at most 68 bytes): `bg1.<b|g><version hex>.<unix seconds
-//! hex>.<nonce 16 hex>.<mac 16 hex>`, e.g. `bg1.g1a.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70`.
+//! Format (header-safe ASCII, at most 68 bytes): `bg1.<b|g|B|G><version hex>.<unix seconds
+//! hex>.<nonce 16 hex>.<mac 16 hex>` (upper case: a client forced the environment), e.g. `bg1.g1a.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70`.
 //! The MAC is SipHash-2-4 (a PRF designed for short inputs) under a 128-bit key derived from a
 //! secret; forging one takes on the order of 2⁶³ online guesses.
 
@@ -55,6 +55,9 @@ pub struct Issued {
     pub version: u64,
     /// Unix milliseconds of its arrival, to the second.
     pub at_ms: u64,
+    /// A client forced the environment (`x-bluegreen-environment`): its feedback is counted
+    /// apart, like its request.
+    pub forced: bool,
 }
 
 /// Why an id is not one this router issued, or no longer one it takes feedback for.
@@ -87,9 +90,11 @@ const SKEW_MS: u64 = 5 * 60 * 1000;
 
 /// The id of a request described by `issued`, with `nonce` from the runtime's CSPRNG.
 pub fn issue(key: &Key, nonce: u64, issued: &Issued) -> String {
-    let env = match issued.environment {
-        Environment::Blue => 'b',
-        Environment::Green => 'g',
+    let env = match (issued.environment, issued.forced) {
+        (Environment::Blue, false) => 'b',
+        (Environment::Green, false) => 'g',
+        (Environment::Blue, true) => 'B',
+        (Environment::Green, true) => 'G',
     };
     let body = format!(
         "{PREFIX}.{env}{:x}.{:x}.{nonce:016x}",
@@ -116,9 +121,11 @@ pub fn verify(key: &Key, id: &str, now_ms: u64, max_age_ms: u64) -> Result<Issue
         return Err(IdError::Malformed);
     };
     hex_u64(nonce, 16).ok_or(IdError::Malformed)?;
-    let environment = match routed.as_bytes().first() {
-        Some(b'b') => Environment::Blue,
-        Some(b'g') => Environment::Green,
+    let (environment, forced) = match routed.as_bytes().first() {
+        Some(b'b') => (Environment::Blue, false),
+        Some(b'g') => (Environment::Green, false),
+        Some(b'B') => (Environment::Blue, true),
+        Some(b'G') => (Environment::Green, true),
         _ => return Err(IdError::Malformed),
     };
     let version = hex_u64(&routed[1..], 0).ok_or(IdError::Malformed)?;
@@ -141,6 +148,7 @@ pub fn verify(key: &Key, id: &str, now_ms: u64, max_age_ms: u64) -> Result<Issue
         environment,
         version,
         at_ms,
+        forced,
     })
 }
 
@@ -170,6 +178,7 @@ mod tests {
             environment: env,
             version,
             at_ms: NOW,
+            forced: false,
         }
     }
 
@@ -190,12 +199,23 @@ mod tests {
                 Issued {
                     environment: env,
                     version,
-                    at_ms: NOW / 1000 * 1000
+                    at_ms: NOW / 1000 * 1000,
+                    forced: false,
                 }
             );
         }
         let id = issue(&key, 1, &issued(Environment::Green, 0x1a));
         assert!(id.starts_with("bg1.g1a."), "{id}");
+        let forced = Issued {
+            forced: true,
+            ..issued(Environment::Blue, 2)
+        };
+        let id = issue(&key, 1, &forced);
+        assert!(id.starts_with("bg1.B2."), "{id}");
+        assert!(verify(&key, &id, NOW, DAY).unwrap().forced);
+        // Dropping the mark does not turn a forced answer into a judged one.
+        let unmarked = id.replacen("bg1.B", "bg1.b", 1);
+        assert_eq!(verify(&key, &unmarked, NOW, DAY), Err(IdError::Forged));
     }
 
     #[test]

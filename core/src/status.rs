@@ -166,6 +166,11 @@ pub struct MinutePoint {
     pub errors: u64,
     pub error_rate: Option<f64>,
     pub p95_ms: Option<u64>,
+    /// Successful answers with a defect of any class.
+    pub defects: u64,
+    /// Scores apps sent in the minute, and the negative ones.
+    pub feedback_scored: u64,
+    pub feedback_negative: u64,
 }
 
 /// One minute, both environments.
@@ -221,6 +226,9 @@ pub fn history(
         errors: s.errors(),
         error_rate: s.error_rate().map(|r| (r * 1e6).round() / 1e6),
         p95_ms: s.total.quantile_ms(0.95),
+        defects: s.defects.total(),
+        feedback_scored: s.feedback.scored,
+        feedback_negative: s.feedback.negative,
     };
     let mut minutes: Vec<Minute> = (first..=last)
         .map(|m| Minute {

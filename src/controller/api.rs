@@ -3,6 +3,7 @@
 
 use bluegreen_core::config::Config;
 use bluegreen_core::error::ApiError;
+use bluegreen_core::feedback::Feedback;
 use bluegreen_core::fields::{parse_body, Obj};
 use bluegreen_core::health::VerdictStatus;
 use bluegreen_core::rollout::{apply, Command, RolloutSpec};
@@ -49,6 +50,32 @@ impl RolloutController {
         Ok(http::json(
             200,
             &serde_json::json!({"accepted": batch.requests()}),
+        )?)
+    }
+
+    /// `POST /internal/feedback`: counts a verified score once, in the windows of the split
+    /// its request was routed under and in the minute it arrived.
+    pub(super) async fn feedback(&self, req: &mut Request) -> Result<Response> {
+        let text = req.text().await?;
+        let feedback: Feedback =
+            serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+        let now = now_ms();
+        let entry = feedback.entry(now);
+        let (mut scopes, current) = self.with_mem(|m| (m.scopes.clone(), m.state.version()));
+        scopes.add_entry(&entry, current);
+        if !self.store.score(&feedback, &entry, &scopes)? {
+            return Err(ApiError::duplicate_feedback().into());
+        }
+        self.with_mem(|m| m.scopes = scopes);
+        self.prune_if_due(now)?;
+        Ok(http::json(
+            200,
+            &serde_json::json!({
+                "request_id": feedback.request_id,
+                "environment": feedback.environment,
+                "negative": feedback.negative,
+                "counted": true,
+            }),
         )?)
     }
 

@@ -9,8 +9,8 @@
 //! a few lines each.
 //!
 //! It answers the Worker only (see `crate::control`): `/internal/stats` (batches from
-//! isolates), `/internal/tick` (cron) and `/admin/*`, which the Worker forwards after checking
-//! the admin token.
+//! isolates), `/internal/feedback` (verified scores), `/internal/tick` (cron) and `/admin/*`,
+//! which the Worker forwards after checking the admin token.
 
 mod alerts;
 mod api;
@@ -28,7 +28,7 @@ use bluegreen_core::status::{self, Status};
 use bluegreen_core::windows::Scopes;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response};
 
-use crate::control::{ROUTING_PATH, STATS_PATH, TICK_PATH};
+use crate::control::{FEEDBACK_PATH, ROUTING_PATH, STATS_PATH, TICK_PATH};
 use crate::error::Result;
 use crate::runtime::random_id;
 use crate::{http, settings};
@@ -84,6 +84,7 @@ impl DurableObject for RolloutController {
 #[derive(Clone, Copy)]
 enum Route {
     Stats,
+    Feedback,
     Tick,
     Status,
     Start,
@@ -99,8 +100,9 @@ enum Route {
 }
 
 /// Every route, and the method it takes.
-const ROUTES: [(&str, Method, Route); 13] = [
+const ROUTES: [(&str, Method, Route); 14] = [
     (STATS_PATH, Method::Post, Route::Stats),
+    (FEEDBACK_PATH, Method::Post, Route::Feedback),
     (TICK_PATH, Method::Post, Route::Tick),
     (ROUTING_PATH, Method::Get, Route::Routing),
     ("/admin/status", Method::Get, Route::Status),
@@ -162,6 +164,7 @@ impl RolloutController {
         }
         match route {
             Route::Stats => self.ingest(&mut req).await,
+            Route::Feedback => self.feedback(&mut req).await,
             Route::Tick => self.tick(&cfg).await,
             Route::Status => self.status().await,
             Route::Start => self.start(&cfg, &mut req).await,

@@ -2,13 +2,16 @@
 //!
 //! Tables: `meta` (the rollout state, the stats windows and the routing version last written
 //! to KV, as JSON text under fixed keys), `minutes` (per-minute stats per environment, kept 25
-//! hours), `events` (the event log, the last 10 000) and `batches` (stats batch ids seen in the
-//! last hour, so a retried batch counts once). Every change that must land together is made in
+//! hours), `events` (the event log, the last 10 000), `batches` (stats batch ids seen in the
+//! last hour, so a retried batch counts once) and `scored` (request ids that got feedback, kept
+//! as long as an id takes feedback, so that each answer is scored once). Every change that must land together is made in
 //! one storage transaction. The documents are stored formats: a new version must read what an
 //! older one wrote (`core/tests/stored_formats.rs`).
 
+use bluegreen_core::config::MAX_FEEDBACK_AGE_SECONDS;
+use bluegreen_core::feedback::Feedback;
 use bluegreen_core::rollout::{Event, State};
-use bluegreen_core::stats::{Batch, EnvStats};
+use bluegreen_core::stats::{Batch, BatchEntry, EnvStats};
 use bluegreen_core::status::SPLIT_KINDS;
 use bluegreen_core::windows::Scopes;
 use bluegreen_core::Environment;
@@ -24,13 +27,17 @@ const KEEP_EVENTS: u64 = 10_000;
 /// Batch ids remembered for deduplication: an hour, far longer than any retry.
 const KEEP_BATCH_IDS_MS: u64 = 3_600_000;
 
-const SCHEMA: [&str; 4] = [
+/// Scored request ids remembered: as long as the longest feedback window.
+const KEEP_SCORED_MS: u64 = MAX_FEEDBACK_AGE_SECONDS * 1000;
+
+const SCHEMA: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS minutes (minute INTEGER NOT NULL, env TEXT NOT NULL, \
      doc TEXT NOT NULL, PRIMARY KEY (minute, env))",
     "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
      at_ms INTEGER NOT NULL, kind TEXT NOT NULL, doc TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS scored (id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
 ];
 
 #[derive(Deserialize)]
@@ -270,6 +277,28 @@ impl Store {
         })
     }
 
+    /// Counts a score: its request id, its minute and the windows that include it, at once.
+    /// `false` when the id was scored before: nothing changes then.
+    pub fn score(&self, feedback: &Feedback, entry: &BatchEntry, scopes: &Scopes) -> Result<bool> {
+        let scopes = to_json(scopes)?;
+        self.atomically(|| {
+            let inserted = self
+                .sql()
+                .exec(
+                    "INSERT OR IGNORE INTO scored (id, at_ms) VALUES (?, ?)",
+                    vec![feedback.request_id.as_str().into(), int(feedback.at_ms)],
+                )
+                .map_err(sql_err)?
+                .rows_written();
+            if inserted == 0 {
+                return Ok(false);
+            }
+            self.add_to_minute(entry.minute, entry.env.as_str(), &entry.stats)?;
+            self.meta_put("scopes", scopes)?;
+            Ok(true)
+        })
+    }
+
     fn add_to_minute(&self, minute: u64, env: &str, stats: &EnvStats) -> Result<()> {
         let rows: Vec<TextRow> = self.query(
             "SELECT doc AS v FROM minutes WHERE minute = ? AND env = ?",
@@ -358,6 +387,11 @@ impl Store {
             (
                 "DELETE FROM batches WHERE at_ms < ?",
                 now_ms.saturating_sub(KEEP_BATCH_IDS_MS),
+            ),
+            // An id past its feedback window is refused before it gets here.
+            (
+                "DELETE FROM scored WHERE at_ms < ?",
+                now_ms.saturating_sub(KEEP_SCORED_MS),
             ),
         ] {
             self.sql().exec(sql, vec![int(arg)]).map_err(sql_err)?;

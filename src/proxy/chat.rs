@@ -13,6 +13,7 @@ use bluegreen_core::error::ApiError;
 use bluegreen_core::fallback::{next_step, Attempt, FallbackReason, Next};
 use bluegreen_core::openai::ChatRequest;
 use bluegreen_core::outcome::{Outcome, StatusClass};
+use bluegreen_core::request_id::{self, Issued};
 use bluegreen_core::routing::RoutingDoc;
 use bluegreen_core::split::{random_bucket, select, Selection};
 use bluegreen_core::Environment;
@@ -62,12 +63,33 @@ pub async fn chat_completions(
         request_id: &tag.id,
     };
     let (served, environment, fallback) = attempts.run(selection.environment).await;
+    let request_id = issue_id(
+        cfg,
+        tag,
+        Issued {
+            environment,
+            version: doc.version,
+            at_ms: started_ms,
+            forced: forced.is_some(),
+        },
+    );
     let ex = Exchange {
-        record: outcome(&tag.id, started_ms, environment, &doc, selection, &chat),
+        record: outcome(&request_id, started_ms, environment, &doc, selection, &chat),
         env: env.clone(),
         cfg: cfg.clone(),
     };
     respond(served, ex, fallback, ctx)
+}
+
+/// The id a chat completion answers with: sealed with who answered, for feedback
+/// ([`bluegreen_core::request_id`]), when there is a key; the tag's random id otherwise. The
+/// sealed id's nonce is the first half of the tag's id, which the logs of the attempts show.
+fn issue_id(cfg: &Config, tag: &Tag, issued: Issued) -> String {
+    let Some(key) = cfg.request_id_key.as_ref() else {
+        return tag.id.clone();
+    };
+    let nonce = u64::from_str_radix(&tag.id[..16], 16).unwrap_or(tag.draw);
+    request_id::issue(key, nonce, &issued)
 }
 
 /// The first outcome record of a request served by `environment`.
