@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::auth::AuthMode;
+use crate::model;
 use crate::routing::RoutingDoc;
 use crate::stats::Prices;
 
@@ -162,15 +163,18 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         }
     }
 
+    /// A model name ([`model::check_name`]), or `default` when unset.
+    fn model(&self, var: &'static str, default: &str) -> Result<String, ConfigError> {
+        let name = self.text(var).unwrap_or_else(|| default.into());
+        model::check_name(&name).map_err(|e| err(var, e.to_string()))?;
+        Ok(name)
+    }
+
     /// The routing used while KV holds no document.
     fn defaults(&self) -> Result<RoutingDoc, ConfigError> {
         Ok(RoutingDoc {
-            blue_model: self
-                .text("BLUE_MODEL")
-                .unwrap_or_else(|| "deepseek-v3".into()),
-            green_model: self
-                .text("GREEN_MODEL")
-                .unwrap_or_else(|| "gemini-2.5-flash".into()),
+            blue_model: self.model("BLUE_MODEL", "deepseek-v3")?,
+            green_model: self.model("GREEN_MODEL", "gemini-2.5-flash")?,
             green_percent: self.number("GREEN_PERCENT", 0.0, 0.0, 100.0)?,
             sticky: true,
             version: 0,
@@ -381,7 +385,11 @@ mod tests {
 
     #[test]
     fn refuses_bad_values_naming_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 16] = [
+        let cases: [(&[(&str, &str)], &str); 20] = [
+            (&[("GREEN_MODEL", "gem\u{7}ini")], "GREEN_MODEL"),
+            (&[("BLUE_MODEL", "modèle")], "BLUE_MODEL"),
+            (&[("BLUE_MODEL", "a\tb")], "BLUE_MODEL"),
+            (&[("GREEN_MODEL", &"m".repeat(257))], "GREEN_MODEL"),
             (&[("ENVIRONMENT_OVERRIDE", "maybe")], "ENVIRONMENT_OVERRIDE"),
             (
                 &[("MODEL_PRICES", r#"{"m": {"input": -2, "output": 1}}"#)],
