@@ -8,6 +8,7 @@ use std::fmt;
 
 use crate::auth::AuthMode;
 use crate::model;
+use crate::pass_through::PassThrough;
 use crate::routing::RoutingDoc;
 use crate::stats::Prices;
 
@@ -53,6 +54,8 @@ pub struct Config {
     /// Whether clients may force an environment with `x-bluegreen-environment`
     /// (`ENVIRONMENT_OVERRIDE`, on by default).
     pub environment_override: bool,
+    /// The `/v1/*` calls besides chat that are forwarded upstream (`PASS_THROUGH`).
+    pub pass_through: PassThrough,
 }
 
 fn is_http_url(url: &str) -> bool {
@@ -239,6 +242,12 @@ impl Config {
         };
         let alert_webhook_url = vars.url("ALERT_WEBHOOK_URL")?;
         let environment_override = vars.switch("ENVIRONMENT_OVERRIDE", true)?;
+        let pass_through = match vars.text("PASS_THROUGH") {
+            None => PassThrough::default(),
+            Some(list) => {
+                PassThrough::parse(&list).map_err(|e| err("PASS_THROUGH", e.to_string()))?
+            }
+        };
         Ok(Config {
             defaults,
             routing_cache_ms: (cache_seconds * 1000.0).round() as u64,
@@ -257,6 +266,7 @@ impl Config {
             prices,
             alert_webhook_url,
             environment_override,
+            pass_through,
         })
     }
 
@@ -312,6 +322,7 @@ mod tests {
         assert_eq!(c.alert_webhook_url, None);
         assert_eq!(c.prices, Prices::default());
         assert!(c.environment_override);
+        assert_eq!(c.pass_through, PassThrough::default());
     }
 
     #[test]
@@ -330,8 +341,11 @@ mod tests {
             ("ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
             ("MODEL_PRICES", r#"{"a": {"input": 1, "output": 2}}"#),
             ("ENVIRONMENT_OVERRIDE", "Off"),
+            ("PASS_THROUGH", "POST /v1/audio/transcriptions"),
         ])
         .unwrap();
+        assert!(c.pass_through.allows("POST", "/v1/audio/transcriptions"));
+        assert!(!c.pass_through.allows("GET", "/v1/models"));
         assert!(!c.environment_override);
         assert_eq!(c.admin_token.as_deref(), Some("adm"));
         assert_eq!(
@@ -385,7 +399,15 @@ mod tests {
 
     #[test]
     fn refuses_bad_values_naming_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 20] = [
+        let cases: [(&[(&str, &str)], &str); 22] = [
+            (
+                &[("PASS_THROUGH", "GET /v1/files, FETCH /v1/x")],
+                "PASS_THROUGH",
+            ),
+            (
+                &[("PASS_THROUGH", "POST /v1/chat/completions")],
+                "PASS_THROUGH",
+            ),
             (&[("GREEN_MODEL", "gem\u{7}ini")], "GREEN_MODEL"),
             (&[("BLUE_MODEL", "modèle")], "BLUE_MODEL"),
             (&[("BLUE_MODEL", "a\tb")], "BLUE_MODEL"),

@@ -18,6 +18,8 @@ pub mod model;
 pub mod openai;
 pub mod outbox;
 pub mod outcome;
+pub mod pass_through;
+pub mod path;
 pub mod retry;
 pub mod rollout;
 pub mod routing;
