@@ -36,13 +36,16 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     Ok(result.unwrap_or_else(|e| e.respond(&tag.id)))
 }
 
-async fn route(req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<Response> {
+async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<Response> {
     // The path as the client sent it (a parsed `Url` would have resolved `%2e%2e` segments and
     // backslashes already): refused when a server could read it as another, then routed and
     // forwarded as it is.
     let url = req.inner().url();
     let (path, query) = path::split_url(&url);
-    path::check(path).map_err(|e| ApiError::invalid_path(path, &e.to_string()))?;
+    if let Err(e) = path::check(path) {
+        http::drain(&mut req).await;
+        return Err(ApiError::invalid_path(path, &e.to_string()).into());
+    }
     let method = req.method();
     // `/v1/chat/completions/` is the same route as `/v1/chat/completions`.
     let route = match path.strip_suffix('/') {

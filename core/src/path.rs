@@ -71,6 +71,17 @@ fn is_dot_segment(segment: &str) -> bool {
     matches!(dots, 1 | 2)
 }
 
+/// True when `segment` holds `%2F` or `%5C`, in any case. Scans bytes: this runs on every
+/// request, so it allocates nothing.
+fn has_encoded_separator(segment: &str) -> bool {
+    segment.as_bytes().windows(3).any(|w| {
+        matches!(
+            (w[0], w[1], w[2].to_ascii_lowercase()),
+            (b'%', b'2', b'f') | (b'%', b'5', b'c')
+        )
+    })
+}
+
 /// Checks a request path (from [`split_url`]) before any routing; `Ok` when no server could
 /// read it as another path.
 pub fn check(path: &str) -> Result<(), PathError> {
@@ -93,8 +104,7 @@ pub fn check(path: &str) -> Result<(), PathError> {
         if segment.contains('\\') {
             return Err(PathError::Backslash);
         }
-        let lower = segment.to_ascii_lowercase();
-        if lower.contains("%2f") || lower.contains("%5c") {
+        if has_encoded_separator(segment) {
             return Err(PathError::EncodedSeparator);
         }
         if is_dot_segment(segment) {

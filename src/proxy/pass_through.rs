@@ -11,13 +11,14 @@ use worker::{Request, Response};
 
 use super::headers;
 use crate::error::Result;
+use crate::http;
 use crate::runtime::now_ms;
 use crate::upstream::{self, Failure};
 
 /// Forwards the request when `PASS_THROUGH` lists it, and hands the upstream's answer back as
 /// it is. `path` and `query` are the request's as it came, the path already checked.
 pub async fn pass_through(
-    req: Request,
+    mut req: Request,
     cfg: &Config,
     request_id: &str,
     path: &str,
@@ -26,6 +27,7 @@ pub async fn pass_through(
     let started_ms = now_ms();
     let method = req.method();
     if !cfg.pass_through.allows(method.as_ref(), path) {
+        http::drain(&mut req).await;
         return Err(ApiError::not_passed_through(method.as_ref(), path).into());
     }
     let authorization = headers::authorize(&req, cfg)?;
