@@ -1,15 +1,18 @@
 // A local OpenAI-compatible upstream for bluegreen-router's dev loop, tests, demo and benchmark.
 //
-// It answers POST /v1/chat/completions (JSON or SSE) and GET /v1/models like an OpenAI-style
-// API, and can be told, per model, to misbehave: answer any status, fail a share of requests,
+// It answers POST /v1/chat/completions (JSON or SSE), GET /v1/models and GET /v1/models/{id}
+// like an OpenAI-style API, and can be told, per model, to misbehave: answer any status, fail a share of requests,
 // stall before its headers, drop the connection before or during a stream, or stream slowly.
 //
 // Control endpoints (for tests and the demo; never exposed by the router):
 //   PUT  /__sim/rules     {"<model>|*": {status, body, fail_rate, fail_every, fail_status,
 //                          delay_ms, stall_ms, drop: "before-headers"|"mid-stream", chunks,
-//                          chunk_delay_ms}}   replaces all rules (and restarts fail_every counts)
+//                          chunk_delay_ms, headers}}   replaces all rules (and restarts fail_every
+//                          counts)
 //                          fail_rate: fail that share of requests at random;
-//                          fail_every: N: fail exactly every Nth request to the model
+//                          fail_every: N: fail exactly every Nth request to the model;
+//                          headers: {name: value} added to the answer's headers (the "*" rule's
+//                          to GET /v1/models too), e.g. set-cookie or connection
 //   A request header `x-sim-status: N` (which the router passes through like any header of
 //   the client's) makes that one request answer N: one client's failures, whatever the rules.
 //   GET  /__sim/requests  requests received (method, path, headers, body), oldest first
@@ -62,7 +65,9 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
       if (url.pathname.startsWith("/__sim/")) return control(url, req, res, raw);
       if (log.length >= MAX_LOG) log.shift();
       log.push({ method: req.method, path: url.pathname + url.search, headers: req.headers, body: raw, at: Date.now() });
-      if (url.pathname === "/v1/models" && req.method === "GET") return models(res);
+      if (url.pathname === "/v1/models" && req.method === "GET") return models(res, rules["*"]?.headers);
+      const modelId = url.pathname.match(/^\/v1\/models\/([^/]+)$/)?.[1];
+      if (modelId && req.method === "GET") return model(res, decodeURIComponent(modelId));
       if (url.pathname === "/v1/chat/completions" && req.method === "POST") return await completion(req, res, raw);
       return json(res, 404, { error: { message: `simulator: no route ${req.method} ${url.pathname}`, type: "invalid_request_error", param: null, code: "not_found" } });
     } catch (e) {
@@ -98,9 +103,16 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     return json(res, 404, { error: { message: "unknown control route" } });
   }
 
-  function models(res) {
-    const ids = ["deepseek-v3", "gemini-2.5-flash", "gpt-4.1", "claude-sonnet-4.5"];
-    json(res, 200, { object: "list", data: ids.map((id) => ({ id, object: "model", created: 1735689600, owned_by: "simulator" })) });
+  const MODEL_IDS = ["deepseek-v3", "gemini-2.5-flash", "gpt-4.1", "claude-sonnet-4.5"];
+  const modelObject = (id) => ({ id, object: "model", created: 1735689600, owned_by: "simulator" });
+
+  function models(res, headers = {}) {
+    json(res, 200, { object: "list", data: MODEL_IDS.map(modelObject) }, headers);
+  }
+
+  function model(res, id) {
+    if (MODEL_IDS.includes(id)) return json(res, 200, modelObject(id));
+    json(res, 404, { error: { message: `simulator: the model ${id} does not exist`, type: "invalid_request_error", param: null, code: "model_not_found" } });
   }
 
   async function completion(req, res, raw) {
@@ -129,7 +141,7 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     if (Number.isInteger(asked) && asked >= 200 && asked <= 599) status = asked;
     if (status !== 200) {
       const errBody = rule.body ?? { error: { message: `simulated ${status} from ${model}`, type: status >= 500 ? "server_error" : "invalid_request_error", param: null, code: `sim_${status}` } };
-      return json(res, status, errBody, { "x-sim-model": model });
+      return json(res, status, errBody, { "x-sim-model": model, ...rule.headers });
     }
 
     const id = `chatcmpl-sim-${++counter}`;
@@ -143,10 +155,10 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
         id, object: "chat.completion", created, model,
         choices: [{ index: 0, message: { role: "assistant", content: reply }, finish_reason: "stop" }],
         usage,
-      }, { "x-sim-model": model });
+      }, { "x-sim-model": model, ...rule.headers });
     }
 
-    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "x-sim-model": model });
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "x-sim-model": model, ...rule.headers });
     const send = (obj) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
     // As OpenAI does: with include_usage, every chunk carries "usage": null but the last.
     const base = { id, object: "chat.completion.chunk", created, model, ...(body.stream_options?.include_usage ? { usage: null } : {}) };

@@ -21,6 +21,7 @@ mod settings;
 mod upstream;
 
 use bluegreen_core::error::ApiError;
+use bluegreen_core::path;
 use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::error::Result;
@@ -36,43 +37,51 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     Ok(result.unwrap_or_else(|e| e.respond(&tag.id)))
 }
 
-async fn route(req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<Response> {
-    let path = req.path();
+async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<Response> {
+    // The path as the client sent it (a parsed `Url` would have resolved `%2e%2e` segments and
+    // backslashes already): refused when a server could read it as another, then routed and
+    // forwarded as it is.
+    let url = req.inner().url();
+    let (path, query) = path::split_url(&url);
+    if let Err(e) = path::check(path) {
+        http::drain(&mut req).await;
+        return Err(ApiError::invalid_path(path, &e.to_string()).into());
+    }
     let method = req.method();
     // `/v1/chat/completions/` is the same route as `/v1/chat/completions`.
     let route = match path.strip_suffix('/') {
         Some(trimmed) if !trimmed.is_empty() => trimmed,
-        _ => path.as_str(),
+        _ => path,
     };
     match route {
         "/healthz" => match method {
             Method::Get | Method::Head => kv::healthz(env).await,
-            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "GET").into()),
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
         },
         "/v1/chat/completions" => match method {
             Method::Post => {
                 let cfg = settings::load(env)?;
                 proxy::chat_completions(req, env, &cfg, tag, ctx).await
             }
-            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "POST").into()),
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "POST").into()),
         },
         "/v1/feedback" => match method {
             Method::Post => {
                 let cfg = settings::load(env)?;
                 feedback::score(req, env, &cfg).await
             }
-            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "POST").into()),
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "POST").into()),
         },
         "/dashboard" => match method {
             Method::Get | Method::Head => dashboard::page(),
-            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "GET").into()),
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
         },
         p if p == "/admin" || p.starts_with("/admin/") => admin::handle(req, env).await,
-        p if p.starts_with("/v1/") => {
+        p if p == "/v1" || p.starts_with("/v1/") => {
             let cfg = settings::load(env)?;
-            proxy::pass_through(req, &cfg, &tag.id).await
+            proxy::pass_through(req, &cfg, &tag.id, path, query).await
         }
-        _ => Err(ApiError::not_found(&path).into()),
+        _ => Err(ApiError::not_found(path).into()),
     }
 }
 

@@ -18,9 +18,12 @@ export function compatibilityDate() {
  * Starts the router with `vars` (strings; secrets are vars locally too). Returns
  * { url, mf, kv, logs, outcomes(), tick(), admin(), status(), events(), close() }. `logs` collects the worker's
  * console lines. With `persistTo`, KV and the Durable Object live in that directory, so a
- * second router started on it finds what the first stored.
+ * second router started on it finds what the first stored. With `direct`, `directUrl` also
+ * reaches workerd's own socket for the Worker, without Miniflare's entry Worker in front (which
+ * parses every URL with `new URL()`, so that `%2e%2e` segments and backslashes are gone before
+ * the router sees them); workerd passes the request line's path on as it came.
  */
-export async function startRouter(vars = {}, { persistTo, withoutKv = false } = {}) {
+export async function startRouter(vars = {}, { persistTo, withoutKv = false, direct = false } = {}) {
   if (!fs.existsSync(path.join(ROOT, "build/index.js"))) {
     throw new Error("build/index.js is missing: run `bash scripts/build.sh` first");
   }
@@ -39,6 +42,7 @@ export async function startRouter(vars = {}, { persistTo, withoutKv = false } = 
       ? { kvPersist: path.join(persistTo, "kv"), durableObjectsPersist: path.join(persistTo, "do") }
       : {}),
     bindings: vars,
+    ...(direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
     host: "127.0.0.1",
     port: 0,
     log: new Log(LogLevel.NONE),
@@ -48,8 +52,10 @@ export async function startRouter(vars = {}, { persistTo, withoutKv = false } = 
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
   const kv = withoutKv ? undefined : await mf.getKVNamespace("ROUTER_KV");
+  const directUrl = direct ? (await mf.unsafeGetDirectURL()).toString().replace(/\/$/, "") : undefined;
   return {
     url,
+    directUrl,
     mf,
     kv,
     logs,

@@ -7,6 +7,8 @@
 use std::fmt;
 
 use crate::auth::AuthMode;
+use crate::model;
+use crate::pass_through::PassThrough;
 use crate::request_id::Key;
 use crate::routing::RoutingDoc;
 use crate::stats::Prices;
@@ -53,6 +55,8 @@ pub struct Config {
     /// Whether clients may force an environment with `x-bluegreen-environment`
     /// (`ENVIRONMENT_OVERRIDE`, on by default).
     pub environment_override: bool,
+    /// The `/v1/*` calls besides chat that are forwarded upstream (`PASS_THROUGH`).
+    pub pass_through: PassThrough,
     /// The key that seals request ids, from `FEEDBACK_SECRET` or else `ADMIN_TOKEN`; without
     /// either, ids are plain random and feedback is off.
     pub request_id_key: Option<Key>,
@@ -171,15 +175,18 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         }
     }
 
+    /// A model name ([`model::check_name`]), or `default` when unset.
+    fn model(&self, var: &'static str, default: &str) -> Result<String, ConfigError> {
+        let name = self.text(var).unwrap_or_else(|| default.into());
+        model::check_name(&name).map_err(|e| err(var, e.to_string()))?;
+        Ok(name)
+    }
+
     /// The routing used while KV holds no document.
     fn defaults(&self) -> Result<RoutingDoc, ConfigError> {
         Ok(RoutingDoc {
-            blue_model: self
-                .text("BLUE_MODEL")
-                .unwrap_or_else(|| "deepseek-v3".into()),
-            green_model: self
-                .text("GREEN_MODEL")
-                .unwrap_or_else(|| "gemini-2.5-flash".into()),
+            blue_model: self.model("BLUE_MODEL", "deepseek-v3")?,
+            green_model: self.model("GREEN_MODEL", "gemini-2.5-flash")?,
             green_percent: self.number("GREEN_PERCENT", 0.0, 0.0, 100.0)?,
             sticky: true,
             version: 0,
@@ -244,6 +251,12 @@ impl Config {
         };
         let alert_webhook_url = vars.url("ALERT_WEBHOOK_URL")?;
         let environment_override = vars.switch("ENVIRONMENT_OVERRIDE", true)?;
+        let pass_through = match vars.text("PASS_THROUGH") {
+            None => PassThrough::default(),
+            Some(list) => {
+                PassThrough::parse(&list).map_err(|e| err("PASS_THROUGH", e.to_string()))?
+            }
+        };
         Ok(Config {
             defaults,
             routing_cache_ms: (cache_seconds * 1000.0).round() as u64,
@@ -262,6 +275,7 @@ impl Config {
             prices,
             alert_webhook_url,
             environment_override,
+            pass_through,
             request_id_key: vars
                 .text("FEEDBACK_SECRET")
                 .or_else(|| vars.text("ADMIN_TOKEN"))
@@ -413,6 +427,7 @@ mod tests {
         assert_eq!(c.alert_webhook_url, None);
         assert_eq!(c.prices, Prices::default());
         assert!(c.environment_override);
+        assert_eq!(c.pass_through, PassThrough::default());
         assert_eq!(c.request_id_key, None, "no secret: plain ids, feedback off");
         assert_eq!(c.feedback_max_age_ms, 86_400_000);
     }
@@ -449,8 +464,11 @@ mod tests {
             ("ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
             ("MODEL_PRICES", r#"{"a": {"input": 1, "output": 2}}"#),
             ("ENVIRONMENT_OVERRIDE", "Off"),
+            ("PASS_THROUGH", "POST /v1/audio/transcriptions"),
         ])
         .unwrap();
+        assert!(c.pass_through.allows("POST", "/v1/audio/transcriptions"));
+        assert!(!c.pass_through.allows("GET", "/v1/models"));
         assert!(!c.environment_override);
         assert_eq!(c.admin_token.as_deref(), Some("adm"));
         assert_eq!(
@@ -504,7 +522,19 @@ mod tests {
 
     #[test]
     fn refuses_bad_values_naming_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 16] = [
+        let cases: [(&[(&str, &str)], &str); 22] = [
+            (
+                &[("PASS_THROUGH", "GET /v1/files, FETCH /v1/x")],
+                "PASS_THROUGH",
+            ),
+            (
+                &[("PASS_THROUGH", "POST /v1/chat/completions")],
+                "PASS_THROUGH",
+            ),
+            (&[("GREEN_MODEL", "gem\u{7}ini")], "GREEN_MODEL"),
+            (&[("BLUE_MODEL", "modèle")], "BLUE_MODEL"),
+            (&[("BLUE_MODEL", "a\tb")], "BLUE_MODEL"),
+            (&[("GREEN_MODEL", &"m".repeat(257))], "GREEN_MODEL"),
             (&[("ENVIRONMENT_OVERRIDE", "maybe")], "ENVIRONMENT_OVERRIDE"),
             (
                 &[("MODEL_PRICES", r#"{"m": {"input": -2, "output": 1}}"#)],

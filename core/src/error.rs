@@ -172,6 +172,28 @@ impl ApiError {
         )
     }
 
+    /// The request path is one that a server could read as another path (an empty or dot
+    /// segment, an encoded separator): refused before any routing.
+    pub fn invalid_path(path: &str, why: &str) -> ApiError {
+        ApiError::invalid(
+            "invalid_path",
+            None,
+            format!("The request path {path:?} is refused: {why}."),
+        )
+    }
+
+    /// A `/v1/*` call that the pass-through does not forward (`PASS_THROUGH`).
+    pub fn not_passed_through(method: &str, path: &str) -> ApiError {
+        ApiError::new(
+            404,
+            "invalid_request_error",
+            "not_found",
+            format!(
+                "No route for {method} {path}: besides chat completions this router forwards                  only the calls its PASS_THROUGH setting lists."
+            ),
+        )
+    }
+
     /// The path exists but not for this method.
     pub fn method_not_allowed(method: &str, path: &str, allowed: &str) -> ApiError {
         ApiError::new(
@@ -311,6 +333,11 @@ mod tests {
         assert_eq!(ApiError::configuration("x").status, 500);
         assert_eq!(ApiError::upstream_unreachable("m", "x").status, 502);
         assert_eq!(ApiError::upstream_timeout("m", 5).status, 504);
+        let e = ApiError::invalid_path("/v1//x", "it has an empty segment");
+        assert_eq!((e.status, e.code), (400, "invalid_path"));
+        let e = ApiError::not_passed_through("GET", "/v1/files");
+        assert_eq!((e.status, e.code), (404, "not_found"));
+        assert!(e.message.contains("GET /v1/files") && e.message.contains("PASS_THROUGH"));
         assert_eq!(
             ApiError::method_not_allowed("GET", "/v1/chat/completions", "POST").status,
             405

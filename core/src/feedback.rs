@@ -49,7 +49,7 @@ impl Feedback {
         let o = Obj::new(&v, "")?;
         o.only(&["request_id", "score"])?;
         let request_id = o
-            .string("request_id")?
+            .string("request_id", 128)?
             .ok_or_else(|| ApiError::invalid_field("request_id", "is required"))?;
         let score = o
             .number("score", -1.0, 1.0)?

@@ -69,16 +69,16 @@ impl<'a> Obj<'a> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
-    /// A non-blank string of at most 200 characters.
-    pub fn string(&self, key: &str) -> Result<Option<String>, FieldError> {
+    /// A non-blank string of at most `max_chars` characters, trimmed.
+    pub fn string(&self, key: &str, max_chars: usize) -> Result<Option<String>, FieldError> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 200 => {
+            Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= max_chars => {
                 Ok(Some(s.trim().to_string()))
             }
             Some(_) => Err(FieldError::new(
                 self.path(key),
-                "must be a non-empty string of at most 200 characters",
+                format!("must be a non-empty string of at most {max_chars} characters"),
             )),
         }
     }
@@ -160,7 +160,12 @@ mod tests {
     fn names_the_field_and_rule() {
         let v = json!({"a": "x", "n": 1.5, "w": 30.0, "nested": {"k": -1}, "z": null});
         let o = Obj::new(&v, "").unwrap();
-        assert_eq!(o.string("a").unwrap().as_deref(), Some("x"));
+        assert_eq!(o.string("a", 1).unwrap().as_deref(), Some("x"));
+        assert!(o
+            .string("a", 0)
+            .unwrap_err()
+            .rule
+            .contains("at most 0 characters"));
         assert_eq!(o.whole("w", 0, 100).unwrap(), Some(30));
         assert_eq!(o.whole("z", 0, 100).unwrap(), None);
         let e = o.whole("n", 0, 100).unwrap_err();

@@ -2,9 +2,12 @@
 //!
 //! Requests: the client's headers go upstream except those that describe the client's own
 //! connection (hop-by-hop, length, host, Cloudflare's and proxies' client-address headers),
-//! the router's own `x-bluegreen-*` controls and `authorization`, which [`crate::auth`]
-//! decides. Responses: everything but framing headers, which the runtime sets for the body it
-//! actually sends.
+//! the router's own `x-bluegreen-*` controls, `cookie` (the router's clients' cookies are not
+//! the upstream's business) and `authorization`, which [`crate::auth`] decides. Responses:
+//! everything but framing headers, which the runtime sets for the body it actually sends, and
+//! `set-cookie` (an upstream's cookie would be set on the router's origin, for every client of
+//! it). In both directions, the headers a message's `Connection` header names are hop-by-hop
+//! too ([`connection_options`]).
 
 /// True when the client's request header `name` (lowercase) is sent upstream.
 pub fn forward_request_header(name: &str) -> bool {
@@ -24,6 +27,7 @@ pub fn forward_request_header(name: &str) -> bool {
             | "x-real-ip"
             | "true-client-ip"
             | "forwarded"
+            | "cookie"
     ) || name.starts_with("proxy-")
         || name.starts_with("cf-")
         || name.starts_with("x-forwarded-")
@@ -40,7 +44,20 @@ pub fn forward_response_header(name: &str) -> bool {
             | "keep-alive"
             | "trailer"
             | "upgrade"
+            | "set-cookie"
     ) && !name.starts_with("x-bluegreen-")
+}
+
+/// The header names (lowercase) that a `Connection` header's `value` lists: options of that
+/// one connection, which a proxy must drop along with `Connection` itself (RFC 9110, 7.6.1).
+/// Called only for a message that carries a `Connection` header.
+pub fn connection_options(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
 }
 
 #[cfg(test)]
@@ -71,8 +88,23 @@ mod tests {
             "proxy-authorization",
             "transfer-encoding",
             "accept-encoding",
+            "cookie",
         ] {
             assert!(!forward_request_header(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn connection_options_are_the_listed_names() {
+        let cases: [(&str, &[&str]); 5] = [
+            ("close", &["close"]),
+            ("keep-alive, X-Client-Hop", &["keep-alive", "x-client-hop"]),
+            (" Upgrade ,,\tx-a,x-b ", &["upgrade", "x-a", "x-b"]),
+            ("", &[]),
+            (" , ", &[]),
+        ];
+        for (value, names) in cases {
+            assert_eq!(connection_options(value), names, "{value:?}");
         }
     }
 
@@ -90,6 +122,8 @@ mod tests {
             "content-length",
             "transfer-encoding",
             "x-bluegreen-environment",
+            "set-cookie",
+            "connection",
         ] {
             assert!(!forward_response_header(h), "{h}");
         }

@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::environment::Environment;
+use crate::model::{check_name, NameError};
 use crate::time::is_rfc3339;
 
 /// The KV key that holds the document.
@@ -44,6 +45,9 @@ pub enum RoutingError {
     Json(String),
     /// `blue_model` or `green_model` is empty or blank.
     EmptyModel(&'static str),
+    /// `blue_model` or `green_model` is not a valid model name ([`crate::model`]): the field,
+    /// and why.
+    BadModel(&'static str, NameError),
     /// `green_percent` is outside 0–100.
     PercentOutOfRange(f64),
     /// `updated_at` is not an RFC 3339 date-time.
@@ -55,6 +59,7 @@ impl fmt::Display for RoutingError {
         match self {
             RoutingError::Json(e) => write!(f, "not a valid routing document: {e}"),
             RoutingError::EmptyModel(field) => write!(f, "`{field}` must be a non-empty string"),
+            RoutingError::BadModel(field, e) => write!(f, "`{field}` {e}"),
             RoutingError::PercentOutOfRange(p) => {
                 write!(f, "`green_percent` must be between 0 and 100, got {p}")
             }
@@ -81,6 +86,12 @@ impl RoutingDoc {
         }
         if self.green_model.trim().is_empty() {
             return Err(RoutingError::EmptyModel("green_model"));
+        }
+        for (field, name) in [
+            ("blue_model", &self.blue_model),
+            ("green_model", &self.green_model),
+        ] {
+            check_name(name).map_err(|e| RoutingError::BadModel(field, e))?;
         }
         if !(0.0..=100.0).contains(&self.green_percent) {
             return Err(RoutingError::PercentOutOfRange(self.green_percent));
@@ -150,6 +161,18 @@ mod tests {
             (
                 r#"{"blue_model":"a","green_model":"","green_percent":1}"#,
                 "`green_model` must be a non-empty string",
+            ),
+            (
+                r#"{"blue_model":"a","green_model":"g\u0007","green_percent":1}"#,
+                "`green_model` must hold only visible ASCII",
+            ),
+            (
+                r#"{"blue_model":"mod\u00e8le","green_model":"b","green_percent":1}"#,
+                "`blue_model` must hold only visible ASCII",
+            ),
+            (
+                r#"{"blue_model":"a ","green_model":"b","green_percent":1}"#,
+                "`blue_model` must not start or end with a space",
             ),
             (
                 r#"{"blue_model":"a","green_model":"b","green_percent":100.5}"#,

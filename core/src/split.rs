@@ -1,7 +1,8 @@
 //! Which environment serves a request.
 //!
 //! The split works in basis points: a request falls into a bucket in `0..10_000` and goes green
-//! when its bucket is below `green_percent * 100`. A sticky key's bucket comes from xxHash64
+//! when its bucket is below green's share in whole buckets ([`green_buckets`]: `green_percent`
+//! to the nearest 0.01%, so 0.07% is exactly 7 buckets). A sticky key's bucket comes from xxHash64
 //! (seed 0), whose output is fixed by its specification, so the same user lands in the same
 //! bucket on every isolate, build and deploy; and since the green range only ever grows with the
 //! percentage, raising it moves users from blue to green and never back. Requests without a
@@ -46,9 +47,21 @@ pub fn random_bucket(draw: u64) -> u32 {
     (draw % u64::from(BUCKETS)) as u32
 }
 
+/// Green's share of the [`BUCKETS`] for `green_percent` (0–100): the nearest whole number of
+/// basis points, half-way up. Comparing buckets with the float `green_percent * 100` instead
+/// would give 0.07% eight buckets (`0.07 * 100.0` is `7.000000000000001`); every percentage
+/// with at most two decimals lands here on its exact count, and more decimals round to the
+/// nearest bucket. Monotonic in `green_percent` (a product by a constant and `round` both
+/// are), so raising the share never takes a bucket from green. Total: below 0 or NaN is 0,
+/// above 100 is every bucket.
+pub fn green_buckets(green_percent: f64) -> u32 {
+    // `as` saturates at 0 and `u32::MAX`, and turns NaN into 0.
+    ((green_percent * 100.0).round() as u32).min(BUCKETS)
+}
+
 /// True when `bucket` falls in the green range for `green_percent` (0–100).
 pub fn is_green(bucket: u32, green_percent: f64) -> bool {
-    f64::from(bucket) < green_percent * 100.0
+    bucket < green_buckets(green_percent)
 }
 
 /// Chooses the environment for one request.
@@ -118,9 +131,85 @@ mod tests {
         assert!(is_green(2999, 30.0));
         assert!(!is_green(3000, 30.0));
         assert!(is_green(9999, 100.0));
-        // 12.345% -> threshold 1234.5: bucket 1234 green, 1235 blue.
+        // 0.07 * 100.0 is 7.000000000000001 in floats: 7 buckets (0..=6), not 8.
+        assert!(is_green(6, 0.07));
+        assert!(!is_green(7, 0.07));
+        // 12.345 * 100.0 is 1234.5 in floats: half-way, up to 1235 buckets.
         assert!(is_green(1234, 12.345));
         assert!(!is_green(1235, 12.345));
+    }
+
+    #[test]
+    fn every_two_decimal_percentage_is_its_exact_number_of_buckets() {
+        // Parsed from text, as the vars, KV and the admin API give them: "0.07" -> 7 and so
+        // on for all 10 001 of them, whatever error the float carries.
+        for n in 0..=BUCKETS {
+            let text = format!("{}.{:02}", n / 100, n % 100);
+            let pct: f64 = text.parse().unwrap();
+            assert_eq!(green_buckets(pct), n, "{text}%");
+            if n > 0 {
+                assert!(is_green(n - 1, pct) && !is_green(n, pct), "{text}%");
+            }
+        }
+    }
+
+    #[test]
+    fn green_buckets_is_nearest_monotonic_and_bounded_for_any_input() {
+        use rand::rngs::SmallRng;
+        use rand::{Rng, SeedableRng};
+        // Half-way cases of a third decimal go up when the float product lands on the half
+        // (12.345 -> 1234.5) and to the side it lands on otherwise (0.285 ->
+        // 28.499999999999996): shares are meant to two decimals, and either neighbour is
+        // within the documented resolution.
+        let table: [(f64, u32); 16] = [
+            (0.0, 0),
+            (-0.0, 0),
+            (5e-324, 0), // the smallest subnormal
+            (f64::MIN_POSITIVE, 0),
+            (0.004_999, 0),
+            (0.005, 1), // 0.005 * 100.0 == 0.5 exactly, half-way up
+            (0.125, 13),
+            (0.285, 28), // stored as 0.28499999999999998
+            (12.345, 1235),
+            (33.333_333_333, 3333),
+            (66.666_666_667, 6667),
+            (99.994_999, 9999),
+            (99.999_999_999, BUCKETS),
+            (100.0, BUCKETS),
+            (-1.0, 0), // out of range: never in a valid document, still total
+            (1e300, BUCKETS),
+        ];
+        for (pct, want) in table {
+            assert_eq!(green_buckets(pct), want, "{pct:e}%");
+        }
+        assert_eq!(green_buckets(f64::NAN), 0);
+        assert_eq!(green_buckets(f64::INFINITY), BUCKETS);
+        assert_eq!(green_buckets(f64::NEG_INFINITY), 0);
+
+        // Random shares over 0–100, some with many decimals, some near the ends (fixed seed:
+        // a failure replays): within half a bucket of the exact product (the float product's
+        // own error is below 1e-11 of a bucket), and sorted shares give sorted bucket counts.
+        let mut rng = SmallRng::seed_from_u64(11);
+        let mut shares: Vec<f64> = (0..100_000)
+            .map(|i| match i % 4 {
+                0 => rng.random_range(0.0..=100.0),
+                1 => f64::from(rng.random_range(0..=10_000u32)) / 100.0,
+                2 => rng.random_range(0.0..1e-3),
+                _ => 100.0 - rng.random_range(0.0..1e-3),
+            })
+            .collect();
+        shares.sort_by(f64::total_cmp);
+        let mut previous = 0;
+        for pct in shares {
+            let b = green_buckets(pct);
+            assert!(b <= BUCKETS);
+            assert!(
+                (f64::from(b) - pct * 100.0).abs() <= 0.5 + 1e-9,
+                "{pct}% -> {b}"
+            );
+            assert!(b >= previous, "{pct}% -> {b} after {previous}");
+            previous = b;
+        }
     }
 
     #[test]

@@ -101,6 +101,33 @@ fn states_written_by_v1_load_in_every_phase() {
 }
 
 #[test]
+fn a_state_whose_models_an_admin_api_now_refuses_still_loads() {
+    // Model names are checked where they enter (issue 11), never when a state loads: a name
+    // that an earlier version accepted, control character and all, must not make the stored
+    // state unreadable.
+    for name in [
+        "state-idle",
+        "state-progressing-sequential",
+        "state-completed-threshold",
+    ] {
+        let text = fixture(name)
+            .replace("\"deepseek-v3\"", "\"deep\\u0007seek\"")
+            .replace("\"gemini-2.5-flash\"", "\"mod\u{e8}le\"")
+            .replace("\"old\"", "\"\\t\"");
+        let s: State = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let doc = s.routing_doc(0);
+        assert!(
+            [&doc.blue_model, &doc.green_model]
+                .iter()
+                .any(|m| m.contains('\u{7}') || m.contains('è') || m.contains('\t')),
+            "{name}: the fixture kept its names"
+        );
+        let again: State = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(again, s, "{name} round-trips");
+    }
+}
+
+#[test]
 fn a_paused_state_keeps_its_pause_time_and_evidence() {
     let s: State = load("state-paused-sequential");
     let json: serde_json::Value = serde_json::to_value(&s).unwrap();

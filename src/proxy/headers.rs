@@ -4,20 +4,28 @@
 
 use bluegreen_core::config::Config;
 use bluegreen_core::fallback::FallbackReason;
-use bluegreen_core::headers::{forward_request_header, forward_response_header};
+use bluegreen_core::headers::{
+    connection_options, forward_request_header, forward_response_header,
+};
 use bluegreen_core::Environment;
 use worker::{Headers, Request};
 
 use crate::error::Result;
 use crate::http::header;
 
-/// A copy of `headers` without the ones `keep` rejects. Copying the JS object whole and
-/// deleting a few names crosses the wasm boundary far less often than rebuilding it entry by
-/// entry.
+/// A copy of `headers` without the ones `keep` rejects and those its `Connection` header
+/// names. Copying the JS object whole and deleting a few names crosses the wasm boundary far
+/// less often than rebuilding it entry by entry; `Connection` is read only when present.
 fn filtered(headers: &Headers, keep: fn(&str) -> bool) -> Result<Headers> {
     let out = headers.clone();
-    for name in crate::js::header_names(&out.0).split('\n') {
-        if !name.is_empty() && !keep(name) {
+    let names = crate::js::header_names(&out.0);
+    let hop_by_hop = if names.split('\n').any(|name| name == "connection") {
+        connection_options(&headers.get("connection")?.unwrap_or_default())
+    } else {
+        Vec::new()
+    };
+    for name in names.split('\n') {
+        if !name.is_empty() && (!keep(name) || hop_by_hop.iter().any(|h| h == name)) {
             out.delete(name)?;
         }
     }

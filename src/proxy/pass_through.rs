@@ -1,5 +1,7 @@
-//! Any other `/v1/*` call (`GET /v1/models`, embeddings…): sent to the upstream unchanged, as
-//! blue, with the body streamed both ways. No split, no fallback, no model rewrite, no stats.
+//! The other `/v1/*` calls that `PASS_THROUGH` lists (`GET /v1/models`, embeddings…): sent to
+//! the upstream unchanged, as blue, with the body streamed both ways. No split, no fallback, no
+//! model rewrite, no stats. Anything the list does not name is a 404 that reaches no upstream,
+//! whatever the auth mode; the core's [`PassThrough`](bluegreen_core::pass_through) decides.
 
 use bluegreen_core::config::Config;
 use bluegreen_core::error::ApiError;
@@ -9,16 +11,28 @@ use worker::{Request, Response};
 
 use super::headers;
 use crate::error::Result;
+use crate::http;
 use crate::runtime::now_ms;
 use crate::upstream::{self, Failure};
 
-/// Forwards the request and hands the upstream's answer back as it is.
-pub async fn pass_through(req: Request, cfg: &Config, request_id: &str) -> Result<Response> {
+/// Forwards the request when `PASS_THROUGH` lists it, and hands the upstream's answer back as
+/// it is. `path` and `query` are the request's as it came, the path already checked.
+pub async fn pass_through(
+    mut req: Request,
+    cfg: &Config,
+    request_id: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Response> {
     let started_ms = now_ms();
+    let method = req.method();
+    if !cfg.pass_through.allows(method.as_ref(), path) {
+        http::drain(&mut req).await;
+        return Err(ApiError::not_passed_through(method.as_ref(), path).into());
+    }
     let authorization = headers::authorize(&req, cfg)?;
-    let url = req.url()?;
-    let rest = url.path().strip_prefix("/v1").unwrap_or(url.path());
-    let target = match url.query() {
+    let rest = path.strip_prefix("/v1").unwrap_or(path);
+    let target = match query {
         Some(q) => cfg.upstream_url(&format!("{rest}?{q}")),
         None => cfg.upstream_url(rest),
     };
@@ -27,7 +41,7 @@ pub async fn pass_through(req: Request, cfg: &Config, request_id: &str) -> Resul
     let body = req.inner().body().map(JsValue::from);
     let sent = headers::upstream(&req, authorization.as_deref())?;
     let timeout_ms = cfg.first_byte_timeout_ms;
-    let resp = match upstream::send(&target, req.method(), &sent, body, timeout_ms).await {
+    let resp = match upstream::send(&target, method, &sent, body, timeout_ms).await {
         Ok(resp) => resp,
         Err(Failure::Timeout) => {
             return Err(ApiError::upstream_timeout("(pass-through)", timeout_ms).into())
@@ -39,8 +53,7 @@ pub async fn pass_through(req: Request, cfg: &Config, request_id: &str) -> Resul
     let status = resp.status_code();
     let back = headers::routing(resp.headers(), Environment::Blue, None, request_id, None)?;
     worker::console_log!(
-        "pass-through {request_id} {} -> {status} in {} ms",
-        url.path(),
+        "pass-through {request_id} {path} -> {status} in {} ms",
         now_ms().saturating_sub(started_ms)
     );
     // The upstream body (a stream) is handed back as it is: nothing is copied through wasm.

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::fields::{FieldError, Obj};
 use crate::health::HealthPolicy;
+use crate::model::{check_name, MAX_NAME_LEN};
 
 /// One rung of the ladder: a share of traffic for green and how long to hold it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -30,7 +31,7 @@ pub fn default_steps() -> Vec<Step> {
 /// What `POST /admin/rollouts` asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RolloutSpec {
-    /// The model to roll out; must differ from blue.
+    /// The model to roll out: a valid name ([`crate::model`]) that differs from blue.
     pub green_model: String,
     /// The ladder, green's share rising step by step (1 to 20 steps).
     pub steps: Vec<Step>,
@@ -49,8 +50,9 @@ impl RolloutSpec {
         let o = Obj::new(v, "")?;
         o.only(&["green_model", "steps", "health"])?;
         let green_model = o
-            .string("green_model")?
+            .string("green_model", MAX_NAME_LEN)?
             .ok_or_else(|| FieldError::new("green_model", "is required: the model to roll out"))?;
+        check_name(&green_model).map_err(|e| FieldError::new("green_model", e.to_string()))?;
         let steps = match o.array("steps")? {
             None => default_steps(),
             Some(list) => parse_steps(list)?,

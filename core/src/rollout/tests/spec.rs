@@ -59,3 +59,23 @@ fn spec_refusals_name_the_field() {
         assert_eq!(err.field, field, "{body}");
     }
 }
+
+#[test]
+fn green_model_must_be_a_valid_header_value() {
+    // (name, what the refusal says)
+    let cases = [
+        ("gem\u{7}ini".to_string(), "character 4 is '\\u{7}'"),
+        ("mod\u{e8}le".to_string(), "character 4 is 'è'"),
+        ("a\tb".to_string(), "visible ASCII"),
+        ("m".repeat(257), "at most 256 characters"),
+    ];
+    for (name, rule) in cases {
+        let err = RolloutSpec::from_json(&json!({ "green_model": name })).unwrap_err();
+        assert_eq!(err.field, "green_model", "{name:?}");
+        assert!(err.rule.contains(rule), "{name:?}: {}", err.rule);
+    }
+    // As before, the name is trimmed; 256 characters are fine.
+    let s = RolloutSpec::from_json(&json!({"green_model": "  org/model v2  "})).unwrap();
+    assert_eq!(s.green_model, "org/model v2");
+    assert!(RolloutSpec::from_json(&json!({"green_model": "m".repeat(256)})).is_ok());
+}
