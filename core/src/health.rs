@@ -198,13 +198,14 @@ pub enum VerdictStatus {
 
 impl HealthPolicy {
     /// What the sequential test reads from the policy: `alpha` for the error test, a third of
-    /// it for the latency, answer-defect and feedback tests each, a quarter for the guard.
+    /// it for the latency and answer-defect tests each, half of it for the feedback test (whose
+    /// events are fewer: only scored answers), a quarter for the guard.
     pub fn sequential_settings(&self) -> Settings {
         Settings {
             alpha: self.alpha,
             latency_alpha: self.alpha / 3.0,
             defect_alpha: self.alpha / 3.0,
-            feedback_alpha: self.alpha / 3.0,
+            feedback_alpha: self.alpha / 2.0,
             tolerance_ratio: self.tolerance_ratio,
             max_error_rate: self.max_error_rate,
             guard_alpha: self.alpha / 4.0,
