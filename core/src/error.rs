@@ -181,7 +181,20 @@ impl ApiError {
         )
     }
 
-    /// The upstream sent no response headers in time.
+    /// The upstream's stream failed before its first event: it began with an in-band error, or
+    /// ended or broke (after fallback, for green). `why` completes the sentence ("began with
+    /// an error event: Overloaded").
+    pub fn upstream_stream_error(model: &str, why: &str) -> ApiError {
+        ApiError::new(
+            502,
+            "server_error",
+            "upstream_stream_error",
+            format!("The upstream's stream for model {model} {why}."),
+        )
+    }
+
+    /// The upstream sent no answer in time: no first event of a stream, no non-streamed
+    /// answer.
     pub fn upstream_timeout(model: &str, timeout_ms: u64) -> ApiError {
         ApiError::new(
             504,
@@ -278,6 +291,12 @@ mod tests {
         assert_eq!(ApiError::configuration("x").status, 500);
         assert_eq!(ApiError::upstream_unreachable("m", "x").status, 502);
         assert_eq!(ApiError::upstream_timeout("m", 5).status, 504);
+        let stream = ApiError::upstream_stream_error("m", "ended before its first event");
+        assert_eq!((stream.status, stream.code), (502, "upstream_stream_error"));
+        assert_eq!(
+            stream.message,
+            "The upstream's stream for model m ended before its first event."
+        );
         assert_eq!(
             ApiError::method_not_allowed("GET", "/v1/chat/completions", "POST").status,
             405

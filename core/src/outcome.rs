@@ -29,6 +29,8 @@ pub enum StatusClass {
     Timeout,
     /// The upstream could not be reached.
     Connect,
+    /// A stream failed before its first event: an in-band error, or it ended or broke.
+    StreamError,
 }
 
 impl StatusClass {
@@ -42,6 +44,7 @@ impl StatusClass {
             Attempt::Status(_) => StatusClass::Ok,
             Attempt::Timeout => StatusClass::Timeout,
             Attempt::Connect => StatusClass::Connect,
+            Attempt::StreamError => StatusClass::StreamError,
         }
     }
 
@@ -81,8 +84,9 @@ pub struct Outcome {
     /// Usage reported by the upstream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
-    /// True when the upstream's stream broke after it began (the client got an SSE `error`
-    /// event). Counts against the environment.
+    /// True when the upstream's stream failed after it began: it broke, went silent for
+    /// `STREAM_IDLE_TIMEOUT_MS` (the client got the router's SSE `error` event either way), or
+    /// sent an in-band error event (relayed as it is). Counts against the environment.
     pub interrupted: bool,
     /// True when the client went away before the answer was complete. Not the model's fault,
     /// so it is not an error in the stats.
@@ -116,6 +120,7 @@ mod tests {
             (Attempt::Status(503), ServerError),
             (Attempt::Timeout, Timeout),
             (Attempt::Connect, Connect),
+            (Attempt::StreamError, StreamError),
         ];
         for (a, c) in table {
             assert_eq!(StatusClass::of(a), c, "{a:?}");
