@@ -14,6 +14,7 @@ pub mod fields;
 pub mod headers;
 pub mod health;
 pub mod hist;
+pub mod idle;
 pub mod openai;
 pub mod outbox;
 pub mod outcome;

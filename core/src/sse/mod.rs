@@ -14,7 +14,10 @@
 //! event boundaries once as it arrives ([`scan::Boundaries`] keeps its state across chunks),
 //! copied at most twice (into the held tail, and out with the rest of its event), and read for
 //! usage and errors once, when its event is complete. Nothing already held is rescanned.
+//!
+//! Before the relay takes over, the stream's first event is judged by [`opening`].
 
+pub mod opening;
 mod scan;
 
 use crate::openai::Usage;

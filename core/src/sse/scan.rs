@@ -118,6 +118,14 @@ impl Said {
     pub(crate) fn is_error(&self) -> bool {
         self.error.is_some() || self.error_event
     }
+
+    /// The in-band error seen, in words: its message when it had one.
+    pub(crate) fn failure(self) -> Option<String> {
+        self.error.or_else(|| {
+            self.error_event
+                .then(|| "an `event: error` without a message".into())
+        })
+    }
 }
 
 /// Which keys worth parsing for a `data:` value mentions: `"usage"` followed by an object (not
@@ -266,6 +274,13 @@ mod tests {
         assert_eq!(null_error.error, None);
         let typed = read(b"event: error\ndata: {\"type\":\"error\"}\n\n");
         assert!(typed.is_error() && typed.data);
+        assert_eq!(
+            typed.failure().as_deref(),
+            Some("an `event: error` without a message")
+        );
+        let typed =
+            read(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"message\":\"busy\"}}\n\n");
+        assert_eq!(typed.failure().as_deref(), Some("busy"));
         let keep_alive = read(b": OPENROUTER PROCESSING\n\n");
         assert_eq!(keep_alive, Said::default());
         let done = read(b"data: [DONE]\n\n");
