@@ -1,21 +1,35 @@
 // A local OpenAI-compatible upstream for bluegreen-router's dev loop, tests, demo and benchmark.
 //
-// It answers POST /v1/chat/completions (JSON or SSE), GET /v1/models and GET /v1/models/{id}
-// like an OpenAI-style API, and can be told, per model, to misbehave: answer any status, fail a share of requests,
-// stall before its headers, drop the connection before or during a stream, or stream slowly.
+// It answers POST /v1/chat/completions (JSON or SSE), GET /v1/models and GET
+// /v1/models/{id} like an OpenAI-style API, and can be told, per model, to misbehave: answer any status, fail a share of requests,
+// stall before its headers, drop the connection before or during a stream, stream slowly, or
+// fail inside a 200 stream the way many OpenAI-compatible providers do.
 //
 // Control endpoints (for tests and the demo; never exposed by the router):
 //   PUT  /__sim/rules     {"<model>|*": {status, body, fail_rate, fail_every, fail_status,
 //                          delay_ms, stall_ms, drop: "before-headers"|"mid-stream", chunks,
-//                          chunk_delay_ms, headers}}   replaces all rules (and restarts fail_every
-//                          counts)
+//                          chunk_delay_ms, fault, think_ms, keepalive_ms, headers}}
+//                          replaces all rules (and restarts fail_every counts)
 //                          fail_rate: fail that share of requests at random;
 //                          fail_every: N: fail exactly every Nth request to the model;
 //                          headers: {name: value} added to the answer's headers (the "*" rule's
-//                          to GET /v1/models too), e.g. set-cookie or connection
-//   A request header `x-sim-status: N` (which the router passes through like any header of
-//   the client's) makes that one request answer N: one client's failures, whatever the rules.
-//   GET  /__sim/requests  requests received (method, path, headers, body), oldest first
+//                          to GET /v1/models too), e.g. set-cookie or connection;
+//                          delay_ms: wait before the headers (a slow non-streamed answer);
+//                          think_ms: on a stream, wait this long after the headers before the
+//                          first event, sending `: keep-alive` comments every keepalive_ms
+//                          when that is set (silence otherwise);
+//                          fault (streams, status 200):
+//                            "error-first"        the first event is data: {"error": {...}}
+//                            "error-after-N"      N events, then an error event, then the end
+//                            "end-before-first"   a keep-alive comment, then the end: no event
+//                            "break-before-first" the connection drops before any event
+//                            "stall-after-N"      N events, then silence with the connection
+//                                                 open until the other side closes it
+//   Request headers (which the router passes through like any header of the client's) steer
+//   one request whatever the rules: `x-sim-status: N` answers N, `x-sim-fault`,
+//   `x-sim-think-ms`, `x-sim-keepalive-ms` and `x-sim-delay-ms` as the rules' fields.
+//   GET  /__sim/requests  requests received (method, path, headers, body, at, closed_at),
+//                         oldest first
 //   POST /__sim/reset     clears rules and the request log
 //
 // Run alone: node sim/upstream.mjs [--port 8790] [--host 127.0.0.1] [--delay-ms 0]
@@ -43,6 +57,32 @@ function lastUserText(messages) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** The rule fields one request's `x-sim-*` headers set. */
+function steered(headers) {
+  const out = {};
+  if (headers["x-sim-fault"]) out.fault = headers["x-sim-fault"];
+  for (const [header, field] of [
+    ["x-sim-think-ms", "think_ms"],
+    ["x-sim-keepalive-ms", "keepalive_ms"],
+    ["x-sim-delay-ms", "delay_ms"],
+  ]) {
+    const n = Number(headers[header]);
+    if (headers[header] !== undefined && Number.isFinite(n) && n >= 0) out[field] = n;
+  }
+  return out;
+}
+
+/** A model thinking before its first event: `ms` of silence, or of keep-alive comments every
+ * `keepaliveMs`. Ends early when the connection closes. */
+async function think(res, ms, keepaliveMs, closed) {
+  const end = Date.now() + ms;
+  while (!res.destroyed && Date.now() < end) {
+    const wait = Math.min(end - Date.now(), keepaliveMs || Infinity);
+    await Promise.race([sleep(wait), closed]);
+    if (keepaliveMs && !res.destroyed && Date.now() < end) res.write(": keep-alive\n\n");
+  }
+}
+
 /**
  * Starts the simulator. Returns { url, port, server, setRules, requests, reset, close }.
  * `delayMs` is the default time before the response headers of a completion.
@@ -64,7 +104,11 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     try {
       if (url.pathname.startsWith("/__sim/")) return control(url, req, res, raw);
       if (log.length >= MAX_LOG) log.shift();
-      log.push({ method: req.method, path: url.pathname + url.search, headers: req.headers, body: raw, at: Date.now() });
+      const entry = { method: req.method, path: url.pathname + url.search, headers: req.headers, body: raw, at: Date.now() };
+      log.push(entry);
+      res.on("close", () => {
+        entry.closed_at = Date.now(); // when the answer ended or the other side hung up
+      });
       if (url.pathname === "/v1/models" && req.method === "GET") return models(res, rules["*"]?.headers);
       const modelId = url.pathname.match(/^\/v1\/models\/([^/]+)$/)?.[1];
       if (modelId && req.method === "GET") return model(res, decodeURIComponent(modelId));
@@ -123,7 +167,7 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
       return json(res, 400, { error: { message: "simulator: body is not JSON", type: "invalid_request_error", param: null, code: null } });
     }
     const model = typeof body.model === "string" ? body.model : "unknown";
-    const rule = ruleFor(model);
+    const rule = { ...ruleFor(model), ...steered(req.headers) };
     if (rule.drop === "before-headers") {
       req.socket.destroy();
       return;
@@ -160,12 +204,53 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
 
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "x-sim-model": model, ...rule.headers });
     const send = (obj) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
+    const closed = new Promise((resolve) => res.on("close", resolve));
+    if (rule.think_ms) await think(res, rule.think_ms, rule.keepalive_ms, closed);
+    if (res.destroyed) return;
+    const fault = typeof rule.fault === "string" ? rule.fault : "";
+    // "error-after-3" → after("error") === 3
+    const after = (name) => (fault.startsWith(`${name}-after-`) ? Number(fault.slice(`${name}-after-`.length)) : undefined);
+    const inBandError = () =>
+      send({ error: { message: `simulated in-band error from ${model}`, type: "server_error", param: null, code: "sim_stream_error" } });
+    if (fault === "error-first") {
+      inBandError();
+      return res.end();
+    }
+    if (fault === "end-before-first") {
+      res.write(": keep-alive\n\n");
+      return res.end();
+    }
+    if (fault === "break-before-first") {
+      res.flushHeaders();
+      await sleep(20);
+      req.socket.destroy();
+      return;
+    }
+    // Events sent so far: the role chunk is the first.
+    let sent = 0;
+    const event = (obj) => {
+      send(obj);
+      sent++;
+    };
+    const faultAt = async () => {
+      if (after("error") === sent) {
+        inBandError();
+        res.end();
+        return true;
+      }
+      if (after("stall") === sent) {
+        await closed; // silent, the connection open, until the other side hangs up
+        return true;
+      }
+      return false;
+    };
     // As OpenAI does: with include_usage, every chunk carries "usage": null but the last.
     const base = { id, object: "chat.completion.chunk", created, model, ...(body.stream_options?.include_usage ? { usage: null } : {}) };
     const pieces = words(reply);
     const n = Math.max(1, Math.min(rule.chunks ?? pieces.length, pieces.length));
-    send({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] });
+    event({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] });
     for (let i = 0; i < n; i++) {
+      if (await faultAt()) return;
       if (rule.chunk_delay_ms) await sleep(rule.chunk_delay_ms);
       if (rule.drop === "mid-stream" && i === Math.floor(n / 2)) {
         res.write('data: {"id":"half-an-ev'); // an event cut in the middle
@@ -177,8 +262,9 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
       const from = Math.floor((i * pieces.length) / n);
       const to = Math.floor(((i + 1) * pieces.length) / n);
       const text = pieces.slice(from, to).join(" ");
-      send({ ...base, choices: [{ index: 0, delta: { content: (i ? " " : "") + text }, finish_reason: null }] });
+      event({ ...base, choices: [{ index: 0, delta: { content: (i ? " " : "") + text }, finish_reason: null }] });
     }
+    if (await faultAt()) return;
     send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] });
     if (body.stream_options?.include_usage) send({ ...base, choices: [], usage });
     res.write("data: [DONE]\n\n");

@@ -4,11 +4,12 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { startStack, startRouter, chat, setRouting, eventually, CHAT } from "./harness.mjs";
 
+// These requests are not streamed: COMPLETION_TIMEOUT_MS bounds them.
 const TIMEOUT_MS = 1000;
 let stack;
 let url;
 before(async () => {
-  stack = await startStack({ FIRST_BYTE_TIMEOUT_MS: String(TIMEOUT_MS), ROUTING_CACHE_SECONDS: "0" });
+  stack = await startStack({ COMPLETION_TIMEOUT_MS: String(TIMEOUT_MS), ROUTING_CACHE_SECONDS: "0" });
   url = stack.router.url;
   // Every unforced request tries green first.
   await setRouting(stack.router, { blue_model: "blue-m", green_model: "green-m", green_percent: 100 });

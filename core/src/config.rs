@@ -16,8 +16,24 @@ use crate::stats::Prices;
 /// The default upstream: HolySheep's OpenAI-compatible API.
 pub const DEFAULT_UPSTREAM: &str = "https://api.holysheep.ai/v1";
 
-/// Longest `FIRST_BYTE_TIMEOUT_MS`: one hour (JavaScript timers overflow past 2^31 - 1 ms).
+/// Longest time limit (`FIRST_BYTE_TIMEOUT_MS`, `COMPLETION_TIMEOUT_MS`,
+/// `STREAM_IDLE_TIMEOUT_MS`): one hour (JavaScript timers overflow past 2^31 - 1 ms).
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
+/// Default `FIRST_BYTE_TIMEOUT_MS`: 30 s to a stream's first event, as before the first event
+/// was judged (the limit then covered the headers, which come first).
+pub const DEFAULT_FIRST_BYTE_TIMEOUT_MS: u64 = 30_000;
+
+/// Default `COMPLETION_TIMEOUT_MS`: 4 minutes for a whole non-streamed answer. A reasoning
+/// model's long answer fits; green timing out and blue then taking as long again (8 minutes)
+/// still ends before the OpenAI SDKs' own default timeout of 10 minutes gives up and retries.
+pub const DEFAULT_COMPLETION_TIMEOUT_MS: u64 = 240_000;
+
+/// Default `STREAM_IDLE_TIMEOUT_MS`: 2 minutes of silence after a stream began. Longer than a
+/// model thinks silently between events, and longer than the 100 s between two reads after
+/// which Cloudflare's proxy itself gives up on an origin (its proxy read timeout), so that it
+/// never cuts what an upstream behind such a proxy could still deliver.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT_MS: u64 = 120_000;
 
 /// Largest `MAX_BODY_BYTES`: 512 MiB, above every Workers plan's request size limit and within
 /// a 32-bit `usize` (wasm32).
@@ -40,8 +56,16 @@ pub struct Config {
     pub upstream_base: String,
     /// `upstream_base` + `/chat/completions`, built once.
     pub chat_url: String,
-    /// How long to wait for an upstream's response headers.
+    /// How long a streamed answer may take to its first event, headers included
+    /// (`FIRST_BYTE_TIMEOUT_MS`); also how long a pass-through call waits for its headers.
     pub first_byte_timeout_ms: u64,
+    /// How long a non-streamed chat completion may take to its response headers, which an
+    /// OpenAI-compatible upstream sends once the answer is complete (`COMPLETION_TIMEOUT_MS`).
+    /// Unset, 4 minutes, and never less than `FIRST_BYTE_TIMEOUT_MS`, which bounded these
+    /// answers before.
+    pub completion_timeout_ms: u64,
+    /// Longest silence of a stream after its first event (`STREAM_IDLE_TIMEOUT_MS`).
+    pub stream_idle_timeout_ms: u64,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// How clients authenticate and what goes upstream.
@@ -257,17 +281,34 @@ impl Config {
                 PassThrough::parse(&list).map_err(|e| err("PASS_THROUGH", e.to_string()))?
             }
         };
+        let first_byte_timeout_ms = vars.whole(
+            "FIRST_BYTE_TIMEOUT_MS",
+            DEFAULT_FIRST_BYTE_TIMEOUT_MS,
+            1,
+            MAX_TIMEOUT_MS,
+        )?;
+        // A deployment that raised FIRST_BYTE_TIMEOUT_MS for its slow non-streamed answers
+        // keeps at least that much.
+        let completion_timeout_ms = vars.whole(
+            "COMPLETION_TIMEOUT_MS",
+            DEFAULT_COMPLETION_TIMEOUT_MS.max(first_byte_timeout_ms),
+            1,
+            MAX_TIMEOUT_MS,
+        )?;
+        let stream_idle_timeout_ms = vars.whole(
+            "STREAM_IDLE_TIMEOUT_MS",
+            DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+            1,
+            MAX_TIMEOUT_MS,
+        )?;
         Ok(Config {
             defaults,
             routing_cache_ms: (cache_seconds * 1000.0).round() as u64,
             chat_url: format!("{upstream_base}/chat/completions"),
             upstream_base,
-            first_byte_timeout_ms: vars.whole(
-                "FIRST_BYTE_TIMEOUT_MS",
-                30_000,
-                1,
-                MAX_TIMEOUT_MS,
-            )?,
+            first_byte_timeout_ms,
+            completion_timeout_ms,
+            stream_idle_timeout_ms,
             max_body_bytes: vars.whole("MAX_BODY_BYTES", 10 * 1024 * 1024, 1, MAX_BODY_LIMIT)?
                 as usize,
             auth,
@@ -287,6 +328,19 @@ impl Config {
                 MAX_FEEDBACK_AGE_SECONDS,
             )? * 1000,
         })
+    }
+
+    /// How long one chat completion attempt may take: a stream to its first event
+    /// (`FIRST_BYTE_TIMEOUT_MS`), a non-streamed answer whole (`COMPLETION_TIMEOUT_MS`). Two
+    /// limits, because a non-streamed answer's headers come only once it is generated: one
+    /// limit for both would either let a hung stream hold its client for minutes or turn a
+    /// slow answer into a timeout.
+    pub fn attempt_limit_ms(&self, stream: bool) -> u64 {
+        if stream {
+            self.first_byte_timeout_ms
+        } else {
+            self.completion_timeout_ms
+        }
     }
 
     /// The upstream base URL without credentials or query, for `/healthz` and logs.
@@ -415,6 +469,8 @@ mod tests {
         assert_eq!(c.routing_cache_ms, 5000);
         assert_eq!(c.upstream_base, "https://api.holysheep.ai/v1");
         assert_eq!(c.first_byte_timeout_ms, 30_000);
+        assert_eq!(c.completion_timeout_ms, 240_000);
+        assert_eq!(c.stream_idle_timeout_ms, 120_000);
         assert_eq!(c.max_body_bytes, 10_485_760);
         assert_eq!(c.auth, AuthMode::Passthrough);
         assert_eq!(c.chat_url, "https://api.holysheep.ai/v1/chat/completions");
@@ -457,6 +513,8 @@ mod tests {
             ("ROUTING_CACHE_SECONDS", "0.5"),
             ("UPSTREAM_BASE_URL", "http://127.0.0.1:9/v1/"),
             ("FIRST_BYTE_TIMEOUT_MS", "1500"),
+            ("COMPLETION_TIMEOUT_MS", "2500"),
+            ("STREAM_IDLE_TIMEOUT_MS", "700"),
             ("MAX_BODY_BYTES", "1024"),
             ("HOLYSHEEP_API_KEY", "sk-up"),
             ("ROUTER_API_KEYS", " k1, ,k2 "),
@@ -484,6 +542,12 @@ mod tests {
         assert_eq!(c.routing_cache_ms, 500);
         assert_eq!(c.upstream_base, "http://127.0.0.1:9/v1");
         assert_eq!(c.first_byte_timeout_ms, 1500);
+        assert_eq!(c.completion_timeout_ms, 2500);
+        assert_eq!(c.stream_idle_timeout_ms, 700);
+        assert_eq!(
+            (c.attempt_limit_ms(true), c.attempt_limit_ms(false)),
+            (1500, 2500)
+        );
         assert_eq!(c.max_body_bytes, 1024);
         assert_eq!(
             c.auth,
@@ -514,6 +578,30 @@ mod tests {
     }
 
     #[test]
+    fn a_raised_first_byte_timeout_still_bounds_non_streamed_answers_no_tighter_than_before() {
+        // Before COMPLETION_TIMEOUT_MS, FIRST_BYTE_TIMEOUT_MS bounded non-streamed answers
+        // too. (FIRST_BYTE_TIMEOUT_MS, COMPLETION_TIMEOUT_MS) → the completion limit.
+        let table: [(&str, &str, u64); 5] = [
+            ("", "", 240_000),
+            ("30000", "", 240_000),
+            ("600000", "", 600_000),
+            ("1000", "", 240_000),
+            ("600000", "90000", 90_000),
+        ];
+        for (first_byte, completion, expected) in table {
+            let c = config(&[
+                ("FIRST_BYTE_TIMEOUT_MS", first_byte),
+                ("COMPLETION_TIMEOUT_MS", completion),
+            ])
+            .unwrap();
+            assert_eq!(
+                c.completion_timeout_ms, expected,
+                "{first_byte:?} {completion:?}"
+            );
+        }
+    }
+
+    #[test]
     fn empty_values_count_as_unset() {
         let c = config(&[("HOLYSHEEP_API_KEY", ""), ("GREEN_PERCENT", " ")]).unwrap();
         assert_eq!(c.auth, AuthMode::Passthrough);
@@ -522,7 +610,7 @@ mod tests {
 
     #[test]
     fn refuses_bad_values_naming_the_variable() {
-        let cases: [(&[(&str, &str)], &str); 22] = [
+        let cases: [(&[(&str, &str)], &str); 26] = [
             (
                 &[("PASS_THROUGH", "GET /v1/files, FETCH /v1/x")],
                 "PASS_THROUGH",
@@ -535,6 +623,16 @@ mod tests {
             (&[("BLUE_MODEL", "modèle")], "BLUE_MODEL"),
             (&[("BLUE_MODEL", "a\tb")], "BLUE_MODEL"),
             (&[("GREEN_MODEL", &"m".repeat(257))], "GREEN_MODEL"),
+            (&[("COMPLETION_TIMEOUT_MS", "0")], "COMPLETION_TIMEOUT_MS"),
+            (
+                &[("COMPLETION_TIMEOUT_MS", "3600001")],
+                "COMPLETION_TIMEOUT_MS",
+            ),
+            (&[("STREAM_IDLE_TIMEOUT_MS", "0")], "STREAM_IDLE_TIMEOUT_MS"),
+            (
+                &[("STREAM_IDLE_TIMEOUT_MS", "2m")],
+                "STREAM_IDLE_TIMEOUT_MS",
+            ),
             (&[("ENVIRONMENT_OVERRIDE", "maybe")], "ENVIRONMENT_OVERRIDE"),
             (
                 &[("MODEL_PRICES", r#"{"m": {"input": -2, "output": 1}}"#)],

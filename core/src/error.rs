@@ -236,7 +236,20 @@ impl ApiError {
         )
     }
 
-    /// The upstream sent no response headers in time.
+    /// The upstream's stream failed before its first event: it began with an in-band error, or
+    /// ended or broke (after fallback, for green). `why` completes the sentence ("began with
+    /// an error event: Overloaded").
+    pub fn upstream_stream_error(model: &str, why: &str) -> ApiError {
+        ApiError::new(
+            502,
+            "server_error",
+            "upstream_stream_error",
+            format!("The upstream's stream for model {model} {why}."),
+        )
+    }
+
+    /// The upstream sent no answer in time: no first event of a stream, no non-streamed
+    /// answer.
     pub fn upstream_timeout(model: &str, timeout_ms: u64) -> ApiError {
         ApiError::new(
             504,
@@ -338,6 +351,12 @@ mod tests {
         let e = ApiError::not_passed_through("GET", "/v1/files");
         assert_eq!((e.status, e.code), (404, "not_found"));
         assert!(e.message.contains("GET /v1/files") && e.message.contains("PASS_THROUGH"));
+        let stream = ApiError::upstream_stream_error("m", "ended before its first event");
+        assert_eq!((stream.status, stream.code), (502, "upstream_stream_error"));
+        assert_eq!(
+            stream.message,
+            "The upstream's stream for model m ended before its first event."
+        );
         assert_eq!(
             ApiError::method_not_allowed("GET", "/v1/chat/completions", "POST").status,
             405

@@ -1,7 +1,8 @@
 //! The fallback policy: what to do after an attempt at the upstream.
 //!
 //! A green attempt that fails for a reason blue might not share (the model is unknown, rate
-//! limited, overloaded, broken, slow or unreachable) is retried once on blue. Errors that are
+//! limited, overloaded, broken, slow or unreachable, or its stream fails before its first event)
+//! is retried once on blue. Errors that are
 //! the client's own (400, 401, 403, 413, 422 and every other 4xx not listed here) would fail on
 //! blue too, so they are returned as they are. A request whose environment the client forced is
 //! never moved: the client asked for that environment and gets its answer.
@@ -12,19 +13,25 @@ use serde::{Serialize, Serializer};
 
 use crate::environment::Environment;
 
-/// What one attempt at the upstream came to, as far as the response headers.
+/// What one attempt at the upstream came to, as far as the response headers and, for a stream,
+/// its first event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
-    /// The upstream answered with this status.
+    /// The upstream answered with this status (for a stream: and its first event was part of
+    /// an answer).
     Status(u16),
-    /// No response headers within `FIRST_BYTE_TIMEOUT_MS`.
+    /// No answer in time: no first event of a stream within `FIRST_BYTE_TIMEOUT_MS`, or no
+    /// non-streamed answer within `COMPLETION_TIMEOUT_MS`.
     Timeout,
     /// The connection failed (refused, reset, DNS, TLS).
     Connect,
+    /// A stream whose first event was an in-band error, or that ended or broke before its
+    /// first event.
+    StreamError,
 }
 
-/// Why green's answer was not used; rendered as `status-503`, `timeout` or `connect` in the
-/// `x-bluegreen-fallback` header and in outcome records.
+/// Why green's answer was not used; rendered as `status-503`, `timeout`, `connect` or
+/// `stream-error` in the `x-bluegreen-fallback` header and in outcome records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FallbackReason(pub Attempt);
 
@@ -34,6 +41,7 @@ impl fmt::Display for FallbackReason {
             Attempt::Status(s) => write!(f, "status-{s}"),
             Attempt::Timeout => f.write_str("timeout"),
             Attempt::Connect => f.write_str("connect"),
+            Attempt::StreamError => f.write_str("stream-error"),
         }
     }
 }
@@ -56,7 +64,8 @@ pub enum Next {
     Serve,
     /// Send the same request to blue, once, with the blue model.
     RetryOnBlue(FallbackReason),
-    /// There is no response to return: answer 502 (connect) or 504 (timeout) ourselves.
+    /// There is no response to return: answer 502 (connect, stream error) or 504 (timeout)
+    /// ourselves.
     Fail(Attempt),
 }
 
@@ -65,7 +74,7 @@ pub enum Next {
 pub fn next_step(environment: Environment, forced: bool, attempt: Attempt) -> Next {
     let failed = match attempt {
         Attempt::Status(s) => is_retryable_status(s),
-        Attempt::Timeout | Attempt::Connect => true,
+        Attempt::Timeout | Attempt::Connect | Attempt::StreamError => true,
     };
     match (environment, forced, failed, attempt) {
         (Environment::Green, false, true, _) => Next::RetryOnBlue(FallbackReason(attempt)),
@@ -101,15 +110,18 @@ mod tests {
             (Green, false, Status(599), retry(Status(599))),
             (Green, false, Timeout, retry(Timeout)),
             (Green, false, Connect, retry(Connect)),
+            (Green, false, StreamError, retry(StreamError)),
             // A forced green is answered as it is.
             (Green, true, Status(503), Next::Serve),
             (Green, true, Timeout, Next::Fail(Timeout)),
+            (Green, true, StreamError, Next::Fail(StreamError)),
             // Blue has nowhere to fall back to.
             (Blue, false, Status(503), Next::Serve),
             (Blue, false, Status(429), Next::Serve),
             (Blue, false, Timeout, Next::Fail(Timeout)),
             (Blue, false, Connect, Next::Fail(Connect)),
             (Blue, true, Connect, Next::Fail(Connect)),
+            (Blue, false, StreamError, Next::Fail(StreamError)),
         ];
         for (env, forced, attempt, expected) in table {
             assert_eq!(
@@ -125,6 +137,7 @@ mod tests {
         assert_eq!(FallbackReason(Status(503)).to_string(), "status-503");
         assert_eq!(FallbackReason(Timeout).to_string(), "timeout");
         assert_eq!(FallbackReason(Connect).to_string(), "connect");
+        assert_eq!(FallbackReason(StreamError).to_string(), "stream-error");
         assert_eq!(
             serde_json::to_string(&FallbackReason(Status(429))).unwrap(),
             "\"status-429\""

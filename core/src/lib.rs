@@ -17,6 +17,7 @@ pub mod fields;
 pub mod headers;
 pub mod health;
 pub mod hist;
+pub mod idle;
 pub mod model;
 pub mod openai;
 pub mod outbox;

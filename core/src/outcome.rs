@@ -30,6 +30,8 @@ pub enum StatusClass {
     Timeout,
     /// The upstream could not be reached.
     Connect,
+    /// A stream failed before its first event: an in-band error, or it ended or broke.
+    StreamError,
 }
 
 impl StatusClass {
@@ -43,6 +45,7 @@ impl StatusClass {
             Attempt::Status(_) => StatusClass::Ok,
             Attempt::Timeout => StatusClass::Timeout,
             Attempt::Connect => StatusClass::Connect,
+            Attempt::StreamError => StatusClass::StreamError,
         }
     }
 
@@ -87,8 +90,9 @@ pub struct Outcome {
     /// What makes a successful answer unusable, when something does (see [`crate::defects`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub defect: Option<Defect>,
-    /// True when the upstream's stream broke after it began (the client got an SSE `error`
-    /// event). Counts against the environment.
+    /// True when the upstream's stream failed after it began: it broke, went silent for
+    /// `STREAM_IDLE_TIMEOUT_MS` (the client got the router's SSE `error` event either way), or
+    /// sent an in-band error event (relayed as it is). Counts against the environment.
     pub interrupted: bool,
     /// True when the client went away before the answer was complete. Not the model's fault,
     /// so it is not an error in the stats.
@@ -122,6 +126,7 @@ mod tests {
             (Attempt::Status(503), ServerError),
             (Attempt::Timeout, Timeout),
             (Attempt::Connect, Connect),
+            (Attempt::StreamError, StreamError),
         ];
         for (a, c) in table {
             assert_eq!(StatusClass::of(a), c, "{a:?}");

@@ -29,14 +29,19 @@ pub struct ErrorCounts {
     pub server_error: u64,
     /// 429 answers.
     pub rate_limited: u64,
-    /// No response headers within the first-byte timeout.
+    /// No answer in time: a stream's first event, or a non-streamed answer.
     pub timeout: u64,
     /// The upstream could not be reached.
     pub connection: u64,
     /// 404 or 408: the upstream refused or gave up on the request.
     pub upstream_other: u64,
-    /// A stream that broke after it began.
+    /// A stream that failed after it began: broken, silent past the idle limit, or carrying an
+    /// in-band error event.
     pub interrupted: u64,
+    /// A stream that failed before its first event: an in-band error event first, or it ended
+    /// or broke before any event. Absent (0) in what versions before it stored.
+    #[serde(default)]
+    pub stream_error: u64,
 }
 
 impl ErrorCounts {
@@ -49,6 +54,7 @@ impl ErrorCounts {
             self.connection,
             self.upstream_other,
             self.interrupted,
+            self.stream_error,
         ]
         .into_iter()
         .fold(0u64, u64::saturating_add)
@@ -63,6 +69,7 @@ impl ErrorCounts {
             (&mut self.connection, o.connection),
             (&mut self.upstream_other, o.upstream_other),
             (&mut self.interrupted, o.interrupted),
+            (&mut self.stream_error, o.stream_error),
         ] {
             *a = a.saturating_add(b);
         }
@@ -401,6 +408,7 @@ impl EnvStats {
             StatusClass::Timeout => e.timeout += 1,
             StatusClass::Connect => e.connection += 1,
             StatusClass::UpstreamError => e.upstream_other += 1,
+            StatusClass::StreamError => e.stream_error += 1,
             StatusClass::ClientError => self.client_errors += 1,
             StatusClass::Ok if o.interrupted => e.interrupted += 1,
             StatusClass::Ok => {}
@@ -581,22 +589,48 @@ mod tests {
             StatusClass::Timeout,
             StatusClass::Connect,
             StatusClass::UpstreamError,
+            StatusClass::StreamError,
         ] {
             s.record(&outcome(Environment::Green, class), &p);
         }
         let mut cut = outcome(Environment::Green, StatusClass::Ok);
         cut.interrupted = true;
         s.record(&cut, &p);
-        assert_eq!(s.requests, 8);
+        assert_eq!(s.requests, 9);
         assert_eq!(s.client_errors, 1);
-        // Everything but Ok and ClientError: 6 of 8.
-        assert_eq!(s.errors(), 6);
-        assert_eq!(s.error_rate(), Some(0.75));
+        // Everything but Ok and ClientError: 7 of 9, one in each class.
+        assert_eq!(s.errors(), 7);
+        assert_eq!(s.error_rate(), Some(7.0 / 9.0));
+        let e = &s.errors;
+        let each = [
+            e.server_error,
+            e.rate_limited,
+            e.timeout,
+            e.connection,
+            e.upstream_other,
+            e.interrupted,
+            e.stream_error,
+        ];
+        assert_eq!(each, [1; 7]);
         let sum = s.summary();
         assert_eq!((sum.p50_ms, sum.first_byte_p95_ms), (Some(50), Some(40)));
-        // 8 × (1000 × 1 + 500 × 4) / 1e6 = 0.024.
-        assert_eq!(sum.cost_usd, 0.024);
-        assert_eq!(sum.prompt_tokens, 8000);
+        // 9 × (1000 × 1 + 500 × 4) / 1e6 = 0.027.
+        assert_eq!(sum.cost_usd, 0.027);
+        assert_eq!(sum.prompt_tokens, 9000);
+    }
+
+    #[test]
+    fn a_green_stream_that_failed_before_its_first_event_counts_as_greens_stream_error() {
+        let mut o = outcome(Environment::Blue, StatusClass::Ok);
+        o.stream = true;
+        o.fallback = Some(FallbackReason(Attempt::StreamError));
+        assert_eq!(routed_environment(&o), Environment::Green);
+        let mut s = EnvStats::default();
+        s.record(&o, &prices());
+        assert_eq!((s.requests, s.errors(), s.fallbacks), (1, 1, 1));
+        assert_eq!(s.errors.stream_error, 1);
+        let json = serde_json::to_value(s.summary()).unwrap();
+        assert_eq!(json["errors_by_class"]["stream_error"], 1);
     }
 
     #[test]

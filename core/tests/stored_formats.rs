@@ -3,7 +3,8 @@
 //! `fixtures/v1/` were written by the code of the first controller release (states in every
 //! phase, the events of two rollouts, an isolate's stats batch, the stats windows and a
 //! per-minute row); each test loads them with today's types, checks what the old document
-//! said, and checks that writing and reading again changes nothing.
+//! said, and checks that writing and reading again changes nothing. A shape that grew later has
+//! its fixtures under the name of what it added (`fixtures/stream-error/`), and these load too.
 
 use bluegreen_core::rollout::{Event, EventKind, Phase, State};
 use bluegreen_core::stats::{Batch, EnvStats};
@@ -13,8 +14,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 fn fixture(name: &str) -> String {
+    fixture_in("v1", name)
+}
+
+/// A fixture of the version that introduced something: `fixtures/<dir>/<name>.json`.
+fn fixture_in(dir: &str, name: &str) -> String {
     let path = format!(
-        "{}/tests/fixtures/v1/{name}.json",
+        "{}/tests/fixtures/{dir}/{name}.json",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -22,7 +28,14 @@ fn fixture(name: &str) -> String {
 
 /// Loads a fixture, and checks that today's code writes something it reads back as equal.
 fn load<T: DeserializeOwned + Serialize + PartialEq + std::fmt::Debug>(name: &str) -> T {
-    let value: T = serde_json::from_str(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    load_text(name, &fixture(name))
+}
+
+fn load_text<T: DeserializeOwned + Serialize + PartialEq + std::fmt::Debug>(
+    name: &str,
+    text: &str,
+) -> T {
+    let value: T = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
     let again: T = serde_json::from_str(&serde_json::to_string(&value).unwrap()).unwrap();
     assert_eq!(again, value, "{name} round-trips");
     value
@@ -183,6 +196,30 @@ fn a_stats_batch_written_by_v1_loads() {
         .collect();
     assert_eq!(green.len(), 1);
     assert_eq!(green[0].stats.errors.server_error, 1);
+}
+
+/// `stream_error` (a stream that failed before its first event) joined the error classes
+/// after the first release: what that release stored reads as none, and a batch written with
+/// them (`fixtures/stream-error/`) loads with them counted.
+#[test]
+fn stream_errors_read_as_none_from_v1_and_load_from_the_version_that_counts_them() {
+    let old: Batch = load("batch");
+    assert!(old.entries.iter().all(|e| e.stats.errors.stream_error == 0));
+    let scopes: Scopes = load("scopes");
+    assert_eq!(scopes.rollout.green.errors.stream_error, 0);
+
+    let batch: Batch = load_text("stream-error/batch", &fixture_in("stream-error", "batch"));
+    assert_eq!(batch.requests(), 4);
+    let green = batch
+        .entries
+        .iter()
+        .find(|e| e.env == Environment::Green)
+        .unwrap();
+    // 3 requests: 2 failed before their first event (and fell back), 1 was cut after it began.
+    assert_eq!(green.stats.errors.stream_error, 2);
+    assert_eq!(green.stats.errors.interrupted, 1);
+    assert_eq!(green.stats.errors(), 3);
+    assert_eq!(green.stats.fallbacks, 2);
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //!
 //! Order of work: authenticate, read the environment override, read the body (bounded),
 //! validate it, pick the environment from the cached routing document, try it, and — when the
-//! core's fallback policy says so — try blue once. The serving response's body is relayed as it
-//! arrives ([`super::relay`]), and one outcome record is accounted for once the upstream's last
-//! byte has been read.
+//! core's fallback policy says so — try blue once. An attempt at a stream is judged by its first
+//! event ([`super::opening`]) before the router commits to it; a non-streamed one by its
+//! headers. The serving response's body is relayed as it arrives ([`super::relay`]), and one
+//! outcome record is accounted for once the upstream's last byte has been read.
 
 use std::rc::Rc;
 
@@ -16,9 +17,11 @@ use bluegreen_core::outcome::{Outcome, StatusClass};
 use bluegreen_core::request_id::{self, Issued};
 use bluegreen_core::routing::RoutingDoc;
 use bluegreen_core::split::{random_bucket, select, Selection};
+use bluegreen_core::sse::opening::NoAnswer;
 use bluegreen_core::Environment;
-use worker::{Context, Env, Headers, Method, Request, Response, ResponseBody};
+use worker::{ByteStream, Context, Env, Headers, Method, Request, Response, ResponseBody};
 
+use super::opening::{self, Opened};
 use super::{headers, relay, Exchange};
 use crate::error::Result;
 use crate::http::{header, read_body};
@@ -131,9 +134,41 @@ struct Attempts<'a> {
     request_id: &'a str,
 }
 
+/// What an attempt got that can be served.
+enum Reply {
+    /// A response whose body goes to the client as it is: not a stream, or not a successful
+    /// SSE answer.
+    Plain(Response),
+    /// A stream whose first event was an answer's: the response (for its status and headers),
+    /// the bytes read while judging it, and the rest of the stream.
+    Stream {
+        resp: Response,
+        held: Vec<u8>,
+        rest: ByteStream,
+    },
+}
+
+impl Reply {
+    fn status(&self) -> u16 {
+        match self {
+            Reply::Plain(resp) | Reply::Stream { resp, .. } => resp.status_code(),
+        }
+    }
+}
+
+/// Why an attempt got nothing to serve.
+enum NoReply {
+    /// No response, or no first event of a stream, within the attempt's limit.
+    Timeout,
+    /// The fetch failed; the runtime's message.
+    Connect(String),
+    /// The stream failed before its first event.
+    Stream(NoAnswer),
+}
+
 /// The serving attempt: what it got, and the core's word on it.
 struct Served {
-    result: Result<Response, Failure>,
+    result: Result<Reply, NoReply>,
     attempt: Attempt,
     next: Next,
 }
@@ -153,33 +188,55 @@ impl Attempts<'_> {
             };
             let model = self.doc.model_for(environment);
             let id = self.request_id;
+            let why = match &served.result {
+                Err(NoReply::Stream(why)) => format!(" (its stream {why})"),
+                _ => String::new(),
+            };
             worker::console_warn!(
-                "request {id}: green ({model}) failed with {reason}; retrying on blue"
+                "request {id}: green ({model}) failed with {reason}{why}; retrying on blue"
             );
-            if let Ok(resp) = served.result {
-                discard_body(resp);
+            if let Ok(reply) = served.result {
+                discard(reply);
             }
             fallback = Some(reason);
             environment = Environment::Blue;
         }
     }
 
-    /// One attempt at `environment`'s model.
+    /// One attempt at `environment`'s model: a stream within `FIRST_BYTE_TIMEOUT_MS` to its
+    /// first event, a non-streamed answer within `COMPLETION_TIMEOUT_MS`.
     async fn send(&self, environment: Environment) -> Served {
         let model = self.doc.model_for(environment);
         let payload = js_sys::Uint8Array::from(self.chat.with_model(model).as_slice());
-        let result = upstream::send(
+        let limit_ms = self.cfg.attempt_limit_ms(self.chat.stream);
+        let sent_at_ms = now_ms();
+        let result = match upstream::send(
             &self.cfg.chat_url,
             Method::Post,
             self.headers,
             Some(payload.into()),
-            self.cfg.first_byte_timeout_ms,
+            limit_ms,
         )
-        .await;
+        .await
+        {
+            Ok(mut resp) if self.chat.stream && is_sse_answer(&resp) => match resp.stream() {
+                Ok(body) => match opening::read(body, sent_at_ms, limit_ms).await {
+                    Opened::Answer { held, rest } => Ok(Reply::Stream { resp, held, rest }),
+                    Opened::Failed(why) => Err(NoReply::Stream(why)),
+                    Opened::TimedOut => Err(NoReply::Timeout),
+                },
+                // No body at all: the stream ended before it began.
+                Err(_) => Err(NoReply::Stream(NoAnswer::Ended)),
+            },
+            Ok(resp) => Ok(Reply::Plain(resp)),
+            Err(Failure::Timeout) => Err(NoReply::Timeout),
+            Err(Failure::Connect(detail)) => Err(NoReply::Connect(detail)),
+        };
         let attempt = match &result {
-            Ok(resp) => Attempt::Status(resp.status_code()),
-            Err(Failure::Timeout) => Attempt::Timeout,
-            Err(Failure::Connect(_)) => Attempt::Connect,
+            Ok(reply) => Attempt::Status(reply.status()),
+            Err(NoReply::Timeout) => Attempt::Timeout,
+            Err(NoReply::Connect(_)) => Attempt::Connect,
+            Err(NoReply::Stream(_)) => Attempt::StreamError,
         };
         let next = next_step(environment, self.forced, attempt);
         Served {
@@ -190,11 +247,24 @@ impl Attempts<'_> {
     }
 }
 
-/// Lets go of a response we will not return: cancelling its body frees the connection now
+/// A successful SSE answer, whose first event is judged before the router commits to it.
+fn is_sse_answer(resp: &Response) -> bool {
+    (200..300).contains(&resp.status_code())
+        && header_of(resp, "content-type")
+            .is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"))
+}
+
+/// Lets go of an answer we will not return: cancelling its body frees the connection now
 /// rather than when the garbage collector gets to it.
-fn discard_body(resp: Response) {
-    if let ResponseBody::Stream(stream) = resp.into_parts().1 {
-        let _ = stream.cancel();
+fn discard(reply: Reply) {
+    match reply {
+        Reply::Plain(resp) => {
+            if let ResponseBody::Stream(stream) = resp.into_parts().1 {
+                let _ = stream.cancel();
+            }
+        }
+        // Dropping a stream cancels it.
+        Reply::Stream { rest, .. } => drop(rest),
     }
 }
 
@@ -208,31 +278,36 @@ fn respond(
     ex.record.class = StatusClass::of(served.attempt);
     ex.record.fallback = fallback;
     let model = ex.record.model.clone();
-    let timeout_ms = ex.cfg.first_byte_timeout_ms;
+    let timeout_ms = ex.cfg.attempt_limit_ms(ex.record.stream);
     match (served.next, served.result) {
-        (Next::Serve, Ok(resp)) => serve(resp, ex, ctx),
-        (_, Err(Failure::Connect(detail))) => {
+        (Next::Serve, Ok(reply)) => serve(reply, ex, ctx),
+        (_, Err(NoReply::Connect(detail))) => {
             failure(&ApiError::upstream_unreachable(&model, &detail), ex, ctx)
         }
+        (_, Err(NoReply::Stream(why))) => failure(
+            &ApiError::upstream_stream_error(&model, &why.to_string()),
+            ex,
+            ctx,
+        ),
         (_, _) => failure(&ApiError::upstream_timeout(&model, timeout_ms), ex, ctx),
     }
 }
 
-/// Returns the serving upstream response: a stream relayed event by event, anything else
-/// passed through as the runtime's own body.
-fn serve(resp: Response, mut ex: Exchange, ctx: &Context) -> Result<Response> {
-    let status = resp.status_code();
+/// Returns the serving upstream answer: a stream relayed event by event, anything else
+/// passed through as the runtime's own body. The first byte is the stream's first event.
+fn serve(reply: Reply, mut ex: Exchange, ctx: &Context) -> Result<Response> {
+    let status = reply.status();
     ex.record.status = status;
     ex.record.first_byte_ms = Some(ex.elapsed_ms());
+    let resp = match &reply {
+        Reply::Plain(resp) | Reply::Stream { resp, .. } => resp,
+    };
     let builder = Response::builder()
         .with_status(status)
         .with_headers(ex.response_headers(resp.headers())?);
-    let is_sse = header_of(&resp, "content-type")
-        .is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"));
-    if ex.record.stream && is_sse {
-        relay::stream(builder, resp, ex, ctx)
-    } else {
-        relay::body(builder, resp, ex, ctx)
+    match reply {
+        Reply::Stream { held, rest, .. } => relay::stream(builder, held, rest, ex, ctx),
+        Reply::Plain(resp) => relay::body(builder, resp, ex, ctx),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The request path: `POST /v1/chat/completions` ([`chat`]) with its body relay ([`relay`]),
-//! and the plain pass-through of other `/v1/*` calls ([`pass_through`]).
+//! The request path: `POST /v1/chat/completions` ([`chat`]) with the judging of a stream's first
+//! event ([`opening`]) and its body relay ([`relay`]), and the plain pass-through of other
+//! `/v1/*` calls ([`pass_through`]).
 //!
 //! Every decision here is the core's (which environment, whether to fall back, what a header
 //! may cross); these files perform it. One chat completion carries one [`Exchange`] from the
@@ -7,6 +8,7 @@
 
 mod chat;
 mod headers;
+mod opening;
 mod pass_through;
 mod relay;
 

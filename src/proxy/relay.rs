@@ -1,30 +1,38 @@
 //! Getting the serving answer's body to the client while learning what the stats need from it:
-//! a stream relayed event by event through the core's SSE relay, or a non-streamed body passed
-//! through as the runtime's own stream and teed, its usage read from the copy off the response
-//! path. Both account for the request once the upstream's last byte was read.
+//! a stream relayed event by event through the core's SSE relay, cut when the upstream stays
+//! silent past the idle limit, or a non-streamed body passed through as the runtime's own stream
+//! and teed, its usage read from the copy off the response path. Both account for the request
+//! once the upstream's last byte was read.
 
+use std::time::Duration;
+
+use bluegreen_core::idle::{Idle, IdleClock};
 use bluegreen_core::openai::usage_of;
 use bluegreen_core::sse::SseRelay;
+use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{web_sys, ByteStream, Context, Response, ResponseBody, ResponseBuilder};
+use worker::{web_sys, ByteStream, Context, Delay, Response, ResponseBody, ResponseBuilder};
 
 use super::Exchange;
 use crate::error::Result;
+use crate::runtime::now_ms;
 
-/// A stream: relayed from `ctx.wait_until`, pushed by the upstream rather than pulled by the
-/// client, so that a client that goes away is noticed (its writes fail) and still accounted for.
+/// A stream the router committed to: `held` (what judging its first event read) goes first,
+/// then the rest, relayed from `ctx.wait_until`, pushed by the upstream rather than pulled by
+/// the client, so that a client that goes away is noticed (its writes fail) and still
+/// accounted for.
 pub fn stream(
     builder: ResponseBuilder,
-    mut resp: Response,
+    held: Vec<u8>,
+    rest: ByteStream,
     ex: Exchange,
     ctx: &Context,
 ) -> Result<Response> {
-    let upstream = resp.stream()?;
     let pipe = web_sys::TransformStream::new()?;
     let writer = pipe.writable().get_writer()?;
-    ctx.wait_until(relay_sse(upstream, writer, ex));
+    ctx.wait_until(relay_sse(held, rest, writer, ex));
     Ok(builder.stream(pipe.readable()))
 }
 
@@ -72,8 +80,12 @@ async fn read_all(stream: &web_sys::ReadableStream) -> Result<Vec<u8>> {
 }
 
 /// Relays an upstream SSE body into `writer`, event by event, and accounts for the request
-/// when it ends.
+/// when it ends. An upstream silent for `STREAM_IDLE_TIMEOUT_MS` is cut like a broken one: the
+/// client gets the SSE `error` event and the request counts as interrupted. One timer runs at
+/// a time, set again only when it fires (the core's [`IdleClock`] says for how long), never
+/// per chunk.
 async fn relay_sse(
+    held: Vec<u8>,
     mut upstream: ByteStream,
     writer: web_sys::WritableStreamDefaultWriter,
     mut ex: Exchange,
@@ -83,9 +95,33 @@ async fn relay_sse(
         let chunk = js_sys::Uint8Array::from(bytes.as_slice());
         JsFuture::from(writer.write_with_chunk(&chunk))
     };
+    let mut idle = IdleClock::new(now_ms(), ex.cfg.stream_idle_timeout_ms);
+    let mut timer = Box::pin(delay(ex.cfg.stream_idle_timeout_ms));
     let mut client_gone = false;
+    let mut next = Some(Ok(held));
     loop {
-        let (out, last) = match upstream.next().await {
+        let read = match next.take() {
+            Some(first) => Some(first),
+            None => match select(upstream.next(), &mut timer).await {
+                Either::Left((read, _)) => {
+                    idle.heard(now_ms());
+                    read.map(|r| r.map_err(|e| e.to_string()))
+                }
+                Either::Right(_) => match idle.check(now_ms()) {
+                    Idle::CheckIn(ms) => {
+                        timer = Box::pin(delay(ms));
+                        continue;
+                    }
+                    Idle::Expired => {
+                        let id = &ex.record.request_id;
+                        let ms = idle.limit_ms();
+                        worker::console_warn!("request {id}: stream silent for {ms} ms; cut");
+                        Some(Err(format!("no data for {ms} ms")))
+                    }
+                },
+            },
+        };
+        let (out, last) = match read {
             Some(Ok(chunk)) => (relay.push(chunk), false),
             Some(Err(e)) => {
                 let id = &ex.record.request_id;
@@ -95,9 +131,13 @@ async fn relay_sse(
             }
             None => (relay.finish(), true),
         };
-        if !out.is_empty() && write(out).await.is_err() {
-            client_gone = true;
-            break;
+        if !out.is_empty() {
+            if write(out).await.is_err() {
+                client_gone = true;
+                break;
+            }
+            // Time spent waiting for the client to take the bytes is not upstream silence.
+            idle.heard(now_ms());
         }
         if last {
             break;
@@ -110,6 +150,12 @@ async fn relay_sse(
     } else {
         let _ = JsFuture::from(writer.close()).await;
     }
+    // An in-band error event, relayed as it was, is a failure of the answer after it began.
+    ex.record.interrupted |= relay.saw_error_event();
     ex.record.usage = relay.usage();
     ex.settle().await;
+}
+
+fn delay(ms: u64) -> Delay {
+    Delay::from(Duration::from_millis(ms))
 }
