@@ -27,7 +27,10 @@
 //                                                 open until the other side closes it
 //   Request headers (which the router passes through like any header of the client's) steer
 //   one request whatever the rules: `x-sim-status: N` answers N, `x-sim-fault`,
-//   `x-sim-think-ms`, `x-sim-keepalive-ms` and `x-sim-delay-ms` as the rules' fields.
+//   `x-sim-think-ms`, `x-sim-keepalive-ms`, `x-sim-delay-ms` and `x-sim-answer` as the rules'
+//   fields. A request with `response_format` json_object or json_schema is answered in JSON;
+//   answer: "fenced" (JSON in a ```json fence), "truncated" (half, finish_reason length),
+//   "filtered" (finish_reason content_filter), "empty", "refusal" (a refusal, no content).
 //   GET  /__sim/requests  requests received (method, path, headers, body, at, closed_at),
 //                         oldest first
 //   POST /__sim/reset     clears rules and the request log
@@ -190,14 +193,35 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
 
     const id = `chatcmpl-sim-${++counter}`;
     const created = Math.floor(Date.now() / 1000);
-    const reply = `Hello from ${model}. You said: ${words(lastUserText(body.messages)).slice(0, 12).join(" ") || "(nothing)"}`;
+    const said = `Hello from ${model}. You said: ${words(lastUserText(body.messages)).slice(0, 12).join(" ") || "(nothing)"}`;
+    // JSON mode gets JSON, as a well-behaved model gives it; `answer` (a rule's field or the
+    // x-sim-answer header) makes the answer defective the way models' answers are.
+    const jsonMode = ["json_object", "json_schema"].includes(body.response_format?.type);
+    const answer = req.headers["x-sim-answer"] ?? rule.answer ?? "";
+    let reply = jsonMode ? JSON.stringify({ reply: said }) : said;
+    let finish = "stop";
+    let refusal = null;
+    if (answer === "fenced") reply = "```json\n" + reply + "\n```";
+    if (answer === "truncated") {
+      reply = reply.slice(0, Math.ceil(reply.length / 2));
+      finish = "length";
+    }
+    if (answer === "filtered") {
+      reply = "";
+      finish = "content_filter";
+    }
+    if (answer === "empty") reply = "";
+    if (answer === "refusal") {
+      reply = "";
+      refusal = "I can't help with that.";
+    }
     const usage = { prompt_tokens: Math.max(1, words(promptText(body.messages)).length), completion_tokens: words(reply).length };
     usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
 
     if (body.stream !== true) {
       return json(res, 200, {
         id, object: "chat.completion", created, model,
-        choices: [{ index: 0, message: { role: "assistant", content: reply }, finish_reason: "stop" }],
+        choices: [{ index: 0, message: { role: "assistant", content: refusal ? null : reply, refusal }, finish_reason: finish }],
         usage,
       }, { "x-sim-model": model, ...rule.headers });
     }
@@ -247,8 +271,9 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     // As OpenAI does: with include_usage, every chunk carries "usage": null but the last.
     const base = { id, object: "chat.completion.chunk", created, model, ...(body.stream_options?.include_usage ? { usage: null } : {}) };
     const pieces = words(reply);
-    const n = Math.max(1, Math.min(rule.chunks ?? pieces.length, pieces.length));
+    const n = pieces.length ? Math.max(1, Math.min(rule.chunks ?? pieces.length, pieces.length)) : 0;
     event({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] });
+    if (refusal) event({ ...base, choices: [{ index: 0, delta: { refusal }, finish_reason: null }] });
     for (let i = 0; i < n; i++) {
       if (await faultAt()) return;
       if (rule.chunk_delay_ms) await sleep(rule.chunk_delay_ms);
@@ -265,7 +290,7 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
       event({ ...base, choices: [{ index: 0, delta: { content: (i ? " " : "") + text }, finish_reason: null }] });
     }
     if (await faultAt()) return;
-    send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] });
+    send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: finish }] });
     if (body.stream_options?.include_usage) send({ ...base, choices: [], usage });
     res.write("data: [DONE]\n\n");
     res.end();

@@ -16,7 +16,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 use crate::openai::ChatRequest;
 
@@ -180,76 +179,142 @@ fn parses(text: &str) -> bool {
     serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
+/// The wire shapes the checks read, borrowed from the answer's bytes where they hold no
+/// escapes: one typed parse per body or chunk, no tree of values. A field of an unexpected type
+/// makes the whole body or chunk unreadable, and so judged by nothing.
+mod wire {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    #[derive(Deserialize)]
+    pub struct Completion<'a> {
+        #[serde(borrow, default)]
+        pub choices: Option<Vec<Choice<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Choice<'a> {
+        #[serde(default)]
+        pub index: Option<u64>,
+        #[serde(borrow, default)]
+        pub finish_reason: Option<Cow<'a, str>>,
+        /// A non-streamed answer's message.
+        #[serde(borrow, default)]
+        pub message: Option<Message<'a>>,
+        /// A stream chunk's piece of it.
+        #[serde(borrow, default)]
+        pub delta: Option<Message<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Message<'a> {
+        /// A string, an array of parts, or null: read only as far as needed.
+        #[serde(borrow, default)]
+        pub content: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        pub refusal: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        pub tool_calls: Option<Vec<Call<'a>>>,
+        #[serde(borrow, default)]
+        pub function_call: Option<Function<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Call<'a> {
+        #[serde(default)]
+        pub index: Option<u64>,
+        #[serde(borrow, default)]
+        pub function: Option<Function<'a>>,
+        #[serde(borrow, default)]
+        pub custom: Option<Function<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Function<'a> {
+        #[serde(borrow, default)]
+        pub name: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        pub arguments: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Part<'a> {
+        #[serde(borrow, default)]
+        pub text: Option<Cow<'a, str>>,
+    }
+}
+
 /// The text of a message's `content`: a string, or the `text` of an array of parts.
-fn content_text(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect(),
+fn content_text(content: Option<&RawValue>) -> String {
+    let Some(raw) = content.map(RawValue::get) else {
+        return String::new();
+    };
+    match raw.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<std::borrow::Cow<str>>(raw)
+            .map(|t| t.into_owned())
+            .unwrap_or_default(),
+        Some(b'[') => serde_json::from_str::<Vec<wire::Part>>(raw)
+            .map(|parts| parts.into_iter().filter_map(|p| p.text).collect())
+            .unwrap_or_default(),
         _ => String::new(),
     }
 }
 
-fn is_refusal(v: Option<&Value>) -> bool {
-    v.and_then(Value::as_str)
-        .is_some_and(|r| !r.trim().is_empty())
-}
-
-fn str_of<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
-    v.get(key).and_then(Value::as_str)
+fn is_refusal(refusal: Option<&std::borrow::Cow<str>>) -> bool {
+    refusal.is_some_and(|r| !r.trim().is_empty())
 }
 
 /// The defect of a non-streamed chat completion body, `None` when it is usable or is not a
 /// chat completion at all (an answer the checks cannot read is the transport's business).
 /// With several choices, the first defective one names the answer.
 pub fn classify_body(want: &Expectations, body: &[u8]) -> Option<Defect> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let choices = v.get("choices")?.as_array()?;
+    let completion: wire::Completion = serde_json::from_slice(body).ok()?;
     let mut first = None;
-    for c in choices.iter().take(MAX_TRACKED) {
-        let Some(message) = c.get("message") else {
+    for c in completion.choices?.iter().take(MAX_TRACKED) {
+        let Some(message) = &c.message else {
             continue;
         };
-        let content = message.get("content").map(content_text).unwrap_or_default();
-        let mut calls: Vec<Call> = message
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .map(|calls| calls.iter().map(call_of).collect())
-            .unwrap_or_default();
-        if let Some(f) = message.get("function_call").filter(|f| f.is_object()) {
+        let content = content_text(message.content);
+        let mut calls: Vec<Call> = message.tool_calls.iter().flatten().map(call_of).collect();
+        if let Some(f) = &message.function_call {
             calls.push(Call {
-                name: str_of(f, "name").unwrap_or_default().to_string(),
-                arguments: str_of(f, "arguments").unwrap_or_default().to_string(),
+                name: f.name.as_deref().unwrap_or_default().to_string(),
+                arguments: f.arguments.as_deref().unwrap_or_default().to_string(),
                 custom: false,
             });
         }
         let choice = Choice {
-            finish_reason: str_of(c, "finish_reason").map(str::to_string),
-            refusal: is_refusal(message.get("refusal")),
+            finish_reason: c.finish_reason.as_deref().map(str::to_string),
+            refusal: is_refusal(message.refusal.as_ref()),
             content_seen: !content.trim().is_empty(),
             content,
             calls,
         };
-        let defect = choice.defect(want, true);
-        first = first.or(defect);
+        first = first.or(choice.defect(want, true));
     }
     first
 }
 
-fn call_of(call: &Value) -> Call {
-    if let Some(custom) = call.get("custom") {
+fn call_of(call: &wire::Call) -> Call {
+    if let Some(custom) = &call.custom {
         return Call {
-            name: str_of(custom, "name").unwrap_or_default().to_string(),
+            name: custom.name.as_deref().unwrap_or_default().to_string(),
             arguments: String::new(),
             custom: true,
         };
     }
-    let f = call.get("function").unwrap_or(&Value::Null);
+    let f = call.function.as_ref();
     Call {
-        name: str_of(f, "name").unwrap_or_default().to_string(),
-        arguments: str_of(f, "arguments").unwrap_or_default().to_string(),
+        name: f
+            .and_then(|f| f.name.as_deref())
+            .unwrap_or_default()
+            .to_string(),
+        arguments: f
+            .and_then(|f| f.arguments.as_deref())
+            .unwrap_or_default()
+            .to_string(),
         custom: false,
     }
 }
@@ -279,47 +344,41 @@ impl StreamAnswer {
     /// Adds one event's `data:` payload (`[DONE]`, error events and anything that is not a
     /// chunk add nothing).
     pub fn feed(&mut self, data: &str) {
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+        let Ok(chunk) = serde_json::from_str::<wire::Completion>(data) else {
             return;
         };
-        let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
-            return;
-        };
-        for c in choices {
-            let index = c.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+        for c in chunk.choices.iter().flatten() {
+            let index = c.index.unwrap_or(0) as usize;
             if index >= MAX_TRACKED {
                 continue;
             }
             if self.choices.len() <= index {
                 self.choices.resize_with(index + 1, Choice::default);
             }
-            if let Some(reason) = str_of(c, "finish_reason") {
+            if let Some(reason) = &c.finish_reason {
                 self.choices[index].finish_reason = Some(reason.to_string());
             }
-            if let Some(delta) = c.get("delta") {
+            if let Some(delta) = &c.delta {
                 self.delta(index, delta);
             }
         }
     }
 
-    fn delta(&mut self, index: usize, delta: &Value) {
-        let json = self.want.json;
-        if is_refusal(delta.get("refusal")) {
+    fn delta(&mut self, index: usize, delta: &wire::Message) {
+        if is_refusal(delta.refusal.as_ref()) {
             self.choices[index].refusal = true;
         }
-        if let Some(text) = delta.get("content").map(content_text) {
+        if delta.content.is_some() {
+            let text = content_text(delta.content);
             if !text.trim().is_empty() {
                 self.choices[index].content_seen = true;
             }
-            if json && self.keep(text.len()) {
+            if self.want.json && self.keep(text.len()) {
                 self.choices[index].content.push_str(&text);
             }
         }
-        let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) else {
-            return;
-        };
-        for call in calls {
-            let at = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+        for call in delta.tool_calls.iter().flatten() {
+            let at = call.index.unwrap_or(0) as usize;
             if at >= MAX_TRACKED {
                 continue;
             }

@@ -10,6 +10,7 @@
 use std::rc::Rc;
 
 use bluegreen_core::config::Config;
+use bluegreen_core::defects::Expectations;
 use bluegreen_core::error::ApiError;
 use bluegreen_core::fallback::{next_step, Attempt, FallbackReason, Next};
 use bluegreen_core::openai::ChatRequest;
@@ -78,6 +79,7 @@ pub async fn chat_completions(
     );
     let ex = Exchange {
         record: outcome(&request_id, started_ms, environment, &doc, selection, &chat),
+        want: Expectations::of(&chat),
         env: env.clone(),
         cfg: cfg.clone(),
     };

@@ -15,6 +15,7 @@ mod relay;
 use std::rc::Rc;
 
 use bluegreen_core::config::Config;
+use bluegreen_core::defects::Expectations;
 use bluegreen_core::outcome::Outcome;
 use worker::{Context, Env, Headers};
 
@@ -30,6 +31,8 @@ pub use pass_through::pass_through;
 /// known (the log and the controller's stats).
 struct Exchange {
     record: Outcome,
+    /// What the request asked of the answer: JSON, tools (for its defect checks).
+    want: Expectations,
     env: Env,
     cfg: Rc<Config>,
 }

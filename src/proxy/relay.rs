@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use bluegreen_core::defects::classify_body;
 use bluegreen_core::idle::{Idle, IdleClock};
 use bluegreen_core::openai::usage_of;
 use bluegreen_core::sse::SseRelay;
@@ -63,7 +64,10 @@ pub fn body(
 /// Reads the teed copy of a non-streamed answer for its usage, then accounts for it.
 async fn read_usage(ours: web_sys::ReadableStream, mut ex: Exchange) {
     match read_all(&ours).await {
-        Ok(bytes) => ex.record.usage = usage_of(&bytes),
+        Ok(bytes) => {
+            ex.record.usage = usage_of(&bytes);
+            ex.record.defect = classify_body(&ex.want, &bytes);
+        }
         Err(e) => {
             worker::console_warn!("request {}: response body cut: {e}", ex.record.request_id);
             ex.record.interrupted = true;
@@ -90,7 +94,7 @@ async fn relay_sse(
     writer: web_sys::WritableStreamDefaultWriter,
     mut ex: Exchange,
 ) {
-    let mut relay = SseRelay::new();
+    let mut relay = SseRelay::checking(std::mem::take(&mut ex.want));
     let write = |bytes: Vec<u8>| {
         let chunk = js_sys::Uint8Array::from(bytes.as_slice());
         JsFuture::from(writer.write_with_chunk(&chunk))
@@ -153,6 +157,10 @@ async fn relay_sse(
     // An in-band error event, relayed as it was, is a failure of the answer after it began.
     ex.record.interrupted |= relay.saw_error_event();
     ex.record.usage = relay.usage();
+    // Only a whole answer is judged: a cut one is already an error, or the client's doing.
+    if !ex.record.interrupted && !ex.record.client_gone {
+        ex.record.defect = relay.defect();
+    }
     ex.settle().await;
 }
 

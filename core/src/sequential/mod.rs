@@ -344,6 +344,10 @@ impl Report {
             ("green negative scores", &self.feedback),
         ] {
             let Some(r) = report else { continue };
+            // No scores at all: nothing to say about feedback.
+            if r.green_requests == 0 && r.blue_requests == 0 && r.green_events == 0 {
+                continue;
+            }
             let line = relative(subject, r);
             if r.reached() && !self.errors.reached() {
                 out.insert(0, line);

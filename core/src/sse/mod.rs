@@ -20,6 +20,7 @@
 pub mod opening;
 mod scan;
 
+use crate::defects::{Defect, Expectations, StreamAnswer};
 use crate::openai::Usage;
 use scan::{Boundaries, Said};
 
@@ -39,6 +40,8 @@ pub struct SseRelay {
     oversized: bool,
     /// What the complete events said: usage, an in-band error.
     said: Said,
+    /// The answer reassembled as far as its defect checks need, when they were asked for.
+    answer: Option<StreamAnswer>,
     /// Bytes scanned or copied so far: the work, counted where it is done.
     #[cfg(test)]
     work: usize,
@@ -48,6 +51,29 @@ impl SseRelay {
     /// A relay at the start of a stream.
     pub fn new() -> SseRelay {
         SseRelay::default()
+    }
+
+    /// A relay that also checks the answer for defects against what the request asked.
+    pub fn checking(want: Expectations) -> SseRelay {
+        SseRelay {
+            answer: Some(StreamAnswer::new(want)),
+            ..SseRelay::default()
+        }
+    }
+
+    /// Reads complete events for usage, errors and (when checking) the answer.
+    fn read(&mut self, bytes: &[u8]) {
+        let answer = &mut self.answer;
+        self.said.read_with(bytes, |data| {
+            if let (Some(a), Ok(text)) = (answer.as_mut(), std::str::from_utf8(data)) {
+                a.feed(text.trim_start());
+            }
+        });
+    }
+
+    /// The answer's defect, once the stream ended normally (see [`StreamAnswer::finish`]).
+    pub fn defect(&self) -> Option<Defect> {
+        self.answer.as_ref().and_then(StreamAnswer::finish)
     }
 
     /// Takes the next upstream chunk and returns the bytes to forward now (possibly empty).
@@ -81,7 +107,7 @@ impl SseRelay {
             joined
         };
         let cut = out.len() - after_last;
-        self.said.read(&out[read_from..cut]);
+        self.read(&out[read_from..cut]);
         self.count(cut - read_from);
         self.held = out.split_off(cut);
         self.count(after_last);
@@ -117,7 +143,7 @@ impl SseRelay {
     pub fn finish(&mut self) -> Vec<u8> {
         let rest = std::mem::take(&mut self.held);
         if !self.oversized {
-            self.said.read(&rest);
+            self.read(&rest);
             self.count(rest.len());
         }
         rest
@@ -162,6 +188,36 @@ impl SseRelay {
 
 #[cfg(test)]
 mod tests {
+    /// The relay checks the answer from the events it reads once, whatever the chunking.
+    #[test]
+    fn a_checking_relay_names_the_answers_defect_whatever_the_chunking() {
+        use crate::defects::{Defect, Expectations};
+        let want = Expectations {
+            json: true,
+            tools: Vec::new(),
+        };
+        let stream = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"```json\\n{\\\"a\\\": \"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"1}\\n```\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n"
+        )
+        .as_bytes();
+        for size in [1, 7, 64, stream.len()] {
+            let mut r = SseRelay::checking(want.clone());
+            let mut out = Vec::new();
+            for chunk in stream.chunks(size) {
+                out.extend(r.push(chunk.to_vec()));
+            }
+            out.extend(r.finish());
+            assert_eq!(out, stream, "relayed unchanged");
+            assert_eq!(r.defect(), Some(Defect::InvalidJson), "chunks of {size}");
+        }
+        // The same answer unfenced is fine; a relay that is not checking says nothing.
+        let plain = SseRelay::new();
+        assert_eq!(plain.defect(), None);
+    }
+
     use super::*;
 
     const CHUNK1: &[u8] =

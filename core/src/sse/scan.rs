@@ -94,8 +94,14 @@ impl Said {
     /// Reads the lines of complete events (`bytes` starts at a line start and ends at an event
     /// end). Each byte is examined once, plus a parse of the rare lines that may say something.
     pub(crate) fn read(&mut self, bytes: &[u8]) {
+        self.read_with(bytes, |_| {});
+    }
+
+    /// [`Said::read`], handing each `data:` line's value to `on_data` as well.
+    pub(crate) fn read_with(&mut self, bytes: &[u8], mut on_data: impl FnMut(&[u8])) {
         for line in bytes.split(|&b| b == b'\n' || b == b'\r') {
             if let Some(value) = line.strip_prefix(b"data:") {
+                on_data(value);
                 self.data = true;
                 let m = Mentions::of(value);
                 if m.usage_object {
