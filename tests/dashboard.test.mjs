@@ -99,6 +99,7 @@ test("with the token it shows the rollout as /admin/status does, and rolling bac
     assert.equal(await cell("completion tokens", env), st.completion_tokens.toLocaleString("en-US"));
     assert.equal(await cell("answer defects", env), `${st.defects} (${(100 * st.defect_rate).toFixed(2)}%)`);
     assert.equal(await cell("negative feedback", env), `${st.feedback_negative} of ${st.feedback_scored} scored`);
+    assert.equal(await cell("completion tokens per request", env), st.completion_tokens_per_request.toFixed(1));
   }
   assert.equal(
     Number(await cell("requests", "blue")) + Number(await cell("requests", "green")),

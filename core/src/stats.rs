@@ -230,6 +230,10 @@ impl EnvStats {
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
             cost_usd: round(self.cost_usd, 6),
+            completion_tokens_per_request: (self.requests > 0)
+                .then(|| round(self.completion_tokens as f64 / self.requests as f64, 1)),
+            cost_per_request_usd: (self.requests > 0)
+                .then(|| round(self.cost_usd / self.requests as f64, 8)),
             client_errors: self.client_errors,
             errors_by_class: self.errors.clone(),
             defects: self.defects.total(),
@@ -271,6 +275,9 @@ pub struct Summary {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cost_usd: f64,
+    /// Means per request, for comparing the two models side by side; `null` without requests.
+    pub completion_tokens_per_request: Option<f64>,
+    pub cost_per_request_usd: Option<f64>,
     pub client_errors: u64,
     pub errors_by_class: ErrorCounts,
     /// Successful answers the app cannot use (see `defects_by_class`).
