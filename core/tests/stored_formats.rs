@@ -3,20 +3,25 @@
 //! `fixtures/v1/` were written by the code of the first controller release (states in every
 //! phase, the events of two rollouts, an isolate's stats batch, the stats windows and a
 //! per-minute row); each test loads them with today's types, checks what the old document
-//! said, and checks that writing and reading again changes nothing.
+//! said, and checks that writing and reading again changes nothing. The fixtures under
+//! `fixtures/v2/` were written by the code just before stats told fallbacks apart by class
+//! and kept lifetime counters (commit 20ed3f0): the stats windows and an isolate's batch, with
+//! defects, forced requests, routing versions and fallbacks in them.
 
 use bluegreen_core::rollout::{Event, EventKind, Phase, State};
-use bluegreen_core::stats::{Batch, EnvStats};
+use bluegreen_core::stats::{Batch, EnvStats, ErrorCounts};
 use bluegreen_core::windows::Scopes;
 use bluegreen_core::Environment;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/tests/fixtures/v1/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let name = if name.contains('/') {
+        name.to_string()
+    } else {
+        format!("v1/{name}")
+    };
+    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -202,4 +207,23 @@ fn documents_with_overflowed_numbers_written_by_v1_load() {
     let scopes: Scopes = load("scopes-overflowed-cost");
     assert_eq!(scopes.rollout.green.cost_usd, 0.0);
     assert_eq!(scopes.rollout.green.requests, 300);
+}
+
+#[test]
+fn a_batch_written_before_fallbacks_had_classes_loads_with_them_unclassified() {
+    let batch: Batch = load("v2/batch");
+    // 41 blue and 10 green answers, 2 fallbacks, a refusal, a forced one, a client error.
+    assert_eq!(batch.requests(), 56);
+    let green: EnvStats = batch
+        .entries
+        .iter()
+        .filter(|e| e.env == Environment::Green && !e.forced)
+        .fold(EnvStats::default(), |mut s, e| {
+            s.merge(&e.stats);
+            s
+        });
+    // Two fallbacks (a 503 and a timeout), stored without their classes.
+    assert_eq!((green.fallbacks, green.errors.server_error), (2, 1));
+    assert_eq!(green.fallbacks_by_class, ErrorCounts::default());
+    assert_eq!(green.defects.refusal, 1);
 }
