@@ -16,6 +16,7 @@ pub mod fields;
 pub mod headers;
 pub mod health;
 pub mod hist;
+pub mod lifetime;
 pub mod openai;
 pub mod outbox;
 pub mod outcome;

@@ -227,3 +227,23 @@ fn a_batch_written_before_fallbacks_had_classes_loads_with_them_unclassified() {
     assert_eq!(green.fallbacks_by_class, ErrorCounts::default());
     assert_eq!(green.defects.refusal, 1);
 }
+
+#[test]
+fn stats_windows_written_before_lifetime_counters_load_and_start_them_at_zero() {
+    let scopes: Scopes = load("v2/scopes");
+    // What the previous version said: 41 blue requests routed under version 5, one under
+    // version 4 (before the rollout), 13 green (10 answers, 2 fallbacks, a refusal), 1 forced.
+    assert_eq!(scopes.rollout.blue.requests, 41);
+    assert_eq!(scopes.rollout.green.requests, 13);
+    assert_eq!(scopes.rollout.green.fallbacks, 2);
+    assert_eq!(scopes.rollout.green.defects.refusal, 1);
+    assert_eq!(
+        (scopes.earlier_requests, scopes.forced.green.requests),
+        (1, 1)
+    );
+    assert_eq!(scopes.by_version[&5].blue.requests, 41);
+    assert!(scopes.lifetime.series.is_empty());
+    assert_eq!(scopes.lifetime.requests(), 0);
+    let json = serde_json::to_string(&scopes).unwrap();
+    assert!(json.contains("\"lifetime\""), "written from now on");
+}

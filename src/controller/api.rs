@@ -35,10 +35,13 @@ impl RolloutController {
         let text = req.text().await?;
         let batch: Batch =
             serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
-        let (mut scopes, current) = self.with_mem(|m| (m.scopes.clone(), m.state.version()));
-        for entry in &batch.entries {
-            scopes.add_entry(entry, current);
-        }
+        let scopes = self.with_mem(|m| {
+            let mut scopes = m.scopes.clone();
+            for entry in &batch.entries {
+                scopes.add_entry(entry, &m.state);
+            }
+            scopes
+        });
         let now = now_ms();
         if !self.store.ingest(&batch, &scopes, now)? {
             return Ok(http::json(200, &serde_json::json!({"duplicate": true}))?);
