@@ -17,6 +17,7 @@ pub mod headers;
 pub mod health;
 pub mod hist;
 pub mod lifetime;
+pub mod metrics;
 pub mod openai;
 pub mod outbox;
 pub mod outcome;
