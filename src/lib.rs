@@ -12,6 +12,7 @@ mod error;
 mod http;
 mod js;
 mod kv;
+mod metrics;
 mod proxy;
 mod recorder;
 mod retry;
@@ -57,6 +58,10 @@ async fn route(req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<Resp
         },
         "/dashboard" => match method {
             Method::Get | Method::Head => dashboard::page(),
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "GET").into()),
+        },
+        "/metrics" => match method {
+            Method::Get => metrics::handle(req, env).await,
             _ => Err(ApiError::method_not_allowed(method.as_ref(), &path, "GET").into()),
         },
         p if p == "/admin" || p.starts_with("/admin/") => admin::handle(req, env).await,
