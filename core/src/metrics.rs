@@ -125,38 +125,6 @@ impl<'a> Snapshot<'a> {
     }
 }
 
-/// A metric family's type.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-/// A sample's value: counts exactly, measurements as floats.
-#[derive(Debug, Clone, Copy)]
-enum Value {
-    Count(u64),
-    Real(f64),
-}
-
-/// One line of a family: `name{suffix}{labels} value`.
-struct Sample {
-    suffix: &'static str,
-    labels: Vec<(&'static str, String)>,
-    value: Value,
-}
-
-impl Sample {
-    fn new(labels: Vec<(&'static str, String)>, value: Value) -> Sample {
-        Sample {
-            suffix: "",
-            labels,
-            value,
-        }
-    }
-}
-
 /// Escapes a label value: backslash, double quote and line feed.
 fn escape_label(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -194,318 +162,316 @@ fn le_label(ms: u64) -> String {
     format!("{s}.{}", digits.trim_end_matches('0'))
 }
 
-/// The exposition text being written.
-struct Text(String);
+/// A sample's value: counts exactly, measurements as floats.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Count(u64),
+    Real(f64),
+}
+
+/// The exposition text, written family by family. Samples go straight into the text (a
+/// scrape builds no intermediate structure); a family left without samples is taken out again.
+struct Text {
+    out: String,
+    /// The family being written, where it began, and how many samples it has (1 while no
+    /// family is open, so that ending none takes nothing out).
+    name: &'static str,
+    start: usize,
+    samples: usize,
+}
 
 impl Text {
-    /// Writes a family: HELP, TYPE, then its samples; nothing when no sample is left.
-    fn family(&mut self, name: &str, kind: Kind, help: &str, samples: Vec<Sample>) {
-        let lines: Vec<(Sample, String)> = samples
-            .into_iter()
-            .filter_map(|s| {
-                let v = match s.value {
-                    Value::Count(n) => Some(n.to_string()),
-                    Value::Real(x) => real(x),
-                };
-                v.map(|v| (s, v))
-            })
-            .collect();
-        if lines.is_empty() {
-            return;
-        }
-        let kind = match kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
+    /// Ends the family being written (taking it out when it got no sample) and begins `name`
+    /// with its HELP and TYPE lines. `help` holds no backslash or line feed (a test checks).
+    fn family(&mut self, name: &'static str, kind: &str, help: &str) {
+        self.end();
+        self.name = name;
+        self.start = self.out.len();
+        self.samples = 0;
+        // Writing to a String cannot fail. (HELP texts are ours, with nothing to escape.)
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// Writes `name{suffix}{labels} value`; nothing for a value that is not finite.
+    fn sample(&mut self, suffix: &str, labels: &[(&str, &str)], value: Value) {
+        let value = match value {
+            Value::Count(n) => n.to_string(),
+            Value::Real(x) => match real(x) {
+                Some(v) => v,
+                None => return,
+            },
         };
-        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
-        let out = &mut self.0;
-        // Writing to a String cannot fail.
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (s, v) in lines {
-            out.push_str(name);
-            out.push_str(s.suffix);
-            if !s.labels.is_empty() {
-                out.push('{');
-                for (i, (k, val)) in s.labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let _ = write!(out, "{k}=\"{}\"", escape_label(val));
+        let out = &mut self.out;
+        out.push_str(self.name);
+        out.push_str(suffix);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
                 }
-                out.push('}');
+                let _ = write!(out, "{k}=\"{}\"", escape_label(v));
             }
-            let _ = writeln!(out, " {v}");
+            out.push('}');
         }
+        let _ = writeln!(out, " {value}");
+        self.samples += 1;
+    }
+
+    /// Ends the family being written, taking it out when it got no sample.
+    fn end(&mut self) {
+        if self.samples == 0 {
+            self.out.truncate(self.start);
+        }
+        self.samples = 1;
     }
 }
 
-/// The labels of a series: environment and model, then `extra`.
-fn labels(s: &Series, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
-    let mut l = vec![
-        ("environment", s.environment.as_str().to_string()),
-        ("model", s.model.clone()),
-    ];
-    l.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-    l
-}
+/// The counts of a series' stats that a per-series counter family shows, by label value.
+type Counts = fn(&EnvStats) -> Vec<(&'static str, u64)>;
 
-/// One sample per series of `f(stats)` for each `(label value, count)` it gives.
-fn per_series(
-    series: &[&Series],
-    label: &'static str,
-    f: impl Fn(&EnvStats) -> Vec<(&'static str, u64)>,
-) -> Vec<Sample> {
-    series
-        .iter()
-        .flat_map(|s| {
-            f(&s.stats)
-                .into_iter()
-                .map(|(value, n)| Sample::new(labels(s, &[(label, value)]), Value::Count(n)))
-        })
-        .collect()
-}
-
-/// A Prometheus histogram per series, from `hist(stats)`, in seconds.
-fn histograms(series: &[&Series], hist: impl Fn(&EnvStats) -> &Histogram) -> Vec<Sample> {
-    let mut out = Vec::new();
-    for s in series {
-        let h = hist(&s.stats);
-        let below = h.counts_below(&LE_MS);
-        let last = below.last().copied().unwrap_or(0);
-        for (ms, n) in LE_MS.iter().zip(below) {
-            out.push(Sample {
-                suffix: "_bucket",
-                ..Sample::new(labels(s, &[("le", &le_label(*ms))]), Value::Count(n))
-            });
+impl Text {
+    /// One sample per series and `(label value, count)` that `counts` gives.
+    fn per_series(&mut self, series: &[&Series], label: &str, counts: Counts) {
+        for s in series {
+            for (value, n) in counts(&s.stats) {
+                let labels = [
+                    ("environment", s.environment.as_str()),
+                    ("model", &s.model),
+                    (label, value),
+                ];
+                self.sample("", &labels, Value::Count(n));
+            }
         }
-        let count = h.count().max(last);
-        out.push(Sample {
-            suffix: "_bucket",
-            ..Sample::new(labels(s, &[("le", "+Inf")]), Value::Count(count))
-        });
-        out.push(Sample {
-            suffix: "_sum",
-            ..Sample::new(labels(s, &[]), Value::Real(h.sum_ms() as f64 / 1000.0))
-        });
-        out.push(Sample {
-            suffix: "_count",
-            ..Sample::new(labels(s, &[]), Value::Count(count))
-        });
     }
-    out
-}
 
-/// A 0/1 gauge sample per value, 1 for the one that holds.
-fn one_of<T: Copy + PartialEq>(
-    label: &'static str,
-    all: &[T],
-    name: impl Fn(T) -> &'static str,
-    now: T,
-) -> Vec<Sample> {
-    all.iter()
-        .map(|&x| {
-            Sample::new(
-                vec![(label, name(x).to_string())],
-                Value::Count(u64::from(x == now)),
-            )
-        })
-        .collect()
-}
+    /// A Prometheus histogram per series, from `hist(stats)`, in seconds.
+    fn histograms(&mut self, series: &[&Series], hist: fn(&EnvStats) -> &Histogram) {
+        for s in series {
+            let h = hist(&s.stats);
+            let env = s.environment.as_str();
+            let below = h.counts_below(&LE_MS);
+            let last = below.last().copied().unwrap_or(0);
+            for (ms, n) in LE_MS.iter().zip(below) {
+                let le = le_label(*ms);
+                let labels = [("environment", env), ("model", &s.model), ("le", &le)];
+                self.sample("_bucket", &labels, Value::Count(n));
+            }
+            let count = h.count().max(last);
+            let labels = [("environment", env), ("model", &s.model), ("le", "+Inf")];
+            self.sample("_bucket", &labels, Value::Count(count));
+            let labels = [("environment", env), ("model", s.model.as_str())];
+            self.sample("_sum", &labels, Value::Real(h.sum_ms() as f64 / 1000.0));
+            self.sample("_count", &labels, Value::Count(count));
+        }
+    }
 
-fn gauge(value: Value) -> Vec<Sample> {
-    vec![Sample::new(Vec::new(), value)]
+    /// A 0/1 gauge sample per name, 1 for `now`.
+    fn one_of(&mut self, label: &str, names: &[&str], now: &str) {
+        for name in names {
+            self.sample("", &[(label, name)], Value::Count(u64::from(*name == now)));
+        }
+    }
 }
 
 /// The exposition text for `snap`.
 pub fn render(snap: &Snapshot) -> String {
+    // Blue first, then by model: an insertion sort, as there are at most a few series (and
+    // the standard sorts would add kilobytes of wasm for this one ordering).
+    fn key(s: &Series) -> (bool, &str) {
+        (s.environment == Environment::Green, &s.model)
+    }
     let mut series: Vec<&Series> = snap.series.iter().collect();
-    series.sort_by(|a, b| {
-        (a.environment == Environment::Green, &a.model)
-            .cmp(&(b.environment == Environment::Green, &b.model))
-    });
+    for i in 1..series.len() {
+        let mut j = i;
+        while j > 0 && key(series[j - 1]) > key(series[j]) {
+            series.swap(j - 1, j);
+            j -= 1;
+        }
+    }
     let green: Vec<&Series> = series
         .iter()
         .copied()
         .filter(|s| s.environment == Environment::Green)
         .collect();
-    let mut t = Text(String::with_capacity(4096 + 6000 * series.len()));
+    let mut t = Text {
+        out: String::with_capacity(4096 + 6000 * series.len()),
+        name: "",
+        start: 0,
+        samples: 1,
+    };
     counters(&mut t, &series, &green, &snap.forced);
     t.family(
         "bluegreen_request_duration_seconds",
-        Kind::Histogram,
+        "histogram",
         "Time from a request's arrival to the last byte of its answer, as the client saw it.",
-        histograms(&series, |s| &s.total),
     );
+    t.histograms(&series, |s| &s.total);
     t.family(
         "bluegreen_time_to_first_byte_seconds",
-        Kind::Histogram,
+        "histogram",
         "Time from a request's arrival to the serving answer's response headers.",
-        histograms(&series, |s| &s.first_byte),
     );
+    t.histograms(&series, |s| &s.first_byte);
     gauges(&mut t, snap);
-    t.0
+    t.end();
+    t.out
 }
 
 /// The counters: requests by outcome class, fallbacks by reason, defects, tokens, cost.
 fn counters(t: &mut Text, series: &[&Series], green: &[&Series], forced: &Pair<u64>) {
     t.family(
         "bluegreen_requests_total",
-        Kind::Counter,
+        "counter",
         "Requests routed to an environment, by how they ended: ok, client_error, or the class \
          of the upstream failure that counts against the environment.",
-        per_series(series, "class", |s| {
-            let failed = s.errors.total().saturating_add(s.client_errors);
-            let mut v = vec![
-                ("ok", s.requests.saturating_sub(failed)),
-                ("client_error", s.client_errors),
-            ];
-            v.extend(ErrorClass::ALL.map(|c| (c.name(), s.errors.get(c))));
-            v
-        }),
     );
+    t.per_series(series, "class", |s| {
+        let failed = s.errors.total().saturating_add(s.client_errors);
+        let mut v = vec![
+            ("ok", s.requests.saturating_sub(failed)),
+            ("client_error", s.client_errors),
+        ];
+        v.extend(ErrorClass::ALL.map(|c| (c.name(), s.errors.get(c))));
+        v
+    });
     t.family(
         "bluegreen_fallbacks_total",
-        Kind::Counter,
+        "counter",
         "Green requests that blue served after green failed, by the class of green's failure \
          (unclassified: counted by a version that did not tell them apart).",
-        per_series(green, "reason", |s| {
-            let mut v: Vec<(&'static str, u64)> = ErrorClass::ALL
-                .map(|c| (c.name(), s.fallbacks_by_class.get(c)))
-                .into();
-            let unclassified = s.fallbacks.saturating_sub(s.fallbacks_by_class.total());
-            if unclassified > 0 {
-                v.push(("unclassified", unclassified));
-            }
-            v
-        }),
     );
+    t.per_series(green, "reason", |s| {
+        let mut v: Vec<(&'static str, u64)> = ErrorClass::ALL
+            .map(|c| (c.name(), s.fallbacks_by_class.get(c)))
+            .into();
+        let unclassified = s.fallbacks.saturating_sub(s.fallbacks_by_class.total());
+        if unclassified > 0 {
+            v.push(("unclassified", unclassified));
+        }
+        v
+    });
     t.family(
         "bluegreen_defects_total",
-        Kind::Counter,
+        "counter",
         "Successful answers the app cannot use, by class.",
-        per_series(series, "class", |s| {
-            Defect::ALL.map(|d| (d.name(), s.defects.get(d))).into()
-        }),
     );
+    t.per_series(series, "class", |s| {
+        Defect::ALL.map(|d| (d.name(), s.defects.get(d))).into()
+    });
     t.family(
         "bluegreen_tokens_total",
-        Kind::Counter,
+        "counter",
         "Tokens reported by the upstream, by kind.",
-        per_series(series, "kind", |s| {
-            vec![
-                ("prompt", s.prompt_tokens),
-                ("completion", s.completion_tokens),
-            ]
-        }),
     );
+    t.per_series(series, "kind", |s| {
+        vec![
+            ("prompt", s.prompt_tokens),
+            ("completion", s.completion_tokens),
+        ]
+    });
     t.family(
         "bluegreen_cost_usd_total",
-        Kind::Counter,
+        "counter",
         "Estimated spend in US dollars, from MODEL_PRICES.",
-        series
-            .iter()
-            .map(|s| Sample::new(labels(s, &[]), Value::Real(s.stats.cost_usd)))
-            .collect(),
     );
+    for s in series {
+        let labels = [
+            ("environment", s.environment.as_str()),
+            ("model", s.model.as_str()),
+        ];
+        t.sample("", &labels, Value::Real(s.stats.cost_usd));
+    }
     t.family(
         "bluegreen_forced_requests_total",
-        Kind::Counter,
+        "counter",
         "Requests a client forced to an environment with x-bluegreen-environment; never judged.",
-        [Environment::Blue, Environment::Green]
-            .map(|env| {
-                Sample::new(
-                    vec![("environment", env.as_str().to_string())],
-                    Value::Count(*forced.get(env)),
-                )
-            })
-            .into(),
     );
+    for env in [Environment::Blue, Environment::Green] {
+        let labels = [("environment", env.as_str())];
+        t.sample("", &labels, Value::Count(*forced.get(env)));
+    }
 }
 
 /// The gauges: the split, phase, step, verdict, evidence, sync and the last tick.
 fn gauges(t: &mut Text, snap: &Snapshot) {
     t.family(
         "bluegreen_green_traffic_ratio",
-        Kind::Gauge,
+        "gauge",
         "Share of traffic the split in force routes to green (green_percent / 100).",
-        gauge(Value::Real(snap.green_percent / 100.0)),
     );
+    t.sample("", &[], Value::Real(snap.green_percent / 100.0));
     t.family(
         "bluegreen_model_info",
-        Kind::Gauge,
+        "gauge",
         "The model each environment has in the split in force (always 1).",
-        [
-            (Environment::Blue, snap.blue_model),
-            (Environment::Green, snap.green_model),
-        ]
-        .map(|(env, model)| {
-            Sample::new(
-                vec![
-                    ("environment", env.as_str().to_string()),
-                    ("model", model.to_string()),
-                ],
-                Value::Count(1),
-            )
-        })
-        .into(),
     );
+    for (env, model) in [("blue", snap.blue_model), ("green", snap.green_model)] {
+        t.sample(
+            "",
+            &[("environment", env), ("model", model)],
+            Value::Count(1),
+        );
+    }
     t.family(
         "bluegreen_phase",
-        Kind::Gauge,
+        "gauge",
         "The rollout's phase: 1 for the phase it is in, 0 for the others.",
-        one_of("phase", &Phase::ALL, Phase::name, snap.phase),
     );
+    t.one_of("phase", &Phase::ALL.map(Phase::name), snap.phase.name());
     t.family(
         "bluegreen_step",
-        Kind::Gauge,
+        "gauge",
         "The current step (1-based) while a rollout is progressing or paused, 0 otherwise.",
-        gauge(Value::Count(snap.step.unwrap_or(0) as u64)),
     );
+    t.sample("", &[], Value::Count(snap.step.unwrap_or(0) as u64));
     if let Some(now) = snap.verdict {
         t.family(
             "bluegreen_verdict",
-            Kind::Gauge,
+            "gauge",
             "The latest verdict of the current or last rollout: 1 for its status, 0 for the others.",
-            one_of("status", &VerdictStatus::ALL, VerdictStatus::name, now),
+        );
+        t.one_of(
+            "status",
+            &VerdictStatus::ALL.map(VerdictStatus::name),
+            now.name(),
         );
     }
-    let evidence = |value: fn(&TestEvidence) -> f64| {
-        snap.evidence
-            .iter()
-            .map(|e| Sample::new(vec![("test", e.test.to_string())], Value::Real(value(e))))
-            .collect()
-    };
     t.family(
         "bluegreen_verdict_log_evidence",
-        Kind::Gauge,
+        "gauge",
         "Natural log of the sequential verdict's evidence against green, per test.",
-        evidence(|e| e.log_evidence),
     );
+    for e in &snap.evidence {
+        t.sample("", &[("test", e.test)], Value::Real(e.log_evidence));
+    }
     t.family(
         "bluegreen_verdict_log_rollback_level",
-        Kind::Gauge,
+        "gauge",
         "Natural log of the evidence at which a test rolls green back.",
-        evidence(|e| e.log_rollback_at),
     );
+    for e in &snap.evidence {
+        t.sample("", &[("test", e.test)], Value::Real(e.log_rollback_at));
+    }
     t.family(
         "bluegreen_routing_synced",
-        Kind::Gauge,
+        "gauge",
         "1 when the routing document in KV was last seen to hold the split in force.",
-        gauge(Value::Count(u64::from(snap.routing_synced))),
     );
+    t.sample("", &[], Value::Count(u64::from(snap.routing_synced)));
     t.family(
         "bluegreen_storage_problem",
-        Kind::Gauge,
+        "gauge",
         "1 while the stored rollout state cannot be read (see /admin/status).",
-        gauge(Value::Count(u64::from(snap.storage_problem))),
     );
+    t.sample("", &[], Value::Count(u64::from(snap.storage_problem)));
     t.family(
         "bluegreen_last_tick_timestamp_seconds",
-        Kind::Gauge,
+        "gauge",
         "When the controller last ticked, in unix seconds; 0 before its first tick.",
-        gauge(Value::Real(snap.last_tick_ms.unwrap_or(0) as f64 / 1000.0)),
     );
+    let last_tick = snap.last_tick_ms.unwrap_or(0) as f64 / 1000.0;
+    t.sample("", &[], Value::Real(last_tick));
 }
 
 #[cfg(test)]

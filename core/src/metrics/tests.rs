@@ -431,3 +431,27 @@ fn series_come_blue_first_then_by_model_whatever_their_order() {
         .collect();
     assert_eq!(order, ["a", "y", "z"]);
 }
+
+#[test]
+fn every_family_once_with_help_that_needs_no_escaping() {
+    let series = [
+        blue_only(),
+        series(Environment::Green, "g", EnvStats::default()),
+    ];
+    let mut snap = idle(&series);
+    snap.verdict = Some(VerdictStatus::Pass);
+    snap.evidence = vec![TestEvidence {
+        test: "errors",
+        log_evidence: -1.5,
+        log_rollback_at: 3.5,
+    }];
+    let text = render(&snap);
+    let help: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP ")).collect();
+    let kinds = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    assert_eq!((help.len(), kinds), (18, 18));
+    let mut names: Vec<&str> = help.iter().map(|l| l.split(' ').nth(2).unwrap()).collect();
+    names.dedup();
+    assert_eq!(names.len(), 18, "each family once, its samples together");
+    // HELP texts are written as they are: none holds a backslash to escape.
+    assert!(help.iter().all(|l| !l.contains('\\')));
+}
