@@ -98,11 +98,18 @@ test("a missing or wrong token is refused with a 401; promtool passes a scrape o
   const status = await waitForCount(stack.router, 40);
   await stack.router.tick();
 
-  const t0 = performance.now();
-  const res = await scrape(url);
-  const ms = performance.now() - t0;
-  assert.equal(res.status, 200);
-  t.diagnostic(`scrape: ${res.text.length} bytes in ${ms.toFixed(1)} ms`);
+  // What a scrape costs here, through Miniflare's proxy, the Worker and the controller (for
+  // the README; a figure, not a pass mark).
+  const times = [];
+  let res;
+  for (let i = 0; i < 21; i++) {
+    const t0 = performance.now();
+    res = await scrape(url);
+    times.push(performance.now() - t0);
+    assert.equal(res.status, 200);
+  }
+  times.sort((a, b) => a - b);
+  t.diagnostic(`scrape: ${res.text.length} bytes, median ${times[10].toFixed(1)} ms, max ${times[20].toFixed(1)} ms of 21`);
   const promtool = spawnSync("promtool", ["check", "metrics"], { input: res.text, encoding: "utf8" });
   assert.equal(promtool.error, undefined, "promtool runs (scripts/setup.sh --prometheus installs it)");
   assert.equal(promtool.status, 0, `promtool check metrics:\n${promtool.stdout}${promtool.stderr}`);
