@@ -8,7 +8,7 @@
 # Extra arguments go to wrangler dev, e.g. `npm run dev -- --var GREEN_PERCENT:30`.
 #
 # Locally the admin API's token is ADMIN_TOKEN from the environment, else `dev-admin-token`,
-# and the cron is played by a ticker that calls wrangler's /__scheduled every TICK_SECONDS
+# the metrics endpoint's METRICS_TOKEN, else `dev-metrics-token`, and the cron is played by a ticker that calls wrangler's /__scheduled every TICK_SECONDS
 # (default 60, as the deployed `* * * * *` trigger; wrangler dev runs no crons by itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,7 @@ if [ -z "${UPSTREAM_BASE_URL:-}" ]; then
   UPSTREAM_BASE_URL="http://127.0.0.1:$SIM_PORT/v1"
 fi
 ADMIN_TOKEN="${ADMIN_TOKEN:-dev-admin-token}"
+METRICS_TOKEN="${METRICS_TOKEN:-dev-metrics-token}"
 TICK_SECONDS="${TICK_SECONDS:-60}"
 node -e '
   const every = Number(process.argv[1]) * 1000;
@@ -29,7 +30,8 @@ node -e '
 ' "$TICK_SECONDS" &
 TICKER_PID=$!
 trap 'kill ${SIM_PID:-} $TICKER_PID 2>/dev/null || true' EXIT INT TERM
-echo "router: http://127.0.0.1:8787  upstream: $UPSTREAM_BASE_URL  admin token: $ADMIN_TOKEN  tick: every ${TICK_SECONDS}s" >&2
+echo "router: http://127.0.0.1:8787  upstream: $UPSTREAM_BASE_URL  admin token: $ADMIN_TOKEN  metrics token: $METRICS_TOKEN  tick: every ${TICK_SECONDS}s" >&2
 WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port 8787 \
   --persist-to .wrangler/state --test-scheduled \
-  --var "UPSTREAM_BASE_URL:$UPSTREAM_BASE_URL" --var "ADMIN_TOKEN:$ADMIN_TOKEN" "$@"
+  --var "UPSTREAM_BASE_URL:$UPSTREAM_BASE_URL" --var "ADMIN_TOKEN:$ADMIN_TOKEN" \
+  --var "METRICS_TOKEN:$METRICS_TOKEN" "$@"

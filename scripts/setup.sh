@@ -36,13 +36,40 @@ if [ ! -x node_modules/.bin/wrangler ] || [ ! -f node_modules/.package-lock.json
   say "installing npm tools (wrangler, workerd, miniflare, binaryen)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
-# `setup.sh --browser`: Debian's chromium too, for the dashboard's end-to-end test (Playwright
-# drives it; playwright-core itself comes from npm and downloads no browser).
-if [ "${1:-}" = --browser ] && ! command -v chromium >/dev/null 2>&1; then
-  say "installing Debian's chromium for the browser test (once; a minute or two)"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
-fi
+# Optional Debian packages for end-to-end tests, from apt, once each:
+#   --browser     chromium, for the dashboard's test (Playwright drives it; playwright-core
+#                 itself comes from npm and downloads no browser);
+#   --prometheus  prometheus (with promtool), for the metrics endpoint's test, which starts its
+#                 own server on 127.0.0.1: the package's service is kept from starting.
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+APT_UPDATED=""
+apt_install() { # apt_install PACKAGE WHY
+  say "installing Debian's $1 for $2 (once; a minute or two)"
+  if [ -z "$APT_UPDATED" ]; then
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+}
+for arg in "$@"; do
+  case "$arg" in
+    --browser)
+      command -v chromium >/dev/null 2>&1 || apt_install chromium "the browser test"
+      ;;
+    --prometheus)
+      if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+        # No service start during the install (policy-rc.d exit 101: "action forbidden"): the
+        # package would otherwise start a server on every interface, port 9090.
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+          printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+          $SUDO chmod +x /usr/sbin/policy-rc.d
+          trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+        fi
+        apt_install prometheus "the metrics test"
+      fi
+      ;;
+    *) echo "setup.sh: unknown option $arg (known: --browser, --prometheus)" >&2; exit 2 ;;
+  esac
+done
 say "tools ready"

@@ -2,6 +2,7 @@
 //! limit, draining a small body before a refusal, and building JSON answers. A leaf: it knows
 //! no route and makes no decision, and its refusals are the core's [`ApiError`].
 
+use bluegreen_core::auth::constant_time_eq;
 use bluegreen_core::error::ApiError;
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -10,6 +11,31 @@ use worker::{Headers, Request, Response};
 /// A request header's value, `None` when absent (or not readable as text).
 pub fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
+}
+
+/// Lets a request through a route's own bearer token: `disabled` (a 503 saying how to set it)
+/// while `token` is unset, `refused` (a 401) when the request's `Authorization: Bearer` is
+/// missing or wrong. The comparison takes the same time however much of the token matches; a
+/// refused request's small body is read first (see [`drain`]).
+pub async fn require_bearer(
+    req: &mut Request,
+    token: Option<&str>,
+    disabled: fn() -> ApiError,
+    refused: fn() -> ApiError,
+) -> Result<(), ApiError> {
+    let presented = header(req, "authorization").unwrap_or_default();
+    let presented = presented
+        .strip_prefix("Bearer ")
+        .or_else(|| presented.strip_prefix("bearer "))
+        .unwrap_or("")
+        .trim();
+    let refusal = match token {
+        None => disabled(),
+        Some(token) if !constant_time_eq(presented.as_bytes(), token.as_bytes()) => refused(),
+        Some(_) => return Ok(()),
+    };
+    drain(req).await;
+    Err(refusal)
 }
 
 /// Largest body [`drain`] reads before a refusal.
@@ -71,11 +97,11 @@ fn body_failed(e: &worker::Error) -> ApiError {
     ApiError::invalid_json(&format!("reading the request body failed: {e}"))
 }
 
-/// A JSON answer from text already serialized, with `extra` headers (constant names and
-/// ASCII values, so setting them cannot fail).
-pub fn json_text(status: u16, text: String, extra: &[(&str, &str)]) -> Response {
+/// An answer of `content_type` from `text`, with `extra` headers (constant names and ASCII
+/// values, so setting them cannot fail).
+pub fn text(status: u16, content_type: &str, text: String, extra: &[(&str, &str)]) -> Response {
     let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
+    let _ = headers.set("content-type", content_type);
     for (name, value) in extra {
         let _ = headers.set(name, value);
     }
@@ -83,6 +109,11 @@ pub fn json_text(status: u16, text: String, extra: &[(&str, &str)]) -> Response 
         .with_status(status)
         .with_headers(headers)
         .fixed(text.into_bytes())
+}
+
+/// A JSON answer from text already serialized, with `extra` headers.
+pub fn json_text(status: u16, text: String, extra: &[(&str, &str)]) -> Response {
+    self::text(status, "application/json", text, extra)
 }
 
 /// A JSON answer that no cache may keep (the admin API's).

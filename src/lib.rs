@@ -13,6 +13,7 @@ mod feedback;
 mod http;
 mod js;
 mod kv;
+mod metrics;
 mod proxy;
 mod recorder;
 mod retry;
@@ -74,6 +75,10 @@ async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<
         },
         "/dashboard" => match method {
             Method::Get | Method::Head => dashboard::page(),
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
+        },
+        "/metrics" => match method {
+            Method::Get => metrics::handle(req, env).await,
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
         },
         p if p == "/admin" || p.starts_with("/admin/") => admin::handle(req, env).await,

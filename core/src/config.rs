@@ -72,6 +72,9 @@ pub struct Config {
     pub auth: AuthMode,
     /// The bearer token of the admin API (`ADMIN_TOKEN`); the API is off without it.
     pub admin_token: Option<String>,
+    /// The bearer token of the metrics endpoint (`METRICS_TOKEN`); the endpoint is off
+    /// without it, so that a scraper never holds the admin token.
+    pub metrics_token: Option<String>,
     /// USD per million tokens by model (`MODEL_PRICES`), for the stats' cost estimate.
     pub prices: Prices,
     /// Where rollbacks, pauses and completions are POSTed (`ALERT_WEBHOOK_URL`).
@@ -313,6 +316,7 @@ impl Config {
                 as usize,
             auth,
             admin_token: vars.text("ADMIN_TOKEN"),
+            metrics_token: vars.text("METRICS_TOKEN"),
             prices,
             alert_webhook_url,
             environment_override,
@@ -480,6 +484,7 @@ mod tests {
         );
         assert_eq!(c.upstream_display(), "https://api.holysheep.ai/v1");
         assert_eq!(c.admin_token, None);
+        assert_eq!(c.metrics_token, None);
         assert_eq!(c.alert_webhook_url, None);
         assert_eq!(c.prices, Prices::default());
         assert!(c.environment_override);
@@ -519,6 +524,7 @@ mod tests {
             ("HOLYSHEEP_API_KEY", "sk-up"),
             ("ROUTER_API_KEYS", " k1, ,k2 "),
             ("ADMIN_TOKEN", "adm"),
+            ("METRICS_TOKEN", " scrape "),
             ("ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
             ("MODEL_PRICES", r#"{"a": {"input": 1, "output": 2}}"#),
             ("ENVIRONMENT_OVERRIDE", "Off"),
@@ -529,6 +535,7 @@ mod tests {
         assert!(!c.pass_through.allows("GET", "/v1/models"));
         assert!(!c.environment_override);
         assert_eq!(c.admin_token.as_deref(), Some("adm"));
+        assert_eq!(c.metrics_token.as_deref(), Some("scrape"));
         assert_eq!(
             c.alert_webhook_url.as_deref(),
             Some("http://127.0.0.1:9/hook")

@@ -296,6 +296,30 @@ impl ApiError {
         )
     }
 
+    /// `METRICS_TOKEN` is not set, so the metrics endpoint is off.
+    pub fn metrics_disabled() -> ApiError {
+        ApiError::new(
+            503,
+            "server_error",
+            "metrics_disabled",
+            "The metrics endpoint is off because METRICS_TOKEN is not set. Set it with `npx \
+             wrangler secret put METRICS_TOKEN` (locally: METRICS_TOKEN=... in .dev.vars) and \
+             have the scraper send `Authorization: Bearer <token>`."
+                .into(),
+        )
+    }
+
+    /// The metrics token is missing or wrong.
+    pub fn metrics_unauthorized() -> ApiError {
+        ApiError::new(
+            401,
+            "invalid_request_error",
+            "invalid_metrics_token",
+            "Missing or invalid metrics token: send `Authorization: Bearer <METRICS_TOKEN>`."
+                .into(),
+        )
+    }
+
     /// Something inside the router failed; a bug, not the client's or the upstream's fault.
     pub fn internal(detail: &str) -> ApiError {
         ApiError::new(

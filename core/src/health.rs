@@ -196,6 +196,24 @@ pub enum VerdictStatus {
     Inconclusive,
 }
 
+impl VerdictStatus {
+    /// Every status.
+    pub const ALL: [VerdictStatus; 3] = [
+        VerdictStatus::Pass,
+        VerdictStatus::Fail,
+        VerdictStatus::Inconclusive,
+    ];
+
+    /// The name used in JSON and the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            VerdictStatus::Pass => "pass",
+            VerdictStatus::Fail => "fail",
+            VerdictStatus::Inconclusive => "inconclusive",
+        }
+    }
+}
+
 impl HealthPolicy {
     /// What the sequential test reads from the policy: `alpha` for the error test, a third of
     /// it for the latency and answer-defect tests each, half of it for the feedback test (whose

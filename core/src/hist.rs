@@ -43,6 +43,12 @@ fn bounds_of(b: u16) -> (u64, u64) {
     (low, low + (1 << shift) - 1)
 }
 
+/// True when a bucket begins at `ms`: no bucket holds values on both sides of it, so the count
+/// of values below it is exact.
+pub fn is_boundary(ms: u64) -> bool {
+    ms <= MAX_VALUE && bounds_of(bucket_of(ms)).0 == ms
+}
+
 /// Counts of latencies by bucket.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Histogram {
@@ -110,6 +116,32 @@ impl Histogram {
         }
         // Unreachable while `count` equals the sum of the buckets; answer the top bucket.
         self.counts.keys().next_back().map(|&b| bounds_of(b).1)
+    }
+
+    /// The sum of the recorded values, in milliseconds (saturating).
+    pub fn sum_ms(&self) -> u64 {
+        self.sum_ms
+    }
+
+    /// How many recorded values are below each of `edges_ms` (ascending): cumulative counts, as
+    /// a Prometheus histogram's buckets. Exact at an edge that is a bucket boundary
+    /// ([`is_boundary`]); a bucket straddling any other edge counts as above it.
+    pub fn counts_below(&self, edges_ms: &[u64]) -> Vec<u64> {
+        let mut buckets = self.counts.iter().peekable();
+        let mut below = 0u64;
+        edges_ms
+            .iter()
+            .map(|&edge| {
+                while let Some((&b, &n)) = buckets.peek() {
+                    if bounds_of(b).1 >= edge {
+                        break;
+                    }
+                    below = below.saturating_add(n);
+                    buckets.next();
+                }
+                below
+            })
+            .collect()
     }
 
     /// How many recorded values are above `ms`, counting a bucket that straddles `ms` as above
@@ -269,6 +301,29 @@ mod tests {
         sorted.sort_unstable();
         let (got, want) = (ha.quantile_ms(0.95).unwrap(), exact(&sorted, 0.95));
         assert!(got.abs_diff(want) <= want / 64 + 1);
+    }
+
+    #[test]
+    fn counts_below_a_boundary_are_exact() {
+        // Boundaries: every value below 64, then every 2nd to 128, every 4th to 256, ...
+        assert!([0, 31, 63, 64, 66, 100, 128, 200, 1600, 409_600].map(is_boundary) == [true; 10]);
+        assert!(![65, 101, 130, 250, 1000].into_iter().any(is_boundary));
+        let vals = values(4, 5000);
+        let mut h = Histogram::default();
+        vals.iter().for_each(|&v| h.record(v));
+        let edges = [10, 100, 1600, 25_600];
+        let got = h.counts_below(&edges);
+        let want: Vec<u64> = edges
+            .iter()
+            .map(|&e| vals.iter().filter(|&&v| v < e).count() as u64)
+            .collect();
+        assert_eq!(got, want);
+        // 1000 is not a boundary: [992, 1007] straddles it and counts above.
+        let mut h = Histogram::default();
+        h.record(999);
+        h.record(1003);
+        assert_eq!(h.counts_below(&[992, 1000, 1008]), [0, 0, 2]);
+        assert_eq!(h.sum_ms(), 2002);
     }
 
     #[test]

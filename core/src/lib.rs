@@ -18,6 +18,8 @@ pub mod headers;
 pub mod health;
 pub mod hist;
 pub mod idle;
+pub mod lifetime;
+pub mod metrics;
 pub mod model;
 pub mod openai;
 pub mod outbox;

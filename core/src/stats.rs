@@ -21,6 +21,69 @@ use crate::openai::Usage;
 use crate::outcome::{Outcome, StatusClass};
 use crate::split::Basis;
 
+/// An upstream failure's class: one counter of [`ErrorCounts`] each. [`ErrorClass::ALL`] is the
+/// one list that everything iterating the classes reads (totals, merges, metrics), so a class
+/// added here appears everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// 5xx answers.
+    ServerError,
+    /// 429 answers.
+    RateLimited,
+    /// No response headers within the first-byte timeout.
+    Timeout,
+    /// The upstream could not be reached.
+    Connection,
+    /// 404 or 408: the upstream refused or gave up on the request.
+    UpstreamOther,
+    /// A stream that failed after it began.
+    Interrupted,
+    /// A stream that failed before its first event.
+    StreamError,
+}
+
+impl ErrorClass {
+    /// Every class, in the order the status shows them.
+    pub const ALL: [ErrorClass; 7] = [
+        ErrorClass::ServerError,
+        ErrorClass::RateLimited,
+        ErrorClass::Timeout,
+        ErrorClass::Connection,
+        ErrorClass::UpstreamOther,
+        ErrorClass::Interrupted,
+        ErrorClass::StreamError,
+    ];
+
+    /// The class's name: its field in [`ErrorCounts`]' JSON, and its label in the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::ServerError => "server_error",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Connection => "connection",
+            ErrorClass::UpstreamOther => "upstream_other",
+            ErrorClass::Interrupted => "interrupted",
+            ErrorClass::StreamError => "stream_error",
+        }
+    }
+
+    /// The failure class of an attempt that ended as `class`, `interrupted` when its stream
+    /// broke after it began; `None` for an answer that is not the upstream's failure (a
+    /// success, or the client's own error).
+    pub fn of(class: StatusClass, interrupted: bool) -> Option<ErrorClass> {
+        match class {
+            StatusClass::ServerError => Some(ErrorClass::ServerError),
+            StatusClass::RateLimited => Some(ErrorClass::RateLimited),
+            StatusClass::Timeout => Some(ErrorClass::Timeout),
+            StatusClass::Connect => Some(ErrorClass::Connection),
+            StatusClass::UpstreamError => Some(ErrorClass::UpstreamOther),
+            StatusClass::StreamError => Some(ErrorClass::StreamError),
+            StatusClass::Ok if interrupted => Some(ErrorClass::Interrupted),
+            StatusClass::Ok | StatusClass::ClientError => None,
+        }
+    }
+}
+
 /// Upstream failures by class. Every one counts against the environment's error rate.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -45,33 +108,55 @@ pub struct ErrorCounts {
 }
 
 impl ErrorCounts {
+    /// The count of one class.
+    pub fn get(&self, c: ErrorClass) -> u64 {
+        match c {
+            ErrorClass::ServerError => self.server_error,
+            ErrorClass::RateLimited => self.rate_limited,
+            ErrorClass::Timeout => self.timeout,
+            ErrorClass::Connection => self.connection,
+            ErrorClass::UpstreamOther => self.upstream_other,
+            ErrorClass::Interrupted => self.interrupted,
+            ErrorClass::StreamError => self.stream_error,
+        }
+    }
+
+    fn slot_mut(&mut self, c: ErrorClass) -> &mut u64 {
+        match c {
+            ErrorClass::ServerError => &mut self.server_error,
+            ErrorClass::RateLimited => &mut self.rate_limited,
+            ErrorClass::Timeout => &mut self.timeout,
+            ErrorClass::Connection => &mut self.connection,
+            ErrorClass::UpstreamOther => &mut self.upstream_other,
+            ErrorClass::Interrupted => &mut self.interrupted,
+            ErrorClass::StreamError => &mut self.stream_error,
+        }
+    }
+
+    /// Counts one failure of class `c`.
+    pub fn add(&mut self, c: ErrorClass) {
+        let slot = self.slot_mut(c);
+        *slot = slot.saturating_add(1);
+    }
+
     /// All failures.
     pub fn total(&self) -> u64 {
-        [
-            self.server_error,
-            self.rate_limited,
-            self.timeout,
-            self.connection,
-            self.upstream_other,
-            self.interrupted,
-            self.stream_error,
-        ]
-        .into_iter()
-        .fold(0u64, u64::saturating_add)
+        ErrorClass::ALL
+            .into_iter()
+            .map(|c| self.get(c))
+            .fold(0u64, u64::saturating_add)
+    }
+
+    /// True when every count is 0 (such counts are left out of stored documents).
+    pub fn is_zero(&self) -> bool {
+        ErrorClass::ALL.into_iter().all(|c| self.get(c) == 0)
     }
 
     fn merge(&mut self, o: &ErrorCounts) {
         // Counters saturate rather than wrap: a count can only ever be too low, never restart.
-        for (a, b) in [
-            (&mut self.server_error, o.server_error),
-            (&mut self.rate_limited, o.rate_limited),
-            (&mut self.timeout, o.timeout),
-            (&mut self.connection, o.connection),
-            (&mut self.upstream_other, o.upstream_other),
-            (&mut self.interrupted, o.interrupted),
-            (&mut self.stream_error, o.stream_error),
-        ] {
-            *a = a.saturating_add(b);
+        for c in ErrorClass::ALL {
+            let slot = self.slot_mut(c);
+            *slot = slot.saturating_add(o.get(c));
         }
     }
 }
@@ -169,6 +254,10 @@ pub struct EnvStats {
     pub client_errors: u64,
     /// Green requests that blue served after green failed (always 0 for blue).
     pub fallbacks: u64,
+    /// The same fallbacks by the class of green's failure. Absent (all 0) in documents stored
+    /// before they were told apart, whose fallbacks are then unclassified.
+    #[serde(skip_serializing_if = "ErrorCounts::is_zero")]
+    pub fallbacks_by_class: ErrorCounts,
     /// Successful answers with a defect, by class.
     pub defects: DefectCounts,
     /// Feedback apps sent about its answers.
@@ -204,6 +293,7 @@ impl EnvStats {
         self.errors.merge(&o.errors);
         self.client_errors = self.client_errors.saturating_add(o.client_errors);
         self.fallbacks = self.fallbacks.saturating_add(o.fallbacks);
+        self.fallbacks_by_class.merge(&o.fallbacks_by_class);
         self.defects.merge(&o.defects);
         self.feedback.merge(&o.feedback);
         self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
@@ -219,6 +309,7 @@ impl EnvStats {
             requests: self.requests,
             errors: self.errors(),
             fallbacks: self.fallbacks,
+            fallbacks_by_class: self.fallbacks_by_class.clone(),
             error_rate: self.error_rate().map(|r| round(r, 6)),
             p50_ms: self.total.quantile_ms(0.50),
             p95_ms: self.total.quantile_ms(0.95),
@@ -264,6 +355,8 @@ pub struct Summary {
     pub requests: u64,
     pub errors: u64,
     pub fallbacks: u64,
+    /// Fallbacks by the class of green's failure.
+    pub fallbacks_by_class: ErrorCounts,
     pub error_rate: Option<f64>,
     pub p50_ms: Option<u64>,
     pub p95_ms: Option<u64>,
@@ -403,25 +496,24 @@ impl EnvStats {
     /// Adds one request's outcome. The caller picks the environment with
     /// [`routed_environment`].
     pub fn record(&mut self, o: &Outcome, prices: &Prices) {
-        self.requests += 1;
+        self.requests = self.requests.saturating_add(1);
         let class = match o.fallback {
             Some(reason) => StatusClass::of(reason.0),
             None => o.class,
         };
-        let e = &mut self.errors;
-        match class {
-            StatusClass::ServerError => e.server_error += 1,
-            StatusClass::RateLimited => e.rate_limited += 1,
-            StatusClass::Timeout => e.timeout += 1,
-            StatusClass::Connect => e.connection += 1,
-            StatusClass::UpstreamError => e.upstream_other += 1,
-            StatusClass::StreamError => e.stream_error += 1,
-            StatusClass::ClientError => self.client_errors += 1,
-            StatusClass::Ok if o.interrupted => e.interrupted += 1,
-            StatusClass::Ok => {}
+        match ErrorClass::of(class, o.interrupted) {
+            Some(c) => self.errors.add(c),
+            None if class == StatusClass::ClientError => {
+                self.client_errors = self.client_errors.saturating_add(1)
+            }
+            None => {}
         }
         if o.fallback.is_some() {
-            self.fallbacks += 1;
+            self.fallbacks = self.fallbacks.saturating_add(1);
+            // Green's failure, whatever became of blue's answer.
+            if let Some(c) = ErrorClass::of(class, false) {
+                self.fallbacks_by_class.add(c);
+            }
         }
         // Only the routed environment's own successful answers: a fallback's answer is blue's.
         if let (Some(d), None, StatusClass::Ok, false) =
@@ -580,8 +672,68 @@ mod tests {
         s.record(&o, &prices());
         assert_eq!((s.requests, s.errors(), s.fallbacks), (1, 1, 1));
         assert_eq!(s.errors.server_error, 1);
+        assert_eq!(s.fallbacks_by_class.server_error, 1);
         // Served by blue-m: 1000 × 0.5 + 500 × 2 = 1500 µUSD.
         assert!((s.cost_usd - 0.0015).abs() < 1e-12);
+    }
+
+    #[test]
+    fn every_error_class_is_listed_once_under_its_json_name() {
+        // Each class set alone serializes as exactly its own field: ALL names every field of
+        // ErrorCounts, so a class added later is in every total, merge and metric.
+        let fields = serde_json::to_value(ErrorCounts::default()).unwrap();
+        assert_eq!(fields.as_object().unwrap().len(), ErrorClass::ALL.len());
+        for c in ErrorClass::ALL {
+            let mut e = ErrorCounts::default();
+            e.add(c);
+            let v = serde_json::to_value(&e).unwrap();
+            assert_eq!(v[c.name()], 1, "{c:?}");
+            assert_eq!((e.total(), e.get(c), e.is_zero()), (1, 1, false));
+        }
+    }
+
+    #[test]
+    fn fallbacks_count_by_the_class_of_greens_failure() {
+        use crate::fallback::Attempt::{Connect, Status, Timeout};
+        let p = prices();
+        let mut s = EnvStats::default();
+        // (green's attempt, blue's answer class, blue's stream cut)
+        let cases = [
+            (Status(503), StatusClass::Ok, false),
+            (Status(500), StatusClass::Ok, true),
+            (Status(429), StatusClass::Ok, false),
+            (Status(404), StatusClass::ServerError, false),
+            (Timeout, StatusClass::Ok, false),
+            (Timeout, StatusClass::Ok, false),
+            (Connect, StatusClass::ClientError, false),
+        ];
+        for (attempt, class, interrupted) in cases {
+            let mut o = outcome(Environment::Blue, class);
+            o.fallback = Some(FallbackReason(attempt));
+            o.interrupted = interrupted;
+            s.record(&o, &p);
+        }
+        let by = &s.fallbacks_by_class;
+        let counts = [
+            by.server_error,
+            by.rate_limited,
+            by.timeout,
+            by.connection,
+            by.upstream_other,
+            by.interrupted,
+        ];
+        assert_eq!(counts, [2, 1, 2, 1, 1, 0]);
+        assert_eq!(
+            (s.fallbacks, by.total(), s.errors.clone()),
+            (7, 7, by.clone())
+        );
+        // Stored documents leave the field out while it is all zeros, and read it back.
+        let blue = EnvStats::default();
+        assert!(!serde_json::to_string(&blue)
+            .unwrap()
+            .contains("fallbacks_by_class"));
+        let back: EnvStats = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! but not in the step; requests routed before the rollout began count in no judged window.
 //! A transition's effects say which windows restart ([`Scopes::after`]); a tick judges the
 //! evaluation window, split by routing version, with blue's p95 over the rollout so far as the
-//! sequential test's latency reference ([`Scopes::tick`]).
+//! sequential test's latency reference ([`Scopes::tick`]). Beside the windows, the lifetime
+//! counters ([`Lifetime`]) count every batch entry and are never restarted.
 //! Stored as JSON in the controller's storage: a stored format (see `tests/stored_formats.rs`).
 
 use std::collections::BTreeMap;
@@ -16,7 +17,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::environment::Environment;
-use crate::rollout::{Command, Effect, Stratum};
+use crate::lifetime::Lifetime;
+use crate::rollout::{Command, Effect, State, Stratum};
 use crate::stats::{BatchEntry, EnvStats, Pair};
 
 /// Most routing versions one evaluation window keeps apart; beyond it the two oldest are
@@ -56,6 +58,11 @@ pub struct Scopes {
     /// split older than `rollout_version`): in the history, in no judged window.
     #[serde(default)]
     pub earlier_requests: u64,
+    /// Every request since this version first counted, by environment and model, never
+    /// restarted: what the metrics endpoint serves. Absent in windows stored before it was
+    /// kept, which then start it at zero.
+    #[serde(default)]
+    pub lifetime: Lifetime,
 }
 
 impl Scopes {
@@ -74,14 +81,17 @@ impl Scopes {
     }
 
     /// Adds a batch entry: forced requests to `forced` alone; the others by the version they
-    /// were routed under, `current` being the split in force. An entry without a version (an
+    /// were routed under, `state` being the one in force. An entry without a version (an
     /// isolate of an earlier release) or with one the controller has not written yet counts as
-    /// routed under `current`.
-    pub fn add_entry(&mut self, entry: &BatchEntry, current: u64) {
+    /// routed under the current one. Every entry counts in the lifetime counters too, routed
+    /// ones under the model their environment had in that version's split.
+    pub fn add_entry(&mut self, entry: &BatchEntry, state: &State) {
         if entry.forced {
             self.forced.get_mut(entry.env).merge(&entry.stats);
+            self.lifetime.add_forced(entry.env, entry.stats.requests);
             return;
         }
+        let current = state.version();
         let version = if current < self.rollout_version {
             // The state in force is older than these windows' rollout (replaced while it could
             // not be read): versions cannot be told apart, so everything is the step's.
@@ -89,6 +99,8 @@ impl Scopes {
         } else {
             entry.version.filter(|v| *v <= current).unwrap_or(current)
         };
+        let model = state.model_under(entry.env, version);
+        self.lifetime.add(entry.env, model, &entry.stats);
         self.add_routed(entry.env, &entry.stats, version);
     }
 
@@ -143,6 +155,8 @@ impl Scopes {
                     next = Scopes {
                         step_version: version,
                         rollout_version: version,
+                        // The lifetime counters outlive every rollout.
+                        lifetime: std::mem::take(&mut next.lifetime),
                         ..Scopes::default()
                     }
                 }
@@ -173,6 +187,19 @@ impl Scopes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::RoutingDoc;
+
+    /// An idle controller on blue model `b` and green model `g`, at routing version `version`.
+    fn at(version: u64) -> State {
+        State::initial(&RoutingDoc {
+            blue_model: "b".into(),
+            green_model: "g".into(),
+            green_percent: 0.0,
+            sticky: true,
+            version,
+            updated_at: None,
+        })
+    }
 
     fn one_request(ms: u64) -> EnvStats {
         let mut s = EnvStats {
@@ -226,9 +253,9 @@ mod tests {
                 ..EnvStats::default()
             },
         };
-        s.add_entry(&entry(Environment::Green, true, 200), 0);
-        s.add_entry(&entry(Environment::Green, false, 3), 0);
-        s.add_entry(&entry(Environment::Blue, false, 30), 0);
+        s.add_entry(&entry(Environment::Green, true, 200), &at(0));
+        s.add_entry(&entry(Environment::Green, false, 3), &at(0));
+        s.add_entry(&entry(Environment::Blue, false, 30), &at(0));
         // (window, step, rollout, forced) requests of green
         let green = |s: &Scopes| {
             (
@@ -313,20 +340,20 @@ mod tests {
         use Environment::{Blue, Green};
         // A rollout starts at version 5 (step 1, 10%); version 4 was the idle 0% split.
         let mut s = Scopes::default().after(&[Effect::ResetRollout], 5);
-        s.add_entry(&routed(Blue, 90, Some(5)), 5);
-        s.add_entry(&routed(Green, 10, Some(5)), 5);
+        s.add_entry(&routed(Blue, 90, Some(5)), &at(5));
+        s.add_entry(&routed(Green, 10, Some(5)), &at(5));
         // An isolate a minute behind still routes by the idle split: not the rollout's.
-        s.add_entry(&routed(Blue, 40, Some(4)), 5);
+        s.add_entry(&routed(Blue, 40, Some(4)), &at(5));
         assert_eq!(s.earlier_requests, 40);
         assert_eq!((s.rollout.blue.requests, s.step.blue.requests), (90, 90));
         assert_eq!(strata(&s), [(90, 10, true)]);
         // The tick judges it, and advances: step 2, 50%, version 6.
         s = s.after(&[Effect::ResetStep], 6);
         // Step 1's late batch, and step 2's first requests.
-        s.add_entry(&routed(Blue, 9, Some(5)), 6);
-        s.add_entry(&routed(Green, 1, Some(5)), 6);
-        s.add_entry(&routed(Blue, 50, Some(6)), 6);
-        s.add_entry(&routed(Green, 50, Some(6)), 6);
+        s.add_entry(&routed(Blue, 9, Some(5)), &at(6));
+        s.add_entry(&routed(Green, 1, Some(5)), &at(6));
+        s.add_entry(&routed(Blue, 50, Some(6)), &at(6));
+        s.add_entry(&routed(Green, 50, Some(6)), &at(6));
         // Step 1's requests are the rollout's, not step 2's, and are judged with their share.
         assert_eq!((s.step.blue.requests, s.step.green.requests), (50, 50));
         assert_eq!((s.window.blue.requests, s.window.green.requests), (50, 50));
@@ -337,8 +364,8 @@ mod tests {
         assert_eq!(strata(&s), [(9, 1, false), (50, 50, true)]);
         // Without a version (an isolate of an earlier release) or ahead of the controller:
         // taken as the split in force.
-        s.add_entry(&routed(Green, 7, None), 6);
-        s.add_entry(&routed(Green, 3, Some(99)), 6);
+        s.add_entry(&routed(Green, 7, None), &at(6));
+        s.add_entry(&routed(Green, 3, Some(99)), &at(6));
         assert_eq!(strata(&s), [(9, 1, false), (50, 60, true)]);
         // The window's verdict closes all of them.
         assert!(strata(&s.after(&[Effect::ResetWindow], 6)).is_empty());
@@ -371,5 +398,33 @@ mod tests {
         assert_eq!(s.by_version[&7].green.errors(), 2);
         // Nothing to adopt: nothing invented.
         assert!(Scopes::default().versioned(7).by_version.is_empty());
+    }
+
+    #[test]
+    fn lifetime_counters_count_every_entry_and_outlive_rollouts() {
+        use Environment::{Blue, Green};
+        let mut s = Scopes::default();
+        s.add_entry(&routed(Blue, 90, Some(3)), &at(3));
+        s.add_entry(&routed(Green, 10, Some(3)), &at(3));
+        let mut forced = routed(Green, 4, Some(3));
+        forced.forced = true;
+        s.add_entry(&forced, &at(3));
+        // A rollout starts at version 4; an isolate still on version 3 is not the rollout's,
+        // but it is the lifetime's.
+        s = s.after(&[Effect::ResetRollout, Effect::WriteSplit], 4);
+        s.add_entry(&routed(Blue, 5, Some(3)), &at(4));
+        s.add_entry(&routed(Blue, 20, Some(4)), &at(4));
+        assert_eq!((s.rollout.blue.requests, s.earlier_requests), (20, 5));
+        let series: Vec<(Environment, &str, u64)> = s
+            .lifetime
+            .series
+            .iter()
+            .map(|x| (x.environment, x.model.as_str(), x.stats.requests))
+            .collect();
+        assert_eq!(series, [(Green, "g", 10), (Blue, "b", 115)]);
+        assert_eq!(s.lifetime.forced.green, 4);
+        // Every restart keeps them.
+        let effects = [Effect::ResetWindow, Effect::ResetStep, Effect::ResetRollout];
+        assert_eq!(s.after(&effects, 5).lifetime, s.lifetime);
     }
 }

@@ -4,17 +4,23 @@
 //! phase, the events of two rollouts, an isolate's stats batch, the stats windows and a
 //! per-minute row); each test loads them with today's types, checks what the old document
 //! said, and checks that writing and reading again changes nothing. A shape that grew later has
-//! its fixtures under the name of what it added (`fixtures/stream-error/`), and these load too.
+//! its fixtures under the name of what it added (`fixtures/stream-error/`), and these load too. The fixtures under `fixtures/v2/` were
+//! written by the code just before stats told fallbacks apart by class and kept lifetime
+//! counters (commit 20ed3f0): the stats windows and an isolate's batch, with defects, forced
+//! requests, routing versions and fallbacks in them.
 
 use bluegreen_core::rollout::{Event, EventKind, Phase, State};
-use bluegreen_core::stats::{Batch, EnvStats};
+use bluegreen_core::stats::{Batch, EnvStats, ErrorCounts};
 use bluegreen_core::windows::Scopes;
 use bluegreen_core::Environment;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 fn fixture(name: &str) -> String {
-    fixture_in("v1", name)
+    match name.split_once('/') {
+        Some((dir, name)) => fixture_in(dir, name),
+        None => fixture_in("v1", name),
+    }
 }
 
 /// A fixture of the version that introduced something: `fixtures/<dir>/<name>.json`.
@@ -266,4 +272,43 @@ fn documents_with_overflowed_numbers_written_by_v1_load() {
     let scopes: Scopes = load("scopes-overflowed-cost");
     assert_eq!(scopes.rollout.green.cost_usd, 0.0);
     assert_eq!(scopes.rollout.green.requests, 300);
+}
+
+#[test]
+fn a_batch_written_before_fallbacks_had_classes_loads_with_them_unclassified() {
+    let batch: Batch = load("v2/batch");
+    // 41 blue and 10 green answers, 2 fallbacks, a refusal, a forced one, a client error.
+    assert_eq!(batch.requests(), 56);
+    let green: EnvStats = batch
+        .entries
+        .iter()
+        .filter(|e| e.env == Environment::Green && !e.forced)
+        .fold(EnvStats::default(), |mut s, e| {
+            s.merge(&e.stats);
+            s
+        });
+    // Two fallbacks (a 503 and a timeout), stored without their classes.
+    assert_eq!((green.fallbacks, green.errors.server_error), (2, 1));
+    assert_eq!(green.fallbacks_by_class, ErrorCounts::default());
+    assert_eq!(green.defects.refusal, 1);
+}
+
+#[test]
+fn stats_windows_written_before_lifetime_counters_load_and_start_them_at_zero() {
+    let scopes: Scopes = load("v2/scopes");
+    // What the previous version said: 41 blue requests routed under version 5, one under
+    // version 4 (before the rollout), 13 green (10 answers, 2 fallbacks, a refusal), 1 forced.
+    assert_eq!(scopes.rollout.blue.requests, 41);
+    assert_eq!(scopes.rollout.green.requests, 13);
+    assert_eq!(scopes.rollout.green.fallbacks, 2);
+    assert_eq!(scopes.rollout.green.defects.refusal, 1);
+    assert_eq!(
+        (scopes.earlier_requests, scopes.forced.green.requests),
+        (1, 1)
+    );
+    assert_eq!(scopes.by_version[&5].blue.requests, 41);
+    assert!(scopes.lifetime.series.is_empty());
+    assert_eq!(scopes.lifetime.requests(), 0);
+    let json = serde_json::to_string(&scopes).unwrap();
+    assert!(json.contains("\"lifetime\""), "written from now on");
 }

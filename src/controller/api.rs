@@ -6,6 +6,7 @@ use bluegreen_core::error::ApiError;
 use bluegreen_core::feedback::Feedback;
 use bluegreen_core::fields::{parse_body, Obj};
 use bluegreen_core::health::VerdictStatus;
+use bluegreen_core::metrics::{self, Snapshot};
 use bluegreen_core::rollout::{apply, Command, RolloutSpec};
 use bluegreen_core::stats::Batch;
 use bluegreen_core::status;
@@ -36,10 +37,13 @@ impl RolloutController {
         let text = req.text().await?;
         let batch: Batch =
             serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
-        let (mut scopes, current) = self.with_mem(|m| (m.scopes.clone(), m.state.version()));
-        for entry in &batch.entries {
-            scopes.add_entry(entry, current);
-        }
+        let scopes = self.with_mem(|m| {
+            let mut scopes = m.scopes.clone();
+            for entry in &batch.entries {
+                scopes.add_entry(entry, &m.state);
+            }
+            scopes
+        });
         let now = now_ms();
         if !self.store.ingest(&batch, &scopes, now)? {
             return Ok(http::json(200, &serde_json::json!({"duplicate": true}))?);
@@ -61,8 +65,11 @@ impl RolloutController {
             serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
         let now = now_ms();
         let entry = feedback.entry(now);
-        let (mut scopes, current) = self.with_mem(|m| (m.scopes.clone(), m.state.version()));
-        scopes.add_entry(&entry, current);
+        let scopes = self.with_mem(|m| {
+            let mut scopes = m.scopes.clone();
+            scopes.add_entry(&entry, &m.state);
+            scopes
+        });
         if !self.store.score(&feedback, &entry, &scopes)? {
             return Err(ApiError::duplicate_feedback().into());
         }
@@ -91,13 +98,15 @@ impl RolloutController {
             self.verify_routing(cfg, now).await?;
         }
         self.prune_if_due(now)?;
+        self.store.set_last_tick(now)?;
+        self.with_mem(|m| m.last_tick_ms = Some(now));
         let body = self.with_mem(|m| {
             serde_json::to_string(&Ticked {
                 phase: m.state.phase().name(),
                 green_percent: m.state.green_percent(),
                 verdict: m.state.verdict_status(),
                 effects,
-                routing_synced: m.kv_version == m.state.version() && m.routing_verified,
+                routing_synced: m.routing_synced(),
             })
         });
         Ok(Response::ok(
@@ -109,6 +118,28 @@ impl RolloutController {
     pub(super) async fn status(&self) -> Result<Response> {
         self.adopt_routing_while_unused().await;
         Ok(http::json(200, &self.status_at(now_ms()))?)
+    }
+
+    /// `GET /metrics` (the Worker checked the metrics token): the exposition text, built from
+    /// memory alone (no storage query), so a scrape costs the text's size in CPU and holds up
+    /// no tick or stats post for longer than that.
+    pub(super) fn metrics(&self) -> Response {
+        let text = self.with_mem(|m| {
+            let snap = Snapshot::of(
+                &m.state,
+                &m.scopes,
+                m.routing_synced(),
+                m.problem.is_some(),
+                m.last_tick_ms,
+            );
+            metrics::render(&snap)
+        });
+        http::text(
+            200,
+            metrics::CONTENT_TYPE,
+            text,
+            &[("cache-control", "no-store")],
+        )
     }
 
     /// `POST /admin/rollouts`.

@@ -9,8 +9,9 @@
 //! a few lines each.
 //!
 //! It answers the Worker only (see `crate::control`): `/internal/stats` (batches from
-//! isolates), `/internal/feedback` (verified scores), `/internal/tick` (cron) and `/admin/*`,
-//! which the Worker forwards after checking the admin token.
+//! isolates), `/internal/feedback` (verified scores), `/internal/tick` (cron), `/admin/*`,
+//! which the Worker forwards after checking the admin token, and `/metrics`, after checking the
+//! metrics token.
 
 mod alerts;
 mod api;
@@ -49,6 +50,15 @@ struct Memory {
     routing_verified: bool,
     /// When old rows were last pruned.
     pruned_at_ms: u64,
+    /// When the last tick ran; `None` before the first.
+    last_tick_ms: Option<u64>,
+}
+
+impl Memory {
+    /// The latest split was written to KV and last seen there.
+    fn routing_synced(&self) -> bool {
+        self.kv_version == self.state.version() && self.routing_verified
+    }
 }
 
 /// The rollout controller Durable Object.
@@ -97,10 +107,11 @@ enum Route {
     History,
     Recover,
     Routing,
+    Metrics,
 }
 
 /// Every route, and the method it takes.
-const ROUTES: [(&str, Method, Route); 14] = [
+const ROUTES: [(&str, Method, Route); 15] = [
     (STATS_PATH, Method::Post, Route::Stats),
     (FEEDBACK_PATH, Method::Post, Route::Feedback),
     (TICK_PATH, Method::Post, Route::Tick),
@@ -115,6 +126,7 @@ const ROUTES: [(&str, Method, Route); 14] = [
     ("/admin/events", Method::Get, Route::Events),
     ("/admin/history", Method::Get, Route::History),
     ("/admin/recover", Method::Post, Route::Recover),
+    ("/metrics", Method::Get, Route::Metrics),
 ];
 
 /// The route for a request, or the 404/405 it gets.
@@ -177,6 +189,7 @@ impl RolloutController {
             Route::History => self.history(&req),
             Route::Recover => self.recover(&cfg).await,
             Route::Routing => self.own_routing(),
+            Route::Metrics => Ok(self.metrics()),
         }
     }
 
@@ -198,7 +211,7 @@ impl RolloutController {
     /// The status document at `now`.
     fn status_at(&self, now: u64) -> Status {
         self.with_mem(|m| {
-            let synced = m.kv_version == m.state.version() && m.routing_verified;
+            let synced = m.routing_synced();
             let mut status = status::status(&m.state, &m.scopes, synced, now);
             status.storage_problem = m
                 .problem

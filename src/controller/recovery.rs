@@ -64,6 +64,7 @@ impl RolloutController {
             state,
             problem,
             pruned_at_ms: 0,
+            last_tick_ms: loaded.last_tick_ms,
         })
     }
 

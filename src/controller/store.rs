@@ -1,10 +1,11 @@
 //! The controller's SQLite storage: the only file with SQL in it.
 //!
-//! Tables: `meta` (the rollout state, the stats windows and the routing version last written
-//! to KV, as JSON text under fixed keys), `minutes` (per-minute stats per environment, kept 25
-//! hours), `events` (the event log, the last 10 000), `batches` (stats batch ids seen in the
-//! last hour, so a retried batch counts once) and `scored` (request ids that got feedback, kept
-//! as long as an id takes feedback, so that each answer is scored once). Every change that must land together is made in
+//! Tables: `meta` (the rollout state, the stats windows, the routing version last written to
+//! KV and the time of the last tick, as JSON text under fixed keys), `minutes` (per-minute stats
+//! per environment, kept 25 hours), `events` (the event log, the last 10 000), `batches` (stats
+//! batch ids seen in the last hour, so a retried batch counts once) and `scored` (request ids
+//! that got feedback, kept as long as an id takes feedback, so that each answer is scored
+//! once). Every change that must land together is made in
 //! one storage transaction. The documents are stored formats: a new version must read what an
 //! older one wrote (`core/tests/stored_formats.rs`).
 
@@ -81,6 +82,8 @@ pub struct Loaded {
     pub state: Stored<State>,
     pub scopes: Stored<Scopes>,
     pub kv_version: Option<u64>,
+    /// When the last tick ran (unix ms); `None` before the first.
+    pub last_tick_ms: Option<u64>,
 }
 
 /// The Durable Object's storage.
@@ -121,6 +124,7 @@ impl Store {
             state: parse(self.meta_get("state")?),
             scopes: parse(self.meta_get("scopes")?),
             kv_version: self.meta_get("kv_version")?.and_then(|v| v.parse().ok()),
+            last_tick_ms: self.meta_get("last_tick_ms")?.and_then(|v| v.parse().ok()),
         })
     }
 }
@@ -245,6 +249,11 @@ impl Store {
     /// Records the routing version last written to KV.
     pub fn set_kv_version(&self, version: u64) -> Result<()> {
         self.meta_put("kv_version", version.to_string())
+    }
+
+    /// Records when the last tick ran.
+    pub fn set_last_tick(&self, at_ms: u64) -> Result<()> {
+        self.meta_put("last_tick_ms", at_ms.to_string())
     }
 
     /// Adds a batch to its minutes and stores the windows that include it, with the batch id,

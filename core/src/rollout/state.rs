@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Step;
+use crate::environment::Environment;
 use crate::health::{HealthPolicy, Verdict, VerdictStatus};
 use crate::routing::RoutingDoc;
 use crate::sequential::Evidence;
@@ -29,6 +30,15 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in the order a rollout meets them.
+    pub const ALL: [Phase; 5] = [
+        Phase::Idle,
+        Phase::Progressing,
+        Phase::Paused,
+        Phase::Completed,
+        Phase::RolledBack,
+    ];
+
     /// The name used in JSON and messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -311,6 +321,24 @@ impl State {
     /// The current step (1-based) while a rollout is active.
     pub fn step_number(&self) -> Option<usize> {
         self.active().map(|r| r.step_index + 1)
+    }
+
+    /// The model `env` had in the split routing version `version` stood for, as far as this
+    /// state knows: before the last rollout completed (a version below the completion's), that
+    /// rollout's models, since completing moved green into blue; the split's own otherwise. A
+    /// split older than the current rollout is taken as having the rollout's starting models:
+    /// exact for blue, and green served nothing from the 0% split a rollout starts after.
+    pub fn model_under(&self, env: Environment, version: u64) -> &str {
+        let (blue, green) = match &self.stage {
+            Stage::Completed(e) if version < self.split.version => {
+                (&e.rollout.blue_model, &e.rollout.green_model)
+            }
+            _ => (&self.split.blue_model, &self.split.green_model),
+        };
+        match env {
+            Environment::Blue => blue,
+            Environment::Green => green,
+        }
     }
 
     /// The routing document that puts this state into force.

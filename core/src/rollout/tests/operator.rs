@@ -196,3 +196,31 @@ fn refusals_answer_409_and_400() {
         (400, Some("green_percent"))
     );
 }
+
+#[test]
+fn a_version_names_the_models_its_split_sent_requests_to() {
+    use crate::environment::Environment::{Blue, Green};
+    let idle = State::initial(&routing());
+    assert_eq!(
+        (idle.model_under(Blue, 7), idle.model_under(Green, 7)),
+        ("blue-m", "old-green")
+    );
+    let s = started(&[(10.0, 60), (50.0, 60)]);
+    let v = s.version();
+    // The rollout's split, and the idle split before it (green served nothing there).
+    for version in [v, v - 1] {
+        assert_eq!(s.model_under(Blue, version), "blue-m");
+        assert_eq!(s.model_under(Green, version), "green-m");
+    }
+    // A completion moves green into blue: requests routed before it went to the old blue.
+    let done = apply(&s, Command::Promote, 1).unwrap().state;
+    let end = done.version();
+    assert_eq!(end, v + 1);
+    assert_eq!(done.model_under(Blue, end), "green-m");
+    assert_eq!(done.model_under(Blue, v), "blue-m");
+    assert_eq!(done.model_under(Green, v), "green-m");
+    // A rollback changes no model.
+    let back = apply(&s, Command::Rollback, 1).unwrap().state;
+    assert_eq!(back.model_under(Blue, back.version()), "blue-m");
+    assert_eq!(back.model_under(Green, v), "green-m");
+}

@@ -1,0 +1,123 @@
+//! The controller's lifetime counters: every request it has counted since this version first
+//! ran, by the environment it was routed to and that environment's model, never restarted (not
+//! by a new rollout, a completion or a rollback). The metrics endpoint exposes them as
+//! Prometheus counters, which must only grow; the stats windows ([`crate::windows`]) restart
+//! with each rollout and so cannot serve as counters.
+//!
+//! The number of (environment, model) series is bounded by [`MAX_SERIES`]: past it the one
+//! counted least recently is dropped (its counters leave the exposition, which Prometheus takes
+//! as a series ending, not as a counter going down). With two series in force at any time that
+//! keeps the last few rollouts' models. Stored inside the stats windows, a stored format.
+
+use serde::{Deserialize, Serialize};
+
+use crate::environment::Environment;
+use crate::stats::{EnvStats, Pair};
+
+/// Most (environment, model) series kept: the two in force and the last three rollouts' others.
+pub const MAX_SERIES: usize = 8;
+
+/// One environment and model's requests over the controller's life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// The environment the requests were routed to.
+    pub environment: Environment,
+    /// The model that environment had in the split they were routed under.
+    pub model: String,
+    /// Their stats, merged since the series began.
+    pub stats: EnvStats,
+}
+
+/// The counters that only grow.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Lifetime {
+    /// Routed requests by environment and model, the one counted least recently first.
+    pub series: Vec<Series>,
+    /// Requests a client forced to an environment (never judged), by environment.
+    pub forced: Pair<u64>,
+}
+
+impl Lifetime {
+    /// Adds routed requests of `env` on `model`.
+    pub fn add(&mut self, env: Environment, model: &str, stats: &EnvStats) {
+        let found = self
+            .series
+            .iter()
+            .position(|s| s.environment == env && s.model == model);
+        let mut series = match found {
+            Some(i) => self.series.remove(i),
+            None => Series {
+                environment: env,
+                model: model.to_string(),
+                stats: EnvStats::default(),
+            },
+        };
+        series.stats.merge(stats);
+        // Most recently counted last, so that the first is the one to drop.
+        self.series.push(series);
+        if self.series.len() > MAX_SERIES {
+            self.series.remove(0);
+        }
+    }
+
+    /// Adds `requests` a client forced to `env`.
+    pub fn add_forced(&mut self, env: Environment, requests: u64) {
+        let n = self.forced.get_mut(env);
+        *n = n.saturating_add(requests);
+    }
+
+    /// Routed requests over every series kept.
+    pub fn requests(&self) -> u64 {
+        self.series
+            .iter()
+            .map(|s| s.stats.requests)
+            .fold(0, u64::saturating_add)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Environment::{Blue, Green};
+
+    fn requests(n: u64) -> EnvStats {
+        EnvStats {
+            requests: n,
+            ..EnvStats::default()
+        }
+    }
+
+    #[test]
+    fn series_merge_by_environment_and_model() {
+        let mut l = Lifetime::default();
+        l.add(Blue, "b", &requests(3));
+        l.add(Green, "g", &requests(1));
+        l.add(Blue, "b", &requests(4));
+        l.add(Blue, "g", &requests(2));
+        l.add_forced(Green, 5);
+        let seen: Vec<(Environment, &str, u64)> = l
+            .series
+            .iter()
+            .map(|s| (s.environment, s.model.as_str(), s.stats.requests))
+            .collect();
+        // Most recently counted last.
+        assert_eq!(seen, [(Green, "g", 1), (Blue, "b", 7), (Blue, "g", 2)]);
+        assert_eq!((l.requests(), l.forced.green, l.forced.blue), (10, 5, 0));
+    }
+
+    #[test]
+    fn the_series_counted_least_recently_goes_first() {
+        let mut l = Lifetime::default();
+        l.add(Blue, "in-force", &requests(1));
+        for i in 0..MAX_SERIES {
+            l.add(Green, &format!("m{i}"), &requests(1));
+            // The model in force keeps counting, so it is never the one dropped.
+            l.add(Blue, "in-force", &requests(1));
+        }
+        assert_eq!(l.series.len(), MAX_SERIES);
+        assert!(l.series.iter().all(|s| s.model != "m0"));
+        let kept = l.series.iter().find(|s| s.model == "in-force").unwrap();
+        assert_eq!(kept.stats.requests, 1 + MAX_SERIES as u64);
+    }
+}

@@ -1,0 +1,478 @@
+//! The metrics endpoint's body: the controller's numbers in Prometheus' text exposition format
+//! (version 0.0.4), built from plain values. The shell authorizes the scrape and serves the
+//! text; nothing here reads a clock, storage or the network.
+//!
+//! Counters come from the lifetime counters ([`crate::lifetime`]), which only grow for the life
+//! of the deployment, labelled by `environment` and `model`. Latency and time to first byte are
+//! Prometheus histograms whose `le` edges ([`LE_MS`]) are bucket boundaries of the controller's
+//! own log-linear histograms ([`crate::hist`]), so every cumulative count is exact, not
+//! interpolated. Times are recorded in whole milliseconds, and a recorded `v` stands for
+//! `[v, v+1)` ms: the bucket `le="0.1"` counts the requests recorded at 99 ms or less. Gauges
+//! describe the rollout now: the split, the phase, the step, the latest verdict and its
+//! evidence (as natural logs, like the status), the routing document's sync and the last tick.
+//!
+//! Every sample is finite (a value that is not is left out), label values are escaped as the
+//! format asks (a model name may hold quotes or backslashes), and a family with no sample is
+//! left out whole. The text grows with the number of lifetime series, which is bounded
+//! ([`crate::lifetime::MAX_SERIES`]): a scrape's cost is bounded too.
+
+use std::fmt::Write;
+
+use crate::defects::Defect;
+use crate::environment::Environment;
+use crate::health::VerdictStatus;
+use crate::hist::Histogram;
+use crate::lifetime::Series;
+use crate::rollout::{Phase, State};
+use crate::stats::{EnvStats, ErrorClass, Pair};
+use crate::windows::Scopes;
+
+/// The content type of the body.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The histograms' `le` edges in milliseconds: 25 ms doubling to 409.6 s. Each is 50 × 2^k or
+/// 25 ms, a bucket boundary of [`crate::hist`] (50 × 2^k lies in the octave [32, 64) × 2^k,
+/// whose buckets are 2^k wide), so the counts below them are exact.
+pub const LE_MS: [u64; 15] = [
+    25, 50, 100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 51_200, 102_400, 204_800,
+    409_600,
+];
+
+/// One test of the sequential verdict's evidence, as logs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TestEvidence {
+    /// `errors`, `latency`, `defects` or `guard`.
+    pub test: &'static str,
+    /// Natural log of the likelihood ratio against green.
+    pub log_evidence: f64,
+    /// Natural log of the ratio at which green is rolled back.
+    pub log_rollback_at: f64,
+}
+
+/// Everything the endpoint shows, as plain values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot<'a> {
+    /// The lifetime counters' routed series, by environment and model.
+    pub series: &'a [Series],
+    /// Requests clients forced to an environment, over the same life.
+    pub forced: Pair<u64>,
+    /// The split in force.
+    pub blue_model: &'a str,
+    pub green_model: &'a str,
+    pub green_percent: f64,
+    pub phase: Phase,
+    /// The current step (1-based) while a rollout is progressing or paused.
+    pub step: Option<usize>,
+    /// The latest verdict of the current (or last) rollout.
+    pub verdict: Option<VerdictStatus>,
+    /// Its sequential evidence; empty for the threshold method or before a verdict.
+    pub evidence: Vec<TestEvidence>,
+    /// The routing document in KV holds the split in force (as in the status).
+    pub routing_synced: bool,
+    /// The stored rollout state cannot be read (the status's `storage_problem`).
+    pub storage_problem: bool,
+    /// When the last tick ran, unix milliseconds; `None` before the first.
+    pub last_tick_ms: Option<u64>,
+}
+
+impl<'a> Snapshot<'a> {
+    /// The controller's numbers now: its state, its windows' lifetime counters, and what the
+    /// shell knows beside them.
+    pub fn of(
+        state: &'a State,
+        scopes: &'a Scopes,
+        routing_synced: bool,
+        storage_problem: bool,
+        last_tick_ms: Option<u64>,
+    ) -> Snapshot<'a> {
+        let split = state.split();
+        let verdict = state.verdict().map(|v| &v.verdict);
+        let evidence = verdict
+            .and_then(|v| v.evidence.as_ref())
+            .map(|r| {
+                let mut tests = vec![("errors", &r.errors), ("latency", &r.latency)];
+                tests.extend(r.defects.as_ref().map(|d| ("defects", d)));
+                let mut out: Vec<TestEvidence> = tests
+                    .into_iter()
+                    .map(|(test, t)| TestEvidence {
+                        test,
+                        log_evidence: t.log_evidence,
+                        log_rollback_at: t.rollback_at.ln(),
+                    })
+                    .collect();
+                out.push(TestEvidence {
+                    test: "guard",
+                    log_evidence: r.guard_log_evidence,
+                    log_rollback_at: r.guard_rollback_at.ln(),
+                });
+                out
+            })
+            .unwrap_or_default();
+        Snapshot {
+            series: &scopes.lifetime.series,
+            forced: scopes.lifetime.forced.clone(),
+            blue_model: &split.blue_model,
+            green_model: &split.green_model,
+            green_percent: split.green_percent,
+            phase: state.phase(),
+            step: state.step_number(),
+            verdict: verdict.map(|v| v.status),
+            evidence,
+            routing_synced,
+            storage_problem,
+            last_tick_ms,
+        }
+    }
+}
+
+/// Escapes a label value: backslash, double quote and line feed.
+fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A float as the format reads it (Go's `ParseFloat`): whole numbers without a fraction, the
+/// rest in the shortest form that reads back the same (`0.0015`, `1e300`), written by the
+/// JSON serializer the worker already carries. `None` when not finite.
+fn real(x: f64) -> Option<String> {
+    if !x.is_finite() {
+        return None;
+    }
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        return Some((x as i64).to_string());
+    }
+    serde_json::to_string(&x).ok()
+}
+
+/// An `le` edge in seconds, from milliseconds, without float rounding: `0.025`, `1.6`.
+fn le_label(ms: u64) -> String {
+    let (s, frac) = (ms / 1000, ms % 1000);
+    if frac == 0 {
+        return s.to_string();
+    }
+    let digits = format!("{frac:03}");
+    format!("{s}.{}", digits.trim_end_matches('0'))
+}
+
+/// A sample's value: counts exactly, measurements as floats.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Count(u64),
+    Real(f64),
+}
+
+/// The exposition text, written family by family. Samples go straight into the text (a
+/// scrape builds no intermediate structure); a family left without samples is taken out again.
+struct Text {
+    out: String,
+    /// The family being written, where it began, and how many samples it has (1 while no
+    /// family is open, so that ending none takes nothing out).
+    name: &'static str,
+    start: usize,
+    samples: usize,
+}
+
+impl Text {
+    /// Ends the family being written (taking it out when it got no sample) and begins `name`
+    /// with its HELP and TYPE lines. `help` holds no backslash or line feed (a test checks).
+    fn family(&mut self, name: &'static str, kind: &str, help: &str) {
+        self.end();
+        self.name = name;
+        self.start = self.out.len();
+        self.samples = 0;
+        // Writing to a String cannot fail. (HELP texts are ours, with nothing to escape.)
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// Writes `name{suffix}{labels} value`; nothing for a value that is not finite.
+    fn sample(&mut self, suffix: &str, labels: &[(&str, &str)], value: Value) {
+        let value = match value {
+            Value::Count(n) => n.to_string(),
+            Value::Real(x) => match real(x) {
+                Some(v) => v,
+                None => return,
+            },
+        };
+        let out = &mut self.out;
+        out.push_str(self.name);
+        out.push_str(suffix);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+            }
+            out.push('}');
+        }
+        let _ = writeln!(out, " {value}");
+        self.samples += 1;
+    }
+
+    /// Ends the family being written, taking it out when it got no sample.
+    fn end(&mut self) {
+        if self.samples == 0 {
+            self.out.truncate(self.start);
+        }
+        self.samples = 1;
+    }
+}
+
+/// The counts of a series' stats that a per-series counter family shows, by label value.
+type Counts = fn(&EnvStats) -> Vec<(&'static str, u64)>;
+
+impl Text {
+    /// One sample per series and `(label value, count)` that `counts` gives.
+    fn per_series(&mut self, series: &[&Series], label: &str, counts: Counts) {
+        for s in series {
+            for (value, n) in counts(&s.stats) {
+                let labels = [
+                    ("environment", s.environment.as_str()),
+                    ("model", &s.model),
+                    (label, value),
+                ];
+                self.sample("", &labels, Value::Count(n));
+            }
+        }
+    }
+
+    /// A Prometheus histogram per series, from `hist(stats)`, in seconds.
+    fn histograms(&mut self, series: &[&Series], hist: fn(&EnvStats) -> &Histogram) {
+        for s in series {
+            let h = hist(&s.stats);
+            let env = s.environment.as_str();
+            let below = h.counts_below(&LE_MS);
+            let last = below.last().copied().unwrap_or(0);
+            for (ms, n) in LE_MS.iter().zip(below) {
+                let le = le_label(*ms);
+                let labels = [("environment", env), ("model", &s.model), ("le", &le)];
+                self.sample("_bucket", &labels, Value::Count(n));
+            }
+            let count = h.count().max(last);
+            let labels = [("environment", env), ("model", &s.model), ("le", "+Inf")];
+            self.sample("_bucket", &labels, Value::Count(count));
+            let labels = [("environment", env), ("model", s.model.as_str())];
+            self.sample("_sum", &labels, Value::Real(h.sum_ms() as f64 / 1000.0));
+            self.sample("_count", &labels, Value::Count(count));
+        }
+    }
+
+    /// A 0/1 gauge sample per name, 1 for `now`.
+    fn one_of(&mut self, label: &str, names: &[&str], now: &str) {
+        for name in names {
+            self.sample("", &[(label, name)], Value::Count(u64::from(*name == now)));
+        }
+    }
+}
+
+/// The exposition text for `snap`.
+pub fn render(snap: &Snapshot) -> String {
+    // Blue first, then by model: an insertion sort, as there are at most a few series (and
+    // the standard sorts would add kilobytes of wasm for this one ordering).
+    fn key(s: &Series) -> (bool, &str) {
+        (s.environment == Environment::Green, &s.model)
+    }
+    let mut series: Vec<&Series> = snap.series.iter().collect();
+    for i in 1..series.len() {
+        let mut j = i;
+        while j > 0 && key(series[j - 1]) > key(series[j]) {
+            series.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    let green: Vec<&Series> = series
+        .iter()
+        .copied()
+        .filter(|s| s.environment == Environment::Green)
+        .collect();
+    let mut t = Text {
+        out: String::with_capacity(4096 + 6000 * series.len()),
+        name: "",
+        start: 0,
+        samples: 1,
+    };
+    counters(&mut t, &series, &green, &snap.forced);
+    t.family(
+        "bluegreen_request_duration_seconds",
+        "histogram",
+        "Time from a request's arrival to the last byte of its answer, as the client saw it.",
+    );
+    t.histograms(&series, |s| &s.total);
+    t.family(
+        "bluegreen_time_to_first_byte_seconds",
+        "histogram",
+        "Time from a request's arrival to the serving answer's response headers.",
+    );
+    t.histograms(&series, |s| &s.first_byte);
+    gauges(&mut t, snap);
+    t.end();
+    t.out
+}
+
+/// The counters: requests by outcome class, fallbacks by reason, defects, tokens, cost.
+fn counters(t: &mut Text, series: &[&Series], green: &[&Series], forced: &Pair<u64>) {
+    t.family(
+        "bluegreen_requests_total",
+        "counter",
+        "Requests routed to an environment, by how they ended: ok, client_error, or the class \
+         of the upstream failure that counts against the environment.",
+    );
+    t.per_series(series, "class", |s| {
+        let failed = s.errors.total().saturating_add(s.client_errors);
+        let mut v = vec![
+            ("ok", s.requests.saturating_sub(failed)),
+            ("client_error", s.client_errors),
+        ];
+        v.extend(ErrorClass::ALL.map(|c| (c.name(), s.errors.get(c))));
+        v
+    });
+    t.family(
+        "bluegreen_fallbacks_total",
+        "counter",
+        "Green requests that blue served after green failed, by the class of green's failure \
+         (unclassified: counted by a version that did not tell them apart).",
+    );
+    t.per_series(green, "reason", |s| {
+        let mut v: Vec<(&'static str, u64)> = ErrorClass::ALL
+            .map(|c| (c.name(), s.fallbacks_by_class.get(c)))
+            .into();
+        let unclassified = s.fallbacks.saturating_sub(s.fallbacks_by_class.total());
+        if unclassified > 0 {
+            v.push(("unclassified", unclassified));
+        }
+        v
+    });
+    t.family(
+        "bluegreen_defects_total",
+        "counter",
+        "Successful answers the app cannot use, by class.",
+    );
+    t.per_series(series, "class", |s| {
+        Defect::ALL.map(|d| (d.name(), s.defects.get(d))).into()
+    });
+    t.family(
+        "bluegreen_tokens_total",
+        "counter",
+        "Tokens reported by the upstream, by kind.",
+    );
+    t.per_series(series, "kind", |s| {
+        vec![
+            ("prompt", s.prompt_tokens),
+            ("completion", s.completion_tokens),
+        ]
+    });
+    t.family(
+        "bluegreen_cost_usd_total",
+        "counter",
+        "Estimated spend in US dollars, from MODEL_PRICES.",
+    );
+    for s in series {
+        let labels = [
+            ("environment", s.environment.as_str()),
+            ("model", s.model.as_str()),
+        ];
+        t.sample("", &labels, Value::Real(s.stats.cost_usd));
+    }
+    t.family(
+        "bluegreen_forced_requests_total",
+        "counter",
+        "Requests a client forced to an environment with x-bluegreen-environment; never judged.",
+    );
+    for env in [Environment::Blue, Environment::Green] {
+        let labels = [("environment", env.as_str())];
+        t.sample("", &labels, Value::Count(*forced.get(env)));
+    }
+}
+
+/// The gauges: the split, phase, step, verdict, evidence, sync and the last tick.
+fn gauges(t: &mut Text, snap: &Snapshot) {
+    t.family(
+        "bluegreen_green_traffic_ratio",
+        "gauge",
+        "Share of traffic the split in force routes to green (green_percent / 100).",
+    );
+    t.sample("", &[], Value::Real(snap.green_percent / 100.0));
+    t.family(
+        "bluegreen_model_info",
+        "gauge",
+        "The model each environment has in the split in force (always 1).",
+    );
+    for (env, model) in [("blue", snap.blue_model), ("green", snap.green_model)] {
+        t.sample(
+            "",
+            &[("environment", env), ("model", model)],
+            Value::Count(1),
+        );
+    }
+    t.family(
+        "bluegreen_phase",
+        "gauge",
+        "The rollout's phase: 1 for the phase it is in, 0 for the others.",
+    );
+    t.one_of("phase", &Phase::ALL.map(Phase::name), snap.phase.name());
+    t.family(
+        "bluegreen_step",
+        "gauge",
+        "The current step (1-based) while a rollout is progressing or paused, 0 otherwise.",
+    );
+    t.sample("", &[], Value::Count(snap.step.unwrap_or(0) as u64));
+    if let Some(now) = snap.verdict {
+        t.family(
+            "bluegreen_verdict",
+            "gauge",
+            "The latest verdict of the current or last rollout: 1 for its status, 0 for the others.",
+        );
+        t.one_of(
+            "status",
+            &VerdictStatus::ALL.map(VerdictStatus::name),
+            now.name(),
+        );
+    }
+    t.family(
+        "bluegreen_verdict_log_evidence",
+        "gauge",
+        "Natural log of the sequential verdict's evidence against green, per test.",
+    );
+    for e in &snap.evidence {
+        t.sample("", &[("test", e.test)], Value::Real(e.log_evidence));
+    }
+    t.family(
+        "bluegreen_verdict_log_rollback_level",
+        "gauge",
+        "Natural log of the evidence at which a test rolls green back.",
+    );
+    for e in &snap.evidence {
+        t.sample("", &[("test", e.test)], Value::Real(e.log_rollback_at));
+    }
+    t.family(
+        "bluegreen_routing_synced",
+        "gauge",
+        "1 when the routing document in KV was last seen to hold the split in force.",
+    );
+    t.sample("", &[], Value::Count(u64::from(snap.routing_synced)));
+    t.family(
+        "bluegreen_storage_problem",
+        "gauge",
+        "1 while the stored rollout state cannot be read (see /admin/status).",
+    );
+    t.sample("", &[], Value::Count(u64::from(snap.storage_problem)));
+    t.family(
+        "bluegreen_last_tick_timestamp_seconds",
+        "gauge",
+        "When the controller last ticked, in unix seconds; 0 before its first tick.",
+    );
+    let last_tick = snap.last_tick_ms.unwrap_or(0) as f64 / 1000.0;
+    t.sample("", &[], Value::Real(last_tick));
+}
+
+#[cfg(test)]
+mod tests;
