@@ -230,7 +230,7 @@ test("actions that do not apply in the phase get 409, and a full operator sessio
   assert.equal(h.minutes.length, 5);
   for (const m of h.minutes) {
     for (const env of ["blue", "green"]) {
-      assert.deepEqual(Object.keys(m[env]).sort(), ["error_rate", "errors", "p95_ms", "requests"]);
+      assert.deepEqual(Object.keys(m[env]).sort(), ["defects", "error_rate", "errors", "feedback_negative", "feedback_scored", "p95_ms", "requests"]);
     }
   }
   assert.deepEqual(h.splits.map((s) => s.kind), ["started", "split_set", "resumed", "completed", "started", "rolled_back"]);
