@@ -14,8 +14,10 @@ use crate::runtime::now_ms;
 /// Handles one score.
 pub async fn score(mut req: Request, env: &Env, cfg: &Config) -> Result<Response> {
     // The chat route's client auth: a router key, or (pass-through mode) any bearer token.
-    cfg.auth
-        .authorize(header(&req, "authorization").as_deref())?;
+    if let Err(refusal) = cfg.auth.authorize(header(&req, "authorization").as_deref()) {
+        http::drain(&mut req).await;
+        return Err(refusal.into());
+    }
     let Some(key) = cfg.request_id_key.as_ref() else {
         http::drain(&mut req).await;
         return Err(ApiError::feedback_disabled().into());

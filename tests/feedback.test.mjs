@@ -6,7 +6,13 @@ import assert from "node:assert/strict";
 import { startStack, chat } from "./harness.mjs";
 
 const TOKEN = "test-admin-token";
-const VARS = { ADMIN_TOKEN: TOKEN, BLUE_MODEL: "blue-m", GREEN_MODEL: "unused-m", ROUTING_CACHE_SECONDS: "0" };
+const VARS = {
+  ADMIN_TOKEN: TOKEN,
+  FEEDBACK_SECRET: "test-feedback-secret-3f9a1c",
+  BLUE_MODEL: "blue-m",
+  GREEN_MODEL: "unused-m",
+  ROUTING_CACHE_SECONDS: "0",
+};
 
 async function score(router, body, headers = {}) {
   const res = await fetch(`${router.url}/v1/feedback`, {
@@ -41,7 +47,7 @@ test("a score counts once for the environment that answered, read from the id, n
 
   const down = await score(r, { request_id: ids.green[0], score: -1 });
   assert.equal(down.status, 200, JSON.stringify(down.body));
-  assert.deepEqual(down.body, { request_id: ids.green[0], environment: "green", negative: true, counted: true });
+  assert.deepEqual(down.body, { request_id: ids.green[0], environment: "green", negative: true, counted: true, judged: true });
   assert.equal((await score(r, { request_id: ids.green[1], score: 1 })).status, 200);
   assert.equal((await score(r, { request_id: ids.blue[0], score: 0 })).status, 200);
 
@@ -93,8 +99,11 @@ test("a forced request's score is counted apart; without a secret feedback is of
   const s = await r.status();
   assert.equal(s.stats.forced.green.feedback_negative, 1);
   assert.equal(s.stats.rollout.green.feedback_scored, 0);
+  const minute = (await r.admin("GET", "history?minutes=2")).body.minutes.at(-1);
+  assert.equal(minute.green.feedback_scored, 0, "a forced score stays out of the history too");
 
-  const open = await startStack({ BLUE_MODEL: "blue-m" });
+  // An admin token alone does not turn feedback on: the key comes from FEEDBACK_SECRET only.
+  const open = await startStack({ BLUE_MODEL: "blue-m", ADMIN_TOKEN: TOKEN });
   t.after(() => open.close());
   const plain = await chat(open.router.url);
   assert.match(plain.headers.get("x-bluegreen-request-id"), /^[0-9a-f]{32}$/);

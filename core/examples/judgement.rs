@@ -186,6 +186,7 @@ fn env_tick(rng: &mut SmallRng, mean: f64, r: &Rates) -> EnvStats {
     }
     s.errors.server_error = Binomial::new(n, error).expect("a rate").sample(rng);
     let answered = n - s.errors.server_error;
+    s.answers = answered;
     s.defects.invalid_json = Binomial::new(answered, defect).expect("a rate").sample(rng);
     if negative > 0.0 {
         s.feedback.scored = Binomial::new(answered, 1.0 / 3.0)

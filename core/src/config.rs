@@ -84,8 +84,9 @@ pub struct Config {
     pub environment_override: bool,
     /// The `/v1/*` calls besides chat that are forwarded upstream (`PASS_THROUGH`).
     pub pass_through: PassThrough,
-    /// The key that seals request ids, from `FEEDBACK_SECRET` or else `ADMIN_TOKEN`; without
-    /// either, ids are plain random and feedback is off.
+    /// The key that seals request ids, from `FEEDBACK_SECRET`; without it, ids are plain
+    /// random and feedback is off. (Not derived from `ADMIN_TOKEN`: every client sees ids and
+    /// their MACs, so a guessable token could be found offline.)
     pub request_id_key: Option<Key>,
     /// How long after a request its id takes feedback (`FEEDBACK_MAX_AGE_SECONDS`).
     pub feedback_max_age_ms: u64,
@@ -323,7 +324,6 @@ impl Config {
             pass_through,
             request_id_key: vars
                 .text("FEEDBACK_SECRET")
-                .or_else(|| vars.text("ADMIN_TOKEN"))
                 .map(|secret| Key::derive(&secret)),
             feedback_max_age_ms: vars.whole(
                 "FEEDBACK_MAX_AGE_SECONDS",
@@ -494,9 +494,9 @@ mod tests {
     }
 
     #[test]
-    fn the_request_id_key_comes_from_the_feedback_secret_or_the_admin_token() {
+    fn the_request_id_key_comes_from_the_feedback_secret_only() {
         let key = |vars: &[(&str, &str)]| config(vars).unwrap().request_id_key;
-        assert_eq!(key(&[("ADMIN_TOKEN", "adm")]), Some(Key::derive("adm")));
+        assert_eq!(key(&[("ADMIN_TOKEN", "adm")]), None);
         assert_eq!(
             key(&[("ADMIN_TOKEN", "adm"), ("FEEDBACK_SECRET", "fb")]),
             Some(Key::derive("fb"))

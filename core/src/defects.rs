@@ -23,6 +23,8 @@ use crate::openai::ChatRequest;
 pub const MAX_REASSEMBLED_BYTES: usize = 1 << 20;
 /// Choices (`n`) and tool calls per choice a stream is followed for; more are not checked.
 const MAX_TRACKED: usize = 16;
+/// Longest tool name (and call id) kept.
+const MAX_NAME_CHARS: usize = 256;
 
 /// Why a successful answer is unusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -80,6 +82,8 @@ pub struct Expectations {
     pub json: bool,
     /// Names of the tools (functions and custom tools) the request offered.
     pub tools: Vec<String>,
+    /// The request's `tools` or `functions` could not be read: any name counts as offered.
+    pub tools_unread: bool,
 }
 
 #[derive(Deserialize)]
@@ -108,22 +112,32 @@ impl Expectations {
         let json = parse("response_format")
             .and_then(|f| serde_json::from_str::<ResponseFormat>(f).ok())
             .is_some_and(|f| matches!(f.kind, Some("json_object" | "json_schema")));
-        let mut tools: Vec<String> = parse("tools")
-            .and_then(|t| serde_json::from_str::<Vec<Tool>>(t).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|t| t.function.or(t.custom)?.name)
-            .collect();
-        if let Some(functions) =
-            parse("functions").and_then(|f| serde_json::from_str::<Vec<Named>>(f).ok())
-        {
-            tools.extend(functions.into_iter().filter_map(|f| f.name));
+        let mut tools_unread = false;
+        let mut tools: Vec<String> = Vec::new();
+        if let Some(t) = parse("tools") {
+            match serde_json::from_str::<Vec<Tool>>(t) {
+                Ok(list) => tools.extend(
+                    list.into_iter()
+                        .filter_map(|t| t.function.or(t.custom)?.name),
+                ),
+                Err(_) => tools_unread = t != "null",
+            }
         }
-        Expectations { json, tools }
+        if let Some(f) = parse("functions") {
+            match serde_json::from_str::<Vec<Named>>(f) {
+                Ok(list) => tools.extend(list.into_iter().filter_map(|f| f.name)),
+                Err(_) => tools_unread |= f != "null",
+            }
+        }
+        Expectations {
+            json,
+            tools,
+            tools_unread,
+        }
     }
 
     fn offers(&self, name: &str) -> bool {
-        self.tools.iter().any(|t| t == name)
+        self.tools_unread || self.tools.iter().any(|t| t == name)
     }
 }
 
@@ -143,6 +157,8 @@ struct Choice {
 #[derive(Debug, Default, Clone)]
 struct Call {
     name: String,
+    /// The call's `id`, when the stream gave one: a new id without an `index` opens a new call.
+    id: String,
     arguments: String,
     /// A custom tool: its input is free text, not JSON.
     custom: bool,
@@ -226,6 +242,8 @@ mod wire {
         #[serde(default)]
         pub index: Option<u64>,
         #[serde(borrow, default)]
+        pub id: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
         pub function: Option<Function<'a>>,
         #[serde(borrow, default)]
         pub custom: Option<Function<'a>>,
@@ -282,7 +300,7 @@ pub fn classify_body(want: &Expectations, body: &[u8]) -> Option<Defect> {
             calls.push(Call {
                 name: f.name.as_deref().unwrap_or_default().to_string(),
                 arguments: f.arguments.as_deref().unwrap_or_default().to_string(),
-                custom: false,
+                ..Call::default()
             });
         }
         let choice = Choice {
@@ -303,6 +321,7 @@ fn call_of(call: &wire::Call) -> Call {
             name: custom.name.as_deref().unwrap_or_default().to_string(),
             arguments: String::new(),
             custom: true,
+            ..Call::default()
         };
     }
     let f = call.function.as_ref();
@@ -315,7 +334,7 @@ fn call_of(call: &wire::Call) -> Call {
             .and_then(|f| f.arguments.as_deref())
             .unwrap_or_default()
             .to_string(),
-        custom: false,
+        ..Call::default()
     }
 }
 
@@ -328,6 +347,8 @@ pub struct StreamAnswer {
     kept: usize,
     /// Some text was not kept: the JSON checks are skipped.
     overflowed: bool,
+    /// An event was not read at all (longer than the relay holds): nothing is judged.
+    skipped: bool,
 }
 
 impl StreamAnswer {
@@ -338,7 +359,14 @@ impl StreamAnswer {
             choices: Vec::new(),
             kept: 0,
             overflowed: false,
+            skipped: false,
         }
+    }
+
+    /// An event went by unread (the relay forwards an oversized event as it comes): the answer
+    /// cannot be judged.
+    pub fn skip(&mut self) {
+        self.skipped = true;
     }
 
     /// Adds one event's `data:` payload (`[DONE]`, error events and anything that is not a
@@ -368,7 +396,8 @@ impl StreamAnswer {
         if is_refusal(delta.refusal.as_ref()) {
             self.choices[index].refusal = true;
         }
-        if delta.content.is_some() {
+        // The text is copied only when a check needs it: JSON asked for, or none seen yet.
+        if delta.content.is_some() && (self.want.json || !self.choices[index].content_seen) {
             let text = content_text(delta.content);
             if !text.trim().is_empty() {
                 self.choices[index].content_seen = true;
@@ -378,22 +407,49 @@ impl StreamAnswer {
             }
         }
         for call in delta.tool_calls.iter().flatten() {
-            let at = call.index.unwrap_or(0) as usize;
+            let calls = &self.choices[index].calls;
+            let id = call.id.as_deref().unwrap_or_default();
+            // Without an index, a new id is a new call; otherwise the pieces are the last one's.
+            let at = match call.index {
+                Some(i) => i as usize,
+                None if !id.is_empty() && calls.last().is_none_or(|c| c.id != id) => calls.len(),
+                None => calls.len().saturating_sub(1),
+            };
             if at >= MAX_TRACKED {
                 continue;
             }
             let part = call_of(call);
-            let keep = self.keep(part.arguments.len());
-            let calls = &mut self.choices[index].calls;
-            if calls.len() <= at {
-                calls.resize_with(at + 1, Call::default);
-            }
-            let kept = &mut calls[at];
-            kept.name.push_str(&part.name);
-            kept.custom |= part.custom;
-            if keep {
-                kept.arguments.push_str(&part.arguments);
-            }
+            self.add_call_piece(index, at, id, part);
+        }
+        // The legacy `function_call`: one call, in pieces like a tool call's.
+        if let Some(f) = &delta.function_call {
+            let part = Call {
+                name: f.name.as_deref().unwrap_or_default().to_string(),
+                arguments: f.arguments.as_deref().unwrap_or_default().to_string(),
+                ..Call::default()
+            };
+            self.add_call_piece(index, 0, "", part);
+        }
+    }
+
+    /// Adds a piece of call `at` of choice `index`: its name once (providers that repeat it in
+    /// every piece are not read as a longer name), its arguments within the bound.
+    fn add_call_piece(&mut self, index: usize, at: usize, id: &str, part: Call) {
+        let keep = self.keep(part.arguments.len());
+        let calls = &mut self.choices[index].calls;
+        if calls.len() <= at {
+            calls.resize_with(at + 1, Call::default);
+        }
+        let kept = &mut calls[at];
+        if kept.name.is_empty() {
+            kept.name = part.name.chars().take(MAX_NAME_CHARS).collect();
+        }
+        if kept.id.is_empty() && !id.is_empty() {
+            kept.id = id.chars().take(MAX_NAME_CHARS).collect();
+        }
+        kept.custom |= part.custom;
+        if keep {
+            kept.arguments.push_str(&part.arguments);
         }
     }
 
@@ -410,6 +466,11 @@ impl StreamAnswer {
     /// The answer's defect once the stream has ended normally; `None` for a stream that said
     /// nothing the checks can read (no chunk at all is the transport's failure, not a defect).
     pub fn finish(&self) -> Option<Defect> {
+        // An event went by unread, or a choice never said how it finished (the upstream closed
+        // cleanly mid-answer): that is the transport's failure, not the model's answer.
+        if self.skipped || self.choices.iter().any(|c| c.finish_reason.is_none()) {
+            return None;
+        }
         let checked = !self.overflowed;
         self.choices
             .iter()
@@ -709,6 +770,83 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn streams_as_providers_send_them() {
+        let tools = want(TOOLS);
+        let end = |f: &str| chunk("{}", Some(f));
+        // Legacy function_call deltas, as tool calls are.
+        let f = |name: &str, args: &str| {
+            chunk(
+                &format!(
+                    r#"{{"function_call":{{"name":"{name}","arguments":{}}}}}"#,
+                    serde_json::to_string(args).unwrap()
+                ),
+                None,
+            )
+        };
+        let functions = want(r#"{"messages":[],"functions":[{"name":"f"}]}"#);
+        assert_eq!(
+            stream(
+                functions.clone(),
+                &[
+                    f("f", ""),
+                    f("", "{\"x\":"),
+                    f("", "1}"),
+                    end("function_call")
+                ]
+            ),
+            None
+        );
+        assert_eq!(
+            stream(functions, &[f("f", "{\"x\":"), end("function_call")]),
+            Some(Defect::InvalidToolCall)
+        );
+        // Tool calls without an index, told apart by id; a name repeated in every piece.
+        let call = |id: &str, name: &str, args: &str| {
+            chunk(
+                &format!(
+                    r#"{{"tool_calls":[{{"id":"{id}","type":"function","function":{{"name":"{name}","arguments":{}}}}}]}}"#,
+                    serde_json::to_string(args).unwrap()
+                ),
+                None,
+            )
+        };
+        let parallel = [
+            call("a", "get_weather", "{}"),
+            call("b", "sql", "{"),
+            call("b", "sql", "}"),
+            end("tool_calls"),
+        ];
+        assert_eq!(stream(tools.clone(), &parallel), None);
+        let repeated = [
+            call("a", "get_weather", "{\"city\""),
+            call("a", "get_weather", ":\"Paris\"}"),
+            end("tool_calls"),
+        ];
+        assert_eq!(stream(tools.clone(), &repeated), None);
+        // A stream that closed cleanly mid-answer (no finish_reason) is not judged: cut JSON
+        // there is the transport's fault.
+        let json = want(JSON_MODE);
+        let text = chunk(r#"{"content":"{\"a\": "}"#, None);
+        assert_eq!(stream(json.clone(), std::slice::from_ref(&text)), None);
+        assert_eq!(
+            stream(json, &[text, end("stop")]),
+            Some(Defect::InvalidJson)
+        );
+        // Unreadable tools: any name counts as offered.
+        let unread = want(r#"{"messages":[],"tools":[{"type":"function","function":7}]}"#);
+        assert!(unread.tools_unread);
+        assert_eq!(
+            stream(unread, &[call("a", "anything", "{}"), end("tool_calls")]),
+            None
+        );
+        // An event the relay could not read: nothing judged.
+        let mut a = StreamAnswer::new(Expectations::default());
+        a.feed(&end("stop"));
+        a.skip();
+        assert_eq!(a.finish(), None);
     }
 
     #[test]

@@ -116,8 +116,8 @@ impl ApiError {
             503,
             "server_error",
             "feedback_disabled",
-            "Feedback is off: set the FEEDBACK_SECRET secret (or ADMIN_TOKEN, from which the key is \
-             derived otherwise) with `wrangler secret put FEEDBACK_SECRET`."
+            "Feedback is off: set the FEEDBACK_SECRET secret (a long random string) with \
+             `wrangler secret put FEEDBACK_SECRET`."
                 .into(),
         )
     }

@@ -254,6 +254,10 @@ pub struct EnvStats {
     pub client_errors: u64,
     /// Green requests that blue served after green failed (always 0 for blue).
     pub fallbacks: u64,
+    /// Its own successful answers read whole (not cut, not a fallback's, the client stayed):
+    /// those whose defects are judged, and so what a defect rate is a rate of. Absent (0) in
+    /// what versions before it stored.
+    pub answers: u64,
     /// The same fallbacks by the class of green's failure. Absent (all 0) in documents stored
     /// before they were told apart, whose fallbacks are then unclassified.
     #[serde(skip_serializing_if = "ErrorCounts::is_zero")]
@@ -293,6 +297,7 @@ impl EnvStats {
         self.errors.merge(&o.errors);
         self.client_errors = self.client_errors.saturating_add(o.client_errors);
         self.fallbacks = self.fallbacks.saturating_add(o.fallbacks);
+        self.answers = self.answers.saturating_add(o.answers);
         self.fallbacks_by_class.merge(&o.fallbacks_by_class);
         self.defects.merge(&o.defects);
         self.feedback.merge(&o.feedback);
@@ -327,9 +332,18 @@ impl EnvStats {
                 .then(|| round(self.cost_usd / self.requests as f64, 8)),
             client_errors: self.client_errors,
             errors_by_class: self.errors.clone(),
+            answers: self.answers,
             defects: self.defects.total(),
-            defect_rate: (self.requests > 0)
-                .then(|| round(self.defects.total() as f64 / self.requests as f64, 6)),
+            // A share of the answers read whole (of the requests, in stats stored before those
+            // were counted).
+            defect_rate: {
+                let of = if self.answers > 0 {
+                    self.answers
+                } else {
+                    self.requests
+                };
+                (of > 0).then(|| round(self.defects.total() as f64 / of as f64, 6))
+            },
             defects_by_class: self.defects.clone(),
             feedback_scored: self.feedback.scored,
             feedback_negative: self.feedback.negative,
@@ -373,6 +387,8 @@ pub struct Summary {
     pub cost_per_request_usd: Option<f64>,
     pub client_errors: u64,
     pub errors_by_class: ErrorCounts,
+    /// Successful answers read whole: what `defect_rate` is a share of.
+    pub answers: u64,
     /// Successful answers the app cannot use (see `defects_by_class`).
     pub defects: u64,
     pub defect_rate: Option<f64>,
@@ -516,9 +532,11 @@ impl EnvStats {
             }
         }
         // Only the routed environment's own successful answers: a fallback's answer is blue's.
-        if let (Some(d), None, StatusClass::Ok, false) =
-            (o.defect, o.fallback, o.class, o.interrupted)
-        {
+        let whole = o.fallback.is_none() && o.class == StatusClass::Ok && !o.interrupted;
+        if whole && !o.client_gone {
+            self.answers = self.answers.saturating_add(1);
+        }
+        if let (Some(d), true) = (o.defect, whole) {
             let slot = self.defects.slot_mut(d);
             *slot = slot.saturating_add(1);
         }

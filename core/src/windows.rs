@@ -77,6 +77,11 @@ impl Scopes {
         if self.by_version.is_empty() && window_requests > 0 {
             self.by_version.insert(current, self.window.clone());
         }
+        // Stored before versions were kept (both 0): the current split begins the step, so that
+        // a late batch of the step before counts as that step's from now on.
+        if self.step_version == 0 && self.rollout_version == 0 {
+            self.step_version = current;
+        }
         self
     }
 
@@ -150,6 +155,9 @@ impl Scopes {
                     next.by_version.clear();
                     next.step = Pair::default();
                     next.step_version = version;
+                    // A state replaced by an older one (recovered) must not leave the step
+                    // before its rollout: every request would count as earlier.
+                    next.rollout_version = next.rollout_version.min(version);
                 }
                 Effect::ResetRollout => {
                     next = Scopes {

@@ -63,12 +63,17 @@ impl RolloutController {
         let text = req.text().await?;
         let feedback: Feedback =
             serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+        if self.store.was_scored(&feedback.request_id)? {
+            return Err(ApiError::duplicate_feedback().into());
+        }
         let now = now_ms();
         let entry = feedback.entry(now);
-        let scopes = self.with_mem(|m| {
+        let (scopes, judged) = self.with_mem(|m| {
+            // A score lands in a judged window unless forced or routed before this rollout.
+            let judged = !feedback.forced && feedback.version >= m.scopes.rollout_version;
             let mut scopes = m.scopes.clone();
             scopes.add_entry(&entry, &m.state);
-            scopes
+            (scopes, judged)
         });
         if !self.store.score(&feedback, &entry, &scopes)? {
             return Err(ApiError::duplicate_feedback().into());
@@ -82,6 +87,7 @@ impl RolloutController {
                 "environment": feedback.environment,
                 "negative": feedback.negative,
                 "counted": true,
+                "judged": judged,
             }),
         )?)
     }

@@ -28,10 +28,11 @@ const KEEP_EVENTS: u64 = 10_000;
 /// Batch ids remembered for deduplication: an hour, far longer than any retry.
 const KEEP_BATCH_IDS_MS: u64 = 3_600_000;
 
-/// Scored request ids remembered: as long as the longest feedback window.
-const KEEP_SCORED_MS: u64 = MAX_FEEDBACK_AGE_SECONDS * 1000;
+/// Scored request ids remembered: as long as the longest feedback window, plus the clock skew
+/// an id's date may show (an isolate's clock behind the controller's).
+const KEEP_SCORED_MS: u64 = MAX_FEEDBACK_AGE_SECONDS * 1000 + 3_600_000;
 
-const SCHEMA: [&str; 5] = [
+const SCHEMA: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS minutes (minute INTEGER NOT NULL, env TEXT NOT NULL, \
      doc TEXT NOT NULL, PRIMARY KEY (minute, env))",
@@ -39,6 +40,8 @@ const SCHEMA: [&str; 5] = [
      at_ms INTEGER NOT NULL, kind TEXT NOT NULL, doc TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS scored (id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
+    // Pruned by age every minute: without it, a scan of up to a week of ids.
+    "CREATE INDEX IF NOT EXISTS scored_at ON scored (at_ms)",
 ];
 
 #[derive(Deserialize)]
@@ -273,13 +276,7 @@ impl Store {
                 return Ok(false);
             }
             for entry in &batch.entries {
-                // Forced requests get rows of their own, which the history leaves out.
-                let env = match (entry.env, entry.forced) {
-                    (env, false) => env.as_str(),
-                    (Environment::Blue, true) => "blue_forced",
-                    (Environment::Green, true) => "green_forced",
-                };
-                self.add_to_minute(entry.minute, env, &entry.stats)?;
+                self.add_entry_to_minute(entry)?;
             }
             self.meta_put("scopes", scopes)?;
             Ok(true)
@@ -302,10 +299,30 @@ impl Store {
             if inserted == 0 {
                 return Ok(false);
             }
-            self.add_to_minute(entry.minute, entry.env.as_str(), &entry.stats)?;
+            self.add_entry_to_minute(entry)?;
             self.meta_put("scopes", scopes)?;
             Ok(true)
         })
+    }
+
+    /// Whether `request_id` was scored already: a cheap check before the windows are copied.
+    pub fn was_scored(&self, request_id: &str) -> Result<bool> {
+        let rows: Vec<TextRow> = self.query(
+            "SELECT id AS v FROM scored WHERE id = ?",
+            vec![request_id.into()],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Adds an entry to its minute's row: forced requests (and their scores) get rows of their
+    /// own, which the history leaves out.
+    fn add_entry_to_minute(&self, entry: &BatchEntry) -> Result<()> {
+        let env = match (entry.env, entry.forced) {
+            (env, false) => env.as_str(),
+            (Environment::Blue, true) => "blue_forced",
+            (Environment::Green, true) => "green_forced",
+        };
+        self.add_to_minute(entry.minute, env, &entry.stats)
     }
 
     fn add_to_minute(&self, minute: u64, env: &str, stats: &EnvStats) -> Result<()> {

@@ -128,6 +128,8 @@ fn sequential_verdict(
                 blue_errors: st.stats.blue.errors(),
                 green_slow: slow(&st.stats.green),
                 blue_slow: slow(&st.stats.blue),
+                green_answers: st.stats.green.answers,
+                blue_answers: st.stats.blue.answers,
                 green_defects: r.health.judged_defects(&st.stats.green),
                 blue_defects: r.health.judged_defects(&st.stats.blue),
                 green_scored: st.stats.green.feedback.scored,

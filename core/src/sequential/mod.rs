@@ -58,6 +58,12 @@ pub struct TickCounts {
     pub green_defects: u64,
     #[serde(default)]
     pub blue_defects: u64,
+    /// Successful answers read whole: what defects are a share of (0 in counts stored before
+    /// they were kept: the requests stand in).
+    #[serde(default)]
+    pub green_answers: u64,
+    #[serde(default)]
+    pub blue_answers: u64,
     /// Answers apps scored, and of them the negative ones. Absent in counts stored before
     /// feedback was judged.
     #[serde(default)]
@@ -81,6 +87,8 @@ impl TickCounts {
         self.blue_slow = self.blue_slow.saturating_add(o.blue_slow);
         self.green_defects = self.green_defects.saturating_add(o.green_defects);
         self.blue_defects = self.blue_defects.saturating_add(o.blue_defects);
+        self.green_answers = self.green_answers.saturating_add(o.green_answers);
+        self.blue_answers = self.blue_answers.saturating_add(o.blue_answers);
         self.green_scored = self.green_scored.saturating_add(o.green_scored);
         self.blue_scored = self.blue_scored.saturating_add(o.blue_scored);
         self.green_negative = self.green_negative.saturating_add(o.green_negative);
@@ -469,11 +477,19 @@ fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum) -> bool {
         return scored > 0;
     }
     let w = t.green_requests as f64 / n as f64;
+    // Defects are a share of the answers read whole, not of the requests: when blue fails more
+    // often, green's answers are not made to look worse per request.
+    let answers = t.green_answers.saturating_add(t.blue_answers);
+    let wd = if answers > 0 {
+        t.green_answers as f64 / answers as f64
+    } else {
+        w
+    };
     for (k, mult) in RELATIVE_ALTERNATIVES.iter().enumerate() {
         let rho1 = tau * mult;
         ev.errors[k] += relative_increment(rho1, tau, w, t.green_errors, t.blue_errors);
         ev.slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
-        ev.defects[k] += relative_increment(rho1, tau, w, t.green_defects, t.blue_defects);
+        ev.defects[k] += relative_increment(rho1, tau, wd, t.green_defects, t.blue_defects);
     }
     let p0 = s.max_error_rate.clamp(1e-6, 1.0 - 1e-6);
     for (k, g) in GUARD_ALTERNATIVES.iter().enumerate() {
@@ -548,7 +564,11 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
         ),
         defects: Some(RelativeReport::new(
             (r.green_defects, r.blue_defects),
-            (r.green_requests, r.blue_requests),
+            if r.green_answers + r.blue_answers > 0 {
+                (r.green_answers, r.blue_answers)
+            } else {
+                (r.green_requests, r.blue_requests)
+            },
             defects,
             defect_rollback_at,
         )),
@@ -749,6 +769,45 @@ mod tests {
         }
         assert!(r.feedback.as_ref().unwrap().log_evidence < 0.0);
         assert_ne!(r.finding, Finding::Unhealthy);
+    }
+
+    /// During a provider incident blue fails half its requests; green's answers have defects
+    /// as often as blue's. Per request green would look twice as bad; per answer read whole,
+    /// which is what the defect test weighs, it is not.
+    #[test]
+    fn defects_are_judged_per_answer_not_per_request() {
+        let t = TickCounts {
+            green_requests: 1_000,
+            blue_requests: 9_000,
+            green_answers: 995,
+            blue_answers: 4_500,
+            green_defects: 50,
+            blue_defects: 225,
+            ..TickCounts::default()
+        };
+        let mut ev = Evidence::default();
+        let mut r = update(&mut ev, &settings(), &t, None, None);
+        for _ in 0..9 {
+            r = update(&mut ev, &settings(), &t, None, None);
+        }
+        let d = r.defects.as_ref().unwrap();
+        assert!(d.log_evidence < 0.0, "{d:?}");
+        assert_eq!(
+            (d.green_requests, d.blue_requests),
+            (9_950, 45_000),
+            "trials are answers"
+        );
+        // The same counts without answers (stored before they were kept) fall back to requests.
+        let old = TickCounts {
+            green_answers: 0,
+            blue_answers: 0,
+            ..t
+        };
+        let mut ev = Evidence::default();
+        for _ in 0..10 {
+            r = update(&mut ev, &settings(), &old, None, None);
+        }
+        assert!(r.defects.as_ref().unwrap().log_evidence > 0.0);
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl SseRelay {
         self.count(after_last);
         if self.held.len() > MAX_TAIL {
             out.append(&mut self.held);
-            self.oversized = true;
+            self.oversize();
         }
         out
     }
@@ -124,7 +124,7 @@ impl SseRelay {
             return chunk;
         }
         if self.held.len() + chunk.len() > MAX_TAIL {
-            self.oversized = true;
+            self.oversize();
             let mut out = std::mem::take(&mut self.held);
             out.extend_from_slice(&chunk);
             self.count(chunk.len());
@@ -137,6 +137,15 @@ impl SseRelay {
             self.count(chunk.len());
         }
         Vec::new()
+    }
+
+    /// The current event outgrew [`MAX_TAIL`]: it goes out unread, so the answer it is part
+    /// of cannot be judged.
+    fn oversize(&mut self) {
+        self.oversized = true;
+        if let Some(a) = self.answer.as_mut() {
+            a.skip();
+        }
     }
 
     /// The upstream ended cleanly: returns whatever was held back.
@@ -194,7 +203,7 @@ mod tests {
         use crate::defects::{Defect, Expectations};
         let want = Expectations {
             json: true,
-            tools: Vec::new(),
+            ..Expectations::default()
         };
         let stream = concat!(
             "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"```json\\n{\\\"a\\\": \"}}]}\n\n",
