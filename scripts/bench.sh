@@ -12,4 +12,9 @@ if [ "${1:-}" = controller ]; then
   shift
   exec node bench/controller.mjs "$@"
 fi
+# `bench.sh faults`: what a hung, refusing or failing green costs users (bench/faults.mjs).
+if [ "${1:-}" = faults ]; then
+  shift
+  exec node bench/faults.mjs "$@"
+fi
 exec node bench/run.mjs "$@"

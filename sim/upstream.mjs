@@ -14,7 +14,8 @@
 //                          fail_every: N: fail exactly every Nth request to the model;
 //                          headers: {name: value} added to the answer's headers (the "*" rule's
 //                          to GET /v1/models too), e.g. set-cookie or connection;
-//                          delay_ms: wait before the headers (a slow non-streamed answer);
+//                          delay_ms: wait before the headers (a slow non-streamed answer;
+//                          a huge one is a green that never answers);
 //                          think_ms: on a stream, wait this long after the headers before the
 //                          first event, sending `: keep-alive` comments every keepalive_ms
 //                          when that is set (silence otherwise);
@@ -60,6 +61,22 @@ function lastUserText(messages) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Waits `ms`, or until `socket` closes, whichever is first; leaves no timer behind either way
+ * (a green that "never answers" waits for minutes, and a pending timer would keep the process
+ * alive after the test). */
+function waitOrClose(ms, socket) {
+  return new Promise((resolve) => {
+    if (socket.destroyed) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      socket.off("close", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    socket.once("close", done);
+  });
+}
+
 /** The rule fields one request's `x-sim-*` headers set. */
 function steered(headers) {
   const out = {};
@@ -77,11 +94,11 @@ function steered(headers) {
 
 /** A model thinking before its first event: `ms` of silence, or of keep-alive comments every
  * `keepaliveMs`. Ends early when the connection closes. */
-async function think(res, ms, keepaliveMs, closed) {
+async function think(res, ms, keepaliveMs) {
   const end = Date.now() + ms;
   while (!res.destroyed && Date.now() < end) {
     const wait = Math.min(end - Date.now(), keepaliveMs || Infinity);
-    await Promise.race([sleep(wait), closed]);
+    await waitOrClose(wait, res.socket);
     if (keepaliveMs && !res.destroyed && Date.now() < end) res.write(": keep-alive\n\n");
   }
 }
@@ -175,8 +192,8 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
       req.socket.destroy();
       return;
     }
-    if (rule.stall_ms) await sleep(rule.stall_ms);
-    else if (rule.delay_ms) await sleep(rule.delay_ms);
+    if (rule.stall_ms) await waitOrClose(rule.stall_ms, req.socket);
+    else if (rule.delay_ms) await waitOrClose(rule.delay_ms, req.socket);
     if (res.destroyed || req.socket.destroyed) return;
 
     let status = rule.status ?? 200;
@@ -229,7 +246,7 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "x-sim-model": model, ...rule.headers });
     const send = (obj) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
     const closed = new Promise((resolve) => res.on("close", resolve));
-    if (rule.think_ms) await think(res, rule.think_ms, rule.keepalive_ms, closed);
+    if (rule.think_ms) await think(res, rule.think_ms, rule.keepalive_ms);
     if (res.destroyed) return;
     const fault = typeof rule.fault === "string" ? rule.fault : "";
     // "error-after-3" → after("error") === 3

@@ -2,7 +2,8 @@
 //! wasm boundary many times per request. Each saves CPU on the request path, measured with the
 //! benchmark's CPU-per-request figure: racing the fetch against its timeout from Rust cost a
 //! wasm closure, a timer future and a `select` (about 0.1 ms per request); enumerating headers
-//! through the JS iterator cost four crossings per header.
+//! through the JS iterator cost four crossings per header. A green attempt that the breaker
+//! watches waits on its fetch with a JavaScript timer (`settledWithin`) for the same reason.
 
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
@@ -12,7 +13,17 @@ use worker::web_sys;
 export function fetchWithTimeout(url, method, headers, body, ms) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new DOMException("no response headers in time", "TimeoutError")), ms);
-  return fetch(url, { method, headers, body, signal: controller.signal }).finally(() => clearTimeout(timer));
+  const pending = fetch(url, { method, headers, body, signal: controller.signal }).finally(() => clearTimeout(timer));
+  pending.controller = controller;
+  return pending;
+}
+export function abortFetch(pending) {
+  pending.controller.abort(new DOMException("given up by the green breaker", "AbortError"));
+}
+export function settledWithin(pending, ms) {
+  let timer;
+  const wake = new Promise((resolve) => { timer = setTimeout(resolve, ms); });
+  return Promise.race([pending, wake]).finally(() => clearTimeout(timer));
 }
 export function headerNames(headers) {
   return Array.from(headers.keys()).join("\n");
@@ -35,6 +46,16 @@ extern "C" {
         body: Option<JsValue>,
         ms: u32,
     ) -> js_sys::Promise;
+
+    /// Aborts a fetch that [`fetch_with_timeout`] started (its body too, once it has headers):
+    /// the promise rejects with an `AbortError`.
+    #[wasm_bindgen(js_name = abortFetch)]
+    pub fn abort_fetch(pending: &js_sys::Promise);
+
+    /// `pending`, or `undefined` once `ms` have passed, whichever comes first; the timer is
+    /// cleared either way. Waiting on it again waits on the same fetch.
+    #[wasm_bindgen(js_name = settledWithin)]
+    pub fn settled_within(pending: &js_sys::Promise, ms: u32) -> js_sys::Promise;
 
     /// The (lowercase) names in a `Headers` object, joined by newlines (a character no header
     /// name can contain).

@@ -12,6 +12,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use bluegreen_core::auth::AuthMode;
+use bluegreen_core::breaker::Snapshot;
 use bluegreen_core::config::Config;
 use bluegreen_core::routing::{RoutingDoc, RoutingError, ROUTING_KEY};
 use bluegreen_core::routing_cache::{InForce, Landed, Poll, RoutingCache, Source};
@@ -20,7 +21,7 @@ use worker::{Env, Response};
 
 use crate::error::{Error, Result};
 use crate::runtime::now_ms;
-use crate::{control, settings};
+use crate::{breaker, control, settings};
 
 thread_local! {
     static CACHE: RefCell<RoutingCache> = RefCell::new(RoutingCache::default());
@@ -144,6 +145,8 @@ struct Health<'a> {
     routing_cache_seconds: f64,
     upstream: String,
     auth: &'a str,
+    /// This isolate's green breaker; `null` while `GREEN_EJECTION` is off.
+    green_breaker: Option<Snapshot>,
 }
 
 /// `GET /healthz`: the routing document in force, where it came from and any problem with the
@@ -166,6 +169,7 @@ pub async fn healthz(env: &Env) -> Result<Response> {
             AuthMode::Passthrough => "passthrough",
             AuthMode::RouterKeys { .. } => "router_keys",
         },
+        green_breaker: breaker::snapshot(&cfg.green_ejection),
     };
     Ok(Response::from_json(&body)?)
 }

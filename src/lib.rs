@@ -5,6 +5,7 @@
 //! performs what the core decides.
 
 mod admin;
+mod breaker;
 mod control;
 mod controller;
 mod dashboard;

@@ -3,7 +3,9 @@
 //! The Workers runtime has no fetch timeout of its own. The timer, the `AbortController` and
 //! the fetch live in a few lines of JavaScript (`js::fetch_with_timeout`); the timer is cleared
 //! as soon as the headers arrive, so a long stream is never cut by it. Only the headers are
-//! awaited here; the caller reads or streams the body.
+//! awaited here; the caller reads or streams the body. A caller that watches the attempt (the
+//! green breaker) waits for the headers a while at a time ([`Pending::headers_within`]) and may
+//! give the attempt up ([`Pending::abort`]).
 
 use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
@@ -17,6 +19,28 @@ pub enum Failure {
     Connect(String),
 }
 
+/// A request sent, its response headers not yet awaited.
+pub struct Pending(js_sys::Promise);
+
+/// Sends one request, which gives up when its response headers have not come within
+/// `timeout_ms`.
+pub fn start(
+    url: &str,
+    method: Method,
+    headers: &Headers,
+    body: Option<JsValue>,
+    timeout_ms: u64,
+) -> Pending {
+    let ms = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
+    Pending(crate::js::fetch_with_timeout(
+        url,
+        method.as_ref(),
+        &headers.0,
+        body,
+        ms,
+    ))
+}
+
 /// Sends one request and waits at most `timeout_ms` for its response headers.
 pub async fn send(
     url: &str,
@@ -25,16 +49,35 @@ pub async fn send(
     body: Option<JsValue>,
     timeout_ms: u64,
 ) -> Result<Response, Failure> {
-    let ms = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
-    match JsFuture::from(crate::js::fetch_with_timeout(
-        url,
-        method.as_ref(),
-        &headers.0,
-        body,
-        ms,
-    ))
-    .await
-    {
+    start(url, method, headers, body, timeout_ms)
+        .headers()
+        .await
+}
+
+impl Pending {
+    /// Waits for the response headers (or the attempt's own timeout).
+    pub async fn headers(&self) -> Result<Response, Failure> {
+        settled(JsFuture::from(self.0.clone()).await)
+    }
+
+    /// Waits for the response headers at most `ms`; `None` when they have not come by then
+    /// (the request goes on: wait again, or abort it).
+    pub async fn headers_within(&self, ms: u64) -> Option<Result<Response, Failure>> {
+        let ms = u32::try_from(ms).unwrap_or(u32::MAX);
+        match JsFuture::from(crate::js::settled_within(&self.0, ms)).await {
+            Ok(v) if v.is_undefined() => None,
+            result => Some(settled(result)),
+        }
+    }
+
+    /// Gives the request up: the fetch (and its body, if the headers came) is aborted.
+    pub fn abort(&self) {
+        crate::js::abort_fetch(&self.0);
+    }
+}
+
+fn settled(result: Result<JsValue, JsValue>) -> Result<Response, Failure> {
+    match result {
         Ok(response) => response
             .dyn_into::<web_sys::Response>()
             .map(Response::from)

@@ -9,7 +9,10 @@ const TIMEOUT_MS = 1000;
 let stack;
 let url;
 before(async () => {
-  stack = await startStack({ COMPLETION_TIMEOUT_MS: String(TIMEOUT_MS), ROUTING_CACHE_SECONDS: "0" });
+  // The green breaker off: these tests fail green many times in a row to check each
+  // failure's own fallback, which the breaker would turn into `green-ejected`
+  // (tests/breaker.test.mjs covers it).
+  stack = await startStack({ COMPLETION_TIMEOUT_MS: String(TIMEOUT_MS), ROUTING_CACHE_SECONDS: "0", GREEN_EJECTION: "off" });
   url = stack.router.url;
   // Every unforced request tries green first.
   await setRouting(stack.router, { blue_model: "blue-m", green_model: "green-m", green_percent: 100 });

@@ -162,6 +162,14 @@ impl ShedReason {
             ShedReason::Abandoned => "green-abandoned",
         }
     }
+
+    /// How the stats count a request moved to blue for this reason.
+    pub fn charge(self) -> Charge {
+        match self {
+            ShedReason::Ejected => Charge::Ejected,
+            ShedReason::Abandoned => Charge::Timeout,
+        }
+    }
 }
 
 /// How the stats count a request the breaker moved to blue: always as a green request, a
@@ -187,10 +195,7 @@ pub struct Shed {
 impl Shed {
     /// How the stats count it.
     pub fn charge(&self) -> Charge {
-        match self.reason {
-            ShedReason::Ejected => Charge::Ejected,
-            ShedReason::Abandoned => Charge::Timeout,
-        }
+        self.reason.charge()
     }
 }
 

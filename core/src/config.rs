@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::auth::AuthMode;
+use crate::breaker;
 use crate::model;
 use crate::pass_through::PassThrough;
 use crate::request_id::Key;
@@ -90,6 +91,9 @@ pub struct Config {
     pub request_id_key: Option<Key>,
     /// How long after a request its id takes feedback (`FEEDBACK_MAX_AGE_SECONDS`).
     pub feedback_max_age_ms: u64,
+    /// The per-isolate green breaker's settings (`GREEN_EJECTION`, `GREEN_EJECTION_FAILURES`,
+    /// `GREEN_EJECTION_BASE_MS`, `GREEN_HANG_FLOOR_MS`).
+    pub green_ejection: breaker::Settings,
 }
 
 /// Longest `FEEDBACK_MAX_AGE_SECONDS`: seven days, as long as the controller keeps scored ids.
@@ -251,6 +255,36 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             client_keys,
         })
     }
+    /// The green breaker's settings ([`crate::breaker`]): `GREEN_EJECTION` (on/off, on),
+    /// `GREEN_EJECTION_FAILURES` (failures in a row that eject green, 1–100, 5),
+    /// `GREEN_EJECTION_BASE_MS` (the first cool-down, 1 s–1 h, 30 000) and
+    /// `GREEN_HANG_FLOOR_MS` (the shortest time a green attempt may go unanswered before it
+    /// counts as hung, 1 s–1 h, 4 000). The rest are [`breaker::Settings::default`].
+    fn green_ejection(&self) -> Result<breaker::Settings, ConfigError> {
+        let d = breaker::Settings::default();
+        Ok(breaker::Settings {
+            enabled: self.switch("GREEN_EJECTION", d.enabled)?,
+            consecutive_failures: self.whole(
+                "GREEN_EJECTION_FAILURES",
+                u64::from(d.consecutive_failures),
+                1,
+                100,
+            )? as u32,
+            base_ejection_ms: self.whole(
+                "GREEN_EJECTION_BASE_MS",
+                d.base_ejection_ms,
+                1_000,
+                MAX_TIMEOUT_MS,
+            )?,
+            hang_floor_ms: self.whole(
+                "GREEN_HANG_FLOOR_MS",
+                d.hang_floor_ms,
+                1_000,
+                MAX_TIMEOUT_MS,
+            )?,
+            ..d
+        })
+    }
 }
 
 impl Config {
@@ -331,6 +365,7 @@ impl Config {
                 60,
                 MAX_FEEDBACK_AGE_SECONDS,
             )? * 1000,
+            green_ejection: vars.green_ejection()?,
         })
     }
 
@@ -364,46 +399,6 @@ impl Config {
     }
 }
 
-// --- Green ejection (issue 11, part 3) ------------------------------------------------------
-// The per-isolate breaker's settings, read apart from `Config` until the request path wires the
-// breaker in: everything about them is in this block.
-
-use crate::breaker;
-
-/// Reads the green breaker's settings through `get`, as [`Config::from_lookup`] reads the
-/// others: `GREEN_EJECTION` (on/off, on), `GREEN_EJECTION_FAILURES` (failures in a row that
-/// eject green, 1–100, 5), `GREEN_EJECTION_BASE_MS` (the first cool-down, 1 s–1 h, 30 000) and
-/// `GREEN_HANG_FLOOR_MS` (the shortest time a green attempt may go unanswered before it counts
-/// as hung, 1 s–1 h, 4 000). The rest are [`breaker::Settings::default`].
-pub fn green_ejection(
-    get: impl Fn(&str) -> Option<String>,
-) -> Result<breaker::Settings, ConfigError> {
-    let vars = Vars { lookup: get };
-    let d = breaker::Settings::default();
-    Ok(breaker::Settings {
-        enabled: vars.switch("GREEN_EJECTION", d.enabled)?,
-        consecutive_failures: vars.whole(
-            "GREEN_EJECTION_FAILURES",
-            u64::from(d.consecutive_failures),
-            1,
-            100,
-        )? as u32,
-        base_ejection_ms: vars.whole(
-            "GREEN_EJECTION_BASE_MS",
-            d.base_ejection_ms,
-            1_000,
-            MAX_TIMEOUT_MS,
-        )?,
-        hang_floor_ms: vars.whole(
-            "GREEN_HANG_FLOOR_MS",
-            d.hang_floor_ms,
-            1_000,
-            MAX_TIMEOUT_MS,
-        )?,
-        ..d
-    })
-}
-
 #[cfg(test)]
 mod green_ejection_tests {
     use super::*;
@@ -413,7 +408,8 @@ mod green_ejection_tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        green_ejection(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+        Config::from_lookup(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+            .map(|c| c.green_ejection)
     }
 
     #[test]

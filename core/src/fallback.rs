@@ -11,6 +11,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
+use crate::breaker::{Finish, ShedReason};
 use crate::environment::Environment;
 
 /// What one attempt at the upstream came to, as far as the response headers and, for a stream,
@@ -30,18 +31,41 @@ pub enum Attempt {
     StreamError,
 }
 
-/// Why green's answer was not used; rendered as `status-503`, `timeout`, `connect` or
-/// `stream-error` in the `x-bluegreen-fallback` header and in outcome records.
+impl Attempt {
+    /// How a green attempt that came to this ended, for the green breaker
+    /// ([`crate::breaker`]): an answer that is used (2xx, 3xx, a client's 4xx), a failure
+    /// green answered with (a status that falls back, a stream that failed before its first
+    /// event), or no answer at all (no connection, or the router's own timeout).
+    pub fn finish(self) -> Finish {
+        match self {
+            Attempt::Status(s) if is_retryable_status(s) => Finish::Error,
+            Attempt::Status(_) => Finish::Ok,
+            Attempt::StreamError => Finish::Error,
+            Attempt::Timeout | Attempt::Connect => Finish::NoAnswer,
+        }
+    }
+}
+
+/// Why green's answer was not used; rendered as `status-503`, `timeout`, `connect`,
+/// `stream-error`, `green-ejected` or `green-abandoned` in the `x-bluegreen-fallback` header and
+/// in outcome records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FallbackReason(pub Attempt);
+pub enum FallbackReason {
+    /// Green was tried, and its attempt came to this.
+    Failed(Attempt),
+    /// The green breaker moved the request to blue: green was not asked (ejected), or was
+    /// given up on while it hung (abandoned).
+    Breaker(ShedReason),
+}
 
 impl fmt::Display for FallbackReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Attempt::Status(s) => write!(f, "status-{s}"),
-            Attempt::Timeout => f.write_str("timeout"),
-            Attempt::Connect => f.write_str("connect"),
-            Attempt::StreamError => f.write_str("stream-error"),
+        match *self {
+            FallbackReason::Failed(Attempt::Status(s)) => write!(f, "status-{s}"),
+            FallbackReason::Failed(Attempt::Timeout) => f.write_str("timeout"),
+            FallbackReason::Failed(Attempt::Connect) => f.write_str("connect"),
+            FallbackReason::Failed(Attempt::StreamError) => f.write_str("stream-error"),
+            FallbackReason::Breaker(shed) => f.write_str(shed.as_str()),
         }
     }
 }
@@ -77,7 +101,7 @@ pub fn next_step(environment: Environment, forced: bool, attempt: Attempt) -> Ne
         Attempt::Timeout | Attempt::Connect | Attempt::StreamError => true,
     };
     match (environment, forced, failed, attempt) {
-        (Environment::Green, false, true, _) => Next::RetryOnBlue(FallbackReason(attempt)),
+        (Environment::Green, false, true, _) => Next::RetryOnBlue(FallbackReason::Failed(attempt)),
         (_, _, _, Attempt::Status(_)) => Next::Serve,
         (_, _, _, other) => Next::Fail(other),
     }
@@ -91,7 +115,7 @@ mod tests {
 
     #[test]
     fn decision_table() {
-        let retry = |a| Next::RetryOnBlue(FallbackReason(a));
+        let retry = |a| Next::RetryOnBlue(FallbackReason::Failed(a));
         #[rustfmt::skip]
         let table = [
             // environment, forced, attempt, expected
@@ -134,13 +158,38 @@ mod tests {
 
     #[test]
     fn reasons_render_as_header_values() {
-        assert_eq!(FallbackReason(Status(503)).to_string(), "status-503");
-        assert_eq!(FallbackReason(Timeout).to_string(), "timeout");
-        assert_eq!(FallbackReason(Connect).to_string(), "connect");
-        assert_eq!(FallbackReason(StreamError).to_string(), "stream-error");
+        let failed = FallbackReason::Failed;
+        assert_eq!(failed(Status(503)).to_string(), "status-503");
+        assert_eq!(failed(Timeout).to_string(), "timeout");
+        assert_eq!(failed(Connect).to_string(), "connect");
+        assert_eq!(failed(StreamError).to_string(), "stream-error");
+        let shed = FallbackReason::Breaker;
+        assert_eq!(shed(ShedReason::Ejected).to_string(), "green-ejected");
+        assert_eq!(shed(ShedReason::Abandoned).to_string(), "green-abandoned");
         assert_eq!(
-            serde_json::to_string(&FallbackReason(Status(429))).unwrap(),
+            serde_json::to_string(&failed(Status(429))).unwrap(),
             "\"status-429\""
         );
+    }
+
+    #[test]
+    fn how_a_green_attempt_ended_for_the_breaker() {
+        #[rustfmt::skip]
+        let table = [
+            (Status(200), Finish::Ok),
+            (Status(304), Finish::Ok),
+            // A client's error is an answer: blue would give the same.
+            (Status(400), Finish::Ok),
+            (Status(422), Finish::Ok),
+            (Status(404), Finish::Error),
+            (Status(429), Finish::Error),
+            (Status(503), Finish::Error),
+            (StreamError, Finish::Error),
+            (Timeout, Finish::NoAnswer),
+            (Connect, Finish::NoAnswer),
+        ];
+        for (attempt, finish) in table {
+            assert_eq!(attempt.finish(), finish, "{attempt:?}");
+        }
     }
 }

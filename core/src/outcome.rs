@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use crate::breaker::Charge;
 use crate::defects::Defect;
 use crate::environment::Environment;
 use crate::fallback::{Attempt, FallbackReason};
@@ -32,6 +33,9 @@ pub enum StatusClass {
     Connect,
     /// A stream failed before its first event: an in-band error, or it ended or broke.
     StreamError,
+    /// Green was not asked: its breaker had ejected it ([`crate::breaker`]). Only ever the
+    /// class of a fallback, never of a serving attempt.
+    Ejected,
 }
 
 impl StatusClass {
@@ -46,6 +50,18 @@ impl StatusClass {
             Attempt::Timeout => StatusClass::Timeout,
             Attempt::Connect => StatusClass::Connect,
             Attempt::StreamError => StatusClass::StreamError,
+        }
+    }
+
+    /// The class a fallback counts against green with: its failed attempt's, or for a request
+    /// the breaker moved, `ejected` (never sent) or `timeout` (given up while it hung).
+    pub fn of_fallback(reason: FallbackReason) -> StatusClass {
+        match reason {
+            FallbackReason::Failed(attempt) => StatusClass::of(attempt),
+            FallbackReason::Breaker(shed) => match shed.charge() {
+                Charge::Ejected => StatusClass::Ejected,
+                Charge::Timeout => StatusClass::Timeout,
+            },
         }
     }
 
@@ -131,6 +147,13 @@ mod tests {
         for (a, c) in table {
             assert_eq!(StatusClass::of(a), c, "{a:?}");
         }
+        use crate::breaker::ShedReason;
+        let shed = |r| StatusClass::of_fallback(FallbackReason::Breaker(r));
+        assert_eq!(shed(ShedReason::Ejected), Ejected);
+        assert_eq!(shed(ShedReason::Abandoned), Timeout);
+        let failed = StatusClass::of_fallback(FallbackReason::Failed(Attempt::Status(503)));
+        assert_eq!(failed, ServerError);
+        assert!(Ejected.is_upstream_failure());
         assert!(!Ok.is_upstream_failure());
         assert!(!ClientError.is_upstream_failure());
         assert!(RateLimited.is_upstream_failure());
@@ -149,7 +172,7 @@ mod tests {
             stream: false,
             status: 200,
             class: StatusClass::Ok,
-            fallback: Some(FallbackReason(Attempt::Status(503))),
+            fallback: Some(FallbackReason::Failed(Attempt::Status(503))),
             first_byte_ms: Some(20),
             total_ms: 25,
             usage: Some(Usage {

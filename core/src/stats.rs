@@ -40,11 +40,13 @@ pub enum ErrorClass {
     Interrupted,
     /// A stream that failed before its first event.
     StreamError,
+    /// Never sent: green was ejected by the isolate's breaker.
+    Ejected,
 }
 
 impl ErrorClass {
     /// Every class, in the order the status shows them.
-    pub const ALL: [ErrorClass; 7] = [
+    pub const ALL: [ErrorClass; 8] = [
         ErrorClass::ServerError,
         ErrorClass::RateLimited,
         ErrorClass::Timeout,
@@ -52,6 +54,7 @@ impl ErrorClass {
         ErrorClass::UpstreamOther,
         ErrorClass::Interrupted,
         ErrorClass::StreamError,
+        ErrorClass::Ejected,
     ];
 
     /// The class's name: its field in [`ErrorCounts`]' JSON, and its label in the metrics.
@@ -64,6 +67,7 @@ impl ErrorClass {
             ErrorClass::UpstreamOther => "upstream_other",
             ErrorClass::Interrupted => "interrupted",
             ErrorClass::StreamError => "stream_error",
+            ErrorClass::Ejected => "ejected",
         }
     }
 
@@ -78,6 +82,7 @@ impl ErrorClass {
             StatusClass::Connect => Some(ErrorClass::Connection),
             StatusClass::UpstreamError => Some(ErrorClass::UpstreamOther),
             StatusClass::StreamError => Some(ErrorClass::StreamError),
+            StatusClass::Ejected => Some(ErrorClass::Ejected),
             StatusClass::Ok if interrupted => Some(ErrorClass::Interrupted),
             StatusClass::Ok | StatusClass::ClientError => None,
         }
@@ -105,6 +110,11 @@ pub struct ErrorCounts {
     /// or broke before any event. Absent (0) in what versions before it stored.
     #[serde(default)]
     pub stream_error: u64,
+    /// Green requests its breaker sent to blue without asking green, while green was ejected
+    /// for failing or hanging ([`crate::breaker`]): green's failure predicted from its own
+    /// failures just before, not observed. Absent (0) in what versions before it stored.
+    #[serde(default)]
+    pub ejected: u64,
 }
 
 impl ErrorCounts {
@@ -118,6 +128,7 @@ impl ErrorCounts {
             ErrorClass::UpstreamOther => self.upstream_other,
             ErrorClass::Interrupted => self.interrupted,
             ErrorClass::StreamError => self.stream_error,
+            ErrorClass::Ejected => self.ejected,
         }
     }
 
@@ -130,6 +141,7 @@ impl ErrorCounts {
             ErrorClass::UpstreamOther => &mut self.upstream_other,
             ErrorClass::Interrupted => &mut self.interrupted,
             ErrorClass::StreamError => &mut self.stream_error,
+            ErrorClass::Ejected => &mut self.ejected,
         }
     }
 
@@ -514,7 +526,7 @@ impl EnvStats {
     pub fn record(&mut self, o: &Outcome, prices: &Prices) {
         self.requests = self.requests.saturating_add(1);
         let class = match o.fallback {
-            Some(reason) => StatusClass::of(reason.0),
+            Some(reason) => StatusClass::of_fallback(reason),
             None => o.class,
         };
         match ErrorClass::of(class, o.interrupted) {
@@ -684,7 +696,7 @@ mod tests {
     #[test]
     fn a_fallback_counts_once_against_green_priced_at_blue() {
         let mut o = outcome(Environment::Blue, StatusClass::Ok);
-        o.fallback = Some(FallbackReason(Attempt::Status(503)));
+        o.fallback = Some(FallbackReason::Failed(Attempt::Status(503)));
         assert_eq!(routed_environment(&o), Environment::Green);
         let mut s = EnvStats::default();
         s.record(&o, &prices());
@@ -727,7 +739,7 @@ mod tests {
         ];
         for (attempt, class, interrupted) in cases {
             let mut o = outcome(Environment::Blue, class);
-            o.fallback = Some(FallbackReason(attempt));
+            o.fallback = Some(FallbackReason::Failed(attempt));
             o.interrupted = interrupted;
             s.record(&o, &p);
         }
@@ -767,17 +779,18 @@ mod tests {
             StatusClass::Connect,
             StatusClass::UpstreamError,
             StatusClass::StreamError,
+            StatusClass::Ejected,
         ] {
             s.record(&outcome(Environment::Green, class), &p);
         }
         let mut cut = outcome(Environment::Green, StatusClass::Ok);
         cut.interrupted = true;
         s.record(&cut, &p);
-        assert_eq!(s.requests, 9);
+        assert_eq!(s.requests, 10);
         assert_eq!(s.client_errors, 1);
-        // Everything but Ok and ClientError: 7 of 9, one in each class.
-        assert_eq!(s.errors(), 7);
-        assert_eq!(s.error_rate(), Some(7.0 / 9.0));
+        // Everything but Ok and ClientError: 8 of 10, one in each class.
+        assert_eq!(s.errors(), 8);
+        assert_eq!(s.error_rate(), Some(8.0 / 10.0));
         let e = &s.errors;
         let each = [
             e.server_error,
@@ -787,20 +800,21 @@ mod tests {
             e.upstream_other,
             e.interrupted,
             e.stream_error,
+            e.ejected,
         ];
-        assert_eq!(each, [1; 7]);
+        assert_eq!(each, [1; 8]);
         let sum = s.summary();
         assert_eq!((sum.p50_ms, sum.first_byte_p95_ms), (Some(50), Some(40)));
-        // 9 × (1000 × 1 + 500 × 4) / 1e6 = 0.027.
-        assert_eq!(sum.cost_usd, 0.027);
-        assert_eq!(sum.prompt_tokens, 9000);
+        // 10 × (1000 × 1 + 500 × 4) / 1e6 = 0.03.
+        assert_eq!(sum.cost_usd, 0.03);
+        assert_eq!(sum.prompt_tokens, 10000);
     }
 
     #[test]
     fn a_green_stream_that_failed_before_its_first_event_counts_as_greens_stream_error() {
         let mut o = outcome(Environment::Blue, StatusClass::Ok);
         o.stream = true;
-        o.fallback = Some(FallbackReason(Attempt::StreamError));
+        o.fallback = Some(FallbackReason::Failed(Attempt::StreamError));
         assert_eq!(routed_environment(&o), Environment::Green);
         let mut s = EnvStats::default();
         s.record(&o, &prices());
@@ -808,6 +822,29 @@ mod tests {
         assert_eq!(s.errors.stream_error, 1);
         let json = serde_json::to_value(s.summary()).unwrap();
         assert_eq!(json["errors_by_class"]["stream_error"], 1);
+    }
+
+    /// A breaker never hides a broken green: every request it moved to blue counts in green,
+    /// as a request, a fallback and an error (`ejected` when green was not asked, `timeout`
+    /// when it was given up on).
+    #[test]
+    fn requests_the_breaker_moved_count_as_green_errors() {
+        use crate::breaker::ShedReason;
+        let mut s = EnvStats::default();
+        for reason in [
+            ShedReason::Ejected,
+            ShedReason::Ejected,
+            ShedReason::Abandoned,
+        ] {
+            let mut o = outcome(Environment::Blue, StatusClass::Ok);
+            o.fallback = Some(FallbackReason::Breaker(reason));
+            assert_eq!(routed_environment(&o), Environment::Green);
+            s.record(&o, &prices());
+        }
+        assert_eq!((s.requests, s.errors(), s.fallbacks), (3, 3, 3));
+        assert_eq!((s.errors.ejected, s.errors.timeout), (2, 1));
+        let json = serde_json::to_value(s.summary()).unwrap();
+        assert_eq!(json["errors_by_class"]["ejected"], 2);
     }
 
     #[test]

@@ -228,6 +228,34 @@ fn stream_errors_read_as_none_from_v1_and_load_from_the_version_that_counts_them
     assert_eq!(green.stats.fallbacks, 2);
 }
 
+/// `ejected` (green requests the breaker sent to blue without asking green) joined the error
+/// classes after `stream_error`: what the versions before stored reads as none, and a batch
+/// written with them (`fixtures/ejected/`) loads with them counted among green's errors.
+#[test]
+fn ejected_requests_read_as_none_before_and_load_from_the_version_that_counts_them() {
+    let v1: Batch = load("batch");
+    let before: Batch = load_text("stream-error/batch", &fixture_in("stream-error", "batch"));
+    for batch in [&v1, &before] {
+        assert!(batch.entries.iter().all(|e| e.stats.errors.ejected == 0));
+    }
+    let scopes: Scopes = load("scopes");
+    assert_eq!(scopes.rollout.green.errors.ejected, 0);
+
+    let batch: Batch = load_text("ejected/batch", &fixture_in("ejected", "batch"));
+    let green = batch
+        .entries
+        .iter()
+        .find(|e| e.env == Environment::Green)
+        .unwrap();
+    // 5 requests, all served by blue: 1 green 503, then 3 shed while green was ejected and 1
+    // given up while it hung (a timeout).
+    assert_eq!(green.stats.requests, 5);
+    assert_eq!(green.stats.errors.ejected, 3);
+    assert_eq!(green.stats.errors.timeout, 1);
+    assert_eq!(green.stats.errors(), 5);
+    assert_eq!(green.stats.fallbacks, 5);
+}
+
 #[test]
 fn stats_windows_and_minutes_written_by_v1_load() {
     let scopes: Scopes = load("scopes");

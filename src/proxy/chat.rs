@@ -9,6 +9,7 @@
 
 use std::rc::Rc;
 
+use bluegreen_core::breaker::{Finish, Mode, Shed};
 use bluegreen_core::config::Config;
 use bluegreen_core::defects::Expectations;
 use bluegreen_core::error::ApiError;
@@ -24,6 +25,7 @@ use worker::{ByteStream, Context, Env, Headers, Method, Request, Response, Respo
 
 use super::opening::{self, Opened};
 use super::{headers, relay, Exchange};
+use crate::breaker::{self, Gate, Watch};
 use crate::error::Result;
 use crate::http::{header, read_body};
 use crate::kv;
@@ -166,6 +168,9 @@ enum NoReply {
     Connect(String),
     /// The stream failed before its first event.
     Stream(NoAnswer),
+    /// The green breaker gave the attempt up while it waited: green was ejected and this
+    /// attempt was past its hang deadline.
+    Abandoned(Shed),
 }
 
 /// The serving attempt: what it got, and the core's word on it.
@@ -176,15 +181,25 @@ struct Served {
 }
 
 impl Attempts<'_> {
-    /// Tries `environment`, then blue once when the core's fallback policy says so. Returns
-    /// the serving attempt, the environment that served and why green was abandoned.
+    /// Tries `environment`, then blue once when the core's fallback policy or the green
+    /// breaker says so. Returns the serving attempt, the environment that served and why green
+    /// was abandoned.
     async fn run(
         &self,
         mut environment: Environment,
     ) -> (Served, Environment, Option<FallbackReason>) {
         let mut fallback = None;
         loop {
-            let served = self.send(environment).await;
+            let watch = match self.gate(environment) {
+                Gate::Send(watch) => watch,
+                // Green is ejected: blue serves without green being asked.
+                Gate::Shed(shed) => {
+                    fallback = Some(FallbackReason::Breaker(shed.reason));
+                    environment = Environment::Blue;
+                    continue;
+                }
+            };
+            let served = self.send(environment, watch).await;
             let Next::RetryOnBlue(reason) = served.next else {
                 return (served, environment, fallback);
             };
@@ -192,6 +207,10 @@ impl Attempts<'_> {
             let id = self.request_id;
             let why = match &served.result {
                 Err(NoReply::Stream(why)) => format!(" (its stream {why})"),
+                Err(NoReply::Abandoned(shed)) => format!(
+                    " (given up by the green breaker: {})",
+                    serde_json::to_string(&shed.cause).unwrap_or_default()
+                ),
                 _ => String::new(),
             };
             worker::console_warn!(
@@ -205,46 +224,121 @@ impl Attempts<'_> {
         }
     }
 
+    /// Which of blue's times this request's attempts are measured against.
+    fn mode(&self) -> Mode {
+        if self.chat.stream {
+            Mode::Stream
+        } else {
+            Mode::Whole
+        }
+    }
+
+    /// Whether an attempt at `environment` goes ahead: a green one that is not forced asks
+    /// the isolate's green breaker.
+    fn gate(&self, environment: Environment) -> Gate {
+        match environment {
+            Environment::Green if !self.forced => {
+                breaker::admit(&self.cfg.green_ejection, self.mode())
+            }
+            _ => Gate::Send(None),
+        }
+    }
+
     /// One attempt at `environment`'s model: a stream within `FIRST_BYTE_TIMEOUT_MS` to its
-    /// first event, a non-streamed answer within `COMPLETION_TIMEOUT_MS`.
-    async fn send(&self, environment: Environment) -> Served {
+    /// first event, a non-streamed answer within `COMPLETION_TIMEOUT_MS`. A green attempt the
+    /// breaker `watch`es is reported to it when it is judged, and given up (to blue) when the
+    /// breaker says so. A blue answer tells the breaker how long blue takes.
+    async fn send(&self, environment: Environment, mut watch: Option<Watch>) -> Served {
         let model = self.doc.model_for(environment);
         let payload = js_sys::Uint8Array::from(self.chat.with_model(model).as_slice());
         let limit_ms = self.cfg.attempt_limit_ms(self.chat.stream);
         let sent_at_ms = now_ms();
-        let result = match upstream::send(
+        let pending = upstream::start(
             &self.cfg.chat_url,
             Method::Post,
             self.headers,
             Some(payload.into()),
             limit_ms,
-        )
-        .await
-        {
+        );
+        let headers = match watch.as_mut() {
+            None => pending.headers().await.map_err(NoReply::from),
+            Some(w) => watched(&pending, w, sent_at_ms.saturating_add(limit_ms)).await,
+        };
+        let result = match headers {
             Ok(mut resp) if self.chat.stream && is_sse_answer(&resp) => match resp.stream() {
-                Ok(body) => match opening::read(body, sent_at_ms, limit_ms).await {
+                Ok(body) => match opening::read(body, sent_at_ms, limit_ms, watch.as_mut()).await {
                     Opened::Answer { held, rest } => Ok(Reply::Stream { resp, held, rest }),
                     Opened::Failed(why) => Err(NoReply::Stream(why)),
                     Opened::TimedOut => Err(NoReply::Timeout),
+                    Opened::Abandoned(shed) => Err(NoReply::Abandoned(shed)),
                 },
                 // No body at all: the stream ended before it began.
                 Err(_) => Err(NoReply::Stream(NoAnswer::Ended)),
             },
             Ok(resp) => Ok(Reply::Plain(resp)),
-            Err(Failure::Timeout) => Err(NoReply::Timeout),
-            Err(Failure::Connect(detail)) => Err(NoReply::Connect(detail)),
+            Err(no_reply) => Err(no_reply),
         };
         let attempt = match &result {
             Ok(reply) => Attempt::Status(reply.status()),
-            Err(NoReply::Timeout) => Attempt::Timeout,
+            Err(NoReply::Timeout | NoReply::Abandoned(_)) => Attempt::Timeout,
             Err(NoReply::Connect(_)) => Attempt::Connect,
             Err(NoReply::Stream(_)) => Attempt::StreamError,
         };
-        let next = next_step(environment, self.forced, attempt);
+        let next = match &result {
+            // Only an unforced green attempt is watched, so blue always takes over.
+            Err(NoReply::Abandoned(shed)) => {
+                Next::RetryOnBlue(FallbackReason::Breaker(shed.reason))
+            }
+            _ => next_step(environment, self.forced, attempt),
+        };
+        let finish = attempt.finish();
+        match (watch, environment) {
+            (Some(w), _) => w.finish(finish),
+            (None, Environment::Blue) if finish == Finish::Ok => breaker::blue_answered(
+                &self.cfg.green_ejection,
+                self.mode(),
+                now_ms().saturating_sub(sent_at_ms),
+            ),
+            (None, _) => {}
+        }
         Served {
             result,
             attempt,
             next,
+        }
+    }
+}
+
+/// Waits for a watched green attempt's response headers, looking again whenever the breaker
+/// asks, and aborts the fetch when it gives green up. Without a look due before `limit_at_ms`
+/// it waits on the fetch alone, with no timer of its own.
+async fn watched(
+    pending: &upstream::Pending,
+    watch: &mut Watch,
+    limit_at_ms: u64,
+) -> Result<Response, NoReply> {
+    loop {
+        let now = now_ms();
+        match watch.next(now, limit_at_ms) {
+            Err(shed) => {
+                pending.abort();
+                return Err(NoReply::Abandoned(shed));
+            }
+            Ok(None) => return pending.headers().await.map_err(NoReply::from),
+            Ok(Some(at)) => {
+                if let Some(result) = pending.headers_within(at.saturating_sub(now)).await {
+                    return result.map_err(NoReply::from);
+                }
+            }
+        }
+    }
+}
+
+impl From<Failure> for NoReply {
+    fn from(f: Failure) -> NoReply {
+        match f {
+            Failure::Timeout => NoReply::Timeout,
+            Failure::Connect(detail) => NoReply::Connect(detail),
         }
     }
 }

@@ -68,6 +68,7 @@ bluegreen_requests_total{environment="blue",model="deepseek-v3",class="connectio
 bluegreen_requests_total{environment="blue",model="deepseek-v3",class="upstream_other"} 0
 bluegreen_requests_total{environment="blue",model="deepseek-v3",class="interrupted"} 0
 bluegreen_requests_total{environment="blue",model="deepseek-v3",class="stream_error"} 0
+bluegreen_requests_total{environment="blue",model="deepseek-v3",class="ejected"} 0
 # HELP bluegreen_defects_total Successful answers the app cannot use, by class.
 # TYPE bluegreen_defects_total counter
 bluegreen_defects_total{environment="blue",model="deepseek-v3",class="content_filter"} 0
@@ -240,7 +241,7 @@ fn outcome(env: Environment, class: StatusClass, fallback: Option<Attempt>) -> O
         stream: false,
         status: 200,
         class,
-        fallback: fallback.map(FallbackReason),
+        fallback: fallback.map(FallbackReason::Failed),
         first_byte_ms: Some(10),
         total_ms: 20,
         usage: None,
