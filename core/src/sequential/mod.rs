@@ -443,6 +443,11 @@ pub fn update_strata(
     for stratum in strata {
         any |= accumulate(ev, s, stratum);
     }
+    // The guard's floor once per tick, after all its splits: its increments are linear in the
+    // counts, so a tick that spans two splits moves it as one pooled tick would.
+    for g in ev.guard.iter_mut() {
+        *g = g.max(0.0);
+    }
     if any {
         ev.ticks += 1;
     }
@@ -494,8 +499,7 @@ fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum) -> bool {
     let p0 = s.max_error_rate.clamp(1e-6, 1.0 - 1e-6);
     for (k, g) in GUARD_ALTERNATIVES.iter().enumerate() {
         let p1 = p0 + (1.0 - p0) * g;
-        let inc = guard_increment(p1, p0, t.green_requests, t.green_errors);
-        ev.guard[k] = (ev.guard[k] + inc).max(0.0);
+        ev.guard[k] += guard_increment(p1, p0, t.green_requests, t.green_errors);
     }
     ev.rollout.add(t);
     if stratum.in_step {
@@ -808,6 +812,40 @@ mod tests {
             r = update(&mut ev, &settings(), &old, None, None);
         }
         assert!(r.defects.as_ref().unwrap().log_evidence > 0.0);
+    }
+
+    /// The guard over a tick that spans two splits moves exactly as over the pooled tick: it
+    /// judges green alone, whatever the shares.
+    #[test]
+    fn the_guard_over_two_splits_is_the_guard_over_their_sum() {
+        let a = TickCounts {
+            green_requests: 40,
+            blue_requests: 360,
+            ..TickCounts::default()
+        };
+        let b = TickCounts {
+            green_requests: 100,
+            blue_requests: 100,
+            green_errors: 30,
+            ..TickCounts::default()
+        };
+        let mut pooled = a;
+        pooled.add(&b);
+        let mut one = Evidence::default();
+        update(&mut one, &settings(), &pooled, None, None);
+        let mut two = Evidence::default();
+        let strata = [a, b].map(|counts| Stratum {
+            counts,
+            in_step: true,
+        });
+        update_strata(&mut two, &settings(), &strata, None, None);
+        for (x, y) in one.guard.iter().zip(&two.guard) {
+            close(*x, *y);
+        }
+        assert!(
+            one.guard.iter().any(|g| *g > 0.0),
+            "evidence against green moved"
+        );
     }
 
     #[test]
