@@ -62,6 +62,9 @@ pub struct HealthPolicy {
     /// Answer defect classes the verdict leaves out (some apps expect `truncated`) [none].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore_defects: Vec<Defect>,
+    /// Highest acceptable green cost per request over blue's, over the step [none].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_ratio: Option<f64>,
 }
 
 fn default_method() -> Method {
@@ -89,12 +92,13 @@ impl Default for HealthPolicy {
             latency_margin_ms: 100,
             failure_limit: 2,
             ignore_defects: Vec::new(),
+            max_cost_ratio: None,
         }
     }
 }
 
 /// The fields a `health` object may carry.
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 13] = [
     "method",
     "alpha",
     "tolerance_ratio",
@@ -107,6 +111,7 @@ const FIELDS: [&str; 12] = [
     "latency_margin_ms",
     "failure_limit",
     "ignore_defects",
+    "max_cost_ratio",
 ];
 
 impl HealthPolicy {
@@ -155,6 +160,7 @@ impl HealthPolicy {
                 .whole("failure_limit", 1, 100)?
                 .map_or(d.failure_limit, |n| n as u32),
             ignore_defects: ignore_defects(&o)?,
+            max_cost_ratio: o.number("max_cost_ratio", 1.0, 1000.0)?,
         })
     }
 

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::environment::Environment;
 use crate::lifetime::Lifetime;
-use crate::rollout::{Command, Effect, State, Stratum};
+use crate::rollout::{Command, CostSample, Effect, State, Stratum};
 use crate::stats::{BatchEntry, EnvStats, Pair};
 
 /// Most routing versions one evaluation window keeps apart; beyond it the two oldest are
@@ -188,6 +188,7 @@ impl Scopes {
                 })
                 .collect(),
             blue_p95_ms: self.rollout.blue.total.quantile_ms(0.95),
+            step_cost: self.step.map(CostSample::of),
         }
     }
 }
@@ -308,7 +309,8 @@ mod tests {
             Command::Tick {
                 window: Box::default(),
                 strata: Vec::new(),
-                blue_p95_ms: None
+                blue_p95_ms: None,
+                step_cost: Pair::default(),
             }
         );
     }

@@ -375,6 +375,7 @@ fn a_rollout_shows_its_phase_step_verdict_and_evidence_as_logs() {
                 in_step: true,
             }],
             blue_p95_ms: None,
+            step_cost: Pair::default(),
         },
         60_000,
     )

@@ -34,7 +34,7 @@ mod tick;
 mod transition;
 mod wire;
 
-pub use cmd::{Command, Stratum};
+pub use cmd::{Command, CostSample, Stratum};
 pub use events::{Actor, Event, EventKind};
 pub use readback::{read_back, ReadBack};
 pub use recovery::{recover, unreadable, Salvage};
@@ -58,7 +58,15 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
             window,
             strata,
             blue_p95_ms,
-        } => Ok(tick::tick(s, &window, &strata, blue_p95_ms, now_ms)),
+            step_cost,
+        } => Ok(tick::tick(
+            s,
+            &window,
+            &strata,
+            blue_p95_ms,
+            &step_cost,
+            now_ms,
+        )),
     }
 }
 

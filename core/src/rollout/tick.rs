@@ -9,7 +9,8 @@
 //! stats store: the window and `now_ms` come in as arguments.
 
 use super::{
-    Effect, Event, EventKind, Rollout, Split, Stage, State, Stratum, Transition, VerdictRecord,
+    CostSample, Effect, Event, EventKind, Rollout, Split, Stage, State, Stratum, Transition,
+    VerdictRecord,
 };
 use crate::defects::Defect;
 use crate::health::{judge, HealthPolicy, Method, Verdict, VerdictStatus};
@@ -23,6 +24,7 @@ pub(super) fn tick(
     window: &Pair<EnvStats>,
     strata: &[Stratum],
     blue_p95_ms: Option<u64>,
+    step_cost: &Pair<CostSample>,
     now_ms: u64,
 ) -> Transition {
     let State { split, stage } = s;
@@ -36,7 +38,12 @@ pub(super) fn tick(
             }
         }
     };
-    let judgement = judge_window(&mut rollout, window, strata, blue_p95_ms);
+    let mut judgement = judge_window(&mut rollout, window, strata, blue_p95_ms);
+    if let Some(reason) = over_cost(&rollout.health, step_cost) {
+        judgement.verdict.status = VerdictStatus::Fail;
+        judgement.verdict.reasons.insert(0, reason);
+        judgement.clearly_fine = false;
+    }
     let facts = count(&mut rollout, &judgement, now_ms);
     let mut effects = Vec::new();
     if judgement.closes_window {
@@ -190,6 +197,25 @@ fn defect_classes(health: &HealthPolicy, strata: &[Stratum]) -> Option<String> {
             list(&tick.blue)
         )
     })
+}
+
+/// "green costs 2.40× blue per request over the step (…), above the policy's 2×", when the
+/// policy sets `max_cost_ratio`, both environments have `min_requests` in the step, blue's
+/// requests cost something, and green's cost more than that many times as much.
+fn over_cost(health: &HealthPolicy, step: &Pair<CostSample>) -> Option<String> {
+    let limit = health.max_cost_ratio?;
+    let enough = |c: &CostSample| c.requests >= health.min_requests;
+    if !(enough(&step.green) && enough(&step.blue)) {
+        return None;
+    }
+    let (green, blue) = (step.green.per_request()?, step.blue.per_request()?);
+    if blue <= 0.0 || green <= limit * blue {
+        return None;
+    }
+    Some(format!(
+        "green costs {:.2}× blue per request over the step (${green:.6} vs ${blue:.6}), above the policy's {limit}×",
+        green / blue
+    ))
 }
 
 /// What [`decide`] looks at, once the verdict is counted.

@@ -46,7 +46,32 @@ pub enum Command {
         window: Box<Pair<EnvStats>>,
         strata: Vec<Stratum>,
         blue_p95_ms: Option<u64>,
+        /// Requests and estimated cost of each environment over the current step, for the
+        /// policy's `max_cost_ratio`.
+        step_cost: Pair<CostSample>,
     },
+}
+
+/// An environment's requests and estimated cost over some span.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CostSample {
+    pub requests: u64,
+    pub cost_usd: f64,
+}
+
+impl CostSample {
+    /// Of `stats`.
+    pub fn of(stats: &EnvStats) -> CostSample {
+        CostSample {
+            requests: stats.requests,
+            cost_usd: stats.cost_usd,
+        }
+    }
+
+    /// Mean cost per request, `None` without requests.
+    pub fn per_request(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.cost_usd / self.requests as f64)
+    }
 }
 
 /// The evaluation window's requests routed under one split.

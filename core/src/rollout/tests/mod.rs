@@ -88,6 +88,7 @@ fn tick(s: &State, w: Pair<EnvStats>, now: u64) -> Transition {
             window: Box::new(w),
             strata: Vec::new(),
             blue_p95_ms: None,
+            step_cost: Pair::default(),
         },
         now,
     )
@@ -153,6 +154,7 @@ fn seq_tick(s: &State, w: Pair<EnvStats>, now: u64) -> Transition {
             window: Box::new(w),
             strata: Vec::new(),
             blue_p95_ms: p95,
+            step_cost: Pair::default(),
         },
         now,
     )

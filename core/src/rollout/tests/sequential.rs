@@ -197,3 +197,61 @@ fn answer_defects_roll_green_back_unless_the_policy_ignores_their_class() {
     );
     assert!(!verdict.reasons.iter().any(|r| r.contains("this tick")));
 }
+
+/// `max_cost_ratio`: a green whose answers cost three times blue's per request over the step
+/// is rolled back at twice, once both environments have `min_requests` in the step.
+#[test]
+fn a_green_costing_more_than_the_policys_ratio_per_request_is_rolled_back() {
+    let policy = HealthPolicy {
+        max_cost_ratio: Some(2.0),
+        min_requests: 50,
+        ..HealthPolicy::default()
+    };
+    let s = started_sequential(&[(10.0, 1800)], policy);
+    let cost = |green_requests, green_cost, blue_requests, blue_cost| Pair {
+        green: CostSample {
+            requests: green_requests,
+            cost_usd: green_cost,
+        },
+        blue: CostSample {
+            requests: blue_requests,
+            cost_usd: blue_cost,
+        },
+    };
+    let tick = |s: &State, step_cost| {
+        apply(
+            s,
+            Command::Tick {
+                window: Box::new(window(60, 0)),
+                strata: Vec::new(),
+                blue_p95_ms: None,
+                step_cost,
+            },
+            MIN,
+        )
+        .unwrap()
+    };
+    // Too few green requests in the step: not judged yet.
+    assert_eq!(
+        tick(&s, cost(40, 1.2, 540, 5.4)).state.phase(),
+        Phase::Progressing
+    );
+    // 1.9× is within the limit.
+    assert_eq!(
+        tick(&s, cost(60, 1.14, 540, 5.4)).state.phase(),
+        Phase::Progressing
+    );
+    let t = tick(&s, cost(60, 1.8, 540, 5.4));
+    assert_eq!(t.state.phase(), Phase::RolledBack);
+    let reasons = &t.state.verdict().unwrap().verdict.reasons;
+    assert!(
+        reasons[0].starts_with("green costs 3.00× blue per request over the step"),
+        "{reasons:?}"
+    );
+    // Without the setting, cost never rolls back.
+    let s = started_sequential(&[(10.0, 1800)], HealthPolicy::default());
+    assert_eq!(
+        tick(&s, cost(60, 100.0, 540, 5.4)).state.phase(),
+        Phase::Progressing
+    );
+}
