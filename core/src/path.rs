@@ -56,6 +56,37 @@ pub fn split_url(url: &str) -> (&str, Option<&str>) {
     (if path.is_empty() { "/" } else { path }, query)
 }
 
+/// The value of the first `name` parameter of a query string (`a=1&b=2`, without its `?`), as
+/// `application/x-www-form-urlencoded` reads it: `+` is a space, `%XX` a byte (a malformed
+/// escape stays as it is). `None` when absent; `Some("")` for `name` or `name=`.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(k, _)| form_decode(k) == name)
+        .map(|(_, v)| form_decode(v))
+}
+
+fn form_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |i: usize| bytes.get(i).and_then(|b| (*b as char).to_digit(16));
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'+', _, _) => out.push(b' '),
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 2;
+            }
+            (b, _, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// True when `segment` is `.` or `..` once `%2e` is read as a dot.
 fn is_dot_segment(segment: &str) -> bool {
     let mut rest = segment.as_bytes();
@@ -116,6 +147,24 @@ pub fn check(path: &str) -> Result<(), PathError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn query_parameters_read_as_forms_do() {
+        let q = "minutes=60&limit=%31%30&a+b=c%20d&flag&limit=7&bad=%zz%4";
+        assert_eq!(query_param(q, "minutes").as_deref(), Some("60"));
+        assert_eq!(
+            query_param(q, "limit").as_deref(),
+            Some("10"),
+            "the first, decoded"
+        );
+        assert_eq!(query_param(q, "a b").as_deref(), Some("c d"));
+        assert_eq!(query_param(q, "flag").as_deref(), Some(""));
+        assert_eq!(query_param(q, "bad").as_deref(), Some("%zz%4"));
+        assert_eq!(query_param(q, "none"), None);
+        assert_eq!(query_param("", "minutes"), None);
+        assert_eq!(query_param("%C3%A9=1", "é").as_deref(), Some("1"));
+    }
+
     use super::*;
 
     #[test]

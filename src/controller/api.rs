@@ -7,6 +7,7 @@ use bluegreen_core::feedback::Feedback;
 use bluegreen_core::fields::{parse_body, Obj};
 use bluegreen_core::health::VerdictStatus;
 use bluegreen_core::metrics::{self, Snapshot};
+use bluegreen_core::path::{query_param, split_url};
 use bluegreen_core::rollout::{apply, Command, RolloutSpec};
 use bluegreen_core::stats::Batch;
 use bluegreen_core::status;
@@ -238,8 +239,9 @@ async fn read_admin_body(req: &mut Request) -> Result<serde_json::Value> {
 
 /// Reads `name` from the query string as a whole number in `[min, max]`, or `default`.
 fn query_number(req: &Request, name: &str, default: u64, min: u64, max: u64) -> Result<u64> {
-    let url = req.url()?;
-    let Some((_, v)) = url.query_pairs().find(|(k, _)| k == name) else {
+    // The raw URL, read without the url crate (its IDNA tables are a large part of the wasm).
+    let url = req.inner().url();
+    let Some(v) = split_url(&url).1.and_then(|q| query_param(q, name)) else {
         return Ok(default);
     };
     v.parse::<u64>()
