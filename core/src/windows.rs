@@ -90,11 +90,14 @@ impl Scopes {
     /// isolate of an earlier release) or with one the controller has not written yet counts as
     /// routed under the current one. Every entry counts in the lifetime counters too, routed
     /// ones under the model their environment had in that version's split.
-    pub fn add_entry(&mut self, entry: &BatchEntry, state: &State) {
+    ///
+    /// Returns whether the entry landed in the windows a verdict judges (not forced, not
+    /// routed before the rollout).
+    pub fn add_entry(&mut self, entry: &BatchEntry, state: &State) -> bool {
         if entry.forced {
             self.forced.get_mut(entry.env).merge(&entry.stats);
             self.lifetime.add_forced(entry.env, entry.stats.requests);
-            return;
+            return false;
         }
         let current = state.version();
         let version = if current < self.rollout_version {
@@ -106,14 +109,15 @@ impl Scopes {
         };
         let model = state.model_under(entry.env, version);
         self.lifetime.add(entry.env, model, &entry.stats);
-        self.add_routed(entry.env, &entry.stats, version);
+        self.add_routed(entry.env, &entry.stats, version)
     }
 
-    /// Adds one environment's stats routed under `version` to the windows it belongs to.
-    pub fn add_routed(&mut self, env: Environment, stats: &EnvStats, version: u64) {
+    /// Adds one environment's stats routed under `version` to the windows it belongs to;
+    /// false when that is none (routed before the rollout began).
+    pub fn add_routed(&mut self, env: Environment, stats: &EnvStats, version: u64) -> bool {
         if version < self.rollout_version {
             self.earlier_requests = self.earlier_requests.saturating_add(stats.requests);
-            return;
+            return false;
         }
         self.rollout.get_mut(env).merge(stats);
         if version >= self.step_version {
@@ -131,6 +135,7 @@ impl Scopes {
                 next.get_mut().merge(&oldest);
             }
         }
+        true
     }
 
     /// Adds one environment's stats to every judged window, as routed under the split that

@@ -70,10 +70,8 @@ impl RolloutController {
         let now = now_ms();
         let entry = feedback.entry(now);
         let (scopes, judged) = self.with_mem(|m| {
-            // A score lands in a judged window unless forced or routed before this rollout.
-            let judged = !feedback.forced && feedback.version >= m.scopes.rollout_version;
             let mut scopes = m.scopes.clone();
-            scopes.add_entry(&entry, &m.state);
+            let judged = scopes.add_entry(&entry, &m.state);
             (scopes, judged)
         });
         if !self.store.score(&feedback, &entry, &scopes)? {
