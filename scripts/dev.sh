@@ -8,7 +8,8 @@
 # Extra arguments go to wrangler dev, e.g. `npm run dev -- --var GREEN_PERCENT:30`.
 #
 # Locally the admin API's token is ADMIN_TOKEN from the environment, else `dev-admin-token`,
-# the metrics endpoint's METRICS_TOKEN, else `dev-metrics-token`, and the cron is played by a ticker that calls wrangler's /__scheduled every TICK_SECONDS
+# the metrics endpoint's METRICS_TOKEN, else `dev-metrics-token`, request ids are sealed with
+# FEEDBACK_SECRET, else `dev-feedback-secret` (so that POST /v1/feedback works), and the cron is played by a ticker that calls wrangler's /__scheduled every TICK_SECONDS
 # (default 60, as the deployed `* * * * *` trigger; wrangler dev runs no crons by itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ if [ -z "${UPSTREAM_BASE_URL:-}" ]; then
 fi
 ADMIN_TOKEN="${ADMIN_TOKEN:-dev-admin-token}"
 METRICS_TOKEN="${METRICS_TOKEN:-dev-metrics-token}"
+FEEDBACK_SECRET="${FEEDBACK_SECRET:-dev-feedback-secret}"
 TICK_SECONDS="${TICK_SECONDS:-60}"
 node -e '
   const every = Number(process.argv[1]) * 1000;
@@ -34,4 +36,4 @@ echo "router: http://127.0.0.1:8787  upstream: $UPSTREAM_BASE_URL  admin token: 
 WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port 8787 \
   --persist-to .wrangler/state --test-scheduled \
   --var "UPSTREAM_BASE_URL:$UPSTREAM_BASE_URL" --var "ADMIN_TOKEN:$ADMIN_TOKEN" \
-  --var "METRICS_TOKEN:$METRICS_TOKEN" "$@"
+  --var "METRICS_TOKEN:$METRICS_TOKEN" --var "FEEDBACK_SECRET:$FEEDBACK_SECRET" "$@"
