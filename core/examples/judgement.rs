@@ -23,6 +23,7 @@ use std::sync::Mutex;
 use bluegreen_core::health::{HealthPolicy, Method};
 use bluegreen_core::rollout::{apply, default_steps, Command, Phase, RolloutSpec, State, Step};
 use bluegreen_core::routing::RoutingDoc;
+use bluegreen_core::shadow::{PairCounts, ShadowEntry, ShadowStats};
 use bluegreen_core::stats::EnvStats;
 use bluegreen_core::windows::Scopes;
 use bluegreen_core::Environment;
@@ -99,6 +100,16 @@ const SCENARIOS: [Scenario; 8] = [
         0.20,
     ),
 ];
+/// Seen only through a shadow step (no grid: only the cells the targets read): BAD's error
+/// rates, and a good green with GOOD-EQUAL's errors and defects.
+const SHADOW: Scenario = scenario("SHADOW", 0.005, 0.03, 1.0, true);
+const GOOD_SHADOW: Scenario = with_defects(
+    scenario("GOOD-SHADOW", 0.005, 0.005, 1.0, false),
+    0.01,
+    0.01,
+);
+/// The shadow step the shadow cells hold: 20% of blue's requests copied to green.
+const SHADOW_SHARE: f64 = 0.20;
 const RATES: [f64; 3] = [0.1, 1.0, 10.0];
 const SHARES: [f64; 2] = [0.10, 0.50];
 const STEP_TICKS: u64 = 30;
@@ -123,6 +134,9 @@ const SIGMA: f64 = 0.5;
 enum Kind {
     /// One step at a fixed share, 30 ticks.
     Step { share: f64 },
+    /// One shadow step copying this share of blue's requests to green, 30 ticks; `rate` is the
+    /// copies' rate.
+    Shadow { share: f64 },
     /// The default ladder to completion.
     WholeRollout,
 }
@@ -151,6 +165,7 @@ fn routing() -> RoutingDoc {
         blue_model: "blue".into(),
         green_model: "old".into(),
         green_percent: 0.0,
+        shadow_percent: 0.0,
         sticky: true,
         version: 0,
         updated_at: None,
@@ -196,7 +211,84 @@ fn env_tick(rng: &mut SmallRng, mean: f64, r: &Rates) -> EnvStats {
             .expect("a rate")
             .sample(rng);
     }
-    // Multinomial over the bins, as successive binomials.
+    record_times(rng, &mut s, slowdown);
+    s
+}
+
+fn blue_rates(sc: &Scenario) -> Rates {
+    Rates {
+        error: sc.blue_error,
+        defect: sc.blue_defect,
+        negative: sc.blue_negative,
+        slowdown: 1.0,
+    }
+}
+
+/// One tick of shadow copies: Poisson(`mean`) of blue's requests copied to green, each paired
+/// with blue's answer to it. Each side fails independently at its rate (so the pairing helps
+/// only by taking out failures both share), each answer read whole has a defect at its side's
+/// rate, and each side's times are drawn as in `env_tick`. Returns the copies and pairs, and
+/// blue's stats of the copied requests (part of blue's requests of the tick).
+fn shadow_tick(rng: &mut SmallRng, mean: f64, sc: &Scenario) -> (ShadowStats, EnvStats) {
+    let n = if mean > 0.0 {
+        Poisson::new(mean).expect("positive mean").sample(rng) as u64
+    } else {
+        0
+    };
+    let bin =
+        |rng: &mut SmallRng, n: u64, rate: f64| Binomial::new(n, rate).expect("a rate").sample(rng);
+    let mut p = PairCounts {
+        pairs: n,
+        ..PairCounts::default()
+    };
+    let green_failed = bin(rng, n, sc.green_error);
+    p.both_errors = bin(rng, green_failed, sc.blue_error);
+    p.green_only_errors = green_failed - p.both_errors;
+    p.blue_only_errors = bin(rng, n - green_failed, sc.blue_error);
+    p.answered = n - green_failed - p.blue_only_errors;
+    // Defects among the pairs both answered, then among those only one side answered.
+    let green_defect = bin(rng, p.answered, sc.green_defect);
+    let both = bin(rng, green_defect, sc.blue_defect);
+    let blue_only = bin(rng, p.answered - green_defect, sc.blue_defect);
+    for (key, k) in [
+        ("invalid_json/invalid_json", both),
+        ("invalid_json/none", green_defect - both),
+        ("none/invalid_json", blue_only),
+    ] {
+        if k > 0 {
+            p.defects.insert(key.into(), k);
+        }
+    }
+    let mut green = EnvStats {
+        requests: n,
+        answers: n - green_failed,
+        ..EnvStats::default()
+    };
+    green.errors.server_error = green_failed;
+    green.defects.invalid_json = green_defect + bin(rng, p.blue_only_errors, sc.green_defect);
+    record_times(rng, &mut green, sc.green_slowdown);
+    let blue_failed = p.both_errors + p.blue_only_errors;
+    let mut blue = EnvStats {
+        requests: n,
+        answers: n - blue_failed,
+        ..EnvStats::default()
+    };
+    blue.errors.server_error = blue_failed;
+    blue.defects.invalid_json = both + blue_only + bin(rng, p.green_only_errors, sc.blue_defect);
+    record_times(rng, &mut blue, 1.0);
+    let stats = ShadowStats {
+        green,
+        blue: blue.clone(),
+        pairs: p,
+        ..ShadowStats::default()
+    };
+    (stats, blue)
+}
+
+/// Records `s.requests` times into `s`'s histograms: a multinomial over the latency bins, as
+/// successive binomials.
+fn record_times(rng: &mut SmallRng, s: &mut EnvStats, slowdown: f64) {
+    let n = s.requests;
     let (mut left, mut p_left, mut low) = (n, 1.0f64, 0.0f64);
     for (i, (edge, z)) in BINS.iter().enumerate() {
         let p = edge - low;
@@ -214,7 +306,6 @@ fn env_tick(rng: &mut SmallRng, mean: f64, r: &Rates) -> EnvStats {
         p_left -= p;
         low = *edge;
     }
-    s
 }
 
 /// The spec a cell's rollout starts with, its tick limit and the total request rate.
@@ -225,10 +316,12 @@ fn setup(cell: &Cell) -> (RolloutSpec, u64, f64) {
     };
     let (steps, max_ticks, total_rate) = match cell.kind {
         Kind::Step { share } => (
-            vec![Step {
-                green_percent: share * 100.0,
-                hold_seconds: 1 << 40,
-            }],
+            vec![Step::live(share * 100.0, 1 << 40)],
+            STEP_TICKS,
+            cell.rate / share,
+        ),
+        Kind::Shadow { share } => (
+            vec![Step::shadow(share * 100.0, 1 << 40)],
             STEP_TICKS,
             cell.rate / share,
         ),
@@ -289,6 +382,36 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
     .state;
     let mut scopes = Scopes::default();
     for tick in 1..=max_ticks {
+        if let Kind::Shadow { share } = cell.kind {
+            // No user is served by green on a shadow step.
+            assert_eq!(
+                state.green_percent(),
+                0.0,
+                "a shadow step served users from green"
+            );
+            // Blue's requests: those copied, and the others.
+            let (stats, copied) = shadow_tick(&mut rng, 60.0 * total_rate * share, &sc);
+            let mut blue = env_tick(
+                &mut rng,
+                60.0 * total_rate * (1.0 - share),
+                &blue_rates(&sc),
+            );
+            blue.merge(&copied);
+            scopes.add_routed(Environment::Blue, &blue, state.version());
+            let entry = ShadowEntry {
+                minute: tick,
+                version: state.version(),
+                stats,
+            };
+            scopes.add_shadow(&entry, &state);
+            let t = apply(&state, scopes.tick(), tick * 60_000).expect("ticks apply");
+            scopes = scopes.after(&t.effects, t.state.version());
+            state = t.state;
+            if let Some(outcome) = ended(&state, tick) {
+                return outcome;
+            }
+            continue;
+        }
         let w = state.green_percent() / 100.0;
         let green = env_tick(
             &mut rng,
@@ -300,16 +423,7 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
                 slowdown: sc.green_slowdown,
             },
         );
-        let blue = env_tick(
-            &mut rng,
-            60.0 * total_rate * (1.0 - w),
-            &Rates {
-                error: sc.blue_error,
-                defect: sc.blue_defect,
-                negative: sc.blue_negative,
-                slowdown: 1.0,
-            },
-        );
+        let blue = env_tick(&mut rng, 60.0 * total_rate * (1.0 - w), &blue_rates(&sc));
         scopes.add_routed(Environment::Blue, &blue, state.version());
         scopes.add_routed(Environment::Green, &green, state.version());
         let t = apply(&state, scopes.tick(), tick * 60_000).expect("ticks apply");
@@ -417,6 +531,20 @@ fn cells() -> Vec<Cell> {
             }
         }
     }
+    // Appended, so that every cell above keeps its seed.
+    let shadow = Kind::Shadow {
+        share: SHADOW_SHARE,
+    };
+    for (scenario, rates) in [(SHADOW, &[1.0, 10.0][..]), (GOOD_SHADOW, &RATES[..])] {
+        for &rate in rates {
+            cells.push(Cell {
+                method: Method::Sequential,
+                scenario,
+                rate,
+                kind: shadow,
+            });
+        }
+    }
     cells
 }
 
@@ -450,14 +578,16 @@ fn print_step_table(rows: &[Row], runs: u64) {
     println!("| method | scenario | step | green req/s | ≤3 | ≤10 | ≤30 | median ticks | by errors / latency / defects / feedback / guard |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
     for r in rows {
-        let Kind::Step { share } = r.cell.kind else {
-            continue;
+        let step = match r.cell.kind {
+            Kind::Step { share } => format!("{:.0}%", share * 100.0),
+            Kind::Shadow { share } => format!("{:.0}% shadow", share * 100.0),
+            Kind::WholeRollout => continue,
         };
         println!(
-            "| {} | {} | {:.0}% | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
             method_name(r.cell.method),
             r.cell.scenario.name,
-            share * 100.0,
+            step,
             r.cell.rate,
             r.within[0],
             r.within[1],
@@ -495,6 +625,8 @@ enum Figure {
     Within(usize),
     /// Rolled back at all over a whole rollout, at most the bound.
     FalseRollbacks,
+    /// Rolled back within 30 ticks, at most the bound (a good green held one step).
+    FalseWithinStep,
 }
 
 /// One target: what it says, its cell (scenario, kind, rate), its figure and bound.
@@ -558,6 +690,29 @@ fn targets(rows: &[Row]) -> Vec<Target> {
             });
         }
     }
+    let shadow = Kind::Shadow {
+        share: SHADOW_SHARE,
+    };
+    specs.push(step(
+        "SHADOW (3% vs 0.5% errors) through a 20% shadow step, 1 req/s of copies, no user on green: rolled back within 10 ticks ≥ 95%",
+        "SHADOW",
+        shadow,
+        1.0,
+        1,
+        95.0,
+    ));
+    for rate in RATES {
+        specs.push(Spec {
+            what: format!(
+                "GOOD-SHADOW at {rate} req/s of copies: false rollbacks over a 30-tick shadow step ≤ 1%"
+            ),
+            scenario: "GOOD-SHADOW",
+            kind: shadow,
+            rate,
+            figure: Figure::FalseWithinStep,
+            bound: 1.0,
+        });
+    }
     specs
         .into_iter()
         .filter_map(|t| {
@@ -570,6 +725,7 @@ fn targets(rows: &[Row]) -> Vec<Target> {
             let (got, ok) = match t.figure {
                 Figure::Within(i) => (row.within[i], row.within[i] >= t.bound),
                 Figure::FalseRollbacks => (row.rolled_back, row.rolled_back <= t.bound),
+                Figure::FalseWithinStep => (row.within[2], row.within[2] <= t.bound),
             };
             Some((t.what, got, ok))
         })

@@ -220,6 +220,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             blue_model: self.model("BLUE_MODEL", "deepseek-v3")?,
             green_model: self.model("GREEN_MODEL", "gemini-2.5-flash")?,
             green_percent: self.number("GREEN_PERCENT", 0.0, 0.0, 100.0)?,
+            shadow_percent: 0.0,
             sticky: true,
             version: 0,
             updated_at: None,

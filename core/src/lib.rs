@@ -6,6 +6,7 @@
 //! what they decide. That keeps every routing decision testable natively with `cargo test`.
 
 pub mod auth;
+pub mod batch;
 pub mod breaker;
 pub mod config;
 pub mod defects;
@@ -32,6 +33,7 @@ pub mod rollout;
 pub mod routing;
 pub mod routing_cache;
 pub mod sequential;
+pub mod shadow;
 pub mod split;
 pub mod sse;
 pub mod stats;

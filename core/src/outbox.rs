@@ -15,8 +15,9 @@
 
 use std::rc::Rc;
 
+use crate::batch::Accumulator;
 use crate::outcome::Outcome;
-use crate::stats::{Accumulator, Prices};
+use crate::stats::Prices;
 
 /// How long records gather before a flush seals them.
 pub const FLUSH_AFTER_MS: u64 = 1000;
@@ -165,10 +166,10 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Batch;
     use crate::environment::Environment;
     use crate::outcome::StatusClass;
     use crate::split::Basis;
-    use crate::stats::Batch;
 
     fn outcome() -> Outcome {
         Outcome {

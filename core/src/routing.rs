@@ -23,6 +23,11 @@ pub struct RoutingDoc {
     pub green_model: String,
     /// Share of traffic for green, 0–100; decimals allowed (resolution 0.01).
     pub green_percent: f64,
+    /// Share of blue's requests also sent to green in the background (a shadow step), 0–100;
+    /// 0 and absent otherwise, so that a live step's document is the one earlier releases
+    /// wrote. Their isolates ignore the field (unknown fields are ignored) and shadow nothing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shadow_percent: f64,
     /// Whether a sticky key pins a user to one environment.
     #[serde(default = "default_sticky")]
     pub sticky: bool,
@@ -38,6 +43,10 @@ fn default_sticky() -> bool {
     true
 }
 
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
 /// Why a routing document was refused.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoutingError {
@@ -50,6 +59,8 @@ pub enum RoutingError {
     BadModel(&'static str, NameError),
     /// `green_percent` is outside 0–100.
     PercentOutOfRange(f64),
+    /// `shadow_percent` is outside 0–100.
+    ShadowOutOfRange(f64),
     /// `updated_at` is not an RFC 3339 date-time.
     BadTimestamp(String),
 }
@@ -62,6 +73,9 @@ impl fmt::Display for RoutingError {
             RoutingError::BadModel(field, e) => write!(f, "`{field}` {e}"),
             RoutingError::PercentOutOfRange(p) => {
                 write!(f, "`green_percent` must be between 0 and 100, got {p}")
+            }
+            RoutingError::ShadowOutOfRange(p) => {
+                write!(f, "`shadow_percent` must be between 0 and 100, got {p}")
             }
             RoutingError::BadTimestamp(s) => {
                 write!(f, "`updated_at` must be an RFC 3339 date-time, got {s:?}")
@@ -95,6 +109,9 @@ impl RoutingDoc {
         }
         if !(0.0..=100.0).contains(&self.green_percent) {
             return Err(RoutingError::PercentOutOfRange(self.green_percent));
+        }
+        if !(0.0..=100.0).contains(&self.shadow_percent) {
+            return Err(RoutingError::ShadowOutOfRange(self.shadow_percent));
         }
         if let Some(ts) = &self.updated_at {
             if !is_rfc3339(ts) {
@@ -139,6 +156,34 @@ mod tests {
         assert!(doc.sticky);
         assert_eq!(doc.version, 0);
         assert_eq!(doc.updated_at, None);
+    }
+
+    #[test]
+    fn the_shadow_share_is_read_and_left_out_when_zero() {
+        let doc = RoutingDoc::parse(
+            r#"{"blue_model":"a","green_model":"b","green_percent":0,"shadow_percent":20}"#,
+        )
+        .unwrap();
+        assert_eq!(doc.shadow_percent, 20.0);
+        assert!(serde_json::to_string(&doc)
+            .unwrap()
+            .contains("\"shadow_percent\":20.0"));
+        // A live step's document is the one earlier releases wrote and read.
+        let live = RoutingDoc {
+            shadow_percent: 0.0,
+            ..doc
+        };
+        assert!(!serde_json::to_string(&live).unwrap().contains("shadow"));
+        for bad in ["-1", "100.5"] {
+            let text = format!(
+                r#"{{"blue_model":"a","green_model":"b","green_percent":0,"shadow_percent":{bad}}}"#
+            );
+            let err = RoutingDoc::parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("`shadow_percent` must be between 0 and 100"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -211,6 +211,7 @@ mod tests {
             blue_model: "b".into(),
             green_model: "g".into(),
             green_percent: version as f64,
+            shadow_percent: 0.0,
             sticky: true,
             version,
             updated_at: None,

@@ -101,6 +101,7 @@ mod tests {
             blue_model: "b".into(),
             green_model: "g".into(),
             green_percent,
+            shadow_percent: 0.0,
             sticky,
             version: 1,
             updated_at: None,

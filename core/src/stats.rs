@@ -19,7 +19,6 @@ use crate::environment::Environment;
 use crate::hist::Histogram;
 use crate::openai::Usage;
 use crate::outcome::{Outcome, StatusClass};
-use crate::split::Basis;
 
 /// An upstream failure's class: one counter of [`ErrorCounts`] each. [`ErrorClass::ALL`] is the
 /// one list that everything iterating the classes reads (totals, merges, metrics), so a class
@@ -584,76 +583,10 @@ pub struct BatchEntry {
     pub stats: EnvStats,
 }
 
-/// Stats an isolate accumulated since its last flush. `id` is random, so that the controller
-/// can drop a batch that a retry delivers twice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Batch {
-    pub id: String,
-    pub entries: Vec<BatchEntry>,
-}
-
-impl Batch {
-    /// Requests in the batch.
-    pub fn requests(&self) -> u64 {
-        self.entries
-            .iter()
-            .map(|e| e.stats.requests)
-            .fold(0, u64::saturating_add)
-    }
-}
-
-/// What an isolate keeps apart between flushes: minute, routing version, green or not, forced
-/// or not.
-type Key = (u64, u64, bool, bool);
-
-/// Outcomes gathered in an isolate between flushes, keyed by minute, the routing version they
-/// were routed under, environment and whether the client forced the environment.
-#[derive(Debug, Default)]
-pub struct Accumulator {
-    by_minute: BTreeMap<Key, EnvStats>,
-}
-
-impl Accumulator {
-    /// Adds an outcome.
-    pub fn add(&mut self, o: &Outcome, prices: &Prices) {
-        let env = routed_environment(o);
-        let key = (
-            o.at_ms / 60_000,
-            o.routing_version,
-            env == Environment::Green,
-            o.basis == Basis::Forced,
-        );
-        self.by_minute.entry(key).or_default().record(o, prices);
-    }
-
-    /// True when nothing was added since the last `take`.
-    pub fn is_empty(&self) -> bool {
-        self.by_minute.is_empty()
-    }
-
-    /// Empties the accumulator into a batch named `id`.
-    pub fn take(&mut self, id: String) -> Batch {
-        let entries = std::mem::take(&mut self.by_minute)
-            .into_iter()
-            .map(|((minute, version, green, forced), stats)| BatchEntry {
-                minute,
-                forced,
-                version: Some(version),
-                env: if green {
-                    Environment::Green
-                } else {
-                    Environment::Blue
-                },
-                stats,
-            })
-            .collect();
-        Batch { id, entries }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::{Accumulator, Batch};
     use crate::fallback::{Attempt, FallbackReason};
     use crate::split::Basis;
 

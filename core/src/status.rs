@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::environment::Environment;
 use crate::health::HealthPolicy;
 use crate::rollout::{Event, EventKind, Phase, Rollout, State, Step};
+use crate::shadow::ShadowSummary;
 use crate::stats::{EnvStats, Pair, Summary};
 use crate::time::format_rfc3339_ms;
 use crate::windows::Scopes;
@@ -30,6 +31,8 @@ pub struct StepView {
     pub number: usize,
     pub of: usize,
     pub green_percent: f64,
+    /// The share of blue's requests copied to green on a shadow step (0 on a live one).
+    pub shadow_percent: f64,
     pub hold_seconds: u64,
     pub started_at: String,
     pub elapsed_seconds: u64,
@@ -46,6 +49,7 @@ pub fn step_view(state: &State, now_ms: u64) -> Option<StepView> {
         number: r.step_index + 1,
         of: r.steps.len(),
         green_percent: step.green_percent,
+        shadow_percent: step.shadow_percent,
         hold_seconds: step.hold_seconds,
         started_at: format_rfc3339_ms(r.step_started_at_ms),
         elapsed_seconds: elapsed,
@@ -76,6 +80,9 @@ pub struct Status {
     pub blue_model: String,
     pub green_model: String,
     pub green_percent: f64,
+    /// The share of blue's requests copied to green in the background (a shadow step), 0
+    /// otherwise.
+    pub shadow_percent: f64,
     pub sticky: bool,
     /// The routing document version the controller last wrote (or adopted).
     pub routing_version: u64,
@@ -104,6 +111,16 @@ pub struct ScopeSummaries {
     /// Requests routed under a split from before the rollout began (an isolate's cached
     /// document, a late batch), since it began: in the history, in no judged window.
     pub earlier_requests: u64,
+    /// Shadow copies paired with blue's answers ([`crate::shadow`]), this step and this
+    /// rollout.
+    pub shadow: ShadowSummaries,
+}
+
+/// The shadow scope's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShadowSummaries {
+    pub step: ShadowSummary,
+    pub rollout: ShadowSummary,
 }
 
 /// Builds the status at `now_ms`.
@@ -115,6 +132,7 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
         blue_model: split.blue_model.clone(),
         green_model: split.green_model.clone(),
         green_percent: split.green_percent,
+        shadow_percent: state.shadow_percent(),
         sticky: split.sticky,
         routing_version: split.version,
         routing_synced,
@@ -136,6 +154,10 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
             rollout: scopes.rollout.map(EnvStats::summary),
             forced: scopes.forced.map(EnvStats::summary),
             earlier_requests: scopes.earlier_requests,
+            shadow: ShadowSummaries {
+                step: scopes.shadow.step.summary(),
+                rollout: scopes.shadow.rollout.summary(),
+            },
         },
         now: format_rfc3339_ms(now_ms),
     }
@@ -276,6 +298,7 @@ mod tests {
             blue_model: "b".into(),
             green_model: "g0".into(),
             green_percent: 0.0,
+            shadow_percent: 0.0,
             sticky: true,
             version: 0,
             updated_at: None,
@@ -340,10 +363,7 @@ mod tests {
         let start = Command::Start {
             spec: RolloutSpec {
                 green_model: "g".into(),
-                steps: vec![Step {
-                    green_percent: 10.0,
-                    hold_seconds: 300,
-                }],
+                steps: vec![Step::live(10.0, 300)],
                 health: HealthPolicy::default(),
             },
             routing: routing(),

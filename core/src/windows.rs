@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::environment::Environment;
 use crate::lifetime::Lifetime;
 use crate::rollout::{Command, CostSample, Effect, State, Stratum};
+use crate::shadow::{ShadowEntry, ShadowScope};
 use crate::stats::{BatchEntry, EnvStats, Pair};
 
 /// Most routing versions one evaluation window keeps apart; beyond it the two oldest are
@@ -63,6 +64,14 @@ pub struct Scopes {
     /// kept, which then start it at zero.
     #[serde(default)]
     pub lifetime: Lifetime,
+    /// Shadow copies paired with blue's answers ([`crate::shadow`]): the tick's pairs, the
+    /// step's and the rollout's figures. Absent in windows stored before shadow steps.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub shadow: ShadowScope,
+}
+
+fn is_default(s: &ShadowScope) -> bool {
+    *s == ShadowScope::default()
 }
 
 impl Scopes {
@@ -112,6 +121,16 @@ impl Scopes {
         self.add_routed(entry.env, &entry.stats, version)
     }
 
+    /// Adds an isolate's shadow figures, routed under `entry.version` (`state` being the one in
+    /// force), to the shadow windows: those routed before the rollout began count nowhere.
+    pub fn add_shadow(&mut self, entry: &ShadowEntry, state: &State) {
+        let version = entry.version.min(state.version());
+        if version < self.rollout_version {
+            return;
+        }
+        self.shadow.add(&entry.stats, version >= self.step_version);
+    }
+
     /// Adds one environment's stats routed under `version` to the windows it belongs to;
     /// false when that is none (routed before the rollout began).
     pub fn add_routed(&mut self, env: Environment, stats: &EnvStats, version: u64) -> bool {
@@ -152,10 +171,12 @@ impl Scopes {
         for effect in effects {
             match effect {
                 Effect::ResetWindow => {
+                    next.shadow.restart_window();
                     next.window = Pair::default();
                     next.by_version.clear();
                 }
                 Effect::ResetStep => {
+                    next.shadow.restart_step();
                     next.window = Pair::default();
                     next.by_version.clear();
                     next.step = Pair::default();
@@ -194,6 +215,7 @@ impl Scopes {
                 .collect(),
             blue_p95_ms: self.rollout.blue.total.quantile_ms(0.95),
             step_cost: self.step.map(CostSample::of),
+            shadow: self.shadow.strata(),
         }
     }
 }
@@ -209,6 +231,7 @@ mod tests {
             blue_model: "b".into(),
             green_model: "g".into(),
             green_percent: 0.0,
+            shadow_percent: 0.0,
             sticky: true,
             version,
             updated_at: None,
@@ -316,6 +339,7 @@ mod tests {
                 strata: Vec::new(),
                 blue_p95_ms: None,
                 step_cost: Pair::default(),
+                shadow: Vec::new(),
             }
         );
     }
@@ -384,6 +408,50 @@ mod tests {
         assert_eq!(strata(&s), [(9, 1, false), (50, 60, true)]);
         // The window's verdict closes all of them.
         assert!(strata(&s.after(&[Effect::ResetWindow], 6)).is_empty());
+    }
+
+    #[test]
+    fn shadow_figures_count_in_the_step_of_the_split_they_were_routed_under() {
+        use crate::shadow::{ShadowEntry, ShadowStats};
+        let entry = |version, pairs| ShadowEntry {
+            minute: 1,
+            version,
+            stats: ShadowStats {
+                pairs: crate::shadow::PairCounts {
+                    pairs,
+                    ..Default::default()
+                },
+                ..ShadowStats::default()
+            },
+        };
+        // The rollout began at version 5, its step at 6.
+        let mut s = Scopes::default().after(&[Effect::ResetRollout], 5);
+        s = s.after(&[Effect::ResetStep], 6);
+        s.add_shadow(&entry(4, 1), &at(6)); // before the rollout: nowhere
+        s.add_shadow(&entry(5, 10), &at(6)); // the step before: the rollout's
+        s.add_shadow(&entry(6, 100), &at(6)); // the step's
+        s.add_shadow(&entry(9, 1000), &at(6)); // ahead of the controller: the one in force
+        let sh = &s.shadow;
+        assert_eq!(
+            (
+                sh.rollout.pairs.pairs,
+                sh.step.pairs.pairs,
+                sh.earlier.pairs.pairs
+            ),
+            (1110, 1100, 10)
+        );
+        let Command::Tick { shadow, .. } = s.tick() else {
+            panic!("a tick")
+        };
+        let judged: Vec<(u64, bool)> = shadow
+            .iter()
+            .map(|st| (st.stats.pairs.pairs, st.in_step))
+            .collect();
+        assert_eq!(judged, [(1100, true), (10, false)]);
+        // The tick's verdict spends them; the step and rollout keep them.
+        let s = s.after(&[Effect::ResetWindow], 6);
+        assert!(s.shadow.strata().is_empty());
+        assert_eq!(s.shadow.step.pairs.pairs, 1100);
     }
 
     #[test]

@@ -37,6 +37,7 @@ fn routing() -> RoutingDoc {
         blue_model: "blue-m".into(),
         green_model: "green-m".into(),
         green_percent: 0.0,
+        shadow_percent: 0.0,
         sticky: true,
         version: 1,
         updated_at: None,
@@ -100,10 +101,7 @@ fn spec(method: Method, advance_early: bool) -> RolloutSpec {
         green_model: "green-m".into(),
         steps: [(1.0, 60), (30.0, 0), (99.99, 120)]
             .into_iter()
-            .map(|(green_percent, hold_seconds)| Step {
-                green_percent,
-                hold_seconds,
-            })
+            .map(|(green_percent, hold_seconds)| Step::live(green_percent, hold_seconds))
             .collect(),
         health: HealthPolicy {
             method,

@@ -9,8 +9,9 @@
 //! counters (commit 20ed3f0): the stats windows and an isolate's batch, with defects, forced
 //! requests, routing versions and fallbacks in them.
 
+use bluegreen_core::batch::Batch;
 use bluegreen_core::rollout::{Event, EventKind, Phase, State};
-use bluegreen_core::stats::{Batch, EnvStats, ErrorCounts};
+use bluegreen_core::stats::{EnvStats, ErrorCounts};
 use bluegreen_core::windows::Scopes;
 use bluegreen_core::Environment;
 use serde::de::DeserializeOwned;
@@ -339,4 +340,34 @@ fn stats_windows_written_before_lifetime_counters_load_and_start_them_at_zero() 
     assert_eq!(scopes.lifetime.requests(), 0);
     let json = serde_json::to_string(&scopes).unwrap();
     assert!(json.contains("\"lifetime\""), "written from now on");
+}
+
+#[test]
+fn shadow_steps_their_windows_and_batches_load() {
+    // Written by the release that added shadow steps (issue 12, part 4): a rollout on its
+    // shadow step, the windows with a shadow scope, an isolate's batch with shadow figures.
+    let s: State = load("shadow/state-shadow-step");
+    let doc = s.routing_doc(0);
+    assert_eq!(
+        (doc.green_percent, doc.shadow_percent, doc.version),
+        (0.0, 20.0, 5)
+    );
+    let steps = &s.rollout().unwrap().steps;
+    assert!(steps[0].is_shadow() && !steps[1].is_shadow());
+    let scopes: Scopes = load("shadow/scopes");
+    assert_eq!(scopes.shadow.step.pairs.pairs, 61);
+    assert_eq!(scopes.shadow.window.pairs.green_only_errors, 3);
+    assert_eq!(scopes.shadow.rollout.unfinished, 2);
+    assert_eq!(scopes.shadow.step.green.errors(), 3);
+    let batch: Batch = load("shadow/batch");
+    assert_eq!(batch.shadow.len(), 1);
+    assert_eq!(batch.shadow[0].stats.capped, 5);
+    assert_eq!(batch.shadow[0].stats.pairs.defects["invalid_json/none"], 2);
+    // What earlier releases stored has no shadow: empty, and written without the field.
+    let old: Scopes = load("v2/scopes");
+    assert_eq!(old.shadow, Default::default());
+    assert!(!serde_json::to_string(&old).unwrap().contains("shadow"));
+    let old: Batch = load("v2/batch");
+    assert!(old.shadow.is_empty());
+    assert!(!serde_json::to_string(&old).unwrap().contains("shadow"));
 }

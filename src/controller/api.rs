@@ -1,6 +1,7 @@
 //! The controller's handlers: each reads its input, asks the core, and answers. Operator
 //! commands answer the new status (or the core's refusal); the tick answers a one-line summary.
 
+use bluegreen_core::batch::Batch;
 use bluegreen_core::config::Config;
 use bluegreen_core::error::ApiError;
 use bluegreen_core::feedback::Feedback;
@@ -9,7 +10,6 @@ use bluegreen_core::health::VerdictStatus;
 use bluegreen_core::metrics::{self, Snapshot};
 use bluegreen_core::path::{query_param, split_url};
 use bluegreen_core::rollout::{apply, Command, RolloutSpec};
-use bluegreen_core::stats::Batch;
 use bluegreen_core::status;
 use serde::Serialize;
 use worker::{Request, Response};

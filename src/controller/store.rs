@@ -9,10 +9,11 @@
 //! one storage transaction. The documents are stored formats: a new version must read what an
 //! older one wrote (`core/tests/stored_formats.rs`).
 
+use bluegreen_core::batch::Batch;
 use bluegreen_core::config::MAX_FEEDBACK_AGE_SECONDS;
 use bluegreen_core::feedback::Feedback;
 use bluegreen_core::rollout::{Event, State};
-use bluegreen_core::stats::{Batch, BatchEntry, EnvStats};
+use bluegreen_core::stats::{BatchEntry, EnvStats};
 use bluegreen_core::status::SPLIT_KINDS;
 use bluegreen_core::windows::Scopes;
 use bluegreen_core::Environment;

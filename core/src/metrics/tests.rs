@@ -344,6 +344,7 @@ fn a_rollout_shows_its_phase_step_verdict_and_evidence_as_logs() {
         blue_model: "b".into(),
         green_model: "old".into(),
         green_percent: 0.0,
+        shadow_percent: 0.0,
         sticky: true,
         version: 3,
         updated_at: None,
@@ -376,6 +377,7 @@ fn a_rollout_shows_its_phase_step_verdict_and_evidence_as_logs() {
             }],
             blue_p95_ms: None,
             step_cost: Pair::default(),
+            shadow: Vec::new(),
         },
         60_000,
     )

@@ -59,10 +59,14 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
             strata,
             blue_p95_ms,
             step_cost,
+            shadow,
         } => Ok(tick::tick(
             s,
             &window,
-            &strata,
+            &tick::Strata {
+                live: &strata,
+                shadow: &shadow,
+            },
             blue_p95_ms,
             &step_cost,
             now_ms,

@@ -68,6 +68,7 @@ pub fn read_back(state: &State, kv: Result<Option<RoutingDoc>, ReadBack>) -> Rea
     let same = doc.blue_model == own.blue_model
         && doc.green_model == own.green_model
         && doc.green_percent == own.green_percent
+        && doc.shadow_percent == own.shadow_percent
         && doc.sticky == own.sticky
         && doc.version == own.version;
     if same {
@@ -86,6 +87,7 @@ mod tests {
             blue_model: "b".into(),
             green_model: "g".into(),
             green_percent: 30.0,
+            shadow_percent: 0.0,
             sticky: true,
             version: 8,
             updated_at: None,

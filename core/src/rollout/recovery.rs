@@ -85,6 +85,7 @@ mod tests {
             blue_model: "in-kv".into(),
             green_model: "g".into(),
             green_percent: 30.0,
+            shadow_percent: 0.0,
             sticky: true,
             version: 12,
             updated_at: None,

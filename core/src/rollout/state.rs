@@ -275,6 +275,27 @@ impl State {
         self.split.green_percent
     }
 
+    /// The share of blue's requests copied to green in the background now: the current step's
+    /// `shadow_percent` while a rollout is under way on a shadow step at 0% green (a manual
+    /// split that puts users on green ends the copying), 0 otherwise. Derived, not stored: the
+    /// stored state keeps the shape earlier releases wrote.
+    pub fn shadow_percent(&self) -> f64 {
+        match self.active() {
+            Some(r) if self.split.green_percent == 0.0 => r.step().shadow_percent,
+            _ => 0.0,
+        }
+    }
+
+    /// "30% green", or on a shadow step "0% green, 20% of blue's requests copied to green":
+    /// for event messages.
+    pub fn split_words(&self) -> String {
+        let green = format!("{}% green", self.split.green_percent);
+        match self.shadow_percent() {
+            s if s > 0.0 => format!("{green}, {s}% of blue's requests copied to green (shadow)"),
+            _ => green,
+        }
+    }
+
     /// The rollout under way, or the last one; `None` before the first.
     pub fn rollout(&self) -> Option<&Rollout> {
         self.stage.rollout()
@@ -347,6 +368,7 @@ impl State {
             blue_model: self.split.blue_model.clone(),
             green_model: self.split.green_model.clone(),
             green_percent: self.split.green_percent,
+            shadow_percent: self.shadow_percent(),
             sticky: self.split.sticky,
             version: self.split.version,
             updated_at: Some(format_rfc3339_ms(now_ms)),

@@ -15,14 +15,22 @@ use super::{
 use crate::defects::Defect;
 use crate::health::{judge, HealthPolicy, Method, Verdict, VerdictStatus};
 use crate::sequential::{self, Finding, TickCounts};
+use crate::shadow::ShadowStratum;
 use crate::stats::{EnvStats, Pair};
+
+/// What the sequential test judges on a tick: the window's requests by split, and the shadow
+/// pairs ([`crate::shadow`]).
+pub(super) struct Strata<'a> {
+    pub live: &'a [Stratum],
+    pub shadow: &'a [ShadowStratum],
+}
 
 /// Judges `window` (or, for the sequential test, its `strata`) at `now_ms` and moves the
 /// rollout accordingly.
 pub(super) fn tick(
     s: State,
     window: &Pair<EnvStats>,
-    strata: &[Stratum],
+    strata: &Strata<'_>,
     blue_p95_ms: Option<u64>,
     step_cost: &Pair<CostSample>,
     now_ms: u64,
@@ -77,7 +85,7 @@ struct Judgement {
 fn judge_window(
     r: &mut Rollout,
     window: &Pair<EnvStats>,
-    strata: &[Stratum],
+    strata: &Strata<'_>,
     blue_p95_ms: Option<u64>,
 ) -> Judgement {
     match r.health.method {
@@ -93,12 +101,16 @@ fn judge_window(
         }
         Method::Sequential => {
             let whole = [Stratum::in_step(window.clone())];
-            let strata = if strata.is_empty() {
+            let live = if strata.live.is_empty() {
                 &whole[..]
             } else {
-                strata
+                strata.live
             };
-            let (verdict, clearly_fine) = sequential_verdict(r, strata, blue_p95_ms);
+            let strata = Strata {
+                live,
+                shadow: strata.shadow,
+            };
+            let (verdict, clearly_fine) = sequential_verdict(r, &strata, blue_p95_ms);
             // Every tick's window is new evidence, and reaching a level is itself the
             // decision: `failure_limit` does not apply.
             Judgement {
@@ -116,7 +128,7 @@ fn judge_window(
 /// share. Returns the verdict and whether green is clearly fine (may advance early).
 fn sequential_verdict(
     r: &mut Rollout,
-    strata: &[Stratum],
+    strata: &Strata<'_>,
     blue_p95_ms: Option<u64>,
 ) -> (Verdict, bool) {
     let margin = r.health.latency_margin_ms;
@@ -125,28 +137,29 @@ fn sequential_verdict(
     // no request counts as slow.
     let reference = r.evidence.latency_reference_ms;
     let slow = |s: &EnvStats| reference.map_or(0, |ms| s.total.count_above(ms));
-    let counts: Vec<sequential::Stratum> = strata
-        .iter()
-        .map(|st| sequential::Stratum {
-            counts: TickCounts {
-                green_requests: st.stats.green.requests,
-                blue_requests: st.stats.blue.requests,
-                green_errors: st.stats.green.errors(),
-                blue_errors: st.stats.blue.errors(),
-                green_slow: slow(&st.stats.green),
-                blue_slow: slow(&st.stats.blue),
-                green_answers: st.stats.green.answers,
-                blue_answers: st.stats.blue.answers,
-                green_defects: r.health.judged_defects(&st.stats.green),
-                blue_defects: r.health.judged_defects(&st.stats.blue),
-                green_scored: st.stats.green.feedback.scored,
-                blue_scored: st.stats.blue.feedback.scored,
-                green_negative: st.stats.green.feedback.negative,
-                blue_negative: st.stats.blue.feedback.negative,
-            },
-            in_step: st.in_step,
-        })
-        .collect();
+    let live = strata.live.iter().map(|st| sequential::Stratum {
+        counts: TickCounts {
+            green_requests: st.stats.green.requests,
+            blue_requests: st.stats.blue.requests,
+            green_errors: st.stats.green.errors(),
+            blue_errors: st.stats.blue.errors(),
+            green_slow: slow(&st.stats.green),
+            blue_slow: slow(&st.stats.blue),
+            green_answers: st.stats.green.answers,
+            blue_answers: st.stats.blue.answers,
+            green_defects: r.health.judged_defects(&st.stats.green),
+            blue_defects: r.health.judged_defects(&st.stats.blue),
+            green_scored: st.stats.green.feedback.scored,
+            blue_scored: st.stats.blue.feedback.scored,
+            green_negative: st.stats.green.feedback.negative,
+            blue_negative: st.stats.blue.feedback.negative,
+        },
+        in_step: st.in_step,
+    });
+    let mut counts: Vec<sequential::Stratum> = live.collect();
+    for st in strata.shadow {
+        shadow_counts(&mut counts, strata.live, st, reference, &r.health);
+    }
     let settings = r.health.sequential_settings();
     let report = sequential::update_strata(
         &mut r.evidence,
@@ -162,13 +175,37 @@ fn sequential_verdict(
     };
     let early = report.finding == Finding::ClearlyFine;
     let mut reasons = report.reasons();
-    reasons.extend(defect_classes(&r.health, strata));
+    reasons.extend(defect_classes(&r.health, strata.live));
+    reasons.extend(ShadowStratum::reason(strata.shadow));
     let verdict = Verdict {
         status,
         reasons,
         evidence: Some(report),
     };
     (verdict, early)
+}
+
+/// Adds a tick's shadow copies to the counts ([`crate::shadow`]): the step's are judged with
+/// blue's requests of the step's latest split in place of that split's (green-less) counts;
+/// others, or with no such requests, as pairs alone.
+fn shadow_counts(
+    counts: &mut Vec<sequential::Stratum>,
+    live: &[Stratum],
+    st: &ShadowStratum,
+    reference: Option<u64>,
+    health: &HealthPolicy,
+) {
+    let joined = live
+        .iter()
+        .rposition(|l| l.in_step && l.stats.green.requests == 0)
+        .filter(|_| st.in_step);
+    match joined {
+        Some(i) => counts[i].counts = st.counts(Some(&live[i].stats.blue), reference, health),
+        None => counts.push(sequential::Stratum {
+            counts: st.counts(None, reference, health),
+            in_step: st.in_step,
+        }),
+    }
 }
 
 /// "green answer defects this tick: invalid_json 12, empty 1; blue: invalid_json 2", when green
@@ -382,11 +419,12 @@ fn advance(mut split: Split, mut r: Rollout, now_ms: u64) -> (State, String) {
     sequential::new_step(&mut r.evidence);
     split.green_percent = r.step().green_percent;
     split.version += 1;
+    let steps = r.steps.len();
+    let state = State::progressing(split, r);
     let message = format!(
-        "Step {step_no} passed; step {} of {} at {}% green.",
+        "Step {step_no} passed; step {} of {steps} at {}.",
         step_no + 1,
-        r.steps.len(),
-        split.green_percent
+        state.split_words()
     );
-    (State::progressing(split, r), message)
+    (state, message)
 }

@@ -18,6 +18,7 @@ pub(super) use start::start;
 
 use super::{Phase, Refusal, RolloutSpec};
 use crate::routing::RoutingDoc;
+use crate::shadow::ShadowStratum;
 use crate::stats::{EnvStats, Pair};
 
 /// What an operator or the cron asks of the controller.
@@ -49,6 +50,9 @@ pub enum Command {
         /// Requests and estimated cost of each environment over the current step, for the
         /// policy's `max_cost_ratio`.
         step_cost: Pair<CostSample>,
+        /// The tick's shadow pairs, by whether they are the current step's (empty outside a
+        /// shadow step).
+        shadow: Vec<ShadowStratum>,
     },
 }
 

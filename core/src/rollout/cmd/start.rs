@@ -42,8 +42,10 @@ pub(in crate::rollout) fn start(
     let state = State::progressing(split, rollout);
     let split = state.split();
     let msg = format!(
-        "Rollout {id} of {} over {} started at {}% green.",
-        split.green_model, split.blue_model, split.green_percent
+        "Rollout {id} of {} over {} started at {}.",
+        split.green_model,
+        split.blue_model,
+        state.split_words()
     );
     let event = Event::by_operator(&state, now_ms, EventKind::Started, msg);
     Ok(Transition {

@@ -5,6 +5,7 @@ mod decide;
 mod ladder;
 mod operator;
 mod sequential;
+mod shadow;
 mod spec;
 mod stored;
 
@@ -21,6 +22,7 @@ fn routing() -> RoutingDoc {
         blue_model: "blue-m".into(),
         green_model: "old-green".into(),
         green_percent: 0.0,
+        shadow_percent: 0.0,
         sticky: true,
         version: 7,
         updated_at: None,
@@ -49,10 +51,7 @@ fn spec(steps: &[(f64, u64)]) -> RolloutSpec {
         green_model: "green-m".into(),
         steps: steps
             .iter()
-            .map(|&(green_percent, hold_seconds)| Step {
-                green_percent,
-                hold_seconds,
-            })
+            .map(|&(green_percent, hold_seconds)| Step::live(green_percent, hold_seconds))
             .collect(),
         // These timelines are about the state machine; the threshold gates make their
         // windows easy to read. The sequential test has its own timelines below.
@@ -89,6 +88,7 @@ fn tick(s: &State, w: Pair<EnvStats>, now: u64) -> Transition {
             strata: Vec::new(),
             blue_p95_ms: None,
             step_cost: Pair::default(),
+            shadow: Vec::new(),
         },
         now,
     )
@@ -155,6 +155,7 @@ fn seq_tick(s: &State, w: Pair<EnvStats>, now: u64) -> Transition {
             strata: Vec::new(),
             blue_p95_ms: p95,
             step_cost: Pair::default(),
+            shadow: Vec::new(),
         },
         now,
     )

@@ -226,6 +226,7 @@ fn a_green_costing_more_than_the_policys_ratio_per_request_is_rolled_back() {
                 strata: Vec::new(),
                 blue_p95_ms: None,
                 step_cost,
+                shadow: Vec::new(),
             },
             MIN,
         )

@@ -1,0 +1,211 @@
+//! Shadow steps: what a start accepts, what the routing document says on them, and how their
+//! ticks judge green on copies while no user is served by green.
+
+use serde_json::json;
+
+use super::*;
+use crate::shadow::{PairCounts, ShadowStats, ShadowStratum};
+
+#[test]
+fn a_shadow_step_is_read_with_its_share_and_comes_before_the_live_ones() {
+    let s = RolloutSpec::from_json(&json!({
+        "green_model": "g",
+        "steps": [{"shadow_percent": 20, "hold_seconds": 1800},
+                  {"shadow_percent": 50, "green_percent": 0, "hold_seconds": 60},
+                  {"green_percent": 10, "hold_seconds": 60}]
+    }))
+    .unwrap();
+    assert_eq!(s.steps[0], Step::shadow(20.0, 1800));
+    assert_eq!(s.steps[1], Step::shadow(50.0, 60));
+    assert_eq!(s.steps[2], Step::live(10.0, 60));
+    assert!(s.steps[0].is_shadow() && !s.steps[2].is_shadow());
+    // Stored and shown: a live step's JSON is the one earlier releases wrote.
+    assert_eq!(
+        serde_json::to_value(s.steps).unwrap(),
+        json!([{"green_percent": 0.0, "hold_seconds": 1800, "shadow_percent": 20.0},
+               {"green_percent": 0.0, "hold_seconds": 60, "shadow_percent": 50.0},
+               {"green_percent": 10.0, "hold_seconds": 60}])
+    );
+    let old: Step = serde_json::from_str(r#"{"green_percent": 30, "hold_seconds": 5}"#).unwrap();
+    assert_eq!(old, Step::live(30.0, 5));
+}
+
+#[test]
+fn shadow_step_refusals_name_the_field_and_the_rule() {
+    let shadow = json!({"shadow_percent": 20, "hold_seconds": 60});
+    let live = json!({"green_percent": 10, "hold_seconds": 60});
+    // (steps, health, the field named, words of the rule)
+    let cases = [
+        (json!([shadow]), json!({}), "steps", "needs a live step"),
+        (
+            json!([live, shadow]),
+            json!({}),
+            "steps[1].shadow_percent",
+            "before the live steps",
+        ),
+        (
+            json!([{"shadow_percent": 20, "green_percent": 5, "hold_seconds": 1}, live]),
+            json!({}),
+            "steps[0].green_percent",
+            "must be 0 or absent in a shadow step",
+        ),
+        (
+            json!([{"shadow_percent": 0, "hold_seconds": 1}, live]),
+            json!({}),
+            "steps[0].shadow_percent",
+            "from 0.01 to 100",
+        ),
+        (
+            json!([{"shadow_percent": 101, "hold_seconds": 1}, live]),
+            json!({}),
+            "steps[0].shadow_percent",
+            "from 0.01 to 100",
+        ),
+        (
+            json!([shadow, live]),
+            json!({"method": "threshold"}),
+            "steps[0].shadow_percent",
+            "needs the sequential method",
+        ),
+        (
+            json!([{"hold_seconds": 1}]),
+            json!({}),
+            "steps[0].green_percent",
+            "or shadow_percent",
+        ),
+    ];
+    for (steps, health, field, rule) in cases {
+        let body = json!({"green_model": "g", "steps": steps, "health": health});
+        let err = RolloutSpec::from_json(&body).unwrap_err();
+        assert_eq!(err.field, field, "{body}");
+        assert!(err.rule.contains(rule), "{body}: {}", err.rule);
+    }
+}
+
+fn shadow_rollout(min_requests: u64) -> State {
+    let spec = RolloutSpec {
+        green_model: "green-m".into(),
+        steps: vec![Step::shadow(20.0, 60), Step::live(10.0, 60)],
+        health: HealthPolicy {
+            min_requests,
+            ..HealthPolicy::default()
+        },
+    };
+    apply(
+        &State::initial(&routing()),
+        Command::Start {
+            spec,
+            routing: routing(),
+        },
+        0,
+    )
+    .unwrap()
+    .state
+}
+
+/// A tick of `blue` requests of blue (none of green) and `pairs` copies, `green_only` of them
+/// failing where blue answered.
+fn shadow_tick(s: &State, blue: u64, pairs: u64, green_only: u64, now: u64) -> Transition {
+    let mut window = Pair::<EnvStats>::default();
+    window.blue.requests = blue;
+    let mut green = EnvStats {
+        requests: pairs,
+        answers: pairs - green_only,
+        ..EnvStats::default()
+    };
+    green.errors.server_error = green_only;
+    let stats = ShadowStats {
+        green,
+        pairs: PairCounts {
+            pairs,
+            green_only_errors: green_only,
+            answered: pairs - green_only,
+            ..PairCounts::default()
+        },
+        ..ShadowStats::default()
+    };
+    apply(
+        s,
+        Command::Tick {
+            window: Box::new(window),
+            strata: Vec::new(),
+            blue_p95_ms: None,
+            step_cost: Pair::default(),
+            shadow: vec![ShadowStratum {
+                stats,
+                in_step: true,
+            }],
+        },
+        now,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_shadow_step_copies_blues_requests_and_serves_no_user_from_green() {
+    let s = shadow_rollout(50);
+    assert_eq!((s.green_percent(), s.shadow_percent()), (0.0, 20.0));
+    let doc = s.routing_doc(0);
+    assert_eq!((doc.green_percent, doc.shadow_percent), (0.0, 20.0));
+    // Paused: the copies go on (the split is unchanged); a manual split with users on green
+    // ends them; a rollback too.
+    let paused = apply(&s, Command::Pause, MIN).unwrap().state;
+    assert_eq!(paused.shadow_percent(), 20.0);
+    let manual = apply(&s, Command::SetSplit { green_percent: 5.0 }, MIN)
+        .unwrap()
+        .state;
+    assert_eq!(manual.shadow_percent(), 0.0);
+    let back = apply(&s, Command::Rollback, MIN).unwrap().state;
+    assert_eq!(
+        (back.shadow_percent(), back.routing_doc(0).shadow_percent),
+        (0.0, 0.0)
+    );
+}
+
+#[test]
+fn a_healthy_shadow_step_advances_on_pairs_to_the_first_live_step() {
+    let s = shadow_rollout(50);
+    // Tick 1: 40 pairs, too few for min_requests (50 pairs): held.
+    let t = shadow_tick(&s, 200, 40, 0, MIN);
+    assert_eq!(t.state.verdict_status(), Some(VerdictStatus::Inconclusive));
+    // Tick 2 (past the 60 s hold): 80 pairs in the step, healthy: on to the live 10% step,
+    // the copies end with it.
+    let t = shadow_tick(&t.state, 200, 40, 0, 2 * MIN);
+    assert_eq!(kinds(&t), [EventKind::StepAdvanced]);
+    let s = t.state;
+    assert_eq!((s.green_percent(), s.shadow_percent()), (10.0, 0.0));
+    assert_eq!(s.routing_doc(0).shadow_percent, 0.0);
+}
+
+#[test]
+fn a_failing_green_is_rolled_back_from_its_shadow_step_with_reasons() {
+    let s = shadow_rollout(50);
+    // 60 copies a tick against 300 of blue's requests with no failure: green fails 10 of
+    // them where blue answered. The evidence carries through the step.
+    let mut s = s;
+    for tick in 1..=10 {
+        let t = shadow_tick(&s, 300, 60, 10, tick * MIN);
+        let events = kinds(&t);
+        s = t.state;
+        if s.phase() == Phase::RolledBack {
+            assert_eq!(events, [EventKind::RolledBack]);
+            let v = s.verdict().unwrap();
+            assert!(v
+                .verdict
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("green errors")));
+            assert!(
+                v.verdict
+                    .reasons
+                    .iter()
+                    .any(|r| r.starts_with("shadow pairs this tick: 60; green failed alone in 10")),
+                "{:?}",
+                v.verdict.reasons
+            );
+            assert_eq!(s.green_percent(), 0.0);
+            return;
+        }
+    }
+    panic!("not rolled back in 10 ticks");
+}

@@ -1,0 +1,424 @@
+//! The shadow step: green judged on copies of blue's requests, with no user served by green.
+//!
+//! On a shadow step the routing document carries `shadow_percent`: that share of the requests
+//! routed to blue (not forced) is also sent to green in the background, its answer read to the
+//! end with the live path's classification (status class, time, defects) and discarded. Each
+//! copy is **paired** with blue's outcome on the same request, and a tick judges the copies as
+//! a live step's green requests, against all of blue's requests of the step, with the pairs
+//! where **both** failed taken out of both sides ([`ShadowStratum::counts`]). A failure both
+//! share (a prompt no model can answer, a provider outage) says nothing about green; what is
+//! left on green's side are its failures where blue answered (the discordant pairs), and on
+//! blue's its failures where green answered plus those of the requests not copied. Given one
+//! of those failures, it is green's with probability `ρw / (ρw + 1 − w)` at green's share `w`
+//! of the requests, as in a live step, for green's failure rate `ρ` times blue's (small rates);
+//! failures that go together on a prompt no longer dilute the evidence. With the copies alone
+//! (pairs from an earlier step, judged without the step's blue requests) the share is exactly
+//! 1/2 and the test is one on the discordant pairs. Answer defects are judged the same way,
+//! among the answers read whole; latency as in a live step (green's copies against blue's
+//! requests slower than the reference), which needs no pairing.
+//!
+//! This module decides which requests are copied ([`shadowed`]), bounds how many per isolate
+//! ([`Budget`]), says when a copy must give up before the runtime cancels it ([`look`]),
+//! counts the pairs ([`ShadowStats`]), keeps the controller's shadow windows ([`ShadowScope`])
+//! and turns a tick's pairs into the sequential test's counts ([`ShadowStratum::counts`]). It
+//! sends nothing and reads no clock: the shell (`src/proxy/shadow.rs`) does.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::defects::Defect;
+use crate::environment::Environment;
+use crate::health::HealthPolicy;
+use crate::outcome::{Outcome, StatusClass};
+use crate::sequential::TickCounts;
+use crate::split::{green_buckets, random_bucket, Basis, Selection};
+use crate::stats::{EnvStats, ErrorClass, Prices, Summary};
+
+/// How long after blue's answer ended a copy may still run: the Workers runtime cancels a
+/// request's `waitUntil` work 30 s after its response is done, and the pair still has to be
+/// recorded and its batch posted.
+pub const BACKGROUND_GRACE_MS: u64 = 25_000;
+/// How often a copy looks whether blue's answer has ended, while it has not.
+pub const LOOK_EVERY_MS: u64 = 5_000;
+
+/// Whether the request `selection` sent to blue is also sent to green, for a document's
+/// `shadow_percent` and a random `draw` of the shell's (not the split's draw: a request's
+/// bucket already says it is blue's). Forced requests are never copied.
+pub fn shadowed(shadow_percent: f64, selection: Selection, draw: u64) -> bool {
+    selection.environment == Environment::Blue
+        && selection.basis != Basis::Forced
+        && random_bucket(draw) < green_buckets(shadow_percent)
+}
+
+/// The per-isolate cost bound: at most `max_per_minute` copies start in a wall-clock minute
+/// (`SHADOW_MAX_PER_MINUTE`); the others are skipped and counted as `capped`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Budget {
+    minute: u64,
+    started: u32,
+}
+
+impl Budget {
+    /// Takes one copy's place at `now_ms`; false when the minute's are all taken.
+    pub fn take(&mut self, now_ms: u64, max_per_minute: u32) -> bool {
+        let minute = now_ms / 60_000;
+        if minute != self.minute {
+            self.minute = minute;
+            self.started = 0;
+        }
+        if self.started >= max_per_minute {
+            return false;
+        }
+        self.started += 1;
+        true
+    }
+}
+
+/// What a copy waiting on green does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// Keep waiting, and look again after this many ms at the latest.
+    WaitMs(u64),
+    /// Give up: the runtime would soon cancel it. The copy counts as `unfinished`.
+    GiveUp,
+}
+
+/// When a copy must give up, at `now_ms`, blue's answer having ended at `blue_done_ms` (if it
+/// has): [`BACKGROUND_GRACE_MS`] after it. While blue's answer runs, the request is alive and
+/// the copy may wait; it looks again every [`LOOK_EVERY_MS`].
+pub fn look(now_ms: u64, blue_done_ms: Option<u64>) -> Look {
+    match blue_done_ms {
+        None => Look::WaitMs(LOOK_EVERY_MS),
+        Some(done) => {
+            let at = done.saturating_add(BACKGROUND_GRACE_MS);
+            if now_ms >= at {
+                Look::GiveUp
+            } else {
+                Look::WaitMs(at - now_ms)
+            }
+        }
+    }
+}
+
+/// How a copy ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShadowEnd {
+    /// Green answered (or failed) before the limit: its outcome, built as the live path builds
+    /// a request's.
+    Finished(Outcome),
+    /// Still running [`BACKGROUND_GRACE_MS`] after blue's answer ended: given up, not judged.
+    Unfinished,
+}
+
+/// The pairs' joint counts: what the paired test reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PairCounts {
+    /// Copies that finished, paired with blue's outcome on the same request.
+    pub pairs: u64,
+    /// Pairs where green failed and blue did not.
+    pub green_only_errors: u64,
+    /// Pairs where blue failed and green did not.
+    pub blue_only_errors: u64,
+    /// Pairs where both failed: no evidence about green.
+    pub both_errors: u64,
+    /// Pairs both sides answered whole: what defects and latency are compared on.
+    pub answered: u64,
+    /// Among `answered`, pairs by (green's defect, blue's defect) as `"green/blue"`, `none` for
+    /// no defect; only pairs with a defect on some side. At most 48 keys.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub defects: BTreeMap<String, u64>,
+}
+
+/// Whether an outcome is an upstream failure.
+fn failed(o: &Outcome) -> bool {
+    ErrorClass::of(o.class, o.interrupted).is_some()
+}
+
+/// Whether an outcome is an answer read whole (as `EnvStats::answers` counts them).
+fn whole(o: &Outcome) -> bool {
+    o.class == StatusClass::Ok && !o.interrupted && !o.client_gone && o.fallback.is_none()
+}
+
+fn defect_name(d: Option<Defect>) -> &'static str {
+    d.map_or("none", Defect::name)
+}
+
+fn add(slot: &mut u64, n: u64) {
+    *slot = slot.saturating_add(n);
+}
+
+impl PairCounts {
+    /// Counts one pair: green's copy and blue's answer to the same request.
+    pub fn record(&mut self, green: &Outcome, blue: &Outcome) {
+        add(&mut self.pairs, 1);
+        match (failed(green), failed(blue)) {
+            (true, false) => add(&mut self.green_only_errors, 1),
+            (false, true) => add(&mut self.blue_only_errors, 1),
+            (true, true) => add(&mut self.both_errors, 1),
+            (false, false) => {}
+        }
+        if !(whole(green) && whole(blue)) {
+            return;
+        }
+        add(&mut self.answered, 1);
+        if green.defect.is_some() || blue.defect.is_some() {
+            let key = format!("{}/{}", defect_name(green.defect), defect_name(blue.defect));
+            add(self.defects.entry(key).or_default(), 1);
+        }
+    }
+
+    /// Adds `o` into this.
+    pub fn merge(&mut self, o: &PairCounts) {
+        add(&mut self.pairs, o.pairs);
+        add(&mut self.green_only_errors, o.green_only_errors);
+        add(&mut self.blue_only_errors, o.blue_only_errors);
+        add(&mut self.both_errors, o.both_errors);
+        add(&mut self.answered, o.answered);
+        for (k, n) in &o.defects {
+            add(self.defects.entry(k.clone()).or_default(), *n);
+        }
+    }
+
+    /// Among the pairs both answered whole, those where (green's answer, blue's answer, both)
+    /// had a defect the policy judges, the other side none it judges (or, for both, one each).
+    /// Keys that name no class (written by a later version) count as no defect.
+    pub fn defect_pairs(&self, ignored: &[Defect]) -> (u64, u64, u64) {
+        let judged = |name: &str| Defect::parse(name).is_some_and(|d| !ignored.contains(&d));
+        let (mut green, mut blue, mut both) = (0u64, 0u64, 0u64);
+        for (key, n) in &self.defects {
+            let (g, b) = key.split_once('/').unwrap_or((key, "none"));
+            match (judged(g), judged(b)) {
+                (true, false) => add(&mut green, *n),
+                (false, true) => add(&mut blue, *n),
+                (true, true) => add(&mut both, *n),
+                (false, false) => {}
+            }
+        }
+        (green, blue, both)
+    }
+}
+
+/// Shadow figures over some span: green's copies, blue's answers they were paired with, the
+/// pairs' joint counts, and the copies not judged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShadowStats {
+    /// Green's copies that finished: errors, latency, defects, tokens and cost.
+    pub green: EnvStats,
+    /// Blue's outcomes on the same requests.
+    pub blue: EnvStats,
+    /// The pairs' joint counts.
+    pub pairs: PairCounts,
+    /// Copies given up [`BACKGROUND_GRACE_MS`] after blue's answer ended: not judged.
+    pub unfinished: u64,
+    /// Requests drawn for a copy but not copied: the isolate's `SHADOW_MAX_PER_MINUTE` was
+    /// spent.
+    pub capped: u64,
+}
+
+impl ShadowStats {
+    /// Counts one copy's end, paired with blue's outcome on the same request.
+    pub fn record(&mut self, green: &ShadowEnd, blue: &Outcome, prices: &Prices) {
+        match green {
+            ShadowEnd::Finished(g) => {
+                self.green.record(g, prices);
+                self.blue.record(blue, prices);
+                self.pairs.record(g, blue);
+            }
+            ShadowEnd::Unfinished => add(&mut self.unfinished, 1),
+        }
+    }
+
+    /// Counts a request not copied for the cost bound.
+    pub fn record_capped(&mut self) {
+        add(&mut self.capped, 1);
+    }
+
+    /// Adds `o` into this.
+    pub fn merge(&mut self, o: &ShadowStats) {
+        self.green.merge(&o.green);
+        self.blue.merge(&o.blue);
+        self.pairs.merge(&o.pairs);
+        add(&mut self.unfinished, o.unfinished);
+        add(&mut self.capped, o.capped);
+    }
+
+    /// True when nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.pairs == 0 && self.unfinished == 0 && self.capped == 0
+    }
+
+    /// What the status shows.
+    pub fn summary(&self) -> ShadowSummary {
+        let p = &self.pairs;
+        ShadowSummary {
+            pairs: p.pairs,
+            green_only_errors: p.green_only_errors,
+            blue_only_errors: p.blue_only_errors,
+            both_errors: p.both_errors,
+            answered: p.answered,
+            defect_pairs: p.defects.clone(),
+            unfinished: self.unfinished,
+            capped: self.capped,
+            green: self.green.summary(),
+            blue: self.blue.summary(),
+        }
+    }
+}
+
+/// One minute's shadow figures, as an isolate sends them in its stats batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowEntry {
+    /// Unix minute (ms / 60 000) blue's requests arrived in.
+    pub minute: u64,
+    /// The routing document version they were routed under.
+    pub version: u64,
+    pub stats: ShadowStats,
+}
+
+/// The shadow figures `/admin/status` shows for a span.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShadowSummary {
+    pub pairs: u64,
+    pub green_only_errors: u64,
+    pub blue_only_errors: u64,
+    pub both_errors: u64,
+    pub answered: u64,
+    pub defect_pairs: BTreeMap<String, u64>,
+    pub unfinished: u64,
+    pub capped: u64,
+    /// Green's copies.
+    pub green: Summary,
+    /// Blue's answers they were paired with.
+    pub blue: Summary,
+}
+
+/// The controller's shadow windows. Stored with the other windows (serde default: windows
+/// stored before shadow steps load with these empty).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShadowScope {
+    /// Since the last tick, routed under the current step's splits.
+    pub window: ShadowStats,
+    /// Since the last tick, routed under an earlier step's split (a late batch): evidence for
+    /// the rollout, not the step's.
+    pub earlier: ShadowStats,
+    /// Since the current step began.
+    pub step: ShadowStats,
+    /// Since the current rollout began.
+    pub rollout: ShadowStats,
+}
+
+impl ShadowScope {
+    /// Adds an isolate's shadow figures; `in_step` when they were routed under the current
+    /// step's split.
+    pub fn add(&mut self, stats: &ShadowStats, in_step: bool) {
+        self.rollout.merge(stats);
+        if in_step {
+            self.step.merge(stats);
+            self.window.merge(stats);
+        } else {
+            self.earlier.merge(stats);
+        }
+    }
+
+    /// A verdict spent the window: the next tick judges new copies only.
+    pub fn restart_window(&mut self) {
+        self.window = ShadowStats::default();
+        self.earlier = ShadowStats::default();
+    }
+
+    /// A new step: its window and its figures restart; the rollout's go on.
+    pub fn restart_step(&mut self) {
+        self.restart_window();
+        self.step = ShadowStats::default();
+    }
+
+    /// The pairs a tick judges: the step's, then any earlier step's.
+    pub fn strata(&self) -> Vec<ShadowStratum> {
+        [(&self.window, true), (&self.earlier, false)]
+            .into_iter()
+            .filter(|(s, _)| s.pairs.pairs > 0)
+            .map(|(s, in_step)| ShadowStratum {
+                stats: s.clone(),
+                in_step,
+            })
+            .collect()
+    }
+}
+
+/// A tick's copies and pairs routed under one step's split.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShadowStratum {
+    pub stats: ShadowStats,
+    /// Whether they are the current step's (they count towards its `min_requests`).
+    pub in_step: bool,
+}
+
+impl ShadowStratum {
+    /// The sequential test's counts for these copies. With `blue`, the tick's requests of blue
+    /// under the same split (every copy's blue answer among them): green's copies against
+    /// them, as in a live step at green's share `pairs / (pairs + blue requests)`, the pairs
+    /// where both failed (both had a defect) taken out of both sides; latency against
+    /// `reference_ms` as in a live step. Without (no blue requests of that split in the tick):
+    /// the pairs alone, one request of each side, so green's share is exactly 1/2 and the only
+    /// failures are the discordant ones: `relative_increment(ρ₁, τ, 1/2, green_only,
+    /// blue_only)`. The guard sees green's failures where blue answered; `min_requests` counts
+    /// pairs.
+    pub fn counts(
+        &self,
+        blue: Option<&EnvStats>,
+        reference_ms: Option<u64>,
+        health: &HealthPolicy,
+    ) -> TickCounts {
+        let p = &self.stats.pairs;
+        let copies = &self.stats.green;
+        let (green_defects, blue_defects, both_defects) = p.defect_pairs(&health.ignore_defects);
+        let paired = TickCounts {
+            green_requests: p.pairs,
+            blue_requests: p.pairs,
+            green_errors: p.green_only_errors,
+            blue_errors: p.blue_only_errors,
+            green_defects,
+            blue_defects,
+            green_answers: p.answered,
+            blue_answers: p.answered,
+            ..TickCounts::default()
+        };
+        let Some(blue) = blue.filter(|b| b.requests > 0) else {
+            return paired;
+        };
+        let slow = |s: &EnvStats| reference_ms.map_or(0, |ms| s.total.count_above(ms));
+        TickCounts {
+            blue_requests: blue.requests,
+            blue_errors: blue.errors().saturating_sub(p.both_errors),
+            green_slow: slow(copies),
+            blue_slow: slow(blue),
+            green_defects: health.judged_defects(copies).saturating_sub(both_defects),
+            blue_defects: health.judged_defects(blue).saturating_sub(both_defects),
+            green_answers: copies.answers,
+            blue_answers: blue.answers,
+            ..paired
+        }
+    }
+
+    /// "shadow pairs this tick: 62; green failed alone in 2, blue alone in 0, both in 0".
+    pub fn reason(strata: &[ShadowStratum]) -> Option<String> {
+        let mut all = ShadowStats::default();
+        for s in strata {
+            all.merge(&s.stats);
+        }
+        let p = &all.pairs;
+        (p.pairs > 0 || all.unfinished > 0).then(|| {
+            format!(
+                "shadow pairs this tick: {}; green failed alone in {}, blue alone in {}, both in {}; {} copies unfinished",
+                p.pairs, p.green_only_errors, p.blue_only_errors, p.both_errors, all.unfinished
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,275 @@
+use super::*;
+use crate::fallback::{Attempt, FallbackReason};
+use crate::sequential::relative_increment;
+
+fn outcome(env: Environment, class: StatusClass, defect: Option<Defect>, ms: u64) -> Outcome {
+    Outcome {
+        request_id: "r".into(),
+        at_ms: 125_000,
+        environment: env,
+        model: "m".into(),
+        basis: Basis::Random,
+        routing_version: 7,
+        stream: false,
+        status: if class == StatusClass::Ok { 200 } else { 503 },
+        class,
+        fallback: None,
+        first_byte_ms: Some(ms / 2),
+        total_ms: ms,
+        usage: None,
+        interrupted: false,
+        defect,
+        client_gone: false,
+    }
+}
+
+fn ok(env: Environment) -> Outcome {
+    outcome(env, StatusClass::Ok, None, 800)
+}
+
+fn failed_(env: Environment) -> Outcome {
+    outcome(env, StatusClass::ServerError, None, 50)
+}
+
+#[test]
+fn only_unforced_blue_requests_are_copied_at_the_share() {
+    let blue = |basis| Selection {
+        environment: Environment::Blue,
+        basis,
+    };
+    // 20% is 2000 buckets: draws 0..=1999 are copied.
+    assert!(shadowed(20.0, blue(Basis::Random), 1999));
+    assert!(!shadowed(20.0, blue(Basis::Random), 2000));
+    assert!(shadowed(20.0, blue(Basis::Sticky), 10_000 + 5));
+    assert!(!shadowed(20.0, blue(Basis::Forced), 0));
+    assert!(!shadowed(0.0, blue(Basis::Random), 0));
+    assert!(shadowed(100.0, blue(Basis::Random), 9999));
+    let green = Selection {
+        environment: Environment::Green,
+        basis: Basis::Random,
+    };
+    assert!(!shadowed(100.0, green, 0));
+}
+
+#[test]
+fn the_budget_starts_at_most_its_copies_a_minute() {
+    let mut b = Budget::default();
+    // Minute 0: three copies, the fourth refused; minute 1 starts afresh.
+    let taken: Vec<bool> = [0, 1, 59_999, 59_999, 60_000]
+        .iter()
+        .map(|&t| b.take(t, 3))
+        .collect();
+    assert_eq!(taken, [true, true, true, false, true]);
+    // A bound of 0 copies nothing.
+    assert!(!Budget::default().take(0, 0));
+}
+
+#[test]
+fn a_copy_gives_up_before_the_runtime_cancels_it() {
+    // Blue's answer still running: look again in 5 s, however long it has been.
+    assert_eq!(look(1_000_000, None), Look::WaitMs(LOOK_EVERY_MS));
+    // Blue ended at t=10 s: give up at 35 s.
+    assert_eq!(look(10_000, Some(10_000)), Look::WaitMs(25_000));
+    assert_eq!(look(34_999, Some(10_000)), Look::WaitMs(1));
+    assert_eq!(look(35_000, Some(10_000)), Look::GiveUp);
+    // At the end of time the deadline saturates: given up, no overflow.
+    assert_eq!(look(u64::MAX, Some(u64::MAX)), Look::GiveUp);
+}
+
+#[test]
+fn pairs_are_told_apart_by_which_side_failed() {
+    use Environment::{Blue, Green};
+    let mut p = PairCounts::default();
+    p.record(&failed_(Green), &ok(Blue));
+    p.record(&failed_(Green), &ok(Blue));
+    p.record(&ok(Green), &failed_(Blue));
+    p.record(&failed_(Green), &failed_(Blue));
+    p.record(&ok(Green), &ok(Blue));
+    // A client error on both sides is no failure of either, and no answer to compare.
+    p.record(
+        &outcome(Green, StatusClass::ClientError, None, 5),
+        &outcome(Blue, StatusClass::ClientError, None, 5),
+    );
+    assert_eq!(
+        (
+            p.pairs,
+            p.green_only_errors,
+            p.blue_only_errors,
+            p.both_errors,
+            p.answered
+        ),
+        (6, 2, 1, 1, 1)
+    );
+}
+
+#[test]
+fn defects_are_paired_among_answers_both_read_whole() {
+    use Environment::{Blue, Green};
+    let mut p = PairCounts::default();
+    let json = Some(Defect::InvalidJson);
+    let cut = Some(Defect::Truncated);
+    p.record(&outcome(Green, StatusClass::Ok, json, 9), &ok(Blue));
+    p.record(&outcome(Green, StatusClass::Ok, json, 9), &ok(Blue));
+    p.record(&ok(Green), &outcome(Blue, StatusClass::Ok, cut, 9));
+    p.record(
+        &outcome(Green, StatusClass::Ok, json, 9),
+        &outcome(Blue, StatusClass::Ok, json, 9),
+    );
+    // Blue's client went away: its answer is not whole, so the pair compares no defects.
+    let mut gone = outcome(Blue, StatusClass::Ok, None, 9);
+    gone.client_gone = true;
+    p.record(&outcome(Green, StatusClass::Ok, json, 9), &gone);
+    assert_eq!(p.answered, 4);
+    assert_eq!(p.defects["invalid_json/none"], 2);
+    assert_eq!(p.defects["none/truncated"], 1);
+    assert_eq!(p.defects["invalid_json/invalid_json"], 1);
+    assert_eq!(p.defect_pairs(&[]), (2, 1, 1));
+    // Ignoring `truncated` leaves blue's one as no defect.
+    assert_eq!(p.defect_pairs(&[Defect::Truncated]), (2, 0, 1));
+    // A class a later version names is no defect here.
+    p.defects.insert("sarcasm/none".into(), 5);
+    assert_eq!(p.defect_pairs(&[]), (2, 1, 1));
+}
+
+#[test]
+fn a_fallback_is_not_a_whole_answer() {
+    let mut blue = ok(Environment::Blue);
+    blue.fallback = Some(FallbackReason::Failed(Attempt::Status(503)));
+    let mut p = PairCounts::default();
+    p.record(&ok(Environment::Green), &blue);
+    assert_eq!((p.pairs, p.answered), (1, 0));
+}
+
+#[test]
+fn stats_count_copies_pairs_and_the_copies_not_judged() {
+    use Environment::{Blue, Green};
+    let prices = Prices::default();
+    let mut s = ShadowStats::default();
+    s.record(&ShadowEnd::Finished(failed_(Green)), &ok(Blue), &prices);
+    s.record(&ShadowEnd::Finished(ok(Green)), &ok(Blue), &prices);
+    s.record(&ShadowEnd::Unfinished, &ok(Blue), &prices);
+    s.record_capped();
+    assert_eq!(
+        (s.green.requests, s.green.errors(), s.blue.requests),
+        (2, 1, 2)
+    );
+    assert_eq!((s.pairs.pairs, s.unfinished, s.capped), (2, 1, 1));
+    let mut twice = s.clone();
+    twice.merge(&s);
+    assert_eq!((twice.pairs.green_only_errors, twice.capped), (2, 2));
+    let summary = twice.summary();
+    assert_eq!((summary.pairs, summary.green.requests), (4, 4));
+    assert!(ShadowStats::default().is_empty() && !s.is_empty());
+}
+
+fn pairs(n: u64, green_only: u64, blue_only: u64, both: u64) -> ShadowStats {
+    let mut green = EnvStats {
+        requests: n,
+        answers: n - green_only - both,
+        ..EnvStats::default()
+    };
+    green.errors.server_error = green_only + both;
+    green.total.record_n(2000, n);
+    ShadowStats {
+        green,
+        pairs: PairCounts {
+            pairs: n,
+            green_only_errors: green_only,
+            blue_only_errors: blue_only,
+            both_errors: both,
+            answered: n - green_only - blue_only - both,
+            ..PairCounts::default()
+        },
+        ..ShadowStats::default()
+    }
+}
+
+#[test]
+fn pairs_alone_are_the_discordant_test_at_a_share_of_one_half() {
+    let st = ShadowStratum {
+        stats: pairs(100, 6, 1, 2),
+        in_step: true,
+    };
+    let t = st.counts(None, Some(1000), &HealthPolicy::default());
+    assert_eq!((t.green_requests, t.blue_requests), (100, 100));
+    assert_eq!((t.green_errors, t.blue_errors), (6, 1));
+    // Latency is not paired: without blue's requests, nothing is slow.
+    assert_eq!((t.green_slow, t.blue_slow), (0, 0));
+    // w = 1/2: given a discordant pair, green's with probability ρ/(1 + ρ). For ρ₁ = 2.4
+    // against τ = 1.2: 6·ln 2 − 7·ln(1.7/1.1).
+    let inc = relative_increment(2.4, 1.2, 0.5, t.green_errors, t.blue_errors);
+    assert!((inc - (6.0 * 2f64.ln() - 7.0 * (1.7f64 / 1.1).ln())).abs() < 1e-12);
+}
+
+#[test]
+fn with_blues_requests_the_shared_failures_leave_both_sides() {
+    let st = ShadowStratum {
+        stats: pairs(60, 2, 1, 1),
+        in_step: true,
+    };
+    // Blue's 300 requests of the tick (the 60 copied ones among them): 5 failed, one of them
+    // on a prompt green failed too. 20 are slower than the reference.
+    let mut blue = EnvStats {
+        requests: 300,
+        answers: 295,
+        ..EnvStats::default()
+    };
+    blue.errors.server_error = 5;
+    blue.total.record_n(500, 280);
+    blue.total.record_n(3000, 20);
+    let t = st.counts(Some(&blue), Some(1000), &HealthPolicy::default());
+    assert_eq!((t.green_requests, t.blue_requests), (60, 300));
+    assert_eq!((t.green_errors, t.blue_errors), (2, 4));
+    // Green's copies all took 2000 ms; blue's 20 slow ones.
+    assert_eq!((t.green_slow, t.blue_slow), (60, 20));
+    assert_eq!((t.green_answers, t.blue_answers), (57, 295));
+    // No blue requests: the pairs alone.
+    let none = EnvStats::default();
+    assert_eq!(
+        st.counts(Some(&none), None, &HealthPolicy::default()),
+        st.counts(None, None, &HealthPolicy::default())
+    );
+}
+
+#[test]
+fn the_scope_keeps_the_steps_pairs_apart_and_restarts_with_its_windows() {
+    let mut s = ShadowScope::default();
+    s.add(&pairs(10, 1, 0, 0), true);
+    s.add(&pairs(4, 0, 1, 0), false);
+    let strata = s.strata();
+    assert_eq!(strata.len(), 2);
+    assert_eq!((strata[0].stats.pairs.pairs, strata[0].in_step), (10, true));
+    assert_eq!((strata[1].stats.pairs.pairs, strata[1].in_step), (4, false));
+    assert_eq!((s.step.pairs.pairs, s.rollout.pairs.pairs), (10, 14));
+    let mut after = s.clone();
+    after.restart_window();
+    assert!(after.strata().is_empty());
+    assert_eq!(after.step.pairs.pairs, 10);
+    after.restart_step();
+    assert_eq!((after.step.pairs.pairs, after.rollout.pairs.pairs), (0, 14));
+    assert_eq!(
+        ShadowStratum::reason(&s.strata()).as_deref(),
+        Some("shadow pairs this tick: 14; green failed alone in 1, blue alone in 1, both in 0; 0 copies unfinished")
+    );
+}
+
+#[test]
+fn counts_stay_bounded_at_the_extremes() {
+    let mut a = pairs(u64::MAX, 0, 0, 0);
+    a.pairs.green_only_errors = u64::MAX;
+    a.unfinished = u64::MAX;
+    let b = a.clone();
+    a.merge(&b);
+    assert_eq!((a.pairs.pairs, a.unfinished), (u64::MAX, u64::MAX));
+    // Blue's errors below the shared failures (batches of a tick boundary): never below 0.
+    let st = ShadowStratum {
+        stats: pairs(10, 0, 0, 5),
+        in_step: true,
+    };
+    let blue = EnvStats {
+        requests: 3,
+        ..EnvStats::default()
+    };
+    let t = st.counts(Some(&blue), None, &HealthPolicy::default());
+    assert_eq!(t.blue_errors, 0);
+}
