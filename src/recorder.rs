@@ -20,6 +20,7 @@ use bluegreen_core::config::Config;
 use bluegreen_core::outbox::{within_budget, Claimed, Dropped, Outbox, FLUSH_AFTER_MS};
 use bluegreen_core::outcome::Outcome;
 use bluegreen_core::retry::Schedule;
+use bluegreen_core::shadow::ShadowEnd;
 use worker::{Delay, Env};
 
 use crate::error::Result;
@@ -41,6 +42,23 @@ pub fn record(
     let claimed = OUTBOX.with(|o| {
         let mut o = o.borrow_mut();
         o.add(record, &cfg.prices);
+        o.claim_flush()
+    });
+    claimed.then(|| flush(env.clone()))
+}
+
+/// Adds a shadow copy's end (`None`: a request the cost bound kept from being copied), paired
+/// with blue's outcome `blue`, to this isolate's next batch. Returns the flush to run when
+/// this caller must send it.
+pub fn record_shadow(
+    green: Option<&ShadowEnd>,
+    blue: &Outcome,
+    cfg: &Config,
+    env: &Env,
+) -> Option<impl std::future::Future<Output = ()>> {
+    let claimed = OUTBOX.with(|o| {
+        let mut o = o.borrow_mut();
+        o.add_shadow(green, blue, &cfg.prices);
         o.claim_flush()
     });
     claimed.then(|| flush(env.clone()))

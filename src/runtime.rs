@@ -12,20 +12,26 @@ pub struct Tag {
     pub id: String,
     /// The random draw for requests without a sticky key.
     pub draw: u64,
+    /// A second draw, independent of `draw`: whether a blue request is copied to green on a
+    /// shadow step.
+    pub shadow_draw: u64,
 }
 
 impl Tag {
     /// A fresh tag.
     pub fn new() -> Tag {
-        let mut buf = [0u8; 24];
+        let mut buf = [0u8; 32];
         // crypto.getRandomValues cannot fail for a buffer this small.
         getrandom::fill(&mut buf).expect("crypto.getRandomValues");
-        let (id, draw) = buf.split_at(16);
-        let mut draw_bytes = [0u8; 8];
-        draw_bytes.copy_from_slice(draw);
+        let word = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&buf[at..at + 8]);
+            u64::from_le_bytes(bytes)
+        };
         Tag {
-            id: hex(id),
-            draw: u64::from_le_bytes(draw_bytes),
+            id: hex(&buf[..16]),
+            draw: word(16),
+            shadow_draw: word(24),
         }
     }
 }

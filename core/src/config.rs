@@ -94,7 +94,13 @@ pub struct Config {
     /// The per-isolate green breaker's settings (`GREEN_EJECTION`, `GREEN_EJECTION_FAILURES`,
     /// `GREEN_EJECTION_BASE_MS`, `GREEN_HANG_FLOOR_MS`).
     pub green_ejection: breaker::Settings,
+    /// Most shadow copies an isolate starts in a minute (`SHADOW_MAX_PER_MINUTE`): the cost
+    /// bound of a shadow step ([`crate::shadow`]); requests drawn beyond it are not copied.
+    pub shadow_max_per_minute: u32,
 }
+
+/// Highest `SHADOW_MAX_PER_MINUTE`: a thousand copies a second from one isolate.
+pub const MAX_SHADOW_PER_MINUTE: u64 = 60_000;
 
 /// Longest `FEEDBACK_MAX_AGE_SECONDS`: seven days, as long as the controller keeps scored ids.
 pub const MAX_FEEDBACK_AGE_SECONDS: u64 = 7 * 86_400;
@@ -367,6 +373,12 @@ impl Config {
                 MAX_FEEDBACK_AGE_SECONDS,
             )? * 1000,
             green_ejection: vars.green_ejection()?,
+            shadow_max_per_minute: vars.whole(
+                "SHADOW_MAX_PER_MINUTE",
+                60,
+                0,
+                MAX_SHADOW_PER_MINUTE,
+            )? as u32,
         })
     }
 
@@ -488,6 +500,19 @@ mod tests {
         assert_eq!(c.pass_through, PassThrough::default());
         assert_eq!(c.request_id_key, None, "no secret: plain ids, feedback off");
         assert_eq!(c.feedback_max_age_ms, 86_400_000);
+    }
+
+    #[test]
+    fn the_shadow_bound_is_a_whole_number_of_copies_a_minute() {
+        assert_eq!(config(&[]).unwrap().shadow_max_per_minute, 60);
+        let c = config(&[("SHADOW_MAX_PER_MINUTE", "0")]).unwrap();
+        assert_eq!(c.shadow_max_per_minute, 0);
+        let c = config(&[("SHADOW_MAX_PER_MINUTE", "60000")]).unwrap();
+        assert_eq!(c.shadow_max_per_minute, 60_000);
+        for bad in ["60001", "-1", "1.5", "x"] {
+            let e = config(&[("SHADOW_MAX_PER_MINUTE", bad)]).unwrap_err();
+            assert_eq!(e.var, "SHADOW_MAX_PER_MINUTE", "{bad}");
+        }
     }
 
     #[test]

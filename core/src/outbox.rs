@@ -17,6 +17,7 @@ use std::rc::Rc;
 
 use crate::batch::Accumulator;
 use crate::outcome::Outcome;
+use crate::shadow::ShadowEnd;
 use crate::stats::Prices;
 
 /// How long records gather before a flush seals them.
@@ -84,6 +85,12 @@ impl Outbox {
     /// Adds one request's outcome to the next batch. Called on every proxied request.
     pub fn add(&mut self, outcome: &Outcome, prices: &Prices) {
         self.acc.add(outcome, prices);
+    }
+
+    /// Adds a shadow copy's end (`None`: a request the cost bound kept from being copied),
+    /// paired with blue's outcome on the same request, to the next batch.
+    pub fn add_shadow(&mut self, green: Option<&ShadowEnd>, blue: &Outcome, prices: &Prices) {
+        self.acc.add_shadow(green, blue, prices);
     }
 
     /// Called after [`Outbox::add`]: `true` when this request must schedule the flush (none is

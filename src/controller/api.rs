@@ -43,6 +43,9 @@ impl RolloutController {
             for entry in &batch.entries {
                 scopes.add_entry(entry, &m.state);
             }
+            for entry in &batch.shadow {
+                scopes.add_shadow(entry, &m.state);
+            }
             scopes
         });
         let now = now_ms();

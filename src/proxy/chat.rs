@@ -24,7 +24,7 @@ use bluegreen_core::Environment;
 use worker::{ByteStream, Context, Env, Headers, Method, Request, Response, ResponseBody};
 
 use super::opening::{self, Opened};
-use super::{headers, relay, Exchange};
+use super::{headers, relay, shadow, Exchange};
 use crate::breaker::{self, Gate, Watch};
 use crate::error::Result;
 use crate::http::{header, read_body};
@@ -60,6 +60,8 @@ pub async fn chat_completions(
         .or_else(|| chat.user.clone());
     let selection = select(&doc, forced, sticky_key.as_deref(), random_bucket(tag.draw));
     let sent = headers::upstream(&req, authorization.as_deref())?;
+    // A shadow step's copy starts beside blue's attempt, never before it in line.
+    let pair = shadow::start(&doc, selection, tag, &body, &sent, cfg, env, ctx);
     let attempts = Attempts {
         cfg,
         doc: &doc,
@@ -84,6 +86,7 @@ pub async fn chat_completions(
         want: Expectations::of(&chat),
         env: env.clone(),
         cfg: cfg.clone(),
+        pair,
     };
     respond(served, ex, fallback, ctx)
 }
@@ -99,8 +102,8 @@ fn issue_id(cfg: &Config, tag: &Tag, issued: Issued) -> String {
     request_id::issue(key, nonce, &issued)
 }
 
-/// The first outcome record of a request served by `environment`.
-fn outcome(
+/// The first outcome record of a request served by `environment` (a shadow copy's too).
+pub(super) fn outcome(
     request_id: &str,
     at_ms: u64,
     environment: Environment,
@@ -128,18 +131,18 @@ fn outcome(
     }
 }
 
-/// What every attempt of one request shares.
-struct Attempts<'a> {
-    cfg: &'a Config,
-    doc: &'a RoutingDoc,
-    chat: &'a ChatRequest<'a>,
-    headers: &'a Headers,
-    forced: bool,
-    request_id: &'a str,
+/// What every attempt of one request shares (a shadow copy's too).
+pub(super) struct Attempts<'a> {
+    pub cfg: &'a Config,
+    pub doc: &'a RoutingDoc,
+    pub chat: &'a ChatRequest<'a>,
+    pub headers: &'a Headers,
+    pub forced: bool,
+    pub request_id: &'a str,
 }
 
 /// What an attempt got that can be served.
-enum Reply {
+pub(super) enum Reply {
     /// A response whose body goes to the client as it is: not a stream, or not a successful
     /// SSE answer.
     Plain(Response),
@@ -153,7 +156,7 @@ enum Reply {
 }
 
 impl Reply {
-    fn status(&self) -> u16 {
+    pub(super) fn status(&self) -> u16 {
         match self {
             Reply::Plain(resp) | Reply::Stream { resp, .. } => resp.status_code(),
         }
@@ -161,7 +164,7 @@ impl Reply {
 }
 
 /// Why an attempt got nothing to serve.
-enum NoReply {
+pub(super) enum NoReply {
     /// No response, or no first event of a stream, within the attempt's limit.
     Timeout,
     /// The fetch failed; the runtime's message.
@@ -174,9 +177,9 @@ enum NoReply {
 }
 
 /// The serving attempt: what it got, and the core's word on it.
-struct Served {
-    result: Result<Reply, NoReply>,
-    attempt: Attempt,
+pub(super) struct Served {
+    pub result: Result<Reply, NoReply>,
+    pub attempt: Attempt,
     next: Next,
 }
 
@@ -248,7 +251,7 @@ impl Attempts<'_> {
     /// first event, a non-streamed answer within `COMPLETION_TIMEOUT_MS`. A green attempt the
     /// breaker `watch`es is reported to it when it is judged, and given up (to blue) when the
     /// breaker says so. A blue answer tells the breaker how long blue takes.
-    async fn send(&self, environment: Environment, mut watch: Option<Watch>) -> Served {
+    pub(super) async fn send(&self, environment: Environment, mut watch: Option<Watch>) -> Served {
         let model = self.doc.model_for(environment);
         let payload = js_sys::Uint8Array::from(self.chat.with_model(model).as_slice());
         let limit_ms = self.cfg.attempt_limit_ms(self.chat.stream);

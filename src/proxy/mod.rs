@@ -11,6 +11,7 @@ mod headers;
 mod opening;
 mod pass_through;
 mod relay;
+mod shadow;
 
 use std::rc::Rc;
 
@@ -35,6 +36,9 @@ struct Exchange {
     want: Expectations,
     env: Env,
     cfg: Rc<Config>,
+    /// On a shadow step, when this request was copied to green: where its outcome meets the
+    /// copy's.
+    pair: Option<shadow::Pair>,
 }
 
 impl Exchange {
@@ -62,12 +66,26 @@ impl Exchange {
         if let Some(flush) = recorder::record(&self.record, &self.cfg, &self.env) {
             flush.await;
         }
+        if let Some(flush) = self.paired() {
+            flush.await;
+        }
+    }
+
+    /// Hands blue's outcome to the shadow copy's pair, if any: the flush to run when the pair
+    /// was completed here and a batch must be sent.
+    fn paired(&self) -> Option<impl std::future::Future<Output = ()>> {
+        self.pair
+            .as_ref()?
+            .blue_done(&self.record, &self.cfg, &self.env)
     }
 
     /// Accounts for the request on the response path: any flush goes to `ctx.wait_until`.
     fn settle_now(mut self, ctx: &Context) {
         self.record.total_ms = self.elapsed_ms();
         if let Some(flush) = recorder::record(&self.record, &self.cfg, &self.env) {
+            ctx.wait_until(flush);
+        }
+        if let Some(flush) = self.paired() {
             ctx.wait_until(flush);
         }
     }

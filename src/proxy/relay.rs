@@ -77,7 +77,7 @@ async fn read_usage(ours: web_sys::ReadableStream, mut ex: Exchange) {
 }
 
 /// Reads a whole body stream into memory (for the teed copy of a non-streamed answer).
-async fn read_all(stream: &web_sys::ReadableStream) -> Result<Vec<u8>> {
+pub(super) async fn read_all(stream: &web_sys::ReadableStream) -> Result<Vec<u8>> {
     let response = web_sys::Response::new_with_opt_readable_stream(Some(stream))?;
     let buffer = JsFuture::from(response.array_buffer()?).await?;
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())

@@ -1,0 +1,316 @@
+//! A shadow step's copies: the share of blue's requests that the routing document's
+//! `shadow_percent` names is sent to green as well, from `ctx.waitUntil`, so that blue's answer
+//! never waits for it. Green's answer is read to the end with the live path's classification
+//! (the serving attempt's judgement, the stream's events or the whole body for usage and
+//! defects) and discarded. Its outcome is paired with blue's outcome on the same request in a
+//! [`Pair`] that both sides fill; whichever ends second adds the pair to the isolate's stats
+//! batch. A copy still running [`BACKGROUND_GRACE_MS`] after blue's answer ended is given up as
+//! `unfinished` before the runtime cancels it. Which requests are copied, how many a minute,
+//! and when a copy gives up are the core's ([`bluegreen_core::shadow`]).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bluegreen_core::config::Config;
+use bluegreen_core::defects::{classify_body, Expectations};
+use bluegreen_core::idle::{Idle, IdleClock};
+use bluegreen_core::openai::{usage_of, ChatRequest, Usage};
+use bluegreen_core::outcome::{Outcome, StatusClass};
+use bluegreen_core::routing::RoutingDoc;
+use bluegreen_core::shadow::{look, shadowed, Budget, Look, ShadowEnd, BACKGROUND_GRACE_MS};
+use bluegreen_core::split::{Basis, Selection};
+use bluegreen_core::sse::SseRelay;
+use bluegreen_core::Environment;
+use futures_util::future::{select, Either};
+use futures_util::StreamExt;
+use worker::{ByteStream, Context, Delay, Env, Headers, ResponseBody};
+
+use super::chat::{outcome, Attempts, NoReply, Reply};
+use super::relay::read_all;
+use crate::recorder;
+use crate::runtime::{now_ms, Tag};
+
+thread_local! {
+    static BUDGET: RefCell<Budget> = RefCell::new(Budget::default());
+}
+
+/// What green's side of a pair came to.
+enum Green {
+    /// Not copied: the isolate's `SHADOW_MAX_PER_MINUTE` was spent.
+    Capped,
+    /// The copy ended (or was given up).
+    Ended(ShadowEnd),
+}
+
+#[derive(Default)]
+struct Sides {
+    /// Blue's outcome, once its answer ended.
+    blue: Option<Outcome>,
+    /// When blue's answer ended (Unix ms).
+    blue_done_ms: Option<u64>,
+    green: Option<Green>,
+}
+
+/// One request's two sides, filled by blue's accounting and by the copy; shared by the two
+/// futures of the same request in the same isolate.
+#[derive(Clone)]
+pub(super) struct Pair(Rc<RefCell<Sides>>);
+
+impl Pair {
+    /// Blue's answer ended with `record`: counts the pair when green's side is in. Returns the
+    /// flush to await when this caller must send the batch.
+    pub(super) fn blue_done(
+        &self,
+        record: &Outcome,
+        cfg: &Config,
+        env: &Env,
+    ) -> Option<impl std::future::Future<Output = ()>> {
+        let green = {
+            let mut sides = self.0.borrow_mut();
+            sides.blue = Some(record.clone());
+            sides.blue_done_ms = Some(now_ms());
+            sides.green.take()
+        }?;
+        record_pair(&green, record, cfg, env)
+    }
+
+    /// Green's side is in: counts the pair when blue's is.
+    fn green_done(
+        &self,
+        green: Green,
+        cfg: &Config,
+        env: &Env,
+    ) -> Option<impl std::future::Future<Output = ()>> {
+        let blue = {
+            let mut sides = self.0.borrow_mut();
+            match sides.blue.take() {
+                Some(blue) => blue,
+                None => {
+                    sides.green = Some(green);
+                    return None;
+                }
+            }
+        };
+        record_pair(&green, &blue, cfg, env)
+    }
+
+    fn blue_done_ms(&self) -> Option<u64> {
+        self.0.borrow().blue_done_ms
+    }
+}
+
+fn record_pair(
+    green: &Green,
+    blue: &Outcome,
+    cfg: &Config,
+    env: &Env,
+) -> Option<impl std::future::Future<Output = ()>> {
+    let end = match green {
+        Green::Capped => None,
+        Green::Ended(end) => Some(end),
+    };
+    recorder::record_shadow(end, blue, cfg, env)
+}
+
+/// What a copy needs, owned: it outlives the request's handler.
+struct Job {
+    cfg: Rc<Config>,
+    env: Env,
+    doc: RoutingDoc,
+    body: Vec<u8>,
+    headers: Headers,
+    /// The id of blue's request, for the logs.
+    id: String,
+}
+
+/// Decides whether the request `selection` sent to blue is copied to green; when it is,
+/// starts the copy in `ctx.wait_until` (or, past the isolate's bound, notes it as capped) and
+/// returns the pair that blue's accounting fills.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn start(
+    doc: &RoutingDoc,
+    selection: Selection,
+    tag: &Tag,
+    body: &[u8],
+    headers: &Headers,
+    cfg: &Rc<Config>,
+    env: &Env,
+    ctx: &Context,
+) -> Option<Pair> {
+    if !shadowed(doc.shadow_percent, selection, tag.shadow_draw) {
+        return None;
+    }
+    let pair = Pair(Rc::default());
+    let admitted = BUDGET.with(|b| b.borrow_mut().take(now_ms(), cfg.shadow_max_per_minute));
+    if !admitted {
+        pair.0.borrow_mut().green = Some(Green::Capped);
+        return Some(pair);
+    }
+    let job = Job {
+        cfg: cfg.clone(),
+        env: env.clone(),
+        doc: doc.clone(),
+        body: body.to_vec(),
+        headers: headers.clone(),
+        id: tag.id.clone(),
+    };
+    ctx.wait_until(copy(job, pair.clone()));
+    Some(pair)
+}
+
+/// Sends the copy, reads green's answer to the end (or gives up), and hands green's side to
+/// the pair.
+async fn copy(job: Job, pair: Pair) {
+    let answer = Box::pin(answer(&job));
+    let limit = Box::pin(given_up(&pair));
+    let end = match select(answer, limit).await {
+        Either::Left((Some(outcome), _)) => {
+            worker::console_log!("shadow {}", outcome.to_json());
+            ShadowEnd::Finished(outcome)
+        }
+        Either::Left((None, _)) => ShadowEnd::Unfinished,
+        // Dropping the copy's future cancels its body read; the runtime ends its fetch.
+        Either::Right(_) => {
+            let id = &job.id;
+            worker::console_warn!(
+                "request {id}: shadow copy unfinished {BACKGROUND_GRACE_MS} ms after blue's answer; given up"
+            );
+            ShadowEnd::Unfinished
+        }
+    };
+    if let Some(flush) = pair.green_done(Green::Ended(end), &job.cfg, &job.env) {
+        flush.await;
+    }
+}
+
+/// Resolves when the copy must give up: [`BACKGROUND_GRACE_MS`] after blue's answer ended.
+async fn given_up(pair: &Pair) {
+    while let Look::WaitMs(ms) = look(now_ms(), pair.blue_done_ms()) {
+        Delay::from(Duration::from_millis(ms)).await;
+    }
+}
+
+/// Green's answer to the copy, as an outcome record built like the live path's; `None` for a
+/// body that does not parse (it did on the request path, so never).
+async fn answer(job: &Job) -> Option<Outcome> {
+    let started_ms = now_ms();
+    let chat = ChatRequest::parse(&job.body).ok()?;
+    let green = Selection {
+        environment: Environment::Green,
+        basis: Basis::Random,
+    };
+    let mut record = outcome(
+        &job.id,
+        started_ms,
+        Environment::Green,
+        &job.doc,
+        green,
+        &chat,
+    );
+    let want = Expectations::of(&chat);
+    let attempts = Attempts {
+        cfg: &job.cfg,
+        doc: &job.doc,
+        chat: &chat,
+        headers: &job.headers,
+        forced: false,
+        request_id: &job.id,
+    };
+    // Unwatched: a copy never moves the green breaker.
+    let served = attempts.send(Environment::Green, None).await;
+    record.class = StatusClass::of(served.attempt);
+    record.status = match &served.result {
+        Ok(reply) => reply.status(),
+        Err(NoReply::Timeout | NoReply::Abandoned(_)) => 504,
+        Err(NoReply::Connect(_) | NoReply::Stream(_)) => 502,
+    };
+    if served.result.is_ok() {
+        record.first_byte_ms = Some(now_ms().saturating_sub(started_ms));
+    }
+    let read = match served.result {
+        Ok(Reply::Stream { held, rest, .. }) => {
+            Some(drain_stream(held, rest, want, job.cfg.stream_idle_timeout_ms).await)
+        }
+        Ok(Reply::Plain(resp)) => match resp.into_parts().1 {
+            ResponseBody::Stream(body) if (200..300).contains(&record.status) => {
+                Some(match read_all(&body).await {
+                    Ok(bytes) => Read {
+                        interrupted: false,
+                        usage: usage_of(&bytes),
+                        defect: classify_body(&want, &bytes),
+                    },
+                    Err(_) => Read {
+                        interrupted: true,
+                        usage: None,
+                        defect: None,
+                    },
+                })
+            }
+            ResponseBody::Stream(body) => {
+                let _ = body.cancel();
+                None
+            }
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    if let Some(read) = read {
+        record.interrupted = read.interrupted;
+        record.usage = read.usage;
+        record.defect = read.defect;
+    }
+    record.total_ms = now_ms().saturating_sub(started_ms);
+    Some(record)
+}
+
+/// What reading an answer to its end learned.
+struct Read {
+    interrupted: bool,
+    usage: Option<Usage>,
+    defect: Option<bluegreen_core::defects::Defect>,
+}
+
+/// Reads a stream to its end through the live path's SSE relay (whose output, the bytes a
+/// client would get, is dropped), cut like a live one after `idle_ms` of silence.
+async fn drain_stream(
+    held: Vec<u8>,
+    mut rest: ByteStream,
+    want: Expectations,
+    idle_ms: u64,
+) -> Read {
+    let mut relay = SseRelay::checking(want);
+    let _ = relay.push(held);
+    let mut idle = IdleClock::new(now_ms(), idle_ms);
+    let mut timer = Box::pin(Delay::from(Duration::from_millis(idle_ms)));
+    let mut interrupted = false;
+    loop {
+        match select(rest.next(), &mut timer).await {
+            Either::Left((Some(Ok(chunk)), _)) => {
+                idle.heard(now_ms());
+                let _ = relay.push(chunk);
+            }
+            Either::Left((Some(Err(_)), _)) => {
+                interrupted = true;
+                break;
+            }
+            Either::Left((None, _)) => {
+                let _ = relay.finish();
+                break;
+            }
+            Either::Right(_) => match idle.check(now_ms()) {
+                Idle::CheckIn(ms) => timer = Box::pin(Delay::from(Duration::from_millis(ms))),
+                Idle::Expired => {
+                    interrupted = true;
+                    break;
+                }
+            },
+        }
+    }
+    interrupted |= relay.saw_error_event();
+    Read {
+        interrupted,
+        usage: relay.usage(),
+        defect: if interrupted { None } else { relay.defect() },
+    }
+}
