@@ -1,0 +1,140 @@
+// The shadow step end to end: the built worker in local workerd, real HTTP, the upstream
+// simulator as both models. On a shadow step no user is served by green: a share of blue's
+// requests is copied to green from waitUntil, its answer read and discarded, and the copies,
+// paired with blue's answers, are what the controller judges.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { startStack, chat, pool, eventually, CHAT } from "./harness.mjs";
+
+const TOKEN = "test-admin-token";
+// The cost bound far above these tests' traffic, but in the last one.
+const VARS = {
+  ADMIN_TOKEN: TOKEN,
+  BLUE_MODEL: "blue-m",
+  GREEN_MODEL: "unused-m",
+  ROUTING_CACHE_SECONDS: "0",
+  SHADOW_MAX_PER_MINUTE: "10000",
+};
+
+/** Starts a rollout whose first step copies `share`% of blue's requests to green-m. */
+async function startShadow(router, share) {
+  const res = await router.admin("POST", "rollouts", {
+    green_model: "green-m",
+    steps: [
+      { shadow_percent: share, hold_seconds: 600 },
+      { green_percent: 10, hold_seconds: 600 },
+    ],
+    health: { min_requests: 20 },
+  });
+  assert.equal(res.status, 201, res.text);
+  return res.body;
+}
+
+/** Sends `n` chat completions, every other one streamed; checks each came from blue, whole. */
+async function trafficFromBlue(router, n) {
+  const results = await pool(n, 8, (i) => chat(router.url, { ...CHAT, stream: i % 2 === 1 }));
+  for (const r of results) {
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers.get("x-bluegreen-environment"), "blue");
+    assert.equal(r.headers.get("x-bluegreen-model"), "blue-m");
+    assert.equal(r.headers.get("x-bluegreen-fallback"), null);
+  }
+  return results;
+}
+
+/** The green-m requests the simulator has received: the copies. */
+function copiesSeen(sim) {
+  return sim.requests().filter((r) => r.path.endsWith("/chat/completions") && JSON.parse(r.body).model === "green-m");
+}
+
+test("a shadow step counts green's outcomes while every client answer comes from blue", async (t) => {
+  const stack = await startStack(VARS);
+  t.after(() => stack.close());
+  const r = stack.router;
+  const started = await startShadow(r, 50);
+  assert.equal(started.green_percent, 0);
+  assert.equal(started.shadow_percent, 50);
+  assert.equal(started.step.shadow_percent, 50);
+  const doc = JSON.parse(await r.kv.get("routing"));
+  assert.equal(doc.green_percent, 0);
+  assert.equal(doc.shadow_percent, 50);
+
+  const n = 200;
+  await trafficFromBlue(r, n);
+  // Binomial(200, 1/2): 100 ± 3 sd (21) copies.
+  const copies = copiesSeen(stack.sim).length;
+  assert.ok(copies >= 79 && copies <= 121, `${copies} copies of ${n}`);
+  const s = await eventually(async () => {
+    const s = await r.status();
+    return s.stats.shadow.step.pairs >= copies && s.stats.rollout.blue.requests >= n && s;
+  }, 10_000);
+  assert.ok(s, "every copy paired and counted");
+  const shadow = s.stats.shadow.step;
+  assert.equal(shadow.pairs, copies);
+  assert.equal(shadow.green.requests, copies);
+  assert.equal(shadow.blue.requests, copies, "each copy paired with blue's answer to it");
+  assert.equal(shadow.green.errors, 0);
+  assert.equal(shadow.green.p50_ms > 0, true);
+  assert.equal(shadow.unfinished + shadow.capped, 0);
+  // No user was served by green: the live counts have no green request at all.
+  assert.equal(s.stats.rollout.green.requests, 0);
+  assert.equal(s.stats.rollout.blue.requests, n);
+
+  // A healthy green's tick passes on the pairs (min_requests counts them).
+  await r.tick();
+  const after = await r.status();
+  assert.equal(after.verdict.status, "pass", JSON.stringify(after.verdict));
+  assert.ok(after.verdict.reasons.some((x) => x.startsWith(`shadow pairs this tick: ${copies}; green failed alone in 0`)));
+});
+
+test("a green that fails in shadow gives no client error, and a tick rolls it back with reasons", async (t) => {
+  const stack = await startStack(VARS);
+  t.after(() => stack.close());
+  const r = stack.router;
+  await stack.sim.setRules({ "green-m": { fail_rate: 0.5, fail_status: 503 } });
+  await startShadow(r, 100);
+  const n = 100;
+  await trafficFromBlue(r, n);
+  const s = await eventually(async () => {
+    const s = await r.status();
+    return s.stats.shadow.step.pairs >= n && s;
+  }, 10_000);
+  assert.ok(s, "every copy paired and counted");
+  const shadow = s.stats.shadow.step;
+  assert.ok(shadow.green_only_errors > 20, JSON.stringify(shadow));
+  assert.equal(shadow.green.errors, shadow.green_only_errors, "blue failed none");
+  assert.equal(shadow.green.errors_by_class.server_error, shadow.green.errors);
+  assert.equal(s.stats.rollout.green.requests, 0);
+
+  await r.tick();
+  const after = await r.status();
+  assert.equal(after.phase, "rolled_back", JSON.stringify(after.verdict));
+  assert.equal(after.shadow_percent, 0);
+  assert.equal(JSON.parse(await r.kv.get("routing")).shadow_percent, undefined, "the copies stop");
+  const reasons = after.verdict.reasons.join(" | ");
+  assert.match(reasons, /green errors: seen on green only \(\d+ of \d+ vs 0 of \d+\)/);
+  assert.match(reasons, /shadow pairs this tick: 100; green failed alone in \d+, blue alone in 0/);
+  const [event] = (await r.events(1)).events;
+  assert.equal(event.kind, "rolled_back");
+  assert.match(event.message, /shadow pairs this tick/);
+});
+
+test("SHADOW_MAX_PER_MINUTE caps the copies an isolate starts, and counts the others", async (t) => {
+  const stack = await startStack({ ...VARS, SHADOW_MAX_PER_MINUTE: "5" });
+  t.after(() => stack.close());
+  const r = stack.router;
+  await startShadow(r, 100);
+  const n = 30;
+  await trafficFromBlue(r, n);
+  // One isolate: 5 copies a minute, 10 if the requests straddle a minute.
+  const copies = copiesSeen(stack.sim).length;
+  assert.ok(copies >= 5 && copies <= 10, `${copies} copies`);
+  const s = await eventually(async () => {
+    const s = await r.status();
+    const sh = s.stats.shadow.step;
+    return sh.pairs + sh.capped >= n && s;
+  }, 10_000);
+  assert.ok(s, "every request counted as copied or capped");
+  assert.equal(s.stats.shadow.step.pairs, copies);
+  assert.equal(s.stats.shadow.step.capped, n - copies);
+});
