@@ -66,12 +66,14 @@ pub struct Scopes {
     pub lifetime: Lifetime,
     /// Shadow copies paired with blue's answers ([`crate::shadow`]): the tick's pairs, the
     /// step's and the rollout's figures. Absent in windows stored before shadow steps.
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default, skip_serializing_if = "no_shadow")]
     pub shadow: ShadowScope,
 }
 
-fn is_default(s: &ShadowScope) -> bool {
-    *s == ShadowScope::default()
+/// No shadow figures at all: every window's figures are also the rollout's, so an empty
+/// rollout means empty windows (and a cheap check, not a comparison of every histogram).
+fn no_shadow(s: &ShadowScope) -> bool {
+    s.rollout.is_empty()
 }
 
 impl Scopes {
