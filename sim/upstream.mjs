@@ -183,14 +183,9 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
 
   // The legacy text completion: its headers come with the whole answer, after `delay_ms`.
   async function legacy(req, res, raw) {
-    let body;
-    try {
-      body = JSON.parse(raw);
-    } catch {
-      return json(res, 400, { error: { message: "simulator: body is not JSON", type: "invalid_request_error", param: null, code: null } });
-    }
-    const model = typeof body.model === "string" ? body.model : "unknown";
-    const rule = { ...ruleFor(model), ...steered(req.headers) };
+    const request = parsed(req, res, raw);
+    if (!request) return;
+    const { model, rule } = request;
     if (rule.delay_ms) await waitOrClose(rule.delay_ms, req.socket);
     if (res.destroyed || req.socket.destroyed) return;
     if (rule.status && rule.status !== 200) {
@@ -206,15 +201,24 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     });
   }
 
-  async function completion(req, res, raw) {
+  // A completion request's body, model and rule; `null` once a 400 has answered a body that is
+  // not JSON.
+  function parsed(req, res, raw) {
     let body;
     try {
       body = JSON.parse(raw);
     } catch {
-      return json(res, 400, { error: { message: "simulator: body is not JSON", type: "invalid_request_error", param: null, code: null } });
+      json(res, 400, { error: { message: "simulator: body is not JSON", type: "invalid_request_error", param: null, code: null } });
+      return null;
     }
     const model = typeof body.model === "string" ? body.model : "unknown";
-    const rule = { ...ruleFor(model), ...steered(req.headers) };
+    return { body, model, rule: { ...ruleFor(model), ...steered(req.headers) } };
+  }
+
+  async function completion(req, res, raw) {
+    const request = parsed(req, res, raw);
+    if (!request) return;
+    const { body, model, rule } = request;
     if (rule.drop === "before-headers") {
       req.socket.destroy();
       return;
