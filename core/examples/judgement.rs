@@ -313,7 +313,7 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
         scopes.add_routed(Environment::Blue, &blue, state.version());
         scopes.add_routed(Environment::Green, &green, state.version());
         let t = apply(&state, scopes.tick(), tick * 60_000).expect("ticks apply");
-        scopes = scopes.after(&t.effects, t.state.version());
+        scopes.restart(&t.effects, t.state.version());
         state = t.state;
         if let Some(outcome) = ended(&state, tick) {
             return outcome;
