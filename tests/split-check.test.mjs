@@ -51,7 +51,7 @@ test("green routed half the step's share holds the rollout with an event and an 
   await sleep(1100);
 
   // 6000 requests of which 300 green: 5% at a 10% step. One tick's evidence is far past
-  // 2000:1 (about e^27), so the first tick holds.
+  // 2000:1 (1.7e11:1), so the first tick holds.
   await postRouted(r, version, 300, 5700);
   await r.tick();
   s = await r.status();
