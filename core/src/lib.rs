@@ -32,6 +32,7 @@ pub mod rollout;
 pub mod routing;
 pub mod routing_cache;
 pub mod sequential;
+pub mod share_check;
 pub mod split;
 pub mod sse;
 pub mod stats;

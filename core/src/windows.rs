@@ -195,6 +195,7 @@ impl Scopes {
                 .map(|(version, stats)| Stratum {
                     stats: stats.clone(),
                     in_step: *version >= self.step_version,
+                    version: Some(*version),
                 })
                 .collect(),
             blue_p95_ms: self.rollout.blue.total.quantile_ms(0.95),

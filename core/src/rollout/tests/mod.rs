@@ -6,6 +6,7 @@ mod ladder;
 mod operator;
 mod sequential;
 mod spec;
+mod split_check;
 mod stored;
 
 use super::*;
