@@ -1,6 +1,7 @@
 // A local OpenAI-compatible upstream for bluegreen-router's dev loop, tests, demo and benchmark.
 //
-// It answers POST /v1/chat/completions (JSON or SSE), GET /v1/models and GET
+// It answers POST /v1/chat/completions (JSON or SSE), POST /v1/completions (the legacy text
+// completion, non-streamed: status and delay_ms rules apply), GET /v1/models and GET
 // /v1/models/{id} like an OpenAI-style API, and can be told, per model, to misbehave: answer any status, fail a share of requests,
 // stall before its headers, drop the connection before or during a stream, stream slowly, or
 // fail inside a 200 stream the way many OpenAI-compatible providers do.
@@ -133,6 +134,7 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
       const modelId = url.pathname.match(/^\/v1\/models\/([^/]+)$/)?.[1];
       if (modelId && req.method === "GET") return model(res, decodeURIComponent(modelId));
       if (url.pathname === "/v1/chat/completions" && req.method === "POST") return await completion(req, res, raw);
+      if (url.pathname === "/v1/completions" && req.method === "POST") return await legacy(req, res, raw);
       return json(res, 404, { error: { message: `simulator: no route ${req.method} ${url.pathname}`, type: "invalid_request_error", param: null, code: "not_found" } });
     } catch (e) {
       if (!res.headersSent) json(res, 500, { error: { message: `simulator error: ${e.message}`, type: "server_error", param: null, code: null } });
@@ -179,15 +181,44 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     json(res, 404, { error: { message: `simulator: the model ${id} does not exist`, type: "invalid_request_error", param: null, code: "model_not_found" } });
   }
 
-  async function completion(req, res, raw) {
+  // The legacy text completion: its headers come with the whole answer, after `delay_ms`.
+  async function legacy(req, res, raw) {
+    const request = parsed(req, res, raw);
+    if (!request) return;
+    const { model, rule } = request;
+    if (rule.delay_ms) await waitOrClose(rule.delay_ms, req.socket);
+    if (res.destroyed || req.socket.destroyed) return;
+    if (rule.status && rule.status !== 200) {
+      return json(res, rule.status, { error: { message: `simulator: status ${rule.status}`, type: "server_error", param: null, code: null } });
+    }
+    json(res, 200, {
+      id: `cmpl-sim-${Date.now()}`,
+      object: "text_completion",
+      created: Math.floor(Date.now() / 1000),
+      model,
+      choices: [{ text: " simulated", index: 0, logprobs: null, finish_reason: "stop" }],
+      usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
+    });
+  }
+
+  // A completion request's body, model and rule; `null` once a 400 has answered a body that is
+  // not JSON.
+  function parsed(req, res, raw) {
     let body;
     try {
       body = JSON.parse(raw);
     } catch {
-      return json(res, 400, { error: { message: "simulator: body is not JSON", type: "invalid_request_error", param: null, code: null } });
+      json(res, 400, { error: { message: "simulator: body is not JSON", type: "invalid_request_error", param: null, code: null } });
+      return null;
     }
     const model = typeof body.model === "string" ? body.model : "unknown";
-    const rule = { ...ruleFor(model), ...steered(req.headers) };
+    return { body, model, rule: { ...ruleFor(model), ...steered(req.headers) } };
+  }
+
+  async function completion(req, res, raw) {
+    const request = parsed(req, res, raw);
+    if (!request) return;
+    const { body, model, rule } = request;
     if (rule.drop === "before-headers") {
       req.socket.destroy();
       return;

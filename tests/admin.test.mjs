@@ -175,6 +175,7 @@ test("actions that do not apply in the phase get 409, and a full operator sessio
     max_p95_latency_ratio: 1.5,
     latency_margin_ms: 100,
     failure_limit: 2,
+    split_tolerance: 0.4,
   });
   // One at a time.
   assertError(await r.admin("POST", "rollouts", { green_model: "other-m" }), 409, "conflict");

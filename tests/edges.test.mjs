@@ -112,7 +112,7 @@ test("the default pass-through forwards models, embeddings, legacy completions a
     ["GET", "/v1/models/deepseek-v3", 200],
     ["GET", "/v1/models/", 404], // as sent, trailing slash and all
     ["POST", "/v1/embeddings", 404], // the simulator has no such route: its own 404 comes back
-    ["POST", "/v1/completions", 404],
+    ["POST", "/v1/completions", 200], // the simulator's legacy text completion
     ["POST", "/v1/moderations", 404],
   ];
   for (const [method, path, status] of forwarded) {
@@ -173,6 +173,23 @@ test("with the router's own upstream key, the allowlist holds as it does without
   const ok = await raw(s.router.url, "GET", "/v1/models/gpt-4.1", { headers: { authorization: "Bearer rk-one" } });
   assert.equal(ok.status, 200, ok.text);
   assert.equal(s.sim.requests().at(-1).headers.authorization, "Bearer sk-holysheep");
+});
+
+test("a pass-through call whose headers come with its whole answer is not cut at FIRST_BYTE_TIMEOUT_MS", async (t) => {
+  // A non-streamed legacy completion sends its headers once the answer is done: the router,
+  // which does not read the body, waits COMPLETION_TIMEOUT_MS for them, not the first-event
+  // limit of streams.
+  const slow = await startStack({ FIRST_BYTE_TIMEOUT_MS: "300", COMPLETION_TIMEOUT_MS: "1500" });
+  t.after(() => slow.close());
+  const body = '{"model":"deepseek-v3","prompt":"x"}';
+  const started = Date.now();
+  const ok = await raw(slow.router.url, "POST", "/v1/completions", { headers: { ...JSON_HEADERS, "x-sim-delay-ms": "800" }, body });
+  assert.equal(ok.status, 200, ok.text);
+  assert.equal(ok.body.object, "text_completion");
+  assert.ok(Date.now() - started >= 800, "the answer came after the simulated delay");
+  // Past COMPLETION_TIMEOUT_MS the client gets the router's 504.
+  const late = await raw(slow.router.url, "POST", "/v1/completions", { headers: { ...JSON_HEADERS, "x-sim-delay-ms": "4000" }, body });
+  assertRefused(late, 504, "upstream_timeout", "a legacy completion past COMPLETION_TIMEOUT_MS");
 });
 
 test("PASS_THROUGH replaces the allowlist; none turns the pass-through off; a bad entry is a named configuration error", async (t) => {

@@ -16,12 +16,18 @@
 //! at each bin's middle quantile. Detection cells hold one step at w for 30 ticks; false
 //! rollbacks over a whole rollout run the default ladder (10/30/50/70%, 30/60/120/240 ticks)
 //! with the total traffic fixed so that green gets `rate` at 10%.
+//!
+//! The split check: SPLIT-MISMATCH is a good green whose routing gives it half the split's
+//! share (5% at a 10% step, 10 req/s in all, so that green would get 1 req/s at the intended
+//! 10%), one cell; the whole-rollout cells count the runs the check held (false holds).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use bluegreen_core::health::{HealthPolicy, Method};
-use bluegreen_core::rollout::{apply, default_steps, Command, Phase, RolloutSpec, State, Step};
+use bluegreen_core::rollout::{
+    apply, default_steps, Command, Effect, EventKind, Phase, RolloutSpec, State, Step,
+};
 use bluegreen_core::routing::RoutingDoc;
 use bluegreen_core::shadow::{PairCounts, ShadowEntry, ShadowStats};
 use bluegreen_core::stats::EnvStats;
@@ -45,6 +51,9 @@ struct Scenario {
     green_negative: f64,
     /// Whether rolling back is the right answer.
     bad: bool,
+    /// Green's share of the traffic as a multiple of the split's: routing that does not do
+    /// what the controller believes (1 everywhere but SPLIT-MISMATCH).
+    routed_share: f64,
 }
 
 /// A scenario: name, blue's and green's error rates, green's latency factor, and whether rolling
@@ -60,6 +69,7 @@ const fn scenario(name: &'static str, blue: f64, green: f64, slowdown: f64, bad:
         blue_negative: 0.0,
         green_negative: 0.0,
         bad,
+        routed_share: 1.0,
     }
 }
 
@@ -110,6 +120,12 @@ const GOOD_SHADOW: Scenario = with_defects(
 );
 /// The shadow step the shadow cells hold: 20% of blue's requests copied to green.
 const SHADOW_SHARE: f64 = 0.20;
+/// A good green whose routing sends it half the split's share: only the split check should
+/// act (one cell: sequential, a 10% step, 1 req/s of green at the intended 10%).
+const SPLIT_MISMATCH: Scenario = Scenario {
+    routed_share: 0.5,
+    ..scenario("SPLIT-MISMATCH", 0.005, 0.005, 1.0, false)
+};
 const RATES: [f64; 3] = [0.1, 1.0, 10.0];
 const SHARES: [f64; 2] = [0.10, 0.50];
 const STEP_TICKS: u64 = 30;
@@ -158,6 +174,8 @@ struct Outcome {
     cause: Option<usize>,
     /// Ticks the run lasted.
     ticks: u64,
+    /// Tick of the first hold for a split mismatch (its event), if any.
+    split_held_at: Option<u64>,
 }
 
 fn routing() -> RoutingDoc {
@@ -353,12 +371,14 @@ fn ended(state: &State, tick: u64) -> Option<Outcome> {
                 rolled_back_at: Some(tick),
                 cause: Some(cause),
                 ticks: tick,
+                split_held_at: None,
             })
         }
         Phase::Completed => Some(Outcome {
             rolled_back_at: None,
             cause: None,
             ticks: tick,
+            split_held_at: None,
         }),
         _ => None,
     }
@@ -381,6 +401,7 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
     .expect("starts")
     .state;
     let mut scopes = Scopes::default();
+    let mut split_held_at = None;
     for tick in 1..=max_ticks {
         if let Kind::Shadow { share } = cell.kind {
             // No user is served by green on a shadow step.
@@ -404,39 +425,44 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
                 stats,
             };
             scopes.add_shadow(&entry, &state);
-            let t = apply(&state, scopes.tick(), tick * 60_000).expect("ticks apply");
-            scopes = scopes.after(&t.effects, t.state.version());
-            state = t.state;
-            if let Some(outcome) = ended(&state, tick) {
-                return outcome;
-            }
-            continue;
+        } else {
+            let w = state.green_percent() / 100.0 * sc.routed_share;
+            let green = env_tick(
+                &mut rng,
+                60.0 * total_rate * w,
+                &Rates {
+                    error: sc.green_error,
+                    defect: sc.green_defect,
+                    negative: sc.green_negative,
+                    slowdown: sc.green_slowdown,
+                },
+            );
+            let blue = env_tick(&mut rng, 60.0 * total_rate * (1.0 - w), &blue_rates(&sc));
+            scopes.add_routed(Environment::Blue, &blue, state.version());
+            scopes.add_routed(Environment::Green, &green, state.version());
         }
-        let w = state.green_percent() / 100.0;
-        let green = env_tick(
-            &mut rng,
-            60.0 * total_rate * w,
-            &Rates {
-                error: sc.green_error,
-                defect: sc.green_defect,
-                negative: sc.green_negative,
-                slowdown: sc.green_slowdown,
-            },
-        );
-        let blue = env_tick(&mut rng, 60.0 * total_rate * (1.0 - w), &blue_rates(&sc));
-        scopes.add_routed(Environment::Blue, &blue, state.version());
-        scopes.add_routed(Environment::Green, &green, state.version());
         let t = apply(&state, scopes.tick(), tick * 60_000).expect("ticks apply");
-        scopes = scopes.after(&t.effects, t.state.version());
+        scopes.restart(&t.effects, t.state.version());
+        let split_held = t
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::Record(ev) if ev.kind == EventKind::SplitMismatch));
+        if split_held && split_held_at.is_none() {
+            split_held_at = Some(tick);
+        }
         state = t.state;
         if let Some(outcome) = ended(&state, tick) {
-            return outcome;
+            return Outcome {
+                split_held_at,
+                ..outcome
+            };
         }
     }
     Outcome {
         rolled_back_at: None,
         cause: None,
         ticks: max_ticks,
+        split_held_at,
     }
 }
 
@@ -448,6 +474,9 @@ struct Row {
     median_ticks: u64,
     /// Rollbacks by cause (errors, latency, defects, feedback, guard, gates), in %.
     causes: [f64; 6],
+    /// Held for a split mismatch within 3, 10 or 30 ticks, and at all (%).
+    split_held_within: [f64; 3],
+    split_held: f64,
 }
 
 fn summarize(cell: Cell, outcomes: &[Outcome]) -> Row {
@@ -466,6 +495,16 @@ fn summarize(cell: Cell, outcomes: &[Outcome]) -> Row {
         .collect();
     ticks.sort_unstable();
     let median = Some(ticks[ticks.len() / 2]).filter(|&t| t != u64::MAX);
+    // Runs held for a split mismatch by tick `t` (at all: `None`), in %.
+    let held = |t: Option<u64>| {
+        let by = |at: u64| t.is_none_or(|t| at <= t);
+        100.0
+            * outcomes
+                .iter()
+                .filter(|o| o.split_held_at.is_some_and(by))
+                .count() as f64
+            / n
+    };
     let mut lengths: Vec<u64> = outcomes.iter().map(|o| o.ticks).collect();
     lengths.sort_unstable();
     Row {
@@ -482,6 +521,8 @@ fn summarize(cell: Cell, outcomes: &[Outcome]) -> Row {
         causes: std::array::from_fn(|c| {
             100.0 * outcomes.iter().filter(|o| o.cause == Some(c)).count() as f64 / n
         }),
+        split_held_within: [3, 10, 30].map(|t| held(Some(t))),
+        split_held: held(None),
     }
 }
 
@@ -531,7 +572,14 @@ fn cells() -> Vec<Cell> {
             }
         }
     }
-    // Appended, so that every cell above keeps its seed.
+    // Last, so that every other cell keeps its index and seeds.
+    cells.push(Cell {
+        method: Method::Sequential,
+        scenario: SPLIT_MISMATCH,
+        rate: 1.0,
+        kind: Kind::Step { share: 0.10 },
+    });
+    // Appended after, so that every cell above keeps its seed.
     let shadow = Kind::Shadow {
         share: SHADOW_SHARE,
     };
@@ -581,6 +629,9 @@ fn print_step_table(rows: &[Row], runs: u64) {
             Kind::Shadow { share } => format!("{:.0}% shadow", share * 100.0),
             Kind::WholeRollout => continue,
         };
+        if r.cell.scenario.routed_share != 1.0 {
+            continue;
+        }
         println!(
             "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
             method_name(r.cell.method),
@@ -598,17 +649,52 @@ fn print_step_table(rows: &[Row], runs: u64) {
 
 fn print_rollout_table(rows: &[Row]) {
     println!("\nFalse rollbacks over a whole default rollout (10/30/50/70% for 30/60/120/240 ticks, then completion), green at the given req/s on the 10% step:\n");
-    println!("| method | scenario | green req/s at 10% | false rollbacks | median ticks to the end | by errors / latency / defects / feedback / guard |");
-    println!("|---|---|---:|---:|---:|---|");
+    println!("| method | scenario | green req/s at 10% | false rollbacks | median ticks to the end | by errors / latency / defects / feedback / guard | false split holds |");
+    println!("|---|---|---:|---:|---:|---|---:|");
     for r in rows.iter().filter(|r| r.cell.kind == Kind::WholeRollout) {
         println!(
-            "| {} | {} | {} | {:.2}% | {} | {} |",
+            "| {} | {} | {} | {:.2}% | {} | {} | {} |",
             method_name(r.cell.method),
             r.cell.scenario.name,
             r.cell.rate,
             r.rolled_back,
             r.median_ticks,
-            causes(r)
+            causes(r),
+            match r.cell.method {
+                Method::Sequential => format!("{:.2}%", r.split_held),
+                // The split check runs with the sequential method only.
+                Method::Threshold => "—".into(),
+            }
+        );
+    }
+}
+
+/// The split check's detection cells: routing that gives green a share off the split.
+fn print_split_table(rows: &[Row], runs: u64) {
+    let cells: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.cell.scenario.routed_share != 1.0)
+        .collect();
+    if cells.is_empty() {
+        return;
+    }
+    println!("\nHeld for a split mismatch within 3 / 10 / 30 ticks (%), one step held at the given split, green routed the given multiple of it; {runs} runs per cell:\n");
+    println!("| scenario | step | routed share | total req/s | ≤3 | ≤10 | ≤30 | false rollbacks |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in cells {
+        let Kind::Step { share } = r.cell.kind else {
+            continue;
+        };
+        println!(
+            "| {} | {:.0}% | {:.0}% | {} | {:.1} | {:.1} | {:.1} | {:.2}% |",
+            r.cell.scenario.name,
+            share * 100.0,
+            share * 100.0 * r.cell.scenario.routed_share,
+            r.cell.rate / share,
+            r.split_held_within[0],
+            r.split_held_within[1],
+            r.split_held_within[2],
+            r.rolled_back,
         );
     }
 }
@@ -625,6 +711,10 @@ enum Figure {
     FalseRollbacks,
     /// Rolled back within 30 ticks, at most the bound (a good green held one step).
     FalseWithinStep,
+    /// Held for a split mismatch within 3, 10 or 30 ticks (index 0, 1, 2), at least the bound.
+    SplitHeld(usize),
+    /// Held for a split mismatch at all over a whole rollout, at most the bound.
+    FalseSplitHolds,
 }
 
 /// One target: what it says, its cell (scenario, kind, rate), its figure and bound.
@@ -674,20 +764,32 @@ fn targets(rows: &[Row]) -> Vec<Target> {
             95.0,
         ));
     }
-    for scenario in ["GOOD-EQUAL", "GOOD-NOISY"] {
-        for rate in RATES {
-            specs.push(Spec {
-                what: format!(
-                    "{scenario} at {rate} req/s: false rollbacks over a whole rollout ≤ 1%"
-                ),
-                scenario,
-                kind: Kind::WholeRollout,
-                rate,
-                figure: Figure::FalseRollbacks,
-                bound: 1.0,
-            });
+    let whole = [
+        ("false rollbacks", Figure::FalseRollbacks),
+        ("false holds for split mismatch", Figure::FalseSplitHolds),
+    ];
+    for (what, figure) in whole {
+        for scenario in ["GOOD-EQUAL", "GOOD-NOISY"] {
+            for rate in RATES {
+                specs.push(Spec {
+                    what: format!("{scenario} at {rate} req/s: {what} over a whole rollout ≤ 1%"),
+                    scenario,
+                    kind: Kind::WholeRollout,
+                    rate,
+                    figure,
+                    bound: 1.0,
+                });
+            }
         }
     }
+    specs.push(Spec {
+        what: "SPLIT-MISMATCH (green routed 5% at a 10% step, 10 req/s in all: 1 req/s of green at the intended 10%): held with an event within 10 ticks ≥ 95%".into(),
+        scenario: "SPLIT-MISMATCH",
+        kind: ten,
+        rate: 1.0,
+        figure: Figure::SplitHeld(1),
+        bound: 95.0,
+    });
     let shadow = Kind::Shadow {
         share: SHADOW_SHARE,
     };
@@ -720,6 +822,11 @@ fn targets(rows: &[Row]) -> Vec<Target> {
                 Figure::Within(i) => (row.within[i], row.within[i] >= t.bound),
                 Figure::FalseRollbacks => (row.rolled_back, row.rolled_back <= t.bound),
                 Figure::FalseWithinStep => (row.within[2], row.within[2] <= t.bound),
+                Figure::SplitHeld(i) => (
+                    row.split_held_within[i],
+                    row.split_held_within[i] >= t.bound,
+                ),
+                Figure::FalseSplitHolds => (row.split_held, row.split_held <= t.bound),
             };
             Some((t.what, got, ok))
         })
@@ -749,6 +856,7 @@ fn main() {
     let rows = simulate(&cells, runs, threads);
     print_step_table(&rows, runs);
     print_rollout_table(&rows);
+    print_split_table(&rows, runs);
     println!("\nTargets (sequential, default settings):");
     let mut all = true;
     for (what, got, ok) in targets(&rows) {

@@ -65,6 +65,12 @@ pub struct HealthPolicy {
     /// Highest acceptable green cost per request over blue's, over the step [none].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost_ratio: Option<f64>,
+    /// How far green's share of routed requests may be from the step's split before the split
+    /// check holds the rollout: green's odds within a factor `1 + split_tolerance` of the
+    /// split's (see [`crate::share_check`]); 0 turns the check off [0.4]. Rollouts stored
+    /// before the check existed get the default.
+    #[serde(default = "default_split_tolerance")]
+    pub split_tolerance: f64,
 }
 
 fn default_method() -> Method {
@@ -75,6 +81,9 @@ fn default_alpha() -> f64 {
 }
 fn default_tolerance() -> f64 {
     1.2
+}
+fn default_split_tolerance() -> f64 {
+    crate::share_check::DEFAULT_TOLERANCE
 }
 
 impl Default for HealthPolicy {
@@ -93,12 +102,13 @@ impl Default for HealthPolicy {
             failure_limit: 2,
             ignore_defects: Vec::new(),
             max_cost_ratio: None,
+            split_tolerance: default_split_tolerance(),
         }
     }
 }
 
 /// The fields a `health` object may carry.
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 14] = [
     "method",
     "alpha",
     "tolerance_ratio",
@@ -112,6 +122,7 @@ const FIELDS: [&str; 13] = [
     "failure_limit",
     "ignore_defects",
     "max_cost_ratio",
+    "split_tolerance",
 ];
 
 impl HealthPolicy {
@@ -161,7 +172,17 @@ impl HealthPolicy {
                 .map_or(d.failure_limit, |n| n as u32),
             ignore_defects: ignore_defects(&o)?,
             max_cost_ratio: o.number("max_cost_ratio", 1.0, 1000.0)?,
+            split_tolerance: o
+                .number("split_tolerance", 0.0, 10.0)?
+                .unwrap_or(d.split_tolerance),
         })
+    }
+
+    /// Whether the split check runs: the sequential method (the threshold gates' window grows
+    /// over inconclusive ticks, so its requests could not be added tick by tick) with a
+    /// `split_tolerance` above 0.
+    pub fn checks_split(&self) -> bool {
+        self.method == Method::Sequential && self.split_tolerance > 0.0
     }
 
     /// Answer defects of `s` the verdict judges.
@@ -468,6 +489,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.ignore_defects, [Defect::Truncated, Defect::Refusal]);
+        // The split check: on by default with the sequential method, 0 turns it off, and the
+        // threshold gates never run it.
+        assert!(HealthPolicy::default().checks_split());
+        let p = HealthPolicy::from_json(&json!({"split_tolerance": 0}), "health").unwrap();
+        assert!(!p.checks_split());
+        let p = HealthPolicy::from_json(&json!({"split_tolerance": 1.5}), "health").unwrap();
+        assert!(p.checks_split() && p.split_tolerance == 1.5);
+        let p = HealthPolicy::from_json(&json!({"method": "threshold"}), "health").unwrap();
+        assert!(!p.checks_split());
         // A policy stored before defects were judged reads as judging every class.
         let stored = serde_json::to_value(HealthPolicy::default()).unwrap();
         assert!(stored.get("ignore_defects").is_none());
@@ -491,6 +521,9 @@ mod tests {
                 json!({"ignore_defects": ["empty", 3]}),
                 "health.ignore_defects[1]",
             ),
+            (json!({"split_tolerance": -0.1}), "health.split_tolerance"),
+            (json!({"split_tolerance": 11}), "health.split_tolerance"),
+            (json!({"split_tolerance": "off"}), "health.split_tolerance"),
         ] {
             assert_eq!(
                 HealthPolicy::from_json(&v, "health").unwrap_err().field,

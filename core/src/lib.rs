@@ -34,6 +34,7 @@ pub mod routing;
 pub mod routing_cache;
 pub mod sequential;
 pub mod shadow;
+pub mod share_check;
 pub mod split;
 pub mod sse;
 pub mod stats;

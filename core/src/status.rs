@@ -95,6 +95,9 @@ pub struct Status {
     /// The current step, while progressing or paused.
     pub step: Option<StepView>,
     pub verdict: Option<VerdictView>,
+    /// The split check (is green's share of routed requests the step's?), while a rollout is
+    /// under way.
+    pub split_check: Option<crate::share_check::View>,
     /// `{"window": {"blue", "green"}, "step": {...}, "rollout": {...}}`.
     pub stats: ScopeSummaries,
     pub now: String,
@@ -148,6 +151,9 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
         }),
         step: step_view(state, now_ms),
         verdict: rollout.and_then(verdict_view),
+        split_check: state
+            .active()
+            .map(|r| r.split_check.view(r.health.checks_split())),
         stats: ScopeSummaries {
             window: scopes.window.map(EnvStats::summary),
             step: scopes.step.map(EnvStats::summary),

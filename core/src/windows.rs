@@ -170,36 +170,41 @@ impl Scopes {
     /// are stored with the new state.
     pub fn after(&self, effects: &[Effect], version: u64) -> Scopes {
         let mut next = self.clone();
+        next.restart(effects, version);
+        next
+    }
+
+    /// [`Scopes::after`] in place: restarts the windows `effects` name.
+    pub fn restart(&mut self, effects: &[Effect], version: u64) {
         for effect in effects {
             match effect {
                 Effect::ResetWindow => {
-                    next.shadow.restart_window();
-                    next.window = Pair::default();
-                    next.by_version.clear();
+                    self.shadow.restart_window();
+                    self.window = Pair::default();
+                    self.by_version.clear();
                 }
                 Effect::ResetStep => {
-                    next.shadow.restart_step();
-                    next.window = Pair::default();
-                    next.by_version.clear();
-                    next.step = Pair::default();
-                    next.step_version = version;
+                    self.shadow.restart_step();
+                    self.window = Pair::default();
+                    self.by_version.clear();
+                    self.step = Pair::default();
+                    self.step_version = version;
                     // A state replaced by an older one (recovered) must not leave the step
                     // before its rollout: every request would count as earlier.
-                    next.rollout_version = next.rollout_version.min(version);
+                    self.rollout_version = self.rollout_version.min(version);
                 }
                 Effect::ResetRollout => {
-                    next = Scopes {
+                    *self = Scopes {
                         step_version: version,
                         rollout_version: version,
                         // The lifetime counters outlive every rollout.
-                        lifetime: std::mem::take(&mut next.lifetime),
+                        lifetime: std::mem::take(&mut self.lifetime),
                         ..Scopes::default()
                     }
                 }
                 Effect::WriteSplit | Effect::Record(_) => {}
             }
         }
-        next
     }
 
     /// The tick command for these windows: the evaluation window, its requests by the split
@@ -213,6 +218,7 @@ impl Scopes {
                 .map(|(version, stats)| Stratum {
                     stats: stats.clone(),
                     in_step: *version >= self.step_version,
+                    version: Some(*version),
                 })
                 .collect(),
             blue_p95_ms: self.rollout.blue.total.quantile_ms(0.95),

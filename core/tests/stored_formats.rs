@@ -7,7 +7,8 @@
 //! its fixtures under the name of what it added (`fixtures/stream-error/`), and these load too. The fixtures under `fixtures/v2/` were
 //! written by the code just before stats told fallbacks apart by class and kept lifetime
 //! counters (commit 20ed3f0): the stats windows and an isolate's batch, with defects, forced
-//! requests, routing versions and fallbacks in them.
+//! requests, routing versions and fallbacks in them. `fixtures/split-check/` has a state
+//! written by the version that added the split check, held for a split mismatch.
 
 use bluegreen_core::batch::Batch;
 use bluegreen_core::rollout::{Event, EventKind, Phase, State};
@@ -370,4 +371,31 @@ fn shadow_steps_their_windows_and_batches_load() {
     let old: Batch = load("v2/batch");
     assert!(old.shadow.is_empty());
     assert!(!serde_json::to_string(&old).unwrap().contains("shadow"));
+}
+
+/// States written before the split check existed load with its evidence empty, no hold and the
+/// default tolerance; a state written by the version that added it (`fixtures/split-check/`,
+/// held for a mismatch at a tolerance of 0.5) loads with its hold, evidence and tolerance.
+#[test]
+fn the_split_check_reads_as_empty_from_v1_and_loads_with_its_hold() {
+    use bluegreen_core::share_check::{SplitCheck, DEFAULT_TOLERANCE};
+    let before: State = load("state-progressing-sequential");
+    let r = before.rollout().unwrap();
+    assert_eq!(r.split_check, SplitCheck::default());
+    assert_eq!(r.health.split_tolerance, DEFAULT_TOLERANCE);
+    let held: State = load_text(
+        "split-check/state-held",
+        &fixture_in("split-check", "state-held"),
+    );
+    let r = held.rollout().unwrap();
+    assert_eq!(r.health.split_tolerance, 0.5);
+    let c = &r.split_check;
+    assert!(c.holds());
+    assert_eq!((c.green_requests, c.blue_requests), (20, 580));
+    assert_eq!((c.above.len(), c.below.len()), (4, 4));
+    let hold = c.hold.as_ref().unwrap();
+    assert_eq!(hold.since_ms, 1_790_000_120_000);
+    assert!(hold
+        .reason
+        .starts_with("Split mismatch: green got 3.3% of 1200 requests"));
 }

@@ -40,7 +40,9 @@ pub async fn pass_through(
     // audio upload can be large; the platform's request size limit bounds it).
     let body = req.inner().body().map(JsValue::from);
     let sent = headers::upstream(&req, authorization.as_deref())?;
-    let timeout_ms = cfg.first_byte_timeout_ms;
+    // The body is not read, so a streamed call cannot be told from one whose headers come only
+    // with the whole answer (a non-streamed `/v1/completions`): headers get the longer limit.
+    let timeout_ms = cfg.completion_timeout_ms;
     let resp = match upstream::send(&target, method, &sent, body, timeout_ms).await {
         Ok(resp) => resp,
         Err(Failure::Timeout) => {

@@ -374,6 +374,7 @@ fn a_rollout_shows_its_phase_step_verdict_and_evidence_as_logs() {
             strata: vec![crate::rollout::Stratum {
                 stats: window,
                 in_step: true,
+                version: None,
             }],
             blue_p95_ms: None,
             step_cost: Pair::default(),

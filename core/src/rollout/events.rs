@@ -25,6 +25,11 @@ pub enum EventKind {
     Recovered,
     /// A tick found the routing document in KV missing or not the controller's, and rewrote it.
     RoutingRepaired,
+    /// Green's share of routed requests is off the step's split beyond chance: the rollout
+    /// holds (no step advances) until it is back.
+    SplitMismatch,
+    /// The share is back inside the band: the hold for a split mismatch ended.
+    SplitMatched,
 }
 
 /// Who caused an event.
@@ -64,8 +69,9 @@ pub struct Event {
     pub verdict: Option<Verdict>,
     /// What happened and why, for people.
     pub message: String,
-    /// Whether it goes to `ALERT_WEBHOOK_URL` (rollbacks, pauses, completions, and an
-    /// unreadable state and its recovery).
+    /// Whether it goes to `ALERT_WEBHOOK_URL` (rollbacks, pauses, completions, an unreadable
+    /// state and its recovery, a repaired routing document, and a split mismatch's hold and its
+    /// end).
     pub alert: bool,
 }
 
@@ -95,6 +101,8 @@ impl Event {
                     | EventKind::StateUnreadable
                     | EventKind::Recovered
                     | EventKind::RoutingRepaired
+                    | EventKind::SplitMismatch
+                    | EventKind::SplitMatched
             ),
         }
     }
@@ -109,7 +117,8 @@ impl Event {
         Event::new(state, now_ms, kind, Actor::Operator, message)
     }
 
-    /// The controller's own event without a verdict (an unreadable state found at load).
+    /// The controller's own event without a verdict (an unreadable state found at load, the
+    /// split check's hold and its end).
     pub(super) fn by_controller_plain(
         state: &State,
         now_ms: u64,

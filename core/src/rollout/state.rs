@@ -11,6 +11,7 @@ use crate::environment::Environment;
 use crate::health::{HealthPolicy, Verdict, VerdictStatus};
 use crate::routing::RoutingDoc;
 use crate::sequential::Evidence;
+use crate::share_check::SplitCheck;
 use crate::time::format_rfc3339_ms;
 
 /// Where the rollout is: the name of a [`Stage`], as shown in JSON, the status and events.
@@ -98,6 +99,9 @@ pub struct Rollout {
     /// The sequential test's evidence, carried through every step of this rollout (not reset
     /// by a pause, a manual split or a resume).
     pub evidence: Evidence,
+    /// The split check's evidence over the current step, and its hold (see
+    /// [`crate::share_check`]).
+    pub split_check: SplitCheck,
     /// The latest verdict; `None` until a tick has judged.
     pub verdict: Option<VerdictRecord>,
 }

@@ -16,6 +16,7 @@ use crate::defects::Defect;
 use crate::health::{judge, HealthPolicy, Method, Verdict, VerdictStatus};
 use crate::sequential::{self, Finding, TickCounts};
 use crate::shadow::ShadowStratum;
+use crate::share_check::{self, Change};
 use crate::stats::{EnvStats, Pair};
 
 /// What the sequential test judges on a tick: the window's requests by split, and the shadow
@@ -57,14 +58,19 @@ pub(super) fn tick(
     if judgement.closes_window {
         effects.push(Effect::ResetWindow);
     }
-    let (state, more) = execute(
-        decide(&facts),
-        &facts,
-        split,
-        rollout,
-        judgement.verdict,
-        now_ms,
-    );
+    let change = check_split(&mut rollout, &split, strata.live, now_ms);
+    let mv = hold_for_split(decide(&facts), rollout.split_check.holds());
+    // A rollback makes the split check moot: its event alone is recorded.
+    if let Some(change) = change.filter(|_| mv != Move::RollBack) {
+        let (kind, message) = match change {
+            Change::Held(m) => (EventKind::SplitMismatch, m),
+            Change::Cleared(m) => (EventKind::SplitMatched, m),
+        };
+        let now = State::progressing(split.clone(), rollout.clone());
+        let event = Event::by_controller_plain(&now, now_ms, kind, message);
+        effects.push(Effect::record(event));
+    }
+    let (state, more) = execute(mv, &facts, split, rollout, judgement.verdict, now_ms);
     effects.extend(more);
     Transition { state, effects }
 }
@@ -255,6 +261,43 @@ fn over_cost(health: &HealthPolicy, step: &Pair<CostSample>) -> Option<String> {
     ))
 }
 
+/// Adds the tick's requests routed under the step's split (the split in force, while it is the
+/// step's) to the split check, when the policy runs it; whether a hold began or ended.
+fn check_split(r: &mut Rollout, split: &Split, strata: &[Stratum], now_ms: u64) -> Option<Change> {
+    if !r.health.checks_split() || split.green_percent != r.step().green_percent {
+        return None;
+    }
+    let routed = strata
+        .iter()
+        .filter(|st| st.in_step && st.version == Some(split.version))
+        .fold((0u64, 0u64), |(g, b), st| {
+            (
+                g.saturating_add(st.stats.green.requests),
+                b.saturating_add(st.stats.blue.requests),
+            )
+        });
+    let h = &r.health;
+    let (tolerance, min_requests) = (h.split_tolerance, h.min_requests);
+    let percent = split.green_percent;
+    share_check::observe(
+        &mut r.split_check,
+        percent,
+        tolerance,
+        routed,
+        min_requests,
+        now_ms,
+    )
+}
+
+/// `mv`, unless a split mismatch holds the rollout: then no step advances and it does not
+/// complete (failing verdicts still roll back).
+pub(super) fn hold_for_split(mv: Move, split_held: bool) -> Move {
+    match mv {
+        Move::Advance | Move::Complete if split_held => Move::Hold,
+        mv => mv,
+    }
+}
+
 /// What [`decide`] looks at, once the verdict is counted.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Facts {
@@ -417,6 +460,7 @@ fn advance(mut split: Split, mut r: Rollout, now_ms: u64) -> (State, String) {
     r.step_started_at_ms = now_ms;
     r.step_passed = false;
     sequential::new_step(&mut r.evidence);
+    share_check::restart(&mut r.split_check);
     split.green_percent = r.step().green_percent;
     split.version += 1;
     let steps = r.steps.len();

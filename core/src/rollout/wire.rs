@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{Ended, Paused, Phase, Rollout, Split, Stage, State, Step, VerdictRecord};
 use crate::health::HealthPolicy;
 use crate::sequential::Evidence;
+use crate::share_check::SplitCheck;
 
 /// The stored state (v1). Field order is the JSON's order.
 #[derive(Serialize, Deserialize)]
@@ -47,6 +48,9 @@ struct StoredRollout {
     // Absent from documents written before the sequential test existed.
     #[serde(default)]
     evidence: Evidence,
+    // Absent from documents written before the split check existed.
+    #[serde(default)]
+    split_check: SplitCheck,
 }
 
 /// Why a stored state does not load: its phase and its rollout disagree.
@@ -131,6 +135,7 @@ fn stage(
         consecutive_failures: r.consecutive_failures,
         step_passed: r.step_passed,
         evidence: r.evidence,
+        split_check: r.split_check,
         verdict,
     };
     Ok(match (phase, paused_at_ms, ended_at_ms) {
@@ -180,6 +185,7 @@ impl From<State> for StoredState {
                 step_passed: r.step_passed,
                 ended_at_ms,
                 evidence: r.evidence,
+                split_check: r.split_check,
             }
         });
         StoredState {

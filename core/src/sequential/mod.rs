@@ -147,7 +147,7 @@ pub struct Evidence {
 }
 
 /// `ln(mean(exp(x)))`, computed without overflow.
-fn log_mean_exp(xs: &[f64]) -> f64 {
+pub(crate) fn log_mean_exp(xs: &[f64]) -> f64 {
     if xs.is_empty() {
         return 0.0;
     }
@@ -207,7 +207,7 @@ pub fn ratio_from_log(log: f64) -> f64 {
 
 /// A log likelihood ratio as stored: finite whatever the arithmetic gave (a NaN, which no
 /// count can produce, reads as no evidence).
-fn finite_log(log: f64) -> f64 {
+pub(crate) fn finite_log(log: f64) -> f64 {
     if log.is_nan() {
         0.0
     } else {

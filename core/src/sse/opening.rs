@@ -196,8 +196,12 @@ mod tests {
         both.extend_from_slice(OVERLOADED);
         let typed: &[u8] =
             b"event: error\ndata: {\"type\":\"error\",\"error\":{\"message\":\"busy\"}}\n\n";
-        let table: [(&[&[u8]], Option<Judged>); 9] = [
+        let spread: &[u8] =
+            b"data: {\"error\":\ndata:  {\"message\":\"Quota exceeded\",\ndata:   \"code\":429}}\n\n";
+        let table: [(&[&[u8]], Option<Judged>); 10] = [
             (&[ROLE], Some(Judged::Answer)),
+            // An error whose JSON is spread over several `data:` lines of one event.
+            (&[spread], failed("Quota exceeded")),
             (&[OVERLOADED], failed("Overloaded")),
             (&[typed], failed("busy")),
             // The first event counts: an error after it is the answer's business.

@@ -97,26 +97,45 @@ impl Said {
         self.read_with(bytes, |_| {});
     }
 
-    /// [`Said::read`], handing each `data:` line's value to `on_data` as well.
+    /// [`Said::read`], handing each event's data to `on_data` as well. An event's data is its
+    /// `data:` lines joined by LF, as the SSE specification says: an event with one such line
+    /// (every OpenAI-style stream) is read in place, one whose JSON is spread over several lines
+    /// is joined first (each line losing one leading space), so that an error or a usage object
+    /// pretty-printed over several lines is still read. Complete events are at most the relay's
+    /// held tail, so the copy is bounded by it.
     pub(crate) fn read_with(&mut self, bytes: &[u8], mut on_data: impl FnMut(&[u8])) {
-        for line in bytes.split(|&b| b == b'\n' || b == b'\r') {
-            if let Some(value) = line.strip_prefix(b"data:") {
-                on_data(value);
-                self.data = true;
-                let m = Mentions::of(value);
-                if m.usage_object {
-                    if let Some(u) = usage_of(value) {
-                        self.usage = Some(u);
-                    }
+        let mut event = EventData::default();
+        for line in lines(bytes) {
+            if line.is_empty() {
+                // A blank line ends the event.
+                if let Some(data) = event.take() {
+                    self.said_data(&data, &mut on_data);
                 }
-                if m.error && self.error.is_none() {
-                    self.error = error_of(value);
-                }
+            } else if let Some(value) = line.strip_prefix(b"data:") {
+                event.push(value);
             } else if let Some(value) = line.strip_prefix(b"event:") {
                 // A field's value loses one leading space.
                 let value = value.strip_prefix(b" ").unwrap_or(value);
                 self.error_event |= value == b"error";
             }
+        }
+        if let Some(data) = event.take() {
+            self.said_data(&data, &mut on_data);
+        }
+    }
+
+    /// Reads one event's data.
+    fn said_data(&mut self, value: &[u8], on_data: &mut impl FnMut(&[u8])) {
+        on_data(value);
+        self.data = true;
+        let m = Mentions::of(value);
+        if m.usage_object {
+            if let Some(u) = usage_of(value) {
+                self.usage = Some(u);
+            }
+        }
+        if m.error && self.error.is_none() {
+            self.error = error_of(value);
         }
     }
 
@@ -130,6 +149,69 @@ impl Said {
         self.error.or_else(|| {
             self.error_event
                 .then(|| "an `event: error` without a message".into())
+        })
+    }
+}
+
+/// The lines of `bytes`, each without its terminator (LF, CRLF or CR).
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    let mut done = bytes.is_empty();
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            None => {
+                done = true;
+                Some(rest)
+            }
+            Some(at) => {
+                let line = &rest[..at];
+                let skip = if rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                rest = &rest[at + skip..];
+                done = rest.is_empty();
+                Some(line)
+            }
+        }
+    })
+}
+
+/// The `data:` lines of the event being read: the first in place, later ones joined to it.
+#[derive(Default)]
+struct EventData<'a> {
+    first: Option<&'a [u8]>,
+    joined: Option<Vec<u8>>,
+}
+
+impl<'a> EventData<'a> {
+    fn push(&mut self, value: &'a [u8]) {
+        let unspaced = |v: &'a [u8]| v.strip_prefix(b" ").unwrap_or(v);
+        match (&mut self.joined, self.first) {
+            (Some(joined), _) => {
+                joined.push(b'\n');
+                joined.extend_from_slice(unspaced(value));
+            }
+            (None, Some(first)) => {
+                let mut joined = unspaced(first).to_vec();
+                joined.push(b'\n');
+                joined.extend_from_slice(unspaced(value));
+                self.joined = Some(joined);
+            }
+            (None, None) => self.first = Some(value),
+        }
+    }
+
+    /// The event's data, if it had any; the next event starts empty.
+    fn take(&mut self) -> Option<std::borrow::Cow<'a, [u8]>> {
+        let first = self.first.take()?;
+        Some(match self.joined.take() {
+            Some(joined) => std::borrow::Cow::Owned(joined),
+            None => std::borrow::Cow::Borrowed(first),
         })
     }
 }
@@ -305,6 +387,43 @@ mod tests {
             .as_bytes(),
         );
         assert!(long.error.unwrap().chars().count() <= MAX_MESSAGE / 2 + 1);
+    }
+
+    #[test]
+    fn an_events_data_lines_are_read_joined() {
+        let read = |bytes: &[u8]| {
+            let mut s = Said::default();
+            let mut seen = Vec::new();
+            s.read_with(bytes, |d| {
+                seen.push(String::from_utf8_lossy(d).into_owned())
+            });
+            (s, seen)
+        };
+        // An error pretty-printed over several lines, in every line ending.
+        for nl in ["\n", "\r\n", "\r"] {
+            let text = [
+                "data: {",
+                "data:   \"error\": {",
+                "data:     \"message\": \"quota\"",
+                "data: }}",
+                "",
+                "",
+            ]
+            .join(nl);
+            let (said, seen) = read(text.as_bytes());
+            assert_eq!(said.error.as_deref(), Some("quota"), "{nl:?}");
+            assert_eq!(seen.len(), 1, "one event, one data value: {seen:?}");
+        }
+        // Usage spread over two lines; then a one-line event is read on its own.
+        let (said, seen) = read(
+            b"data: {\"choices\":[],\ndata: \"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n",
+        );
+        assert_eq!(said.usage.map(|u| u.completion_tokens), Some(4));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1].trim(), "[DONE]");
+        // Two events each of one line are not joined.
+        let (said, seen) = read(b"data: {\"a\":1}\n\ndata: {\"error\":\"x\"}\n\n");
+        assert_eq!((said.error.as_deref(), seen.len()), (Some("x"), 2));
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub struct Stratum {
     pub stats: Pair<EnvStats>,
     /// Whether the split is one of the current step's.
     pub in_step: bool,
+    /// The routing version the requests were routed under; `None` when unknown (then the
+    /// split check does not count them).
+    pub version: Option<u64>,
 }
 
 impl Stratum {
@@ -92,6 +95,7 @@ impl Stratum {
         Stratum {
             stats,
             in_step: true,
+            version: None,
         }
     }
 }

@@ -5,6 +5,7 @@ use super::super::{Effect, Event, EventKind, Paused, Refusal, Stage, State, Tran
 use super::conflict;
 use crate::health::Method;
 use crate::sequential;
+use crate::share_check;
 
 /// Resumes the paused rollout at `now_ms`.
 pub(in crate::rollout) fn resume(s: State, now_ms: u64) -> Result<Transition, Refusal> {
@@ -26,6 +27,8 @@ pub(in crate::rollout) fn resume(s: State, now_ms: u64) -> Result<Transition, Re
     // that `min_requests` must be met again. The sequential evidence itself is kept (it holds
     // whatever the split was).
     rollout.step_passed = false;
+    // The operator has looked: the split check starts again, and a hold it had ends.
+    share_check::restart(&mut rollout.split_check);
     effects.push(Effect::ResetWindow);
     match rollout.health.method {
         Method::Threshold => rollout.consecutive_failures = 0,

@@ -12,7 +12,7 @@ pub(in crate::rollout) fn set_split(
     now_ms: u64,
 ) -> Result<Transition, Refusal> {
     let phase = s.phase();
-    let paused = match s.stage {
+    let mut paused = match s.stage {
         Stage::Progressing(rollout) => Paused {
             rollout,
             paused_at_ms: now_ms,
@@ -29,6 +29,8 @@ pub(in crate::rollout) fn set_split(
             "must be a number from 0 to 100",
         )));
     }
+    // The manual split is not the step's: the split check starts again (and on resume).
+    crate::share_check::restart(&mut paused.rollout.split_check);
     let mut split = s.split;
     split.green_percent = green_percent;
     split.version += 1;

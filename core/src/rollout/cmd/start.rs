@@ -37,6 +37,7 @@ pub(in crate::rollout) fn start(
         consecutive_failures: 0,
         step_passed: false,
         evidence: Evidence::default(),
+        split_check: Default::default(),
         verdict: None,
     };
     let state = State::progressing(split, rollout);

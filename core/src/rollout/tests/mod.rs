@@ -7,6 +7,7 @@ mod operator;
 mod sequential;
 mod shadow;
 mod spec;
+mod split_check;
 mod stored;
 
 use super::*;
