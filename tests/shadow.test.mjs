@@ -138,3 +138,26 @@ test("SHADOW_MAX_PER_MINUTE caps the copies an isolate starts, and counts the ot
   assert.equal(s.stats.shadow.step.pairs, copies);
   assert.equal(s.stats.shadow.step.capped, n - copies);
 });
+
+test("a copy still running 25 s after blue's answer is given up as unfinished, not judged", async (t) => {
+  const stack = await startStack(VARS);
+  t.after(() => stack.close());
+  const r = stack.router;
+  // Green takes a minute to answer: past the runtime's 30 s of background time.
+  await stack.sim.setRules({ "green-m": { delay_ms: 60_000 } });
+  await startShadow(r, 100);
+  const started = Date.now();
+  await trafficFromBlue(r, 2);
+  const s = await eventually(async () => {
+    const s = await r.status();
+    return s.stats.shadow.step.unfinished >= 2 && s;
+  }, 45_000, 500);
+  assert.ok(s, "both copies given up");
+  const waited = Date.now() - started;
+  assert.ok(waited >= 25_000 && waited < 40_000, `given up after ${waited} ms`);
+  const shadow = s.stats.shadow.step;
+  assert.equal(shadow.pairs, 0, "an unfinished copy is no pair");
+  assert.equal(shadow.green.requests, 0);
+  assert.equal(shadow.green.errors, 0, "and no error");
+  assert.equal(copiesSeen(stack.sim).length, 2);
+});
