@@ -223,7 +223,8 @@ impl VerdictStatus {
 impl HealthPolicy {
     /// What the sequential test reads from the policy: `alpha` for the error test, a third of
     /// it for the latency and answer-defect tests each, half of it for the feedback test (whose
-    /// events are fewer: only scored answers), a quarter for the guard.
+    /// events are fewer: only scored answers), a quarter for the guard; on a one-step ladder
+    /// (the tick places them on the rollout's with `Settings::on_step`).
     pub fn sequential_settings(&self) -> Settings {
         Settings {
             alpha: self.alpha,
@@ -235,6 +236,7 @@ impl HealthPolicy {
             guard_alpha: self.alpha / 4.0,
             min_requests: self.min_requests,
             advance_early: self.advance_early,
+            ladder: crate::sequential::Ladder::default(),
         }
     }
 }

@@ -147,7 +147,10 @@ fn sequential_verdict(
             in_step: st.in_step,
         })
         .collect();
-    let settings = r.health.sequential_settings();
+    let settings = r
+        .health
+        .sequential_settings()
+        .on_step(r.step_index + 1, r.steps.len());
     let report = sequential::update_strata(
         &mut r.evidence,
         &settings,
