@@ -355,6 +355,7 @@ fn a_rollout_stored_before_per_step_evidence_loads_and_keeps_judging() {
     assert_eq!(state.step_number(), Some(3));
     let evidence = &state.rollout().unwrap().evidence;
     assert!(evidence.step_errors.is_empty() && evidence.errors.len() == 4);
+    assert_eq!(state.rollout().unwrap().incident, None);
     let old = state.verdict().unwrap().verdict.evidence.as_ref().unwrap();
     assert_eq!(old.step_errors, None);
     let env = |requests: u64, errors: u64| {

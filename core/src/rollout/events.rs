@@ -25,6 +25,10 @@ pub enum EventKind {
     Recovered,
     /// A tick found the routing document in KV missing or not the controller's, and rewrote it.
     RoutingRepaired,
+    /// Blue itself failed above `max_error_rate`: the step holds until the incident ends.
+    IncidentBegan,
+    /// Blue recovered from an incident: the step goes on.
+    IncidentEnded,
 }
 
 /// Who caused an event.
@@ -64,8 +68,8 @@ pub struct Event {
     pub verdict: Option<Verdict>,
     /// What happened and why, for people.
     pub message: String,
-    /// Whether it goes to `ALERT_WEBHOOK_URL` (rollbacks, pauses, completions, and an
-    /// unreadable state and its recovery).
+    /// Whether it goes to `ALERT_WEBHOOK_URL` (rollbacks, pauses, completions, an unreadable
+    /// state and its recovery, a repaired routing document, and the start of an incident).
     pub alert: bool,
 }
 
@@ -95,6 +99,7 @@ impl Event {
                     | EventKind::StateUnreadable
                     | EventKind::Recovered
                     | EventKind::RoutingRepaired
+                    | EventKind::IncidentBegan
             ),
         }
     }

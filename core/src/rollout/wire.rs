@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Ended, Paused, Phase, Rollout, Split, Stage, State, Step, VerdictRecord};
+use super::{Ended, Incident, Paused, Phase, Rollout, Split, Stage, State, Step, VerdictRecord};
 use crate::health::HealthPolicy;
 use crate::sequential::Evidence;
 
@@ -47,6 +47,9 @@ struct StoredRollout {
     // Absent from documents written before the sequential test existed.
     #[serde(default)]
     evidence: Evidence,
+    // Absent from documents written before incidents held a rollout, and while none lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    incident: Option<Incident>,
 }
 
 /// Why a stored state does not load: its phase and its rollout disagree.
@@ -132,6 +135,7 @@ fn stage(
         step_passed: r.step_passed,
         evidence: r.evidence,
         verdict,
+        incident: r.incident,
     };
     Ok(match (phase, paused_at_ms, ended_at_ms) {
         (Phase::Progressing, None, None) => Stage::Progressing(rollout),
@@ -180,6 +184,7 @@ impl From<State> for StoredState {
                 step_passed: r.step_passed,
                 ended_at_ms,
                 evidence: r.evidence,
+                incident: r.incident,
             }
         });
         StoredState {

@@ -21,7 +21,11 @@
 //!   and keep the rollout-wide evidence alone.
 //! - **Guard**: a one-sample test of "green's error rate ≤ `max_error_rate`" against much
 //!   higher rates, on green alone, so that a plainly broken green is rolled back in a tick or
-//!   two even with no blue errors to compare with. It is a CUSUM: its log ratio never goes
+//!   two even with no blue errors to compare with. Its limit rises to τ × a lower bound on
+//!   blue's rate that tick when that is higher, and in a tick where blue itself is shown
+//!   failing above the limit, or while an incident it began lasts, it adds nothing: the
+//!   relative tests judge green against blue then ([`crate::incident`]). A thin blue gives a low bound, and
+//!   leaves the guard as it was. It is a CUSUM: its log ratio never goes
 //!   below 0, so a green that breaks late in a long healthy rollout is still caught quickly
 //!   (the price: its false-alarm rate is not bounded by Ville's inequality, only by how far a
 //!   healthy green is below `max_error_rate`; the simulation measures it).
@@ -129,6 +133,9 @@ pub struct Settings {
     /// Where the rollout is in its ladder: how `alpha` and `latency_alpha` are shared between
     /// the rollout-wide and the per-step evidence.
     pub ladder: Ladder,
+    /// A provider-wide incident is under way (see `crate::rollout`): the guard stands aside
+    /// until it ends, however blue's counts of a single tick fall.
+    pub incident: bool,
 }
 
 impl Settings {
@@ -138,6 +145,11 @@ impl Settings {
             ladder: Ladder { step, steps },
             ..self
         }
+    }
+
+    /// These settings while a provider-wide incident is (or is not) under way.
+    pub fn in_incident(self, incident: bool) -> Settings {
+        Settings { incident, ..self }
     }
 }
 
@@ -491,9 +503,26 @@ pub fn update_strata(
     sized(&mut ev.guard, GUARD_ALTERNATIVES.len());
     sized(&mut ev.fine_errors, FINE_ALTERNATIVES.len());
     sized(&mut ev.fine_slow, FINE_ALTERNATIVES.len());
+    // The guard's null this tick: the limit, raised to τ × a lower bound on blue's error rate
+    // this tick when that is higher; none when blue is shown failing above the limit (a
+    // provider-wide incident is not green's fault: the relative tests judge that tick).
+    let (blue_errors, blue_requests) = strata.iter().fold((0u64, 0u64), |(e, n), st| {
+        (
+            e.saturating_add(st.counts.blue_errors),
+            n.saturating_add(st.counts.blue_requests),
+        )
+    });
+    let p0 = crate::incident::absolute_limit(
+        s.max_error_rate,
+        s.tolerance_ratio,
+        blue_errors,
+        blue_requests,
+    )
+    .map(|p| p.clamp(1e-6, 1.0 - 1e-6))
+    .filter(|_| !s.incident);
     let mut any = false;
     for stratum in strata {
-        any |= accumulate(ev, s, stratum);
+        any |= accumulate(ev, s, stratum, p0);
     }
     // The guard's floor once per tick, after all its splits: its increments are linear in the
     // counts, so a tick that spans two splits moves it as one pooled tick would.
@@ -509,9 +538,10 @@ pub fn update_strata(
     report(ev, s, reference_ms)
 }
 
-/// Adds one stratum's counts to every log-likelihood sum; false when it had no requests (it
-/// adds nothing then).
-fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum) -> bool {
+/// Adds one stratum's counts to every log-likelihood sum, the guard's against the null rate
+/// `p0` unless the tick is an incident's (`None`); false when it had no requests (it adds
+/// nothing then).
+fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum, p0: Option<f64>) -> bool {
     let tau = s.tolerance_ratio;
     let t = &stratum.counts;
     let scored = t.green_scored.saturating_add(t.blue_scored);
@@ -554,10 +584,11 @@ fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum) -> bool {
         }
         ev.defects[k] += relative_increment(rho1, tau, wd, t.green_defects, t.blue_defects);
     }
-    let p0 = s.max_error_rate.clamp(1e-6, 1.0 - 1e-6);
-    for (k, g) in GUARD_ALTERNATIVES.iter().enumerate() {
-        let p1 = p0 + (1.0 - p0) * g;
-        ev.guard[k] += guard_increment(p1, p0, t.green_requests, t.green_errors);
+    if let Some(p0) = p0 {
+        for (k, g) in GUARD_ALTERNATIVES.iter().enumerate() {
+            let p1 = p0 + (1.0 - p0) * g;
+            ev.guard[k] += guard_increment(p1, p0, t.green_requests, t.green_errors);
+        }
     }
     ev.rollout.add(t);
     if stratum.in_step {
@@ -717,6 +748,7 @@ mod tests {
             min_requests: 50,
             advance_early: false,
             ladder: Ladder::default(),
+            incident: false,
         }
     }
 

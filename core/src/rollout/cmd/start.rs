@@ -38,6 +38,7 @@ pub(in crate::rollout) fn start(
         step_passed: false,
         evidence: Evidence::default(),
         verdict: None,
+        incident: None,
     };
     let state = State::progressing(split, rollout);
     let split = state.split();
