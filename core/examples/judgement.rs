@@ -13,9 +13,11 @@
 //! of the answers are scored by the app and scored negative with the environment's rate, and
 //! takes a log-normal time (median 800 ms, σ 0.5; green × 1.3 in LATENCY), recorded into the
 //! same histograms the controller keeps, in 8 probability bins (0–50–70–80–90–95–97.5–99–100%)
-//! at each bin's middle quantile. Detection cells hold one step at w for 30 ticks; false
-//! rollbacks over a whole rollout run the default ladder (10/30/50/70%, 30/60/120/240 ticks)
-//! with the total traffic fixed so that green gets `rate` at 10%.
+//! at each bin's middle quantile. Detection cells hold the first step of a four-step ladder at w
+//! for 30 ticks (the ladder's length sets the sequential test's levels); whole rollouts run the
+//! default ladder (10/30/50/70%, 30/60/120/240 ticks) with the total traffic fixed so that green
+//! gets `rate` at 10%: for false rollbacks, a green that breaks at the 50% step (LATE-BREAK)
+//! and an outage of both environments (COMMON-OUTAGE).
 //!
 //! The split check: SPLIT-MISMATCH is a good green whose routing gives it half the split's
 //! share (5% at a 10% step, 10 req/s in all, so that green would get 1 req/s at the intended
@@ -29,6 +31,7 @@ use bluegreen_core::rollout::{
     apply, default_steps, Command, Effect, EventKind, Phase, RolloutSpec, State, Step,
 };
 use bluegreen_core::routing::RoutingDoc;
+use bluegreen_core::sequential::RelativeReport;
 use bluegreen_core::shadow::{PairCounts, ShadowEntry, ShadowStats};
 use bluegreen_core::stats::EnvStats;
 use bluegreen_core::windows::Scopes;
@@ -54,6 +57,12 @@ struct Scenario {
     /// Green's share of the traffic as a multiple of the split's: routing that does not do
     /// what the controller believes (1 everywhere but SPLIT-MISMATCH).
     routed_share: f64,
+    /// A late break: from the first tick green's share is at least this many percent on,
+    /// green fails this share of its requests instead (LATE-BREAK).
+    late_break: Option<(f64, f64)>,
+    /// A provider-wide incident: on these ticks (first, last) both environments fail this share
+    /// of their requests instead (COMMON-OUTAGE).
+    outage: Option<(u64, u64, f64)>,
 }
 
 /// A scenario: name, blue's and green's error rates, green's latency factor, and whether rolling
@@ -70,6 +79,8 @@ const fn scenario(name: &'static str, blue: f64, green: f64, slowdown: f64, bad:
         green_negative: 0.0,
         bad,
         routed_share: 1.0,
+        late_break: None,
+        outage: None,
     }
 }
 
@@ -126,6 +137,18 @@ const SPLIT_MISMATCH: Scenario = Scenario {
     routed_share: 0.5,
     ..scenario("SPLIT-MISMATCH", 0.005, 0.005, 1.0, false)
 };
+/// Green as good as blue (0.5% errors) at 10% and 30%, failing 3% from the 50% step on: its
+/// provider gives way under the load (whole rollouts only).
+const LATE_BREAK: Scenario = Scenario {
+    late_break: Some((50.0, 0.03)),
+    ..scenario("LATE-BREAK", 0.005, 0.005, 1.0, true)
+};
+/// Both environments fail 30% of their requests on ticks 56–60 (inside the 30% step, which
+/// runs from tick 31 to 90), then recover (whole rollouts only).
+const COMMON_OUTAGE: Scenario = Scenario {
+    outage: Some((56, 60, 0.30)),
+    ..scenario("COMMON-OUTAGE", 0.005, 0.005, 1.0, false)
+};
 const RATES: [f64; 3] = [0.1, 1.0, 10.0];
 const SHARES: [f64; 2] = [0.10, 0.50];
 const STEP_TICKS: u64 = 30;
@@ -176,6 +199,10 @@ struct Outcome {
     ticks: u64,
     /// Tick of the first hold for a split mismatch (its event), if any.
     split_held_at: Option<u64>,
+    /// The first tick of a late break, once it came.
+    broke_at: Option<u64>,
+    /// Whether the rollout completed.
+    completed: bool,
 }
 
 fn routing() -> RoutingDoc {
@@ -333,11 +360,13 @@ fn setup(cell: &Cell) -> (RolloutSpec, u64, f64) {
         ..HealthPolicy::default()
     };
     let (steps, max_ticks, total_rate) = match cell.kind {
-        Kind::Step { share } => (
-            vec![Step::live(share * 100.0, 1 << 40)],
-            STEP_TICKS,
-            cell.rate / share,
-        ),
+        // The first step of a ladder as long as the default one (the sequential test gives
+        // each step after the first a share of alpha), held for the whole run.
+        Kind::Step { share } => {
+            let mut steps = default_steps();
+            steps[0] = Step::live(share * 100.0, 1 << 40);
+            (steps, STEP_TICKS, cell.rate / share)
+        }
         Kind::Shadow { share } => (
             vec![Step::shadow(share * 100.0, 1 << 40)],
             STEP_TICKS,
@@ -354,6 +383,11 @@ fn setup(cell: &Cell) -> (RolloutSpec, u64, f64) {
     (spec, max_ticks, total_rate)
 }
 
+/// Whether a test that may be absent reached its level.
+fn reached(r: &Option<RelativeReport>) -> bool {
+    r.as_ref().is_some_and(RelativeReport::reached)
+}
+
 /// How a run that ended at `tick` ended, or `None` while it goes on.
 fn ended(state: &State, tick: u64) -> Option<Outcome> {
     match state.phase() {
@@ -361,10 +395,10 @@ fn ended(state: &State, tick: u64) -> Option<Outcome> {
             let evidence = state.verdict().and_then(|v| v.verdict.evidence.as_ref());
             let cause = match evidence {
                 None => 5,
-                Some(e) if e.errors.reached() => 0,
-                Some(e) if e.latency.reached() => 1,
-                Some(e) if e.defects.as_ref().is_some_and(|d| d.reached()) => 2,
-                Some(e) if e.feedback.as_ref().is_some_and(|d| d.reached()) => 3,
+                Some(e) if e.errors.reached() || reached(&e.step_errors) => 0,
+                Some(e) if e.latency.reached() || reached(&e.step_latency) => 1,
+                Some(e) if reached(&e.defects) => 2,
+                Some(e) if reached(&e.feedback) => 3,
                 Some(_) => 4,
             };
             Some(Outcome {
@@ -372,6 +406,8 @@ fn ended(state: &State, tick: u64) -> Option<Outcome> {
                 cause: Some(cause),
                 ticks: tick,
                 split_held_at: None,
+                broke_at: None,
+                completed: false,
             })
         }
         Phase::Completed => Some(Outcome {
@@ -379,6 +415,8 @@ fn ended(state: &State, tick: u64) -> Option<Outcome> {
             cause: None,
             ticks: tick,
             split_held_at: None,
+            broke_at: None,
+            completed: true,
         }),
         _ => None,
     }
@@ -402,6 +440,7 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
     .state;
     let mut scopes = Scopes::default();
     let mut split_held_at = None;
+    let mut broke_at = None;
     for tick in 1..=max_ticks {
         if let Kind::Shadow { share } = cell.kind {
             // No user is served by green on a shadow step.
@@ -427,17 +466,36 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
             scopes.add_shadow(&entry, &state);
         } else {
             let w = state.green_percent() / 100.0 * sc.routed_share;
+            let (mut green_error, mut blue_error) = (sc.green_error, sc.blue_error);
+            if let Some((from_percent, error)) = sc.late_break {
+                if state.green_percent() >= from_percent {
+                    broke_at.get_or_insert(tick);
+                    green_error = error;
+                }
+            }
+            if let Some((first, last, error)) = sc.outage {
+                if (first..=last).contains(&tick) {
+                    (green_error, blue_error) = (error, error);
+                }
+            }
             let green = env_tick(
                 &mut rng,
                 60.0 * total_rate * w,
                 &Rates {
-                    error: sc.green_error,
+                    error: green_error,
                     defect: sc.green_defect,
                     negative: sc.green_negative,
                     slowdown: sc.green_slowdown,
                 },
             );
-            let blue = env_tick(&mut rng, 60.0 * total_rate * (1.0 - w), &blue_rates(&sc));
+            let blue = env_tick(
+                &mut rng,
+                60.0 * total_rate * (1.0 - w),
+                &Rates {
+                    error: blue_error,
+                    ..blue_rates(&sc)
+                },
+            );
             scopes.add_routed(Environment::Blue, &blue, state.version());
             scopes.add_routed(Environment::Green, &green, state.version());
         }
@@ -454,6 +512,7 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
         if let Some(outcome) = ended(&state, tick) {
             return Outcome {
                 split_held_at,
+                broke_at,
                 ..outcome
             };
         }
@@ -463,6 +522,8 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
         cause: None,
         ticks: max_ticks,
         split_held_at,
+        broke_at,
+        completed: false,
     }
 }
 
@@ -477,6 +538,14 @@ struct Row {
     /// Held for a split mismatch within 3, 10 or 30 ticks, and at all (%).
     split_held_within: [f64; 3],
     split_held: f64,
+    /// Rolled back before a late break, and within 10 ticks of it (the break's tick
+    /// counting as the first), in %.
+    before_break: f64,
+    within_break: f64,
+    /// Ticks from the break to the rollback (the break's tick counting as the first), median.
+    median_after_break: Option<u64>,
+    /// Completed, in %.
+    completed: f64,
 }
 
 fn summarize(cell: Cell, outcomes: &[Outcome]) -> Row {
@@ -507,7 +576,22 @@ fn summarize(cell: Cell, outcomes: &[Outcome]) -> Row {
     };
     let mut lengths: Vec<u64> = outcomes.iter().map(|o| o.ticks).collect();
     lengths.sort_unstable();
+    let after_break = |o: &Outcome| match (o.rolled_back_at, o.broke_at) {
+        (Some(t), Some(b)) if t >= b => Some(t - b + 1),
+        _ => None,
+    };
+    let pct =
+        |f: &dyn Fn(&Outcome) -> bool| 100.0 * outcomes.iter().filter(|o| f(o)).count() as f64 / n;
+    let mut since_break: Vec<u64> = outcomes
+        .iter()
+        .map(|o| after_break(o).unwrap_or(u64::MAX))
+        .collect();
+    since_break.sort_unstable();
     Row {
+        before_break: pct(&|o| o.rolled_back_at.is_some() && after_break(o).is_none()),
+        within_break: pct(&|o| after_break(o).is_some_and(|t| t <= 10)),
+        median_after_break: Some(since_break[since_break.len() / 2]).filter(|&t| t != u64::MAX),
+        completed: pct(&|o| o.completed),
         cell,
         within: [share(3), share(10), share(30)],
         median,
@@ -591,6 +675,17 @@ fn cells() -> Vec<Cell> {
             kind: shadow,
         });
     }
+    // Last, so that the cells above keep their seeds: only the cells their targets read.
+    let whole = |scenario, rate| Cell {
+        method: Method::Sequential,
+        scenario,
+        rate,
+        kind: Kind::WholeRollout,
+    };
+    cells.push(whole(LATE_BREAK, 1.0));
+    for rate in RATES {
+        cells.push(whole(COMMON_OUTAGE, rate));
+    }
     cells
 }
 
@@ -651,7 +746,10 @@ fn print_rollout_table(rows: &[Row]) {
     println!("\nFalse rollbacks over a whole default rollout (10/30/50/70% for 30/60/120/240 ticks, then completion), green at the given req/s on the 10% step:\n");
     println!("| method | scenario | green req/s at 10% | false rollbacks | median ticks to the end | by errors / latency / defects / feedback / guard | false split holds |");
     println!("|---|---|---:|---:|---:|---|---:|");
-    for r in rows.iter().filter(|r| r.cell.kind == Kind::WholeRollout) {
+    for r in rows
+        .iter()
+        .filter(|r| r.cell.kind == Kind::WholeRollout && !is_event(&r.cell.scenario))
+    {
         println!(
             "| {} | {} | {} | {:.2}% | {} | {} | {} |",
             method_name(r.cell.method),
@@ -699,6 +797,45 @@ fn print_split_table(rows: &[Row], runs: u64) {
     }
 }
 
+/// Whether the scenario changes during the run (a late break, an outage): its whole rollouts
+/// have a table of their own.
+fn is_event(s: &Scenario) -> bool {
+    s.late_break.is_some() || s.outage.is_some()
+}
+
+fn print_event_table(rows: &[Row]) {
+    println!("\nWhole default rollouts in which something happens part way: a late break (green fails 3% vs 0.5% from the 50% step on), a provider-wide outage (both fail 30% on ticks 56–60, inside the 30% step):\n");
+    println!("| scenario | green req/s at 10% | rolled back before the break | within 10 ticks of the break | median ticks after the break | rolled back | completed | by errors / latency / defects / feedback / guard |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    for r in rows.iter().filter(|r| is_event(&r.cell.scenario)) {
+        let late = r.cell.scenario.late_break.is_some();
+        let dash = || "—".to_string();
+        println!(
+            "| {} | {} | {} | {} | {} | {:.2}% | {:.2}% | {} |",
+            r.cell.scenario.name,
+            r.cell.rate,
+            if late {
+                format!("{:.2}%", r.before_break)
+            } else {
+                dash()
+            },
+            if late {
+                format!("{:.2}%", r.within_break)
+            } else {
+                dash()
+            },
+            match (late, r.median_after_break) {
+                (false, _) => dash(),
+                (true, None) => "never".into(),
+                (true, Some(t)) => t.to_string(),
+            },
+            r.rolled_back,
+            r.completed,
+            causes(r)
+        );
+    }
+}
+
 /// One target: (what, the figure in %, whether it is met).
 type Target = (String, f64, bool);
 
@@ -715,6 +852,10 @@ enum Figure {
     SplitHeld(usize),
     /// Held for a split mismatch at all over a whole rollout, at most the bound.
     FalseSplitHolds,
+    /// Rolled back within 10 ticks of a late break, at least the bound.
+    WithinOfBreak,
+    /// Completed, at least the bound.
+    Completed,
 }
 
 /// One target: what it says, its cell (scenario, kind, rate), its figure and bound.
@@ -809,6 +950,38 @@ fn targets(rows: &[Row]) -> Vec<Target> {
         figure: Figure::FalseWithinStep,
         bound: 1.0,
     });
+    let whole = |what: String, scenario, rate, figure, bound| Spec {
+        what,
+        scenario,
+        kind: Kind::WholeRollout,
+        rate,
+        figure,
+        bound,
+    };
+    specs.push(whole(
+        "LATE-BREAK at 1 req/s (5 req/s at 50%): rolled back within 10 ticks of the break ≥ 95%"
+            .into(),
+        "LATE-BREAK",
+        1.0,
+        Figure::WithinOfBreak,
+        95.0,
+    ));
+    for rate in RATES {
+        specs.push(whole(
+            format!("COMMON-OUTAGE at {rate} req/s: rolled back in ≤ 1% of rollouts"),
+            "COMMON-OUTAGE",
+            rate,
+            Figure::FalseRollbacks,
+            1.0,
+        ));
+        specs.push(whole(
+            format!("COMMON-OUTAGE at {rate} req/s: completed ≥ 99%"),
+            "COMMON-OUTAGE",
+            rate,
+            Figure::Completed,
+            99.0,
+        ));
+    }
     specs
         .into_iter()
         .filter_map(|t| {
@@ -827,6 +1000,8 @@ fn targets(rows: &[Row]) -> Vec<Target> {
                     row.split_held_within[i] >= t.bound,
                 ),
                 Figure::FalseSplitHolds => (row.split_held, row.split_held <= t.bound),
+                Figure::WithinOfBreak => (row.within_break, row.within_break >= t.bound),
+                Figure::Completed => (row.completed, row.completed >= t.bound),
             };
             Some((t.what, got, ok))
         })
@@ -857,6 +1032,7 @@ fn main() {
     print_step_table(&rows, runs);
     print_rollout_table(&rows);
     print_split_table(&rows, runs);
+    print_event_table(&rows);
     println!("\nTargets (sequential, default settings):");
     let mut all = true;
     for (what, got, ok) in targets(&rows) {

@@ -244,7 +244,8 @@ impl VerdictStatus {
 impl HealthPolicy {
     /// What the sequential test reads from the policy: `alpha` for the error test, a third of
     /// it for the latency and answer-defect tests each, half of it for the feedback test (whose
-    /// events are fewer: only scored answers), a quarter for the guard.
+    /// events are fewer: only scored answers), a quarter for the guard; on a one-step ladder
+    /// (the tick places them on the rollout's with `Settings::on_step`).
     pub fn sequential_settings(&self) -> Settings {
         Settings {
             alpha: self.alpha,
@@ -256,6 +257,8 @@ impl HealthPolicy {
             guard_alpha: self.alpha / 4.0,
             min_requests: self.min_requests,
             advance_early: self.advance_early,
+            ladder: crate::sequential::Ladder::default(),
+            incident: false,
         }
     }
 }
@@ -332,11 +335,19 @@ fn error_gate(policy: &HealthPolicy, blue: &EnvStats, green: &EnvStats, gates: &
         green.requests,
         pct(b_rate)
     );
-    if g_rate > policy.max_error_rate {
-        gates.failed.push(format!(
-            "{rates}: above the limit of {}",
-            pct(policy.max_error_rate)
-        ));
+    // The limit, raised to τ × a lower bound on blue's rate when that is higher, and none when
+    // blue itself is shown failing above it: a provider-wide incident is not green's fault
+    // (the delta gate still compares them).
+    let limit = crate::incident::absolute_limit(
+        policy.max_error_rate,
+        policy.tolerance_ratio,
+        blue.errors(),
+        blue.requests,
+    );
+    if let Some(limit) = limit.filter(|l| g_rate > *l) {
+        gates
+            .failed
+            .push(format!("{rates}: above the limit of {}", pct(limit)));
     } else if g_rate - b_rate > policy.max_error_rate_delta {
         gates.failed.push(format!(
             "{rates}: more than {} points above blue",

@@ -19,6 +19,7 @@ pub mod headers;
 pub mod health;
 pub mod hist;
 pub mod idle;
+pub mod incident;
 pub mod lifetime;
 pub mod metrics;
 pub mod model;

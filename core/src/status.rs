@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::environment::Environment;
 use crate::health::HealthPolicy;
-use crate::rollout::{Event, EventKind, Phase, Rollout, State, Step};
+use crate::rollout::{Event, EventKind, Incident, Phase, Rollout, State, Step};
 use crate::shadow::ShadowSummary;
 use crate::stats::{EnvStats, Pair, Summary};
 use crate::time::format_rfc3339_ms;
@@ -57,6 +57,14 @@ pub fn step_view(state: &State, now_ms: u64) -> Option<StepView> {
     })
 }
 
+/// A provider-wide incident: when it was seen, and blue's and green's errors on that tick.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentView {
+    pub since: String,
+    #[serde(flatten)]
+    pub incident: Incident,
+}
+
 /// The latest verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerdictView {
@@ -94,6 +102,8 @@ pub struct Status {
     pub rollout: Option<RolloutView>,
     /// The current step, while progressing or paused.
     pub step: Option<StepView>,
+    /// A provider-wide incident holding the step, while it lasts (its step's time stands still).
+    pub incident: Option<IncidentView>,
     pub verdict: Option<VerdictView>,
     /// The split check (is green's share of routed requests the step's?), while a rollout is
     /// under way.
@@ -150,6 +160,13 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
             health: r.health.clone(),
         }),
         step: step_view(state, now_ms),
+        incident: state
+            .active()
+            .and_then(|r| r.incident.clone())
+            .map(|incident| IncidentView {
+                since: format_rfc3339_ms(incident.since_ms),
+                incident,
+            }),
         verdict: rollout.and_then(verdict_view),
         split_check: state
             .active()
@@ -309,6 +326,49 @@ mod tests {
             version: 0,
             updated_at: None,
         }
+    }
+
+    /// A provider-wide incident shows in the status while it lasts, with the step's time
+    /// standing at what it had when the incident was seen.
+    #[test]
+    fn an_incident_shows_while_it_lasts() {
+        let spec = RolloutSpec {
+            green_model: "g".into(),
+            steps: crate::rollout::default_steps(),
+            health: HealthPolicy::default(),
+        };
+        let start = Command::Start {
+            spec,
+            routing: routing(),
+        };
+        let s = apply(&State::initial(&routing()), start, 0).unwrap().state;
+        let tick = |s: &State, blue_errors: u64, now: u64| {
+            let mut w = Pair::<EnvStats>::default();
+            (w.blue.requests, w.green.requests) = (900, 100);
+            w.blue.errors.server_error = blue_errors;
+            w.green.errors.server_error = blue_errors / 9;
+            let cmd = Command::Tick {
+                window: Box::new(w),
+                strata: Vec::new(),
+                shadow: Vec::new(),
+                blue_p95_ms: None,
+                step_cost: Pair::default(),
+            };
+            apply(s, cmd, now).unwrap().state
+        };
+        let s = tick(&s, 270, 2 * MIN);
+        let v = serde_json::to_value(status(&s, &Scopes::default(), true, 5 * MIN)).unwrap();
+        assert_eq!(v["incident"]["since"], "1970-01-01T00:02:00.000Z");
+        assert_eq!(v["incident"]["blue_errors"], 270);
+        assert_eq!(v["incident"]["blue_requests"], 900);
+        assert_eq!(v["step"]["elapsed_seconds"], 120);
+        let s = tick(&s, 2, 6 * MIN);
+        let v = serde_json::to_value(status(&s, &Scopes::default(), true, 7 * MIN)).unwrap();
+        assert_eq!(v["incident"], serde_json::Value::Null);
+        assert_eq!(
+            v["step"]["elapsed_seconds"], 180,
+            "2 minutes before, 1 after"
+        );
     }
 
     #[test]

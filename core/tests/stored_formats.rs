@@ -8,7 +8,9 @@
 //! written by the code just before stats told fallbacks apart by class and kept lifetime
 //! counters (commit 20ed3f0): the stats windows and an isolate's batch, with defects, forced
 //! requests, routing versions and fallbacks in them. `fixtures/split-check/` has a state
-//! written by the version that added the split check, held for a split mismatch.
+//! written by the version that added the split check, held for a split mismatch. The fixtures
+//! under `fixtures/v3/` were written by the code just before the sequential test kept per-step
+//! evidence (commit b930d1a): a rollout on its third step.
 
 use bluegreen_core::batch::Batch;
 use bluegreen_core::rollout::{Event, EventKind, Phase, State};
@@ -398,4 +400,59 @@ fn the_split_check_reads_as_empty_from_v1_and_loads_with_its_hold() {
     assert!(hold
         .reason
         .starts_with("Split mismatch: green got 3.3% of 1200 requests"));
+}
+
+/// A rollout stored on its third step before per-step evidence was kept loads, and keeps
+/// judging: its step's evidence starts at the first tick after the load, and a green that
+/// breaks now is rolled back on it.
+#[test]
+fn a_rollout_stored_before_per_step_evidence_loads_and_keeps_judging() {
+    use bluegreen_core::rollout::{apply, Command, Stratum};
+    use bluegreen_core::stats::Pair;
+    let state: State = load("v3/state-progressing-sequential");
+    assert_eq!(state.phase(), Phase::Progressing);
+    assert_eq!(state.step_number(), Some(3));
+    let evidence = &state.rollout().unwrap().evidence;
+    assert!(evidence.step_errors.is_empty() && evidence.errors.len() == 4);
+    assert_eq!(state.rollout().unwrap().incident, None);
+    let old = state.verdict().unwrap().verdict.evidence.as_ref().unwrap();
+    assert_eq!(old.step_errors, None);
+    let env = |requests: u64, errors: u64| {
+        let mut s = EnvStats {
+            requests,
+            answers: requests - errors,
+            ..EnvStats::default()
+        };
+        s.errors.server_error = errors;
+        s
+    };
+    let mut state = state;
+    let mut now = state.verdict().unwrap().at_ms;
+    for tick in 1..=10 {
+        now += 60_000;
+        let window = Pair {
+            green: env(300, 12),
+            blue: env(300, 2),
+        };
+        let t = apply(
+            &state,
+            Command::Tick {
+                window: Box::new(window.clone()),
+                strata: vec![Stratum::in_step(window)],
+                shadow: Vec::new(),
+                blue_p95_ms: None,
+                step_cost: Pair::default(),
+            },
+            now,
+        )
+        .unwrap();
+        state = t.state;
+        if state.phase() == Phase::RolledBack {
+            let report = state.verdict().unwrap().verdict.evidence.as_ref().unwrap();
+            assert!(report.step_errors.as_ref().unwrap().reached(), "{report:?}");
+            assert!(tick <= 5, "rolled back on tick {tick}");
+            return;
+        }
+    }
+    panic!("not rolled back: {:?}", state.verdict());
 }

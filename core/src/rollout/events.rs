@@ -30,6 +30,10 @@ pub enum EventKind {
     SplitMismatch,
     /// The share is back inside the band: the hold for a split mismatch ended.
     SplitMatched,
+    /// Blue itself failed above `max_error_rate`: the step holds until the incident ends.
+    IncidentBegan,
+    /// Blue recovered from an incident: the step goes on.
+    IncidentEnded,
 }
 
 /// Who caused an event.
@@ -70,8 +74,8 @@ pub struct Event {
     /// What happened and why, for people.
     pub message: String,
     /// Whether it goes to `ALERT_WEBHOOK_URL` (rollbacks, pauses, completions, an unreadable
-    /// state and its recovery, a repaired routing document, and a split mismatch's hold and its
-    /// end).
+    /// state and its recovery, a repaired routing document, a split mismatch's hold and its
+    /// end, and the start of an incident).
     pub alert: bool,
 }
 
@@ -103,6 +107,7 @@ impl Event {
                     | EventKind::RoutingRepaired
                     | EventKind::SplitMismatch
                     | EventKind::SplitMatched
+                    | EventKind::IncidentBegan
             ),
         }
     }

@@ -26,6 +26,7 @@
 
 mod cmd;
 mod events;
+mod incident;
 mod readback;
 mod recovery;
 mod spec;
@@ -36,6 +37,7 @@ mod wire;
 
 pub use cmd::{Command, CostSample, Stratum};
 pub use events::{Actor, Event, EventKind};
+pub use incident::Incident;
 pub use readback::{read_back, ReadBack};
 pub use recovery::{recover, unreadable, Salvage};
 pub use spec::{default_steps, RolloutSpec, Step};

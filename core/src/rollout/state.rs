@@ -104,6 +104,8 @@ pub struct Rollout {
     pub split_check: SplitCheck,
     /// The latest verdict; `None` until a tick has judged.
     pub verdict: Option<VerdictRecord>,
+    /// A provider-wide incident under way: the step holds until it ends.
+    pub incident: Option<super::Incident>,
 }
 
 impl Rollout {
@@ -112,9 +114,13 @@ impl Rollout {
         self.steps[self.step_index]
     }
 
-    /// Milliseconds on the current step up to `until_ms`.
+    /// Milliseconds on the current step up to `until_ms`; during an incident, as many as when
+    /// it began (the hold timer stands still).
     pub(super) fn elapsed_on_step_ms(&self, until_ms: u64) -> u64 {
-        until_ms.saturating_sub(self.step_started_at_ms)
+        match &self.incident {
+            Some(incident) => incident.step_elapsed_ms,
+            None => until_ms.saturating_sub(self.step_started_at_ms),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The cron's tick: judge the evaluation window, decide the move, carry it out.
 //!
-//! Four steps, kept apart so that the decision is a small pure function tested with a table:
+//! Four steps, kept apart so that the decision is a small pure function tested with a table
+//! (a provider-wide incident, `incident.rs`, is observed before the decision and holds it):
 //! [`judge_window`] gives the verdict (the threshold gates, or the sequential test with the
 //! evidence carried through the rollout), [`count`] adds it to the step's record (failures in a
 //! row, whether the step passed), [`decide`] picks the [`Move`] from those facts alone, and
@@ -47,6 +48,8 @@ pub(super) fn tick(
             }
         }
     };
+    // First, as the guard stands aside while an incident lasts.
+    let incident = super::incident::observe(&mut rollout, window, now_ms);
     let mut judgement = judge_window(&mut rollout, window, strata, blue_p95_ms);
     if let Some(reason) = over_cost(&rollout.health, step_cost) {
         judgement.verdict.status = VerdictStatus::Fail;
@@ -60,6 +63,13 @@ pub(super) fn tick(
     }
     let change = check_split(&mut rollout, &split, strata.live, now_ms);
     let mv = hold_for_split(decide(&facts), rollout.split_check.holds());
+    // An incident's beginning or end, unless the tick rolls back (its event says why).
+    if let Some((kind, message)) = incident.filter(|_| mv != Move::RollBack) {
+        let before = State::progressing(split.clone(), rollout.clone());
+        let verdict = judgement.verdict.clone();
+        let event = Event::by_controller(&before, now_ms, kind, message, verdict);
+        effects.push(Effect::record(event));
+    }
     // A rollback makes the split check moot: its event alone is recorded.
     if let Some(change) = change.filter(|_| mv != Move::RollBack) {
         let (kind, message) = match change {
@@ -166,7 +176,11 @@ fn sequential_verdict(
     for st in strata.shadow {
         shadow_counts(&mut counts, strata.live, st, reference, &r.health);
     }
-    let settings = r.health.sequential_settings();
+    let settings = r
+        .health
+        .sequential_settings()
+        .on_step(r.step_index + 1, r.steps.len())
+        .in_incident(r.incident.is_some());
     let report = sequential::update_strata(
         &mut r.evidence,
         &settings,
@@ -315,6 +329,8 @@ pub(super) struct Facts {
     pub clearly_fine: bool,
     /// Whether the current step is the ladder's last.
     pub last_step: bool,
+    /// Whether a provider-wide incident holds the step.
+    pub incident: bool,
 }
 
 /// Counts the verdict into the rollout (failures in a row, whether the step passed, the latest
@@ -351,6 +367,7 @@ fn count(r: &mut Rollout, j: &Judgement, now_ms: u64) -> Facts {
         held: r.elapsed_on_step_ms(now_ms) >= r.step().hold_seconds * 1000,
         clearly_fine: j.clearly_fine,
         last_step: r.step_index + 1 == r.steps.len(),
+        incident: r.incident.is_some(),
     }
 }
 
@@ -379,8 +396,8 @@ pub(super) fn decide(f: &Facts) -> Move {
         };
     }
     // A pass long ago still counts on a later inconclusive tick (threshold), but never a
-    // step that has not passed since it began or resumed.
-    if !((f.held || f.clearly_fine) && f.step_passed) {
+    // step that has not passed since it began or resumed; nothing advances during an incident.
+    if f.incident || !((f.held || f.clearly_fine) && f.step_passed) {
         Move::Hold
     } else if f.last_step {
         Move::Complete

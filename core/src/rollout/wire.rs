@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Ended, Paused, Phase, Rollout, Split, Stage, State, Step, VerdictRecord};
+use super::{Ended, Incident, Paused, Phase, Rollout, Split, Stage, State, Step, VerdictRecord};
 use crate::health::HealthPolicy;
 use crate::sequential::Evidence;
 use crate::share_check::SplitCheck;
@@ -51,6 +51,9 @@ struct StoredRollout {
     // Absent from documents written before the split check existed.
     #[serde(default)]
     split_check: SplitCheck,
+    // Absent from documents written before incidents held a rollout, and while none lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    incident: Option<Incident>,
 }
 
 /// Why a stored state does not load: its phase and its rollout disagree.
@@ -137,6 +140,7 @@ fn stage(
         evidence: r.evidence,
         split_check: r.split_check,
         verdict,
+        incident: r.incident,
     };
     Ok(match (phase, paused_at_ms, ended_at_ms) {
         (Phase::Progressing, None, None) => Stage::Progressing(rollout),
@@ -186,6 +190,7 @@ impl From<State> for StoredState {
                 ended_at_ms,
                 evidence: r.evidence,
                 split_check: r.split_check,
+                incident: r.incident,
             }
         });
         StoredState {

@@ -13,10 +13,19 @@
 //!   rolled back when the mixture reaches `1/alpha`. Under the null, each ratio (and so their
 //!   average) is a non-negative supermartingale, so by Ville's inequality the chance that it
 //!   *ever* reaches `1/alpha` is at most `alpha`, however often it is looked at. The evidence is
-//!   carried across all steps of a rollout, so the bound holds for the whole rollout.
+//!   carried across all steps of a rollout, so the bound holds for the whole rollout. Errors
+//!   and slow requests also keep evidence over each step alone, so that a green that breaks
+//!   late is not judged against hours of healthy evidence; `alpha` is shared between the two
+//!   so that the bound over the whole rollout still holds (see [`budget`]). Defects and
+//!   negative feedback are properties of the answers, which do not change with green's load,
+//!   and keep the rollout-wide evidence alone.
 //! - **Guard**: a one-sample test of "green's error rate ≤ `max_error_rate`" against much
 //!   higher rates, on green alone, so that a plainly broken green is rolled back in a tick or
-//!   two even with no blue errors to compare with. It is a CUSUM: its log ratio never goes
+//!   two even with no blue errors to compare with. Its limit rises to τ × a lower bound on
+//!   blue's rate that tick when that is higher, and in a tick where blue itself is shown
+//!   failing above the limit, or while an incident it began lasts, it adds nothing: the
+//!   relative tests judge green against blue then ([`crate::incident`]). A thin blue gives a low bound, and
+//!   leaves the guard as it was. It is a CUSUM: its log ratio never goes
 //!   below 0, so a green that breaks late in a long healthy rollout is still caught quickly
 //!   (the price: its false-alarm rate is not bounded by Ville's inequality, only by how far a
 //!   healthy green is below `max_error_rate`; the simulation measures it).
@@ -27,6 +36,10 @@
 //! A tick with no requests adds no evidence (`w` is 0 or 1, and every term vanishes).
 
 use serde::{Deserialize, Serialize};
+
+pub mod budget;
+
+pub use budget::Ladder;
 
 /// Alternatives of the relative test, as multiples of the tolerance ratio.
 const RELATIVE_ALTERNATIVES: [f64; 4] = [2.0, 3.0, 5.0, 8.0];
@@ -117,6 +130,27 @@ pub struct Settings {
     pub min_requests: u64,
     /// Whether clearly-fine evidence may end a step early.
     pub advance_early: bool,
+    /// Where the rollout is in its ladder: how `alpha` and `latency_alpha` are shared between
+    /// the rollout-wide and the per-step evidence.
+    pub ladder: Ladder,
+    /// A provider-wide incident is under way (see `crate::rollout`): the guard stands aside
+    /// until it ends, however blue's counts of a single tick fall.
+    pub incident: bool,
+}
+
+impl Settings {
+    /// These settings on step `step` (1-based) of a ladder of `steps`.
+    pub fn on_step(self, step: usize, steps: usize) -> Settings {
+        Settings {
+            ladder: Ladder { step, steps },
+            ..self
+        }
+    }
+
+    /// These settings while a provider-wide incident is (or is not) under way.
+    pub fn in_incident(self, incident: bool) -> Settings {
+        Settings { incident, ..self }
+    }
 }
 
 /// Evidence carried from tick to tick through a rollout (stored in the controller's state).
@@ -127,6 +161,12 @@ pub struct Evidence {
     pub errors: Vec<f64>,
     /// The same for slow requests.
     pub slow: Vec<f64>,
+    /// The relative error test's log likelihood ratios over the current step alone: restarted
+    /// when a step begins, never within one (absent in evidence stored before they were kept:
+    /// they start when first judged).
+    pub step_errors: Vec<f64>,
+    /// The same for slow requests.
+    pub step_slow: Vec<f64>,
     /// The same for answer defects.
     pub defects: Vec<f64>,
     /// The same for negative feedback, among the answers apps scored.
@@ -272,6 +312,12 @@ pub struct Report {
     /// Negative feedback among scored answers (`green_requests` and `blue_requests` count the
     /// scored answers); `null` in reports stored before feedback was judged.
     pub feedback: Option<RelativeReport>,
+    /// Errors over the current step alone (counts and evidence of the step, its own level),
+    /// from the second step on; `null` on the first step (its evidence is the rollout-wide
+    /// one) and in reports stored before it was kept.
+    pub step_errors: Option<RelativeReport>,
+    /// The same for slow requests.
+    pub step_latency: Option<RelativeReport>,
     pub latency_reference_ms: Option<u64>,
     /// Natural log of the guard's evidence.
     pub guard_log_evidence: f64,
@@ -347,6 +393,22 @@ impl Report {
             },
         ];
         // A test that reached its level goes first: the event's sentence leads with it.
+        let slower = match self.latency_reference_ms {
+            Some(ms) => format!("this step: green requests slower than {ms} ms"),
+            None => "this step: green slow requests".to_string(),
+        };
+        for (subject, report) in [
+            ("this step: green errors", &self.step_errors),
+            (slower.as_str(), &self.step_latency),
+        ] {
+            let Some(r) = report else { continue };
+            let line = relative(subject, r);
+            if r.reached() && !self.errors.reached() {
+                out.insert(0, line);
+            } else {
+                out.push(line);
+            }
+        }
         for (subject, report) in [
             ("green answer defects", &self.defects),
             ("green negative scores", &self.feedback),
@@ -434,14 +496,33 @@ pub fn update_strata(
 ) -> Report {
     sized(&mut ev.errors, RELATIVE_ALTERNATIVES.len());
     sized(&mut ev.slow, RELATIVE_ALTERNATIVES.len());
+    sized(&mut ev.step_errors, RELATIVE_ALTERNATIVES.len());
+    sized(&mut ev.step_slow, RELATIVE_ALTERNATIVES.len());
     sized(&mut ev.defects, RELATIVE_ALTERNATIVES.len());
     sized(&mut ev.feedback, FEEDBACK_ALTERNATIVES.len());
     sized(&mut ev.guard, GUARD_ALTERNATIVES.len());
     sized(&mut ev.fine_errors, FINE_ALTERNATIVES.len());
     sized(&mut ev.fine_slow, FINE_ALTERNATIVES.len());
+    // The guard's null this tick: the limit, raised to τ × a lower bound on blue's error rate
+    // this tick when that is higher; none when blue is shown failing above the limit (a
+    // provider-wide incident is not green's fault: the relative tests judge that tick).
+    let (blue_errors, blue_requests) = strata.iter().fold((0u64, 0u64), |(e, n), st| {
+        (
+            e.saturating_add(st.counts.blue_errors),
+            n.saturating_add(st.counts.blue_requests),
+        )
+    });
+    let p0 = crate::incident::absolute_limit(
+        s.max_error_rate,
+        s.tolerance_ratio,
+        blue_errors,
+        blue_requests,
+    )
+    .map(|p| p.clamp(1e-6, 1.0 - 1e-6))
+    .filter(|_| !s.incident);
     let mut any = false;
     for stratum in strata {
-        any |= accumulate(ev, s, stratum);
+        any |= accumulate(ev, s, stratum, p0);
     }
     // The guard's floor once per tick, after all its splits: its increments are linear in the
     // counts, so a tick that spans two splits moves it as one pooled tick would.
@@ -457,9 +538,10 @@ pub fn update_strata(
     report(ev, s, reference_ms)
 }
 
-/// Adds one stratum's counts to every log-likelihood sum; false when it had no requests (it
-/// adds nothing then).
-fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum) -> bool {
+/// Adds one stratum's counts to every log-likelihood sum, the guard's against the null rate
+/// `p0` unless the tick is an incident's (`None`); false when it had no requests (it adds
+/// nothing then).
+fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum, p0: Option<f64>) -> bool {
     let tau = s.tolerance_ratio;
     let t = &stratum.counts;
     let scored = t.green_scored.saturating_add(t.blue_scored);
@@ -492,14 +574,21 @@ fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum) -> bool {
     };
     for (k, mult) in RELATIVE_ALTERNATIVES.iter().enumerate() {
         let rho1 = tau * mult;
-        ev.errors[k] += relative_increment(rho1, tau, w, t.green_errors, t.blue_errors);
-        ev.slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
+        let errors = relative_increment(rho1, tau, w, t.green_errors, t.blue_errors);
+        let slow = relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
+        ev.errors[k] += errors;
+        ev.slow[k] += slow;
+        if stratum.in_step {
+            ev.step_errors[k] += errors;
+            ev.step_slow[k] += slow;
+        }
         ev.defects[k] += relative_increment(rho1, tau, wd, t.green_defects, t.blue_defects);
     }
-    let p0 = s.max_error_rate.clamp(1e-6, 1.0 - 1e-6);
-    for (k, g) in GUARD_ALTERNATIVES.iter().enumerate() {
-        let p1 = p0 + (1.0 - p0) * g;
-        ev.guard[k] += guard_increment(p1, p0, t.green_requests, t.green_errors);
+    if let Some(p0) = p0 {
+        for (k, g) in GUARD_ALTERNATIVES.iter().enumerate() {
+            let p1 = p0 + (1.0 - p0) * g;
+            ev.guard[k] += guard_increment(p1, p0, t.green_requests, t.green_errors);
+        }
     }
     ev.rollout.add(t);
     if stratum.in_step {
@@ -516,8 +605,9 @@ fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum) -> bool {
 /// What the evidence shows now, against the levels `s` sets.
 fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
     let tau = s.tolerance_ratio;
-    let rollback_at = 1.0 / s.alpha;
-    let latency_rollback_at = 1.0 / s.latency_alpha;
+    let rollout_share = s.ladder.rollout_share();
+    let rollback_at = 1.0 / (s.alpha * rollout_share);
+    let latency_rollback_at = 1.0 / (s.latency_alpha * rollout_share);
     let guard_at = 1.0 / s.guard_alpha;
     // Every comparison is between logs: the ratios themselves overflow at volume.
     let errors = finite_log(log_mean_exp(&ev.errors));
@@ -533,13 +623,36 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
     );
     let fine_at = 1.0 / FINE_ALPHA;
     let r = &ev.rollout;
+    // The step's own evidence, from the second step on; counted over the step's requests.
+    let st = &ev.step;
+    let step_errors = s.ladder.step_share().map(|share| {
+        RelativeReport::new(
+            (st.green_errors, st.blue_errors),
+            (st.green_requests, st.blue_requests),
+            finite_log(log_mean_exp(&ev.step_errors)),
+            1.0 / (s.alpha * share),
+        )
+    });
+    let step_latency = s.ladder.step_share().map(|share| {
+        RelativeReport::new(
+            (st.green_slow, st.blue_slow),
+            (st.green_requests, st.blue_requests),
+            finite_log(log_mean_exp(&ev.step_slow)),
+            1.0 / (s.latency_alpha * share),
+        )
+    });
+    let step_reached = [&step_errors, &step_latency]
+        .into_iter()
+        .flatten()
+        .any(RelativeReport::reached);
     let enough =
         ev.step.green_requests >= s.min_requests && ev.step.blue_requests >= s.min_requests;
     let unhealthy = errors >= rollback_at.ln()
         || slow >= latency_rollback_at.ln()
         || defects >= defect_rollback_at.ln()
         || feedback >= feedback_rollback_at.ln()
-        || guard >= guard_at.ln();
+        || guard >= guard_at.ln()
+        || step_reached;
     // Defects have no clearly-fine test of their own (an app whose answers never have any
     // would never advance early): only evidence pointing against green holds the step.
     let fine_defects = defects <= 0.0 && feedback <= 0.0;
@@ -582,6 +695,8 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
             feedback,
             feedback_rollback_at,
         )),
+        step_errors,
+        step_latency,
         latency_reference_ms: reference_ms,
         guard_log_evidence: guard,
         guard_evidence: ratio_from_log(guard),
@@ -601,15 +716,17 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
 /// evidence restarts (a step may not end early on what it saw before the pause); the evidence
 /// against green carries on.
 pub fn restart_step_counts(ev: &mut Evidence) {
-    new_step(ev);
-}
-
-/// Starts a new step: the per-step counts and the clearly-fine evidence restart; the rest of
-/// the evidence carries on.
-pub fn new_step(ev: &mut Evidence) {
     ev.step = TickCounts::default();
     ev.fine_errors.iter_mut().for_each(|x| *x = 0.0);
     ev.fine_slow.iter_mut().for_each(|x| *x = 0.0);
+}
+
+/// Starts a new step: the per-step counts, the clearly-fine evidence and the step's own
+/// evidence against green restart; the rollout-wide evidence carries on.
+pub fn new_step(ev: &mut Evidence) {
+    restart_step_counts(ev);
+    ev.step_errors.iter_mut().for_each(|x| *x = 0.0);
+    ev.step_slow.iter_mut().for_each(|x| *x = 0.0);
 }
 
 #[cfg(test)]
@@ -630,6 +747,8 @@ mod tests {
             guard_alpha: 0.0075,
             min_requests: 50,
             advance_early: false,
+            ladder: Ladder::default(),
+            incident: false,
         }
     }
 
@@ -941,6 +1060,105 @@ mod tests {
         let r = update(&mut ev, &s, &broken, None, None);
         assert_eq!(r.finding, Finding::Unhealthy);
         assert!(r.guard_evidence >= r.guard_rollback_at);
+    }
+
+    /// Steps 3 of a four-step ladder: five hours of an equal green drive the rollout-wide
+    /// evidence far below 1; then green fails 3% against blue's 0.5% at 5 req/s each. The
+    /// step's own evidence, restarted when the step began, reaches its level (1/(0.03 · 0.1/3)
+    /// = 1000:1) while the rollout-wide evidence is still below 1.
+    #[test]
+    fn a_late_break_is_judged_on_the_step_alone() {
+        let s = settings().on_step(3, 4);
+        let mut ev = Evidence::default();
+        let healthy = TickCounts {
+            green_requests: 300,
+            blue_requests: 300,
+            green_errors: 2,
+            blue_errors: 2,
+            ..TickCounts::default()
+        };
+        for _ in 0..300 {
+            assert_ne!(
+                update(&mut ev, &s, &healthy, None, None).finding,
+                Finding::Unhealthy
+            );
+        }
+        assert!(ev.errors.iter().all(|x| *x < -10.0), "{:?}", ev.errors);
+        new_step(&mut ev);
+        let broken = TickCounts {
+            green_errors: 9,
+            blue_errors: 2,
+            ..healthy
+        };
+        let mut ticks = 0;
+        let r = loop {
+            ticks += 1;
+            let r = update(&mut ev, &s, &broken, None, None);
+            if r.finding == Finding::Unhealthy {
+                break r;
+            }
+            assert!(ticks < 10, "not caught in 10 ticks: {r:?}");
+        };
+        let step = r.step_errors.as_ref().unwrap();
+        assert!(step.reached() && !r.errors.reached(), "{r:?}");
+        assert!(r.errors.log_evidence < 0.0);
+        close(step.rollback_at, 1000.0);
+        close(r.errors.rollback_at, 1.0 / (0.03 * 0.9));
+        assert_eq!(
+            (step.green_events, step.green_requests),
+            (9 * ticks, 300 * ticks)
+        );
+        assert!(
+            r.reasons()[0].starts_with("this step: green errors are 4.5× blue's"),
+            "{:?}",
+            r.reasons()
+        );
+    }
+
+    /// Step 1's own evidence is the rollout-wide one: it has no report and no budget; a
+    /// one-step ladder keeps all of alpha for the rollout-wide test.
+    #[test]
+    fn the_first_step_and_a_one_step_ladder_have_no_step_evidence() {
+        let t = TickCounts {
+            green_requests: 100,
+            blue_requests: 100,
+            green_errors: 1,
+            blue_errors: 1,
+            ..TickCounts::default()
+        };
+        let mut ev = Evidence::default();
+        let r = update(&mut ev, &settings().on_step(1, 4), &t, None, None);
+        assert_eq!((r.step_errors, r.step_latency), (None, None));
+        close(r.errors.rollback_at, 1.0 / 0.027);
+        let r = update(&mut ev, &settings(), &t, None, None);
+        close(r.errors.rollback_at, 1.0 / 0.03);
+        assert!(r.reasons().iter().all(|l| !l.starts_with("this step")));
+    }
+
+    /// A resume restarts the step's counts but not its evidence against green: restarting it
+    /// at a moment of one's choosing would break the bound. A new step restarts it.
+    #[test]
+    fn only_a_new_step_restarts_the_steps_evidence() {
+        let t = TickCounts {
+            green_requests: 100,
+            blue_requests: 100,
+            green_errors: 5,
+            blue_errors: 1,
+            ..TickCounts::default()
+        };
+        let mut ev = Evidence::default();
+        update(&mut ev, &settings().on_step(2, 4), &t, None, None);
+        let before = ev.step_errors.clone();
+        assert!(before.iter().all(|x| *x > 0.0));
+        restart_step_counts(&mut ev);
+        assert_eq!(ev.step_errors, before);
+        assert_eq!(ev.step, TickCounts::default());
+        new_step(&mut ev);
+        assert!(ev.step_errors.iter().all(|x| *x == 0.0));
+        assert!(
+            ev.errors.iter().all(|x| *x > 0.0),
+            "the rollout's carries on"
+        );
     }
 
     #[test]

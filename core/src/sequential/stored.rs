@@ -50,6 +50,10 @@ pub struct Report {
     defects: Option<super::RelativeReport>,
     #[serde(default)]
     feedback: Option<super::RelativeReport>,
+    #[serde(default)]
+    step_errors: Option<super::RelativeReport>,
+    #[serde(default)]
+    step_latency: Option<super::RelativeReport>,
     latency_reference_ms: Option<u64>,
     #[serde(default)]
     guard_log_evidence: Option<f64>,
@@ -78,6 +82,8 @@ impl From<Report> for super::Report {
             latency: r.latency,
             defects: r.defects,
             feedback: r.feedback,
+            step_errors: r.step_errors,
+            step_latency: r.step_latency,
             latency_reference_ms: r.latency_reference_ms,
             guard_log_evidence,
             guard_evidence: ratio_from_log(guard_log_evidence),

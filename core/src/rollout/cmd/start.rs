@@ -39,6 +39,7 @@ pub(in crate::rollout) fn start(
         evidence: Evidence::default(),
         split_check: Default::default(),
         verdict: None,
+        incident: None,
     };
     let state = State::progressing(split, rollout);
     let split = state.split();

@@ -44,7 +44,27 @@ fn decision_table() {
             held,
             clearly_fine,
             last_step,
+            incident: false,
         };
         assert_eq!(decide(&facts), expected, "{facts:?}");
     }
+}
+
+/// A provider-wide incident holds a step that would advance or complete; a failing verdict
+/// still rolls back.
+#[test]
+fn an_incident_holds_but_never_keeps_a_rollback() {
+    let facts = |status, last_step| Facts {
+        status,
+        failures: 1,
+        failure_limit: 1,
+        step_passed: status == VerdictStatus::Pass,
+        held: true,
+        clearly_fine: true,
+        last_step,
+        incident: true,
+    };
+    assert_eq!(decide(&facts(VerdictStatus::Pass, false)), Move::Hold);
+    assert_eq!(decide(&facts(VerdictStatus::Pass, true)), Move::Hold);
+    assert_eq!(decide(&facts(VerdictStatus::Fail, false)), Move::RollBack);
 }

@@ -2,6 +2,7 @@
 //! minute of it). The helpers here start rollouts and build windows for every topic.
 
 mod decide;
+mod incident;
 mod ladder;
 mod operator;
 mod sequential;

@@ -1,0 +1,149 @@
+//! Provider-wide incidents as timelines: blue failing as much as green holds the step instead
+//! of rolling green back, and the step goes on when blue recovers; a broken green is still
+//! rolled back when blue is healthy or too thin to compare.
+
+use super::*;
+
+/// A tick with `blue` requests of which `blue_errors` failed, and `green` of which
+/// `green_errors` failed.
+fn counts(blue: u64, blue_errors: u64, green: u64, green_errors: u64) -> Pair<EnvStats> {
+    let mut w = Pair::<EnvStats>::default();
+    w.blue.requests = blue;
+    w.blue.errors.server_error = blue_errors;
+    w.green.requests = green;
+    w.green.errors.server_error = green_errors;
+    w
+}
+
+fn events(t: &Transition) -> Vec<&Event> {
+    t.effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Record(ev) => Some(&**ev),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Two steps of 5 minutes. Healthy for 3 minutes; then 4 minutes in which both environments
+/// fail 30% (blue 270 of 900, green 30 of 100: the guard's limit rises to 1.2 × blue's lower
+/// bound, ~0.32); the step holds with an event and does not advance at minute 5; blue recovers
+/// at minute 8, and the step, which had 4 minutes when the incident was seen, advances a
+/// minute later (minute 9).
+#[test]
+fn an_incident_on_both_holds_the_step_and_it_goes_on_when_blue_recovers() {
+    let mut s = started_sequential(&[(10.0, 300), (50.0, 300)], HealthPolicy::default());
+    for m in 1..=3 {
+        s = seq_tick(&s, counts(900, 4, 100, 0), m * MIN).state;
+    }
+    let t = seq_tick(&s, counts(900, 270, 100, 30), 4 * MIN);
+    assert_eq!(t.state.phase(), Phase::Progressing);
+    let began = events(&t);
+    assert_eq!(began.len(), 1, "{began:?}");
+    assert_eq!(
+        (began[0].kind, began[0].alert),
+        (EventKind::IncidentBegan, true)
+    );
+    assert_eq!(
+        began[0].message,
+        "Provider-wide incident: blue fails 30.0% (270 of 900) of requests this tick, green 30.0% (30 of 100), above the 5.00% limit; holding step 1."
+    );
+    s = t.state;
+    let incident = s.rollout().unwrap().incident.clone().unwrap();
+    assert_eq!(
+        (incident.since_ms, incident.step_elapsed_ms),
+        (4 * MIN, 4 * MIN)
+    );
+    // Stored and read back with the incident; the step's time stands still.
+    let stored = serde_json::to_string(&s).unwrap();
+    assert_eq!(serde_json::from_str::<State>(&stored).unwrap(), s);
+    assert_eq!(s.step_elapsed_ms(6 * MIN), Some(4 * MIN));
+    for m in 5..=7 {
+        let t = seq_tick(&s, counts(900, 270, 100, 30), m * MIN);
+        assert_eq!(t.state.phase(), Phase::Progressing, "minute {m}");
+        assert_eq!(t.state.green_percent(), 10.0, "held at minute {m}");
+        assert!(events(&t).is_empty(), "minute {m}: {:?}", events(&t));
+        s = t.state;
+    }
+    // Blue recovers: the incident ends, and the step has the 4 minutes it had.
+    let t = seq_tick(&s, counts(900, 4, 100, 0), 8 * MIN);
+    let ended = events(&t);
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].kind, EventKind::IncidentEnded);
+    assert!(
+        ended[0]
+            .message
+            .starts_with("Provider-wide incident ended after 4 min: blue fails 0.4% (4 of 900)"),
+        "{}",
+        ended[0].message
+    );
+    s = t.state;
+    assert_eq!(s.rollout().unwrap().incident, None);
+    assert_eq!(s.step_elapsed_ms(8 * MIN), Some(4 * MIN));
+    assert_eq!(s.green_percent(), 10.0, "4 of 5 minutes");
+    let t = seq_tick(&s, counts(900, 4, 100, 0), 9 * MIN);
+    assert_eq!(
+        t.state.green_percent(),
+        50.0,
+        "advanced after 5 minutes outside the incident"
+    );
+}
+
+/// Blue healthy, green failing half its requests: rolled back on the first tick, by the
+/// guard or the relative test, as before incidents were told apart.
+#[test]
+fn a_broken_green_with_a_healthy_blue_still_rolls_back_at_once() {
+    let s = started_sequential(&[(10.0, 300)], HealthPolicy::default());
+    let t = seq_tick(&s, counts(900, 4, 100, 50), MIN);
+    assert_eq!(t.state.phase(), Phase::RolledBack);
+    assert_eq!(kinds(&t), [EventKind::RolledBack]);
+}
+
+/// A blue too thin to compare (no requests, or three of which one failed) leaves the guard's
+/// limit where the policy put it: a green failing half its requests is rolled back within two
+/// ticks, and no incident begins.
+#[test]
+fn a_broken_green_with_a_thin_blue_still_rolls_back() {
+    for (blue, blue_errors) in [(0, 0), (3, 1)] {
+        let mut s = started_sequential(&[(10.0, 300)], HealthPolicy::default());
+        let mut rolled_back = None;
+        for m in 1..=2 {
+            let t = seq_tick(&s, counts(blue, blue_errors, 60, 30), m * MIN);
+            assert!(!kinds(&t).contains(&EventKind::IncidentBegan));
+            s = t.state;
+            if s.phase() == Phase::RolledBack {
+                rolled_back = Some(m);
+                break;
+            }
+        }
+        assert!(rolled_back.is_some(), "blue {blue_errors} of {blue}");
+    }
+}
+
+/// During an incident green is still judged against blue: failing far more than blue (90%
+/// against 30%) rolls it back, and no incident event is recorded with the rollback.
+#[test]
+fn a_green_far_worse_than_blue_during_an_incident_rolls_back() {
+    let s = started_sequential(&[(10.0, 300)], HealthPolicy::default());
+    let t = seq_tick(&s, counts(900, 270, 100, 90), MIN);
+    assert_eq!(t.state.phase(), Phase::RolledBack);
+    assert_eq!(kinds(&t), [EventKind::RolledBack]);
+}
+
+/// The threshold gates: blue failing as much as green raises the absolute limit the same way
+/// (the delta gate still compares them), so the incident holds instead of failing checks.
+#[test]
+fn the_threshold_gates_hold_through_an_incident_on_both() {
+    let s = started(&[(10.0, 60), (50.0, 60)]);
+    let t = tick(&s, counts(900, 270, 100, 30), MIN);
+    assert_eq!(kinds(&t), [EventKind::IncidentBegan]);
+    assert_eq!(t.state.verdict_status(), Some(VerdictStatus::Pass));
+    // Held past the step's minute; ends when blue recovers, and the step then advances.
+    let t = tick(&t.state, counts(900, 270, 100, 30), 2 * MIN);
+    assert_eq!((t.state.green_percent(), kinds(&t)), (10.0, vec![]));
+    let t = tick(&t.state, healthy(), 3 * MIN);
+    assert_eq!(
+        kinds(&t),
+        [EventKind::IncidentEnded, EventKind::StepAdvanced]
+    );
+}
