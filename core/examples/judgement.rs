@@ -21,7 +21,8 @@
 //!
 //! The split check: SPLIT-MISMATCH is a good green whose routing gives it half the split's
 //! share (5% at a 10% step, 10 req/s in all, so that green would get 1 req/s at the intended
-//! 10%), one cell; the whole-rollout cells count the runs the check held (false holds).
+//! 10%), one cell; SPLIT-BREAK the same after 60 ticks at the split, one cell; the
+//! whole-rollout cells count the runs the check held (false holds).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -55,7 +56,7 @@ struct Scenario {
     /// Whether rolling back is the right answer.
     bad: bool,
     /// Green's share of the traffic as a multiple of the split's: routing that does not do
-    /// what the controller believes (1 everywhere but SPLIT-MISMATCH).
+    /// what the controller believes (1 everywhere but SPLIT-MISMATCH and SPLIT-BREAK).
     routed_share: f64,
     /// A late break: from the first tick green's share is at least this many percent on,
     /// green fails this share of its requests instead (LATE-BREAK).
@@ -63,6 +64,8 @@ struct Scenario {
     /// A provider-wide incident: on these ticks (first, last) both environments fail this share
     /// of their requests instead (COMMON-OUTAGE).
     outage: Option<(u64, u64, f64)>,
+    /// Ticks routed right before `routed_share` applies (0: from the start).
+    routed_from: u64,
 }
 
 /// A scenario: name, blue's and green's error rates, green's latency factor, and whether rolling
@@ -81,6 +84,7 @@ const fn scenario(name: &'static str, blue: f64, green: f64, slowdown: f64, bad:
         routed_share: 1.0,
         late_break: None,
         outage: None,
+        routed_from: 0,
     }
 }
 
@@ -148,6 +152,13 @@ const LATE_BREAK: Scenario = Scenario {
 const COMMON_OUTAGE: Scenario = Scenario {
     outage: Some((56, 60, 0.30)),
     ..scenario("COMMON-OUTAGE", 0.005, 0.005, 1.0, false)
+};
+/// The same mismatch starting after 60 good ticks of a long step: a break in the middle of a
+/// step (one cell, as SPLIT-MISMATCH's).
+const SPLIT_BREAK: Scenario = Scenario {
+    routed_from: 60,
+    name: "SPLIT-BREAK",
+    ..SPLIT_MISMATCH
 };
 const RATES: [f64; 3] = [0.1, 1.0, 10.0];
 const SHARES: [f64; 2] = [0.10, 0.50];
@@ -237,8 +248,10 @@ fn env_tick(rng: &mut SmallRng, mean: f64, r: &Rates) -> EnvStats {
     } else {
         0
     };
+    // Every request routed at random: no sticky keys in the model.
     let mut s = EnvStats {
         requests: n,
+        random_requests: n,
         ..EnvStats::default()
     };
     if n == 0 {
@@ -365,7 +378,7 @@ fn setup(cell: &Cell) -> (RolloutSpec, u64, f64) {
         Kind::Step { share } => {
             let mut steps = default_steps();
             steps[0] = Step::live(share * 100.0, 1 << 40);
-            (steps, STEP_TICKS, cell.rate / share)
+            (steps, STEP_TICKS + cell.scenario.routed_from, cell.rate / share)
         }
         Kind::Shadow { share } => (
             vec![Step::shadow(share * 100.0, 1 << 40)],
@@ -465,7 +478,13 @@ fn run(cell: &Cell, seed: u64) -> Outcome {
             };
             scopes.add_shadow(&entry, &state);
         } else {
-            let w = state.green_percent() / 100.0 * sc.routed_share;
+            // Routed right until `routed_from`, then at `routed_share` of the split.
+            let off = if tick > sc.routed_from {
+                sc.routed_share
+            } else {
+                1.0
+            };
+            let w = state.green_percent() / 100.0 * off;
             let (mut green_error, mut blue_error) = (sc.green_error, sc.blue_error);
             if let Some((from_percent, error)) = sc.late_break {
                 if state.green_percent() >= from_percent {
@@ -564,9 +583,11 @@ fn summarize(cell: Cell, outcomes: &[Outcome]) -> Row {
         .collect();
     ticks.sort_unstable();
     let median = Some(ticks[ticks.len() / 2]).filter(|&t| t != u64::MAX);
-    // Runs held for a split mismatch by tick `t` (at all: `None`), in %.
+    // Runs held for a split mismatch within `t` ticks of the routing going wrong (at all:
+    // `None`), in %.
+    let from = cell.scenario.routed_from;
     let held = |t: Option<u64>| {
-        let by = |at: u64| t.is_none_or(|t| at <= t);
+        let by = |at: u64| t.is_none_or(|t| at > from && at - from <= t);
         100.0
             * outcomes
                 .iter()
@@ -686,6 +707,12 @@ fn cells() -> Vec<Cell> {
     for rate in RATES {
         cells.push(whole(COMMON_OUTAGE, rate));
     }
+    cells.push(Cell {
+        method: Method::Sequential,
+        scenario: SPLIT_BREAK,
+        rate: 1.0,
+        kind: Kind::Step { share: 0.10 },
+    });
     cells
 }
 
@@ -776,18 +803,19 @@ fn print_split_table(rows: &[Row], runs: u64) {
     if cells.is_empty() {
         return;
     }
-    println!("\nHeld for a split mismatch within 3 / 10 / 30 ticks (%), one step held at the given split, green routed the given multiple of it; {runs} runs per cell:\n");
-    println!("| scenario | step | routed share | total req/s | ≤3 | ≤10 | ≤30 | false rollbacks |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("\nHeld for a split mismatch within 3 / 10 / 30 ticks of the routing going wrong (%), one step held at the given split, green routed the given share after the given ticks at the split; {runs} runs per cell:\n");
+    println!("| scenario | step | routed share | after ticks | total req/s | ≤3 | ≤10 | ≤30 | false rollbacks |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in cells {
         let Kind::Step { share } = r.cell.kind else {
             continue;
         };
         println!(
-            "| {} | {:.0}% | {:.0}% | {} | {:.1} | {:.1} | {:.1} | {:.2}% |",
+            "| {} | {:.0}% | {:.0}% | {} | {} | {:.1} | {:.1} | {:.1} | {:.2}% |",
             r.cell.scenario.name,
             share * 100.0,
             share * 100.0 * r.cell.scenario.routed_share,
+            r.cell.scenario.routed_from,
             r.cell.rate / share,
             r.split_held_within[0],
             r.split_held_within[1],
@@ -982,6 +1010,14 @@ fn targets(rows: &[Row]) -> Vec<Target> {
             99.0,
         ));
     }
+    specs.push(Spec {
+        what: "SPLIT-BREAK (as SPLIT-MISMATCH, after 60 ticks at the split): held with an event within 10 ticks of the change ≥ 95%".into(),
+        scenario: "SPLIT-BREAK",
+        kind: ten,
+        rate: 1.0,
+        figure: Figure::SplitHeld(1),
+        bound: 95.0,
+    });
     specs
         .into_iter()
         .filter_map(|t| {

@@ -67,9 +67,10 @@ pub struct HealthPolicy {
     pub max_cost_ratio: Option<f64>,
     /// How far green's share of routed requests may be from the step's split before the split
     /// check holds the rollout: green's odds within a factor `1 + split_tolerance` of the
-    /// split's (see [`crate::share_check`]); 0 turns the check off [0.4]. Rollouts stored
-    /// before the check existed get the default.
-    #[serde(default = "default_split_tolerance")]
+    /// split's (see [`crate::share_check`]); 0 turns the check off [0.4 for a new rollout].
+    /// Rollouts stored without it read 0: a rollout already running when the check is
+    /// deployed keeps running as it was started, without it.
+    #[serde(default)]
     pub split_tolerance: f64,
 }
 
@@ -509,6 +510,14 @@ mod tests {
         assert!(p.checks_split() && p.split_tolerance == 1.5);
         let p = HealthPolicy::from_json(&json!({"method": "threshold"}), "health").unwrap();
         assert!(!p.checks_split());
+        // A new policy that does not name it runs it at 0.4; a stored one that does not (a
+        // rollout started before the check) reads as off.
+        let p = HealthPolicy::from_json(&json!({}), "health").unwrap();
+        assert_eq!(p.split_tolerance, 0.4);
+        let mut stored = serde_json::to_value(HealthPolicy::default()).unwrap();
+        stored.as_object_mut().unwrap().remove("split_tolerance");
+        let read: HealthPolicy = serde_json::from_value(stored).unwrap();
+        assert!(read.split_tolerance == 0.0 && !read.checks_split());
         // A policy stored before defects were judged reads as judging every class.
         let stored = serde_json::to_value(HealthPolicy::default()).unwrap();
         assert!(stored.get("ignore_defects").is_none());

@@ -1,27 +1,44 @@
 //! The split check: is routing doing what the controller believes? Each tick's requests
-//! routed under the step's split are tested against the split's green share with a sequential
-//! test; a share beyond chance outside a tolerance band holds the rollout until the share is
-//! back inside it.
+//! routed at random under the step's split are tested against the share the split routes with
+//! a sequential test; a share beyond chance outside a tolerance band holds the rollout until
+//! there is evidence that the share is back inside it.
 //!
-//! Under a correct split every routed request is green's with probability `w`, the step's
-//! `green_percent / 100`, so green's count among a tick's `n` routed requests is Binomial(n, w).
-//! Real traffic is lumpier: with sticky routing a heavy user moves many requests at once, so
-//! the share wanders more than binomial chance. The test is therefore against a band, not the
-//! point `w`: green's odds `o = share / (1 − share)` are allowed anywhere within a factor
-//! `1 + δ` of the split's, `[o_w / (1 + δ), o_w · (1 + δ)]`, δ being the policy's
-//! `split_tolerance`. Odds, not shares, so that the band treats green and blue alike and never
-//! leaves (0, 1): at a 10% step and the default δ = 0.4 it is 7.4%–13.5%, at 50% 41.7%–58.3%,
-//! at 70% 62.5%–76.6%.
+//! Only requests routed by a random draw are counted (`split::Basis::Random`, the stats'
+//! `random_requests`): each is green's with probability `w` independently of the others, so
+//! green's count among a tick's `n` of them is Binomial(n, w). Requests with a sticky key are
+//! not: their environment is fixed by which users hashed into green, so green's share of them
+//! is that of a few users' volumes, not a binomial draw (with 100 users at a 10% step the
+//! share the hashes give is outside the band about a third of the time, and stays there), and
+//! forced requests are the client's choice. `w` is what the router sends, the split's whole
+//! buckets (`split::green_buckets`, 0.01% each), not `green_percent` (a step at 0.0149% routes
+//! 0.01%).
 //!
-//! Two one-sided mixture likelihood-ratio tests: "green's odds ≤ the band's top" against odds
-//! `m` times the top, and "≥ the band's bottom" against odds `1/m` times the bottom, for each
-//! `m` in [`ALTERNATIVES`]. With `n` requests of which `g` green and odds `o₁ = m·o₀` against
-//! `o₀`, a tick adds `g·ln m − n·ln((1 + m·o₀) / (1 + o₀))` to the log ratio. For any true share
-//! inside the band each ratio (so their mean) is a non-negative supermartingale, so by Ville's
-//! inequality it ever reaches [`SIDE_LEVEL`] with probability at most `1/SIDE_LEVEL`: with both
-//! sides, at most [`ALPHA`] a step, however often it is looked at, if requests are routed
-//! independently. The evidence restarts with each step (the share changes), on an operator's
-//! resume or manual split, and when it reaches its level.
+//! The test is against a band, not the point `w`: green's odds `o = share / (1 − share)` are
+//! allowed anywhere within a factor `1 + δ` of the split's, `[o_w / (1 + δ), o_w · (1 + δ)]`,
+//! δ being the policy's `split_tolerance`. Odds, not shares, so that the band treats green and
+//! blue alike and never leaves (0, 1): at a 10% step and the default δ = 0.4 it is
+//! 7.4%–13.5%, at 50% 41.7%–58.3%, at 70% 62.5%–76.6%.
+//!
+//! Holding: two one-sided mixture likelihood-ratio tests, "green's odds ≤ the band's top"
+//! against odds `m` times the top, and "≥ the band's bottom" against odds `1/m` times the
+//! bottom, for each `m` in [`ALTERNATIVES`]. With `n` requests of which `g` green and odds
+//! `o₁ = m·o₀` against `o₀`, a tick adds `g·ln m − n·ln((1 + m·o₀) / (1 + o₀))` to the log
+//! ratio. Each alternative's log ratio is floored at 0 after every tick (a CUSUM, as the
+//! guard in `sequential`): a share that breaks in the middle of a long good step is caught
+//! as fast as one that is off from the start, instead of first paying back the evidence the
+//! good ticks piled up. The price: the chance of a hold at a share inside the band is no
+//! longer bounded by Ville's inequality, only by how far the share is inside; the simulation
+//! measures it (none in the whole good rollouts, see the README).
+//!
+//! Clearing: while held, two more likelihood-ratio tests, started when the hold begins and
+//! again whenever the holding test reaches its level while held: "green's share is at or below
+//! the band's bottom" against the split's own share, and "at or above the top" against it.
+//! For any share on its null's side each ratio is a non-negative supermartingale (never
+//! floored), so by Ville's inequality it ever reaches [`CLEAR_LEVEL`] with probability at most
+//! `1/CLEAR_LEVEL`; the hold ends once both have, so a share outside the band ends a hold in
+//! at most 1% of these periods. A point estimate inside the band would not do: a share held
+//! at 6.5% for a 10% step has an observed share inside the 7.4%–13.5% band often enough to
+//! clear about half the holds.
 //!
 //! What the hold means and how it ends is decided here too ([`observe`]); what a hold does to
 //! the rollout (no step advances) is the tick's (`rollout/tick.rs`).
@@ -29,6 +46,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::sequential::{finite_log, log_mean_exp, odds, ratio_from_log};
+use crate::split::{green_buckets, BUCKETS};
 
 /// The policy's `split_tolerance` when not given: green's odds may be 40% off the split's.
 /// The simulation's SPLIT-MISMATCH (5% routed at a 10% step, 10 req/s in all) is held within
@@ -39,10 +57,15 @@ pub const DEFAULT_TOLERANCE: f64 = 0.4;
 /// bottom by their inverses). A share half the split's, the mismatch the simulation plants,
 /// is at about 1/1.5 of the bottom's odds at 10%.
 const ALTERNATIVES: [f64; 4] = [1.25, 1.5, 2.0, 3.0];
-/// Chance, at most, that a step is held while its share is inside the band (both sides).
-pub const ALPHA: f64 = 0.001;
-/// Each side's level: a likelihood ratio of 2000:1.
-pub const SIDE_LEVEL: f64 = 2.0 / ALPHA;
+/// Each side's level for holding: a likelihood ratio of 2000:1 (the level a single test with
+/// both sides at 0.1% would have; with the floor it is a threshold, not a bound).
+pub const SIDE_LEVEL: f64 = 2000.0;
+/// Each side's level for clearing: 100:1, so a share outside the band ends a hold in at most
+/// 1% of the periods the clearing evidence runs. Lower would clear sooner but let more wrong
+/// clears advance a step; a wrong clear is not the end, since the holding test, a CUSUM, holds
+/// again within a few ticks if the share is still off. At 100:1 a share at the split clears
+/// after about 1000 requests at a 10% step.
+pub const CLEAR_LEVEL: f64 = 100.0;
 
 /// The split check's evidence over the current step, and the hold it caused (stored in the
 /// rollout). Every number is finite: log ratios are clamped, counts saturate.
@@ -53,11 +76,16 @@ pub struct SplitCheck {
     pub above: Vec<f64>,
     /// The same for below the band.
     pub below: Vec<f64>,
-    /// Requests routed under the step's split since the evidence restarted.
+    /// Requests routed at random under the step's split since the evidence restarted.
     pub green_requests: u64,
     pub blue_requests: u64,
     /// Set while the rollout is held for a share outside the band.
     pub hold: Option<Hold>,
+    /// While held: the log likelihood ratio that green's share is above the band's bottom
+    /// (the split's share against the bottom), and below its top. 0 when not held, and in
+    /// what the version before them stored.
+    pub clear_bottom: f64,
+    pub clear_top: f64,
 }
 
 /// A hold for a mismatched split.
@@ -81,7 +109,8 @@ pub enum Change {
 /// The split check as `GET /admin/status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct View {
-    /// Whether the check runs: the sequential method with a `split_tolerance` above 0.
+    /// Whether the check runs now: the sequential method with a `split_tolerance` above 0, the
+    /// split in force being the step's, and the step at a share both sides get.
     pub on: bool,
     /// Whether a split mismatch holds the rollout (no step advances).
     pub held: bool,
@@ -89,7 +118,7 @@ pub struct View {
     pub held_since: Option<String>,
     /// The hold's sentence, while held.
     pub reason: Option<String>,
-    /// Requests routed under the step's split since the evidence restarted.
+    /// Requests routed at random under the step's split since the evidence restarted.
     pub green_requests: u64,
     pub blue_requests: u64,
     /// Evidence that green's share is above the band, and below it (ratios, saturated at
@@ -97,18 +126,32 @@ pub struct View {
     pub evidence_above: f64,
     pub evidence_below: f64,
     pub hold_at: f64,
+    /// While held, evidence that the share is above the band's bottom and below its top; the
+    /// hold ends once both reach `clear_at`.
+    pub evidence_inside: [f64; 2],
+    pub clear_at: f64,
 }
 
-/// The band of green shares the test accepts around `percent` with tolerance `delta`, as
-/// (bottom, top) odds; `None` when the split cannot be checked (0% or 100%: the routing sends
-/// nobody to the other side by construction, a shadow step's 0% included).
+/// The share of requests a split at `percent` routes to green: its whole buckets.
+fn routed_share(percent: f64) -> f64 {
+    f64::from(green_buckets(percent)) / f64::from(BUCKETS)
+}
+
+/// Whether a split at `percent` can be checked: it routes some requests to each side (not
+/// 0%, a shadow step's included, nor 100%, nor a share that rounds to either).
+pub fn checkable(percent: f64) -> bool {
+    (1..BUCKETS).contains(&green_buckets(percent))
+}
+
+/// The band of green shares the test accepts around what a split at `percent` routes, with
+/// tolerance `delta`, as (bottom, top) odds; `None` when the split cannot be checked.
 fn band(percent: f64, delta: f64) -> Option<(f64, f64)> {
-    // Written so that a NaN split or tolerance is refused too.
-    let checkable = percent > 0.0 && percent < 100.0 && delta >= 0.0 && delta.is_finite();
-    if !checkable {
+    // Written so that a NaN tolerance is refused too (a NaN split routes nothing to green).
+    if !(checkable(percent) && delta >= 0.0 && delta.is_finite()) {
         return None;
     }
-    let odds = percent / (100.0 - percent);
+    let w = routed_share(percent);
+    let odds = w / (1.0 - w);
     Some((odds / (1.0 + delta), odds * (1.0 + delta)))
 }
 
@@ -146,7 +189,7 @@ impl SplitCheck {
         (log_mean_exp(&self.above), log_mean_exp(&self.below))
     }
 
-    /// What the status shows; `on` says whether the rollout's policy runs the check.
+    /// What the status shows; `on` says whether the check runs now.
     pub fn view(&self, on: bool) -> View {
         let (above, below) = self.log_evidence();
         View {
@@ -162,15 +205,19 @@ impl SplitCheck {
             evidence_above: ratio_from_log(above),
             evidence_below: ratio_from_log(below),
             hold_at: SIDE_LEVEL,
+            evidence_inside: [self.clear_bottom, self.clear_top].map(ratio_from_log),
+            clear_at: CLEAR_LEVEL,
         }
     }
 
-    /// Starts the evidence and the counts again; a hold stays.
+    /// Starts the evidence (holding and clearing) and the counts again; a hold stays.
     fn restart_evidence(&mut self) {
         self.above.clear();
         self.below.clear();
         self.green_requests = 0;
         self.blue_requests = 0;
+        self.clear_bottom = 0.0;
+        self.clear_top = 0.0;
     }
 
     /// Green's share of the requests counted, `None` without any.
@@ -179,12 +226,12 @@ impl SplitCheck {
         (n > 0.0).then(|| self.green_requests as f64 / n)
     }
 
-    /// "green got 5.1% of 3012 requests routed under the step's 10% split (154 green, 2858
-    /// blue); the band is 8.2%–12.2%".
+    /// "green got 5.1% of 3012 requests routed at random under the step's 10% split (154
+    /// green, 2858 blue); the band is 8.2%–12.2%".
     fn figures(&self, percent: f64, (lo, hi): (f64, f64)) -> String {
         format!(
-            "green got {} of {} requests routed under the step's {percent}% split ({} green, {} \
-             blue); the band is {}–{}",
+            "green got {} of {} requests routed at random under the step's {percent}% split ({} \
+             green, {} blue); the band is {}–{}",
             pct(self.observed().unwrap_or(0.0)),
             self.green_requests.saturating_add(self.blue_requests),
             self.green_requests,
@@ -201,20 +248,18 @@ pub fn restart(check: &mut SplitCheck) {
     *check = SplitCheck::default();
 }
 
-/// Adds `green` and `blue` requests routed under the step's split at `percent`, tested with
-/// tolerance `delta` (0: the check is off), at `now_ms`. Returns what changed:
+/// Adds `green` and `blue` requests routed at random under the step's split at `percent`,
+/// tested with tolerance `delta` (0: the check is off), at `now_ms`. Returns what changed:
 ///
-/// - the test reaches its level: the evidence restarts, and unless a hold is on one begins
-///   ([`Change::Held`]); reaching it again while held only restarts the evidence;
-/// - while held, once each environment has `min_requests` since the evidence last restarted,
-///   with green's share inside the band and the level not reached: the hold ends
-///   ([`Change::Cleared`]).
+/// - the holding test reaches its level: its evidence, the clearing evidence and the counts
+///   restart, and unless a hold is on one begins ([`Change::Held`]);
+/// - while held, once both clearing tests reach [`CLEAR_LEVEL`] (the share is inside the band):
+///   the hold ends ([`Change::Cleared`]).
 pub fn observe(
     check: &mut SplitCheck,
     percent: f64,
     delta: f64,
     counts: (u64, u64),
-    min_requests: u64,
     now_ms: u64,
 ) -> Option<Change> {
     let (green, blue) = counts;
@@ -230,15 +275,15 @@ pub fn observe(
             *v = vec![0.0; ALTERNATIVES.len()];
         }
     }
+    // Floored at 0: a CUSUM (see the module's header).
     for (i, m) in ALTERNATIVES.into_iter().enumerate() {
-        check.above[i] = finite_log(check.above[i] + increment(m, hi, green, blue));
-        check.below[i] = finite_log(check.below[i] + increment(1.0 / m, lo, green, blue));
+        check.above[i] = finite_log(check.above[i] + increment(m, hi, green, blue)).max(0.0);
+        check.below[i] = finite_log(check.below[i] + increment(1.0 / m, lo, green, blue)).max(0.0);
     }
     check.green_requests = check.green_requests.saturating_add(green);
     check.blue_requests = check.blue_requests.saturating_add(blue);
     let (above, below) = check.log_evidence();
-    let level = SIDE_LEVEL.ln();
-    if above >= level || below >= level {
+    if above >= SIDE_LEVEL.ln() || below >= SIDE_LEVEL.ln() {
         let (side, log) = if above >= below {
             ("above", above)
         } else {
@@ -247,7 +292,7 @@ pub fn observe(
         let reason = format!(
             "Split mismatch: {}; evidence {} that green's share is {side} it, hold at {}. \
              Routing is not doing what the controller believes: no step advances until the \
-             share is back inside the band or an operator resumes.",
+             share is shown to be back inside the band or an operator resumes.",
             check.figures(percent, (lo, hi)),
             odds(ratio_from_log(log)),
             odds(SIDE_LEVEL),
@@ -262,30 +307,37 @@ pub fn observe(
         });
         return Some(Change::Held(reason));
     }
-    let enough = check.green_requests >= min_requests && check.blue_requests >= min_requests;
-    let inside = check
-        .observed()
-        .is_some_and(|s| s >= share(lo) && s <= share(hi));
-    if check.hold.is_some() && enough && inside {
-        check.hold = None;
-        return Some(Change::Cleared(format!(
-            "Split matches again: {}. The rollout may advance.",
-            check.figures(percent, (lo, hi))
-        )));
+    check.hold.as_ref()?;
+    // The split's own odds are the bottom's times 1 + δ, and the top's over it.
+    let widen = 1.0 + delta;
+    check.clear_bottom = finite_log(check.clear_bottom + increment(widen, lo, green, blue));
+    check.clear_top = finite_log(check.clear_top + increment(1.0 / widen, hi, green, blue));
+    let level = CLEAR_LEVEL.ln();
+    if check.clear_bottom < level || check.clear_top < level {
+        return None;
     }
-    None
+    let message = format!(
+        "Split matches again: {}; evidence {} that green's share is above the bottom and {} \
+         that it is below the top, clear at {}. The rollout may advance.",
+        check.figures(percent, (lo, hi)),
+        odds(ratio_from_log(check.clear_bottom)),
+        odds(ratio_from_log(check.clear_top)),
+        odds(CLEAR_LEVEL),
+    );
+    check.hold = None;
+    check.clear_bottom = 0.0;
+    check.clear_top = 0.0;
+    Some(Change::Cleared(message))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const MIN: u64 = 50;
-
     /// Feeds `ticks` ticks of (green, blue) at a 10% split, δ = 0.25; the changes in order.
     fn feed(check: &mut SplitCheck, counts: (u64, u64), ticks: u64) -> Vec<(u64, Change)> {
         (1..=ticks)
-            .filter_map(|t| observe(check, 10.0, 0.25, counts, MIN, t * 60_000).map(|c| (t, c)))
+            .filter_map(|t| observe(check, 10.0, 0.25, counts, t * 60_000).map(|c| (t, c)))
             .collect()
     }
 
@@ -301,6 +353,11 @@ mod tests {
         assert_eq!(band(100.0, 0.25), None);
         assert_eq!(band(f64::NAN, 0.25), None);
         assert_eq!(band(10.0, f64::NAN), None);
+        // Centred on what the router sends: 0.0149% is 1 bucket, 0.01%; 0.004% is none.
+        let (lo, hi) = band(0.0149, 0.0).unwrap();
+        assert!((share(lo) - 0.0001).abs() < 1e-12 && (share(hi) - 0.0001).abs() < 1e-12);
+        assert_eq!(band(0.004, 0.25), None);
+        assert_eq!(band(99.996, 0.25), None);
     }
 
     #[test]
@@ -318,8 +375,7 @@ mod tests {
         // 600 requests a tick, 30 green (5%) instead of 60 (10%): each tick adds about
         // 600·0.0065 = 3.9 to the best alternative's log ratio (below the band's 8.2%), so the
         // mixture reaches ln 2000 + ln 4 = 9.0 in about 3 ticks.
-        let held =
-            (1..=10).find_map(|t| observe(&mut c, 10.0, 0.25, (30, 570), MIN, t).map(|c| (t, c)));
+        let held = (1..=10).find_map(|t| observe(&mut c, 10.0, 0.25, (30, 570), t).map(|c| (t, c)));
         let Some((t, Change::Held(why))) = held else {
             panic!("{held:?}")
         };
@@ -330,14 +386,47 @@ mod tests {
         );
         assert!(why.contains("8.2%–12.2%"), "{why}");
         assert!(c.holds());
-        // The evidence restarted at the hold. At 10% (60 of 600) the next tick has 60 ≥ 50
-        // green and 540 blue inside the band, and one tick at the split cannot reach 2000:1.
-        let changes = feed(&mut c, (60, 540), 1);
+        // The evidence restarted at the hold. At 10% (60 of 600) each tick adds to the clearing
+        // ratios 600·KL(10% ‖ 8.16%) = 600·0.00212 = 1.27 (above the bottom) and
+        // 600·KL(10% ‖ 12.20%) = 600·0.00239 = 1.43 (below the top): both pass ln 100 = 4.61
+        // on the 4th tick (5.08 and 5.73), not before (3.81).
+        let changes = feed(&mut c, (60, 540), 4);
         assert!(
-            matches!(&changes[..], [(1, Change::Cleared(s))] if s.contains("10.0% of 600")),
+            matches!(&changes[..], [(4, Change::Cleared(s))] if s.contains("10.0% of 2400")),
             "{changes:?}"
         );
         assert!(!c.holds());
+        assert_eq!((c.clear_bottom, c.clear_top), (0.0, 0.0));
+    }
+
+    #[test]
+    fn shares_just_outside_the_band_are_held_and_never_cleared() {
+        // 6.5% and 15% at a 10% step with δ = 0.25 (band 8.16%–12.20%; odds 1.28 times beyond
+        // its edges): one hold, no clear in 300 ticks of 6000 requests.
+        for counts in [(390, 5610), (900, 5100)] {
+            let mut c = SplitCheck::default();
+            let changes = feed(&mut c, counts, 300);
+            assert!(
+                matches!(&changes[..], [(_, Change::Held(_))]),
+                "{counts:?}: {changes:?}"
+            );
+            assert!(c.holds());
+        }
+    }
+
+    #[test]
+    fn a_break_in_the_middle_of_a_step_holds_as_fast_as_one_from_the_start() {
+        // 600 ticks at the split leave every log ratio at its floor, 0, not hundreds below.
+        let mut c = SplitCheck::default();
+        assert!(feed(&mut c, (60, 540), 600).is_empty());
+        assert!(c.above.iter().chain(&c.below).all(|&x| x == 0.0));
+        let mut fresh = SplitCheck::default();
+        let at = |c: &mut SplitCheck| {
+            (1..=10)
+                .find(|&t| matches!(observe(c, 10.0, 0.25, (30, 570), t), Some(Change::Held(_))))
+        };
+        let (late, early) = (at(&mut c), at(&mut fresh));
+        assert!(late.is_some() && late == early, "{late:?} {early:?}");
     }
 
     #[test]
@@ -361,18 +450,17 @@ mod tests {
     fn a_share_at_the_split_never_holds() {
         let mut c = SplitCheck::default();
         assert!(feed(&mut c, (60, 540), 1000).is_empty());
-        // Far below the level: the log ratio drifts down.
-        let (a, b) = c.log_evidence();
-        assert!(a < 0.0 && b < 0.0, "{a} {b}");
+        // Floored: the log ratios stay at 0 (every tick's increment is negative).
+        assert_eq!(c.log_evidence(), (0.0, 0.0));
     }
 
     #[test]
     fn off_empty_or_uncheckable_splits_change_nothing() {
         let mut c = SplitCheck::default();
-        assert_eq!(observe(&mut c, 10.0, 0.0, (0, 600), MIN, 1), None);
-        assert_eq!(observe(&mut c, 10.0, 0.25, (0, 0), MIN, 1), None);
-        assert_eq!(observe(&mut c, 0.0, 0.25, (5, 600), MIN, 1), None);
-        assert_eq!(observe(&mut c, 100.0, 0.25, (600, 5), MIN, 1), None);
+        assert_eq!(observe(&mut c, 10.0, 0.0, (0, 600), 1), None);
+        assert_eq!(observe(&mut c, 10.0, 0.25, (0, 0), 1), None);
+        assert_eq!(observe(&mut c, 0.0, 0.25, (5, 600), 1), None);
+        assert_eq!(observe(&mut c, 100.0, 0.25, (600, 5), 1), None);
         assert_eq!(c, SplitCheck::default());
     }
 
@@ -388,7 +476,7 @@ mod tests {
             ] {
                 let mut c = SplitCheck::default();
                 for t in 0..3 {
-                    let _ = observe(&mut c, percent, 0.25, counts, MIN, t);
+                    let _ = observe(&mut c, percent, 0.25, counts, t);
                     let (a, b) = c.log_evidence();
                     assert!(a.is_finite() && b.is_finite(), "{percent} {counts:?}");
                     assert!(c.above.iter().chain(&c.below).all(|x| x.is_finite()));
@@ -398,12 +486,12 @@ mod tests {
         // All green at a 10% split: held at once; all blue too.
         let mut c = SplitCheck::default();
         assert!(matches!(
-            observe(&mut c, 10.0, 0.25, (u64::MAX, 0), MIN, 0),
+            observe(&mut c, 10.0, 0.25, (u64::MAX, 0), 0),
             Some(Change::Held(_))
         ));
         let mut c = SplitCheck::default();
         assert!(matches!(
-            observe(&mut c, 10.0, 0.25, (0, 10_000), MIN, 0),
+            observe(&mut c, 10.0, 0.25, (0, 10_000), 0),
             Some(Change::Held(_))
         ));
     }

@@ -19,6 +19,7 @@ use crate::environment::Environment;
 use crate::hist::Histogram;
 use crate::openai::Usage;
 use crate::outcome::{Outcome, StatusClass};
+use crate::split::Basis;
 
 /// An upstream failure's class: one counter of [`ErrorCounts`] each. [`ErrorClass::ALL`] is the
 /// one list that everything iterating the classes reads (totals, merges, metrics), so a class
@@ -259,6 +260,10 @@ impl FeedbackCounts {
 pub struct EnvStats {
     /// Requests routed to this environment.
     pub requests: u64,
+    /// Of them, those routed by a random draw (`split::Basis::Random`: no sticky key, or
+    /// stickiness off), the only ones whose environment is an independent draw at the split's
+    /// share: what the split check counts. Absent (0) in what versions before it stored.
+    pub random_requests: u64,
     /// Upstream failures by class.
     pub errors: ErrorCounts,
     /// 4xx answers that are the client's fault (not 404, 408 or 429); not failures.
@@ -305,6 +310,7 @@ impl EnvStats {
     /// Adds `o` into this.
     pub fn merge(&mut self, o: &EnvStats) {
         self.requests = self.requests.saturating_add(o.requests);
+        self.random_requests = self.random_requests.saturating_add(o.random_requests);
         self.errors.merge(&o.errors);
         self.client_errors = self.client_errors.saturating_add(o.client_errors);
         self.fallbacks = self.fallbacks.saturating_add(o.fallbacks);
@@ -524,6 +530,9 @@ impl EnvStats {
     /// [`routed_environment`].
     pub fn record(&mut self, o: &Outcome, prices: &Prices) {
         self.requests = self.requests.saturating_add(1);
+        if o.basis == Basis::Random {
+            self.random_requests = self.random_requests.saturating_add(1);
+        }
         let class = match o.fallback {
             Some(reason) => StatusClass::of_fallback(reason),
             None => o.class,
@@ -847,6 +856,24 @@ mod tests {
             serde_json::from_str(r#"{"minute": 2, "env": "green", "stats": {"requests": 1}}"#)
                 .unwrap();
         assert!(!old.forced);
+    }
+
+    #[test]
+    fn only_randomly_routed_requests_count_as_random() {
+        let p = prices();
+        let mut s = EnvStats::default();
+        for basis in [Basis::Random, Basis::Sticky, Basis::Forced, Basis::Random] {
+            let mut o = outcome(Environment::Green, StatusClass::Ok);
+            o.basis = basis;
+            s.record(&o, &p);
+        }
+        assert_eq!((s.requests, s.random_requests), (4, 2));
+        let mut merged = s.clone();
+        merged.merge(&s);
+        assert_eq!((merged.requests, merged.random_requests), (8, 4));
+        // Stats of a version that did not count them read as none random.
+        let old: EnvStats = serde_json::from_str(r#"{"requests": 3}"#).unwrap();
+        assert_eq!(old.random_requests, 0);
     }
 
     #[test]

@@ -170,7 +170,7 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
         verdict: rollout.and_then(verdict_view),
         split_check: state
             .active()
-            .map(|r| r.split_check.view(r.health.checks_split())),
+            .map(|r| r.split_check.view(crate::rollout::checks_split(state))),
         stats: ScopeSummaries {
             window: scopes.window.map(EnvStats::summary),
             step: scopes.step.map(EnvStats::summary),

@@ -8,8 +8,10 @@
 //! written by the code just before stats told fallbacks apart by class and kept lifetime
 //! counters (commit 20ed3f0): the stats windows and an isolate's batch, with defects, forced
 //! requests, routing versions and fallbacks in them. `fixtures/split-check/` has a state
-//! written by the version that added the split check, held for a split mismatch. The fixtures
-//! under `fixtures/v3/` were written by the code just before the sequential test kept per-step
+//! written by the version that added the split check, held for a split mismatch;
+//! `fixtures/random-requests/` a batch that counts randomly routed requests and a state held
+//! with clearing evidence, written by the version that added them. The fixtures under
+//! `fixtures/v3/` were written by the code just before the sequential test kept per-step
 //! evidence (commit b930d1a): a rollout on its third step.
 
 use bluegreen_core::batch::Batch;
@@ -376,23 +378,29 @@ fn shadow_steps_their_windows_and_batches_load() {
 }
 
 /// States written before the split check existed load with its evidence empty, no hold and the
-/// default tolerance; a state written by the version that added it (`fixtures/split-check/`,
-/// held for a mismatch at a tolerance of 0.5) loads with its hold, evidence and tolerance.
+/// check off (a tolerance of 0: a rollout running when the check is deployed keeps running as
+/// it was started); a state written by the version that added it (`fixtures/split-check/`,
+/// held for a mismatch at a tolerance of 0.5) loads with its hold, evidence and tolerance, and
+/// no clearing evidence yet.
 #[test]
-fn the_split_check_reads_as_empty_from_v1_and_loads_with_its_hold() {
-    use bluegreen_core::share_check::{SplitCheck, DEFAULT_TOLERANCE};
+fn the_split_check_reads_as_off_from_v1_and_loads_with_its_hold() {
+    use bluegreen_core::rollout::checks_split;
+    use bluegreen_core::share_check::SplitCheck;
     let before: State = load("state-progressing-sequential");
     let r = before.rollout().unwrap();
     assert_eq!(r.split_check, SplitCheck::default());
-    assert_eq!(r.health.split_tolerance, DEFAULT_TOLERANCE);
+    assert_eq!(r.health.split_tolerance, 0.0);
+    assert!(!r.health.checks_split() && !checks_split(&before));
     let held: State = load_text(
         "split-check/state-held",
         &fixture_in("split-check", "state-held"),
     );
     let r = held.rollout().unwrap();
     assert_eq!(r.health.split_tolerance, 0.5);
+    assert!(checks_split(&held));
     let c = &r.split_check;
     assert!(c.holds());
+    assert_eq!((c.clear_bottom, c.clear_top), (0.0, 0.0));
     assert_eq!((c.green_requests, c.blue_requests), (20, 580));
     assert_eq!((c.above.len(), c.below.len()), (4, 4));
     let hold = c.hold.as_ref().unwrap();
@@ -455,4 +463,38 @@ fn a_rollout_stored_before_per_step_evidence_loads_and_keeps_judging() {
         }
     }
     panic!("not rolled back: {:?}", state.verdict());
+}
+
+/// `random_requests` (what the split check counts) joined the stats after the split check: what
+/// the versions before stored reads as none, and a batch written with them
+/// (`fixtures/random-requests/`) loads with them; so does a held state with clearing evidence.
+#[test]
+fn random_requests_and_clearing_evidence_read_as_none_before_and_load_after() {
+    let before: Batch = load_text("ejected/batch", &fixture_in("ejected", "batch"));
+    assert!(before.entries.iter().all(|e| e.stats.random_requests == 0));
+    let scopes: Scopes = load("scopes");
+    assert_eq!(scopes.rollout.green.random_requests, 0);
+
+    let batch: Batch = load_text(
+        "random-requests/batch",
+        &fixture_in("random-requests", "batch"),
+    );
+    let by_env: Vec<(Environment, u64, u64)> = batch
+        .entries
+        .iter()
+        .map(|e| (e.env, e.stats.requests, e.stats.random_requests))
+        .collect();
+    assert_eq!(
+        by_env,
+        [(Environment::Blue, 1, 1), (Environment::Green, 5, 3)]
+    );
+
+    let held: State = load_text(
+        "random-requests/state-held-clearing",
+        &fixture_in("random-requests", "state-held-clearing"),
+    );
+    let c = &held.rollout().unwrap().split_check;
+    assert!(c.holds());
+    assert_eq!((c.clear_bottom, c.clear_top), (2.5, 3.75));
+    assert_eq!((c.green_requests, c.blue_requests), (60, 540));
 }

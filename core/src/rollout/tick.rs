@@ -275,10 +275,29 @@ fn over_cost(health: &HealthPolicy, step: &Pair<CostSample>) -> Option<String> {
     ))
 }
 
-/// Adds the tick's requests routed under the step's split (the split in force, while it is the
-/// step's) to the split check, when the policy runs it; whether a hold began or ended.
+/// Whether the split check runs now: a progressing rollout whose policy runs it, with the
+/// split in force being the step's (after a resume with a manual split it is not, until the
+/// next step) and routing some requests to each side. What the status's `split_check.on`
+/// shows.
+pub fn checks_split(state: &State) -> bool {
+    match &state.stage {
+        Stage::Progressing(r) => split_checked(r, &state.split),
+        _ => false,
+    }
+}
+
+fn split_checked(r: &Rollout, split: &Split) -> bool {
+    r.health.checks_split()
+        && split.green_percent == r.step().green_percent
+        && share_check::checkable(split.green_percent)
+}
+
+/// Adds the tick's requests routed at random under the step's split (the split in force,
+/// while it is the step's) to the split check, when it runs; whether a hold began or ended.
+/// Requests with a sticky key or forced by the client are not counted (see
+/// [`share_check`]); batches of isolates older than the count of random requests count none.
 fn check_split(r: &mut Rollout, split: &Split, strata: &[Stratum], now_ms: u64) -> Option<Change> {
-    if !r.health.checks_split() || split.green_percent != r.step().green_percent {
+    if !split_checked(r, split) {
         return None;
     }
     let routed = strata
@@ -286,21 +305,13 @@ fn check_split(r: &mut Rollout, split: &Split, strata: &[Stratum], now_ms: u64) 
         .filter(|st| st.in_step && st.version == Some(split.version))
         .fold((0u64, 0u64), |(g, b), st| {
             (
-                g.saturating_add(st.stats.green.requests),
-                b.saturating_add(st.stats.blue.requests),
+                g.saturating_add(st.stats.green.random_requests),
+                b.saturating_add(st.stats.blue.random_requests),
             )
         });
-    let h = &r.health;
-    let (tolerance, min_requests) = (h.split_tolerance, h.min_requests);
+    let tolerance = r.health.split_tolerance;
     let percent = split.green_percent;
-    share_check::observe(
-        &mut r.split_check,
-        percent,
-        tolerance,
-        routed,
-        min_requests,
-        now_ms,
-    )
+    share_check::observe(&mut r.split_check, percent, tolerance, routed, now_ms)
 }
 
 /// `mv`, unless a split mismatch holds the rollout: then no step advances and it does not
