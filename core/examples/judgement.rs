@@ -378,7 +378,11 @@ fn setup(cell: &Cell) -> (RolloutSpec, u64, f64) {
         Kind::Step { share } => {
             let mut steps = default_steps();
             steps[0] = Step::live(share * 100.0, 1 << 40);
-            (steps, STEP_TICKS + cell.scenario.routed_from, cell.rate / share)
+            (
+                steps,
+                STEP_TICKS + cell.scenario.routed_from,
+                cell.rate / share,
+            )
         }
         Kind::Shadow { share } => (
             vec![Step::shadow(share * 100.0, 1 << 40)],
