@@ -350,7 +350,7 @@ pub fn odds(x: f64) -> String {
     }
     let fmt = |v: f64| {
         if v >= 10.0 {
-            format!("{v:.0}")
+            whole(v)
         } else {
             format!("{v:.1}")
         }
@@ -359,6 +359,17 @@ pub fn odds(x: f64) -> String {
         format!("{}:1", fmt(x.min(1e12)))
     } else {
         format!("1:{}", fmt((1.0 / x.max(1e-12)).min(1e12)))
+    }
+}
+
+/// `format!("{v:.0}")` for `v` in 10..=1e12, without the float formatter (every tick formats
+/// several of these): an integer's digits, except at an exact tie, which the formatter rounds
+/// to even.
+fn whole(v: f64) -> String {
+    if v - v.trunc() == 0.5 {
+        format!("{v:.0}")
+    } else {
+        (v.round() as u64).to_string()
     }
 }
 
@@ -735,6 +746,20 @@ mod tests {
     use rand::rngs::SmallRng;
     use rand::SeedableRng;
     use rand_distr::{Binomial, Distribution, Poisson};
+
+    #[test]
+    fn whole_odds_read_as_the_float_formatter_writes_them() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut values: Vec<f64> = vec![10.0, 10.5, 11.5, 12.5, 99.5, 1e12, 1e12 - 0.5, 33.333];
+        for _ in 0..20_000 {
+            let exp = rand::Rng::random_range(&mut rng, 1.0f64..12.0);
+            values.push(10f64.powf(exp));
+            values.push(10f64.powf(exp).trunc() + 0.5);
+        }
+        for v in values.into_iter().filter(|v| (10.0..=1e12).contains(v)) {
+            assert_eq!(whole(v), format!("{v:.0}"), "{v}");
+        }
+    }
 
     fn settings() -> Settings {
         Settings {
