@@ -4,18 +4,35 @@
 //! routed to blue (not forced) is also sent to green in the background, its answer read to the
 //! end with the live path's classification (status class, time, defects) and discarded. Each
 //! copy is **paired** with blue's outcome on the same request, and a tick judges the copies as
-//! a live step's green requests, against all of blue's requests of the step, with the pairs
-//! where **both** failed taken out of both sides ([`ShadowStratum::counts`]). A failure both
-//! share (a prompt no model can answer, a provider outage) says nothing about green; what is
-//! left on green's side are its failures where blue answered (the discordant pairs), and on
-//! blue's its failures where green answered plus those of the requests not copied. Given one
-//! of those failures, it is green's with probability `ρw / (ρw + 1 − w)` at green's share `w`
-//! of the requests, as in a live step, for green's failure rate `ρ` times blue's (small rates);
-//! failures that go together on a prompt no longer dilute the evidence. With the copies alone
-//! (pairs from an earlier step, judged without the step's blue requests) the share is exactly
-//! 1/2 and the test is one on the discordant pairs. Answer defects are judged the same way,
-//! among the answers read whole; latency as in a live step (green's copies against blue's
-//! requests slower than the reference), which needs no pairing.
+//! a live step's green requests, against all of blue's requests of the step (with the copies
+//! alone, pairs from an earlier step, against the pairs' blue answers): given a failure, it is
+//! green's with probability `ρw / (ρw + 1 − w)` at green's share `w` of the requests, for
+//! green's failure rate `ρ` times blue's. Latency is judged as in a live step (green's copies
+//! against blue's requests slower than the reference), which needs no pairing.
+//!
+//! **Failures both sides share** (a prompt no model can answer, a provider outage) say nothing
+//! about green, and taking them out sharpens the test; but how many may be taken out of each
+//! side is bounded. With `c` copies, `n` blue requests, blue failing at `b`, green at `g`, both
+//! at `s` on a pair, take `S` shared failures out of green's count with weight `α` and out of
+//! blue's with weight `β`. Green's count is Poisson with mean `c(g − αs)`, blue's `nb − βcs`
+//! (small rates, as the live test), and the relative test's ratio for `ρ₁` against `τ` is a
+//! supermartingale exactly when green's mean is at most `τ·(c/n)` times blue's (its expected
+//! factor is `exp(λ_g(rq − 1) + λ_b(q − 1))`, `r = ρ₁/τ`, `q` the factor of a failure, and that
+//! is ≤ 1 iff `λ_g/λ_b ≤ τw/(1 − w)`). Under the null `g ≤ τb` that holds for every `s` iff
+//! `αn ≥ τβc`; the clearly-fine test (null `g ≥ τb`) needs `αn ≤ τβc`. Taking shared failures
+//! out of both sides (`α = β = 1`) therefore breaks the rollback test when `τc > n` (a shadow
+//! share above 100/τ, and always for pairs alone, `c = n`: blue 5%, green 6%, 4.5% shared
+//! drifts upward by 0.0017 a pair at τ = 1.2), and the clearly-fine test when `τc < n`. So:
+//!
+//! - the rollback tests (errors, defects) take every shared failure out of green's count
+//!   (`α = 1`) and `⌊S·min(1, n/(τc))⌋` out of blue's (`β ≤ n/(τc)`, rounded towards blue's
+//!   count): `αn ≥ τβc` always, so they keep their level at any shadow share, and at a share
+//!   above 100/τ or for pairs alone they are exact (`αn = τβc`) up to the rounding; a
+//!   fractional count left on blue's side only lowers the ratio (`x^a − 1 ≤ a(x − 1)`);
+//! - the clearly-fine test keeps every shared failure on both sides (`α = β = 0`), which is
+//!   valid at any share ([`ShadowStratum::fine_errors`]).
+//!
+//! Answer defects are judged the same way among the answers read whole (`c`, `n` the answers).
 //!
 //! This module decides which requests are copied ([`shadowed`]), bounds how many per isolate
 //! ([`Budget`]), says when a copy must give up before the runtime cancels it ([`look`]),
@@ -357,15 +374,27 @@ pub struct ShadowStratum {
     pub in_step: bool,
 }
 
+/// How many of the `both` failures both sides shared come out of blue's count, for `copies`
+/// of green judged against `blue` requests of blue at tolerance `tau`: all of them while
+/// `tau · copies ≤ blue`, else `⌊both · blue / (tau · copies)⌋` (the module doc says why).
+pub fn shared_off_blue(both: u64, copies: u64, blue: u64, tau: f64) -> u64 {
+    if copies == 0 {
+        return both;
+    }
+    // `min` keeps 1 for a NaN ratio; the cast saturates and the last `min` keeps it ≤ both.
+    let keep = (blue as f64 / (tau * copies as f64)).min(1.0);
+    ((both as f64 * keep).floor() as u64).min(both)
+}
+
 impl ShadowStratum {
     /// The sequential test's counts for these copies. With `blue`, the tick's requests of blue
     /// under the same split (every copy's blue answer among them): green's copies against
-    /// them, as in a live step at green's share `pairs / (pairs + blue requests)`, the pairs
-    /// where both failed (both had a defect) taken out of both sides; latency against
-    /// `reference_ms` as in a live step. Without (no blue requests of that split in the tick):
-    /// the pairs alone, one request of each side, so green's share is exactly 1/2 and the only
-    /// failures are the discordant ones: `relative_increment(ρ₁, τ, 1/2, green_only,
-    /// blue_only)`. The guard sees green's failures where blue answered; `min_requests` counts
+    /// them, as in a live step at green's share `pairs / (pairs + blue requests)`. Without (no
+    /// blue requests of that split in the tick): the pairs alone, one request of each side, so
+    /// green's share is exactly 1/2. Either way the failures (defects) both sides shared are
+    /// taken out of green's count, and as many of them out of blue's as keeps the test's level
+    /// ([`shared_off_blue`], the module doc says why); latency against `reference_ms` as in a
+    /// live step. The guard sees green's failures where blue answered; `min_requests` counts
     /// pairs.
     pub fn counts(
         &self,
@@ -375,14 +404,19 @@ impl ShadowStratum {
     ) -> TickCounts {
         let p = &self.stats.pairs;
         let copies = &self.stats.green;
+        let tau = health.tolerance_ratio;
         let (green_defects, blue_defects, both_defects) = p.defect_pairs(&health.ignore_defects);
         let paired = TickCounts {
             green_requests: p.pairs,
             blue_requests: p.pairs,
             green_errors: p.green_only_errors,
-            blue_errors: p.blue_only_errors,
+            blue_errors: p.blue_only_errors.saturating_add(
+                p.both_errors - shared_off_blue(p.both_errors, p.pairs, p.pairs, tau),
+            ),
             green_defects,
-            blue_defects,
+            blue_defects: blue_defects.saturating_add(
+                both_defects - shared_off_blue(both_defects, p.answered, p.answered, tau),
+            ),
             green_answers: p.answered,
             blue_answers: p.answered,
             ..TickCounts::default()
@@ -391,16 +425,31 @@ impl ShadowStratum {
             return paired;
         };
         let slow = |s: &EnvStats| reference_ms.map_or(0, |ms| s.total.count_above(ms));
+        let errors_off = shared_off_blue(p.both_errors, p.pairs, blue.requests, tau);
+        let defects_off = shared_off_blue(both_defects, copies.answers, blue.answers, tau);
         TickCounts {
             blue_requests: blue.requests,
-            blue_errors: blue.errors().saturating_sub(p.both_errors),
+            blue_errors: blue.errors().saturating_sub(errors_off),
             green_slow: slow(copies),
             blue_slow: slow(blue),
             green_defects: health.judged_defects(copies).saturating_sub(both_defects),
-            blue_defects: health.judged_defects(blue).saturating_sub(both_defects),
+            blue_defects: health.judged_defects(blue).saturating_sub(defects_off),
             green_answers: copies.answers,
             blue_answers: blue.answers,
             ..paired
+        }
+    }
+
+    /// Green's and blue's errors for the clearly-fine test, with the same `blue` as
+    /// [`Self::counts`]: every failure of each side, shared ones included (taking them out of
+    /// both would let a green that is not fine advance early whenever the shadow share is below
+    /// 100/τ: the module doc).
+    pub fn fine_errors(&self, blue: Option<&EnvStats>) -> (u64, u64) {
+        let p = &self.stats.pairs;
+        let green = p.green_only_errors.saturating_add(p.both_errors);
+        match blue.filter(|b| b.requests > 0) {
+            Some(b) => (green, b.errors()),
+            None => (green, p.blue_only_errors.saturating_add(p.both_errors)),
         }
     }
 

@@ -161,6 +161,7 @@ fn sequential_verdict(
             blue_negative: st.stats.blue.feedback.negative,
         },
         in_step: st.in_step,
+        fine_errors: None,
     });
     let mut counts: Vec<sequential::Stratum> = live.collect();
     for st in strata.shadow {
@@ -205,12 +206,15 @@ fn shadow_counts(
         .iter()
         .rposition(|l| l.in_step && l.stats.green.requests == 0)
         .filter(|_| st.in_step);
+    let blue = joined.map(|i| &live[i].stats.blue);
+    let judged = sequential::Stratum {
+        counts: st.counts(blue, reference, health),
+        in_step: st.in_step,
+        fine_errors: Some(st.fine_errors(blue)),
+    };
     match joined {
-        Some(i) => counts[i].counts = st.counts(Some(&live[i].stats.blue), reference, health),
-        None => counts.push(sequential::Stratum {
-            counts: st.counts(None, reference, health),
-            in_step: st.in_step,
-        }),
+        Some(i) => counts[i] = judged,
+        None => counts.push(judged),
     }
 }
 

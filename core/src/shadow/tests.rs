@@ -185,20 +185,86 @@ fn pairs(n: u64, green_only: u64, blue_only: u64, both: u64) -> ShadowStats {
 }
 
 #[test]
-fn pairs_alone_are_the_discordant_test_at_a_share_of_one_half() {
+fn pairs_alone_are_judged_at_a_share_of_one_half() {
     let st = ShadowStratum {
         stats: pairs(100, 6, 1, 2),
         in_step: true,
     };
     let t = st.counts(None, Some(1000), &HealthPolicy::default());
     assert_eq!((t.green_requests, t.blue_requests), (100, 100));
-    assert_eq!((t.green_errors, t.blue_errors), (6, 1));
+    // Both shared failures leave green's count; ⌊2 / 1.2⌋ = 1 of them leaves blue's.
+    assert_eq!((t.green_errors, t.blue_errors), (6, 2));
     // Latency is not paired: without blue's requests, nothing is slow.
     assert_eq!((t.green_slow, t.blue_slow), (0, 0));
-    // w = 1/2: given a discordant pair, green's with probability ρ/(1 + ρ). For ρ₁ = 2.4
-    // against τ = 1.2: 6·ln 2 − 7·ln(1.7/1.1).
+    // w = 1/2: given a failure, green's with probability ρ/(1 + ρ). For ρ₁ = 2.4 against
+    // τ = 1.2: 6·ln 2 − 8·ln(1.7/1.1).
     let inc = relative_increment(2.4, 1.2, 0.5, t.green_errors, t.blue_errors);
-    assert!((inc - (6.0 * 2f64.ln() - 7.0 * (1.7f64 / 1.1).ln())).abs() < 1e-12);
+    assert!((inc - (6.0 * 2f64.ln() - 8.0 * (1.7f64 / 1.1).ln())).abs() < 1e-12);
+    // The clearly-fine test reads every failure of each side.
+    assert_eq!(st.fine_errors(None), (8, 3));
+}
+
+/// Expected counts of a green exactly at the tolerance (τ = 1.2) whose failures mostly go
+/// with blue's: blue fails 5%, green 6%, both 4.5% of the pairs. The rollback test keeps its
+/// level when green's count over blue's is at most τ·c/n (the module doc); before, with the
+/// shared failures out of both sides, pairs alone had 1.5% against 0.5% (3 > 1.2) and a 100%
+/// shadow step 1.5% against 0.5% as well.
+#[test]
+fn shared_failures_do_not_make_a_tolerable_green_look_worse() {
+    let health = HealthPolicy::default();
+    let tau = health.tolerance_ratio;
+    // 100 000 pairs: 1 500 green alone, 500 blue alone, 4 500 both.
+    let st = ShadowStratum {
+        stats: pairs(100_000, 1_500, 500, 4_500),
+        in_step: true,
+    };
+    let level_kept = |t: &TickCounts| {
+        // λ_g / λ_b ≤ τ·c/n, multiplied out.
+        let (c, n) = (t.green_requests as f64, t.blue_requests as f64);
+        t.green_errors as f64 * n <= tau * c * t.blue_errors as f64
+    };
+    // Pairs alone: 1 500 against 500 + 4 500 − 3 750 = 1 250.
+    let alone = st.counts(None, None, &health);
+    assert_eq!((alone.green_errors, alone.blue_errors), (1_500, 1_250));
+    assert!(level_kept(&alone), "{alone:?}");
+    for k in 1..=4 {
+        let rho1 = tau * [2.0, 3.0, 5.0, 8.0][k - 1];
+        assert!(relative_increment(rho1, tau, 0.5, 1_500, 1_250) < 0.0);
+    }
+    let blue_of = |requests: u64, failed: u64| {
+        let mut b = EnvStats {
+            requests,
+            answers: requests - failed,
+            ..EnvStats::default()
+        };
+        b.errors.server_error = failed;
+        b
+    };
+    // A 100% shadow step: blue's requests are the copied ones.
+    let blue = blue_of(100_000, 5_000);
+    let all = st.counts(Some(&blue), None, &health);
+    assert_eq!((all.green_errors, all.blue_errors), (1_500, 1_250));
+    assert!(level_kept(&all), "{all:?}");
+    // A 20% shadow step (τ·c ≤ n): every shared failure leaves both sides.
+    let blue = blue_of(500_000, 25_000);
+    let fifth = st.counts(Some(&blue), None, &health);
+    assert_eq!((fifth.green_errors, fifth.blue_errors), (1_500, 20_500));
+    assert!(level_kept(&fifth), "{fifth:?}");
+    // The clearly-fine test (null: green at least τ × blue) keeps them all: 6 000 against
+    // 25 000 at c/n = 1/5 is exactly τ·c/n, not below it.
+    assert_eq!(st.fine_errors(Some(&blue)), (6_000, 25_000));
+}
+
+#[test]
+fn the_share_of_shared_failures_off_blue_is_bounded() {
+    // All while τ·c ≤ n; ⌊both·n/(τc)⌋ above; never more than there are, nor for odd inputs.
+    assert_eq!(shared_off_blue(10, 100, 500, 1.2), 10);
+    assert_eq!(shared_off_blue(10, 100, 100, 1.2), 8);
+    assert_eq!(shared_off_blue(10, 0, 100, 1.2), 10);
+    assert_eq!(shared_off_blue(u64::MAX, 1, u64::MAX, 1.2), u64::MAX);
+    assert_eq!(shared_off_blue(10, 100, 100, f64::NAN), 10);
+    assert_eq!(shared_off_blue(10, 100, 100, -1.0), 0);
+    assert_eq!(shared_off_blue(10, 100, 100, f64::INFINITY), 0);
 }
 
 #[test]
