@@ -97,7 +97,8 @@ impl Budget {
 pub enum Look {
     /// Keep waiting, and look again after this many ms at the latest.
     WaitMs(u64),
-    /// Give up: the runtime would soon cancel it. The copy counts as `unfinished`.
+    /// Give up: the runtime would soon cancel it. The copy is judged as far as it got
+    /// ([`given_up`]) and counts as `unfinished`.
     GiveUp,
 }
 
@@ -124,9 +125,41 @@ pub enum ShadowEnd {
     /// Green answered (or failed) before the limit: its outcome, built as the live path builds
     /// a request's.
     Finished(Outcome),
-    /// Still running [`BACKGROUND_GRACE_MS`] after blue's answer ended: given up, not judged.
+    /// Still running [`BACKGROUND_GRACE_MS`] after blue's answer ended: given up, and judged
+    /// as far as it got, as [`given_up`] built it.
+    GivenUp(Outcome),
+    /// Not sent (a body that does not parse; it did on the request path, so never): not judged.
     Unfinished,
 }
+
+/// Green's outcome for a copy given up at `now_ms`, from the record `partial` as the copy had
+/// it (`at_ms` when it was sent) and whether green's response headers had come. Without them
+/// green did not answer where blue did: a timeout, an error of the pair (blue's side is
+/// whatever blue's answer was). With them the answer was still coming: slow (its time so far
+/// counts against the latency reference), but not read whole, so neither an error nor an
+/// answer judged for defects (marked as a reader gone, the way the live path marks a client
+/// that stopped reading). Either way a green that hangs is seen, not dropped.
+pub fn given_up(mut partial: Outcome, headers: bool, now_ms: u64) -> Outcome {
+    partial.total_ms = now_ms.saturating_sub(partial.at_ms);
+    partial.interrupted = false;
+    partial.defect = None;
+    partial.usage = None;
+    if headers {
+        partial.client_gone = true;
+    } else {
+        partial.class = StatusClass::Timeout;
+        partial.status = 504;
+        partial.first_byte_ms = None;
+    }
+    partial
+}
+
+/// Largest share of a shadow step's copies that may be given up while the step still advances.
+/// A copy given up after green's headers counts as slow, but whether its answer would have
+/// failed or had a defect is unknown: 1% unknown is under the failure rates the relative test
+/// tells apart at its alternatives (2× of blue's at τ), for blues failing 0.5% of requests or
+/// more, and a step with more waits for a live step's judgement instead of passing blind.
+pub const MAX_UNFINISHED_SHARE: f64 = 0.01;
 
 /// The pairs' joint counts: what the paired test reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -228,7 +261,8 @@ pub struct ShadowStats {
     pub blue: EnvStats,
     /// The pairs' joint counts.
     pub pairs: PairCounts,
-    /// Copies given up [`BACKGROUND_GRACE_MS`] after blue's answer ended: not judged.
+    /// Copies given up [`BACKGROUND_GRACE_MS`] after blue's answer ended (each also a pair,
+    /// judged as far as it got: [`given_up`]).
     pub unfinished: u64,
     /// Requests drawn for a copy but not copied: the isolate's `SHADOW_MAX_PER_MINUTE` was
     /// spent.
@@ -243,6 +277,10 @@ impl ShadowStats {
                 self.green.record(g, prices);
                 self.blue.record(blue, prices);
                 self.pairs.record(g, blue);
+            }
+            ShadowEnd::GivenUp(g) => {
+                self.record(&ShadowEnd::Finished(g.clone()), blue, prices);
+                add(&mut self.unfinished, 1);
             }
             ShadowEnd::Unfinished => add(&mut self.unfinished, 1),
         }
@@ -260,6 +298,20 @@ impl ShadowStats {
         self.pairs.merge(&o.pairs);
         add(&mut self.unfinished, o.unfinished);
         add(&mut self.capped, o.capped);
+    }
+
+    /// The reason a shadow step must not advance yet, when more than [`MAX_UNFINISHED_SHARE`]
+    /// of these copies were given up.
+    pub fn too_many_unfinished(&self) -> Option<String> {
+        let copies = self.pairs.pairs.max(self.unfinished);
+        (self.unfinished as f64 > MAX_UNFINISHED_SHARE * copies as f64).then(|| {
+            format!(
+                "shadow step held: {} of its {} copies were given up unfinished (more than {}%): green's answers to them are not known",
+                self.unfinished,
+                copies,
+                MAX_UNFINISHED_SHARE * 100.0
+            )
+        })
     }
 
     /// True when nothing was counted.
@@ -361,6 +413,7 @@ impl ShadowScope {
             .map(|(s, in_step)| ShadowStratum {
                 stats: s.clone(),
                 in_step,
+                step_held: in_step.then(|| self.step.too_many_unfinished()).flatten(),
             })
             .collect()
     }
@@ -372,6 +425,8 @@ pub struct ShadowStratum {
     pub stats: ShadowStats,
     /// Whether they are the current step's (they count towards its `min_requests`).
     pub in_step: bool,
+    /// On the step's stratum: why the step may not advance (too many of its copies given up).
+    pub step_held: Option<String>,
 }
 
 /// How many of the `both` failures both sides shared come out of blue's count, for `copies`

@@ -53,13 +53,25 @@ pub(super) fn tick(
         judgement.verdict.reasons.insert(0, reason);
         judgement.clearly_fine = false;
     }
+    // Too many of a shadow step's copies given up: the step holds (`crate::shadow`).
+    let shadow_held = strata.shadow.iter().find_map(|s| s.step_held.clone());
+    if rollout.step().is_shadow()
+        && !strata
+            .shadow
+            .iter()
+            .any(|s| s.in_step && s.stats.pairs.pairs > 0)
+    {
+        judgement.verdict.reasons.push(NO_PAIRS.to_string());
+    }
+    let held = shadow_held.is_some();
+    judgement.verdict.reasons.extend(shadow_held);
     let facts = count(&mut rollout, &judgement, now_ms);
     let mut effects = Vec::new();
     if judgement.closes_window {
         effects.push(Effect::ResetWindow);
     }
     let change = check_split(&mut rollout, &split, strata.live, now_ms);
-    let mv = hold_for_split(decide(&facts), rollout.split_check.holds());
+    let mv = hold_for_split(decide(&facts), held || rollout.split_check.holds());
     // A rollback makes the split check moot: its event alone is recorded.
     if let Some(change) = change.filter(|_| mv != Move::RollBack) {
         let (kind, message) = match change {
@@ -74,6 +86,10 @@ pub(super) fn tick(
     effects.extend(more);
     Transition { state, effects }
 }
+
+/// The reason a shadow step's tick gives when it saw none of the step's pairs: without them the
+/// step never has `min_requests` and holds, which should not go unsaid.
+const NO_PAIRS: &str = "shadow step: no copy paired this tick, so the step cannot reach min_requests (is SHADOW_MAX_PER_MINUTE 0, or no request routed to blue?)";
 
 /// A verdict on one window, and what the method says about it.
 struct Judgement {

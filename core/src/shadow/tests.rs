@@ -189,6 +189,7 @@ fn pairs_alone_are_judged_at_a_share_of_one_half() {
     let st = ShadowStratum {
         stats: pairs(100, 6, 1, 2),
         in_step: true,
+        step_held: None,
     };
     let t = st.counts(None, Some(1000), &HealthPolicy::default());
     assert_eq!((t.green_requests, t.blue_requests), (100, 100));
@@ -217,6 +218,7 @@ fn shared_failures_do_not_make_a_tolerable_green_look_worse() {
     let st = ShadowStratum {
         stats: pairs(100_000, 1_500, 500, 4_500),
         in_step: true,
+        step_held: None,
     };
     let level_kept = |t: &TickCounts| {
         // λ_g / λ_b ≤ τ·c/n, multiplied out.
@@ -272,6 +274,7 @@ fn with_blues_requests_the_shared_failures_leave_both_sides() {
     let st = ShadowStratum {
         stats: pairs(60, 2, 1, 1),
         in_step: true,
+        step_held: None,
     };
     // Blue's 300 requests of the tick (the 60 copied ones among them): 5 failed, one of them
     // on a prompt green failed too. 20 are slower than the reference.
@@ -331,6 +334,7 @@ fn counts_stay_bounded_at_the_extremes() {
     let st = ShadowStratum {
         stats: pairs(10, 0, 0, 5),
         in_step: true,
+        step_held: None,
     };
     let blue = EnvStats {
         requests: 3,
@@ -338,4 +342,68 @@ fn counts_stay_bounded_at_the_extremes() {
     };
     let t = st.counts(Some(&blue), None, &HealthPolicy::default());
     assert_eq!(t.blue_errors, 0);
+}
+
+/// A copy given up 25 s after blue's answer: without green's headers, a timeout where blue
+/// answered; with them, slow (its 40 s so far) but neither an error nor an answer. Either way a
+/// pair, and `unfinished`.
+#[test]
+fn a_given_up_copy_is_judged_as_far_as_it_got() {
+    use Environment::{Blue, Green};
+    let prices = Prices::default();
+    // Sent at 125 000 ms, given up at 165 000 ms.
+    let partial = outcome(Green, StatusClass::Ok, None, 0);
+    let silent = given_up(partial.clone(), false, 165_000);
+    assert_eq!(
+        (silent.class, silent.status, silent.total_ms),
+        (StatusClass::Timeout, 504, 40_000)
+    );
+    assert_eq!(silent.first_byte_ms, None);
+    let mut streaming = partial;
+    streaming.defect = Some(Defect::Empty);
+    let streaming = given_up(streaming, true, 165_000);
+    assert_eq!(
+        (streaming.class, streaming.total_ms),
+        (StatusClass::Ok, 40_000)
+    );
+    assert!(streaming.client_gone && !streaming.interrupted && streaming.defect.is_none());
+    let mut s = ShadowStats::default();
+    s.record(&ShadowEnd::GivenUp(silent), &ok(Blue), &prices);
+    s.record(&ShadowEnd::GivenUp(streaming), &ok(Blue), &prices);
+    assert_eq!((s.pairs.pairs, s.unfinished), (2, 2));
+    assert_eq!((s.pairs.green_only_errors, s.pairs.answered), (1, 0));
+    assert_eq!((s.green.errors.timeout, s.green.answers), (1, 0));
+    // Both counted slow against a reference of 30 s.
+    assert_eq!(s.green.total.count_above(30_000), 2);
+    // Clock skew (given up "before" it was sent) stays at 0 ms.
+    assert_eq!(given_up(ok(Green), false, 0).total_ms, 0);
+}
+
+/// More than 1% of a step's copies given up holds it: 1 in 100 does not, 2 in 100 does, and
+/// so does one given up with no copy finished.
+#[test]
+fn a_step_with_too_many_copies_given_up_is_held() {
+    let mut s = pairs(100, 0, 0, 0);
+    s.unfinished = 1;
+    assert_eq!(s.too_many_unfinished(), None);
+    s.unfinished = 2;
+    assert_eq!(
+        s.too_many_unfinished().as_deref(),
+        Some("shadow step held: 2 of its 100 copies were given up unfinished (more than 1%): green's answers to them are not known")
+    );
+    let none = ShadowStats {
+        unfinished: 1,
+        ..ShadowStats::default()
+    };
+    assert!(none.too_many_unfinished().is_some());
+    assert_eq!(ShadowStats::default().too_many_unfinished(), None);
+    // The scope puts the step's figure on the step's stratum only.
+    let mut scope = ShadowScope::default();
+    scope.add(&s, true);
+    scope.add(&pairs(5, 0, 0, 0), false);
+    let strata = scope.strata();
+    assert!(strata[0].step_held.is_some() && strata[1].step_held.is_none());
+    scope.restart_window();
+    scope.add(&pairs(300, 0, 0, 0), true);
+    assert!(scope.strata()[0].step_held.is_none(), "2 in 400");
 }
