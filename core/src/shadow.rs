@@ -68,27 +68,56 @@ pub fn shadowed(shadow_percent: f64, selection: Selection, draw: u64) -> bool {
         && random_bucket(draw) < green_buckets(shadow_percent)
 }
 
-/// The per-isolate cost bound: at most `max_per_minute` copies start in a wall-clock minute
-/// (`SHADOW_MAX_PER_MINUTE`); the others are skipped and counted as `capped`.
+/// Most copies one isolate runs at once: each holds its request's body until it is sent and a
+/// stream's relay state while it is read (up to about 2 MiB together at the body bound below),
+/// so 16 keep the copies under a quarter of an isolate's 128 MB whatever green does.
+pub const MAX_IN_FLIGHT: u32 = 16;
+/// Largest request body copied (1 MiB): a larger one is not copied and counts as `capped`.
+pub const MAX_COPY_BODY_BYTES: usize = 1 << 20;
+
+/// The per-isolate cost bound: a token bucket that starts copies at `max_per_minute` a minute
+/// on average (`SHADOW_MAX_PER_MINUTE`) and holds at most a minute's worth, so that under steady
+/// overload the copies are spread evenly over the minute (a sample of the requests in time, not
+/// the first of each minute); at most [`MAX_IN_FLIGHT`] copies at once, none of a body above
+/// [`MAX_COPY_BODY_BYTES`]. The others are skipped and counted as `capped`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Budget {
-    minute: u64,
-    started: u32,
+    /// Thousandths of a copy in the bucket.
+    milli: u64,
+    /// When the bucket was last filled (Unix ms).
+    filled_ms: u64,
+    in_flight: u32,
 }
 
 impl Budget {
-    /// Takes one copy's place at `now_ms`; false when the minute's are all taken.
-    pub fn take(&mut self, now_ms: u64, max_per_minute: u32) -> bool {
-        let minute = now_ms / 60_000;
-        if minute != self.minute {
-            self.minute = minute;
-            self.started = 0;
+    /// Takes one copy's place at `now_ms` for a body of `body_bytes`; false when it must not be
+    /// copied. A copy taken must be handed back with [`Self::finished`].
+    pub fn take(&mut self, now_ms: u64, max_per_minute: u32, body_bytes: usize) -> bool {
+        // A minute's worth, in thousandths: refilled at max_per_minute per 60 000 ms. The clock
+        // moves on only by the time turned into thousandths, so that no fraction is lost.
+        let rate = u64::from(max_per_minute);
+        let capacity = rate * 1000;
+        let elapsed = now_ms.saturating_sub(self.filled_ms);
+        let refill = elapsed.saturating_mul(rate) / 60;
+        if self.milli.saturating_add(refill) >= capacity {
+            self.milli = capacity;
+            self.filled_ms = self.filled_ms.max(now_ms);
+        } else {
+            self.milli += refill;
+            self.filled_ms += refill * 60 / rate;
         }
-        if self.started >= max_per_minute {
+        if body_bytes > MAX_COPY_BODY_BYTES || self.in_flight >= MAX_IN_FLIGHT || self.milli < 1000
+        {
             return false;
         }
-        self.started += 1;
+        self.milli -= 1000;
+        self.in_flight += 1;
         true
+    }
+
+    /// A copy taken with [`Self::take`] ended (or was given up).
+    pub fn finished(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
     }
 }
 
@@ -265,7 +294,8 @@ pub struct ShadowStats {
     /// judged as far as it got: [`given_up`]).
     pub unfinished: u64,
     /// Requests drawn for a copy but not copied: the isolate's `SHADOW_MAX_PER_MINUTE` was
-    /// spent.
+    /// spent, [`MAX_IN_FLIGHT`] copies were running, or the body was above
+    /// [`MAX_COPY_BODY_BYTES`].
     pub capped: u64,
 }
 

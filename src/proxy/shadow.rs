@@ -146,13 +146,19 @@ pub(super) fn start(
         return None;
     }
     let pair = Pair(Rc::default());
-    let admitted = BUDGET.with(|b| b.borrow_mut().take(now_ms(), cfg.shadow_max_per_minute));
+    let admitted = BUDGET.with(|b| {
+        b.borrow_mut()
+            .take(now_ms(), cfg.shadow_max_per_minute, body.len())
+    });
     if !admitted {
         pair.0.borrow_mut().green = Some(Green::Capped);
         return Some(pair);
     }
     // Only a header object the runtime cannot copy would fail here: then no copy.
-    let headers = super::headers::for_copy(headers).ok()?;
+    let Ok(headers) = super::headers::for_copy(headers) else {
+        BUDGET.with(|b| b.borrow_mut().finished());
+        return None;
+    };
     let job = Job {
         cfg: cfg.clone(),
         env: env.clone(),
@@ -165,6 +171,15 @@ pub(super) fn start(
     Some(pair)
 }
 
+/// Hands a copy's place back to the isolate's budget when the copy ends, however it ends.
+struct Running;
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        BUDGET.with(|b| b.borrow_mut().finished());
+    }
+}
+
 /// How far a copy got: its record so far, and whether green's response headers came.
 #[derive(Default)]
 struct Progress {
@@ -174,9 +189,11 @@ struct Progress {
 
 /// Sends the copy, reads green's answer to the end (or gives up), and hands green's side to
 /// the pair.
-async fn copy(job: Job, pair: Pair) {
+async fn copy(mut job: Job, pair: Pair) {
+    let running = Running;
+    let body = std::mem::take(&mut job.body);
     let progress = RefCell::new(Progress::default());
-    let answer = Box::pin(answer(&job, &progress));
+    let answer = Box::pin(answer(&job, body, &progress));
     let limit = Box::pin(limit(&pair));
     let end = match select(answer, limit).await {
         Either::Left((Some(outcome), _)) => {
@@ -197,6 +214,8 @@ async fn copy(job: Job, pair: Pair) {
             }
         }
     };
+    // The copy is over: its place goes back before any flush is waited for.
+    drop(running);
     if let Some(flush) = pair.green_done(Green::Ended(end), &job.cfg, &job.env) {
         flush.await;
     }
@@ -212,9 +231,9 @@ async fn limit(pair: &Pair) {
 /// Green's answer to the copy, as an outcome record built like the live path's; `None` for a
 /// body that does not parse (it did on the request path, so never). Keeps `progress` up to date
 /// for a copy given up on the way (no borrow is held across an await).
-async fn answer(job: &Job, progress: &RefCell<Progress>) -> Option<Outcome> {
+async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Option<Outcome> {
     let started_ms = now_ms();
-    let chat = ChatRequest::parse(&job.body).ok()?;
+    let chat = ChatRequest::parse(&body).ok()?;
     let green = Selection {
         environment: Environment::Green,
         basis: Basis::Random,
@@ -239,6 +258,9 @@ async fn answer(job: &Job, progress: &RefCell<Progress>) -> Option<Outcome> {
     };
     // Unwatched: a copy never moves the green breaker.
     let served = attempts.send(Environment::Green, None).await;
+    // Sent: the request's body is not needed while green's answer is read.
+    drop(chat);
+    drop(body);
     record.class = StatusClass::of(served.attempt);
     record.status = match &served.result {
         Ok(reply) => reply.status(),

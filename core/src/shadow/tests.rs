@@ -52,16 +52,45 @@ fn only_unforced_blue_requests_are_copied_at_the_share() {
 }
 
 #[test]
-fn the_budget_starts_at_most_its_copies_a_minute() {
+fn the_budget_spreads_its_copies_over_the_minute() {
+    // 3 a minute: a fresh isolate (a long time since "filled") has a minute's worth, 3.
     let mut b = Budget::default();
-    // Minute 0: three copies, the fourth refused; minute 1 starts afresh.
-    let taken: Vec<bool> = [0, 1, 59_999, 59_999, 60_000]
-        .iter()
-        .map(|&t| b.take(t, 3))
+    let now = 10 * 60_000;
+    let burst: Vec<bool> = (0..4).map(|i| b.take(now + i, 3, 10)).collect();
+    assert_eq!(burst, [true, true, true, false]);
+    // Then one every 20 s: not at 19 999 ms, at 20 000 ms.
+    assert!(!b.take(now + 19_999, 3, 10));
+    assert!(b.take(now + 20_003, 3, 10));
+    // Under steady overload (a request every second, 60 a minute) the 3 of each minute are
+    // taken 20 s apart, not the first three.
+    let taken: Vec<u64> = (1..=60)
+        .map(|s| now + 20_003 + s * 1000)
+        .filter(|&t| b.take(t, 3, 10))
         .collect();
-    assert_eq!(taken, [true, true, true, false, true]);
-    // A bound of 0 copies nothing.
-    assert!(!Budget::default().take(0, 0));
+    assert_eq!(taken.len(), 3);
+    assert!(taken.windows(2).all(|w| w[1] - w[0] >= 19_000), "{taken:?}");
+    // A bound of 0 copies nothing; a body above 1 MiB is never copied.
+    assert!(!Budget::default().take(now, 0, 10));
+    assert!(!Budget::default().take(now, 60, MAX_COPY_BODY_BYTES + 1));
+    assert!(Budget::default().take(now, 60, MAX_COPY_BODY_BYTES));
+    // Clock going back: no refill, no underflow.
+    assert!(!b.take(0, 3, 10));
+}
+
+#[test]
+fn at_most_so_many_copies_run_at_once() {
+    let mut b = Budget::default();
+    let now = 3_600_000;
+    for _ in 0..MAX_IN_FLIGHT {
+        assert!(b.take(now, 60_000, 10));
+    }
+    assert!(!b.take(now, 60_000, 10), "the 17th waits for one to end");
+    b.finished();
+    assert!(b.take(now, 60_000, 10));
+    // More ends than starts (never) stay at 0.
+    let mut idle = Budget::default();
+    idle.finished();
+    assert!(idle.take(now, 60, 10));
 }
 
 #[test]
