@@ -52,6 +52,10 @@ use crate::sequential::TickCounts;
 use crate::split::{green_buckets, random_bucket, Basis, Selection};
 use crate::stats::{EnvStats, ErrorClass, Prices, Summary};
 
+/// Most routing versions a shadow window keeps apart, as the live windows do (the windows
+/// module's bound; not imported from it, which imports this one).
+pub const MAX_VERSIONS: usize = 16;
+
 /// How long after blue's answer ended a copy may still run: the Workers runtime cancels a
 /// request's `waitUntil` work 30 s after its response is done, and the pair still has to be
 /// recorded and its batch posted.
@@ -401,6 +405,13 @@ pub struct ShadowSummary {
 pub struct ShadowScope {
     /// Since the last tick, routed under the current step's splits.
     pub window: ShadowStats,
+    /// The same, by the routing version the requests were routed under: each version's copies
+    /// are joined with blue's requests of that version (a pause and resume within a tick, or
+    /// an isolate on an older document, would otherwise join them with another share's). At
+    /// most [`MAX_VERSIONS`], the oldest merged into the next. Absent in windows stored before:
+    /// `window` is then judged as the latest version's.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_version: BTreeMap<u64, ShadowStats>,
     /// Since the last tick, routed under an earlier step's split (a late batch): evidence for
     /// the rollout, not the step's.
     pub earlier: ShadowStats,
@@ -413,11 +424,18 @@ pub struct ShadowScope {
 impl ShadowScope {
     /// Adds an isolate's shadow figures; `in_step` when they were routed under the current
     /// step's split.
-    pub fn add(&mut self, stats: &ShadowStats, in_step: bool) {
+    pub fn add(&mut self, stats: &ShadowStats, in_step: bool, version: u64) {
         self.rollout.merge(stats);
         if in_step {
             self.step.merge(stats);
             self.window.merge(stats);
+            self.by_version.entry(version).or_default().merge(stats);
+            if self.by_version.len() > MAX_VERSIONS {
+                let oldest = self.by_version.pop_first().map(|(_, s)| s);
+                if let (Some(oldest), Some(mut next)) = (oldest, self.by_version.first_entry()) {
+                    next.get_mut().merge(&oldest);
+                }
+            }
         } else {
             self.earlier.merge(stats);
         }
@@ -426,6 +444,7 @@ impl ShadowScope {
     /// A verdict spent the window: the next tick judges new copies only.
     pub fn restart_window(&mut self) {
         self.window = ShadowStats::default();
+        self.by_version.clear();
         self.earlier = ShadowStats::default();
     }
 
@@ -437,15 +456,31 @@ impl ShadowScope {
 
     /// The pairs a tick judges: the step's, then any earlier step's.
     pub fn strata(&self) -> Vec<ShadowStratum> {
-        [(&self.window, true), (&self.earlier, false)]
+        let step: Vec<(Option<u64>, &ShadowStats)> = if self.by_version.is_empty() {
+            vec![(None, &self.window)]
+        } else {
+            self.by_version.iter().map(|(v, s)| (Some(*v), s)).collect()
+        };
+        let mut held = self.step.too_many_unfinished();
+        let mut out: Vec<ShadowStratum> = step
             .into_iter()
-            .filter(|(s, _)| s.pairs.pairs > 0)
-            .map(|(s, in_step)| ShadowStratum {
+            .filter(|(_, s)| s.pairs.pairs > 0)
+            .map(|(version, s)| ShadowStratum {
                 stats: s.clone(),
-                in_step,
-                step_held: in_step.then(|| self.step.too_many_unfinished()).flatten(),
+                in_step: true,
+                step_held: held.take(),
+                version,
             })
-            .collect()
+            .collect();
+        if self.earlier.pairs.pairs > 0 {
+            out.push(ShadowStratum {
+                stats: self.earlier.clone(),
+                in_step: false,
+                step_held: None,
+                version: None,
+            });
+        }
+        out
     }
 }
 
@@ -455,8 +490,11 @@ pub struct ShadowStratum {
     pub stats: ShadowStats,
     /// Whether they are the current step's (they count towards its `min_requests`).
     pub in_step: bool,
-    /// On the step's stratum: why the step may not advance (too many of its copies given up).
+    /// On the step's (first) stratum: why the step may not advance (too many of its copies
+    /// given up).
     pub step_held: Option<String>,
+    /// The routing version they were routed under, when known (the step's, kept by version).
+    pub version: Option<u64>,
 }
 
 /// How many of the `both` failures both sides shared come out of blue's count, for `copies`

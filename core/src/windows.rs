@@ -130,7 +130,8 @@ impl Scopes {
         if version < self.rollout_version {
             return;
         }
-        self.shadow.add(&entry.stats, version >= self.step_version);
+        self.shadow
+            .add(&entry.stats, version >= self.step_version, version);
     }
 
     /// Adds one environment's stats routed under `version` to the windows it belongs to;

@@ -209,8 +209,8 @@ fn sequential_verdict(
 }
 
 /// Adds a tick's shadow copies to the counts ([`crate::shadow`]): the step's are judged with
-/// blue's requests of the step's latest split in place of that split's (green-less) counts;
-/// others, or with no such requests, as pairs alone.
+/// blue's requests routed under the same version in place of that version's (green-less)
+/// counts; others, or with no such requests, as pairs alone.
 fn shadow_counts(
     counts: &mut Vec<sequential::Stratum>,
     live: &[Stratum],
@@ -218,9 +218,15 @@ fn shadow_counts(
     reference: Option<u64>,
     health: &HealthPolicy,
 ) {
+    // Blue's requests of the copies' own version (of the step's latest, for copies stored
+    // without one).
     let joined = live
         .iter()
-        .rposition(|l| l.in_step && l.stats.green.requests == 0)
+        .rposition(|l| {
+            l.in_step
+                && l.stats.green.requests == 0
+                && (st.version.is_none() || l.version == st.version)
+        })
         .filter(|_| st.in_step);
     let blue = joined.map(|i| &live[i].stats.blue);
     let judged = sequential::Stratum {

@@ -219,6 +219,7 @@ fn pairs_alone_are_judged_at_a_share_of_one_half() {
         stats: pairs(100, 6, 1, 2),
         in_step: true,
         step_held: None,
+        version: None,
     };
     let t = st.counts(None, Some(1000), &HealthPolicy::default());
     assert_eq!((t.green_requests, t.blue_requests), (100, 100));
@@ -248,6 +249,7 @@ fn shared_failures_do_not_make_a_tolerable_green_look_worse() {
         stats: pairs(100_000, 1_500, 500, 4_500),
         in_step: true,
         step_held: None,
+        version: None,
     };
     let level_kept = |t: &TickCounts| {
         // λ_g / λ_b ≤ τ·c/n, multiplied out.
@@ -304,6 +306,7 @@ fn with_blues_requests_the_shared_failures_leave_both_sides() {
         stats: pairs(60, 2, 1, 1),
         in_step: true,
         step_held: None,
+        version: None,
     };
     // Blue's 300 requests of the tick (the 60 copied ones among them): 5 failed, one of them
     // on a prompt green failed too. 20 are slower than the reference.
@@ -332,8 +335,8 @@ fn with_blues_requests_the_shared_failures_leave_both_sides() {
 #[test]
 fn the_scope_keeps_the_steps_pairs_apart_and_restarts_with_its_windows() {
     let mut s = ShadowScope::default();
-    s.add(&pairs(10, 1, 0, 0), true);
-    s.add(&pairs(4, 0, 1, 0), false);
+    s.add(&pairs(10, 1, 0, 0), true, 6);
+    s.add(&pairs(4, 0, 1, 0), false, 5);
     let strata = s.strata();
     assert_eq!(strata.len(), 2);
     assert_eq!((strata[0].stats.pairs.pairs, strata[0].in_step), (10, true));
@@ -364,6 +367,7 @@ fn counts_stay_bounded_at_the_extremes() {
         stats: pairs(10, 0, 0, 5),
         in_step: true,
         step_held: None,
+        version: None,
     };
     let blue = EnvStats {
         requests: 3,
@@ -428,11 +432,40 @@ fn a_step_with_too_many_copies_given_up_is_held() {
     assert_eq!(ShadowStats::default().too_many_unfinished(), None);
     // The scope puts the step's figure on the step's stratum only.
     let mut scope = ShadowScope::default();
-    scope.add(&s, true);
-    scope.add(&pairs(5, 0, 0, 0), false);
+    scope.add(&s, true, 6);
+    scope.add(&pairs(5, 0, 0, 0), false, 5);
     let strata = scope.strata();
     assert!(strata[0].step_held.is_some() && strata[1].step_held.is_none());
     scope.restart_window();
-    scope.add(&pairs(300, 0, 0, 0), true);
+    scope.add(&pairs(300, 0, 0, 0), true, 6);
     assert!(scope.strata()[0].step_held.is_none(), "2 in 400");
+}
+
+/// The step's copies are kept by routing version (bounded, merged, never dropped), and a
+/// window stored before that is judged as one stratum without a version.
+#[test]
+fn the_steps_copies_are_kept_by_version() {
+    let mut s = ShadowScope::default();
+    s.add(&pairs(10, 0, 0, 0), true, 6);
+    s.add(&pairs(20, 0, 0, 0), true, 8);
+    let v: Vec<(Option<u64>, u64)> = s
+        .strata()
+        .iter()
+        .map(|st| (st.version, st.stats.pairs.pairs))
+        .collect();
+    assert_eq!(v, [(Some(6), 10), (Some(8), 20)]);
+    for version in 0..100 {
+        s.add(&pairs(1, 0, 0, 0), true, 100 + version);
+    }
+    assert_eq!(s.by_version.len(), MAX_VERSIONS);
+    let total: u64 = s.by_version.values().map(|x| x.pairs.pairs).sum();
+    assert_eq!(total, 130);
+    let old = ShadowScope {
+        window: pairs(7, 0, 0, 0),
+        ..ShadowScope::default()
+    };
+    let json = serde_json::to_string(&old).unwrap();
+    assert!(!json.contains("by_version"));
+    let loaded: ShadowScope = serde_json::from_str(&json).unwrap();
+    assert_eq!(loaded.strata()[0].version, None);
 }

@@ -147,6 +147,7 @@ fn held_shadow_tick(
                 stats,
                 in_step: true,
                 step_held: held.map(str::to_string),
+                version: None,
             }],
         },
         now,
