@@ -119,6 +119,23 @@ test("a green that fails in shadow gives no client error, and a tick rolls it ba
   assert.match(event.message, /shadow pairs this tick/);
 });
 
+test("a copy goes without the headers that name the client's request", async (t) => {
+  const stack = await startStack(VARS);
+  t.after(() => stack.close());
+  const r = stack.router;
+  await startShadow(r, 100);
+  const res = await chat(r.url, CHAT, { "idempotency-key": "k-1", "x-client-request-id": "c-1", "x-app": "a" });
+  assert.equal(res.status, 200, res.text);
+  assert.ok(await eventually(async () => copiesSeen(stack.sim).length === 1, 5_000), "copied");
+  const [copy] = copiesSeen(stack.sim);
+  const blue = stack.sim.requests().find((q) => q.path.endsWith("/chat/completions") && JSON.parse(q.body).model === "blue-m");
+  assert.equal(blue.headers["idempotency-key"], "k-1");
+  assert.equal(blue.headers["x-client-request-id"], "c-1");
+  assert.equal(copy.headers["idempotency-key"], undefined);
+  assert.equal(copy.headers["x-client-request-id"], undefined);
+  assert.equal(copy.headers["x-app"], "a", "other headers go with the copy");
+});
+
 test("SHADOW_MAX_PER_MINUTE caps the copies an isolate starts, and counts the others", async (t) => {
   const stack = await startStack({ ...VARS, SHADOW_MAX_PER_MINUTE: "5" });
   t.after(() => stack.close());
@@ -126,9 +143,10 @@ test("SHADOW_MAX_PER_MINUTE caps the copies an isolate starts, and counts the ot
   await startShadow(r, 100);
   const n = 30;
   await trafficFromBlue(r, n);
-  // One isolate: 5 copies a minute, 10 if the requests straddle a minute.
+  // One isolate, whose bucket holds a minute's worth (5) and refills one every 12 s: 5 copies,
+  // 6 if the requests took more than 12 s.
   const copies = copiesSeen(stack.sim).length;
-  assert.ok(copies >= 5 && copies <= 10, `${copies} copies`);
+  assert.ok(copies >= 5 && copies <= 6, `${copies} copies`);
   const s = await eventually(async () => {
     const s = await r.status();
     const sh = s.stats.shadow.step;
@@ -139,25 +157,43 @@ test("SHADOW_MAX_PER_MINUTE caps the copies an isolate starts, and counts the ot
   assert.equal(s.stats.shadow.step.capped, n - copies);
 });
 
-test("a copy still running 25 s after blue's answer is given up as unfinished, not judged", async (t) => {
+test("a copy still running 25 s after blue's answer is given up and judged as far as it got", async (t) => {
   const stack = await startStack(VARS);
   t.after(() => stack.close());
   const r = stack.router;
-  // Green takes a minute to answer: past the runtime's 30 s of background time.
-  await stack.sim.setRules({ "green-m": { delay_ms: 60_000 } });
   await startShadow(r, 100);
+  // First a green that sends no headers for a minute (past the runtime's 30 s of background
+  // time): its copy is a timeout where blue answered.
+  await stack.sim.setRules({ "green-m": { delay_ms: 60_000 } });
   const started = Date.now();
-  await trafficFromBlue(r, 2);
+  await trafficFromBlue(r, 1);
+  assert.ok(await eventually(async () => copiesSeen(stack.sim).length === 1, 5_000), "the first copy sent");
+  // Then one whose stream begins at once and then goes silent (within the idle limit): slow,
+  // not an error.
+  await stack.sim.setRules({ "green-m": { fault: "stall-after-2" } });
+  const res = await chat(r.url, { ...CHAT, stream: true });
+  assert.equal(res.status, 200, res.text);
+  assert.equal(res.headers.get("x-bluegreen-environment"), "blue");
   const s = await eventually(async () => {
     const s = await r.status();
     return s.stats.shadow.step.unfinished >= 2 && s;
   }, 45_000, 500);
-  assert.ok(s, "both copies given up");
+  assert.ok(s, `both copies given up: ${JSON.stringify((await r.status()).stats.shadow.step)}`);
   const waited = Date.now() - started;
   assert.ok(waited >= 25_000 && waited < 40_000, `given up after ${waited} ms`);
   const shadow = s.stats.shadow.step;
-  assert.equal(shadow.pairs, 0, "an unfinished copy is no pair");
-  assert.equal(shadow.green.requests, 0);
-  assert.equal(shadow.green.errors, 0, "and no error");
+  assert.equal(shadow.pairs, 2, "a given-up copy is a pair");
+  assert.equal(shadow.green_only_errors, 1, "the copy without headers failed where blue answered");
+  assert.equal(shadow.green.errors_by_class.timeout, 1);
+  assert.equal(shadow.answered, 0, "neither was an answer read whole");
+  // About 25 s each, as the histogram's bins report it (within a few percent).
+  assert.ok(shadow.green.p50_ms >= 20_000, `green's time so far counts: ${shadow.green.p50_ms} ms`);
   assert.equal(copiesSeen(stack.sim).length, 2);
+  // Both of the step's copies were given up: it may not advance, and the tick says why.
+  await r.tick();
+  const after = await r.status();
+  assert.ok(
+    after.verdict.reasons.some((x) => x.startsWith("shadow step held: 2 of its 2 copies were given up")),
+    JSON.stringify(after.verdict),
+  );
 });

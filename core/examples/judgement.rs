@@ -66,6 +66,8 @@ struct Scenario {
     outage: Option<(u64, u64, f64)>,
     /// Ticks routed right before `routed_share` applies (0: from the start).
     routed_from: u64,
+    /// On a shadow step, the share of pairs both sides fail (0: each side fails independently).
+    shared_error: f64,
 }
 
 /// A scenario: name, blue's and green's error rates, green's latency factor, and whether rolling
@@ -85,6 +87,7 @@ const fn scenario(name: &'static str, blue: f64, green: f64, slowdown: f64, bad:
         late_break: None,
         outage: None,
         routed_from: 0,
+        shared_error: 0.0,
     }
 }
 
@@ -135,6 +138,15 @@ const GOOD_SHADOW: Scenario = with_defects(
 );
 /// The shadow step the shadow cells hold: 20% of blue's requests copied to green.
 const SHADOW_SHARE: f64 = 0.20;
+/// A good green (6% against blue's 5%, within the tolerance of 1.2) whose failures mostly go
+/// with blue's (4.5% of the pairs fail on both sides), copied at 100%: where taking the shared
+/// failures out of both sides made it look three times as bad as blue.
+const GOOD_SHARED: Scenario = Scenario {
+    shared_error: 0.045,
+    ..scenario("GOOD-SHARED", 0.05, 0.06, 1.0, false)
+};
+const SHARED_SHADOW_SHARE: f64 = 1.0;
+const SHARED_SHADOW_RATE: f64 = 10.0;
 /// A good green whose routing sends it half the split's share: only the split check should
 /// act (one cell: sequential, a 10% step, 1 req/s of green at the intended 10%).
 const SPLIT_MISMATCH: Scenario = Scenario {
@@ -300,9 +312,20 @@ fn shadow_tick(rng: &mut SmallRng, mean: f64, sc: &Scenario) -> (ShadowStats, En
         ..PairCounts::default()
     };
     let green_failed = bin(rng, n, sc.green_error);
-    p.both_errors = bin(rng, green_failed, sc.blue_error);
+    if sc.shared_error > 0.0 {
+        // Given green failed, blue did too with `shared / green`; given it answered, blue failed
+        // with `(blue − shared) / (1 − green)`.
+        p.both_errors = bin(rng, green_failed, sc.shared_error / sc.green_error);
+        p.blue_only_errors = bin(
+            rng,
+            n - green_failed,
+            (sc.blue_error - sc.shared_error) / (1.0 - sc.green_error),
+        );
+    } else {
+        p.both_errors = bin(rng, green_failed, sc.blue_error);
+        p.blue_only_errors = bin(rng, n - green_failed, sc.blue_error);
+    }
     p.green_only_errors = green_failed - p.both_errors;
-    p.blue_only_errors = bin(rng, n - green_failed, sc.blue_error);
     p.answered = n - green_failed - p.blue_only_errors;
     // Defects among the pairs both answered, then among those only one side answered.
     let green_defect = bin(rng, p.answered, sc.green_defect);
@@ -717,6 +740,14 @@ fn cells() -> Vec<Cell> {
         rate: 1.0,
         kind: Kind::Step { share: 0.10 },
     });
+    cells.push(Cell {
+        method: Method::Sequential,
+        scenario: GOOD_SHARED,
+        rate: SHARED_SHADOW_RATE,
+        kind: Kind::Shadow {
+            share: SHARED_SHADOW_SHARE,
+        },
+    });
     cells
 }
 
@@ -1021,6 +1052,16 @@ fn targets(rows: &[Row]) -> Vec<Target> {
         rate: 1.0,
         figure: Figure::SplitHeld(1),
         bound: 95.0,
+    });
+    specs.push(Spec {
+        what: "GOOD-SHARED (6% vs 5% errors, 4.5% on both) through a 100% shadow step, 10 req/s of copies: false rollbacks over a 30-tick shadow step ≤ 1%".into(),
+        scenario: "GOOD-SHARED",
+        kind: Kind::Shadow {
+            share: SHARED_SHADOW_SHARE,
+        },
+        rate: SHARED_SHADOW_RATE,
+        figure: Figure::FalseWithinStep,
+        bound: 1.0,
     });
     specs
         .into_iter()

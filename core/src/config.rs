@@ -94,8 +94,9 @@ pub struct Config {
     /// The per-isolate green breaker's settings (`GREEN_EJECTION`, `GREEN_EJECTION_FAILURES`,
     /// `GREEN_EJECTION_BASE_MS`, `GREEN_HANG_FLOOR_MS`).
     pub green_ejection: breaker::Settings,
-    /// Most shadow copies an isolate starts in a minute (`SHADOW_MAX_PER_MINUTE`): the cost
-    /// bound of a shadow step ([`crate::shadow`]); requests drawn beyond it are not copied.
+    /// Most shadow copies an isolate starts a minute, on average (`SHADOW_MAX_PER_MINUTE`; a
+    /// token bucket, [`crate::shadow::Budget`]): the cost bound of a shadow step; requests
+    /// drawn beyond it are not copied.
     pub shadow_max_per_minute: u32,
 }
 

@@ -34,6 +34,18 @@ pub fn forward_request_header(name: &str) -> bool {
         || name.starts_with("x-bluegreen-"))
 }
 
+/// True when the request header `name` (lowercase), sent upstream with the client's request,
+/// names that request: an idempotency key (an upstream that honours it would answer a shadow
+/// copy with blue's cached answer, or refuse it as a conflicting retry) or the client's request
+/// id (the copy is another request, and must not be logged or billed as the client's). A
+/// shadow copy goes without them.
+pub fn names_the_request(name: &str) -> bool {
+    matches!(
+        name,
+        "idempotency-key" | "x-idempotency-key" | "x-request-id" | "x-client-request-id"
+    )
+}
+
 /// True when the upstream's response header `name` (lowercase) is returned to the client.
 pub fn forward_response_header(name: &str) -> bool {
     !matches!(
@@ -63,6 +75,26 @@ pub fn connection_options(value: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shadow_copy_drops_what_names_the_clients_request() {
+        for h in [
+            "idempotency-key",
+            "x-idempotency-key",
+            "x-request-id",
+            "x-client-request-id",
+        ] {
+            assert!(names_the_request(h), "{h}");
+        }
+        for h in [
+            "content-type",
+            "authorization",
+            "openai-organization",
+            "user-agent",
+        ] {
+            assert!(!names_the_request(h), "{h}");
+        }
+    }
 
     #[test]
     fn request_headers() {

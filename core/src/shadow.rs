@@ -4,18 +4,35 @@
 //! routed to blue (not forced) is also sent to green in the background, its answer read to the
 //! end with the live path's classification (status class, time, defects) and discarded. Each
 //! copy is **paired** with blue's outcome on the same request, and a tick judges the copies as
-//! a live step's green requests, against all of blue's requests of the step, with the pairs
-//! where **both** failed taken out of both sides ([`ShadowStratum::counts`]). A failure both
-//! share (a prompt no model can answer, a provider outage) says nothing about green; what is
-//! left on green's side are its failures where blue answered (the discordant pairs), and on
-//! blue's its failures where green answered plus those of the requests not copied. Given one
-//! of those failures, it is green's with probability `ρw / (ρw + 1 − w)` at green's share `w`
-//! of the requests, as in a live step, for green's failure rate `ρ` times blue's (small rates);
-//! failures that go together on a prompt no longer dilute the evidence. With the copies alone
-//! (pairs from an earlier step, judged without the step's blue requests) the share is exactly
-//! 1/2 and the test is one on the discordant pairs. Answer defects are judged the same way,
-//! among the answers read whole; latency as in a live step (green's copies against blue's
-//! requests slower than the reference), which needs no pairing.
+//! a live step's green requests, against all of blue's requests of the step (with the copies
+//! alone, pairs from an earlier step, against the pairs' blue answers): given a failure, it is
+//! green's with probability `ρw / (ρw + 1 − w)` at green's share `w` of the requests, for
+//! green's failure rate `ρ` times blue's. Latency is judged as in a live step (green's copies
+//! against blue's requests slower than the reference), which needs no pairing.
+//!
+//! **Failures both sides share** (a prompt no model can answer, a provider outage) say nothing
+//! about green, and taking them out sharpens the test; but how many may be taken out of each
+//! side is bounded. With `c` copies, `n` blue requests, blue failing at `b`, green at `g`, both
+//! at `s` on a pair, take `S` shared failures out of green's count with weight `α` and out of
+//! blue's with weight `β`. Green's count is Poisson with mean `c(g − αs)`, blue's `nb − βcs`
+//! (small rates, as the live test), and the relative test's ratio for `ρ₁` against `τ` is a
+//! supermartingale exactly when green's mean is at most `τ·(c/n)` times blue's (its expected
+//! factor is `exp(λ_g(rq − 1) + λ_b(q − 1))`, `r = ρ₁/τ`, `q` the factor of a failure, and that
+//! is ≤ 1 iff `λ_g/λ_b ≤ τw/(1 − w)`). Under the null `g ≤ τb` that holds for every `s` iff
+//! `αn ≥ τβc`; the clearly-fine test (null `g ≥ τb`) needs `αn ≤ τβc`. Taking shared failures
+//! out of both sides (`α = β = 1`) therefore breaks the rollback test when `τc > n` (a shadow
+//! share above 100/τ, and always for pairs alone, `c = n`: blue 5%, green 6%, 4.5% shared
+//! drifts upward by 0.0017 a pair at τ = 1.2), and the clearly-fine test when `τc < n`. So:
+//!
+//! - the rollback tests (errors, defects) take every shared failure out of green's count
+//!   (`α = 1`) and `⌊S·min(1, n/(τc))⌋` out of blue's (`β ≤ n/(τc)`, rounded towards blue's
+//!   count): `αn ≥ τβc` always, so they keep their level at any shadow share, and at a share
+//!   above 100/τ or for pairs alone they are exact (`αn = τβc`) up to the rounding; a
+//!   fractional count left on blue's side only lowers the ratio (`x^a − 1 ≤ a(x − 1)`);
+//! - the clearly-fine test keeps every shared failure on both sides (`α = β = 0`), which is
+//!   valid at any share ([`ShadowStratum::fine_errors`]).
+//!
+//! Answer defects are judged the same way among the answers read whole (`c`, `n` the answers).
 //!
 //! This module decides which requests are copied ([`shadowed`]), bounds how many per isolate
 //! ([`Budget`]), says when a copy must give up before the runtime cancels it ([`look`]),
@@ -35,6 +52,10 @@ use crate::sequential::TickCounts;
 use crate::split::{green_buckets, random_bucket, Basis, Selection};
 use crate::stats::{EnvStats, ErrorClass, Prices, Summary};
 
+/// Most routing versions a shadow window keeps apart, as the live windows do (the windows
+/// module's bound; not imported from it, which imports this one).
+pub const MAX_VERSIONS: usize = 16;
+
 /// How long after blue's answer ended a copy may still run: the Workers runtime cancels a
 /// request's `waitUntil` work 30 s after its response is done, and the pair still has to be
 /// recorded and its batch posted.
@@ -51,27 +72,56 @@ pub fn shadowed(shadow_percent: f64, selection: Selection, draw: u64) -> bool {
         && random_bucket(draw) < green_buckets(shadow_percent)
 }
 
-/// The per-isolate cost bound: at most `max_per_minute` copies start in a wall-clock minute
-/// (`SHADOW_MAX_PER_MINUTE`); the others are skipped and counted as `capped`.
+/// Most copies one isolate runs at once: each holds its request's body until it is sent and a
+/// stream's relay state while it is read (up to about 2 MiB together at the body bound below),
+/// so 16 keep the copies under a quarter of an isolate's 128 MB whatever green does.
+pub const MAX_IN_FLIGHT: u32 = 16;
+/// Largest request body copied (1 MiB): a larger one is not copied and counts as `capped`.
+pub const MAX_COPY_BODY_BYTES: usize = 1 << 20;
+
+/// The per-isolate cost bound: a token bucket that starts copies at `max_per_minute` a minute
+/// on average (`SHADOW_MAX_PER_MINUTE`) and holds at most a minute's worth, so that under steady
+/// overload the copies are spread evenly over the minute (a sample of the requests in time, not
+/// the first of each minute); at most [`MAX_IN_FLIGHT`] copies at once, none of a body above
+/// [`MAX_COPY_BODY_BYTES`]. The others are skipped and counted as `capped`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Budget {
-    minute: u64,
-    started: u32,
+    /// Thousandths of a copy in the bucket.
+    milli: u64,
+    /// When the bucket was last filled (Unix ms).
+    filled_ms: u64,
+    in_flight: u32,
 }
 
 impl Budget {
-    /// Takes one copy's place at `now_ms`; false when the minute's are all taken.
-    pub fn take(&mut self, now_ms: u64, max_per_minute: u32) -> bool {
-        let minute = now_ms / 60_000;
-        if minute != self.minute {
-            self.minute = minute;
-            self.started = 0;
+    /// Takes one copy's place at `now_ms` for a body of `body_bytes`; false when it must not be
+    /// copied. A copy taken must be handed back with [`Self::finished`].
+    pub fn take(&mut self, now_ms: u64, max_per_minute: u32, body_bytes: usize) -> bool {
+        // A minute's worth, in thousandths: refilled at max_per_minute per 60 000 ms. The clock
+        // moves on only by the time turned into thousandths, so that no fraction is lost.
+        let rate = u64::from(max_per_minute);
+        let capacity = rate * 1000;
+        let elapsed = now_ms.saturating_sub(self.filled_ms);
+        let refill = elapsed.saturating_mul(rate) / 60;
+        if self.milli.saturating_add(refill) >= capacity {
+            self.milli = capacity;
+            self.filled_ms = self.filled_ms.max(now_ms);
+        } else {
+            self.milli += refill;
+            self.filled_ms += refill * 60 / rate;
         }
-        if self.started >= max_per_minute {
+        if body_bytes > MAX_COPY_BODY_BYTES || self.in_flight >= MAX_IN_FLIGHT || self.milli < 1000
+        {
             return false;
         }
-        self.started += 1;
+        self.milli -= 1000;
+        self.in_flight += 1;
         true
+    }
+
+    /// A copy taken with [`Self::take`] ended (or was given up).
+    pub fn finished(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
     }
 }
 
@@ -80,7 +130,8 @@ impl Budget {
 pub enum Look {
     /// Keep waiting, and look again after this many ms at the latest.
     WaitMs(u64),
-    /// Give up: the runtime would soon cancel it. The copy counts as `unfinished`.
+    /// Give up: the runtime would soon cancel it. The copy is judged as far as it got
+    /// ([`given_up`]) and counts as `unfinished`.
     GiveUp,
 }
 
@@ -107,9 +158,41 @@ pub enum ShadowEnd {
     /// Green answered (or failed) before the limit: its outcome, built as the live path builds
     /// a request's.
     Finished(Outcome),
-    /// Still running [`BACKGROUND_GRACE_MS`] after blue's answer ended: given up, not judged.
+    /// Still running [`BACKGROUND_GRACE_MS`] after blue's answer ended: given up, and judged
+    /// as far as it got, as [`given_up`] built it.
+    GivenUp(Outcome),
+    /// Not sent (a body that does not parse; it did on the request path, so never): not judged.
     Unfinished,
 }
+
+/// Green's outcome for a copy given up at `now_ms`, from the record `partial` as the copy had
+/// it (`at_ms` when it was sent) and whether green's response headers had come. Without them
+/// green did not answer where blue did: a timeout, an error of the pair (blue's side is
+/// whatever blue's answer was). With them the answer was still coming: slow (its time so far
+/// counts against the latency reference), but not read whole, so neither an error nor an
+/// answer judged for defects (marked as a reader gone, the way the live path marks a client
+/// that stopped reading). Either way a green that hangs is seen, not dropped.
+pub fn given_up(mut partial: Outcome, headers: bool, now_ms: u64) -> Outcome {
+    partial.total_ms = now_ms.saturating_sub(partial.at_ms);
+    partial.interrupted = false;
+    partial.defect = None;
+    partial.usage = None;
+    if headers {
+        partial.client_gone = true;
+    } else {
+        partial.class = StatusClass::Timeout;
+        partial.status = 504;
+        partial.first_byte_ms = None;
+    }
+    partial
+}
+
+/// Largest share of a shadow step's copies that may be given up while the step still advances.
+/// A copy given up after green's headers counts as slow, but whether its answer would have
+/// failed or had a defect is unknown: 1% unknown is under the failure rates the relative test
+/// tells apart at its alternatives (2× of blue's at τ), for blues failing 0.5% of requests or
+/// more, and a step with more waits for a live step's judgement instead of passing blind.
+pub const MAX_UNFINISHED_SHARE: f64 = 0.01;
 
 /// The pairs' joint counts: what the paired test reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -211,10 +294,12 @@ pub struct ShadowStats {
     pub blue: EnvStats,
     /// The pairs' joint counts.
     pub pairs: PairCounts,
-    /// Copies given up [`BACKGROUND_GRACE_MS`] after blue's answer ended: not judged.
+    /// Copies given up [`BACKGROUND_GRACE_MS`] after blue's answer ended (each also a pair,
+    /// judged as far as it got: [`given_up`]).
     pub unfinished: u64,
     /// Requests drawn for a copy but not copied: the isolate's `SHADOW_MAX_PER_MINUTE` was
-    /// spent.
+    /// spent, [`MAX_IN_FLIGHT`] copies were running, or the body was above
+    /// [`MAX_COPY_BODY_BYTES`].
     pub capped: u64,
 }
 
@@ -226,6 +311,10 @@ impl ShadowStats {
                 self.green.record(g, prices);
                 self.blue.record(blue, prices);
                 self.pairs.record(g, blue);
+            }
+            ShadowEnd::GivenUp(g) => {
+                self.record(&ShadowEnd::Finished(g.clone()), blue, prices);
+                add(&mut self.unfinished, 1);
             }
             ShadowEnd::Unfinished => add(&mut self.unfinished, 1),
         }
@@ -243,6 +332,20 @@ impl ShadowStats {
         self.pairs.merge(&o.pairs);
         add(&mut self.unfinished, o.unfinished);
         add(&mut self.capped, o.capped);
+    }
+
+    /// The reason a shadow step must not advance yet, when more than [`MAX_UNFINISHED_SHARE`]
+    /// of these copies were given up.
+    pub fn too_many_unfinished(&self) -> Option<String> {
+        let copies = self.pairs.pairs.max(self.unfinished);
+        (self.unfinished as f64 > MAX_UNFINISHED_SHARE * copies as f64).then(|| {
+            format!(
+                "shadow step held: {} of its {} copies were given up unfinished (more than {}%): green's answers to them are not known",
+                self.unfinished,
+                copies,
+                MAX_UNFINISHED_SHARE * 100.0
+            )
+        })
     }
 
     /// True when nothing was counted.
@@ -302,6 +405,13 @@ pub struct ShadowSummary {
 pub struct ShadowScope {
     /// Since the last tick, routed under the current step's splits.
     pub window: ShadowStats,
+    /// The same, by the routing version the requests were routed under: each version's copies
+    /// are joined with blue's requests of that version (a pause and resume within a tick, or
+    /// an isolate on an older document, would otherwise join them with another share's). At
+    /// most [`MAX_VERSIONS`], the oldest merged into the next. Absent in windows stored before:
+    /// `window` is then judged as the latest version's.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_version: BTreeMap<u64, ShadowStats>,
     /// Since the last tick, routed under an earlier step's split (a late batch): evidence for
     /// the rollout, not the step's.
     pub earlier: ShadowStats,
@@ -314,11 +424,18 @@ pub struct ShadowScope {
 impl ShadowScope {
     /// Adds an isolate's shadow figures; `in_step` when they were routed under the current
     /// step's split.
-    pub fn add(&mut self, stats: &ShadowStats, in_step: bool) {
+    pub fn add(&mut self, stats: &ShadowStats, in_step: bool, version: u64) {
         self.rollout.merge(stats);
         if in_step {
             self.step.merge(stats);
             self.window.merge(stats);
+            self.by_version.entry(version).or_default().merge(stats);
+            if self.by_version.len() > MAX_VERSIONS {
+                let oldest = self.by_version.pop_first().map(|(_, s)| s);
+                if let (Some(oldest), Some(mut next)) = (oldest, self.by_version.first_entry()) {
+                    next.get_mut().merge(&oldest);
+                }
+            }
         } else {
             self.earlier.merge(stats);
         }
@@ -327,6 +444,7 @@ impl ShadowScope {
     /// A verdict spent the window: the next tick judges new copies only.
     pub fn restart_window(&mut self) {
         self.window = ShadowStats::default();
+        self.by_version.clear();
         self.earlier = ShadowStats::default();
     }
 
@@ -338,14 +456,31 @@ impl ShadowScope {
 
     /// The pairs a tick judges: the step's, then any earlier step's.
     pub fn strata(&self) -> Vec<ShadowStratum> {
-        [(&self.window, true), (&self.earlier, false)]
+        let step: Vec<(Option<u64>, &ShadowStats)> = if self.by_version.is_empty() {
+            vec![(None, &self.window)]
+        } else {
+            self.by_version.iter().map(|(v, s)| (Some(*v), s)).collect()
+        };
+        let mut held = self.step.too_many_unfinished();
+        let mut out: Vec<ShadowStratum> = step
             .into_iter()
-            .filter(|(s, _)| s.pairs.pairs > 0)
-            .map(|(s, in_step)| ShadowStratum {
+            .filter(|(_, s)| s.pairs.pairs > 0)
+            .map(|(version, s)| ShadowStratum {
                 stats: s.clone(),
-                in_step,
+                in_step: true,
+                step_held: held.take(),
+                version,
             })
-            .collect()
+            .collect();
+        if self.earlier.pairs.pairs > 0 {
+            out.push(ShadowStratum {
+                stats: self.earlier.clone(),
+                in_step: false,
+                step_held: None,
+                version: None,
+            });
+        }
+        out
     }
 }
 
@@ -355,17 +490,34 @@ pub struct ShadowStratum {
     pub stats: ShadowStats,
     /// Whether they are the current step's (they count towards its `min_requests`).
     pub in_step: bool,
+    /// On the step's (first) stratum: why the step may not advance (too many of its copies
+    /// given up).
+    pub step_held: Option<String>,
+    /// The routing version they were routed under, when known (the step's, kept by version).
+    pub version: Option<u64>,
+}
+
+/// How many of the `both` failures both sides shared come out of blue's count, for `copies`
+/// of green judged against `blue` requests of blue at tolerance `tau`: all of them while
+/// `tau · copies ≤ blue`, else `⌊both · blue / (tau · copies)⌋` (the module doc says why).
+pub fn shared_off_blue(both: u64, copies: u64, blue: u64, tau: f64) -> u64 {
+    if copies == 0 {
+        return both;
+    }
+    // `min` keeps 1 for a NaN ratio; the cast saturates and the last `min` keeps it ≤ both.
+    let keep = (blue as f64 / (tau * copies as f64)).min(1.0);
+    ((both as f64 * keep).floor() as u64).min(both)
 }
 
 impl ShadowStratum {
     /// The sequential test's counts for these copies. With `blue`, the tick's requests of blue
     /// under the same split (every copy's blue answer among them): green's copies against
-    /// them, as in a live step at green's share `pairs / (pairs + blue requests)`, the pairs
-    /// where both failed (both had a defect) taken out of both sides; latency against
-    /// `reference_ms` as in a live step. Without (no blue requests of that split in the tick):
-    /// the pairs alone, one request of each side, so green's share is exactly 1/2 and the only
-    /// failures are the discordant ones: `relative_increment(ρ₁, τ, 1/2, green_only,
-    /// blue_only)`. The guard sees green's failures where blue answered; `min_requests` counts
+    /// them, as in a live step at green's share `pairs / (pairs + blue requests)`. Without (no
+    /// blue requests of that split in the tick): the pairs alone, one request of each side, so
+    /// green's share is exactly 1/2. Either way the failures (defects) both sides shared are
+    /// taken out of green's count, and as many of them out of blue's as keeps the test's level
+    /// ([`shared_off_blue`], the module doc says why); latency against `reference_ms` as in a
+    /// live step. The guard sees green's failures where blue answered; `min_requests` counts
     /// pairs.
     pub fn counts(
         &self,
@@ -375,14 +527,19 @@ impl ShadowStratum {
     ) -> TickCounts {
         let p = &self.stats.pairs;
         let copies = &self.stats.green;
+        let tau = health.tolerance_ratio;
         let (green_defects, blue_defects, both_defects) = p.defect_pairs(&health.ignore_defects);
         let paired = TickCounts {
             green_requests: p.pairs,
             blue_requests: p.pairs,
             green_errors: p.green_only_errors,
-            blue_errors: p.blue_only_errors,
+            blue_errors: p.blue_only_errors.saturating_add(
+                p.both_errors - shared_off_blue(p.both_errors, p.pairs, p.pairs, tau),
+            ),
             green_defects,
-            blue_defects,
+            blue_defects: blue_defects.saturating_add(
+                both_defects - shared_off_blue(both_defects, p.answered, p.answered, tau),
+            ),
             green_answers: p.answered,
             blue_answers: p.answered,
             ..TickCounts::default()
@@ -391,16 +548,31 @@ impl ShadowStratum {
             return paired;
         };
         let slow = |s: &EnvStats| reference_ms.map_or(0, |ms| s.total.count_above(ms));
+        let errors_off = shared_off_blue(p.both_errors, p.pairs, blue.requests, tau);
+        let defects_off = shared_off_blue(both_defects, copies.answers, blue.answers, tau);
         TickCounts {
             blue_requests: blue.requests,
-            blue_errors: blue.errors().saturating_sub(p.both_errors),
+            blue_errors: blue.errors().saturating_sub(errors_off),
             green_slow: slow(copies),
             blue_slow: slow(blue),
             green_defects: health.judged_defects(copies).saturating_sub(both_defects),
-            blue_defects: health.judged_defects(blue).saturating_sub(both_defects),
+            blue_defects: health.judged_defects(blue).saturating_sub(defects_off),
             green_answers: copies.answers,
             blue_answers: blue.answers,
             ..paired
+        }
+    }
+
+    /// Green's and blue's errors for the clearly-fine test, with the same `blue` as
+    /// [`Self::counts`]: every failure of each side, shared ones included (taking them out of
+    /// both would let a green that is not fine advance early whenever the shadow share is below
+    /// 100/τ: the module doc).
+    pub fn fine_errors(&self, blue: Option<&EnvStats>) -> (u64, u64) {
+        let p = &self.stats.pairs;
+        let green = p.green_only_errors.saturating_add(p.both_errors);
+        match blue.filter(|b| b.requests > 0) {
+            Some(b) => (green, b.errors()),
+            None => (green, p.blue_only_errors.saturating_add(p.both_errors)),
         }
     }
 

@@ -130,7 +130,8 @@ impl Scopes {
         if version < self.rollout_version {
             return;
         }
-        self.shadow.add(&entry.stats, version >= self.step_version);
+        self.shadow
+            .add(&entry.stats, version >= self.step_version, version);
     }
 
     /// Adds one environment's stats routed under `version` to the windows it belongs to;
@@ -207,6 +208,20 @@ impl Scopes {
         }
     }
 
+    /// Each side's cost over the step, for `max_cost_ratio`: on a shadow step (copies paired in
+    /// it) green's copies against the blue answers they were paired with, the same prompts;
+    /// else the step's requests of each environment.
+    fn step_cost(&self) -> Pair<CostSample> {
+        let sh = &self.shadow.step;
+        if sh.pairs.pairs == 0 {
+            return self.step.map(CostSample::of);
+        }
+        Pair {
+            green: CostSample::of(&sh.green),
+            blue: CostSample::of(&sh.blue),
+        }
+    }
+
     /// The tick command for these windows: the evaluation window, its requests by the split
     /// they were routed under, and blue's p95 over the rollout so far as the latency reference.
     pub fn tick(&self) -> Command {
@@ -222,7 +237,7 @@ impl Scopes {
                 })
                 .collect(),
             blue_p95_ms: self.rollout.blue.total.quantile_ms(0.95),
-            step_cost: self.step.map(CostSample::of),
+            step_cost: self.step_cost(),
             shadow: self.shadow.strata(),
         }
     }
@@ -460,6 +475,40 @@ mod tests {
         let s = s.after(&[Effect::ResetWindow], 6);
         assert!(s.shadow.strata().is_empty());
         assert_eq!(s.shadow.step.pairs.pairs, 1100);
+    }
+
+    /// On a shadow step `max_cost_ratio` compares the copies' cost with their blue answers':
+    /// green has no live request there. Off it, the live requests'.
+    #[test]
+    fn a_shadow_steps_cost_is_its_copies_against_their_blue_answers() {
+        use crate::shadow::{ShadowEntry, ShadowStats};
+        let cost = |requests, cost_usd| EnvStats {
+            requests,
+            cost_usd,
+            ..EnvStats::default()
+        };
+        let mut s = Scopes::default().after(&[Effect::ResetRollout], 5);
+        s.add_routed(Environment::Blue, &cost(100, 1.0), 5);
+        let live = s.step_cost();
+        assert_eq!((live.green.requests, live.blue.requests), (0, 100));
+        let mut stats = ShadowStats {
+            green: cost(20, 0.6),
+            blue: cost(20, 0.2),
+            ..ShadowStats::default()
+        };
+        stats.pairs.pairs = 20;
+        s.add_shadow(
+            &ShadowEntry {
+                minute: 1,
+                version: 5,
+                stats,
+            },
+            &at(5),
+        );
+        let c = s.step_cost();
+        // $0.03 against $0.01 a request: 3× blue's.
+        assert_eq!((c.green.requests, c.blue.requests), (20, 20));
+        assert_eq!((c.green.cost_usd, c.blue.cost_usd), (0.6, 0.2));
     }
 
     #[test]

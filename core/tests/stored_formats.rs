@@ -377,6 +377,19 @@ fn shadow_steps_their_windows_and_batches_load() {
     assert!(!serde_json::to_string(&old).unwrap().contains("shadow"));
 }
 
+/// Shadow windows kept by routing version (the shadow step's review, issue 12 part 4) load with
+/// their versions; those written before load with none, and are judged as one stratum.
+#[test]
+fn shadow_windows_by_version_load() {
+    let scopes: Scopes = load("shadow-by-version/scopes");
+    let strata = scopes.shadow.strata();
+    assert_eq!(scopes.shadow.by_version[&5].pairs.green_only_errors, 3);
+    assert_eq!(strata[0].version, Some(5));
+    let before: Scopes = load("shadow/scopes");
+    assert!(before.shadow.by_version.is_empty());
+    assert_eq!(before.shadow.strata()[0].version, None);
+}
+
 /// States written before the split check existed load with its evidence empty, no hold and the
 /// check off (a tolerance of 0: a rollout running when the check is deployed keeps running as
 /// it was started); a state written by the version that added it (`fixtures/split-check/`,

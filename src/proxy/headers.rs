@@ -5,7 +5,7 @@
 use bluegreen_core::config::Config;
 use bluegreen_core::fallback::FallbackReason;
 use bluegreen_core::headers::{
-    connection_options, forward_request_header, forward_response_header,
+    connection_options, forward_request_header, forward_response_header, names_the_request,
 };
 use bluegreen_core::Environment;
 use worker::{Headers, Request};
@@ -46,6 +46,12 @@ pub fn upstream(req: &Request, authorization: Option<&str>) -> Result<Headers> {
         out.set("authorization", auth)?;
     }
     Ok(out)
+}
+
+/// The headers of a shadow copy: those `sent` upstream with the client's request, without the
+/// ones that name that request ([`names_the_request`]).
+pub fn for_copy(sent: &Headers) -> Result<Headers> {
+    filtered(sent, |name| !names_the_request(name))
 }
 
 /// The upstream's headers that go back to the client, plus where the request went. `model` is

@@ -63,10 +63,14 @@ impl Exchange {
     /// `ctx.wait_until` already runs.
     async fn settle(mut self) {
         self.record.total_ms = self.elapsed_ms();
-        if let Some(flush) = recorder::record(&self.record, &self.cfg, &self.env) {
+        let flush = recorder::record(&self.record, &self.cfg, &self.env);
+        // Blue's end goes to the copy before any wait: the copy's give-up clock starts when
+        // blue's answer ended, not a flush later (the runtime's 30 s run from the former).
+        let paired = self.paired();
+        if let Some(flush) = flush {
             flush.await;
         }
-        if let Some(flush) = self.paired() {
+        if let Some(flush) = paired {
             flush.await;
         }
     }

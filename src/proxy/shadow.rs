@@ -4,9 +4,11 @@
 //! (the serving attempt's judgement, the stream's events or the whole body for usage and
 //! defects) and discarded. Its outcome is paired with blue's outcome on the same request in a
 //! [`Pair`] that both sides fill; whichever ends second adds the pair to the isolate's stats
-//! batch. A copy still running [`BACKGROUND_GRACE_MS`] after blue's answer ended is given up as
-//! `unfinished` before the runtime cancels it. Which requests are copied, how many a minute,
-//! and when a copy gives up are the core's ([`bluegreen_core::shadow`]).
+//! batch. A copy still running [`BACKGROUND_GRACE_MS`] after blue's answer ended is given up
+//! before the runtime cancels it, counted as `unfinished` and judged as far as it got (no
+//! headers yet: a timeout; headers: slow). Which requests are copied, how many a minute, when
+//! a copy gives up and what a given-up copy counts as are the core's
+//! ([`bluegreen_core::shadow`]).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -18,7 +20,9 @@ use bluegreen_core::idle::{Idle, IdleClock};
 use bluegreen_core::openai::{usage_of, ChatRequest, Usage};
 use bluegreen_core::outcome::{Outcome, StatusClass};
 use bluegreen_core::routing::RoutingDoc;
-use bluegreen_core::shadow::{look, shadowed, Budget, Look, ShadowEnd, BACKGROUND_GRACE_MS};
+use bluegreen_core::shadow::{
+    given_up, look, shadowed, Budget, Look, ShadowEnd, BACKGROUND_GRACE_MS,
+};
 use bluegreen_core::split::{Basis, Selection};
 use bluegreen_core::sse::SseRelay;
 use bluegreen_core::Environment;
@@ -142,28 +146,55 @@ pub(super) fn start(
         return None;
     }
     let pair = Pair(Rc::default());
-    let admitted = BUDGET.with(|b| b.borrow_mut().take(now_ms(), cfg.shadow_max_per_minute));
+    let admitted = BUDGET.with(|b| {
+        b.borrow_mut()
+            .take(now_ms(), cfg.shadow_max_per_minute, body.len())
+    });
     if !admitted {
         pair.0.borrow_mut().green = Some(Green::Capped);
         return Some(pair);
     }
+    // Only a header object the runtime cannot copy would fail here: then no copy.
+    let Ok(headers) = super::headers::for_copy(headers) else {
+        BUDGET.with(|b| b.borrow_mut().finished());
+        return None;
+    };
     let job = Job {
         cfg: cfg.clone(),
         env: env.clone(),
         doc: doc.clone(),
         body: body.to_vec(),
-        headers: headers.clone(),
+        headers,
         id: tag.id.clone(),
     };
     ctx.wait_until(copy(job, pair.clone()));
     Some(pair)
 }
 
+/// Hands a copy's place back to the isolate's budget when the copy ends, however it ends.
+struct Running;
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        BUDGET.with(|b| b.borrow_mut().finished());
+    }
+}
+
+/// How far a copy got: its record so far, and whether green's response headers came.
+#[derive(Default)]
+struct Progress {
+    record: Option<Outcome>,
+    headers: bool,
+}
+
 /// Sends the copy, reads green's answer to the end (or gives up), and hands green's side to
 /// the pair.
-async fn copy(job: Job, pair: Pair) {
-    let answer = Box::pin(answer(&job));
-    let limit = Box::pin(given_up(&pair));
+async fn copy(mut job: Job, pair: Pair) {
+    let running = Running;
+    let body = std::mem::take(&mut job.body);
+    let progress = RefCell::new(Progress::default());
+    let answer = Box::pin(answer(&job, body, &progress));
+    let limit = Box::pin(limit(&pair));
     let end = match select(answer, limit).await {
         Either::Left((Some(outcome), _)) => {
             worker::console_log!("shadow {}", outcome.to_json());
@@ -173,29 +204,36 @@ async fn copy(job: Job, pair: Pair) {
         // Dropping the copy's future cancels its body read; the runtime ends its fetch.
         Either::Right(_) => {
             let id = &job.id;
+            let Progress { record, headers } = progress.take();
             worker::console_warn!(
-                "request {id}: shadow copy unfinished {BACKGROUND_GRACE_MS} ms after blue's answer; given up"
+                "request {id}: shadow copy unfinished {BACKGROUND_GRACE_MS} ms after blue's answer (green's headers came: {headers}); given up"
             );
-            ShadowEnd::Unfinished
+            match record {
+                Some(partial) => ShadowEnd::GivenUp(given_up(partial, headers, now_ms())),
+                None => ShadowEnd::Unfinished,
+            }
         }
     };
+    // The copy is over: its place goes back before any flush is waited for.
+    drop(running);
     if let Some(flush) = pair.green_done(Green::Ended(end), &job.cfg, &job.env) {
         flush.await;
     }
 }
 
 /// Resolves when the copy must give up: [`BACKGROUND_GRACE_MS`] after blue's answer ended.
-async fn given_up(pair: &Pair) {
+async fn limit(pair: &Pair) {
     while let Look::WaitMs(ms) = look(now_ms(), pair.blue_done_ms()) {
         Delay::from(Duration::from_millis(ms)).await;
     }
 }
 
 /// Green's answer to the copy, as an outcome record built like the live path's; `None` for a
-/// body that does not parse (it did on the request path, so never).
-async fn answer(job: &Job) -> Option<Outcome> {
+/// body that does not parse (it did on the request path, so never). Keeps `progress` up to date
+/// for a copy given up on the way (no borrow is held across an await).
+async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Option<Outcome> {
     let started_ms = now_ms();
-    let chat = ChatRequest::parse(&job.body).ok()?;
+    let chat = ChatRequest::parse(&body).ok()?;
     let green = Selection {
         environment: Environment::Green,
         basis: Basis::Random,
@@ -208,6 +246,7 @@ async fn answer(job: &Job) -> Option<Outcome> {
         green,
         &chat,
     );
+    progress.borrow_mut().record = Some(record.clone());
     let want = Expectations::of(&chat);
     let attempts = Attempts {
         cfg: &job.cfg,
@@ -219,6 +258,9 @@ async fn answer(job: &Job) -> Option<Outcome> {
     };
     // Unwatched: a copy never moves the green breaker.
     let served = attempts.send(Environment::Green, None).await;
+    // Sent: the request's body is not needed while green's answer is read.
+    drop(chat);
+    drop(body);
     record.class = StatusClass::of(served.attempt);
     record.status = match &served.result {
         Ok(reply) => reply.status(),
@@ -228,6 +270,10 @@ async fn answer(job: &Job) -> Option<Outcome> {
     if served.result.is_ok() {
         record.first_byte_ms = Some(now_ms().saturating_sub(started_ms));
     }
+    *progress.borrow_mut() = Progress {
+        record: Some(record.clone()),
+        headers: served.result.is_ok(),
+    };
     let read = match served.result {
         Ok(Reply::Stream { held, rest, .. }) => {
             Some(drain_stream(held, rest, want, job.cfg.stream_idle_timeout_ms).await)

@@ -286,12 +286,13 @@ impl State {
     }
 
     /// The share of blue's requests copied to green in the background now: the current step's
-    /// `shadow_percent` while a rollout is under way on a shadow step at 0% green (a manual
-    /// split that puts users on green ends the copying), 0 otherwise. Derived, not stored: the
-    /// stored state keeps the shape earlier releases wrote.
+    /// `shadow_percent` while a rollout progresses on a shadow step at 0% green, 0 otherwise (a
+    /// paused rollout, and so a manual split, copies nothing: the operator can stop the copies'
+    /// cost and upstream load at once). Derived, not stored: the stored state keeps the shape
+    /// earlier releases wrote.
     pub fn shadow_percent(&self) -> f64 {
-        match self.active() {
-            Some(r) if self.split.green_percent == 0.0 => r.step().shadow_percent,
+        match &self.stage {
+            Stage::Progressing(r) if self.split.green_percent == 0.0 => r.step().shadow_percent,
             _ => 0.0,
         }
     }

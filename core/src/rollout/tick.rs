@@ -56,13 +56,25 @@ pub(super) fn tick(
         judgement.verdict.reasons.insert(0, reason);
         judgement.clearly_fine = false;
     }
+    // Too many of a shadow step's copies given up: the step holds (`crate::shadow`).
+    let shadow_held = strata.shadow.iter().find_map(|s| s.step_held.clone());
+    if rollout.step().is_shadow()
+        && !strata
+            .shadow
+            .iter()
+            .any(|s| s.in_step && s.stats.pairs.pairs > 0)
+    {
+        judgement.verdict.reasons.push(NO_PAIRS.to_string());
+    }
+    let held = shadow_held.is_some();
+    judgement.verdict.reasons.extend(shadow_held);
     let facts = count(&mut rollout, &judgement, now_ms);
     let mut effects = Vec::new();
     if judgement.closes_window {
         effects.push(Effect::ResetWindow);
     }
     let change = check_split(&mut rollout, &split, strata.live, now_ms);
-    let mv = hold_for_split(decide(&facts), rollout.split_check.holds());
+    let mv = hold_for_split(decide(&facts), held || rollout.split_check.holds());
     // An incident's beginning or end, unless the tick rolls back (its event says why).
     if let Some((kind, message)) = incident.filter(|_| mv != Move::RollBack) {
         let before = State::progressing(split.clone(), rollout.clone());
@@ -84,6 +96,10 @@ pub(super) fn tick(
     effects.extend(more);
     Transition { state, effects }
 }
+
+/// The reason a shadow step's tick gives when it saw none of the step's pairs: without them the
+/// step never has `min_requests` and holds, which should not go unsaid.
+const NO_PAIRS: &str = "shadow step: no copy paired this tick, so the step cannot reach min_requests (is SHADOW_MAX_PER_MINUTE 0, or no request routed to blue?)";
 
 /// A verdict on one window, and what the method says about it.
 struct Judgement {
@@ -171,6 +187,7 @@ fn sequential_verdict(
             blue_negative: st.stats.blue.feedback.negative,
         },
         in_step: st.in_step,
+        fine_errors: None,
     });
     let mut counts: Vec<sequential::Stratum> = live.collect();
     for st in strata.shadow {
@@ -206,8 +223,8 @@ fn sequential_verdict(
 }
 
 /// Adds a tick's shadow copies to the counts ([`crate::shadow`]): the step's are judged with
-/// blue's requests of the step's latest split in place of that split's (green-less) counts;
-/// others, or with no such requests, as pairs alone.
+/// blue's requests routed under the same version in place of that version's (green-less)
+/// counts; others, or with no such requests, as pairs alone.
 fn shadow_counts(
     counts: &mut Vec<sequential::Stratum>,
     live: &[Stratum],
@@ -215,16 +232,25 @@ fn shadow_counts(
     reference: Option<u64>,
     health: &HealthPolicy,
 ) {
+    // Blue's requests of the copies' own version (of the step's latest, for copies stored
+    // without one).
     let joined = live
         .iter()
-        .rposition(|l| l.in_step && l.stats.green.requests == 0)
+        .rposition(|l| {
+            l.in_step
+                && l.stats.green.requests == 0
+                && (st.version.is_none() || l.version == st.version)
+        })
         .filter(|_| st.in_step);
+    let blue = joined.map(|i| &live[i].stats.blue);
+    let judged = sequential::Stratum {
+        counts: st.counts(blue, reference, health),
+        in_step: st.in_step,
+        fine_errors: Some(st.fine_errors(blue)),
+    };
     match joined {
-        Some(i) => counts[i].counts = st.counts(Some(&live[i].stats.blue), reference, health),
-        None => counts.push(sequential::Stratum {
-            counts: st.counts(None, reference, health),
-            in_step: st.in_step,
-        }),
+        Some(i) => counts[i] = judged,
+        None => counts.push(judged),
     }
 }
 

@@ -480,6 +480,7 @@ pub fn update(
     let stratum = Stratum {
         counts: *t,
         in_step: true,
+        fine_errors: None,
     };
     update_strata(ev, s, &[stratum], reference_ms, next_reference_ms)
 }
@@ -495,6 +496,9 @@ pub struct Stratum {
     /// `min_requests` and its clearly-fine evidence; earlier steps' requests still add to the
     /// evidence carried through the rollout.
     pub in_step: bool,
+    /// Green's and blue's errors the clearly-fine test reads, when they are not the counts'
+    /// (a shadow step's pairs: [`crate::shadow`] says why).
+    pub fine_errors: Option<(u64, u64)>,
 }
 
 /// [`update`] for a tick whose requests came under several splits.
@@ -603,9 +607,12 @@ fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum, p0: Option<f64
     }
     ev.rollout.add(t);
     if stratum.in_step {
+        let (fine_g, fine_b) = stratum
+            .fine_errors
+            .unwrap_or((t.green_errors, t.blue_errors));
         for (k, frac) in FINE_ALTERNATIVES.iter().enumerate() {
             let rho1 = tau * frac;
-            ev.fine_errors[k] += relative_increment(rho1, tau, w, t.green_errors, t.blue_errors);
+            ev.fine_errors[k] += relative_increment(rho1, tau, w, fine_g, fine_b);
             ev.fine_slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
         }
         ev.step.add(t);
@@ -852,6 +859,7 @@ mod tests {
         let strata = [calm, incident].map(|counts| Stratum {
             counts,
             in_step: true,
+            fine_errors: None,
         });
         let r = update_strata(&mut ev, &settings(), &strata, None, None);
         assert_ne!(r.finding, Finding::Unhealthy);
@@ -873,6 +881,7 @@ mod tests {
                 ..TickCounts::default()
             },
             in_step: false,
+            fine_errors: None,
         };
         let mut ev = Evidence::default();
         let r = update_strata(&mut ev, &settings(), &[earlier], None, None);
@@ -981,6 +990,7 @@ mod tests {
         let strata = [a, b].map(|counts| Stratum {
             counts,
             in_step: true,
+            fine_errors: None,
         });
         update_strata(&mut two, &settings(), &strata, None, None);
         for (x, y) in one.guard.iter().zip(&two.guard) {

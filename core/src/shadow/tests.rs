@@ -52,16 +52,45 @@ fn only_unforced_blue_requests_are_copied_at_the_share() {
 }
 
 #[test]
-fn the_budget_starts_at_most_its_copies_a_minute() {
+fn the_budget_spreads_its_copies_over_the_minute() {
+    // 3 a minute: a fresh isolate (a long time since "filled") has a minute's worth, 3.
     let mut b = Budget::default();
-    // Minute 0: three copies, the fourth refused; minute 1 starts afresh.
-    let taken: Vec<bool> = [0, 1, 59_999, 59_999, 60_000]
-        .iter()
-        .map(|&t| b.take(t, 3))
+    let now = 10 * 60_000;
+    let burst: Vec<bool> = (0..4).map(|i| b.take(now + i, 3, 10)).collect();
+    assert_eq!(burst, [true, true, true, false]);
+    // Then one every 20 s: not at 19 999 ms, at 20 000 ms.
+    assert!(!b.take(now + 19_999, 3, 10));
+    assert!(b.take(now + 20_003, 3, 10));
+    // Under steady overload (a request every second, 60 a minute) the 3 of each minute are
+    // taken 20 s apart, not the first three.
+    let taken: Vec<u64> = (1..=60)
+        .map(|s| now + 20_003 + s * 1000)
+        .filter(|&t| b.take(t, 3, 10))
         .collect();
-    assert_eq!(taken, [true, true, true, false, true]);
-    // A bound of 0 copies nothing.
-    assert!(!Budget::default().take(0, 0));
+    assert_eq!(taken.len(), 3);
+    assert!(taken.windows(2).all(|w| w[1] - w[0] >= 19_000), "{taken:?}");
+    // A bound of 0 copies nothing; a body above 1 MiB is never copied.
+    assert!(!Budget::default().take(now, 0, 10));
+    assert!(!Budget::default().take(now, 60, MAX_COPY_BODY_BYTES + 1));
+    assert!(Budget::default().take(now, 60, MAX_COPY_BODY_BYTES));
+    // Clock going back: no refill, no underflow.
+    assert!(!b.take(0, 3, 10));
+}
+
+#[test]
+fn at_most_so_many_copies_run_at_once() {
+    let mut b = Budget::default();
+    let now = 3_600_000;
+    for _ in 0..MAX_IN_FLIGHT {
+        assert!(b.take(now, 60_000, 10));
+    }
+    assert!(!b.take(now, 60_000, 10), "the 17th waits for one to end");
+    b.finished();
+    assert!(b.take(now, 60_000, 10));
+    // More ends than starts (never) stay at 0.
+    let mut idle = Budget::default();
+    idle.finished();
+    assert!(idle.take(now, 60, 10));
 }
 
 #[test]
@@ -185,20 +214,90 @@ fn pairs(n: u64, green_only: u64, blue_only: u64, both: u64) -> ShadowStats {
 }
 
 #[test]
-fn pairs_alone_are_the_discordant_test_at_a_share_of_one_half() {
+fn pairs_alone_are_judged_at_a_share_of_one_half() {
     let st = ShadowStratum {
         stats: pairs(100, 6, 1, 2),
         in_step: true,
+        step_held: None,
+        version: None,
     };
     let t = st.counts(None, Some(1000), &HealthPolicy::default());
     assert_eq!((t.green_requests, t.blue_requests), (100, 100));
-    assert_eq!((t.green_errors, t.blue_errors), (6, 1));
+    // Both shared failures leave green's count; ⌊2 / 1.2⌋ = 1 of them leaves blue's.
+    assert_eq!((t.green_errors, t.blue_errors), (6, 2));
     // Latency is not paired: without blue's requests, nothing is slow.
     assert_eq!((t.green_slow, t.blue_slow), (0, 0));
-    // w = 1/2: given a discordant pair, green's with probability ρ/(1 + ρ). For ρ₁ = 2.4
-    // against τ = 1.2: 6·ln 2 − 7·ln(1.7/1.1).
+    // w = 1/2: given a failure, green's with probability ρ/(1 + ρ). For ρ₁ = 2.4 against
+    // τ = 1.2: 6·ln 2 − 8·ln(1.7/1.1).
     let inc = relative_increment(2.4, 1.2, 0.5, t.green_errors, t.blue_errors);
-    assert!((inc - (6.0 * 2f64.ln() - 7.0 * (1.7f64 / 1.1).ln())).abs() < 1e-12);
+    assert!((inc - (6.0 * 2f64.ln() - 8.0 * (1.7f64 / 1.1).ln())).abs() < 1e-12);
+    // The clearly-fine test reads every failure of each side.
+    assert_eq!(st.fine_errors(None), (8, 3));
+}
+
+/// Expected counts of a green exactly at the tolerance (τ = 1.2) whose failures mostly go
+/// with blue's: blue fails 5%, green 6%, both 4.5% of the pairs. The rollback test keeps its
+/// level when green's count over blue's is at most τ·c/n (the module doc); before, with the
+/// shared failures out of both sides, pairs alone had 1.5% against 0.5% (3 > 1.2) and a 100%
+/// shadow step 1.5% against 0.5% as well.
+#[test]
+fn shared_failures_do_not_make_a_tolerable_green_look_worse() {
+    let health = HealthPolicy::default();
+    let tau = health.tolerance_ratio;
+    // 100 000 pairs: 1 500 green alone, 500 blue alone, 4 500 both.
+    let st = ShadowStratum {
+        stats: pairs(100_000, 1_500, 500, 4_500),
+        in_step: true,
+        step_held: None,
+        version: None,
+    };
+    let level_kept = |t: &TickCounts| {
+        // λ_g / λ_b ≤ τ·c/n, multiplied out.
+        let (c, n) = (t.green_requests as f64, t.blue_requests as f64);
+        t.green_errors as f64 * n <= tau * c * t.blue_errors as f64
+    };
+    // Pairs alone: 1 500 against 500 + 4 500 − 3 750 = 1 250.
+    let alone = st.counts(None, None, &health);
+    assert_eq!((alone.green_errors, alone.blue_errors), (1_500, 1_250));
+    assert!(level_kept(&alone), "{alone:?}");
+    for k in 1..=4 {
+        let rho1 = tau * [2.0, 3.0, 5.0, 8.0][k - 1];
+        assert!(relative_increment(rho1, tau, 0.5, 1_500, 1_250) < 0.0);
+    }
+    let blue_of = |requests: u64, failed: u64| {
+        let mut b = EnvStats {
+            requests,
+            answers: requests - failed,
+            ..EnvStats::default()
+        };
+        b.errors.server_error = failed;
+        b
+    };
+    // A 100% shadow step: blue's requests are the copied ones.
+    let blue = blue_of(100_000, 5_000);
+    let all = st.counts(Some(&blue), None, &health);
+    assert_eq!((all.green_errors, all.blue_errors), (1_500, 1_250));
+    assert!(level_kept(&all), "{all:?}");
+    // A 20% shadow step (τ·c ≤ n): every shared failure leaves both sides.
+    let blue = blue_of(500_000, 25_000);
+    let fifth = st.counts(Some(&blue), None, &health);
+    assert_eq!((fifth.green_errors, fifth.blue_errors), (1_500, 20_500));
+    assert!(level_kept(&fifth), "{fifth:?}");
+    // The clearly-fine test (null: green at least τ × blue) keeps them all: 6 000 against
+    // 25 000 at c/n = 1/5 is exactly τ·c/n, not below it.
+    assert_eq!(st.fine_errors(Some(&blue)), (6_000, 25_000));
+}
+
+#[test]
+fn the_share_of_shared_failures_off_blue_is_bounded() {
+    // All while τ·c ≤ n; ⌊both·n/(τc)⌋ above; never more than there are, nor for odd inputs.
+    assert_eq!(shared_off_blue(10, 100, 500, 1.2), 10);
+    assert_eq!(shared_off_blue(10, 100, 100, 1.2), 8);
+    assert_eq!(shared_off_blue(10, 0, 100, 1.2), 10);
+    assert_eq!(shared_off_blue(u64::MAX, 1, u64::MAX, 1.2), u64::MAX);
+    assert_eq!(shared_off_blue(10, 100, 100, f64::NAN), 10);
+    assert_eq!(shared_off_blue(10, 100, 100, -1.0), 0);
+    assert_eq!(shared_off_blue(10, 100, 100, f64::INFINITY), 0);
 }
 
 #[test]
@@ -206,6 +305,8 @@ fn with_blues_requests_the_shared_failures_leave_both_sides() {
     let st = ShadowStratum {
         stats: pairs(60, 2, 1, 1),
         in_step: true,
+        step_held: None,
+        version: None,
     };
     // Blue's 300 requests of the tick (the 60 copied ones among them): 5 failed, one of them
     // on a prompt green failed too. 20 are slower than the reference.
@@ -234,8 +335,8 @@ fn with_blues_requests_the_shared_failures_leave_both_sides() {
 #[test]
 fn the_scope_keeps_the_steps_pairs_apart_and_restarts_with_its_windows() {
     let mut s = ShadowScope::default();
-    s.add(&pairs(10, 1, 0, 0), true);
-    s.add(&pairs(4, 0, 1, 0), false);
+    s.add(&pairs(10, 1, 0, 0), true, 6);
+    s.add(&pairs(4, 0, 1, 0), false, 5);
     let strata = s.strata();
     assert_eq!(strata.len(), 2);
     assert_eq!((strata[0].stats.pairs.pairs, strata[0].in_step), (10, true));
@@ -265,6 +366,8 @@ fn counts_stay_bounded_at_the_extremes() {
     let st = ShadowStratum {
         stats: pairs(10, 0, 0, 5),
         in_step: true,
+        step_held: None,
+        version: None,
     };
     let blue = EnvStats {
         requests: 3,
@@ -272,4 +375,97 @@ fn counts_stay_bounded_at_the_extremes() {
     };
     let t = st.counts(Some(&blue), None, &HealthPolicy::default());
     assert_eq!(t.blue_errors, 0);
+}
+
+/// A copy given up 25 s after blue's answer: without green's headers, a timeout where blue
+/// answered; with them, slow (its 40 s so far) but neither an error nor an answer. Either way a
+/// pair, and `unfinished`.
+#[test]
+fn a_given_up_copy_is_judged_as_far_as_it_got() {
+    use Environment::{Blue, Green};
+    let prices = Prices::default();
+    // Sent at 125 000 ms, given up at 165 000 ms.
+    let partial = outcome(Green, StatusClass::Ok, None, 0);
+    let silent = given_up(partial.clone(), false, 165_000);
+    assert_eq!(
+        (silent.class, silent.status, silent.total_ms),
+        (StatusClass::Timeout, 504, 40_000)
+    );
+    assert_eq!(silent.first_byte_ms, None);
+    let mut streaming = partial;
+    streaming.defect = Some(Defect::Empty);
+    let streaming = given_up(streaming, true, 165_000);
+    assert_eq!(
+        (streaming.class, streaming.total_ms),
+        (StatusClass::Ok, 40_000)
+    );
+    assert!(streaming.client_gone && !streaming.interrupted && streaming.defect.is_none());
+    let mut s = ShadowStats::default();
+    s.record(&ShadowEnd::GivenUp(silent), &ok(Blue), &prices);
+    s.record(&ShadowEnd::GivenUp(streaming), &ok(Blue), &prices);
+    assert_eq!((s.pairs.pairs, s.unfinished), (2, 2));
+    assert_eq!((s.pairs.green_only_errors, s.pairs.answered), (1, 0));
+    assert_eq!((s.green.errors.timeout, s.green.answers), (1, 0));
+    // Both counted slow against a reference of 30 s.
+    assert_eq!(s.green.total.count_above(30_000), 2);
+    // Clock skew (given up "before" it was sent) stays at 0 ms.
+    assert_eq!(given_up(ok(Green), false, 0).total_ms, 0);
+}
+
+/// More than 1% of a step's copies given up holds it: 1 in 100 does not, 2 in 100 does, and
+/// so does one given up with no copy finished.
+#[test]
+fn a_step_with_too_many_copies_given_up_is_held() {
+    let mut s = pairs(100, 0, 0, 0);
+    s.unfinished = 1;
+    assert_eq!(s.too_many_unfinished(), None);
+    s.unfinished = 2;
+    assert_eq!(
+        s.too_many_unfinished().as_deref(),
+        Some("shadow step held: 2 of its 100 copies were given up unfinished (more than 1%): green's answers to them are not known")
+    );
+    let none = ShadowStats {
+        unfinished: 1,
+        ..ShadowStats::default()
+    };
+    assert!(none.too_many_unfinished().is_some());
+    assert_eq!(ShadowStats::default().too_many_unfinished(), None);
+    // The scope puts the step's figure on the step's stratum only.
+    let mut scope = ShadowScope::default();
+    scope.add(&s, true, 6);
+    scope.add(&pairs(5, 0, 0, 0), false, 5);
+    let strata = scope.strata();
+    assert!(strata[0].step_held.is_some() && strata[1].step_held.is_none());
+    scope.restart_window();
+    scope.add(&pairs(300, 0, 0, 0), true, 6);
+    assert!(scope.strata()[0].step_held.is_none(), "2 in 400");
+}
+
+/// The step's copies are kept by routing version (bounded, merged, never dropped), and a
+/// window stored before that is judged as one stratum without a version.
+#[test]
+fn the_steps_copies_are_kept_by_version() {
+    let mut s = ShadowScope::default();
+    s.add(&pairs(10, 0, 0, 0), true, 6);
+    s.add(&pairs(20, 0, 0, 0), true, 8);
+    let v: Vec<(Option<u64>, u64)> = s
+        .strata()
+        .iter()
+        .map(|st| (st.version, st.stats.pairs.pairs))
+        .collect();
+    assert_eq!(v, [(Some(6), 10), (Some(8), 20)]);
+    for version in 0..100 {
+        s.add(&pairs(1, 0, 0, 0), true, 100 + version);
+    }
+    assert_eq!(s.by_version.len(), MAX_VERSIONS);
+    let total: u64 = s.by_version.values().map(|x| x.pairs.pairs).sum();
+    assert_eq!(total, 130);
+    let old = ShadowScope {
+        window: pairs(7, 0, 0, 0),
+        ..ShadowScope::default()
+    };
+    let json = serde_json::to_string(&old).unwrap();
+    assert!(!json.contains("by_version"));
+    let loaded: ShadowScope = serde_json::from_str(&json).unwrap();
+    assert_eq!(loaded.strata()[0].version, None);
 }

@@ -1,5 +1,5 @@
-//! `POST /admin/resume`: back to the current step's split, with the hold timer running again
-//! and the step to pass again. Only while paused.
+//! `POST /admin/resume`: back to the current step's split (and a shadow step's copies), with
+//! the hold timer running again and the step to pass again. Only while paused.
 
 use super::super::{Effect, Event, EventKind, Paused, Refusal, Stage, State, Transition};
 use super::conflict;
@@ -35,7 +35,9 @@ pub(in crate::rollout) fn resume(s: State, now_ms: u64) -> Result<Transition, Re
         Method::Sequential => sequential::restart_step_counts(&mut rollout.evidence),
     }
     let step_percent = rollout.step().green_percent;
-    if split.green_percent != step_percent {
+    // A shadow step's copies stopped with the pause: its share is published again.
+    let copies = rollout.step().is_shadow();
+    if split.green_percent != step_percent || copies {
         split.green_percent = step_percent;
         split.version += 1;
         effects.push(Effect::WriteSplit);

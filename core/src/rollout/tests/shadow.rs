@@ -106,6 +106,18 @@ fn shadow_rollout(min_requests: u64) -> State {
 /// A tick of `blue` requests of blue (none of green) and `pairs` copies, `green_only` of them
 /// failing where blue answered.
 fn shadow_tick(s: &State, blue: u64, pairs: u64, green_only: u64, now: u64) -> Transition {
+    held_shadow_tick(s, blue, pairs, green_only, None, now)
+}
+
+/// [`shadow_tick`], with the step's stratum held for copies given up (`held`).
+fn held_shadow_tick(
+    s: &State,
+    blue: u64,
+    pairs: u64,
+    green_only: u64,
+    held: Option<&str>,
+    now: u64,
+) -> Transition {
     let mut window = Pair::<EnvStats>::default();
     window.blue.requests = blue;
     let mut green = EnvStats {
@@ -134,6 +146,8 @@ fn shadow_tick(s: &State, blue: u64, pairs: u64, green_only: u64, now: u64) -> T
             shadow: vec![ShadowStratum {
                 stats,
                 in_step: true,
+                step_held: held.map(str::to_string),
+                version: None,
             }],
         },
         now,
@@ -147,19 +161,54 @@ fn a_shadow_step_copies_blues_requests_and_serves_no_user_from_green() {
     assert_eq!((s.green_percent(), s.shadow_percent()), (0.0, 20.0));
     let doc = s.routing_doc(0);
     assert_eq!((doc.green_percent, doc.shadow_percent), (0.0, 20.0));
-    // Paused: the copies go on (the split is unchanged); a manual split with users on green
-    // ends them; a rollback too.
-    let paused = apply(&s, Command::Pause, MIN).unwrap().state;
-    assert_eq!(paused.shadow_percent(), 20.0);
-    let manual = apply(&s, Command::SetSplit { green_percent: 5.0 }, MIN)
-        .unwrap()
-        .state;
-    assert_eq!(manual.shadow_percent(), 0.0);
     let back = apply(&s, Command::Rollback, MIN).unwrap().state;
     assert_eq!(
         (back.shadow_percent(), back.routing_doc(0).shadow_percent),
         (0.0, 0.0)
     );
+}
+
+/// What each operator command does to a shadow step's copies: a pause stops them with a new
+/// document (version + 1), a resume publishes the share again (+ 1), a manual split (even at
+/// 0% green) stops them, a rollback and a promotion end them.
+#[test]
+fn operator_commands_stop_and_restore_a_shadow_steps_copies() {
+    let s = shadow_rollout(50);
+    let v = s.version();
+    let writes = |t: &Transition| t.effects.contains(&Effect::WriteSplit);
+    let paused = apply(&s, Command::Pause, MIN).unwrap();
+    assert!(writes(&paused));
+    let doc = paused.state.routing_doc(0);
+    assert_eq!(
+        (doc.shadow_percent, doc.green_percent, doc.version),
+        (0.0, 0.0, v + 1)
+    );
+    let resumed = apply(&paused.state, Command::Resume, 2 * MIN).unwrap();
+    assert!(writes(&resumed));
+    let doc = resumed.state.routing_doc(0);
+    assert_eq!((doc.shadow_percent, doc.version), (20.0, v + 2));
+    for green_percent in [0.0, 5.0] {
+        let manual = apply(&s, Command::SetSplit { green_percent }, MIN).unwrap();
+        assert!(writes(&manual));
+        let doc = manual.state.routing_doc(0);
+        assert_eq!(
+            (doc.shadow_percent, doc.green_percent),
+            (0.0, green_percent)
+        );
+        // Resumed from the manual split: the step's 0% and its copies again.
+        let resumed = apply(&manual.state, Command::Resume, 2 * MIN).unwrap();
+        let doc = resumed.state.routing_doc(0);
+        assert_eq!((doc.shadow_percent, doc.green_percent), (20.0, 0.0));
+    }
+    for cmd in [Command::Rollback, Command::Promote] {
+        let ended = apply(&s, cmd, MIN).unwrap();
+        assert!(writes(&ended));
+        assert_eq!(ended.state.routing_doc(0).shadow_percent, 0.0);
+    }
+    // A live step's pause keeps its document: no write.
+    let live = shadow_tick(&shadow_tick(&s, 200, 40, 0, MIN).state, 200, 40, 0, 2 * MIN).state;
+    assert_eq!(live.green_percent(), 10.0);
+    assert!(!writes(&apply(&live, Command::Pause, 3 * MIN).unwrap()));
 }
 
 #[test]
@@ -175,6 +224,39 @@ fn a_healthy_shadow_step_advances_on_pairs_to_the_first_live_step() {
     let s = t.state;
     assert_eq!((s.green_percent(), s.shadow_percent()), (10.0, 0.0));
     assert_eq!(s.routing_doc(0).shadow_percent, 0.0);
+}
+
+/// The same healthy step, but with too many of its copies given up: it holds past its hold
+/// time, with the reason in the verdict, and advances once the share is back under the limit.
+#[test]
+fn a_shadow_step_with_too_many_copies_given_up_does_not_advance() {
+    let s = shadow_rollout(50);
+    let t = shadow_tick(&s, 200, 40, 0, MIN);
+    let why = "shadow step held: 2 of its 80 copies were given up unfinished";
+    let t = held_shadow_tick(&t.state, 200, 40, 0, Some(why), 2 * MIN);
+    assert_eq!(kinds(&t), []);
+    assert_eq!(t.state.green_percent(), 0.0);
+    let reasons = t.state.verdict().unwrap().verdict.reasons.join(" | ");
+    assert!(reasons.contains(why), "{reasons}");
+    let t = shadow_tick(&t.state, 200, 40, 0, 3 * MIN);
+    assert_eq!(kinds(&t), [EventKind::StepAdvanced]);
+}
+
+/// A shadow step whose ticks see no pairs (no copies made) says so, and holds.
+#[test]
+fn a_shadow_step_without_pairs_says_so() {
+    let s = shadow_rollout(50);
+    let t = shadow_tick(&s, 200, 0, 0, 2 * MIN);
+    assert_eq!(kinds(&t), []);
+    let reasons = t.state.verdict().unwrap().verdict.reasons.join(" | ");
+    assert!(
+        reasons.contains("shadow step: no copy paired this tick"),
+        "{reasons}"
+    );
+    // With pairs, not.
+    let t = shadow_tick(&s, 200, 40, 0, 2 * MIN);
+    let reasons = t.state.verdict().unwrap().verdict.reasons.join(" | ");
+    assert!(!reasons.contains("no copy paired"), "{reasons}");
 }
 
 #[test]
