@@ -63,11 +63,18 @@ pub(super) fn tick(
     }
     let change = check_split(&mut rollout, &split, strata.live, now_ms);
     let mv = hold_for_split(decide(&facts), rollout.split_check.holds());
-    // An incident's beginning or end, unless the tick rolls back (its event says why).
-    if let Some((kind, message)) = incident.filter(|_| mv != Move::RollBack) {
+    // An incident's beginning or end, unless the tick rolls back (its event says why); one
+    // that lasted too long pauses the rollout, below.
+    let incident = incident.filter(|_| mv != Move::RollBack);
+    let (incident, pause) = match incident {
+        Some(o) if o.kind == EventKind::Paused => (None, Some(o)),
+        o => (o, None),
+    };
+    if let Some(o) = incident {
         let before = State::progressing(split.clone(), rollout.clone());
         let verdict = judgement.verdict.clone();
-        let event = Event::by_controller(&before, now_ms, kind, message, verdict);
+        let mut event = Event::by_controller(&before, now_ms, o.kind, o.message, verdict);
+        event.alert = o.alert;
         effects.push(Effect::record(event));
     }
     // A rollback makes the split check moot: its event alone is recorded.
@@ -80,9 +87,38 @@ pub(super) fn tick(
         let event = Event::by_controller_plain(&now, now_ms, kind, message);
         effects.push(Effect::record(event));
     }
-    let (state, more) = execute(mv, &facts, split, rollout, judgement.verdict, now_ms);
+    let verdict = judgement.verdict.clone();
+    let (mut state, more) = execute(mv, &facts, split, rollout, judgement.verdict, now_ms);
     effects.extend(more);
+    if let Some(o) = pause {
+        state = pause_for_incident(state, o, verdict, now_ms, &mut effects);
+    }
     Transition { state, effects }
+}
+
+/// Pauses `state`, still progressing, for an incident that lasted too long, with its event.
+fn pause_for_incident(
+    state: State,
+    o: super::incident::Observed,
+    verdict: Verdict,
+    now_ms: u64,
+    effects: &mut Vec<Effect>,
+) -> State {
+    let State { split, stage } = state;
+    let Stage::Progressing(rollout) = stage else {
+        return State { split, stage };
+    };
+    let paused = super::Paused {
+        rollout,
+        paused_at_ms: now_ms,
+    };
+    let state = State {
+        split,
+        stage: Stage::Paused(paused),
+    };
+    let event = Event::by_controller(&state, now_ms, o.kind, o.message, verdict);
+    effects.push(Effect::record(event));
+    state
 }
 
 /// A verdict on one window, and what the method says about it.
