@@ -23,7 +23,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{EventKind, Rollout};
-use crate::incident::{blue_above, blue_back, lower_bound, ASIDE};
+use crate::health::{Verdict, VerdictStatus};
+use crate::incident::{absolute_limit, blue_above, blue_back, lower_bound, ASIDE};
 use crate::stats::{EnvStats, Pair};
 
 /// An incident under way, as stored with the rollout.
@@ -159,4 +160,39 @@ pub(super) fn clear_on_resume(r: &mut Rollout, paused_at_ms: u64, now_ms: u64) {
         r.step_started_at_ms = paused_at_ms.saturating_sub(incident.step_elapsed_ms);
         r.incident_ended_at_ms = Some(now_ms);
     }
+}
+
+/// Makes the threshold method's failing `verdict` on `window` inconclusive while an incident
+/// lasts or when the window shows blue above the limit (at 95%); whether it did. Its gates
+/// judge green alone or by a difference in points, and when both environments fail 30% the
+/// difference is noise (a Monte Carlo of COMMON-OUTAGE at 1 req/s rolled back ~28% of
+/// rollouts on it); the sequential method, which compares green with blue by ratio with its
+/// own guarantees, keeps judging green then.
+pub(super) fn excuse_threshold(
+    r: &Rollout,
+    window: &Pair<EnvStats>,
+    verdict: &mut Verdict,
+) -> bool {
+    let limit = r.health.max_error_rate;
+    let blue = &window.blue;
+    let shown = absolute_limit(
+        limit,
+        r.health.tolerance_ratio,
+        blue.errors(),
+        blue.requests,
+    )
+    .is_none();
+    if verdict.status != VerdictStatus::Fail || !(shown || r.incident.is_some()) {
+        return false;
+    }
+    verdict.status = VerdictStatus::Inconclusive;
+    verdict.reasons.insert(
+        0,
+        format!(
+            "not counted against green: a provider-wide incident (blue fails {} of requests in this window, above the {:.2}% limit); the threshold method does not judge green until it ends",
+            rate(blue.errors(), blue.requests),
+            100.0 * limit
+        ),
+    );
+    true
 }

@@ -142,10 +142,12 @@ fn judge_window(
 ) -> Judgement {
     match r.health.method {
         Method::Threshold => {
-            let verdict = judge(&r.health, window);
+            let mut verdict = judge(&r.health, window);
+            // A window failed during an incident is spent, not kept growing with its ticks.
+            let excused = super::incident::excuse_threshold(r, window, &mut verdict);
             Judgement {
                 // An inconclusive window keeps growing until it says something.
-                closes_window: verdict.status != VerdictStatus::Inconclusive,
+                closes_window: excused || verdict.status != VerdictStatus::Inconclusive,
                 clearly_fine: false,
                 failure_limit: r.health.failure_limit,
                 verdict,

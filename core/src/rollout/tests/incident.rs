@@ -269,3 +269,39 @@ fn an_incident_stored_by_the_previous_release_still_loads() {
     assert_eq!((incident.seen_requests, incident.calm_requests), (0, 0));
     assert_eq!(read.rollout().unwrap().incident_ended_at_ms, None);
 }
+
+/// The threshold gates during an incident on both: green failing 40% against blue's 30% is
+/// 10 points above blue, past the delta gate, but the difference is noise then: the verdict
+/// is inconclusive with a reason saying why, and three such ticks neither fail a check nor
+/// roll back. Without an incident, the same green is failed.
+#[test]
+fn the_threshold_gates_do_not_fail_green_during_an_incident() {
+    let mut s = started(&[(10.0, 60), (50.0, 60)]);
+    for m in 1..=3 {
+        let t = tick(&s, counts(900, 270, 100, 40), m * MIN);
+        let expected: &[EventKind] = if m == 1 {
+            &[EventKind::IncidentBegan]
+        } else {
+            &[]
+        };
+        assert_eq!(kinds(&t), expected, "minute {m}");
+        assert_eq!(t.state.verdict_status(), Some(VerdictStatus::Inconclusive));
+        let reasons = &t
+            .state
+            .rollout()
+            .unwrap()
+            .verdict
+            .as_ref()
+            .unwrap()
+            .verdict
+            .reasons;
+        assert!(
+            reasons[0].starts_with("not counted against green: a provider-wide incident (blue fails 30.0% (270 of 900)"),
+            "{reasons:?}"
+        );
+        s = t.state;
+    }
+    let s = started(&[(10.0, 60), (50.0, 60)]);
+    let t = tick(&s, counts(900, 4, 100, 40), MIN);
+    assert_eq!(t.state.verdict_status(), Some(VerdictStatus::Fail));
+}
