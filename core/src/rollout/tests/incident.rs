@@ -15,6 +15,11 @@ fn counts(blue: u64, blue_errors: u64, green: u64, green_errors: u64) -> Pair<En
     w
 }
 
+/// The verdict the tick `t` recorded.
+fn verdict_of(t: &Transition) -> &crate::health::Verdict {
+    &t.state.rollout().unwrap().verdict.as_ref().unwrap().verdict
+}
+
 fn events(t: &Transition) -> Vec<&Event> {
     t.effects
         .iter()
@@ -286,15 +291,7 @@ fn the_threshold_gates_do_not_fail_green_during_an_incident() {
         };
         assert_eq!(kinds(&t), expected, "minute {m}");
         assert_eq!(t.state.verdict_status(), Some(VerdictStatus::Inconclusive));
-        let reasons = &t
-            .state
-            .rollout()
-            .unwrap()
-            .verdict
-            .as_ref()
-            .unwrap()
-            .verdict
-            .reasons;
+        let reasons = &verdict_of(&t).reasons;
         assert!(
             reasons[0].starts_with("not counted against green: a provider-wide incident (blue fails 30.0% (270 of 900)"),
             "{reasons:?}"
@@ -304,4 +301,38 @@ fn the_threshold_gates_do_not_fail_green_during_an_incident() {
     let s = started(&[(10.0, 60), (50.0, 60)]);
     let t = tick(&s, counts(900, 4, 100, 40), MIN);
     assert_eq!(t.state.verdict_status(), Some(VerdictStatus::Fail));
+}
+
+/// The guard's reason names the limit it held green to on the tick: raised to τ × blue's lower
+/// bound when blue is near the limit (50 of 900), and none while an incident lasts.
+#[test]
+fn the_guards_reason_names_the_ticks_limit_or_why_it_stood_aside() {
+    let guard_reason = |t: &Transition| {
+        verdict_of(t)
+            .reasons
+            .iter()
+            .find(|r| r.starts_with("green error rate"))
+            .cloned()
+            .unwrap()
+    };
+    let s = started_sequential(&[(10.0, 300)], HealthPolicy::default());
+    let t = seq_tick(&s, counts(900, 50, 100, 0), MIN);
+    let limit = verdict_of(&t).evidence.as_ref().unwrap().guard_limit;
+    assert!(limit > 0.05, "{limit}");
+    assert!(
+        guard_reason(&t).starts_with(&format!(
+            "green error rate 0.00% against the {:.2}% limit",
+            100.0 * limit
+        )),
+        "{}",
+        guard_reason(&t)
+    );
+    let t = seq_tick(&s, counts(900, 270, 100, 30), MIN);
+    assert!(
+        guard_reason(&t).starts_with(
+            "green error rate 30.00% not judged alone this tick (a provider-wide incident lasts)"
+        ),
+        "{}",
+        guard_reason(&t)
+    );
 }
