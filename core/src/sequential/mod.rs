@@ -180,8 +180,11 @@ pub struct Evidence {
     pub latency_reference_ms: Option<u64>,
     /// Counts over the whole rollout.
     pub rollout: TickCounts,
-    /// Counts over the current step.
+    /// Counts over the current step since it began or resumed (what `min_requests` needs).
     pub step: TickCounts,
+    /// Counts behind the step's own evidence (`step_errors`, `step_slow`): restarted only when
+    /// a step begins, as that evidence is (zero in evidence stored before they were kept).
+    pub step_evidence: TickCounts,
     /// Ticks that carried traffic.
     pub ticks: u64,
 }
@@ -605,6 +608,7 @@ fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum, p0: Option<f64
         ev.rollout.add(t);
         if stratum.in_step {
             ev.step.add(t);
+            ev.step_evidence.add(t);
         }
         return scored > 0;
     }
@@ -643,6 +647,7 @@ fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum, p0: Option<f64
             ev.fine_slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
         }
         ev.step.add(t);
+        ev.step_evidence.add(t);
     }
     true
 }
@@ -668,8 +673,9 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
     );
     let fine_at = 1.0 / FINE_ALPHA;
     let r = &ev.rollout;
-    // The step's own evidence, from the second step on; counted over the step's requests.
-    let st = &ev.step;
+    // The step's own evidence, from the second step on, with the counts it rests on (a resume
+    // restarts `ev.step` but not the evidence).
+    let st = &ev.step_evidence;
     let step_errors = s.ladder.step_share().map(|share| {
         RelativeReport::new(
             (st.green_errors, st.blue_errors),
@@ -771,6 +777,7 @@ pub fn restart_step_counts(ev: &mut Evidence) {
 /// evidence against green restart; the rollout-wide evidence carries on.
 pub fn new_step(ev: &mut Evidence) {
     restart_step_counts(ev);
+    ev.step_evidence = TickCounts::default();
     ev.step_errors.iter_mut().for_each(|x| *x = 0.0);
     ev.step_slow.iter_mut().for_each(|x| *x = 0.0);
 }
@@ -1213,7 +1220,15 @@ mod tests {
         restart_step_counts(&mut ev);
         assert_eq!(ev.step_errors, before);
         assert_eq!(ev.step, TickCounts::default());
+        // The counts the step's evidence cites are its own: a resume does not restart them,
+        // so a rollback after one cites the 5 of 100 behind the evidence, not what came since.
+        update(&mut ev, &settings().on_step(2, 4), &t, None, None);
+        let after = update(&mut ev, &settings().on_step(2, 4), &t, None, None);
+        let step = after.step_errors.unwrap();
+        assert_eq!((step.green_requests, step.green_events), (300, 15));
+        assert_eq!(ev.step.green_requests, 200);
         new_step(&mut ev);
+        assert_eq!(ev.step_evidence, TickCounts::default());
         assert!(ev.step_errors.iter().all(|x| *x == 0.0));
         assert!(
             ev.errors.iter().all(|x| *x > 0.0),
