@@ -41,10 +41,11 @@ pub const ASIDE: Level = Level {
     z: 1.645,
 };
 
-/// Up to this many trials the bound is exact (Clopper–Pearson, by bisection on the binomial
-/// tail); above, Wilson's, which is close there and costs no loop. Wilson's alone would be too
-/// generous with few trials: one error in three would read as a 10% floor at 95%.
-const EXACT_UP_TO: u64 = 400;
+/// Up to this many events the bound is exact (Clopper–Pearson, by bisection on the binomial
+/// tail), whatever the number of trials; above, Wilson's, which is close with that many events
+/// and costs no loop. Wilson's with few events is too generous: one error in 401 reads as a
+/// 5.6e-4 floor at 99.5% against an exact 1.25e-5, and three in three as 10% at 95%.
+const EXACT_UP_TO: u64 = 500;
 
 /// A lower confidence bound at `level` on a rate from `events` of `trials`; 0 without events.
 /// Few trials give a low bound, so a thin blue shows nothing.
@@ -53,7 +54,7 @@ pub fn lower_bound(events: u64, trials: u64, level: Level) -> f64 {
         return 0.0;
     }
     let e = events.min(trials);
-    if trials <= EXACT_UP_TO {
+    if e <= EXACT_UP_TO {
         clopper_pearson(e, trials, level.delta)
     } else {
         wilson(e, trials, level.z)
@@ -74,11 +75,12 @@ fn clopper_pearson(e: u64, n: u64, delta: f64) -> f64 {
     lo
 }
 
-/// P(X ≥ e) for X ~ Bin(n, p), n ≤ [`EXACT_UP_TO`], from the terms below e. Terms that
-/// underflow make the tail larger, so the bound only ever errs low.
+/// P(X ≥ e) for X ~ Bin(n, p), e ≤ [`EXACT_UP_TO`], from the terms below e; (1 − p)ⁿ is
+/// taken through logs, as n may be any u64. Terms that underflow make the tail larger, so the
+/// bound only ever errs low.
 fn upper_tail(e: u64, n: u64, p: f64) -> f64 {
     let q = 1.0 - p;
-    let mut term = q.powi(n as i32);
+    let mut term = (n as f64 * (-p).ln_1p()).exp();
     let mut below = 0.0;
     for k in 0..e {
         below += term;
@@ -112,6 +114,22 @@ pub fn absolute_limit(
     (bound <= max_error_rate).then(|| max_error_rate.max(tolerance_ratio * bound))
 }
 
+/// An upper confidence bound at `level` on a rate from `events` of `trials`: 1 without trials.
+pub fn upper_bound(events: u64, trials: u64, level: Level) -> f64 {
+    if trials == 0 {
+        return 1.0;
+    }
+    1.0 - lower_bound(trials - events.min(trials), trials, level)
+}
+
+/// Whether blue's `errors` of `requests` (counted over the ticks since an incident last showed)
+/// show it back at or under `max_error_rate`: the upper bound on its rate at [`ASIDE`] is at
+/// or under the limit. At 0.5% errors that takes about 108 requests without an error or 150
+/// with one (two or three ticks at 0.1 req/s); a blue that stays above the limit never does.
+pub fn blue_back(max_error_rate: f64, errors: u64, requests: u64) -> bool {
+    upper_bound(errors, requests, ASIDE) <= max_error_rate
+}
+
 /// Whether a tick shows blue failing above `max_error_rate` surely enough to begin an
 /// incident: the lower bound on its rate at [`INCIDENT`] is above the limit.
 pub fn blue_above(max_error_rate: f64, blue_errors: u64, blue_requests: u64) -> bool {
@@ -127,6 +145,28 @@ mod tests {
     }
 
     #[test]
+    fn one_event_in_many_trials_is_bound_exactly() {
+        // One in n: (1 − p)ⁿ = 1 − δ, p = −expm1(ln(1 − δ)/n); e.g. 1 in 401 at 99.5%:
+        // 1.2500e-5 (Wilson's would say 5.6e-4).
+        for n in [401u64, 1000, 54_000, 1 << 40, u64::MAX] {
+            for level in [ASIDE, INCIDENT] {
+                let exact = -((1.0 - level.delta).ln() / n as f64).exp_m1();
+                let b = lower_bound(1, n, level);
+                assert!((b - exact).abs() <= 1e-9 * exact, "1/{n}: {b} vs {exact}");
+            }
+        }
+        // Two in n at 95% by the tail directly: P(X ≥ 2) = 1 − qⁿ − n·p·qⁿ⁻¹ = 0.05 at the
+        // bound.
+        for n in [1000u64, 1 << 30] {
+            let p = lower_bound(2, n, ASIDE);
+            let q = 1.0 - p;
+            let nf = n as f64;
+            let tail = 1.0 - (nf * q.ln()).exp() - nf * p * ((nf - 1.0) * q.ln()).exp();
+            assert!((tail - 0.05).abs() < 1e-6, "2/{n}: tail {tail}");
+        }
+    }
+
+    #[test]
     fn the_lower_bound_by_hand_and_at_the_extremes() {
         // Exact: three of three at 99.5%: p³ = 0.005, p = 0.17100; one of three at 95%:
         // 1 − (1 − p)³ = 0.05, p = 0.016952; two of three: 3p² − 2p³ = 0.05, p = 0.13535.
@@ -138,10 +178,12 @@ mod tests {
         // Wilson, 300 of 1000 at 99.5%: z² = 6.635776; centre 0.3 + 0.0033179 = 0.3033179;
         // spread 2.576·√(0.00021 + 0.0000016589) = 2.576·0.014548 = 0.037476; (0.3033179 −
         // 0.037476) / 1.0066358 = 0.26409.
-        close(lower_bound(300, 1000, INCIDENT), 0.26409);
-        // Near the switch the two agree to within two tenths of a point.
-        let (exact, wilson) = (lower_bound(40, 400, ASIDE), wilson(40, 401, 1.645));
-        assert!((exact - wilson).abs() < 0.002, "{exact} vs {wilson}");
+        close(wilson(300, 1000, INCIDENT.z), 0.26409);
+        // The exact bound there (300 events, under the switch) is a little lower: 0.26321.
+        close(lower_bound(300, 1000, INCIDENT), 0.26321);
+        // Near the switch the two agree to within a tenth of a point.
+        let (exact, wilson) = (lower_bound(500, 5000, ASIDE), wilson(501, 5000, 1.645));
+        assert!((exact - wilson).abs() < 0.001, "{exact} vs {wilson}");
         assert_eq!(lower_bound(0, 0, ASIDE), 0.0);
         assert_eq!(lower_bound(0, 1000, INCIDENT), 0.0);
         assert!(lower_bound(u64::MAX, u64::MAX, ASIDE) <= 1.0);
@@ -180,9 +222,9 @@ mod tests {
         assert!(absolute_limit(0.05, 1.2, 5, 42).is_some());
         assert_eq!(absolute_limit(0.05, 1.2, 6, 42), None);
         assert!(!blue_above(0.05, 6, 42));
-        // 61 of 1000: the bound at 95% is ~4.97%, just under the limit, which rises to 1.2 ×
-        // that.
+        // 61 of 1000: the exact bound at 95% is ~4.90%, just under the limit, which rises to
+        // 1.2 × that.
         let limit = absolute_limit(0.05, 1.2, 61, 1000).unwrap();
-        assert!((0.0595..0.0598).contains(&limit), "{limit}");
+        assert!((0.0587..0.0590).contains(&limit), "{limit}");
     }
 }

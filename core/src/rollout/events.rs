@@ -75,7 +75,7 @@ pub struct Event {
     pub message: String,
     /// Whether it goes to `ALERT_WEBHOOK_URL` (rollbacks, pauses, completions, an unreadable
     /// state and its recovery, a repaired routing document, a split mismatch's hold and its
-    /// end, and the start of an incident).
+    /// end, an incident's start (unless within the hour after the last one's end) and end).
     pub alert: bool,
 }
 
@@ -108,6 +108,7 @@ impl Event {
                     | EventKind::SplitMismatch
                     | EventKind::SplitMatched
                     | EventKind::IncidentBegan
+                    | EventKind::IncidentEnded
             ),
         }
     }

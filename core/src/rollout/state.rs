@@ -106,6 +106,9 @@ pub struct Rollout {
     pub verdict: Option<VerdictRecord>,
     /// A provider-wide incident under way: the step holds until it ends.
     pub incident: Option<super::Incident>,
+    /// When the latest incident ended (or a resume cleared it): a beginning within the hour
+    /// after is not alerted.
+    pub incident_ended_at_ms: Option<u64>,
 }
 
 impl Rollout {

@@ -75,11 +75,18 @@ pub(super) fn tick(
     }
     let change = check_split(&mut rollout, &split, strata.live, now_ms);
     let mv = hold_for_split(decide(&facts), held || rollout.split_check.holds());
-    // An incident's beginning or end, unless the tick rolls back (its event says why).
-    if let Some((kind, message)) = incident.filter(|_| mv != Move::RollBack) {
+    // An incident's beginning or end, unless the tick rolls back (its event says why); one
+    // that lasted too long pauses the rollout, below.
+    let incident = incident.filter(|_| mv != Move::RollBack);
+    let (incident, pause) = match incident {
+        Some(o) if o.kind == EventKind::Paused => (None, Some(o)),
+        o => (o, None),
+    };
+    if let Some(o) = incident {
         let before = State::progressing(split.clone(), rollout.clone());
         let verdict = judgement.verdict.clone();
-        let event = Event::by_controller(&before, now_ms, kind, message, verdict);
+        let mut event = Event::by_controller(&before, now_ms, o.kind, o.message, verdict);
+        event.alert = o.alert;
         effects.push(Effect::record(event));
     }
     // A rollback makes the split check moot: its event alone is recorded.
@@ -92,14 +99,49 @@ pub(super) fn tick(
         let event = Event::by_controller_plain(&now, now_ms, kind, message);
         effects.push(Effect::record(event));
     }
-    let (state, more) = execute(mv, &facts, split, rollout, judgement.verdict, now_ms);
+    let verdict = judgement.verdict.clone();
+    let (mut state, more) = execute(mv, &facts, split, rollout, judgement.verdict, now_ms);
     effects.extend(more);
+    if let Some(o) = pause {
+        state = pause_for_incident(state, o, verdict, now_ms, &mut effects);
+    }
     Transition { state, effects }
 }
 
 /// The reason a shadow step's tick gives when it saw none of the step's pairs: without them the
 /// step never has `min_requests` and holds, which should not go unsaid.
 const NO_PAIRS: &str = "shadow step: no copy paired this tick, so the step cannot reach min_requests (is SHADOW_MAX_PER_MINUTE 0, or no request routed to blue?)";
+
+/// Pauses `state`, still progressing, for an incident that lasted too long, with its event.
+fn pause_for_incident(
+    state: State,
+    o: super::incident::Observed,
+    verdict: Verdict,
+    now_ms: u64,
+    effects: &mut Vec<Effect>,
+) -> State {
+    let copying = state.shadow_percent() > 0.0;
+    let State { mut split, stage } = state;
+    let Stage::Progressing(rollout) = stage else {
+        return State { split, stage };
+    };
+    let paused = super::Paused {
+        rollout,
+        paused_at_ms: now_ms,
+    };
+    // As an operator's pause: a shadow step stops copying (a new document without the share).
+    if copying {
+        split.version += 1;
+        effects.push(Effect::WriteSplit);
+    }
+    let state = State {
+        split,
+        stage: Stage::Paused(paused),
+    };
+    let event = Event::by_controller(&state, now_ms, o.kind, o.message, verdict);
+    effects.push(Effect::record(event));
+    state
+}
 
 /// A verdict on one window, and what the method says about it.
 struct Judgement {
@@ -122,10 +164,12 @@ fn judge_window(
 ) -> Judgement {
     match r.health.method {
         Method::Threshold => {
-            let verdict = judge(&r.health, window);
+            let mut verdict = judge(&r.health, window);
+            // A window failed during an incident is spent, not kept growing with its ticks.
+            let excused = super::incident::excuse_threshold(r, window, &mut verdict);
             Judgement {
                 // An inconclusive window keeps growing until it says something.
-                closes_window: verdict.status != VerdictStatus::Inconclusive,
+                closes_window: excused || verdict.status != VerdictStatus::Inconclusive,
                 clearly_fine: false,
                 failure_limit: r.health.failure_limit,
                 verdict,

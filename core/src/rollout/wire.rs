@@ -54,6 +54,9 @@ struct StoredRollout {
     // Absent from documents written before incidents held a rollout, and while none lasts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     incident: Option<Incident>,
+    // Absent from documents written before incident ends were remembered, and before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    incident_ended_at_ms: Option<u64>,
 }
 
 /// Why a stored state does not load: its phase and its rollout disagree.
@@ -141,6 +144,7 @@ fn stage(
         split_check: r.split_check,
         verdict,
         incident: r.incident,
+        incident_ended_at_ms: r.incident_ended_at_ms,
     };
     Ok(match (phase, paused_at_ms, ended_at_ms) {
         (Phase::Progressing, None, None) => Stage::Progressing(rollout),
@@ -191,6 +195,7 @@ impl From<State> for StoredState {
                 evidence: r.evidence,
                 split_check: r.split_check,
                 incident: r.incident,
+                incident_ended_at_ms: r.incident_ended_at_ms,
             }
         });
         StoredState {

@@ -180,8 +180,11 @@ pub struct Evidence {
     pub latency_reference_ms: Option<u64>,
     /// Counts over the whole rollout.
     pub rollout: TickCounts,
-    /// Counts over the current step.
+    /// Counts over the current step since it began or resumed (what `min_requests` needs).
     pub step: TickCounts,
+    /// Counts behind the step's own evidence (`step_errors`, `step_slow`): restarted only when
+    /// a step begins, as that evidence is (zero in evidence stored before they were kept).
+    pub step_evidence: TickCounts,
     /// Ticks that carried traffic.
     pub ticks: u64,
 }
@@ -324,8 +327,14 @@ pub struct Report {
     /// The guard's evidence that green's error rate is above `max_error_rate` (saturated).
     pub guard_evidence: f64,
     pub guard_rollback_at: f64,
-    /// The guard's limit (`max_error_rate`).
+    /// The guard's limit this tick: `max_error_rate`, or τ × a lower bound on blue's rate when
+    /// that is higher; `max_error_rate` in reports stored before the tick's limit was kept, and
+    /// when the guard stood aside.
     pub guard_limit: f64,
+    /// Why the guard stood aside this tick, when it did; `null` when it judged green (and in
+    /// reports stored before this was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_aside: Option<GuardAside>,
     /// Natural logs of the clearly-fine evidence this step (errors, latency), when
     /// `advance_early` is on.
     pub fine_log_evidence: Option<(f64, f64)>,
@@ -333,6 +342,16 @@ pub struct Report {
     pub fine_evidence: Option<(f64, f64)>,
     pub fine_at: Option<f64>,
     pub tolerance_ratio: f64,
+}
+
+/// Why the guard added nothing in a tick: green failing as much as blue is not its fault then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardAside {
+    /// A provider-wide incident was under way.
+    Incident,
+    /// The tick showed blue failing above `max_error_rate` (at 95%).
+    BlueAbove,
 }
 
 /// How reports were stored: the first release kept only the ratios, and stored a ratio that
@@ -442,10 +461,19 @@ impl Report {
         } else {
             0.0
         };
+        let against = match self.guard_aside {
+            None => format!("against the {:.2}% limit", 100.0 * self.guard_limit),
+            Some(GuardAside::Incident) => {
+                "not judged alone this tick (a provider-wide incident lasts)".to_string()
+            }
+            Some(GuardAside::BlueAbove) => format!(
+                "not judged alone this tick (blue is shown failing above the {:.2}% limit)",
+                100.0 * self.guard_limit
+            ),
+        };
         out.push(format!(
-            "green error rate {:.2}% against the {:.2}% limit: evidence {}, rollback at {}",
+            "green error rate {:.2}% {against}: evidence {}, rollback at {}",
             100.0 * rate,
-            100.0 * self.guard_limit,
             odds(self.guard_evidence),
             odds(self.guard_rollback_at)
         ));
@@ -527,14 +555,20 @@ pub fn update_strata(
             n.saturating_add(st.counts.blue_requests),
         )
     });
-    let p0 = crate::incident::absolute_limit(
+    let limit = crate::incident::absolute_limit(
         s.max_error_rate,
         s.tolerance_ratio,
         blue_errors,
         blue_requests,
-    )
-    .map(|p| p.clamp(1e-6, 1.0 - 1e-6))
-    .filter(|_| !s.incident);
+    );
+    let aside = match limit {
+        _ if s.incident => Some(GuardAside::Incident),
+        None => Some(GuardAside::BlueAbove),
+        Some(_) => None,
+    };
+    let p0 = limit
+        .map(|p| p.clamp(1e-6, 1.0 - 1e-6))
+        .filter(|_| !s.incident);
     let mut any = false;
     for stratum in strata {
         any |= accumulate(ev, s, stratum, p0);
@@ -550,7 +584,10 @@ pub fn update_strata(
     if next_reference_ms.is_some() {
         ev.latency_reference_ms = next_reference_ms;
     }
-    report(ev, s, reference_ms)
+    let mut report = report(ev, s, reference_ms);
+    report.guard_limit = p0.unwrap_or(s.max_error_rate);
+    report.guard_aside = aside;
+    report
 }
 
 /// Adds one stratum's counts to every log-likelihood sum, the guard's against the null rate
@@ -575,6 +612,7 @@ fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum, p0: Option<f64
         ev.rollout.add(t);
         if stratum.in_step {
             ev.step.add(t);
+            ev.step_evidence.add(t);
         }
         return scored > 0;
     }
@@ -616,6 +654,7 @@ fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum, p0: Option<f64
             ev.fine_slow[k] += relative_increment(rho1, tau, w, t.green_slow, t.blue_slow);
         }
         ev.step.add(t);
+        ev.step_evidence.add(t);
     }
     true
 }
@@ -641,8 +680,9 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
     );
     let fine_at = 1.0 / FINE_ALPHA;
     let r = &ev.rollout;
-    // The step's own evidence, from the second step on; counted over the step's requests.
-    let st = &ev.step;
+    // The step's own evidence, from the second step on, with the counts it rests on (a resume
+    // restarts `ev.step` but not the evidence).
+    let st = &ev.step_evidence;
     let step_errors = s.ladder.step_share().map(|share| {
         RelativeReport::new(
             (st.green_errors, st.blue_errors),
@@ -720,6 +760,7 @@ fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> Report {
         guard_evidence: ratio_from_log(guard),
         guard_rollback_at: guard_at,
         guard_limit: s.max_error_rate,
+        guard_aside: None,
         fine_log_evidence: s.advance_early.then_some(fine),
         fine_evidence: s
             .advance_early
@@ -743,6 +784,7 @@ pub fn restart_step_counts(ev: &mut Evidence) {
 /// evidence against green restart; the rollout-wide evidence carries on.
 pub fn new_step(ev: &mut Evidence) {
     restart_step_counts(ev);
+    ev.step_evidence = TickCounts::default();
     ev.step_errors.iter_mut().for_each(|x| *x = 0.0);
     ev.step_slow.iter_mut().for_each(|x| *x = 0.0);
 }
@@ -1188,7 +1230,15 @@ mod tests {
         restart_step_counts(&mut ev);
         assert_eq!(ev.step_errors, before);
         assert_eq!(ev.step, TickCounts::default());
+        // The counts the step's evidence cites are its own: a resume does not restart them,
+        // so a rollback after one cites the 5 of 100 behind the evidence, not what came since.
+        update(&mut ev, &settings().on_step(2, 4), &t, None, None);
+        let after = update(&mut ev, &settings().on_step(2, 4), &t, None, None);
+        let step = after.step_errors.unwrap();
+        assert_eq!((step.green_requests, step.green_events), (300, 15));
+        assert_eq!(ev.step.green_requests, 200);
         new_step(&mut ev);
+        assert_eq!(ev.step_evidence, TickCounts::default());
         assert!(ev.step_errors.iter().all(|x| *x == 0.0));
         assert!(
             ev.errors.iter().all(|x| *x > 0.0),

@@ -61,6 +61,8 @@ pub struct Report {
     guard_rollback_at: f64,
     guard_limit: f64,
     #[serde(default)]
+    guard_aside: Option<super::GuardAside>,
+    #[serde(default)]
     fine_log_evidence: Option<(f64, f64)>,
     #[serde(default)]
     fine_evidence: Option<(Option<f64>, Option<f64>)>,
@@ -89,6 +91,7 @@ impl From<Report> for super::Report {
             guard_evidence: ratio_from_log(guard_log_evidence),
             guard_rollback_at: r.guard_rollback_at,
             guard_limit: r.guard_limit,
+            guard_aside: r.guard_aside,
             fine_log_evidence,
             fine_evidence: fine_log_evidence.map(|(e, l)| (ratio_from_log(e), ratio_from_log(l))),
             fine_at: r.fine_at,

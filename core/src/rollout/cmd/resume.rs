@@ -19,6 +19,8 @@ pub(in crate::rollout) fn resume(s: State, now_ms: u64) -> Result<Transition, Re
     };
     let mut split = s.split;
     let mut effects = Vec::new();
+    // The operator has looked: an incident ends here (its step time is restored first).
+    super::super::incident::clear_on_resume(&mut rollout, paused_at_ms, now_ms);
     // The hold timer did not run while paused.
     rollout.step_started_at_ms += now_ms.saturating_sub(paused_at_ms);
     // The step must pass again on traffic seen since the resume: the window restarts (what

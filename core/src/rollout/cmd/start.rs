@@ -40,6 +40,7 @@ pub(in crate::rollout) fn start(
         split_check: Default::default(),
         verdict: None,
         incident: None,
+        incident_ended_at_ms: None,
     };
     let state = State::progressing(split, rollout);
     let split = state.split();

@@ -291,3 +291,42 @@ fn a_failing_green_is_rolled_back_from_its_shadow_step_with_reasons() {
     }
     panic!("not rolled back in 10 ticks");
 }
+
+/// An incident that outlasts its hour pauses a shadow step as an operator's pause does: the
+/// copies stop with a new document.
+#[test]
+fn an_incident_pause_stops_a_shadow_steps_copies() {
+    let mut s = shadow_rollout(50);
+    let v = s.version();
+    let blue_failing = |s: &State, now: u64| {
+        let mut window = Pair::<EnvStats>::default();
+        window.blue.requests = 1000;
+        window.blue.errors.server_error = 300;
+        apply(
+            s,
+            Command::Tick {
+                window: Box::new(window),
+                strata: Vec::new(),
+                blue_p95_ms: None,
+                step_cost: Pair::default(),
+                shadow: Vec::new(),
+            },
+            now,
+        )
+        .unwrap()
+    };
+    let mut paused = None;
+    for m in 1..=70 {
+        let t = blue_failing(&s, m * MIN);
+        if t.state.phase() == Phase::Paused {
+            paused = Some(t);
+            break;
+        }
+        s = t.state;
+    }
+    let t = paused.expect("paused within 70 minutes of a provider-wide incident");
+    assert!(t.effects.contains(&Effect::WriteSplit));
+    let doc = t.state.routing_doc(0);
+    assert_eq!((doc.shadow_percent, doc.green_percent), (0.0, 0.0));
+    assert!(doc.version > v);
+}
