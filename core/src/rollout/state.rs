@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Step;
+use super::{Effect, Step};
 use crate::environment::Environment;
 use crate::health::{HealthPolicy, Verdict, VerdictStatus};
 use crate::routing::RoutingDoc;
@@ -241,6 +241,26 @@ impl State {
             split,
             stage: Stage::Progressing(rollout),
         }
+    }
+
+    /// `rollout` paused at `now_ms` on `split`: a shadow step's copies stop, by a new routing
+    /// document without its share (then `WriteSplit` is among the effects returned).
+    pub(super) fn paused(mut split: Split, rollout: Rollout, now_ms: u64) -> (State, Vec<Effect>) {
+        let copying = split.green_percent == 0.0 && rollout.step().shadow_percent > 0.0;
+        let mut effects = Vec::new();
+        if copying {
+            split.version += 1;
+            effects.push(Effect::WriteSplit);
+        }
+        let paused = Paused {
+            rollout,
+            paused_at_ms: now_ms,
+        };
+        let state = State {
+            split,
+            stage: Stage::Paused(paused),
+        };
+        (state, effects)
     }
 
     /// `rollout` completed at `now_ms`: green is the new blue, and the split returns to 0%.

@@ -120,24 +120,13 @@ fn pause_for_incident(
     now_ms: u64,
     effects: &mut Vec<Effect>,
 ) -> State {
-    let copying = state.shadow_percent() > 0.0;
-    let State { mut split, stage } = state;
+    let State { split, stage } = state;
     let Stage::Progressing(rollout) = stage else {
         return State { split, stage };
     };
-    let paused = super::Paused {
-        rollout,
-        paused_at_ms: now_ms,
-    };
-    // As an operator's pause: a shadow step stops copying (a new document without the share).
-    if copying {
-        split.version += 1;
-        effects.push(Effect::WriteSplit);
-    }
-    let state = State {
-        split,
-        stage: Stage::Paused(paused),
-    };
+    // As an operator's pause: a shadow step stops copying.
+    let (state, more) = State::paused(split, rollout, now_ms);
+    effects.extend(more);
     let event = Event::by_controller(&state, now_ms, o.kind, o.message, verdict);
     effects.push(Effect::record(event));
     state
