@@ -302,18 +302,7 @@ fn an_incident_pause_stops_a_shadow_steps_copies() {
         let mut window = Pair::<EnvStats>::default();
         window.blue.requests = 1000;
         window.blue.errors.server_error = 300;
-        apply(
-            s,
-            Command::Tick {
-                window: Box::new(window),
-                strata: Vec::new(),
-                blue_p95_ms: None,
-                step_cost: Pair::default(),
-                shadow: Vec::new(),
-            },
-            now,
-        )
-        .unwrap()
+        seq_tick(s, window, now)
     };
     let mut paused = None;
     for m in 1..=70 {
