@@ -110,8 +110,32 @@ pub fn absolute_limit(
     blue_errors: u64,
     blue_requests: u64,
 ) -> Option<f64> {
+    // The bound is never above the observed rate: when τ × that rate is within the limit, so
+    // is τ × the bound, and the answer is the limit without the bound's search (the common
+    // case, a healthy blue, every tick).
+    if tolerance_ratio >= 1.0
+        && tolerance_ratio * observed(blue_errors, blue_requests) <= max_error_rate
+    {
+        return Some(max_error_rate);
+    }
     let bound = lower_bound(blue_errors, blue_requests, ASIDE);
     (bound <= max_error_rate).then(|| max_error_rate.max(tolerance_ratio * bound))
+}
+
+/// The observed rate `events / trials` (events beyond the trials count as the trials), 0
+/// without trials: what [`lower_bound`] never exceeds.
+fn observed(events: u64, trials: u64) -> f64 {
+    if trials == 0 {
+        return 0.0;
+    }
+    events.min(trials) as f64 / trials as f64
+}
+
+/// Whether the lower bound at `level` on a rate from `events` of `trials` is above `limit`.
+/// The bound never exceeds the observed rate, so a rate at or under the limit answers without
+/// the bound's search.
+pub fn bound_above(events: u64, trials: u64, level: Level, limit: f64) -> bool {
+    observed(events, trials) > limit && lower_bound(events, trials, level) > limit
 }
 
 /// An upper confidence bound at `level` on a rate from `events` of `trials`: 1 without trials.
@@ -133,7 +157,7 @@ pub fn blue_back(max_error_rate: f64, errors: u64, requests: u64) -> bool {
 /// Whether a tick shows blue failing above `max_error_rate` surely enough to begin an
 /// incident: the lower bound on its rate at [`INCIDENT`] is above the limit.
 pub fn blue_above(max_error_rate: f64, blue_errors: u64, blue_requests: u64) -> bool {
-    lower_bound(blue_errors, blue_requests, INCIDENT) > max_error_rate
+    bound_above(blue_errors, blue_requests, INCIDENT, max_error_rate)
 }
 
 #[cfg(test)]
@@ -226,5 +250,43 @@ mod tests {
         // 1.2 × that.
         let limit = absolute_limit(0.05, 1.2, 61, 1000).unwrap();
         assert!((0.0587..0.0590).contains(&limit), "{limit}");
+    }
+
+    /// The shortcuts answer as the bound's search would, over counts from none to every trial
+    /// failing, tiny to huge samples, and limits on both sides of the observed rate.
+    #[test]
+    fn the_shortcuts_agree_with_the_bounds() {
+        let trials = [0u64, 1, 2, 7, 20, 54, 401, 1000, 54_000, 1 << 40, u64::MAX];
+        let limits = [0.0, 1e-9, 0.001, 0.005, 0.02, 0.05, 0.0501, 0.3, 0.999, 1.0];
+        for &n in &trials {
+            let mut events: Vec<u64> = vec![0, 1, 2, 3, 50, 499, 500, 501, 5000, n / 100, n / 20];
+            events.extend([
+                n / 20 + 1,
+                n / 2,
+                n.saturating_sub(1),
+                n,
+                n.saturating_add(3),
+            ]);
+            for &e in &events {
+                for &limit in &limits {
+                    for level in [ASIDE, INCIDENT] {
+                        assert_eq!(
+                            bound_above(e, n, level, limit),
+                            lower_bound(e, n, level) > limit,
+                            "{e} of {n} against {limit}"
+                        );
+                    }
+                    for tau in [1.0, 1.2, 3.0, 10.0] {
+                        let bound = lower_bound(e, n, ASIDE);
+                        let slow = (bound <= limit).then(|| limit.max(tau * bound));
+                        assert_eq!(
+                            absolute_limit(limit, tau, e, n),
+                            slow,
+                            "{e} of {n}, τ {tau}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

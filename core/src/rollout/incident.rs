@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{EventKind, Rollout};
 use crate::health::{Verdict, VerdictStatus};
-use crate::incident::{absolute_limit, blue_above, blue_back, lower_bound, ASIDE};
+use crate::incident::{absolute_limit, blue_above, blue_back, bound_above, ASIDE};
 use crate::stats::{EnvStats, Pair};
 
 /// An incident under way, as stored with the rollout.
@@ -119,7 +119,7 @@ pub(super) fn observe(r: &mut Rollout, window: &Pair<EnvStats>, now_ms: u64) -> 
     let errors = blue.errors().min(blue.requests);
     incident.seen_errors = incident.seen_errors.saturating_add(errors);
     incident.seen_requests = incident.seen_requests.saturating_add(blue.requests);
-    if lower_bound(errors, blue.requests, ASIDE) > limit {
+    if bound_above(errors, blue.requests, ASIDE, limit) {
         (incident.calm_errors, incident.calm_requests) = (0, 0);
     } else {
         incident.calm_errors = incident.calm_errors.saturating_add(errors);
