@@ -4,12 +4,11 @@
 //! buckets, so a bucket is never wider than 1/32 of its lower bound and a percentile read from
 //! it is within about 3% of the exact one. Histograms from many isolates and minutes merge by
 //! adding counts, which is what lets the stats be aggregated anywhere and summed on read. Only
-//! non-empty buckets are stored (a few dozen for real traffic), as `[[bucket, count], ...]`.
+//! non-empty buckets are stored (a few dozen for real traffic), as `[[bucket, count], ...]`, and
+//! held in memory the same way, in bucket order: merging two histograms is one pass over both.
 //!
 //! This does not keep the raw values, and so cannot give a mean of latencies exactly; the sum
 //! is kept beside the counts for that.
-
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -52,7 +51,8 @@ pub fn is_boundary(ms: u64) -> bool {
 /// Counts of latencies by bucket.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Histogram {
-    counts: BTreeMap<u16, u64>,
+    /// `(bucket, count)` in ascending bucket order, each bucket once.
+    counts: Vec<(u16, u64)>,
     count: u64,
     sum_ms: u64,
 }
@@ -60,8 +60,9 @@ pub struct Histogram {
 impl Histogram {
     /// Records one value, in milliseconds.
     pub fn record(&mut self, ms: u64) {
-        *self.counts.entry(bucket_of(ms)).or_insert(0) += 1;
-        self.count += 1;
+        let slot = self.slot(bucket_of(ms));
+        *slot = slot.saturating_add(1);
+        self.count = self.count.saturating_add(1);
         self.sum_ms = self.sum_ms.saturating_add(ms.min(MAX_VALUE));
     }
 
@@ -70,7 +71,7 @@ impl Histogram {
         if n == 0 {
             return;
         }
-        let slot = self.counts.entry(bucket_of(ms)).or_insert(0);
+        let slot = self.slot(bucket_of(ms));
         *slot = slot.saturating_add(n);
         self.count = self.count.saturating_add(n);
         self.sum_ms = self
@@ -80,12 +81,35 @@ impl Histogram {
 
     /// Adds every count of `other` to this one.
     pub fn merge(&mut self, other: &Histogram) {
-        for (&b, &n) in &other.counts {
-            let slot = self.counts.entry(b).or_insert(0);
-            *slot = slot.saturating_add(n);
+        let same_buckets = self.counts.len() == other.counts.len()
+            && self
+                .counts
+                .iter()
+                .zip(&other.counts)
+                .all(|(a, b)| a.0 == b.0);
+        if same_buckets {
+            for (slot, &(_, n)) in self.counts.iter_mut().zip(&other.counts) {
+                slot.1 = slot.1.saturating_add(n);
+            }
+        } else if self.counts.is_empty() {
+            self.counts.clone_from(&other.counts);
+        } else {
+            self.counts = merged(&self.counts, &other.counts);
         }
         self.count = self.count.saturating_add(other.count);
         self.sum_ms = self.sum_ms.saturating_add(other.sum_ms);
+    }
+
+    /// The count of bucket `b`, inserted at 0 in its place when absent.
+    fn slot(&mut self, b: u16) -> &mut u64 {
+        let i = match self.counts.binary_search_by_key(&b, |&(bucket, _)| bucket) {
+            Ok(i) => i,
+            Err(i) => {
+                self.counts.insert(i, (b, 0));
+                i
+            }
+        };
+        &mut self.counts[i].1
     }
 
     /// How many values were recorded.
@@ -107,7 +131,7 @@ impl Histogram {
         }
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
         let mut seen = 0u64;
-        for (&b, &n) in &self.counts {
+        for &(b, n) in &self.counts {
             seen = seen.saturating_add(n);
             if seen >= rank {
                 let (low, high) = bounds_of(b);
@@ -115,7 +139,7 @@ impl Histogram {
             }
         }
         // Unreachable while `count` equals the sum of the buckets; answer the top bucket.
-        self.counts.keys().next_back().map(|&b| bounds_of(b).1)
+        self.counts.last().map(|&(b, _)| bounds_of(b).1)
     }
 
     /// The sum of the recorded values, in milliseconds (saturating).
@@ -132,7 +156,7 @@ impl Histogram {
         edges_ms
             .iter()
             .map(|&edge| {
-                while let Some((&b, &n)) = buckets.peek() {
+                while let Some(&&(b, n)) = buckets.peek() {
                     if bounds_of(b).1 >= edge {
                         break;
                     }
@@ -149,13 +173,36 @@ impl Histogram {
     pub fn count_above(&self, ms: u64) -> u64 {
         self.counts
             .iter()
-            .filter(|(&b, _)| {
+            .filter(|&&(b, _)| {
                 let (low, high) = bounds_of(b);
                 low + (high - low) / 2 > ms
             })
-            .map(|(_, &n)| n)
+            .map(|&(_, n)| n)
             .fold(0, u64::saturating_add)
     }
+}
+
+/// The bucket counts of `a` and `b` (each in ascending bucket order) added up, in order.
+fn merged(a: &[(u16, u64)], b: &[(u16, u64)]) -> Vec<(u16, u64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        if x.0 == y.0 {
+            out.push((x.0, x.1.saturating_add(y.1)));
+            i += 1;
+            j += 1;
+        } else if x.0 < y.0 {
+            out.push(x);
+            i += 1;
+        } else {
+            out.push(y);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 /// The stored form: `{"n": count, "sum": ms, "b": [[bucket, count], ...]}`.
@@ -171,7 +218,7 @@ impl Serialize for Histogram {
         Stored {
             n: self.count,
             sum: self.sum_ms,
-            b: self.counts.iter().map(|(&b, &n)| (b, n)).collect(),
+            b: self.counts.clone(),
         }
         .serialize(s)
     }
@@ -181,14 +228,21 @@ impl<'de> Deserialize<'de> for Histogram {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let stored = Stored::deserialize(d)?;
         let max_bucket = bucket_of(MAX_VALUE);
-        let mut counts = BTreeMap::new();
+        let mut b = stored.b;
+        // Stable: a bucket listed twice adds up in the order it was written.
+        b.sort_by_key(|&(bucket, _)| bucket);
+        let mut counts: Vec<(u16, u64)> = Vec::with_capacity(b.len());
         let mut total = 0u64;
-        for (b, n) in stored.b {
-            if b > max_bucket {
-                return Err(serde::de::Error::custom(format!("no histogram bucket {b}")));
+        for (bucket, n) in b {
+            if bucket > max_bucket {
+                return Err(serde::de::Error::custom(format!(
+                    "no histogram bucket {bucket}"
+                )));
             }
-            let slot = counts.entry(b).or_insert(0);
-            *slot = u64::saturating_add(*slot, n);
+            match counts.last_mut() {
+                Some(last) if last.0 == bucket => last.1 = last.1.saturating_add(n),
+                _ => counts.push((bucket, n)),
+            }
             // Saturating, as recording is: a histogram held at its maximum count still loads.
             total = total.saturating_add(n);
         }
@@ -228,6 +282,13 @@ mod tests {
                 (2f64.powf(u * 16.0)) as u64
             })
             .collect()
+    }
+
+    /// A histogram of `vals`, recorded one by one.
+    fn recorded(vals: &[u64]) -> Histogram {
+        let mut h = Histogram::default();
+        vals.iter().for_each(|&v| h.record(v));
+        h
     }
 
     #[test]
@@ -287,16 +348,9 @@ mod tests {
     #[test]
     fn merge_equals_recording_everything_in_one() {
         let (a, b) = (values(7, 3000), values(8, 2000));
-        let (mut ha, mut hb, mut all) = (
-            Histogram::default(),
-            Histogram::default(),
-            Histogram::default(),
-        );
-        a.iter().for_each(|&v| ha.record(v));
-        b.iter().for_each(|&v| hb.record(v));
-        a.iter().chain(&b).for_each(|&v| all.record(v));
-        ha.merge(&hb);
-        assert_eq!(ha, all);
+        let mut ha = recorded(&a);
+        ha.merge(&recorded(&b));
+        assert_eq!(ha, recorded(&[a.as_slice(), &b].concat()));
         let mut sorted: Vec<u64> = a.iter().chain(&b).copied().collect();
         sorted.sort_unstable();
         let (got, want) = (ha.quantile_ms(0.95).unwrap(), exact(&sorted, 0.95));
@@ -336,5 +390,35 @@ mod tests {
         assert_eq!(serde_json::from_str::<Histogram>(&json).unwrap(), h);
         assert!(serde_json::from_str::<Histogram>(r#"{"n":2,"sum":0,"b":[[1,1]]}"#).is_err());
         assert!(serde_json::from_str::<Histogram>(r#"{"n":1,"sum":0,"b":[[60000,1]]}"#).is_err());
+        // Buckets out of order, or one listed twice, load as the same counts in order.
+        let odd: Histogram =
+            serde_json::from_str(r#"{"n":6,"sum":0,"b":[[9,1],[3,2],[9,3]]}"#).unwrap();
+        assert_eq!(odd.counts, [(3, 2), (9, 4)]);
+        assert_eq!(
+            serde_json::to_string(&odd).unwrap(),
+            r#"{"n":6,"sum":0,"b":[[3,2],[9,4]]}"#
+        );
+    }
+
+    /// Every shape of merge: into an empty histogram, of one with the same buckets, of disjoint
+    /// and interleaved ones, of an empty one; each equals recording all the values in one.
+    #[test]
+    fn merges_of_every_shape_equal_recording_in_one() {
+        let sets: [&[u64]; 6] = [
+            &[],
+            &[5, 700, 700, 90_000],
+            &[5, 700, 90_000],
+            &[1, 40, 41_000],
+            &[6, 700, 800, 1 << 40],
+            &[0, 5, 31, 32, 33, 700, 90_000, 2_000_000],
+        ];
+        for a in sets {
+            for b in sets {
+                let mut ha = recorded(a);
+                ha.merge(&recorded(b));
+                assert_eq!(ha, recorded(&[a, b].concat()), "{a:?} + {b:?}");
+                assert!(ha.counts.windows(2).all(|w| w[0].0 < w[1].0));
+            }
+        }
     }
 }
