@@ -228,21 +228,18 @@ impl<'de> Deserialize<'de> for Histogram {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let stored = Stored::deserialize(d)?;
         let max_bucket = bucket_of(MAX_VALUE);
-        let mut b = stored.b;
-        // Stable: a bucket listed twice adds up in the order it was written.
-        b.sort_by_key(|&(bucket, _)| bucket);
-        let mut counts: Vec<(u16, u64)> = Vec::with_capacity(b.len());
+        // Each bucket into its place, as recording does (at most a few hundred buckets exist,
+        // and what was stored is already in order).
+        let mut h = Histogram::default();
         let mut total = 0u64;
-        for (bucket, n) in b {
+        for (bucket, n) in stored.b {
             if bucket > max_bucket {
                 return Err(serde::de::Error::custom(format!(
                     "no histogram bucket {bucket}"
                 )));
             }
-            match counts.last_mut() {
-                Some(last) if last.0 == bucket => last.1 = last.1.saturating_add(n),
-                _ => counts.push((bucket, n)),
-            }
+            let slot = h.slot(bucket);
+            *slot = slot.saturating_add(n);
             // Saturating, as recording is: a histogram held at its maximum count still loads.
             total = total.saturating_add(n);
         }
@@ -253,9 +250,9 @@ impl<'de> Deserialize<'de> for Histogram {
             )));
         }
         Ok(Histogram {
-            counts,
             count: stored.n,
             sum_ms: stored.sum,
+            ..h
         })
     }
 }
