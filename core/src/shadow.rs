@@ -79,24 +79,42 @@ pub const MAX_IN_FLIGHT: u32 = 16;
 /// Largest request body copied (1 MiB): a larger one is not copied and counts as `capped`.
 pub const MAX_COPY_BODY_BYTES: usize = 1 << 20;
 
+/// How long a copy's place may be held before it is taken to be lost and reused: the runtime
+/// may cancel a request's background work (at its limit, or when the isolate is torn down)
+/// without running the copy's end, and the place would otherwise never come back. A copy runs
+/// at most as long as blue's answer plus [`BACKGROUND_GRACE_MS`]; a blue answer longer than
+/// this (a stream of over ten minutes) lets one more copy start beside it, which is harmless.
+pub const STALE_MS: u64 = 10 * 60_000;
+
+/// A copy's place in the [`Budget`], handed back with [`Budget::finished`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    place: usize,
+    serial: u64,
+}
+
 /// The per-isolate cost bound: a token bucket that starts copies at `max_per_minute` a minute
 /// on average (`SHADOW_MAX_PER_MINUTE`) and holds at most a minute's worth, so that under steady
 /// overload the copies are spread evenly over the minute (a sample of the requests in time, not
 /// the first of each minute); at most [`MAX_IN_FLIGHT`] copies at once, none of a body above
-/// [`MAX_COPY_BODY_BYTES`]. The others are skipped and counted as `capped`.
+/// [`MAX_COPY_BODY_BYTES`]. The others are skipped and counted as `capped`. A place held longer
+/// than [`STALE_MS`] is reused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Budget {
     /// Thousandths of a copy in the bucket.
     milli: u64,
     /// When the bucket was last filled (Unix ms).
     filled_ms: u64,
-    in_flight: u32,
+    /// The copies running: each place's ticket serial (0: free) and when it was taken.
+    places: [(u64, u64); MAX_IN_FLIGHT as usize],
+    /// The last ticket's serial.
+    serial: u64,
 }
 
 impl Budget {
-    /// Takes one copy's place at `now_ms` for a body of `body_bytes`; false when it must not be
-    /// copied. A copy taken must be handed back with [`Self::finished`].
-    pub fn take(&mut self, now_ms: u64, max_per_minute: u32, body_bytes: usize) -> bool {
+    /// Takes one copy's place at `now_ms` for a body of `body_bytes`; `None` when it must not
+    /// be copied. A place taken must be handed back with [`Self::finished`].
+    pub fn take(&mut self, now_ms: u64, max_per_minute: u32, body_bytes: usize) -> Option<Ticket> {
         // A minute's worth, in thousandths: refilled at max_per_minute per 60 000 ms. The clock
         // moves on only by the time turned into thousandths, so that no fraction is lost.
         let rate = u64::from(max_per_minute);
@@ -110,18 +128,50 @@ impl Budget {
             self.milli += refill;
             self.filled_ms += refill * 60 / rate;
         }
-        if body_bytes > MAX_COPY_BODY_BYTES || self.in_flight >= MAX_IN_FLIGHT || self.milli < 1000
-        {
-            return false;
-        }
+        self.reclaim(now_ms);
+        let free = self.places.iter().position(|&(serial, _)| serial == 0);
+        let place = match free {
+            Some(place) if body_bytes <= MAX_COPY_BODY_BYTES && self.milli >= 1000 => place,
+            _ => return None,
+        };
         self.milli -= 1000;
-        self.in_flight += 1;
-        true
+        self.serial += 1;
+        self.places[place] = (self.serial, now_ms);
+        Some(Ticket {
+            place,
+            serial: self.serial,
+        })
     }
 
-    /// A copy taken with [`Self::take`] ended (or was given up).
-    pub fn finished(&mut self) {
-        self.in_flight = self.in_flight.saturating_sub(1);
+    /// Frees the places held since [`STALE_MS`] before `now_ms` or longer (copies the runtime
+    /// cancelled without their end); how many.
+    pub fn reclaim(&mut self, now_ms: u64) -> usize {
+        let mut freed = 0;
+        for p in self.places.iter_mut() {
+            if p.0 != 0 && now_ms.saturating_sub(p.1) >= STALE_MS {
+                *p = (0, 0);
+                freed += 1;
+            }
+        }
+        freed
+    }
+
+    /// The copy holding `ticket` ended (or was given up). A place already reused after being
+    /// reclaimed stays with its new copy.
+    pub fn finished(&mut self, ticket: Ticket) {
+        if let Some(p) = self.places.get_mut(ticket.place) {
+            if p.0 == ticket.serial {
+                *p = (0, 0);
+            }
+        }
+    }
+
+    /// How many copies hold a place.
+    pub fn in_flight(&self) -> usize {
+        self.places
+            .iter()
+            .filter(|&&(serial, _)| serial != 0)
+            .count()
     }
 }
 

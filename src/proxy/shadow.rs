@@ -21,7 +21,7 @@ use bluegreen_core::openai::{usage_of, ChatRequest, Usage};
 use bluegreen_core::outcome::{Outcome, StatusClass};
 use bluegreen_core::routing::RoutingDoc;
 use bluegreen_core::shadow::{
-    given_up, look, shadowed, Budget, Look, ShadowEnd, BACKGROUND_GRACE_MS,
+    given_up, look, shadowed, Budget, Look, ShadowEnd, Ticket, BACKGROUND_GRACE_MS, STALE_MS,
 };
 use bluegreen_core::split::{Basis, Selection};
 use bluegreen_core::sse::SseRelay;
@@ -146,17 +146,27 @@ pub(super) fn start(
         return None;
     }
     let pair = Pair(Rc::default());
-    let admitted = BUDGET.with(|b| {
-        b.borrow_mut()
-            .take(now_ms(), cfg.shadow_max_per_minute, body.len())
+    let now = now_ms();
+    let (reclaimed, ticket) = BUDGET.with(|b| {
+        let mut b = b.borrow_mut();
+        let reclaimed = b.reclaim(now);
+        (
+            reclaimed,
+            b.take(now, cfg.shadow_max_per_minute, body.len()),
+        )
     });
-    if !admitted {
+    if reclaimed > 0 {
+        worker::console_warn!(
+            "shadow: {reclaimed} copy place(s) held over {STALE_MS} ms taken back (the runtime cancelled their copies before they ended)"
+        );
+    }
+    let Some(ticket) = ticket else {
         pair.0.borrow_mut().green = Some(Green::Capped);
         return Some(pair);
-    }
+    };
     // Only a header object the runtime cannot copy would fail here: then no copy.
     let Ok(headers) = super::headers::for_copy(headers) else {
-        BUDGET.with(|b| b.borrow_mut().finished());
+        BUDGET.with(|b| b.borrow_mut().finished(ticket));
         return None;
     };
     let job = Job {
@@ -167,16 +177,18 @@ pub(super) fn start(
         headers,
         id: tag.id.clone(),
     };
-    ctx.wait_until(copy(job, pair.clone()));
+    ctx.wait_until(copy(job, pair.clone(), Running(ticket)));
     Some(pair)
 }
 
-/// Hands a copy's place back to the isolate's budget when the copy ends, however it ends.
-struct Running;
+/// Hands a copy's place back to the isolate's budget when the copy ends, however it ends
+/// (a copy the runtime cancels without dropping it gets its place back after
+/// [`STALE_MS`]).
+struct Running(Ticket);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        BUDGET.with(|b| b.borrow_mut().finished());
+        BUDGET.with(|b| b.borrow_mut().finished(self.0));
     }
 }
 
@@ -189,8 +201,7 @@ struct Progress {
 
 /// Sends the copy, reads green's answer to the end (or gives up), and hands green's side to
 /// the pair.
-async fn copy(mut job: Job, pair: Pair) {
-    let running = Running;
+async fn copy(mut job: Job, pair: Pair, running: Running) {
     let body = std::mem::take(&mut job.body);
     let progress = RefCell::new(Progress::default());
     let answer = Box::pin(answer(&job, body, &progress));

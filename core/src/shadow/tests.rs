@@ -53,44 +53,92 @@ fn only_unforced_blue_requests_are_copied_at_the_share() {
 
 #[test]
 fn the_budget_spreads_its_copies_over_the_minute() {
-    // 3 a minute: a fresh isolate (a long time since "filled") has a minute's worth, 3.
+    // 3 a minute: a fresh isolate (a long time since "filled") has a minute's worth, 3. Every
+    // copy ends at once here, so that only the bucket limits them.
     let mut b = Budget::default();
+    let take = |b: &mut Budget, t: u64, per_minute: u32, bytes: usize| {
+        b.take(t, per_minute, bytes)
+            .map(|ticket| b.finished(ticket))
+            .is_some()
+    };
     let now = 10 * 60_000;
-    let burst: Vec<bool> = (0..4).map(|i| b.take(now + i, 3, 10)).collect();
+    let burst: Vec<bool> = (0..4).map(|i| take(&mut b, now + i, 3, 10)).collect();
     assert_eq!(burst, [true, true, true, false]);
     // Then one every 20 s: not at 19 999 ms, at 20 000 ms.
-    assert!(!b.take(now + 19_999, 3, 10));
-    assert!(b.take(now + 20_003, 3, 10));
+    assert!(!take(&mut b, now + 19_999, 3, 10));
+    assert!(take(&mut b, now + 20_003, 3, 10));
     // Under steady overload (a request every second, 60 a minute) the 3 of each minute are
     // taken 20 s apart, not the first three.
     let taken: Vec<u64> = (1..=60)
         .map(|s| now + 20_003 + s * 1000)
-        .filter(|&t| b.take(t, 3, 10))
+        .filter(|&t| take(&mut b, t, 3, 10))
         .collect();
     assert_eq!(taken.len(), 3);
     assert!(taken.windows(2).all(|w| w[1] - w[0] >= 19_000), "{taken:?}");
     // A bound of 0 copies nothing; a body above 1 MiB is never copied.
-    assert!(!Budget::default().take(now, 0, 10));
-    assert!(!Budget::default().take(now, 60, MAX_COPY_BODY_BYTES + 1));
-    assert!(Budget::default().take(now, 60, MAX_COPY_BODY_BYTES));
+    assert!(!take(&mut Budget::default(), now, 0, 10));
+    assert!(!take(
+        &mut Budget::default(),
+        now,
+        60,
+        MAX_COPY_BODY_BYTES + 1
+    ));
+    assert!(take(&mut Budget::default(), now, 60, MAX_COPY_BODY_BYTES));
     // Clock going back: no refill, no underflow.
-    assert!(!b.take(0, 3, 10));
+    assert!(!take(&mut b, 0, 3, 10));
 }
 
 #[test]
 fn at_most_so_many_copies_run_at_once() {
     let mut b = Budget::default();
     let now = 3_600_000;
-    for _ in 0..MAX_IN_FLIGHT {
-        assert!(b.take(now, 60_000, 10));
-    }
-    assert!(!b.take(now, 60_000, 10), "the 17th waits for one to end");
-    b.finished();
-    assert!(b.take(now, 60_000, 10));
-    // More ends than starts (never) stay at 0.
-    let mut idle = Budget::default();
-    idle.finished();
-    assert!(idle.take(now, 60, 10));
+    let tickets: Vec<Ticket> = (0..MAX_IN_FLIGHT)
+        .map(|_| b.take(now, 60_000, 10).expect("a place"))
+        .collect();
+    assert_eq!(b.in_flight(), MAX_IN_FLIGHT as usize);
+    assert_eq!(
+        b.take(now, 60_000, 10),
+        None,
+        "the 17th waits for one to end"
+    );
+    b.finished(tickets[3]);
+    let again = b.take(now, 60_000, 10).expect("the place handed back");
+    // A ticket handed back twice frees nothing more.
+    b.finished(tickets[3]);
+    assert_eq!(b.in_flight(), MAX_IN_FLIGHT as usize);
+    assert_eq!(b.take(now, 60_000, 10), None);
+    b.finished(again);
+    assert_eq!(b.in_flight(), MAX_IN_FLIGHT as usize - 1);
+}
+
+/// Copies whose end never ran (the runtime cancelled them) give their places back after
+/// `STALE_MS`, not before; a lost copy's late end does not free the place's new copy.
+#[test]
+fn places_of_copies_the_runtime_cancelled_come_back() {
+    let mut b = Budget::default();
+    let start = 3_600_000;
+    let lost: Vec<Ticket> = (0..MAX_IN_FLIGHT)
+        .map(|i| b.take(start + u64::from(i), 60_000, 10).expect("a place"))
+        .collect();
+    assert_eq!(b.take(start + STALE_MS - 1, 60_000, 10), None);
+    // The first place is stale one ms later: one copy starts, the other fifteen still wait.
+    let fresh = b.take(start + STALE_MS, 60_000, 10).expect("a stale place");
+    assert_eq!(b.take(start + STALE_MS, 60_000, 10), None);
+    // The lost copy's end, were it to run after all, leaves the new copy's place alone.
+    b.finished(lost[0]);
+    assert_eq!(b.in_flight(), MAX_IN_FLIGHT as usize);
+    // Every lost place is back a minute on.
+    assert_eq!(
+        b.reclaim(start + STALE_MS + 60_000),
+        MAX_IN_FLIGHT as usize - 1
+    );
+    assert_eq!(b.in_flight(), 1);
+    b.finished(fresh);
+    assert_eq!(b.in_flight(), 0);
+    // A clock that goes back reclaims nothing.
+    let mut c = Budget::default();
+    assert!(c.take(start, 60, 10).is_some());
+    assert_eq!(c.reclaim(0), 0);
 }
 
 #[test]
