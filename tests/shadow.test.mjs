@@ -7,9 +7,11 @@ import assert from "node:assert/strict";
 import { startStack, chat, pool, eventually, CHAT } from "./harness.mjs";
 
 const TOKEN = "test-admin-token";
+const SCRAPE = "test-scrape-token";
 // The cost bound far above these tests' traffic, but in the last one.
 const VARS = {
   ADMIN_TOKEN: TOKEN,
+  METRICS_TOKEN: SCRAPE,
   BLUE_MODEL: "blue-m",
   GREEN_MODEL: "unused-m",
   ROUTING_CACHE_SECONDS: "0",
@@ -40,6 +42,21 @@ async function trafficFromBlue(router, n) {
     assert.equal(r.headers.get("x-bluegreen-fallback"), null);
   }
   return results;
+}
+
+/** The samples of `family` in the router's /metrics text, as [line, value]. */
+async function samples(router, family) {
+  const res = await fetch(`${router.url}/metrics`, { headers: { authorization: `Bearer ${SCRAPE}` } });
+  assert.equal(res.status, 200);
+  return (await res.text())
+    .split("\n")
+    .filter((l) => l.startsWith(`${family}{`) || l.startsWith(`${family} `))
+    .map((l) => [l, Number(l.slice(l.lastIndexOf(" ") + 1))]);
+}
+
+/** The sum of `family`'s samples whose line matches `match`. */
+async function total(router, family, match = /./) {
+  return (await samples(router, family)).filter(([l]) => match.test(l)).reduce((a, [, v]) => a + v, 0);
 }
 
 /** The green-m requests the simulator has received: the copies. */
@@ -79,6 +96,12 @@ test("a shadow step counts green's outcomes while every client answer comes from
   // No user was served by green: the live counts have no green request at all.
   assert.equal(s.stats.rollout.green.requests, 0);
   assert.equal(s.stats.rollout.blue.requests, n);
+  // The metrics count the copies apart, under green's model; routed requests are blue's only.
+  assert.equal(await total(r, "bluegreen_shadow_requests_total", /model="green-m"/), copies);
+  assert.equal(await total(r, "bluegreen_shadow_requests_total", /class="ok"/), copies);
+  assert.equal(await total(r, "bluegreen_requests_total", /environment="green"/), 0);
+  assert.equal(await total(r, "bluegreen_requests_total", /environment="blue"/), n);
+  assert.equal(await total(r, "bluegreen_shadow_capped_total"), 0);
 
   // A healthy green's tick passes on the pairs (min_requests counts them).
   await r.tick();
@@ -155,6 +178,8 @@ test("SHADOW_MAX_PER_MINUTE caps the copies an isolate starts, and counts the ot
   assert.ok(s, "every request counted as copied or capped");
   assert.equal(s.stats.shadow.step.pairs, copies);
   assert.equal(s.stats.shadow.step.capped, n - copies);
+  assert.equal(await total(r, "bluegreen_shadow_capped_total"), n - copies);
+  assert.equal(await total(r, "bluegreen_shadow_requests_total"), copies);
 });
 
 test("a copy still running 25 s after blue's answer is given up and judged as far as it got", async (t) => {
@@ -189,6 +214,8 @@ test("a copy still running 25 s after blue's answer is given up and judged as fa
   // About 25 s each, as the histogram's bins report it (within a few percent).
   assert.ok(shadow.green.p50_ms >= 20_000, `green's time so far counts: ${shadow.green.p50_ms} ms`);
   assert.equal(copiesSeen(stack.sim).length, 2);
+  assert.equal(await total(r, "bluegreen_shadow_unfinished_total"), 2);
+  assert.equal(await total(r, "bluegreen_shadow_requests_total", /class="timeout"/), 1);
   // Both of the step's copies were given up: it may not advance, and the tick says why.
   await r.tick();
   const after = await r.status();

@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::environment::Environment;
+use crate::shadow::ShadowStats;
 use crate::stats::{EnvStats, Pair};
 
 /// Most (environment, model) series kept: the two in force and the last three rollouts' others.
@@ -36,29 +37,36 @@ pub struct Lifetime {
     pub series: Vec<Series>,
     /// Requests a client forced to an environment (never judged), by environment.
     pub forced: Pair<u64>,
+    /// Shadow copies green answered (or that were given up part way), by green's model: the
+    /// copies' own stats, bounded as `series` is. Absent in counters stored before copies were
+    /// counted here, and left out of what is written while there are none (as are the two
+    /// counts below).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<Series>,
+    /// Copies given up unfinished, and requests drawn for a copy but not copied (capped).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub shadow_unfinished: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub shadow_capped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Lifetime {
     /// Adds routed requests of `env` on `model`.
     pub fn add(&mut self, env: Environment, model: &str, stats: &EnvStats) {
-        let found = self
-            .series
-            .iter()
-            .position(|s| s.environment == env && s.model == model);
-        let mut series = match found {
-            Some(i) => self.series.remove(i),
-            None => Series {
-                environment: env,
-                model: model.to_string(),
-                stats: EnvStats::default(),
-            },
-        };
-        series.stats.merge(stats);
-        // Most recently counted last, so that the first is the one to drop.
-        self.series.push(series);
-        if self.series.len() > MAX_SERIES {
-            self.series.remove(0);
+        add_to(&mut self.series, env, model, stats);
+    }
+
+    /// Adds an isolate's shadow figures, the copies of green on `model`.
+    pub fn add_shadow(&mut self, model: &str, stats: &ShadowStats) {
+        if stats.green.requests > 0 {
+            add_to(&mut self.shadow, Environment::Green, model, &stats.green);
         }
+        self.shadow_unfinished = self.shadow_unfinished.saturating_add(stats.unfinished);
+        self.shadow_capped = self.shadow_capped.saturating_add(stats.capped);
     }
 
     /// Adds `requests` a client forced to `env`.
@@ -73,6 +81,27 @@ impl Lifetime {
             .iter()
             .map(|s| s.stats.requests)
             .fold(0, u64::saturating_add)
+    }
+}
+
+/// Merges `stats` into the series of `env` and `model` in `list`, which then comes last (the
+/// most recently counted); past [`MAX_SERIES`] the first is dropped.
+fn add_to(list: &mut Vec<Series>, env: Environment, model: &str, stats: &EnvStats) {
+    let found = list
+        .iter()
+        .position(|s| s.environment == env && s.model == model);
+    let mut series = match found {
+        Some(i) => list.remove(i),
+        None => Series {
+            environment: env,
+            model: model.to_string(),
+            stats: EnvStats::default(),
+        },
+    };
+    series.stats.merge(stats);
+    list.push(series);
+    if list.len() > MAX_SERIES {
+        list.remove(0);
     }
 }
 
@@ -104,6 +133,38 @@ mod tests {
         // Most recently counted last.
         assert_eq!(seen, [(Green, "g", 1), (Blue, "b", 7), (Blue, "g", 2)]);
         assert_eq!((l.requests(), l.forced.green, l.forced.blue), (10, 5, 0));
+    }
+
+    #[test]
+    fn shadow_copies_count_apart_by_green_model() {
+        let mut l = Lifetime::default();
+        let mut copies = ShadowStats::default();
+        copies.green.requests = 3;
+        copies.unfinished = 1;
+        copies.capped = 2;
+        l.add_shadow("g", &copies);
+        l.add_shadow("g", &copies);
+        // Only capped or unfinished copies: no series, the counts still grow.
+        l.add_shadow(
+            "h",
+            &ShadowStats {
+                capped: 5,
+                ..ShadowStats::default()
+            },
+        );
+        let seen: Vec<(Environment, &str, u64)> = l
+            .shadow
+            .iter()
+            .map(|s| (s.environment, s.model.as_str(), s.stats.requests))
+            .collect();
+        assert_eq!(seen, [(Green, "g", 6)]);
+        assert_eq!((l.shadow_unfinished, l.shadow_capped), (2, 9));
+        // Copies are not routed requests.
+        assert_eq!(l.requests(), 0);
+        for i in 0..=MAX_SERIES {
+            l.add_shadow(&format!("m{i}"), &copies);
+        }
+        assert_eq!(l.shadow.len(), MAX_SERIES);
     }
 
     #[test]

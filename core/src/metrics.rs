@@ -56,6 +56,11 @@ pub struct Snapshot<'a> {
     pub series: &'a [Series],
     /// Requests clients forced to an environment, over the same life.
     pub forced: Pair<u64>,
+    /// Shadow copies green answered, by green's model, and the copies given up unfinished and
+    /// not made (capped), over the same life.
+    pub shadow: &'a [Series],
+    pub shadow_unfinished: u64,
+    pub shadow_capped: u64,
     /// The split in force.
     pub blue_model: &'a str,
     pub green_model: &'a str,
@@ -111,6 +116,9 @@ impl<'a> Snapshot<'a> {
         Snapshot {
             series: &scopes.lifetime.series,
             forced: scopes.lifetime.forced.clone(),
+            shadow: &scopes.lifetime.shadow,
+            shadow_unfinished: scopes.lifetime.shadow_unfinished,
+            shadow_capped: scopes.lifetime.shadow_capped,
             blue_model: &split.blue_model,
             green_model: &split.green_model,
             green_percent: split.green_percent,
@@ -266,6 +274,17 @@ impl Text {
         }
     }
 
+    /// Each series' spend, labelled by environment and model.
+    fn costs(&mut self, series: &[&Series]) {
+        for s in series {
+            let labels = [
+                ("environment", s.environment.as_str()),
+                ("model", s.model.as_str()),
+            ];
+            self.sample("", &labels, Value::Real(s.stats.cost_usd));
+        }
+    }
+
     /// A 0/1 gauge sample per name, 1 for `now`.
     fn one_of(&mut self, label: &str, names: &[&str], now: &str) {
         for name in names {
@@ -276,19 +295,7 @@ impl Text {
 
 /// The exposition text for `snap`.
 pub fn render(snap: &Snapshot) -> String {
-    // Blue first, then by model: an insertion sort, as there are at most a few series (and
-    // the standard sorts would add kilobytes of wasm for this one ordering).
-    fn key(s: &Series) -> (bool, &str) {
-        (s.environment == Environment::Green, &s.model)
-    }
-    let mut series: Vec<&Series> = snap.series.iter().collect();
-    for i in 1..series.len() {
-        let mut j = i;
-        while j > 0 && key(series[j - 1]) > key(series[j]) {
-            series.swap(j - 1, j);
-            j -= 1;
-        }
-    }
+    let series = ordered(snap.series);
     let green: Vec<&Series> = series
         .iter()
         .copied()
@@ -313,9 +320,49 @@ pub fn render(snap: &Snapshot) -> String {
         "Time from a request's arrival to the serving answer's response headers.",
     );
     t.histograms(&series, |s| &s.first_byte);
+    shadow(&mut t, snap);
     gauges(&mut t, snap);
     t.end();
     t.out
+}
+
+/// `series` blue first, then by model: an insertion sort, as there are at most a few series
+/// (and the standard sorts would add kilobytes of wasm for this one ordering).
+fn ordered(series: &[Series]) -> Vec<&Series> {
+    fn key(s: &Series) -> (bool, &str) {
+        (s.environment == Environment::Green, &s.model)
+    }
+    let mut out: Vec<&Series> = series.iter().collect();
+    for i in 1..out.len() {
+        let mut j = i;
+        while j > 0 && key(out[j - 1]) > key(out[j]) {
+            out.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    out
+}
+
+/// Requests by how they ended: ok, client_error, or the class of the upstream failure.
+fn by_class(s: &EnvStats) -> Vec<(&'static str, u64)> {
+    let failed = s.errors.total().saturating_add(s.client_errors);
+    let mut v = vec![
+        ("ok", s.requests.saturating_sub(failed)),
+        ("client_error", s.client_errors),
+    ];
+    v.extend(ErrorClass::ALL.map(|c| (c.name(), s.errors.get(c))));
+    v
+}
+
+fn by_defect(s: &EnvStats) -> Vec<(&'static str, u64)> {
+    Defect::ALL.map(|d| (d.name(), s.defects.get(d))).into()
+}
+
+fn by_token_kind(s: &EnvStats) -> Vec<(&'static str, u64)> {
+    vec![
+        ("prompt", s.prompt_tokens),
+        ("completion", s.completion_tokens),
+    ]
 }
 
 /// The counters: requests by outcome class, fallbacks by reason, defects, tokens, cost.
@@ -326,15 +373,7 @@ fn counters(t: &mut Text, series: &[&Series], green: &[&Series], forced: &Pair<u
         "Requests routed to an environment, by how they ended: ok, client_error, or the class \
          of the upstream failure that counts against the environment.",
     );
-    t.per_series(series, "class", |s| {
-        let failed = s.errors.total().saturating_add(s.client_errors);
-        let mut v = vec![
-            ("ok", s.requests.saturating_sub(failed)),
-            ("client_error", s.client_errors),
-        ];
-        v.extend(ErrorClass::ALL.map(|c| (c.name(), s.errors.get(c))));
-        v
-    });
+    t.per_series(series, "class", by_class);
     t.family(
         "bluegreen_fallbacks_total",
         "counter",
@@ -356,32 +395,19 @@ fn counters(t: &mut Text, series: &[&Series], green: &[&Series], forced: &Pair<u
         "counter",
         "Successful answers the app cannot use, by class.",
     );
-    t.per_series(series, "class", |s| {
-        Defect::ALL.map(|d| (d.name(), s.defects.get(d))).into()
-    });
+    t.per_series(series, "class", by_defect);
     t.family(
         "bluegreen_tokens_total",
         "counter",
         "Tokens reported by the upstream, by kind.",
     );
-    t.per_series(series, "kind", |s| {
-        vec![
-            ("prompt", s.prompt_tokens),
-            ("completion", s.completion_tokens),
-        ]
-    });
+    t.per_series(series, "kind", by_token_kind);
     t.family(
         "bluegreen_cost_usd_total",
         "counter",
         "Estimated spend in US dollars, from MODEL_PRICES.",
     );
-    for s in series {
-        let labels = [
-            ("environment", s.environment.as_str()),
-            ("model", s.model.as_str()),
-        ];
-        t.sample("", &labels, Value::Real(s.stats.cost_usd));
-    }
+    t.costs(series);
     t.family(
         "bluegreen_forced_requests_total",
         "counter",
@@ -391,6 +417,55 @@ fn counters(t: &mut Text, series: &[&Series], green: &[&Series], forced: &Pair<u
         let labels = [("environment", env.as_str())];
         t.sample("", &labels, Value::Count(*forced.get(env)));
     }
+}
+
+/// The shadow copies' counters, apart from the routed requests' (a copy is a second upstream
+/// request for one a client sent, never an answer a client got): by how they ended, defects,
+/// tokens and spend by green's model, and the copies given up or not made. Left out whole until
+/// the controller has counted a copy.
+fn shadow(t: &mut Text, snap: &Snapshot) {
+    if snap.shadow.is_empty() && snap.shadow_unfinished == 0 && snap.shadow_capped == 0 {
+        return;
+    }
+    let copies = ordered(snap.shadow);
+    t.family(
+        "bluegreen_shadow_requests_total",
+        "counter",
+        "Shadow copies of blue's requests sent to green, by how they ended (as \
+         bluegreen_requests_total); never served to a client.",
+    );
+    t.per_series(&copies, "class", by_class);
+    t.family(
+        "bluegreen_shadow_defects_total",
+        "counter",
+        "Shadow copies' successful answers the app could not have used, by class.",
+    );
+    t.per_series(&copies, "class", by_defect);
+    t.family(
+        "bluegreen_shadow_tokens_total",
+        "counter",
+        "Tokens the upstream reported for shadow copies, by kind.",
+    );
+    t.per_series(&copies, "kind", by_token_kind);
+    t.family(
+        "bluegreen_shadow_cost_usd_total",
+        "counter",
+        "Estimated spend on shadow copies in US dollars, from MODEL_PRICES.",
+    );
+    t.costs(&copies);
+    t.family(
+        "bluegreen_shadow_unfinished_total",
+        "counter",
+        "Shadow copies given up before green's answer ended (the runtime's background limit).",
+    );
+    t.sample("", &[], Value::Count(snap.shadow_unfinished));
+    t.family(
+        "bluegreen_shadow_capped_total",
+        "counter",
+        "Requests drawn for a shadow copy but not copied: an isolate's SHADOW_MAX_PER_MINUTE, \
+         its copies running at once, or the body's size.",
+    );
+    t.sample("", &[], Value::Count(snap.shadow_capped));
 }
 
 /// The gauges: the split, phase, step, verdict, evidence, sync and the last tick.

@@ -127,6 +127,8 @@ impl Scopes {
     /// force), to the shadow windows: those routed before the rollout began count nowhere.
     pub fn add_shadow(&mut self, entry: &ShadowEntry, state: &State) {
         let version = entry.version.min(state.version());
+        let model = state.model_under(Environment::Green, version);
+        self.lifetime.add_shadow(model, &entry.stats);
         if version < self.rollout_version {
             return;
         }

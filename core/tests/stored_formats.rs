@@ -390,6 +390,30 @@ fn shadow_windows_by_version_load() {
     assert_eq!(before.shadow.strata()[0].version, None);
 }
 
+/// The lifetime counters of shadow copies (for `/metrics`): written by the version that added
+/// them, they load; written before, they read as none and are not written while none.
+#[test]
+fn shadow_lifetime_counters_load_and_read_as_none_before() {
+    let scopes: Scopes = load("shadow-lifetime/scopes");
+    let l = &scopes.lifetime;
+    assert_eq!(l.shadow.len(), 1);
+    assert_eq!(
+        (l.shadow[0].model.as_str(), l.shadow[0].stats.requests),
+        ("green-m", 61)
+    );
+    assert_eq!((l.shadow_unfinished, l.shadow_capped), (2, 5));
+    assert_eq!(l.requests(), 0, "copies are not routed requests");
+    let before: Scopes = load("shadow-by-version/scopes");
+    assert!(before.lifetime.shadow.is_empty());
+    assert_eq!(
+        (
+            before.lifetime.shadow_unfinished,
+            before.lifetime.shadow_capped
+        ),
+        (0, 0)
+    );
+}
+
 /// States written before the split check existed load with its evidence empty, no hold and the
 /// check off (a tolerance of 0: a rollout running when the check is deployed keeps running as
 /// it was started); a state written by the version that added it (`fixtures/split-check/`,

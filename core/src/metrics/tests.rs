@@ -18,6 +18,9 @@ fn idle<'a>(series: &'a [Series]) -> Snapshot<'a> {
     Snapshot {
         series,
         forced: Pair::default(),
+        shadow: &[],
+        shadow_unfinished: 0,
+        shadow_capped: 0,
         blue_model: "deepseek-v3",
         green_model: "gemini-2.5-flash",
         green_percent: 0.0,
@@ -451,13 +454,69 @@ fn every_family_once_with_help_that_needs_no_escaping() {
         log_evidence: -1.5,
         log_rollback_at: 3.5,
     }];
+    let copies = [Series {
+        environment: Environment::Green,
+        ..blue_only()
+    }];
+    snap.shadow = &copies;
     let text = render(&snap);
     let help: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP ")).collect();
     let kinds = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-    assert_eq!((help.len(), kinds), (18, 18));
+    assert_eq!((help.len(), kinds), (24, 24));
     let mut names: Vec<&str> = help.iter().map(|l| l.split(' ').nth(2).unwrap()).collect();
     names.dedup();
-    assert_eq!(names.len(), 18, "each family once, its samples together");
+    assert_eq!(names.len(), 24, "each family once, its samples together");
     // HELP texts are written as they are: none holds a backslash to escape.
     assert!(help.iter().all(|l| !l.contains('\\')));
+}
+
+/// Shadow copies show in their own families, counted through the windows as the controller
+/// counts them (under green's model of the copies' version), and only once a copy was counted.
+#[test]
+fn shadow_copies_show_apart_from_routed_requests() {
+    use crate::shadow::{ShadowEntry, ShadowStats};
+    let state = State::initial(&RoutingDoc {
+        blue_model: "b".into(),
+        green_model: "g".into(),
+        green_percent: 0.0,
+        shadow_percent: 20.0,
+        sticky: true,
+        version: 3,
+        updated_at: None,
+    });
+    let mut scopes = Scopes::default();
+    let text = render(&Snapshot::of(&state, &scopes, true, false, None));
+    assert!(
+        !text.contains("bluegreen_shadow_"),
+        "no copy yet: no family"
+    );
+    let mut stats = ShadowStats {
+        unfinished: 1,
+        capped: 4,
+        ..ShadowStats::default()
+    };
+    stats.green = blue_only().stats;
+    stats.green.defects.invalid_json = 1;
+    scopes.add_shadow(
+        &ShadowEntry {
+            minute: 1,
+            version: 3,
+            stats,
+        },
+        &state,
+    );
+    let text = render(&Snapshot::of(&state, &scopes, true, false, None));
+    for line in [
+        "bluegreen_shadow_requests_total{environment=\"green\",model=\"g\",class=\"ok\"} 2\n",
+        "bluegreen_shadow_requests_total{environment=\"green\",model=\"g\",class=\"timeout\"} 1\n",
+        "bluegreen_shadow_defects_total{environment=\"green\",model=\"g\",class=\"invalid_json\"} 1\n",
+        "bluegreen_shadow_tokens_total{environment=\"green\",model=\"g\",kind=\"completion\"} 30\n",
+        "bluegreen_shadow_cost_usd_total{environment=\"green\",model=\"g\"} 0.0015\n",
+        "bluegreen_shadow_unfinished_total 1\n",
+        "bluegreen_shadow_capped_total 4\n",
+    ] {
+        assert!(text.contains(line), "{line}");
+    }
+    // Copies are not routed requests: those families have no sample for them.
+    assert!(!text.contains("bluegreen_requests_total{"));
 }
