@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
-import { ROOT, startStack, traffic, waitForCount } from "./harness.mjs";
+import { ROOT, startStack, traffic, waitForCount, postRouted, sleep } from "./harness.mjs";
 
 const TOKEN = "dashboard-admin-token";
 // The flags this machine needs: no sandbox as root, no GPU, and nothing that phones home
@@ -140,5 +140,33 @@ test("with the token it shows the rollout as /admin/status does, and rolling bac
   assert.equal((await r.status()).phase, "rolled_back");
   assert.equal(await page.textContent("#green-model"), "green: green-m (0%)");
   await page.screenshot({ path: path.join(OUT, "dashboard-rolled-back.png"), fullPage: true });
+  await page.close();
+});
+
+test("a rollout held for a split mismatch says so on the page", async () => {
+  const r = stack.router;
+  const start = await r.admin("POST", "rollouts", {
+    green_model: "green-m",
+    steps: [{ green_percent: 10, hold_seconds: 1 }, { green_percent: 50, hold_seconds: 600 }],
+    health: { min_requests: 50 },
+  });
+  assert.equal(start.status, 201, start.text);
+  await sleep(1100);
+  // Green routed 5% at a 10% step: the first tick holds (the split check's own test says why).
+  await postRouted(r, start.body.routing_version, 300, 5700);
+  await r.tick();
+  const status = await r.status();
+  assert.equal(status.split_check.held, true, JSON.stringify(status.split_check));
+
+  const page = await browser.newPage();
+  await page.goto(`${stack.router.url}/dashboard`);
+  await page.fill("#token", TOKEN);
+  await page.click("#login button[type=submit]");
+  await page.waitForSelector("#app:not([hidden])");
+  const step = await page.textContent("#step");
+  assert.match(step, /^Step 1 of 2 at 10% green/);
+  assert.ok(step.includes(`held since `) && step.endsWith(`: ${status.split_check.reason}`), step);
+  assert.match(step, /green got 5\.0% of 6000 requests routed at random/);
+  assert.ok((await page.locator("#events [data-kind=split_mismatch]").count()) >= 1);
   await page.close();
 });

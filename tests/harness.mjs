@@ -4,6 +4,7 @@ import { Miniflare, Log, LogLevel } from "miniflare";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import fs from "node:fs";
+import crypto from "node:crypto";
 import { startSimulator } from "../sim/upstream.mjs";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -224,4 +225,24 @@ export async function startReceiver({ failFirst = 0 } = {}) {
     received,
     close: () => new Promise((r) => server.close(r)),
   };
+}
+
+/**
+ * Posts one isolate batch: `green` and `blue` requests routed under routing `version`, of which
+ * `random` ([green, blue]; all of them unless given) routed by a random draw, the rest by a
+ * sticky key.
+ */
+export async function postRouted(router, version, green, blue, random = [green, blue]) {
+  const ns = await router.mf.getDurableObjectNamespace("ROLLOUT");
+  const controller = ns.get(ns.idFromName("global"));
+  const minute = Math.floor(Date.now() / 60_000);
+  const batch = {
+    id: crypto.randomBytes(16).toString("hex"),
+    entries: [
+      { minute, env: "green", version, stats: { requests: green, random_requests: random[0] } },
+      { minute, env: "blue", version, stats: { requests: blue, random_requests: random[1] } },
+    ],
+  };
+  const res = await controller.fetch("https://controller/internal/stats", { method: "POST", body: JSON.stringify(batch) });
+  if (res.status !== 200) throw new Error(`stats post: ${res.status} ${await res.text()}`);
 }

@@ -3,8 +3,7 @@
 // the test says), ticks through the scheduled handler, the alert webhook on a local receiver.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import crypto from "node:crypto";
-import { startStack, startReceiver, eventually, sleep } from "./harness.mjs";
+import { startStack, startReceiver, eventually, sleep, postRouted } from "./harness.mjs";
 
 const TOKEN = "test-admin-token";
 const VARS = { ADMIN_TOKEN: TOKEN, BLUE_MODEL: "blue-m", GREEN_MODEL: "unused-m", ROUTING_CACHE_SECONDS: "0" };
@@ -14,26 +13,6 @@ before(async () => {
   receiver = await startReceiver();
 });
 after(() => receiver?.close());
-
-/**
- * Posts one isolate batch: `green` and `blue` requests routed under routing `version`, of which
- * `random` ([green, blue]; all of them unless given) routed by a random draw, the rest by a
- * sticky key.
- */
-async function postRouted(router, version, green, blue, random = [green, blue]) {
-  const ns = await router.mf.getDurableObjectNamespace("ROLLOUT");
-  const controller = ns.get(ns.idFromName("global"));
-  const minute = Math.floor(Date.now() / 60_000);
-  const batch = {
-    id: crypto.randomBytes(16).toString("hex"),
-    entries: [
-      { minute, env: "green", version, stats: { requests: green, random_requests: random[0] } },
-      { minute, env: "blue", version, stats: { requests: blue, random_requests: random[1] } },
-    ],
-  };
-  const res = await controller.fetch("https://controller/internal/stats", { method: "POST", body: JSON.stringify(batch) });
-  assert.equal(res.status, 200, await res.text());
-}
 
 /**
  * Starts a stack with `vars` and a rollout of a 10% step held one second (without the check
