@@ -42,6 +42,16 @@ after(async () => {
   if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
 });
 
+/** A new page on the dashboard, signed in with the admin token. */
+async function signedIn() {
+  const page = await browser.newPage();
+  await page.goto(`${stack.router.url}/dashboard`);
+  await page.fill("#token", TOKEN);
+  await page.click("#login button[type=submit]");
+  await page.waitForSelector("#app:not([hidden])");
+  return page;
+}
+
 test("the page holds no secret and shows only a token prompt until a valid token is given", async () => {
   const res = await fetch(`${stack.router.url}/dashboard`);
   assert.equal(res.status, 200);
@@ -76,11 +86,7 @@ test("with the token it shows the rollout as /admin/status does, and rolling bac
   await waitForCount(r, 60);
   await r.tick();
 
-  const page = await browser.newPage();
-  await page.goto(`${stack.router.url}/dashboard`);
-  await page.fill("#token", TOKEN);
-  await page.click("#login button[type=submit]");
-  await page.waitForSelector("#app:not([hidden])");
+  const page = await signedIn();
   // The token is kept in this tab's sessionStorage only.
   assert.equal(await page.evaluate(() => sessionStorage.getItem("bluegreen-admin-token")), TOKEN);
   assert.equal(await page.evaluate(() => localStorage.length), 0);
@@ -158,11 +164,7 @@ test("a rollout held for a split mismatch says so on the page", async () => {
   const status = await r.status();
   assert.equal(status.split_check.held, true, JSON.stringify(status.split_check));
 
-  const page = await browser.newPage();
-  await page.goto(`${stack.router.url}/dashboard`);
-  await page.fill("#token", TOKEN);
-  await page.click("#login button[type=submit]");
-  await page.waitForSelector("#app:not([hidden])");
+  const page = await signedIn();
   const step = await page.textContent("#step");
   assert.match(step, /^Step 1 of 2 at 10% green/);
   assert.ok(step.includes(`held since `) && step.endsWith(`: ${status.split_check.reason}`), step);
