@@ -42,10 +42,10 @@ after(async () => {
   if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
 });
 
-/** A new page on the dashboard, signed in with the admin token. */
-async function signedIn() {
+/** A new page on the dashboard of `router` (the shared stack's unless given), signed in. */
+async function signedIn(router = stack.router) {
   const page = await browser.newPage();
-  await page.goto(`${stack.router.url}/dashboard`);
+  await page.goto(`${router.url}/dashboard`);
   await page.fill("#token", TOKEN);
   await page.click("#login button[type=submit]");
   await page.waitForSelector("#app:not([hidden])");
@@ -149,8 +149,11 @@ test("with the token it shows the rollout as /admin/status does, and rolling bac
   await page.close();
 });
 
-test("a rollout held for a split mismatch says so on the page", async () => {
-  const r = stack.router;
+test("a rollout held for a split mismatch says so on the page", async (t) => {
+  // A stack of its own: it does not depend on how the rollout of the test above ended.
+  const own = await startStack({ ADMIN_TOKEN: TOKEN, BLUE_MODEL: "blue-m", ROUTING_CACHE_SECONDS: "0" });
+  t.after(() => own.close());
+  const r = own.router;
   const start = await r.admin("POST", "rollouts", {
     green_model: "green-m",
     steps: [{ green_percent: 10, hold_seconds: 1 }, { green_percent: 50, hold_seconds: 600 }],
@@ -164,7 +167,7 @@ test("a rollout held for a split mismatch says so on the page", async () => {
   const status = await r.status();
   assert.equal(status.split_check.held, true, JSON.stringify(status.split_check));
 
-  const page = await signedIn();
+  const page = await signedIn(r);
   const step = await page.textContent("#step");
   assert.match(step, /^Step 1 of 2 at 10% green/);
   assert.ok(step.includes(`held since `) && step.endsWith(`: ${status.split_check.reason}`), step);

@@ -60,10 +60,15 @@ impl Lifetime {
         add_to(&mut self.series, env, model, stats);
     }
 
-    /// Adds an isolate's shadow figures, the copies of green on `model`.
+    /// Adds an isolate's shadow figures, the copies of green on `model`: their counts, not their
+    /// latency histograms (which nothing exposes, and which would grow what each stats post
+    /// stores).
     pub fn add_shadow(&mut self, model: &str, stats: &ShadowStats) {
         if stats.green.requests > 0 {
-            add_to(&mut self.shadow, Environment::Green, model, &stats.green);
+            let mut copies = stats.green.clone();
+            copies.first_byte = Default::default();
+            copies.total = Default::default();
+            add_to(&mut self.shadow, Environment::Green, model, &copies);
         }
         self.shadow_unfinished = self.shadow_unfinished.saturating_add(stats.unfinished);
         self.shadow_capped = self.shadow_capped.saturating_add(stats.capped);
@@ -140,6 +145,8 @@ mod tests {
         let mut l = Lifetime::default();
         let mut copies = ShadowStats::default();
         copies.green.requests = 3;
+        copies.green.total.record_n(800, 3);
+        copies.green.first_byte.record_n(300, 3);
         copies.unfinished = 1;
         copies.capped = 2;
         l.add_shadow("g", &copies);
@@ -158,6 +165,9 @@ mod tests {
             .map(|s| (s.environment, s.model.as_str(), s.stats.requests))
             .collect();
         assert_eq!(seen, [(Green, "g", 6)]);
+        // Counts only: the copies' latency is not kept here.
+        assert_eq!(l.shadow[0].stats.total.count(), 0);
+        assert_eq!(l.shadow[0].stats.first_byte.count(), 0);
         assert_eq!((l.shadow_unfinished, l.shadow_capped), (2, 9));
         // Copies are not routed requests.
         assert_eq!(l.requests(), 0);

@@ -124,7 +124,9 @@ impl Scopes {
     }
 
     /// Adds an isolate's shadow figures, routed under `entry.version` (`state` being the one in
-    /// force), to the shadow windows: those routed before the rollout began count nowhere.
+    /// force), to the shadow windows: those routed before the rollout began count in none of
+    /// them. Every entry counts in the lifetime counters, under green's model in that version's
+    /// split.
     pub fn add_shadow(&mut self, entry: &ShadowEntry, state: &State) {
         let version = entry.version.min(state.version());
         let model = state.model_under(Environment::Green, version);

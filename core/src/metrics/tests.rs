@@ -520,3 +520,42 @@ fn shadow_copies_show_apart_from_routed_requests() {
     // Copies are not routed requests: those families have no sample for them.
     assert!(!text.contains("bluegreen_requests_total{"));
 }
+
+/// The exposition's size is bounded: the most series kept (routed, with full histograms, and
+/// shadow), each under the longest model name allowed, stay under 256 KB.
+#[test]
+fn the_largest_exposition_is_bounded() {
+    use crate::lifetime::MAX_SERIES;
+    let mut full = blue_only().stats;
+    // A value in every bucket from 1 ms to the cap: about 3% apart.
+    let mut v = 1.0f64;
+    while v < f64::from(1u32 << 31) {
+        full.total.record(v as u64);
+        full.first_byte.record(v as u64);
+        v *= 1.03;
+    }
+    full.errors.server_error = 7;
+    full.defects.invalid_json = 3;
+    // The longest names a model may have, each its own.
+    let name = |i: usize| format!("{i}{}", "m".repeat(crate::model::MAX_NAME_LEN - 1));
+    let routed: Vec<Series> = (0..MAX_SERIES)
+        .map(|i| {
+            let env = [Environment::Blue, Environment::Green][i % 2];
+            series(env, &name(i), full.clone())
+        })
+        .collect();
+    let copies: Vec<Series> = (0..MAX_SERIES)
+        .map(|i| series(Environment::Green, &name(i), blue_only().stats))
+        .collect();
+    let mut snap = idle(&routed);
+    snap.shadow = &copies;
+    snap.shadow_capped = u64::MAX;
+    let text = render(&snap);
+    // 214 565 bytes when written: each sample line repeats its series' model name.
+    assert!(text.len() < 256 * 1024, "{} bytes", text.len());
+    assert!(
+        text.len() > 200 * 1024,
+        "every series is in it: {} bytes",
+        text.len()
+    );
+}
