@@ -20,16 +20,6 @@ fn verdict_of(t: &Transition) -> &crate::health::Verdict {
     &t.state.rollout().unwrap().verdict.as_ref().unwrap().verdict
 }
 
-fn events(t: &Transition) -> Vec<&Event> {
-    t.effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Record(ev) => Some(&**ev),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Two steps of 5 minutes. Healthy for 3 minutes; then 4 minutes in which both environments
 /// fail 30% (blue 270 of 900, green 30 of 100: the guard's limit rises to 1.2 × blue's lower
 /// bound, ~0.32); the step holds with an event and does not advance at minute 5; blue recovers

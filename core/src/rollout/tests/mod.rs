@@ -97,14 +97,19 @@ fn tick(s: &State, w: Pair<EnvStats>, now: u64) -> Transition {
     .unwrap()
 }
 
-fn kinds(t: &Transition) -> Vec<EventKind> {
+/// The events a transition records.
+fn events(t: &Transition) -> Vec<&Event> {
     t.effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Record(ev) => Some(ev.kind),
+            Effect::Record(ev) => Some(&**ev),
             _ => None,
         })
         .collect()
+}
+
+fn kinds(t: &Transition) -> Vec<EventKind> {
+    events(t).into_iter().map(|ev| ev.kind).collect()
 }
 
 /// Puts a started rollout into `phase`.

@@ -45,16 +45,6 @@ fn sticky_tick(
     .unwrap()
 }
 
-fn events(t: &Transition) -> Vec<&Event> {
-    t.effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Record(ev) => Some(&**ev),
-            _ => None,
-        })
-        .collect()
-}
-
 fn held(s: &State) -> bool {
     s.rollout().unwrap().split_check.holds()
 }
