@@ -48,6 +48,7 @@ use crate::defects::Defect;
 use crate::environment::Environment;
 use crate::health::HealthPolicy;
 use crate::outcome::{Outcome, StatusClass};
+use crate::rate::TokenBucket;
 use crate::sequential::TickCounts;
 use crate::split::{green_buckets, random_bucket, Basis, Selection};
 use crate::stats::{EnvStats, ErrorClass, Prices, Summary};
@@ -101,10 +102,8 @@ pub struct Ticket {
 /// than [`STALE_MS`] is reused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Budget {
-    /// Thousandths of a copy in the bucket.
-    milli: u64,
-    /// When the bucket was last filled (Unix ms).
-    filled_ms: u64,
+    /// Copies that may start.
+    bucket: TokenBucket,
     /// The copies running: each place's ticket serial (0: free) and when it was taken.
     places: [(u64, u64); MAX_IN_FLIGHT as usize],
     /// The last ticket's serial.
@@ -115,26 +114,14 @@ impl Budget {
     /// Takes one copy's place at `now_ms` for a body of `body_bytes`; `None` when it must not
     /// be copied. A place taken must be handed back with [`Self::finished`].
     pub fn take(&mut self, now_ms: u64, max_per_minute: u32, body_bytes: usize) -> Option<Ticket> {
-        // A minute's worth, in thousandths: refilled at max_per_minute per 60 000 ms. The clock
-        // moves on only by the time turned into thousandths, so that no fraction is lost.
-        let rate = u64::from(max_per_minute);
-        let capacity = rate * 1000;
-        let elapsed = now_ms.saturating_sub(self.filled_ms);
-        let refill = elapsed.saturating_mul(rate) / 60;
-        if self.milli.saturating_add(refill) >= capacity {
-            self.milli = capacity;
-            self.filled_ms = self.filled_ms.max(now_ms);
-        } else {
-            self.milli += refill;
-            self.filled_ms += refill * 60 / rate;
-        }
         self.reclaim(now_ms);
-        let free = self.places.iter().position(|&(serial, _)| serial == 0);
-        let place = match free {
-            Some(place) if body_bytes <= MAX_COPY_BODY_BYTES && self.milli >= 1000 => place,
-            _ => return None,
-        };
-        self.milli -= 1000;
+        let place = self.places.iter().position(|&(serial, _)| serial == 0)?;
+        // A minute's worth at most, refilled at max_per_minute per 60 000 ms.
+        if body_bytes > MAX_COPY_BODY_BYTES
+            || !self.bucket.take(now_ms, max_per_minute, max_per_minute)
+        {
+            return None;
+        }
         self.serial += 1;
         self.places[place] = (self.serial, now_ms);
         Some(Ticket {
