@@ -12,6 +12,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { startRouter } from "../tests/harness.mjs";
+import { cpuTicks } from "./proc.mjs";
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -72,11 +73,6 @@ function batch(i, rand) {
       { minute, env: "green", stats: envStats(green, rand) },
     ],
   });
-}
-
-function cpuTicks(pid) {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return Number(f[11]) + Number(f[12]);
 }
 
 function workerdPid(before) {

@@ -35,10 +35,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import zlib from "node:zlib";
-import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { Miniflare, Log, LogLevel } from "miniflare";
 import { startSimulator } from "../sim/upstream.mjs";
+import { workerdChildren, cpuTicks, clockTicksPerSecond } from "./proc.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -147,44 +147,6 @@ async function startWorker(name, rootPath, scriptPath, bindings, extra = {}) {
     throw new Error(`${name}: expected one new workerd child process, found ${JSON.stringify(fresh)}`);
   }
   return { name, url: url.origin, host: url.hostname, port: Number(url.port), mf, pid: fresh[0], logs };
-}
-
-// ---------------------------------------------------------------------------------------------
-// /proc
-
-/** The fields of /proc/PID/stat after the command name (which may hold spaces): [0] = state. */
-function statFields(pid) {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-}
-
-/** Pids of this process's children whose command line mentions workerd. */
-function workerdChildren() {
-  const pids = new Set();
-  for (const entry of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (Number(statFields(entry)[1]) !== process.pid) continue; // [1] = ppid
-      if (fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").includes("workerd")) pids.add(Number(entry));
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return pids;
-}
-
-/** utime + stime of a process, all threads, in clock ticks. */
-function cpuTicks(pid) {
-  const f = statFields(pid);
-  return Number(f[11]) + Number(f[12]); // fields 14 and 15 of stat(5)
-}
-
-function clockTicksPerSecond() {
-  try {
-    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-  } catch {
-    return 100;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,4 +17,9 @@ if [ "${1:-}" = faults ]; then
   shift
   exec node bench/faults.mjs "$@"
 fi
+# `bench.sh bodies`: what the largest and worst request bodies cost in CPU (bench/bodies.mjs).
+if [ "${1:-}" = bodies ]; then
+  shift
+  exec node bench/bodies.mjs "$@"
+fi
 exec node bench/run.mjs "$@"

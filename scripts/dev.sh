@@ -9,8 +9,10 @@
 #
 # Locally the admin API's token is ADMIN_TOKEN from the environment, else `dev-admin-token`,
 # the metrics endpoint's METRICS_TOKEN, else `dev-metrics-token`, request ids are sealed with
-# FEEDBACK_SECRET, else `dev-feedback-secret` (so that POST /v1/feedback works), and the cron is played by a ticker that calls wrangler's /__scheduled every TICK_SECONDS
-# (default 60, as the deployed `* * * * *` trigger; wrangler dev runs no crons by itself).
+# FEEDBACK_SECRET, else a fixed local one of 32 bytes, and scores need FEEDBACK_TOKEN, else
+# `dev-feedback-token` (so that POST /v1/feedback works), and the cron is played by a ticker
+# that calls wrangler's /__scheduled every TICK_SECONDS (default 60, as the deployed
+# `* * * * *` trigger; wrangler dev runs no crons by itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -24,7 +26,8 @@ if [ -z "${UPSTREAM_BASE_URL:-}" ]; then
 fi
 ADMIN_TOKEN="${ADMIN_TOKEN:-dev-admin-token}"
 METRICS_TOKEN="${METRICS_TOKEN:-dev-metrics-token}"
-FEEDBACK_SECRET="${FEEDBACK_SECRET:-dev-feedback-secret}"
+FEEDBACK_SECRET="${FEEDBACK_SECRET:-dev-feedback-secret-for-local-use-only}"
+FEEDBACK_TOKEN="${FEEDBACK_TOKEN:-dev-feedback-token}"
 TICK_SECONDS="${TICK_SECONDS:-60}"
 node -e '
   const every = Number(process.argv[1]) * 1000;
@@ -32,8 +35,9 @@ node -e '
 ' "$TICK_SECONDS" &
 TICKER_PID=$!
 trap 'kill ${SIM_PID:-} $TICKER_PID 2>/dev/null || true' EXIT INT TERM
-echo "router: http://127.0.0.1:8787  upstream: $UPSTREAM_BASE_URL  admin token: $ADMIN_TOKEN  metrics token: $METRICS_TOKEN  tick: every ${TICK_SECONDS}s" >&2
+echo "router: http://127.0.0.1:8787  upstream: $UPSTREAM_BASE_URL  admin token: $ADMIN_TOKEN  metrics token: $METRICS_TOKEN  feedback token: $FEEDBACK_TOKEN  tick: every ${TICK_SECONDS}s" >&2
 WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port 8787 \
   --persist-to .wrangler/state --test-scheduled \
   --var "UPSTREAM_BASE_URL:$UPSTREAM_BASE_URL" --var "ADMIN_TOKEN:$ADMIN_TOKEN" \
-  --var "METRICS_TOKEN:$METRICS_TOKEN" --var "FEEDBACK_SECRET:$FEEDBACK_SECRET" "$@"
+  --var "METRICS_TOKEN:$METRICS_TOKEN" --var "FEEDBACK_SECRET:$FEEDBACK_SECRET" \
+  --var "FEEDBACK_TOKEN:$FEEDBACK_TOKEN" "$@"

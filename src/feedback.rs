@@ -1,34 +1,89 @@
-//! `POST /v1/feedback`: an app's score for an answer. Authenticated like the chat route; the
-//! core verifies the request id and reads who answered from it; the controller counts it once.
+//! `POST /v1/feedback`: an app's score for an answer. The core says who may score (a router key
+//! or `FEEDBACK_TOKEN`, never a request id alone), verifies the request id and reads who
+//! answered from it, and says whether this isolate sends the score on (a replay of an id it saw
+//! counted, or one over the credential's rate, is answered here); the controller counts it once.
+
+use std::cell::RefCell;
 
 use bluegreen_core::config::Config;
 use bluegreen_core::error::ApiError;
-use bluegreen_core::feedback::{Feedback, MAX_BODY_BYTES};
-use worker::{Env, Request, Response};
+use bluegreen_core::feedback::{self, Admit, Feedback, Intake, Refused, MAX_BODY_BYTES};
+use worker::{Context, Env, Request, Response};
 
 use crate::control;
 use crate::error::Result;
 use crate::http::{self, header, read_body};
+use crate::recorder;
 use crate::runtime::now_ms;
 
+thread_local! {
+    static INTAKE: RefCell<Intake> = RefCell::new(Intake::default());
+}
+
+/// Seconds a client refused for the rate is asked to wait.
+const RETRY_AFTER_S: u64 = 1;
+
 /// Handles one score.
-pub async fn score(mut req: Request, env: &Env, cfg: &Config) -> Result<Response> {
-    // The chat route's client auth: a router key, or (pass-through mode) any bearer token.
-    if let Err(refusal) = cfg.auth.authorize(header(&req, "authorization").as_deref()) {
-        http::drain(&mut req).await;
-        return Err(refusal.into());
-    }
+pub async fn score(mut req: Request, env: &Env, cfg: &Config, ctx: &Context) -> Result<Response> {
     let Some(key) = cfg.request_id_key.as_ref() else {
         http::drain(&mut req).await;
-        return Err(ApiError::feedback_disabled().into());
+        return Err(ApiError::feedback_disabled(cfg.feedback_problem).into());
+    };
+    let credential = match feedback::credential(
+        &cfg.auth,
+        cfg.feedback_token.as_deref(),
+        header(&req, "authorization").as_deref(),
+    ) {
+        Ok(credential) => credential,
+        Err(refusal) => {
+            http::drain(&mut req).await;
+            return Err(refusal.into());
+        }
     };
     let body = read_body(&mut req, MAX_BODY_BYTES).await?;
-    let feedback = Feedback::from_body(&body, key, now_ms(), cfg.feedback_max_age_ms)?;
-    let json = serde_json::to_string(&feedback)
+    let now = now_ms();
+    let score = Feedback::from_body(&body, key, now, cfg.feedback_max_age_ms)?;
+    let admitted = INTAKE.with(|i| {
+        i.borrow_mut().admit(
+            credential,
+            &score.request_id,
+            now,
+            cfg.feedback_max_per_minute,
+        )
+    });
+    if let Admit::Refuse(why) = admitted {
+        return Ok(refuse(&score, why, env, ctx));
+    }
+    let json = serde_json::to_string(&score)
         .map_err(|e| ApiError::internal(&format!("a score serializes: {e}")))?;
     let mut answer = control::post_feedback(env, &json).await?;
-    // The controller's answer (200 counted, 409 already scored) is the client's.
+    // The controller's answer (200 counted, 409 already scored, 429 over its intake) is the
+    // client's.
     let status = answer.status_code();
     let text = answer.text().await?;
+    match status {
+        200 | 409 => INTAKE.with(|i| i.borrow_mut().counted(&score.request_id)),
+        429 => return Ok(refuse(&score, Refused::Limited, env, ctx)),
+        _ => {}
+    }
     Ok(http::json_text(status, text, &[]))
+}
+
+/// Answers a score this isolate does not send on, and counts it as refused in the isolate's
+/// next stats batch.
+fn refuse(score: &Feedback, why: Refused, env: &Env, ctx: &Context) -> Response {
+    let entry = score.refused_entry(now_ms(), why);
+    if let Some(flush) = recorder::record_entry(&entry, env) {
+        ctx.wait_until(flush);
+    }
+    let error = match why {
+        Refused::Replay => ApiError::duplicate_feedback(),
+        Refused::Limited => ApiError::feedback_rate_limited(RETRY_AFTER_S),
+    };
+    let retry_after = RETRY_AFTER_S.to_string();
+    let headers: &[(&str, &str)] = match why {
+        Refused::Replay => &[],
+        Refused::Limited => &[("retry-after", &retry_after)],
+    };
+    http::json_text(error.status, error.to_json(), headers)
 }

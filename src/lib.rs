@@ -70,7 +70,7 @@ async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<
         "/v1/feedback" => match method {
             Method::Post => {
                 let cfg = settings::load(env)?;
-                feedback::score(req, env, &cfg).await
+                feedback::score(req, env, &cfg, ctx).await
             }
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "POST").into()),
         },

@@ -21,6 +21,7 @@ use bluegreen_core::outbox::{within_budget, Claimed, Dropped, Outbox, FLUSH_AFTE
 use bluegreen_core::outcome::Outcome;
 use bluegreen_core::retry::Schedule;
 use bluegreen_core::shadow::ShadowEnd;
+use bluegreen_core::stats::BatchEntry;
 use worker::{Delay, Env};
 
 use crate::error::Result;
@@ -59,6 +60,20 @@ pub fn record_shadow(
     let claimed = OUTBOX.with(|o| {
         let mut o = o.borrow_mut();
         o.add_shadow(green, blue, &cfg.prices);
+        o.claim_flush()
+    });
+    claimed.then(|| flush(env.clone()))
+}
+
+/// Adds a stats entry made elsewhere (a refused feedback score's) to this isolate's next
+/// batch. Returns the flush to run when this caller must send it.
+pub fn record_entry(
+    entry: &BatchEntry,
+    env: &Env,
+) -> Option<impl std::future::Future<Output = ()>> {
+    let claimed = OUTBOX.with(|o| {
+        let mut o = o.borrow_mut();
+        o.add_entry(entry);
         o.claim_flush()
     });
     claimed.then(|| flush(env.clone()))

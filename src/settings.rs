@@ -20,7 +20,13 @@ pub fn load(env: &Env) -> Result<Rc<Config>> {
     CONFIG.with(|cell| {
         cell.get_or_init(|| {
             Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
-                .map(Rc::new)
+                .map(|cfg| {
+                    // Once per isolate: the rest of the router works, feedback does not.
+                    if let Some(problem) = cfg.feedback_problem {
+                        worker::console_error!("configuration: {problem}");
+                    }
+                    Rc::new(cfg)
+                })
                 .map_err(|e| {
                     worker::console_error!("configuration error: {e}");
                     ApiError::configuration(&e.to_string())

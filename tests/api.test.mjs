@@ -123,9 +123,10 @@ test("pass-through bodies stream to the upstream unbuffered, so MAX_BODY_BYTES (
 
 test("without HOLYSHEEP_API_KEY the client's own Authorization goes upstream", async () => {
   stack.sim.reset();
-  const r = await chat(url, CHAT, { authorization: "Bearer sk-client-own" });
+  const r = await chat(url, CHAT, { authorization: "Bearer sk-client-own", "openai-organization": "org-own" });
   assert.equal(r.status, 200);
   assert.equal(stack.sim.requests().at(-1).headers.authorization, "Bearer sk-client-own");
+  assert.equal(stack.sim.requests().at(-1).headers["openai-organization"], "org-own", "with its own key, its own account");
   const anon = await chat(url, CHAT);
   assert.equal(anon.status, 200);
   assert.equal(stack.sim.requests().at(-1).headers.authorization, undefined);
@@ -146,6 +147,18 @@ test("with HOLYSHEEP_API_KEY and ROUTER_API_KEYS, clients need a router key and 
     assert.equal(r.status, 200);
     assert.equal(s.sim.requests().at(-1).headers.authorization, "Bearer sk-holysheep");
   }
+  // The router's key goes without the client's choice of upstream account or project.
+  const steered = await chat(s.router.url, CHAT, {
+    authorization: "Bearer rk-one",
+    "openai-organization": "org-someone-else",
+    "openai-project": "proj_someone_else",
+    "openai-beta": "assistants=v2",
+  });
+  assert.equal(steered.status, 200);
+  const sent = s.sim.requests().at(-1).headers;
+  assert.equal(sent["openai-organization"], undefined);
+  assert.equal(sent["openai-project"], undefined);
+  assert.equal(sent["openai-beta"], "assistants=v2", "other OpenAI headers still go");
   const listed = await fetch(`${s.router.url}/v1/models`, { headers: { authorization: "Bearer rk-two" } });
   assert.equal(listed.status, 200);
   assert.equal(s.sim.requests().at(-1).headers.authorization, "Bearer sk-holysheep");
@@ -173,6 +186,24 @@ test("HOLYSHEEP_API_KEY without ROUTER_API_KEYS refuses every request: never an 
     assert.ok(!text.includes("sk-holysheep"));
   }
   assert.equal(s.sim.requests().length, 0);
+});
+
+test("an invalid setting's error names the variable and its rule, never its value, in the answer and the log", async (t) => {
+  const hook = "hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX";
+  const s = await startStack({ ALERT_WEBHOOK_URL: hook });
+  t.after(() => s.close());
+  const health = await fetch(`${s.router.url}/healthz`);
+  const text = await health.text();
+  assert.equal(health.status, 500);
+  assert.match(text, /ALERT_WEBHOOK_URL/);
+  assert.match(text, /must be an http:\/\/ or https:\/\/ URL/);
+  assert.ok(!text.includes("XXXXXXXX") && !text.includes("hooks.slack"), text);
+  const r = await chat(s.router.url);
+  assert.equal(r.status, 500);
+  assert.ok(!r.text.includes("XXXXXXXX"), r.text);
+  const logged = s.router.logs.map((l) => l.message).join("\n");
+  assert.match(logged, /ALERT_WEBHOOK_URL/);
+  assert.ok(!logged.includes("XXXXXXXX"), logged);
 });
 
 test("an invalid setting is reported by name on every request", async (t) => {

@@ -23,6 +23,12 @@ pub enum AuthMode {
     },
 }
 
+/// The token of a `Bearer` `Authorization` header (scheme case-insensitive, spaces trimmed).
+pub fn bearer(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, rest) = authorization?.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
@@ -38,12 +44,7 @@ impl AuthMode {
                 upstream_key,
                 client_keys,
             } => {
-                let token = authorization
-                    .and_then(|h| {
-                        let (scheme, rest) = h.trim().split_once(' ')?;
-                        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-                    })
-                    .ok_or_else(ApiError::unauthorized)?;
+                let token = bearer(authorization).ok_or_else(ApiError::unauthorized)?;
                 // Every key is compared, so the time does not reveal which one matched.
                 let matched = client_keys.iter().fold(false, |acc, k| {
                     acc | constant_time_eq(k.as_bytes(), token.as_bytes())

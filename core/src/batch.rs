@@ -62,6 +62,18 @@ impl Accumulator {
         self.by_minute.entry(key).or_default().record(o, prices);
     }
 
+    /// Adds an entry made elsewhere (a refused feedback score's): merged by addition, as
+    /// outcomes are, under its minute, version, environment and forcing.
+    pub fn add_entry(&mut self, entry: &BatchEntry) {
+        let key = (
+            entry.minute,
+            entry.version.unwrap_or(0),
+            entry.env == Environment::Green,
+            entry.forced,
+        );
+        self.by_minute.entry(key).or_default().merge(&entry.stats);
+    }
+
     /// Counts a shadow copy's end (or, with `None`, a request the cost bound kept from being
     /// copied) under blue's outcome `blue`: its minute and routing version.
     pub fn add_shadow(&mut self, green: Option<&ShadowEnd>, blue: &Outcome, prices: &Prices) {

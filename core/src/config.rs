@@ -10,7 +10,7 @@ use crate::auth::AuthMode;
 use crate::breaker;
 use crate::model;
 use crate::pass_through::PassThrough;
-use crate::request_id::Key;
+use crate::request_id::{Keys, MIN_SECRET_BYTES};
 use crate::routing::RoutingDoc;
 use crate::stats::Prices;
 
@@ -85,10 +85,22 @@ pub struct Config {
     pub environment_override: bool,
     /// The `/v1/*` calls besides chat that are forwarded upstream (`PASS_THROUGH`).
     pub pass_through: PassThrough,
-    /// The key that seals request ids, from `FEEDBACK_SECRET`; without it, ids are plain
-    /// random and feedback is off. (Not derived from `ADMIN_TOKEN`: every client sees ids and
-    /// their MACs, so a guessable token could be found offline.)
-    pub request_id_key: Option<Key>,
+    /// The keys that seal request ids, from `FEEDBACK_SECRET` and `DEPLOYMENT_NAME`; without
+    /// them, ids are plain random and feedback is off. (Not derived from `ADMIN_TOKEN`: every
+    /// client sees ids and their MACs, so a guessable token could be found offline.)
+    pub request_id_key: Option<Keys>,
+    /// Why feedback is off although `FEEDBACK_SECRET` is set (it breaks a rule), for the log
+    /// and `/v1/feedback`'s 503; the rest of the router works as usual.
+    pub feedback_problem: Option<&'static str>,
+    /// The bearer token that may score answers besides the router keys (`FEEDBACK_TOKEN`): in
+    /// pass-through mode, the only one.
+    pub feedback_token: Option<String>,
+    /// Most scores an isolate sends on per minute for one credential
+    /// (`FEEDBACK_MAX_PER_MINUTE`); the rest get a 429 and are counted as refused.
+    pub feedback_max_per_minute: u32,
+    /// This deployment's name (`DEPLOYMENT_NAME`): the request ids' key is expanded with it, so
+    /// that deployments sharing a `FEEDBACK_SECRET` do not take each other's ids.
+    pub deployment_name: String,
     /// How long after a request its id takes feedback (`FEEDBACK_MAX_AGE_SECONDS`).
     pub feedback_max_age_ms: u64,
     /// The per-isolate green breaker's settings (`GREEN_EJECTION`, `GREEN_EJECTION_FAILURES`,
@@ -102,6 +114,20 @@ pub struct Config {
 
 /// Highest `SHADOW_MAX_PER_MINUTE`: a thousand copies a second from one isolate.
 pub const MAX_SHADOW_PER_MINUTE: u64 = 60_000;
+
+/// Default `FEEDBACK_MAX_PER_MINUTE`: ten scores a second from one credential in one isolate,
+/// far above an app whose users score some of their answers (an isolate serving 100 requests a
+/// second whose users score one answer in ten stays at a sixth of it).
+pub const DEFAULT_FEEDBACK_PER_MINUTE: u64 = 600;
+
+/// Highest `FEEDBACK_MAX_PER_MINUTE`.
+pub const MAX_FEEDBACK_PER_MINUTE: u64 = 60_000;
+
+/// Default `DEPLOYMENT_NAME`: the Worker's name in this repository's `wrangler.toml`.
+pub const DEFAULT_DEPLOYMENT_NAME: &str = "bluegreen-router";
+
+/// Longest `DEPLOYMENT_NAME`.
+pub const MAX_DEPLOYMENT_NAME: usize = 64;
 
 /// Longest `FEEDBACK_MAX_AGE_SECONDS`: seven days, as long as the controller keeps scored ids.
 pub const MAX_FEEDBACK_AGE_SECONDS: u64 = 7 * 86_400;
@@ -161,12 +187,9 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             .parse::<f64>()
             .ok()
             .filter(|n| n.is_finite())
-            .ok_or_else(|| err(var, format!("must be a number, got {v:?}")))?;
+            .ok_or_else(|| err(var, "must be a number"))?;
         if !(min..=max).contains(&n) {
-            return Err(err(
-                var,
-                format!("must be between {min} and {max}, got {n}"),
-            ));
+            return Err(err(var, format!("must be between {min} and {max}")));
         }
         Ok(n)
     }
@@ -185,12 +208,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         v.parse::<u64>()
             .ok()
             .filter(|n| (min..=max).contains(n))
-            .ok_or_else(|| {
-                err(
-                    var,
-                    format!("must be a whole number from {min} to {max}, got {v:?}"),
-                )
-            })
+            .ok_or_else(|| err(var, format!("must be a whole number from {min} to {max}")))
     }
 
     /// `on`/`off` (or `true`/`false`), or `default` when unset.
@@ -199,17 +217,14 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             None => Ok(default),
             Some("on" | "true") => Ok(true),
             Some("off" | "false") => Ok(false),
-            Some(v) => Err(err(var, format!("must be on or off, got {v:?}"))),
+            Some(_) => Err(err(var, "must be on or off")),
         }
     }
 
     /// An http(s) URL, when set.
     fn url(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
         match self.text(var) {
-            Some(url) if !is_http_url(&url) => Err(err(
-                var,
-                format!("must be an http:// or https:// URL, got {url:?}"),
-            )),
+            Some(url) if !is_http_url(&url) => Err(err(var, "must be an http:// or https:// URL")),
             other => Ok(other),
         }
     }
@@ -217,7 +232,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     /// A model name ([`model::check_name`]), or `default` when unset.
     fn model(&self, var: &'static str, default: &str) -> Result<String, ConfigError> {
         let name = self.text(var).unwrap_or_else(|| default.into());
-        model::check_name(&name).map_err(|e| err(var, e.to_string()))?;
+        model::check_name(&name).map_err(|e| err(var, e.rule()))?;
         Ok(name)
     }
 
@@ -263,6 +278,23 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             client_keys,
         })
     }
+    /// `DEPLOYMENT_NAME`: printable ASCII without spaces, at most [`MAX_DEPLOYMENT_NAME`].
+    fn deployment_name(&self) -> Result<String, ConfigError> {
+        let name = self
+            .text("DEPLOYMENT_NAME")
+            .unwrap_or_else(|| DEFAULT_DEPLOYMENT_NAME.into());
+        if name.len() > MAX_DEPLOYMENT_NAME || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(err(
+                "DEPLOYMENT_NAME",
+                format!(
+                    "must be at most {MAX_DEPLOYMENT_NAME} visible ASCII characters, without \
+                     spaces"
+                ),
+            ));
+        }
+        Ok(name)
+    }
+
     /// The green breaker's settings ([`crate::breaker`]): `GREEN_EJECTION` (on/off, on),
     /// `GREEN_EJECTION_FAILURES` (failures in a row that eject green, 1–100, 5),
     /// `GREEN_EJECTION_BASE_MS` (the first cool-down, 1 s–1 h, 30 000) and
@@ -311,7 +343,7 @@ impl Config {
         if !is_http_url(&upstream_base) {
             return Err(err(
                 "UPSTREAM_BASE_URL",
-                format!("must be an http:// or https:// URL, got {upstream_base:?}"),
+                "must be an http:// or https:// URL",
             ));
         }
         let auth = vars.auth()?;
@@ -347,6 +379,19 @@ impl Config {
             1,
             MAX_TIMEOUT_MS,
         )?;
+        let deployment_name = vars.deployment_name()?;
+        let (request_id_key, feedback_problem) = match vars.text("FEEDBACK_SECRET") {
+            None => (None, None),
+            Some(secret) if secret.len() < MIN_SECRET_BYTES => (
+                None,
+                Some(
+                    "FEEDBACK_SECRET is shorter than 32 bytes, so feedback is off (a short \
+                     secret could be found offline from the ids every client sees); put a \
+                     random string of at least 32 bytes",
+                ),
+            ),
+            Some(secret) => (Some(Keys::derive(&secret, &deployment_name)), None),
+        };
         Ok(Config {
             defaults,
             routing_cache_ms: (cache_seconds * 1000.0).round() as u64,
@@ -364,9 +409,16 @@ impl Config {
             alert_webhook_url,
             environment_override,
             pass_through,
-            request_id_key: vars
-                .text("FEEDBACK_SECRET")
-                .map(|secret| Key::derive(&secret)),
+            request_id_key,
+            feedback_problem,
+            feedback_token: vars.text("FEEDBACK_TOKEN"),
+            feedback_max_per_minute: vars.whole(
+                "FEEDBACK_MAX_PER_MINUTE",
+                DEFAULT_FEEDBACK_PER_MINUTE,
+                1,
+                MAX_FEEDBACK_PER_MINUTE,
+            )? as u32,
+            deployment_name,
             feedback_max_age_ms: vars.whole(
                 "FEEDBACK_MAX_AGE_SECONDS",
                 86_400,
@@ -500,6 +552,10 @@ mod tests {
         assert!(c.environment_override);
         assert_eq!(c.pass_through, PassThrough::default());
         assert_eq!(c.request_id_key, None, "no secret: plain ids, feedback off");
+        assert_eq!(c.feedback_problem, None);
+        assert_eq!(c.feedback_token, None);
+        assert_eq!(c.feedback_max_per_minute, 600);
+        assert_eq!(c.deployment_name, "bluegreen-router");
         assert_eq!(c.feedback_max_age_ms, 86_400_000);
     }
 
@@ -518,12 +574,42 @@ mod tests {
 
     #[test]
     fn the_request_id_key_comes_from_the_feedback_secret_only() {
+        const LONG: &str = "0123456789abcdef0123456789abcdef";
         let key = |vars: &[(&str, &str)]| config(vars).unwrap().request_id_key;
         assert_eq!(key(&[("ADMIN_TOKEN", "adm")]), None);
         assert_eq!(
-            key(&[("ADMIN_TOKEN", "adm"), ("FEEDBACK_SECRET", "fb")]),
-            Some(Key::derive("fb"))
+            key(&[("ADMIN_TOKEN", "adm"), ("FEEDBACK_SECRET", LONG)]),
+            Some(Keys::derive(LONG, "bluegreen-router"))
         );
+        assert_eq!(
+            key(&[("FEEDBACK_SECRET", LONG), ("DEPLOYMENT_NAME", "staging")]),
+            Some(Keys::derive(LONG, "staging"))
+        );
+        // 31 bytes: feedback off with the rule, and the router still configured.
+        let short = config(&[("FEEDBACK_SECRET", &LONG[1..])]).unwrap();
+        assert_eq!(short.request_id_key, None);
+        assert!(short.feedback_problem.unwrap().contains("32 bytes"));
+        // Bytes, not characters: 11 three-byte characters are 33 bytes.
+        assert!(key(&[("FEEDBACK_SECRET", &"€".repeat(11))]).is_some());
+        for bad in ["a b", &"n".repeat(65), "é"] {
+            assert_eq!(
+                config(&[("DEPLOYMENT_NAME", bad)]).unwrap_err().var,
+                "DEPLOYMENT_NAME"
+            );
+        }
+        let c = config(&[
+            ("FEEDBACK_TOKEN", " tok "),
+            ("FEEDBACK_MAX_PER_MINUTE", "5"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.feedback_token.as_deref(), c.feedback_max_per_minute),
+            (Some("tok"), 5)
+        );
+        for bad in ["0", "60001", "x"] {
+            let e = config(&[("FEEDBACK_MAX_PER_MINUTE", bad)]).unwrap_err();
+            assert_eq!(e.var, "FEEDBACK_MAX_PER_MINUTE", "{bad}");
+        }
         let c = config(&[("FEEDBACK_MAX_AGE_SECONDS", "3600")]).unwrap();
         assert_eq!(c.feedback_max_age_ms, 3_600_000);
         for bad in ["59", "604801", "1.5", "x"] {
@@ -636,6 +722,71 @@ mod tests {
         let c = config(&[("HOLYSHEEP_API_KEY", ""), ("GREEN_PERCENT", " ")]).unwrap();
         assert_eq!(c.auth, AuthMode::Passthrough);
         assert_eq!(c.defaults.green_percent, 0.0);
+    }
+
+    #[test]
+    fn an_error_names_the_variable_and_its_rule_never_its_value() {
+        // Every setting that is checked, with a wrong value carrying a marker: a webhook or
+        // upstream URL holds a token in its path or query, a price table or allowlist may be
+        // pasted with one, and a model name is what an operator typed. The error (the 500's
+        // message, /healthz and the log all show its Display) must not carry any of it.
+        const MARK: &str = "hunter2SECRET";
+        let cases: [(&str, String); 24] = [
+            (
+                "ALERT_WEBHOOK_URL",
+                format!("hooks.slack.com/services/{MARK}"),
+            ),
+            ("ALERT_WEBHOOK_URL", format!("ftp://{MARK}@x")),
+            ("UPSTREAM_BASE_URL", format!("api.example/v1?key={MARK}")),
+            ("UPSTREAM_BASE_URL", format!("https:///{MARK}")),
+            (
+                "MODEL_PRICES",
+                format!(r#"{{"{MARK}": {{"input": -1, "output": 1}}}}"#),
+            ),
+            ("MODEL_PRICES", format!(r#"{{"m": {{"input": "{MARK}"}}}}"#)),
+            ("MODEL_PRICES", MARK.to_string()),
+            ("PASS_THROUGH", format!("GET /v1/{MARK}%41")),
+            ("PASS_THROUGH", format!("GET /v1/models, FETCH /v1/{MARK}")),
+            ("PASS_THROUGH", format!("GET /v1/{{{MARK}-x}}")),
+            ("BLUE_MODEL", format!("{MARK}\u{7}")),
+            ("GREEN_MODEL", format!("{MARK}é")),
+            ("GREEN_MODEL", MARK.repeat(30)),
+            ("GREEN_PERCENT", MARK.into()),
+            ("ROUTING_CACHE_SECONDS", format!("-{MARK}")),
+            ("FIRST_BYTE_TIMEOUT_MS", MARK.into()),
+            ("COMPLETION_TIMEOUT_MS", MARK.into()),
+            ("STREAM_IDLE_TIMEOUT_MS", MARK.into()),
+            ("MAX_BODY_BYTES", MARK.into()),
+            ("ENVIRONMENT_OVERRIDE", MARK.into()),
+            ("FEEDBACK_MAX_AGE_SECONDS", MARK.into()),
+            ("FEEDBACK_MAX_PER_MINUTE", MARK.into()),
+            ("DEPLOYMENT_NAME", format!("{MARK} x")),
+            ("GREEN_EJECTION", MARK.into()),
+        ];
+        for (var, value) in &cases {
+            let e = config(&[(var, value)]).unwrap_err();
+            assert_eq!(e.var, *var, "{var}: {e}");
+            let shown = e.to_string();
+            assert!(!shown.contains(MARK), "{var} echoes its value: {shown}");
+            assert!(
+                !shown.contains(value.trim()),
+                "{var} echoes its value: {shown}"
+            );
+        }
+        // The secrets themselves are never checked against a shape, only used; a short
+        // FEEDBACK_SECRET turns feedback off with the rule, not the secret.
+        let c = config(&[
+            ("FEEDBACK_SECRET", MARK),
+            ("HOLYSHEEP_API_KEY", MARK),
+            ("ROUTER_API_KEYS", MARK),
+            ("ADMIN_TOKEN", MARK),
+            ("METRICS_TOKEN", MARK),
+            ("FEEDBACK_TOKEN", MARK),
+        ])
+        .unwrap();
+        assert!(!c.feedback_problem.unwrap().contains(MARK));
+        let relay = config(&[("HOLYSHEEP_API_KEY", MARK)]).unwrap_err();
+        assert!(!relay.to_string().contains(MARK), "{relay}");
     }
 
     #[test]

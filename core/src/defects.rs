@@ -25,6 +25,12 @@ pub const MAX_REASSEMBLED_BYTES: usize = 1 << 20;
 const MAX_TRACKED: usize = 16;
 /// Longest tool name (and call id) kept.
 const MAX_NAME_CHARS: usize = 256;
+/// Most bytes of a request's `tools` (or `functions`, or `response_format`) read to learn what
+/// it asks of the answer: every request pays for this before any check, so it is bounded. 256
+/// KiB holds 128 tools (OpenAI's own limit) with schemas of 2 KiB each.
+pub const MAX_EXPECTATION_BYTES: usize = 256 * 1024;
+/// Most tools read for their names: four times OpenAI's limit of 128.
+pub const MAX_TOOLS: usize = 512;
 
 /// Why a successful answer is unusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -78,11 +84,13 @@ impl Defect {
 /// What the request asked of the answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expectations {
-    /// `response_format` asked for JSON.
+    /// `response_format` asked for JSON (and was small enough to read: see
+    /// [`MAX_EXPECTATION_BYTES`]; past it the answer is not judged as JSON).
     pub json: bool,
     /// Names of the tools (functions and custom tools) the request offered.
     pub tools: Vec<String>,
-    /// The request's `tools` or `functions` could not be read: any name counts as offered.
+    /// The request's `tools` or `functions` could not be read, or were past
+    /// [`MAX_EXPECTATION_BYTES`] or [`MAX_TOOLS`]: any name counts as offered.
     pub tools_unread: bool,
 }
 
@@ -103,30 +111,62 @@ struct Tool {
     custom: Option<Named>,
 }
 
+/// A JSON array of at most [`MAX_TOOLS`] `T`s in at most [`MAX_EXPECTATION_BYTES`]; `None`
+/// past either bound (the reading stops at the first element past the count) or when it is not
+/// such an array.
+fn bounded_list<'de, T: Deserialize<'de>>(raw: &'de str) -> Option<Vec<T>> {
+    use serde::de::{SeqAccess, Visitor};
+    struct Bounded<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "an array of at most {MAX_TOOLS} elements")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                if out.len() == MAX_TOOLS {
+                    return Err(serde::de::Error::custom("too many elements"));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    if raw.len() > MAX_EXPECTATION_BYTES {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_str(raw);
+    serde::Deserializer::deserialize_seq(&mut de, Bounded(std::marker::PhantomData)).ok()
+}
+
 impl Expectations {
     /// What `req` asks for: JSON from `response_format`, tool names from `tools` (and the
     /// legacy `functions`). Fields it cannot read ask for nothing: the upstream judges the
     /// request, this only judges answers.
+    /// Each field is read only within [`MAX_EXPECTATION_BYTES`] (and [`MAX_TOOLS`]), so that
+    /// the cost is bounded whatever the body holds.
     pub fn of(req: &ChatRequest) -> Expectations {
         let parse = |name: &str| req.field(name).map(RawValue::get);
         let json = parse("response_format")
+            .filter(|f| f.len() <= MAX_EXPECTATION_BYTES)
             .and_then(|f| serde_json::from_str::<ResponseFormat>(f).ok())
             .is_some_and(|f| matches!(f.kind, Some("json_object" | "json_schema")));
         let mut tools_unread = false;
         let mut tools: Vec<String> = Vec::new();
         if let Some(t) = parse("tools") {
-            match serde_json::from_str::<Vec<Tool>>(t) {
-                Ok(list) => tools.extend(
+            match bounded_list::<Tool>(t) {
+                Some(list) => tools.extend(
                     list.into_iter()
                         .filter_map(|t| t.function.or(t.custom)?.name),
                 ),
-                Err(_) => tools_unread = t != "null",
+                None => tools_unread = t != "null",
             }
         }
         if let Some(f) = parse("functions") {
-            match serde_json::from_str::<Vec<Named>>(f) {
-                Ok(list) => tools.extend(list.into_iter().filter_map(|f| f.name)),
-                Err(_) => tools_unread |= f != "null",
+            match bounded_list::<Named>(f) {
+                Some(list) => tools.extend(list.into_iter().filter_map(|f| f.name)),
+                None => tools_unread |= f != "null",
             }
         }
         Expectations {
@@ -500,6 +540,32 @@ mod tests {
         assert!(!want(r#"{"messages":[],"response_format":{"type":"text"}}"#).json);
         assert!(!want(r#"{"messages":[],"response_format":"json"}"#).json);
         assert_eq!(want(TOOLS).tools, ["get_weather", "sql"]);
+        // Past the count or the bytes, the tools are not read: any name counts as offered.
+        let many = |n: usize, pad: usize| {
+            let tool = format!(
+                r#"{{"type":"function","function":{{"name":"f","description":"{}"}}}}"#,
+                "x".repeat(pad)
+            );
+            format!(r#"{{"messages":[],"tools":[{}]}}"#, vec![tool; n].join(","))
+        };
+        let at_count = want(&many(MAX_TOOLS, 0));
+        assert_eq!(
+            (at_count.tools.len(), at_count.tools_unread),
+            (MAX_TOOLS, false)
+        );
+        let past_count = want(&many(MAX_TOOLS + 1, 0));
+        assert_eq!((past_count.tools.len(), past_count.tools_unread), (0, true));
+        let past_bytes = want(&many(2, MAX_EXPECTATION_BYTES / 2));
+        assert_eq!((past_bytes.tools.len(), past_bytes.tools_unread), (0, true));
+        assert!(past_bytes.offers("anything"));
+        let big_format = format!(
+            r#"{{"messages":[],"response_format":{{"type":"json_object","x":"{}"}}}}"#,
+            "x".repeat(MAX_EXPECTATION_BYTES)
+        );
+        assert!(
+            !want(&big_format).json,
+            "past the bound, not judged as JSON"
+        );
         assert_eq!(
             want(r#"{"messages":[],"functions":[{"name":"f"}],"tools":7}"#).tools,
             ["f"]

@@ -89,6 +89,18 @@ impl ApiError {
         )
     }
 
+    /// A body with more top-level fields than any API has (`limit`): reading them all would cost
+    /// every request CPU before any check.
+    pub fn too_many_fields(limit: usize) -> ApiError {
+        ApiError::invalid(
+            "invalid_body",
+            None,
+            format!(
+                "The request body has more than {limit} top-level fields; no API takes that many."
+            ),
+        )
+    }
+
     /// A feedback's `request_id` that is not one this router takes feedback for.
     pub fn feedback_id(status: u16, code: &'static str, message: &str) -> ApiError {
         ApiError {
@@ -110,15 +122,56 @@ impl ApiError {
         }
     }
 
-    /// Feedback without a secret to verify request ids with.
-    pub fn feedback_disabled() -> ApiError {
+    /// Feedback without a usable secret to verify request ids with: unset, or breaking the
+    /// rule `problem` states.
+    pub fn feedback_disabled(problem: Option<&str>) -> ApiError {
+        let message = match problem {
+            Some(rule) => format!("Feedback is off: {rule}."),
+            None => "Feedback is off: set the FEEDBACK_SECRET secret (a random string of at \
+                     least 32 bytes) with `wrangler secret put FEEDBACK_SECRET`."
+                .into(),
+        };
+        ApiError::new(503, "server_error", "feedback_disabled", message)
+    }
+
+    /// Feedback in pass-through mode without `FEEDBACK_TOKEN`: no credential the deployment
+    /// trusts could be presented, and a request id alone is never one.
+    pub fn feedback_needs_credential() -> ApiError {
         ApiError::new(
             503,
             "server_error",
-            "feedback_disabled",
-            "Feedback is off: set the FEEDBACK_SECRET secret (a long random string) with \
-             `wrangler secret put FEEDBACK_SECRET`."
+            "feedback_credential_unset",
+            "Feedback needs a credential this deployment trusts, and it has none: set the \
+             FEEDBACK_TOKEN secret (`wrangler secret put FEEDBACK_TOKEN`) and have the app send \
+             it as `Authorization: Bearer <token>`, or give the router its own keys \
+             (HOLYSHEEP_API_KEY and ROUTER_API_KEYS)."
                 .into(),
+        )
+    }
+
+    /// A score without a credential the deployment trusts.
+    pub fn feedback_unauthorized() -> ApiError {
+        ApiError::new(
+            401,
+            "invalid_request_error",
+            "invalid_api_key",
+            "Missing or invalid credential for feedback: send `Authorization: Bearer <key>` \
+             with FEEDBACK_TOKEN or one of the router's keys (ROUTER_API_KEYS)."
+                .into(),
+        )
+    }
+
+    /// More scores than the bound allows (one credential's in an isolate, or the
+    /// controller's intake); the client may send it again after `retry_after_s` seconds.
+    pub fn feedback_rate_limited(retry_after_s: u64) -> ApiError {
+        ApiError::new(
+            429,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            format!(
+                "Too many feedback scores: this one was not counted; send it again in \
+                 {retry_after_s} s (FEEDBACK_MAX_PER_MINUTE bounds each credential)."
+            ),
         )
     }
 

@@ -34,6 +34,21 @@ pub fn forward_request_header(name: &str) -> bool {
         || name.starts_with("x-bluegreen-"))
 }
 
+/// True when the client's request header `name` (lowercase) picks which upstream account or
+/// project a request is billed to and governed by (OpenAI's `openai-organization` and
+/// `openai-project`). With the router's own upstream key, the router's operator chose the
+/// account: a client must not steer its key into another organisation or project, so these are
+/// dropped. In pass-through mode they go with the client's own key, as ever.
+pub fn picks_upstream_account(name: &str) -> bool {
+    matches!(name, "openai-organization" | "openai-project")
+}
+
+/// [`forward_request_header`] when the router's own upstream key is sent: also without the
+/// headers that pick an account ([`picks_upstream_account`]).
+pub fn forward_request_header_on_router_key(name: &str) -> bool {
+    forward_request_header(name) && !picks_upstream_account(name)
+}
+
 /// True when the request header `name` (lowercase), sent upstream with the client's request,
 /// names that request: an idempotency key (an upstream that honours it would answer a shadow
 /// copy with blue's cached answer, or refuse it as a conflicting retry) or the client's request
@@ -75,6 +90,21 @@ pub fn connection_options(value: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_routers_key_goes_without_the_clients_account_headers() {
+        for name in ["openai-organization", "openai-project"] {
+            assert!(
+                forward_request_header(name),
+                "{name}: the client's own key takes it"
+            );
+            assert!(!forward_request_header_on_router_key(name), "{name}");
+        }
+        for name in ["openai-beta", "content-type", "x-stainless-lang"] {
+            assert!(forward_request_header_on_router_key(name), "{name}");
+        }
+        assert!(!forward_request_header_on_router_key("authorization"));
+    }
 
     #[test]
     fn a_shadow_copy_drops_what_names_the_clients_request() {

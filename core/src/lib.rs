@@ -28,6 +28,7 @@ pub mod outbox;
 pub mod outcome;
 pub mod pass_through;
 pub mod path;
+pub mod rate;
 pub mod request_id;
 pub mod retry;
 pub mod rollout;

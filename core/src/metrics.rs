@@ -397,6 +397,33 @@ fn counters(t: &mut Text, series: &[&Series], green: &[&Series], forced: &Pair<u
     );
     t.per_series(series, "class", by_defect);
     t.family(
+        "bluegreen_feedback_total",
+        "counter",
+        "Scores apps sent for answers (POST /v1/feedback) and the controller counted, by the \
+         environment that answered: negative (below 0) or not.",
+    );
+    t.per_series(series, "score", |s| {
+        vec![
+            ("negative", s.feedback.negative),
+            (
+                "not_negative",
+                s.feedback.scored.saturating_sub(s.feedback.negative),
+            ),
+        ]
+    });
+    t.family(
+        "bluegreen_feedback_refused_total",
+        "counter",
+        "Scores refused without being counted: replay (an answer already scored, answered by \
+         an isolate) or rate_limited (over FEEDBACK_MAX_PER_MINUTE or the controller's intake).",
+    );
+    t.per_series(series, "reason", |s| {
+        vec![
+            ("replay", s.feedback.replayed),
+            ("rate_limited", s.feedback.limited),
+        ]
+    });
+    t.family(
         "bluegreen_tokens_total",
         "counter",
         "Tokens reported by the upstream, by kind.",

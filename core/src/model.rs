@@ -52,6 +52,22 @@ impl fmt::Display for NameError {
     }
 }
 
+impl NameError {
+    /// The rule the name breaks, without any of the name (for settings, whose errors never
+    /// echo a value).
+    pub fn rule(&self) -> String {
+        match self {
+            NameError::Empty => "must not be empty".into(),
+            NameError::TooLong(_) => format!("must be at most {MAX_NAME_LEN} characters long"),
+            NameError::Padded => "must not start or end with a space".into(),
+            NameError::Character(_, at) => format!(
+                "must hold only visible ASCII characters and inner spaces (it is sent back in \
+                 the x-bluegreen-model header); character {at} is not one"
+            ),
+        }
+    }
+}
+
 /// Checks a model name from the vars, a routing document or the admin API. `Ok` means it
 /// can go into the `x-bluegreen-model` header as it is.
 pub fn check_name(name: &str) -> Result<(), NameError> {

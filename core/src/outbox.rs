@@ -18,7 +18,7 @@ use std::rc::Rc;
 use crate::batch::Accumulator;
 use crate::outcome::Outcome;
 use crate::shadow::ShadowEnd;
-use crate::stats::Prices;
+use crate::stats::{BatchEntry, Prices};
 
 /// How long records gather before a flush seals them.
 pub const FLUSH_AFTER_MS: u64 = 1000;
@@ -85,6 +85,11 @@ impl Outbox {
     /// Adds one request's outcome to the next batch. Called on every proxied request.
     pub fn add(&mut self, outcome: &Outcome, prices: &Prices) {
         self.acc.add(outcome, prices);
+    }
+
+    /// Adds a stats entry made elsewhere (a refused feedback score's) to the next batch.
+    pub fn add_entry(&mut self, entry: &BatchEntry) {
+        self.acc.add_entry(entry);
     }
 
     /// Adds a shadow copy's end (`None`: a request the cost bound kept from being copied),

@@ -71,15 +71,18 @@ pub struct PassThrough {
 /// Why an entry of `PASS_THROUGH` cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryError {
-    /// The entry as written (trimmed).
+    /// The entry as written (trimmed): for the tests, never for a message (a setting's
+    /// errors name the rule, never the value).
     pub entry: String,
+    /// Its place in the list, from 1.
+    pub position: usize,
     /// What is wrong with it.
     pub reason: String,
 }
 
 impl fmt::Display for EntryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "entry {:?} {}", self.entry, self.reason)
+        write!(f, "entry {} {}", self.position, self.reason)
     }
 }
 
@@ -102,13 +105,14 @@ fn parse_segment(text: &str) -> Result<Segment, String> {
         if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Ok(Segment::Any);
         }
-        return Err(format!("has a bad placeholder {text:?} (write {{name}})"));
+        return Err("has a bad placeholder (write {name})".into());
     }
-    if let Some(c) = text.chars().find(|c| !literal_char(*c)) {
-        return Err(format!(
-            "has {c:?} in a path segment (only letters, digits, -._~!$&'()*+;=:@ and \
-             {{name}} segments)"
-        ));
+    if text.chars().any(|c| !literal_char(c)) {
+        return Err(
+            "has a character in a path segment that is not a letter, a digit or one of \
+             -._~!$&'()*+;=:@ ({name} segments aside)"
+                .into(),
+        );
     }
     Ok(Segment::Literal(text.to_string()))
 }
@@ -155,12 +159,13 @@ impl PassThrough {
             return Ok(PassThrough { rules: Vec::new() });
         }
         let mut rules = Vec::new();
-        for entry in text.split([',', '\n']).map(str::trim) {
+        for (i, entry) in text.split([',', '\n']).map(str::trim).enumerate() {
             if entry.is_empty() {
                 continue;
             }
             let rule = parse_rule(entry).map_err(|reason| EntryError {
                 entry: entry.to_string(),
+                position: i + 1,
                 reason,
             })?;
             rules.push(rule);
@@ -168,6 +173,7 @@ impl PassThrough {
         if rules.is_empty() {
             return Err(EntryError {
                 entry: text.trim().to_string(),
+                position: 1,
                 reason: format!("lists no entry (write {NONE} to forward nothing)"),
             });
         }
@@ -287,10 +293,10 @@ mod tests {
             ("GET /v1/a/../files", "GET /v1/a/../files", "`.` or `..`"),
             ("GET /v1/a%2Fb", "GET /v1/a%2Fb", "encoded slash"),
             ("GET /v1/a\\b", "GET /v1/a\\b", "backslash"),
-            ("GET /v1/a%20b", "GET /v1/a%20b", "'%'"),
-            ("GET /v1/models?x=1", "GET /v1/models?x=1", "'?'"),
+            ("GET /v1/a%20b", "GET /v1/a%20b", "character"),
+            ("GET /v1/models?x=1", "GET /v1/models?x=1", "character"),
             ("GET /v1/models/{}", "GET /v1/models/{}", "placeholder"),
-            ("GET /v1/models/x{id}", "GET /v1/models/x{id}", "'{'"),
+            ("GET /v1/models/x{id}", "GET /v1/models/x{id}", "character"),
             (
                 "POST /v1/chat/completions",
                 "POST /v1/chat/completions",

@@ -4,10 +4,18 @@
 //! alone: nothing is written per request on the request path, and a client can neither forge
 //! an id nor change which environment it names.
 //!
-//! Format (header-safe ASCII, at most 68 bytes): `bg1.<b|g|B|G><version hex>.<unix seconds
-//! hex>.<nonce 16 hex>.<mac 16 hex>` (upper case: a client forced the environment), e.g. `bg1.g1a.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70`.
-//! The MAC is SipHash-2-4 (a PRF designed for short inputs) under a 128-bit key derived from a
-//! secret; forging one takes on the order of 2⁶³ online guesses.
+//! Format (header-safe ASCII, at most 68 bytes): `bg2.<b|g|B|G><version hex>.<unix seconds
+//! hex>.<nonce 16 hex>.<mac 16 hex>` (upper case: a client forced the environment), e.g. `bg2.g1a.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70`.
+//! The MAC is SipHash-2-4 (a PRF designed for short inputs) under a 128-bit key; forging one
+//! takes on the order of 2⁶³ online guesses.
+//!
+//! Keys ([`Keys`]): the secret (`FEEDBACK_SECRET`, at least [`MIN_SECRET_BYTES`]) is first
+//! condensed into a 128-bit key ([`Key::derive`], the only key of `bg1` ids), from which the key
+//! of `bg2` ids is expanded with the deployment's name (`DEPLOYMENT_NAME`), as HKDF expands a
+//! pseudorandom key with its context: keyed SipHash is a PRF, so deployments that share a
+//! secret get unrelated keys, and an id of one does not verify at another. `bg1` ids, issued
+//! before deployments had names, still verify under the first key for their lifetime (at most
+//! `FEEDBACK_MAX_AGE_SECONDS`), so that an upgrade loses no feedback; none are issued any more.
 
 use siphasher::sip::SipHasher24;
 use siphasher::sip128::{Hasher128, SipHasher24 as SipHasher128};
@@ -15,7 +23,15 @@ use std::hash::Hasher;
 
 use crate::environment::Environment;
 
-const PREFIX: &str = "bg1";
+/// The prefix of the ids issued now, sealed under the deployment's key.
+const PREFIX: &str = "bg2";
+/// The prefix of the ids of releases before deployment names, sealed under the secret's key.
+const LEGACY_PREFIX: &str = "bg1";
+
+/// Fewest bytes a `FEEDBACK_SECRET` may have: every client sees ids and their MACs, so a
+/// shorter (guessable) secret could be searched for offline. 32 bytes of a random string are
+/// far beyond any search.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// A 128-bit MAC key.
 #[derive(Clone, PartialEq, Eq)]
@@ -37,12 +53,44 @@ impl Key {
         Key(h.finish128().as_bytes())
     }
 
+    /// The key of one deployment's ids, expanded from this one with the deployment's `name`.
+    fn expand(&self, name: &str) -> Key {
+        let (k0, k1) = self.0.split_at(8);
+        let k = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        let mut h = SipHasher128::new_with_keys(k(k0), k(k1));
+        h.write(b"bluegreen request id key v2\0");
+        // Length first, so that no two names give the same input.
+        h.write(&(name.len() as u64).to_le_bytes());
+        h.write(name.as_bytes());
+        Key(h.finish128().as_bytes())
+    }
+
     fn mac(&self, body: &str) -> u64 {
         let (k0, k1) = self.0.split_at(8);
         let k = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
         let mut h = SipHasher24::new_with_keys(k(k0), k(k1));
         h.write(body.as_bytes());
         h.finish()
+    }
+}
+
+/// The keys of one deployment: the one that seals new ids, and the one that verifies the ids
+/// of releases before deployment names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    current: Key,
+    legacy: Key,
+}
+
+impl Keys {
+    /// The keys for `secret` at the deployment named `deployment` (the same in every isolate
+    /// and every release).
+    pub fn derive(secret: &str, deployment: &str) -> Keys {
+        let legacy = Key::derive(secret);
+        Keys {
+            current: legacy.expand(deployment),
+            legacy,
+        }
     }
 }
 
@@ -89,7 +137,11 @@ impl IdError {
 const SKEW_MS: u64 = 5 * 60 * 1000;
 
 /// The id of a request described by `issued`, with `nonce` from the runtime's CSPRNG.
-pub fn issue(key: &Key, nonce: u64, issued: &Issued) -> String {
+pub fn issue(keys: &Keys, nonce: u64, issued: &Issued) -> String {
+    seal(&keys.current, PREFIX, nonce, issued)
+}
+
+fn seal(key: &Key, prefix: &str, nonce: u64, issued: &Issued) -> String {
     let env = match (issued.environment, issued.forced) {
         (Environment::Blue, false) => 'b',
         (Environment::Green, false) => 'g',
@@ -97,7 +149,7 @@ pub fn issue(key: &Key, nonce: u64, issued: &Issued) -> String {
         (Environment::Green, true) => 'G',
     };
     let body = format!(
-        "{PREFIX}.{env}{:x}.{:x}.{nonce:016x}",
+        "{prefix}.{env}{:x}.{:x}.{nonce:016x}",
         issued.version,
         issued.at_ms / 1000
     );
@@ -107,11 +159,11 @@ pub fn issue(key: &Key, nonce: u64, issued: &Issued) -> String {
 
 /// What `id` says, if this router issued it under `key` no more than `max_age_ms` before
 /// `now_ms`.
-pub fn verify(key: &Key, id: &str, now_ms: u64, max_age_ms: u64) -> Result<Issued, IdError> {
+pub fn verify(keys: &Keys, id: &str, now_ms: u64, max_age_ms: u64) -> Result<Issued, IdError> {
     let (body, mac) = id.rsplit_once('.').ok_or(IdError::Malformed)?;
     let mac = hex_u64(mac, 16).ok_or(IdError::Malformed)?;
     let mut parts = body.split('.');
-    let (Some(PREFIX), Some(routed), Some(at_s), Some(nonce), None) = (
+    let (Some(prefix), Some(routed), Some(at_s), Some(nonce), None) = (
         parts.next(),
         parts.next(),
         parts.next(),
@@ -119,6 +171,11 @@ pub fn verify(key: &Key, id: &str, now_ms: u64, max_age_ms: u64) -> Result<Issue
         parts.next(),
     ) else {
         return Err(IdError::Malformed);
+    };
+    let key = match prefix {
+        PREFIX => &keys.current,
+        LEGACY_PREFIX => &keys.legacy,
+        _ => return Err(IdError::Malformed),
     };
     hex_u64(nonce, 16).ok_or(IdError::Malformed)?;
     let (environment, forced) = match routed.as_bytes().first() {
@@ -173,6 +230,12 @@ mod tests {
     const NOW: u64 = 1_764_201_600_123;
     const DAY: u64 = 86_400_000;
 
+    const SECRET: &str = "a-secret-of-at-least-32-bytes-0123";
+
+    fn keys(secret: &str) -> Keys {
+        Keys::derive(secret, "production")
+    }
+
     fn issued(env: Environment, version: u64) -> Issued {
         Issued {
             environment: env,
@@ -184,14 +247,14 @@ mod tests {
 
     #[test]
     fn an_id_round_trips_to_the_second() {
-        let key = Key::derive("s3cret");
+        let key = keys("s3cret");
         for (env, version) in [
             (Environment::Green, 26),
             (Environment::Blue, 0),
             (Environment::Green, u64::MAX),
         ] {
             let id = issue(&key, 0x9f86_d081_884c_7d65, &issued(env, version));
-            assert!(id.starts_with("bg1."), "{id}");
+            assert!(id.starts_with("bg2."), "{id}");
             assert!(id.len() <= 68 && id.is_ascii(), "{id}");
             let got = verify(&key, &id, NOW + 1000, DAY).unwrap();
             assert_eq!(
@@ -205,30 +268,27 @@ mod tests {
             );
         }
         let id = issue(&key, 1, &issued(Environment::Green, 0x1a));
-        assert!(id.starts_with("bg1.g1a."), "{id}");
+        assert!(id.starts_with("bg2.g1a."), "{id}");
         let forced = Issued {
             forced: true,
             ..issued(Environment::Blue, 2)
         };
         let id = issue(&key, 1, &forced);
-        assert!(id.starts_with("bg1.B2."), "{id}");
+        assert!(id.starts_with("bg2.B2."), "{id}");
         assert!(verify(&key, &id, NOW, DAY).unwrap().forced);
         // Dropping the mark does not turn a forced answer into a judged one.
-        let unmarked = id.replacen("bg1.B", "bg1.b", 1);
+        let unmarked = id.replacen("bg2.B", "bg2.b", 1);
         assert_eq!(verify(&key, &unmarked, NOW, DAY), Err(IdError::Forged));
     }
 
     #[test]
     fn altered_forged_or_foreign_ids_are_refused() {
-        let key = Key::derive("s3cret");
+        let key = keys("s3cret");
         let id = issue(&key, 7, &issued(Environment::Green, 5));
         // Another secret (a rotated one, another deployment) does not verify.
-        assert_eq!(
-            verify(&Key::derive("other"), &id, NOW, DAY),
-            Err(IdError::Forged)
-        );
+        assert_eq!(verify(&keys("other"), &id, NOW, DAY), Err(IdError::Forged));
         // Claiming the answer was blue's: the MAC no longer matches.
-        let as_blue = id.replacen("bg1.g", "bg1.b", 1);
+        let as_blue = id.replacen("bg2.g", "bg2.b", 1);
         assert_eq!(verify(&key, &as_blue, NOW, DAY), Err(IdError::Forged));
         // Any one character changed.
         for i in 0..id.len() {
@@ -248,7 +308,7 @@ mod tests {
             "bg1.g1.674D2F00.9f86d081884c7d65.5a1e2c3b4d5e6f70",
             "bg1.g1.674d2f00.9f86d081884c7d6.5a1e2c3b4d5e6f70",
             "bg1.g1.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70.x",
-            "bg2.g1.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70",
+            "bg3.g1.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70",
             "bg1.g1ffffffffffffffff.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70",
             "bg1.gé.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70",
         ] {
@@ -262,7 +322,7 @@ mod tests {
 
     #[test]
     fn ids_are_taken_within_the_feedback_window_only() {
-        let key = Key::derive("s3cret");
+        let key = keys("s3cret");
         let id = issue(&key, 7, &issued(Environment::Blue, 5));
         assert!(verify(&key, &id, NOW + DAY - 1000, DAY).is_ok());
         assert_eq!(
@@ -287,11 +347,59 @@ mod tests {
 
     #[test]
     fn keys_are_stable_and_never_printed() {
-        assert_eq!(Key::derive("a"), Key::derive("a"));
-        assert_ne!(Key::derive("a"), Key::derive("b"));
-        assert_eq!(format!("{:?}", Key::derive("a")), "Key(..)");
+        assert_eq!(keys("a"), keys("a"));
+        assert_ne!(keys("a"), keys("b"));
+        assert_eq!(
+            format!("{:?}", keys("a")),
+            "Keys { current: Key(..), legacy: Key(..) }"
+        );
         // The same inputs give the same id in every release: ids outlive deploys.
-        let id = issue(&Key::derive("fixture"), 42, &issued(Environment::Green, 3));
-        assert_eq!(id, "bg1.g3.69279480.000000000000002a.c7edefee43750005");
+        let id = issue(&keys("fixture"), 42, &issued(Environment::Green, 3));
+        assert_eq!(id, "bg2.g3.69279480.000000000000002a.75c5539c0b5741b6");
+        assert!(verify(&keys("fixture"), &id, NOW, DAY).is_ok());
+    }
+
+    #[test]
+    fn ids_of_the_release_before_deployment_names_verify_for_their_lifetime() {
+        // Issued by the release before (the fixture its tests pinned): the secret's key alone.
+        let old = "bg1.g3.69279480.000000000000002a.c7edefee43750005";
+        let got = verify(&keys("fixture"), old, NOW, DAY).unwrap();
+        assert_eq!(
+            got,
+            Issued {
+                at_ms: NOW / 1000 * 1000,
+                ..issued(Environment::Green, 3)
+            }
+        );
+        // Whatever this deployment is called; but not past the feedback window, nor altered.
+        assert!(verify(&Keys::derive("fixture", "staging"), old, NOW, DAY).is_ok());
+        assert_eq!(
+            verify(&keys("fixture"), old, NOW + 2 * DAY, DAY),
+            Err(IdError::TooOld)
+        );
+        let altered = old.replacen("bg1.g", "bg1.b", 1);
+        assert_eq!(
+            verify(&keys("fixture"), &altered, NOW, DAY),
+            Err(IdError::Forged)
+        );
+        // A new id under the old key's prefix is no id: new ids are sealed with the new key.
+        let new = issue(&keys("fixture"), 42, &issued(Environment::Green, 3));
+        let relabelled = new.replacen("bg2.", "bg1.", 1);
+        assert_eq!(
+            verify(&keys("fixture"), &relabelled, NOW, DAY),
+            Err(IdError::Forged)
+        );
+    }
+
+    #[test]
+    fn deployments_sharing_a_secret_do_not_take_each_others_ids() {
+        let staging = Keys::derive(SECRET, "staging");
+        let production = Keys::derive(SECRET, "production");
+        let id = issue(&staging, 7, &issued(Environment::Green, 5));
+        assert!(verify(&staging, &id, NOW, DAY).is_ok());
+        assert_eq!(verify(&production, &id, NOW, DAY), Err(IdError::Forged));
+        // Names are framed by their length: "ab" + "c" is not "a" + "bc".
+        assert_ne!(Keys::derive(SECRET, "ab"), Keys::derive(SECRET, "a"));
+        assert_ne!(Keys::derive(SECRET, ""), Keys::derive(SECRET, "\0"));
     }
 }

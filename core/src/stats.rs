@@ -245,12 +245,26 @@ pub struct FeedbackCounts {
     pub scored: u64,
     /// Of them, scored negative (below 0: a thumbs-down).
     pub negative: u64,
+    /// Scores for answers already scored that an isolate answered itself (never counted).
+    /// Absent (0) in what versions before it stored, and left out while 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub replayed: u64,
+    /// Scores refused by a rate bound, the credential's in an isolate or the controller's
+    /// intake (never counted). Absent (0) before, and left out while 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub limited: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl FeedbackCounts {
     fn merge(&mut self, o: &FeedbackCounts) {
         self.scored = self.scored.saturating_add(o.scored);
         self.negative = self.negative.saturating_add(o.negative);
+        self.replayed = self.replayed.saturating_add(o.replayed);
+        self.limited = self.limited.saturating_add(o.limited);
     }
 }
 
@@ -492,14 +506,24 @@ impl Prices {
     /// number ≥ 0. A price above [`MAX_PRICE`] is taken as `MAX_PRICE` (refusing it would turn
     /// a setting an earlier version accepted into a 500 on every request after a deploy).
     pub fn parse(json: &str) -> Result<Prices, String> {
+        // The messages say where, never what: a setting's errors do not echo its value.
         let map: BTreeMap<String, Price> = serde_json::from_str(json).map_err(|e| {
-            format!("must be JSON like {{\"model\": {{\"input\": 0.27, \"output\": 1.1}}}}: {e}")
+            format!(
+                "must be JSON like {{\"model\": {{\"input\": 0.27, \"output\": 1.1}}}} \
+                 (the first problem is at line {}, column {})",
+                e.line(),
+                e.column()
+            )
         })?;
         let mut map = map;
-        for (model, p) in map.iter_mut() {
+        for (i, p) in map.values_mut().enumerate() {
             for (side, v) in [("input", &mut p.input), ("output", &mut p.output)] {
                 if !(v.is_finite() && *v >= 0.0) {
-                    return Err(format!("{model}.{side} must be a number ≥ 0, got {v}"));
+                    return Err(format!(
+                        "must give every model finite prices ≥ 0; the {side} price of model \
+                         {} (in name order) is not",
+                        i + 1
+                    ));
                 }
                 *v = v.min(MAX_PRICE);
             }

@@ -535,3 +535,30 @@ fn random_requests_and_clearing_evidence_read_as_none_before_and_load_after() {
     assert_eq!((c.clear_bottom, c.clear_top), (2.5, 3.75));
     assert_eq!((c.green_requests, c.blue_requests), (60, 540));
 }
+
+/// Feedback counts gained refusals (`replayed`, `limited`) with the credential and rate bounds.
+/// Everything stored before loads with none, and writes no new field while there are none, so
+/// that what a controller of the release before reads back is what it wrote; a batch with
+/// refusals (`fixtures/feedback-refused/`, written by the version that added them) loads, and a
+/// controller of the release before ignores the two fields.
+#[test]
+fn feedback_refusals_read_as_none_before_and_load_after() {
+    let scopes: Scopes = load("shadow-lifetime/scopes");
+    let written = serde_json::to_string(&scopes).unwrap();
+    assert!(!written.contains("\"replayed\"") && !written.contains("\"limited\""));
+    for s in &scopes.lifetime.series {
+        assert_eq!(
+            (s.stats.feedback.replayed, s.stats.feedback.limited),
+            (0, 0)
+        );
+    }
+    let batch: Batch = load("feedback-refused/batch");
+    let green = &batch.entries[0];
+    assert_eq!(green.env, Environment::Green);
+    let f = &green.stats.feedback;
+    assert_eq!((f.scored, f.replayed, f.limited), (0, 3, 2));
+    assert_eq!(batch.requests(), 0, "refused scores are not requests");
+    let blue = &batch.entries[1];
+    assert!(blue.forced);
+    assert_eq!(blue.stats.feedback.limited, 1);
+}

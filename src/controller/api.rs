@@ -4,7 +4,7 @@
 use bluegreen_core::batch::Batch;
 use bluegreen_core::config::Config;
 use bluegreen_core::error::ApiError;
-use bluegreen_core::feedback::Feedback;
+use bluegreen_core::feedback::{self, Feedback};
 use bluegreen_core::fields::{parse_body, Obj};
 use bluegreen_core::health::VerdictStatus;
 use bluegreen_core::metrics::{self, Snapshot};
@@ -62,15 +62,25 @@ impl RolloutController {
     }
 
     /// `POST /internal/feedback`: counts a verified score once, in the windows of the split
-    /// its request was routed under and in the minute it arrived.
+    /// its request was routed under and in the minute it arrived. Past its intake bound it
+    /// answers 429 before touching storage, so that a flood of scores leaves its ticks, stats
+    /// and admin API their time.
     pub(super) async fn feedback(&self, req: &mut Request) -> Result<Response> {
         let text = req.text().await?;
         let feedback: Feedback =
             serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+        let now = now_ms();
+        let admitted = self.score_intake.borrow_mut().take(
+            now,
+            feedback::CONTROLLER_PER_MINUTE,
+            feedback::CONTROLLER_BURST,
+        );
+        if !admitted {
+            return Err(ApiError::feedback_rate_limited(1).into());
+        }
         if self.store.was_scored(&feedback.request_id)? {
             return Err(ApiError::duplicate_feedback().into());
         }
-        let now = now_ms();
         let entry = feedback.entry(now);
         let (scopes, judged) = self.with_mem(|m| {
             let mut scopes = m.scopes.clone();

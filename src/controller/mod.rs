@@ -24,6 +24,7 @@ use std::cell::RefCell;
 
 use bluegreen_core::config::Config;
 use bluegreen_core::error::ApiError;
+use bluegreen_core::rate::TokenBucket;
 use bluegreen_core::rollout::{Effect, Event, State, Transition};
 use bluegreen_core::status::{self, Status};
 use bluegreen_core::windows::Scopes;
@@ -69,6 +70,8 @@ pub struct RolloutController {
     store: Store,
     mem: RefCell<Option<Memory>>,
     writer: KvWriter,
+    /// The scores it may still take ([`bluegreen_core::feedback::CONTROLLER_PER_MINUTE`]).
+    score_intake: RefCell<TokenBucket>,
 }
 
 impl DurableObject for RolloutController {
@@ -79,6 +82,7 @@ impl DurableObject for RolloutController {
             env,
             mem: RefCell::new(None),
             writer: KvWriter::default(),
+            score_intake: RefCell::new(TokenBucket::default()),
         }
     }
 

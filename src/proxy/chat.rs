@@ -59,7 +59,7 @@ pub async fn chat_completions(
         .filter(|k| !k.is_empty())
         .or_else(|| chat.user.clone());
     let selection = select(&doc, forced, sticky_key.as_deref(), random_bucket(tag.draw));
-    let sent = headers::upstream(&req, authorization.as_deref())?;
+    let sent = headers::upstream(&req, &cfg.auth, authorization.as_deref())?;
     // A shadow step's copy starts beside blue's attempt, never before it in line.
     let pair = shadow::start(&doc, selection, tag, &body, &sent, cfg, env, ctx);
     let attempts = Attempts {
@@ -74,6 +74,7 @@ pub async fn chat_completions(
     let request_id = issue_id(
         cfg,
         tag,
+        served.is_answer(),
         Issued {
             environment,
             version: doc.version,
@@ -92,10 +93,12 @@ pub async fn chat_completions(
 }
 
 /// The id a chat completion answers with: sealed with who answered, for feedback
-/// ([`bluegreen_core::request_id`]), when there is a key; the tag's random id otherwise. The
-/// sealed id's nonce is the first half of the tag's id, which the logs of the attempts show.
-fn issue_id(cfg: &Config, tag: &Tag, issued: Issued) -> String {
-    let Some(key) = cfg.request_id_key.as_ref() else {
+/// ([`bluegreen_core::request_id`]), when there is a key and the client gets an `answer` (a
+/// 2xx); the tag's random id otherwise, so that a refused or failed request mints no id that
+/// could be scored. The sealed id's nonce is the first half of the tag's id, which the logs of
+/// the attempts show.
+fn issue_id(cfg: &Config, tag: &Tag, answer: bool, issued: Issued) -> String {
+    let Some(key) = cfg.request_id_key.as_ref().filter(|_| answer) else {
         return tag.id.clone();
     };
     let nonce = u64::from_str_radix(&tag.id[..16], 16).unwrap_or(tag.draw);
@@ -181,6 +184,13 @@ pub(super) struct Served {
     pub result: Result<Reply, NoReply>,
     pub attempt: Attempt,
     next: Next,
+}
+
+impl Served {
+    /// The client gets this attempt's upstream answer, and it is a success (2xx).
+    fn is_answer(&self) -> bool {
+        matches!((&self.next, &self.result), (Next::Serve, Ok(reply)) if (200..300).contains(&reply.status()))
+    }
 }
 
 impl Attempts<'_> {

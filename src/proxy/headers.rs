@@ -2,10 +2,12 @@
 //! The rules are the core's (`bluegreen_core::headers`); this applies them to the runtime's
 //! `Headers` objects with as few wasm-boundary crossings as it can.
 
+use bluegreen_core::auth::AuthMode;
 use bluegreen_core::config::Config;
 use bluegreen_core::fallback::FallbackReason;
 use bluegreen_core::headers::{
-    connection_options, forward_request_header, forward_response_header, names_the_request,
+    connection_options, forward_request_header, forward_request_header_on_router_key,
+    forward_response_header, names_the_request,
 };
 use bluegreen_core::Environment;
 use worker::{Headers, Request};
@@ -39,9 +41,14 @@ pub fn authorize(req: &Request, cfg: &Config) -> Result<Option<String>> {
         .authorize(header(req, "authorization").as_deref())?)
 }
 
-/// The client's headers that go upstream, plus the upstream `Authorization`.
-pub fn upstream(req: &Request, authorization: Option<&str>) -> Result<Headers> {
-    let out = filtered(req.headers(), forward_request_header)?;
+/// The client's headers that go upstream, plus the upstream `Authorization`. With the router's
+/// own upstream key, the client's account and project headers stay behind.
+pub fn upstream(req: &Request, auth: &AuthMode, authorization: Option<&str>) -> Result<Headers> {
+    let keep = match auth {
+        AuthMode::Passthrough => forward_request_header,
+        AuthMode::RouterKeys { .. } => forward_request_header_on_router_key,
+    };
+    let out = filtered(req.headers(), keep)?;
     if let Some(auth) = authorization {
         out.set("authorization", auth)?;
     }

@@ -39,7 +39,7 @@ pub async fn pass_through(
     // The client's body goes upstream as the runtime's own stream, unread and uncopied (an
     // audio upload can be large; the platform's request size limit bounds it).
     let body = req.inner().body().map(JsValue::from);
-    let sent = headers::upstream(&req, authorization.as_deref())?;
+    let sent = headers::upstream(&req, &cfg.auth, authorization.as_deref())?;
     // The body is not read, so a streamed call cannot be told from one whose headers come only
     // with the whole answer (a non-streamed `/v1/completions`): headers get the longer limit.
     let timeout_ms = cfg.completion_timeout_ms;

@@ -80,6 +80,14 @@ bluegreen_defects_total{environment="blue",model="deepseek-v3",class="truncated"
 bluegreen_defects_total{environment="blue",model="deepseek-v3",class="empty"} 0
 bluegreen_defects_total{environment="blue",model="deepseek-v3",class="invalid_tool_call"} 0
 bluegreen_defects_total{environment="blue",model="deepseek-v3",class="invalid_json"} 0
+# HELP bluegreen_feedback_total Scores apps sent for answers (POST /v1/feedback) and the controller counted, by the environment that answered: negative (below 0) or not.
+# TYPE bluegreen_feedback_total counter
+bluegreen_feedback_total{environment="blue",model="deepseek-v3",score="negative"} 0
+bluegreen_feedback_total{environment="blue",model="deepseek-v3",score="not_negative"} 0
+# HELP bluegreen_feedback_refused_total Scores refused without being counted: replay (an answer already scored, answered by an isolate) or rate_limited (over FEEDBACK_MAX_PER_MINUTE or the controller's intake).
+# TYPE bluegreen_feedback_refused_total counter
+bluegreen_feedback_refused_total{environment="blue",model="deepseek-v3",reason="replay"} 0
+bluegreen_feedback_refused_total{environment="blue",model="deepseek-v3",reason="rate_limited"} 0
 # HELP bluegreen_tokens_total Tokens reported by the upstream, by kind.
 # TYPE bluegreen_tokens_total counter
 bluegreen_tokens_total{environment="blue",model="deepseek-v3",kind="prompt"} 12
@@ -462,10 +470,10 @@ fn every_family_once_with_help_that_needs_no_escaping() {
     let text = render(&snap);
     let help: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP ")).collect();
     let kinds = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-    assert_eq!((help.len(), kinds), (24, 24));
+    assert_eq!((help.len(), kinds), (26, 26));
     let mut names: Vec<&str> = help.iter().map(|l| l.split(' ').nth(2).unwrap()).collect();
     names.dedup();
-    assert_eq!(names.len(), 24, "each family once, its samples together");
+    assert_eq!(names.len(), 26, "each family once, its samples together");
     // HELP texts are written as they are: none holds a backslash to escape.
     assert!(help.iter().all(|l| !l.contains('\\')));
 }
@@ -551,7 +559,8 @@ fn the_largest_exposition_is_bounded() {
     snap.shadow = &copies;
     snap.shadow_capped = u64::MAX;
     let text = render(&snap);
-    // 214 565 bytes when written: each sample line repeats its series' model name.
+    // 225 770 bytes when written (214 565 before the feedback families): each sample line
+    // repeats its series' model name.
     assert!(text.len() < 256 * 1024, "{} bytes", text.len());
     assert!(
         text.len() > 200 * 1024,
