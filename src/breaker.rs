@@ -1,4 +1,4 @@
-//! The isolate's green breaker ([`bluegreen_core::breaker`]): one per isolate, built from the
+//! The isolate's green breaker ([`bluegreen_core::request::breaker`]): one per isolate, built from the
 //! `GREEN_EJECTION*` settings on first use, fed with the clock, its events logged.
 //!
 //! It decides nothing: the core's breaker says whether a green request goes to green, when an
@@ -8,7 +8,9 @@
 
 use std::cell::RefCell;
 
-use bluegreen_core::breaker::{Admit, Breaker, Check, Finish, Mode, Settings, Shed, Snapshot};
+use bluegreen_core::request::breaker::{
+    Admit, Breaker, Check, Finish, Mode, Settings, Shed, Snapshot,
+};
 
 use crate::runtime::now_ms;
 
@@ -74,7 +76,7 @@ pub fn snapshot(settings: &Settings) -> Option<Snapshot> {
 pub struct Watch {
     settings: Settings,
     /// `None` once the breaker no longer tracks it.
-    ticket: Option<bluegreen_core::breaker::Ticket>,
+    ticket: Option<bluegreen_core::request::breaker::Ticket>,
 }
 
 impl Watch {

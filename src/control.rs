@@ -3,7 +3,7 @@
 //! controller's own code lives in `controller/`; this leaf only addresses it, so that callers
 //! never depend on the Durable Object's implementation.
 
-use bluegreen_core::routing::RoutingDoc;
+use bluegreen_core::request::routing::RoutingDoc;
 use worker::{Env, Method, Request, RequestInit, Response, Stub};
 
 use crate::error::{Error, Result};

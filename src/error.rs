@@ -8,9 +8,9 @@
 
 use std::fmt;
 
+use bluegreen_core::controller::rollout::Refusal;
+use bluegreen_core::error::fields::FieldError;
 use bluegreen_core::error::ApiError;
-use bluegreen_core::fields::FieldError;
-use bluegreen_core::rollout::Refusal;
 use wasm_bindgen::JsValue;
 use worker::Response;
 

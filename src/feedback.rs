@@ -7,7 +7,7 @@ use std::cell::RefCell;
 
 use bluegreen_core::config::Config;
 use bluegreen_core::error::ApiError;
-use bluegreen_core::feedback::{self, Admit, Feedback, Intake, Refused, MAX_BODY_BYTES};
+use bluegreen_core::isolate::feedback::{self, Admit, Feedback, Intake, Refused, MAX_BODY_BYTES};
 use worker::{Context, Env, Request, Response};
 
 use crate::control;

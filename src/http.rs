@@ -2,8 +2,8 @@
 //! limit, draining a small body before a refusal, and building JSON answers. A leaf: it knows
 //! no route and makes no decision, and its refusals are the core's [`ApiError`].
 
-use bluegreen_core::auth::constant_time_eq;
 use bluegreen_core::error::ApiError;
+use bluegreen_core::request::auth::constant_time_eq;
 use futures_util::StreamExt;
 use serde::Serialize;
 use worker::{Headers, Request, Response};

@@ -11,11 +11,11 @@ use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
-use bluegreen_core::auth::AuthMode;
-use bluegreen_core::breaker::Snapshot;
 use bluegreen_core::config::Config;
-use bluegreen_core::routing::{RoutingDoc, RoutingError, ROUTING_KEY};
-use bluegreen_core::routing_cache::{InForce, Landed, Poll, RoutingCache, Source};
+use bluegreen_core::request::auth::AuthMode;
+use bluegreen_core::request::breaker::Snapshot;
+use bluegreen_core::request::routing::{RoutingDoc, RoutingError, ROUTING_KEY};
+use bluegreen_core::request::routing_cache::{InForce, Landed, Poll, RoutingCache, Source};
 use serde::Serialize;
 use worker::{Env, Response};
 

@@ -23,7 +23,7 @@ mod settings;
 mod upstream;
 
 use bluegreen_core::error::ApiError;
-use bluegreen_core::path;
+use bluegreen_core::request::path;
 use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::error::Result;

@@ -1,6 +1,6 @@
 //! `GET /metrics`: the Prometheus scrape. This side checks the metrics token, its own so that
 //! a scraper never holds the admin token; the rollout controller builds the text from what it
-//! holds in memory (`bluegreen_core::metrics`), with no storage query.
+//! holds in memory (`bluegreen_core::controller::metrics`), with no storage query.
 //!
 //! Without `METRICS_TOKEN` the endpoint is off (503, saying how to turn it on). A missing or
 //! wrong token is a 401, compared in constant time.

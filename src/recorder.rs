@@ -17,11 +17,11 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use bluegreen_core::config::Config;
-use bluegreen_core::outbox::{within_budget, Claimed, Dropped, Outbox, FLUSH_AFTER_MS};
-use bluegreen_core::outcome::Outcome;
-use bluegreen_core::retry::Schedule;
+use bluegreen_core::isolate::outbox::{within_budget, Claimed, Dropped, Outbox, FLUSH_AFTER_MS};
+use bluegreen_core::request::outcome::Outcome;
 use bluegreen_core::shadow::ShadowEnd;
 use bluegreen_core::stats::BatchEntry;
+use bluegreen_core::util::retry::Schedule;
 use worker::{Delay, Env};
 
 use crate::error::Result;

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use bluegreen_core::retry::Schedule;
+use bluegreen_core::util::retry::Schedule;
 use futures_util::future::{select, Either};
 use worker::Delay;
 

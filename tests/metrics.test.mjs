@@ -99,7 +99,7 @@ test("a missing or wrong token is refused with a 401; promtool passes a scrape o
   await stack.router.tick();
 
   // What a scrape costs here, through Miniflare's proxy, the Worker and the controller (for
-  // the README; a figure, not a pass mark).
+  // docs/metrics.md; a figure, not a pass mark).
   const times = [];
   let res;
   for (let i = 0; i < 21; i++) {
@@ -267,7 +267,7 @@ test("Prometheus scrapes it: its request count equals the status's, across a new
   assert.ok(green > 0);
   assert.equal(await settle(prom, 'bluegreen_phase{phase="progressing"}', (v) => v === 1), 1);
 
-  // The README's p95 per environment: finite, and at least the simulator's 30 ms delay.
+  // docs/metrics.md's p95 per environment: finite, and at least the simulator's 30 ms delay.
   const p95 = await settle(
     prom,
     'histogram_quantile(0.95, sum by (le) (rate(bluegreen_request_duration_seconds_bucket{environment="blue"}[1m])))',

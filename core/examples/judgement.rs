@@ -27,15 +27,15 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use bluegreen_core::health::{HealthPolicy, Method};
-use bluegreen_core::rollout::{
+use bluegreen_core::controller::rollout::{
     apply, default_steps, Command, Effect, EventKind, Phase, RolloutSpec, State, Step,
 };
-use bluegreen_core::routing::RoutingDoc;
-use bluegreen_core::sequential::RelativeReport;
+use bluegreen_core::controller::windows::Scopes;
+use bluegreen_core::request::routing::RoutingDoc;
 use bluegreen_core::shadow::{PairCounts, ShadowEntry, ShadowStats};
 use bluegreen_core::stats::EnvStats;
-use bluegreen_core::windows::Scopes;
+use bluegreen_core::verdict::health::{HealthPolicy, Method};
+use bluegreen_core::verdict::sequential::RelativeReport;
 use bluegreen_core::Environment;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;

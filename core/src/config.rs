@@ -6,12 +6,12 @@
 
 use std::fmt;
 
-use crate::auth::AuthMode;
-use crate::breaker;
-use crate::model;
-use crate::pass_through::PassThrough;
-use crate::request_id::{Keys, MIN_SECRET_BYTES};
-use crate::routing::RoutingDoc;
+use crate::request::auth::AuthMode;
+use crate::request::breaker;
+use crate::request::model;
+use crate::request::pass_through::PassThrough;
+use crate::request::request_id::{Keys, MIN_SECRET_BYTES};
+use crate::request::routing::RoutingDoc;
 use crate::stats::Prices;
 
 /// The default upstream: HolySheep's OpenAI-compatible API.
@@ -295,7 +295,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         Ok(name)
     }
 
-    /// The green breaker's settings ([`crate::breaker`]): `GREEN_EJECTION` (on/off, on),
+    /// The green breaker's settings ([`crate::request::breaker`]): `GREEN_EJECTION` (on/off, on),
     /// `GREEN_EJECTION_FAILURES` (failures in a row that eject green, 1–100, 5),
     /// `GREEN_EJECTION_BASE_MS` (the first cool-down, 1 s–1 h, 30 000) and
     /// `GREEN_HANG_FLOOR_MS` (the shortest time a green attempt may go unanswered before it
@@ -649,7 +649,7 @@ mod tests {
             c.alert_webhook_url.as_deref(),
             Some("http://127.0.0.1:9/hook")
         );
-        let usage = crate::openai::Usage {
+        let usage = crate::api::chat::Usage {
             prompt_tokens: 1_000_000,
             completion_tokens: 500_000,
         };

@@ -4,44 +4,34 @@
 //! `js-sys` or `wasm-bindgen`. The wasm shell (the crate at the repository root) reads the
 //! request, the clock, KV and the network, hands plain values to these functions, and performs
 //! what they decide. That keeps every routing decision testable natively with `cargo test`.
+//!
+//! The folders are the design, each depending only on those listed before it:
+//!
+//! - [`util`]: leaves with no domain of their own (token bucket, retry schedules, timestamps);
+//! - [`environment`] and [`error`]: blue or green, and the refusals every route answers with;
+//! - [`api`]: the shapes of the OpenAI APIs the router speaks (a chat request, a stream's
+//!   events, what makes an answer unusable);
+//! - [`request`]: the request path: which environment serves, fallback, the green breaker,
+//!   auth and headers, the routing document, request ids and the outcome record;
+//! - [`stats`]: what is counted of requests, shared by isolates and the controller;
+//! - [`verdict`]: the statistics that judge green (health policy, sequential test, incidents,
+//!   the split check);
+//! - [`shadow`]: the shadow step, from the copies an isolate sends to the pairs a tick judges;
+//! - [`isolate`]: what an isolate gathers and sends to the controller (stats batches, feedback);
+//! - [`controller`]: the rollout controller's state machine and bookkeeping (windows, lifetime
+//!   counters, the status and metrics it shows);
+//! - [`config`]: the settings, read once per isolate.
 
-pub mod auth;
-pub mod batch;
-pub mod breaker;
+pub mod api;
 pub mod config;
-pub mod defects;
+pub mod controller;
 pub mod environment;
 pub mod error;
-pub mod fallback;
-pub mod feedback;
-pub mod fields;
-pub mod headers;
-pub mod health;
-pub mod hist;
-pub mod idle;
-pub mod incident;
-pub mod lifetime;
-pub mod metrics;
-pub mod model;
-pub mod openai;
-pub mod outbox;
-pub mod outcome;
-pub mod pass_through;
-pub mod path;
-pub mod rate;
-pub mod request_id;
-pub mod retry;
-pub mod rollout;
-pub mod routing;
-pub mod routing_cache;
-pub mod sequential;
+pub mod isolate;
+pub mod request;
 pub mod shadow;
-pub mod share_check;
-pub mod split;
-pub mod sse;
 pub mod stats;
-pub mod status;
-pub mod time;
-pub mod windows;
+pub mod util;
+pub mod verdict;
 
 pub use environment::Environment;

@@ -44,14 +44,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::defects::Defect;
+use crate::api::defects::Defect;
 use crate::environment::Environment;
-use crate::health::HealthPolicy;
-use crate::outcome::{Outcome, StatusClass};
-use crate::rate::TokenBucket;
-use crate::sequential::TickCounts;
-use crate::split::{green_buckets, random_bucket, Basis, Selection};
+use crate::request::outcome::{Outcome, StatusClass};
+use crate::request::split::{green_buckets, random_bucket, Basis, Selection};
 use crate::stats::{EnvStats, ErrorClass, Prices, Summary};
+use crate::util::rate::TokenBucket;
+use crate::verdict::health::HealthPolicy;
+use crate::verdict::sequential::TickCounts;
 
 /// Most routing versions a shadow window keeps apart, as the live windows do (the windows
 /// module's bound; not imported from it, which imports this one).

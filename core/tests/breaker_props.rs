@@ -4,7 +4,7 @@
 //! never panics, keeps its tables bounded, sends at most one probe at a time, and every time it
 //! names is one the caller can wait for. Fixed seeds: a failure replays.
 
-use bluegreen_core::breaker::{
+use bluegreen_core::request::breaker::{
     Admit, Breaker, Check, Event, Finish, Mode, Settings, Ticket, MAX_IN_FLIGHT,
 };
 use rand::rngs::SmallRng;

@@ -16,7 +16,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use bluegreen_core::breaker::{Admit, Breaker, Check, Finish, Mode, Settings, Ticket};
+use bluegreen_core::request::breaker::{Admit, Breaker, Check, Finish, Mode, Settings, Ticket};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 

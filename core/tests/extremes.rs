@@ -9,14 +9,16 @@
 //! under each verdict method, and checks after every transition that the state, the windows
 //! and each new event survive a write and a read unchanged. Fixed seeds: a failure replays.
 
-use bluegreen_core::health::{HealthPolicy, Method};
-use bluegreen_core::openai::Usage;
-use bluegreen_core::outcome::{Outcome, StatusClass};
-use bluegreen_core::rollout::{apply, Command, Effect, Event, Phase, RolloutSpec, State, Step};
-use bluegreen_core::routing::RoutingDoc;
-use bluegreen_core::split::Basis;
+use bluegreen_core::api::chat::Usage;
+use bluegreen_core::controller::rollout::{
+    apply, Command, Effect, Event, Phase, RolloutSpec, State, Step,
+};
+use bluegreen_core::controller::windows::Scopes;
+use bluegreen_core::request::outcome::{Outcome, StatusClass};
+use bluegreen_core::request::routing::RoutingDoc;
+use bluegreen_core::request::split::Basis;
 use bluegreen_core::stats::{EnvStats, Prices, MAX_PRICE};
-use bluegreen_core::windows::Scopes;
+use bluegreen_core::verdict::health::{HealthPolicy, Method};
 use bluegreen_core::Environment;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

@@ -7,7 +7,7 @@
 //! beyond it never ends one, the split's own share always does. Fixed seeds: a failure
 //! replays.
 
-use bluegreen_core::share_check::{observe, Change, SplitCheck, CLEAR_LEVEL};
+use bluegreen_core::verdict::share_check::{observe, Change, SplitCheck, CLEAR_LEVEL};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Binomial, Distribution};

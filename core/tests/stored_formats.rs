@@ -14,10 +14,10 @@
 //! `fixtures/v3/` were written by the code just before the sequential test kept per-step
 //! evidence (commit b930d1a): a rollout on its third step.
 
-use bluegreen_core::batch::Batch;
-use bluegreen_core::rollout::{Event, EventKind, Phase, State};
+use bluegreen_core::controller::rollout::{Event, EventKind, Phase, State};
+use bluegreen_core::controller::windows::Scopes;
+use bluegreen_core::isolate::batch::Batch;
 use bluegreen_core::stats::{EnvStats, ErrorCounts};
-use bluegreen_core::windows::Scopes;
 use bluegreen_core::Environment;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -421,8 +421,8 @@ fn shadow_lifetime_counters_load_and_read_as_none_before() {
 /// no clearing evidence yet.
 #[test]
 fn the_split_check_reads_as_off_from_v1_and_loads_with_its_hold() {
-    use bluegreen_core::rollout::checks_split;
-    use bluegreen_core::share_check::SplitCheck;
+    use bluegreen_core::controller::rollout::checks_split;
+    use bluegreen_core::verdict::share_check::SplitCheck;
     let before: State = load("state-progressing-sequential");
     let r = before.rollout().unwrap();
     assert_eq!(r.split_check, SplitCheck::default());
@@ -452,7 +452,7 @@ fn the_split_check_reads_as_off_from_v1_and_loads_with_its_hold() {
 /// breaks now is rolled back on it.
 #[test]
 fn a_rollout_stored_before_per_step_evidence_loads_and_keeps_judging() {
-    use bluegreen_core::rollout::{apply, Command, Stratum};
+    use bluegreen_core::controller::rollout::{apply, Command, Stratum};
     use bluegreen_core::stats::Pair;
     let state: State = load("v3/state-progressing-sequential");
     assert_eq!(state.phase(), Phase::Progressing);

@@ -3,8 +3,8 @@
 //! retry schedule. Runs from `waitUntil`, so a slow webhook never holds up a tick; a failure
 //! is logged and never fails the caller.
 
-use bluegreen_core::retry::Schedule;
-use bluegreen_core::rollout::Event;
+use bluegreen_core::controller::rollout::Event;
+use bluegreen_core::util::retry::Schedule;
 use serde::Serialize;
 use wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::JsFuture;

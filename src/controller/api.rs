@@ -1,16 +1,16 @@
 //! The controller's handlers: each reads its input, asks the core, and answers. Operator
 //! commands answer the new status (or the core's refusal); the tick answers a one-line summary.
 
-use bluegreen_core::batch::Batch;
 use bluegreen_core::config::Config;
+use bluegreen_core::controller::metrics::{self, Snapshot};
+use bluegreen_core::controller::rollout::{apply, Command, RolloutSpec};
+use bluegreen_core::controller::status;
+use bluegreen_core::error::fields::{parse_body, Obj};
 use bluegreen_core::error::ApiError;
-use bluegreen_core::feedback::{self, Feedback};
-use bluegreen_core::fields::{parse_body, Obj};
-use bluegreen_core::health::VerdictStatus;
-use bluegreen_core::metrics::{self, Snapshot};
-use bluegreen_core::path::{query_param, split_url};
-use bluegreen_core::rollout::{apply, Command, RolloutSpec};
-use bluegreen_core::status;
+use bluegreen_core::isolate::batch::Batch;
+use bluegreen_core::isolate::feedback::{self, Feedback};
+use bluegreen_core::request::path::{query_param, split_url};
+use bluegreen_core::verdict::health::VerdictStatus;
 use serde::Serialize;
 use worker::{Request, Response};
 

@@ -6,10 +6,10 @@
 
 use std::cell::Cell;
 
-use bluegreen_core::routing::{RoutingDoc, ROUTING_KEY};
+use bluegreen_core::request::routing::{RoutingDoc, ROUTING_KEY};
 use worker::Env;
 
-use bluegreen_core::retry::Schedule;
+use bluegreen_core::util::retry::Schedule;
 
 use crate::error::{Error, Result};
 use crate::{kv, retry};

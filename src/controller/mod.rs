@@ -3,7 +3,7 @@
 //!
 //! It keeps the rollout state, the stats windows, per-minute stats and the event log in its
 //! SQLite database ([`store`]), and a copy of the state and windows in memory. Every change is
-//! decided by `bluegreen_core::rollout`, stored in one transaction, and only then are the
+//! decided by `bluegreen_core::controller::rollout`, stored in one transaction, and only then are the
 //! effects that need the network performed: the split written to KV by a single writer
 //! ([`kv_writer`]) and alerts posted from `waitUntil` ([`alerts`]). The handlers ([`api`]) are
 //! a few lines each.
@@ -23,11 +23,11 @@ mod store;
 use std::cell::RefCell;
 
 use bluegreen_core::config::Config;
+use bluegreen_core::controller::rollout::{Effect, Event, State, Transition};
+use bluegreen_core::controller::status::{self, Status};
+use bluegreen_core::controller::windows::Scopes;
 use bluegreen_core::error::ApiError;
-use bluegreen_core::rate::TokenBucket;
-use bluegreen_core::rollout::{Effect, Event, State, Transition};
-use bluegreen_core::status::{self, Status};
-use bluegreen_core::windows::Scopes;
+use bluegreen_core::util::rate::TokenBucket;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response};
 
 use crate::control::{FEEDBACK_PATH, ROUTING_PATH, STATS_PATH, TICK_PATH};
@@ -70,7 +70,7 @@ pub struct RolloutController {
     store: Store,
     mem: RefCell<Option<Memory>>,
     writer: KvWriter,
-    /// The scores it may still take ([`bluegreen_core::feedback::CONTROLLER_PER_MINUTE`]).
+    /// The scores it may still take ([`bluegreen_core::isolate::feedback::CONTROLLER_PER_MINUTE`]).
     score_intake: RefCell<TokenBucket>,
 }
 

@@ -8,9 +8,9 @@
 //! stats windows are set aside and restarted (a fresh window is only inconclusive).
 
 use bluegreen_core::config::Config;
+use bluegreen_core::controller::rollout::{recover, unreadable, Salvage, State};
+use bluegreen_core::controller::windows::Scopes;
 use bluegreen_core::error::ApiError;
-use bluegreen_core::rollout::{recover, unreadable, Salvage, State};
-use bluegreen_core::windows::Scopes;
 use worker::Response;
 
 use super::store::{Loaded, Stored};

@@ -4,8 +4,8 @@
 //! hand. Whether a read-back matches is the core's call (`rollout::read_back`).
 
 use bluegreen_core::config::Config;
-use bluegreen_core::rollout::{read_back, ReadBack, State};
-use bluegreen_core::routing::RoutingDoc;
+use bluegreen_core::controller::rollout::{read_back, ReadBack, State};
+use bluegreen_core::request::routing::RoutingDoc;
 
 use super::alerts::{self, RoutingNote};
 use super::kv_writer::Written;

@@ -9,13 +9,13 @@
 //! one storage transaction. The documents are stored formats: a new version must read what an
 //! older one wrote (`core/tests/stored_formats.rs`).
 
-use bluegreen_core::batch::Batch;
 use bluegreen_core::config::MAX_FEEDBACK_AGE_SECONDS;
-use bluegreen_core::feedback::Feedback;
-use bluegreen_core::rollout::{Event, State};
+use bluegreen_core::controller::rollout::{Event, State};
+use bluegreen_core::controller::status::SPLIT_KINDS;
+use bluegreen_core::controller::windows::Scopes;
+use bluegreen_core::isolate::batch::Batch;
+use bluegreen_core::isolate::feedback::Feedback;
 use bluegreen_core::stats::{BatchEntry, EnvStats};
-use bluegreen_core::status::SPLIT_KINDS;
-use bluegreen_core::windows::Scopes;
 use bluegreen_core::Environment;
 use serde::{Deserialize, Serialize};
 use worker::{SqlStorage, SqlStorageValue};

@@ -9,28 +9,23 @@
 
 use std::rc::Rc;
 
-use bluegreen_core::breaker::{Finish, Mode, Shed};
+use bluegreen_core::api::chat::ChatRequest;
+use bluegreen_core::api::defects::Expectations;
 use bluegreen_core::config::Config;
-use bluegreen_core::defects::Expectations;
 use bluegreen_core::error::ApiError;
-use bluegreen_core::fallback::{next_step, Attempt, FallbackReason, Next};
-use bluegreen_core::openai::ChatRequest;
-use bluegreen_core::outcome::{Outcome, StatusClass};
-use bluegreen_core::request_id::{self, Issued};
-use bluegreen_core::routing::RoutingDoc;
-use bluegreen_core::split::{random_bucket, select, Selection};
-use bluegreen_core::sse::opening::NoAnswer;
+use bluegreen_core::request::fallback::{FallbackReason, Next};
+use bluegreen_core::request::outcome::StatusClass;
+use bluegreen_core::request::request_id::{self, Issued};
+use bluegreen_core::request::split::{random_bucket, select};
 use bluegreen_core::Environment;
-use worker::{ByteStream, Context, Env, Headers, Method, Request, Response, ResponseBody};
+use worker::{Context, Env, Headers, Request, Response};
 
-use super::opening::{self, Opened};
+use super::attempt::{outcome, Attempts, NoReply, Reply, Served};
 use super::{headers, relay, shadow, Exchange};
-use crate::breaker::{self, Gate, Watch};
 use crate::error::Result;
 use crate::http::{header, read_body};
 use crate::kv;
 use crate::runtime::{now_ms, Tag};
-use crate::upstream::{self, Failure};
 
 /// Handles one chat completion.
 pub async fn chat_completions(
@@ -93,7 +88,7 @@ pub async fn chat_completions(
 }
 
 /// The id a chat completion answers with: sealed with who answered, for feedback
-/// ([`bluegreen_core::request_id`]), when there is a key and the client gets an `answer` (a
+/// ([`bluegreen_core::request::request_id`]), when there is a key and the client gets an `answer` (a
 /// 2xx); the tag's random id otherwise, so that a refused or failed request mints no id that
 /// could be scored. The sealed id's nonce is the first half of the tag's id, which the logs of
 /// the attempts show.
@@ -103,278 +98,6 @@ fn issue_id(cfg: &Config, tag: &Tag, answer: bool, issued: Issued) -> String {
     };
     let nonce = u64::from_str_radix(&tag.id[..16], 16).unwrap_or(tag.draw);
     request_id::issue(key, nonce, &issued)
-}
-
-/// The first outcome record of a request served by `environment` (a shadow copy's too).
-pub(super) fn outcome(
-    request_id: &str,
-    at_ms: u64,
-    environment: Environment,
-    doc: &RoutingDoc,
-    selection: Selection,
-    chat: &ChatRequest,
-) -> Outcome {
-    Outcome {
-        request_id: request_id.to_string(),
-        at_ms,
-        environment,
-        model: doc.model_for(environment).to_string(),
-        basis: selection.basis,
-        routing_version: doc.version,
-        stream: chat.stream,
-        status: 0,
-        class: StatusClass::Ok,
-        fallback: None,
-        first_byte_ms: None,
-        total_ms: 0,
-        usage: None,
-        interrupted: false,
-        defect: None,
-        client_gone: false,
-    }
-}
-
-/// What every attempt of one request shares (a shadow copy's too).
-pub(super) struct Attempts<'a> {
-    pub cfg: &'a Config,
-    pub doc: &'a RoutingDoc,
-    pub chat: &'a ChatRequest<'a>,
-    pub headers: &'a Headers,
-    pub forced: bool,
-    pub request_id: &'a str,
-}
-
-/// What an attempt got that can be served.
-pub(super) enum Reply {
-    /// A response whose body goes to the client as it is: not a stream, or not a successful
-    /// SSE answer.
-    Plain(Response),
-    /// A stream whose first event was an answer's: the response (for its status and headers),
-    /// the bytes read while judging it, and the rest of the stream.
-    Stream {
-        resp: Response,
-        held: Vec<u8>,
-        rest: ByteStream,
-    },
-}
-
-impl Reply {
-    pub(super) fn status(&self) -> u16 {
-        match self {
-            Reply::Plain(resp) | Reply::Stream { resp, .. } => resp.status_code(),
-        }
-    }
-}
-
-/// Why an attempt got nothing to serve.
-pub(super) enum NoReply {
-    /// No response, or no first event of a stream, within the attempt's limit.
-    Timeout,
-    /// The fetch failed; the runtime's message.
-    Connect(String),
-    /// The stream failed before its first event.
-    Stream(NoAnswer),
-    /// The green breaker gave the attempt up while it waited: green was ejected and this
-    /// attempt was past its hang deadline.
-    Abandoned(Shed),
-}
-
-/// The serving attempt: what it got, and the core's word on it.
-pub(super) struct Served {
-    pub result: Result<Reply, NoReply>,
-    pub attempt: Attempt,
-    next: Next,
-}
-
-impl Served {
-    /// The client gets this attempt's upstream answer, and it is a success (2xx).
-    fn is_answer(&self) -> bool {
-        matches!((&self.next, &self.result), (Next::Serve, Ok(reply)) if (200..300).contains(&reply.status()))
-    }
-}
-
-impl Attempts<'_> {
-    /// Tries `environment`, then blue once when the core's fallback policy or the green
-    /// breaker says so. Returns the serving attempt, the environment that served and why green
-    /// was abandoned.
-    async fn run(
-        &self,
-        mut environment: Environment,
-    ) -> (Served, Environment, Option<FallbackReason>) {
-        let mut fallback = None;
-        loop {
-            let watch = match self.gate(environment) {
-                Gate::Send(watch) => watch,
-                // Green is ejected: blue serves without green being asked.
-                Gate::Shed(shed) => {
-                    fallback = Some(FallbackReason::Breaker(shed.reason));
-                    environment = Environment::Blue;
-                    continue;
-                }
-            };
-            let served = self.send(environment, watch).await;
-            let Next::RetryOnBlue(reason) = served.next else {
-                return (served, environment, fallback);
-            };
-            let model = self.doc.model_for(environment);
-            let id = self.request_id;
-            let why = match &served.result {
-                Err(NoReply::Stream(why)) => format!(" (its stream {why})"),
-                Err(NoReply::Abandoned(shed)) => format!(
-                    " (given up by the green breaker: {})",
-                    serde_json::to_string(&shed.cause).unwrap_or_default()
-                ),
-                _ => String::new(),
-            };
-            worker::console_warn!(
-                "request {id}: green ({model}) failed with {reason}{why}; retrying on blue"
-            );
-            if let Ok(reply) = served.result {
-                discard(reply);
-            }
-            fallback = Some(reason);
-            environment = Environment::Blue;
-        }
-    }
-
-    /// Which of blue's times this request's attempts are measured against.
-    fn mode(&self) -> Mode {
-        if self.chat.stream {
-            Mode::Stream
-        } else {
-            Mode::Whole
-        }
-    }
-
-    /// Whether an attempt at `environment` goes ahead: a green one that is not forced asks
-    /// the isolate's green breaker.
-    fn gate(&self, environment: Environment) -> Gate {
-        match environment {
-            Environment::Green if !self.forced => {
-                breaker::admit(&self.cfg.green_ejection, self.mode())
-            }
-            _ => Gate::Send(None),
-        }
-    }
-
-    /// One attempt at `environment`'s model: a stream within `FIRST_BYTE_TIMEOUT_MS` to its
-    /// first event, a non-streamed answer within `COMPLETION_TIMEOUT_MS`. A green attempt the
-    /// breaker `watch`es is reported to it when it is judged, and given up (to blue) when the
-    /// breaker says so. A blue answer tells the breaker how long blue takes.
-    pub(super) async fn send(&self, environment: Environment, mut watch: Option<Watch>) -> Served {
-        let model = self.doc.model_for(environment);
-        let payload = js_sys::Uint8Array::from(self.chat.with_model(model).as_slice());
-        let limit_ms = self.cfg.attempt_limit_ms(self.chat.stream);
-        let sent_at_ms = now_ms();
-        let pending = upstream::start(
-            &self.cfg.chat_url,
-            Method::Post,
-            self.headers,
-            Some(payload.into()),
-            limit_ms,
-        );
-        let headers = match watch.as_mut() {
-            None => pending.headers().await.map_err(NoReply::from),
-            Some(w) => watched(&pending, w, sent_at_ms.saturating_add(limit_ms)).await,
-        };
-        let result = match headers {
-            Ok(mut resp) if self.chat.stream && is_sse_answer(&resp) => match resp.stream() {
-                Ok(body) => match opening::read(body, sent_at_ms, limit_ms, watch.as_mut()).await {
-                    Opened::Answer { held, rest } => Ok(Reply::Stream { resp, held, rest }),
-                    Opened::Failed(why) => Err(NoReply::Stream(why)),
-                    Opened::TimedOut => Err(NoReply::Timeout),
-                    Opened::Abandoned(shed) => Err(NoReply::Abandoned(shed)),
-                },
-                // No body at all: the stream ended before it began.
-                Err(_) => Err(NoReply::Stream(NoAnswer::Ended)),
-            },
-            Ok(resp) => Ok(Reply::Plain(resp)),
-            Err(no_reply) => Err(no_reply),
-        };
-        let attempt = match &result {
-            Ok(reply) => Attempt::Status(reply.status()),
-            Err(NoReply::Timeout | NoReply::Abandoned(_)) => Attempt::Timeout,
-            Err(NoReply::Connect(_)) => Attempt::Connect,
-            Err(NoReply::Stream(_)) => Attempt::StreamError,
-        };
-        let next = match &result {
-            // Only an unforced green attempt is watched, so blue always takes over.
-            Err(NoReply::Abandoned(shed)) => {
-                Next::RetryOnBlue(FallbackReason::Breaker(shed.reason))
-            }
-            _ => next_step(environment, self.forced, attempt),
-        };
-        let finish = attempt.finish();
-        match (watch, environment) {
-            (Some(w), _) => w.finish(finish),
-            (None, Environment::Blue) if finish == Finish::Ok => breaker::blue_answered(
-                &self.cfg.green_ejection,
-                self.mode(),
-                now_ms().saturating_sub(sent_at_ms),
-            ),
-            (None, _) => {}
-        }
-        Served {
-            result,
-            attempt,
-            next,
-        }
-    }
-}
-
-/// Waits for a watched green attempt's response headers, looking again whenever the breaker
-/// asks, and aborts the fetch when it gives green up. Without a look due before `limit_at_ms`
-/// it waits on the fetch alone, with no timer of its own.
-async fn watched(
-    pending: &upstream::Pending,
-    watch: &mut Watch,
-    limit_at_ms: u64,
-) -> Result<Response, NoReply> {
-    loop {
-        let now = now_ms();
-        match watch.next(now, limit_at_ms) {
-            Err(shed) => {
-                pending.abort();
-                return Err(NoReply::Abandoned(shed));
-            }
-            Ok(None) => return pending.headers().await.map_err(NoReply::from),
-            Ok(Some(at)) => {
-                if let Some(result) = pending.headers_within(at.saturating_sub(now)).await {
-                    return result.map_err(NoReply::from);
-                }
-            }
-        }
-    }
-}
-
-impl From<Failure> for NoReply {
-    fn from(f: Failure) -> NoReply {
-        match f {
-            Failure::Timeout => NoReply::Timeout,
-            Failure::Connect(detail) => NoReply::Connect(detail),
-        }
-    }
-}
-
-/// A successful SSE answer, whose first event is judged before the router commits to it.
-fn is_sse_answer(resp: &Response) -> bool {
-    (200..300).contains(&resp.status_code())
-        && header_of(resp, "content-type")
-            .is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"))
-}
-
-/// Lets go of an answer we will not return: cancelling its body frees the connection now
-/// rather than when the garbage collector gets to it.
-fn discard(reply: Reply) {
-    match reply {
-        Reply::Plain(resp) => {
-            if let ResponseBody::Stream(stream) = resp.into_parts().1 {
-                let _ = stream.cancel();
-            }
-        }
-        // Dropping a stream cancels it.
-        Reply::Stream { rest, .. } => drop(rest),
-    }
 }
 
 /// Answers with the serving attempt: the upstream's response, or our 502/504 when it gave none.
@@ -418,10 +141,6 @@ fn serve(reply: Reply, mut ex: Exchange, ctx: &Context) -> Result<Response> {
         Reply::Stream { held, rest, .. } => relay::stream(builder, held, rest, ex, ctx),
         Reply::Plain(resp) => relay::body(builder, resp, ex, ctx),
     }
-}
-
-fn header_of(resp: &Response, name: &str) -> Option<String> {
-    resp.headers().get(name).ok().flatten()
 }
 
 /// Our own answer when the serving attempt produced no usable response (502/504), with the

@@ -1,11 +1,11 @@
 //! Which headers cross the proxy, in each direction, and the routing headers the router adds.
-//! The rules are the core's (`bluegreen_core::headers`); this applies them to the runtime's
+//! The rules are the core's (`bluegreen_core::request::headers`); this applies them to the runtime's
 //! `Headers` objects with as few wasm-boundary crossings as it can.
 
-use bluegreen_core::auth::AuthMode;
 use bluegreen_core::config::Config;
-use bluegreen_core::fallback::FallbackReason;
-use bluegreen_core::headers::{
+use bluegreen_core::request::auth::AuthMode;
+use bluegreen_core::request::fallback::FallbackReason;
+use bluegreen_core::request::headers::{
     connection_options, forward_request_header, forward_request_header_on_router_key,
     forward_response_header, names_the_request,
 };

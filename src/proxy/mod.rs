@@ -6,6 +6,7 @@
 //! may cross); these files perform it. One chat completion carries one [`Exchange`] from the
 //! serving attempt to its accounting, as pingora carries a per-request `CTX`.
 
+mod attempt;
 mod chat;
 mod headers;
 mod opening;
@@ -15,9 +16,9 @@ mod shadow;
 
 use std::rc::Rc;
 
+use bluegreen_core::api::defects::Expectations;
 use bluegreen_core::config::Config;
-use bluegreen_core::defects::Expectations;
-use bluegreen_core::outcome::Outcome;
+use bluegreen_core::request::outcome::Outcome;
 use worker::{Context, Env, Headers};
 
 use crate::error::Result;

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use bluegreen_core::breaker::Shed;
-use bluegreen_core::sse::opening::{AtDeadline, Judged, NoAnswer, Opening};
+use bluegreen_core::api::sse::opening::{AtDeadline, Judged, NoAnswer, Opening};
+use bluegreen_core::request::breaker::Shed;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use worker::{ByteStream, Delay};

@@ -1,7 +1,7 @@
 //! The other `/v1/*` calls that `PASS_THROUGH` lists (`GET /v1/models`, embeddings…): sent to
 //! the upstream unchanged, as blue, with the body streamed both ways. No split, no fallback, no
 //! model rewrite, no stats. Anything the list does not name is a 404 that reaches no upstream,
-//! whatever the auth mode; the core's [`PassThrough`](bluegreen_core::pass_through) decides.
+//! whatever the auth mode; the core's [`PassThrough`](bluegreen_core::request::pass_through) decides.
 
 use bluegreen_core::config::Config;
 use bluegreen_core::error::ApiError;

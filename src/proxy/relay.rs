@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use bluegreen_core::defects::classify_body;
-use bluegreen_core::idle::{Idle, IdleClock};
-use bluegreen_core::openai::usage_of;
-use bluegreen_core::sse::SseRelay;
+use bluegreen_core::api::chat::usage_of;
+use bluegreen_core::api::defects::classify_body;
+use bluegreen_core::api::sse::SseRelay;
+use bluegreen_core::request::idle::{Idle, IdleClock};
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use wasm_bindgen::JsCast;

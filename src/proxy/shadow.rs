@@ -14,23 +14,23 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use bluegreen_core::api::chat::{usage_of, ChatRequest, Usage};
+use bluegreen_core::api::defects::{classify_body, Expectations};
+use bluegreen_core::api::sse::SseRelay;
 use bluegreen_core::config::Config;
-use bluegreen_core::defects::{classify_body, Expectations};
-use bluegreen_core::idle::{Idle, IdleClock};
-use bluegreen_core::openai::{usage_of, ChatRequest, Usage};
-use bluegreen_core::outcome::{Outcome, StatusClass};
-use bluegreen_core::routing::RoutingDoc;
+use bluegreen_core::request::idle::{Idle, IdleClock};
+use bluegreen_core::request::outcome::{Outcome, StatusClass};
+use bluegreen_core::request::routing::RoutingDoc;
+use bluegreen_core::request::split::{Basis, Selection};
 use bluegreen_core::shadow::{
     given_up, look, shadowed, Budget, Look, ShadowEnd, Ticket, BACKGROUND_GRACE_MS, STALE_MS,
 };
-use bluegreen_core::split::{Basis, Selection};
-use bluegreen_core::sse::SseRelay;
 use bluegreen_core::Environment;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use worker::{ByteStream, Context, Delay, Env, Headers, ResponseBody};
 
-use super::chat::{outcome, Attempts, NoReply, Reply};
+use super::attempt::{outcome, Attempts, NoReply, Reply};
 use super::relay::read_all;
 use crate::recorder;
 use crate::runtime::{now_ms, Tag};
@@ -325,7 +325,7 @@ async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Optio
 struct Read {
     interrupted: bool,
     usage: Option<Usage>,
-    defect: Option<bluegreen_core::defects::Defect>,
+    defect: Option<bluegreen_core::api::defects::Defect>,
 }
 
 /// Reads a stream to its end through the live path's SSE relay (whose output, the bytes a

@@ -1,6 +1,6 @@
 use super::*;
-use crate::fallback::{Attempt, FallbackReason};
-use crate::sequential::relative_increment;
+use crate::request::fallback::{Attempt, FallbackReason};
+use crate::verdict::sequential::relative_increment;
 
 fn outcome(env: Environment, class: StatusClass, defect: Option<Defect>, ms: u64) -> Outcome {
     Outcome {

@@ -1,0 +1,123 @@
+//! An isolate's stats batch: what it gathers between flushes ([`Accumulator`]) and what it
+//! sends to the rollout controller ([`Batch`]): each minute's stats per routing version and
+//! environment, and the shadow copies' figures ([`crate::shadow`]). A stored and wire format:
+//! the controller keeps batch ids, and an isolate's batch may reach a controller of another
+//! release during a deploy (see `tests/stored_formats.rs`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::environment::Environment;
+use crate::request::outcome::Outcome;
+use crate::request::split::Basis;
+use crate::shadow::{ShadowEnd, ShadowEntry, ShadowStats};
+use crate::stats::{routed_environment, BatchEntry, EnvStats, Prices};
+
+/// Stats an isolate accumulated since its last flush. `id` is random, so that the controller
+/// can drop a batch that a retry delivers twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub id: String,
+    pub entries: Vec<BatchEntry>,
+    /// Shadow copies paired with blue's answers ([`crate::shadow`]). Absent (empty) in batches
+    /// of versions before shadow steps; a controller of such a version ignores it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<ShadowEntry>,
+}
+
+impl Batch {
+    /// Requests in the batch.
+    pub fn requests(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|e| e.stats.requests)
+            .fold(0, u64::saturating_add)
+    }
+}
+
+/// What an isolate keeps apart between flushes: minute, routing version, green or not, forced
+/// or not.
+type Key = (u64, u64, bool, bool);
+
+/// Outcomes gathered in an isolate between flushes, keyed by minute, the routing version they
+/// were routed under, environment and whether the client forced the environment.
+#[derive(Debug, Default)]
+pub struct Accumulator {
+    by_minute: BTreeMap<Key, EnvStats>,
+    /// Shadow figures by minute and routing version.
+    shadow: BTreeMap<(u64, u64), ShadowStats>,
+}
+
+impl Accumulator {
+    /// Adds an outcome.
+    pub fn add(&mut self, o: &Outcome, prices: &Prices) {
+        let env = routed_environment(o);
+        let key = (
+            o.at_ms / 60_000,
+            o.routing_version,
+            env == Environment::Green,
+            o.basis == Basis::Forced,
+        );
+        self.by_minute.entry(key).or_default().record(o, prices);
+    }
+
+    /// Adds an entry made elsewhere (a refused feedback score's): merged by addition, as
+    /// outcomes are, under its minute, version, environment and forcing.
+    pub fn add_entry(&mut self, entry: &BatchEntry) {
+        let key = (
+            entry.minute,
+            entry.version.unwrap_or(0),
+            entry.env == Environment::Green,
+            entry.forced,
+        );
+        self.by_minute.entry(key).or_default().merge(&entry.stats);
+    }
+
+    /// Counts a shadow copy's end (or, with `None`, a request the cost bound kept from being
+    /// copied) under blue's outcome `blue`: its minute and routing version.
+    pub fn add_shadow(&mut self, green: Option<&ShadowEnd>, blue: &Outcome, prices: &Prices) {
+        let key = (blue.at_ms / 60_000, blue.routing_version);
+        let stats = self.shadow.entry(key).or_default();
+        match green {
+            Some(end) => stats.record(end, blue, prices),
+            None => stats.record_capped(),
+        }
+    }
+
+    /// True when nothing was added since the last `take`.
+    pub fn is_empty(&self) -> bool {
+        self.by_minute.is_empty() && self.shadow.is_empty()
+    }
+
+    /// Empties the accumulator into a batch named `id`.
+    pub fn take(&mut self, id: String) -> Batch {
+        let entries = std::mem::take(&mut self.by_minute)
+            .into_iter()
+            .map(|((minute, version, green, forced), stats)| BatchEntry {
+                minute,
+                forced,
+                version: Some(version),
+                env: if green {
+                    Environment::Green
+                } else {
+                    Environment::Blue
+                },
+                stats,
+            })
+            .collect();
+        let shadow = std::mem::take(&mut self.shadow)
+            .into_iter()
+            .map(|((minute, version), stats)| ShadowEntry {
+                minute,
+                version,
+                stats,
+            })
+            .collect();
+        Batch {
+            id,
+            entries,
+            shadow,
+        }
+    }
+}

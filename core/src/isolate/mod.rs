@@ -1,0 +1,7 @@
+//! What an isolate gathers and sends to the rollout controller: its stats batch ([`batch`]),
+//! the outbox that delivers it ([`outbox`]), and the feedback scores it verifies and bounds
+//! before handing them over ([`feedback`]).
+
+pub mod batch;
+pub mod feedback;
+pub mod outbox;

@@ -1,0 +1,6 @@
+//! Leaves with no domain of their own: a token bucket ([`rate`]), retry schedules as data
+//! ([`retry`]) and RFC 3339 timestamps ([`time`]).
+
+pub mod rate;
+pub mod retry;
+pub mod time;
