@@ -3,7 +3,7 @@
 //! no route and makes no decision, and its refusals are the core's [`ApiError`].
 
 use bluegreen_core::error::ApiError;
-use bluegreen_core::request::auth::constant_time_eq;
+use bluegreen_core::request::auth::{bearer, constant_time_eq};
 use futures_util::StreamExt;
 use serde::Serialize;
 use worker::{Headers, Request, Response};
@@ -23,12 +23,8 @@ pub async fn require_bearer(
     disabled: fn() -> ApiError,
     refused: fn() -> ApiError,
 ) -> Result<(), ApiError> {
-    let presented = header(req, "authorization").unwrap_or_default();
-    let presented = presented
-        .strip_prefix("Bearer ")
-        .or_else(|| presented.strip_prefix("bearer "))
-        .unwrap_or("")
-        .trim();
+    let authorization = header(req, "authorization");
+    let presented = bearer(authorization.as_deref()).unwrap_or("");
     let refusal = match token {
         None => disabled(),
         Some(token) if !constant_time_eq(presented.as_bytes(), token.as_bytes()) => refused(),

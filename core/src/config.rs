@@ -278,6 +278,80 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             client_keys,
         })
     }
+    /// `UPSTREAM_BASE_URL` without a trailing slash, or HolySheep's.
+    fn upstream_base(&self) -> Result<String, ConfigError> {
+        let base = self
+            .text("UPSTREAM_BASE_URL")
+            .unwrap_or_else(|| DEFAULT_UPSTREAM.into())
+            .trim_end_matches('/')
+            .to_string();
+        if !is_http_url(&base) {
+            return Err(err(
+                "UPSTREAM_BASE_URL",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        Ok(base)
+    }
+
+    /// `MODEL_PRICES`, or no prices.
+    fn prices(&self) -> Result<Prices, ConfigError> {
+        match self.text("MODEL_PRICES") {
+            None => Ok(Prices::default()),
+            Some(json) => Prices::parse(&json).map_err(|e| err("MODEL_PRICES", e)),
+        }
+    }
+
+    /// `PASS_THROUGH`, or the default allowlist.
+    fn pass_through(&self) -> Result<PassThrough, ConfigError> {
+        match self.text("PASS_THROUGH") {
+            None => Ok(PassThrough::default()),
+            Some(list) => PassThrough::parse(&list).map_err(|e| err("PASS_THROUGH", e.to_string())),
+        }
+    }
+
+    /// The time limits: to a stream's first event, of a whole non-streamed answer, of a
+    /// stream's silence.
+    fn time_limits(&self) -> Result<(u64, u64, u64), ConfigError> {
+        let first_byte = self.whole(
+            "FIRST_BYTE_TIMEOUT_MS",
+            DEFAULT_FIRST_BYTE_TIMEOUT_MS,
+            1,
+            MAX_TIMEOUT_MS,
+        )?;
+        // A deployment that raised FIRST_BYTE_TIMEOUT_MS for its slow non-streamed answers
+        // keeps at least that much.
+        let completion = self.whole(
+            "COMPLETION_TIMEOUT_MS",
+            DEFAULT_COMPLETION_TIMEOUT_MS.max(first_byte),
+            1,
+            MAX_TIMEOUT_MS,
+        )?;
+        let idle = self.whole(
+            "STREAM_IDLE_TIMEOUT_MS",
+            DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+            1,
+            MAX_TIMEOUT_MS,
+        )?;
+        Ok((first_byte, completion, idle))
+    }
+
+    /// The request ids' keys from `FEEDBACK_SECRET` and the deployment's name, or why feedback
+    /// is off although the secret is set. Never an error: the rest of the router works.
+    fn request_id_key(&self, deployment: &str) -> (Option<Keys>, Option<&'static str>) {
+        match self.text("FEEDBACK_SECRET") {
+            None => (None, None),
+            Some(secret) if secret.len() < MIN_SECRET_BYTES => (
+                None,
+                Some(
+                    "FEEDBACK_SECRET is shorter than 32 bytes, so feedback is off; set a random \
+                     string of 32 bytes or more",
+                ),
+            ),
+            Some(secret) => (Some(Keys::derive(&secret, deployment)), None),
+        }
+    }
+
     /// `DEPLOYMENT_NAME`: printable ASCII without spaces, at most [`MAX_DEPLOYMENT_NAME`].
     fn deployment_name(&self) -> Result<String, ConfigError> {
         let name = self
@@ -335,63 +409,17 @@ impl Config {
         // Read in this order, so that the first wrong setting named is the same as ever.
         let defaults = vars.defaults()?;
         let cache_seconds = vars.number("ROUTING_CACHE_SECONDS", 5.0, 0.0, 3600.0)?;
-        let upstream_base = vars
-            .text("UPSTREAM_BASE_URL")
-            .unwrap_or_else(|| DEFAULT_UPSTREAM.into())
-            .trim_end_matches('/')
-            .to_string();
-        if !is_http_url(&upstream_base) {
-            return Err(err(
-                "UPSTREAM_BASE_URL",
-                "must be an http:// or https:// URL",
-            ));
-        }
+        let upstream_base = vars.upstream_base()?;
         let auth = vars.auth()?;
-        let prices = match vars.text("MODEL_PRICES") {
-            None => Prices::default(),
-            Some(json) => Prices::parse(&json).map_err(|e| err("MODEL_PRICES", e))?,
-        };
+        let prices = vars.prices()?;
         let alert_webhook_url = vars.url("ALERT_WEBHOOK_URL")?;
         let environment_override = vars.switch("ENVIRONMENT_OVERRIDE", true)?;
-        let pass_through = match vars.text("PASS_THROUGH") {
-            None => PassThrough::default(),
-            Some(list) => {
-                PassThrough::parse(&list).map_err(|e| err("PASS_THROUGH", e.to_string()))?
-            }
-        };
-        let first_byte_timeout_ms = vars.whole(
-            "FIRST_BYTE_TIMEOUT_MS",
-            DEFAULT_FIRST_BYTE_TIMEOUT_MS,
-            1,
-            MAX_TIMEOUT_MS,
-        )?;
-        // A deployment that raised FIRST_BYTE_TIMEOUT_MS for its slow non-streamed answers
-        // keeps at least that much.
-        let completion_timeout_ms = vars.whole(
-            "COMPLETION_TIMEOUT_MS",
-            DEFAULT_COMPLETION_TIMEOUT_MS.max(first_byte_timeout_ms),
-            1,
-            MAX_TIMEOUT_MS,
-        )?;
-        let stream_idle_timeout_ms = vars.whole(
-            "STREAM_IDLE_TIMEOUT_MS",
-            DEFAULT_STREAM_IDLE_TIMEOUT_MS,
-            1,
-            MAX_TIMEOUT_MS,
-        )?;
+        let pass_through = vars.pass_through()?;
+        let (first_byte_timeout_ms, completion_timeout_ms, stream_idle_timeout_ms) =
+            vars.time_limits()?;
         let deployment_name = vars.deployment_name()?;
-        let (request_id_key, feedback_problem) = match vars.text("FEEDBACK_SECRET") {
-            None => (None, None),
-            Some(secret) if secret.len() < MIN_SECRET_BYTES => (
-                None,
-                Some(
-                    "FEEDBACK_SECRET is shorter than 32 bytes, so feedback is off (a short \
-                     secret could be found offline from the ids every client sees); put a \
-                     random string of at least 32 bytes",
-                ),
-            ),
-            Some(secret) => (Some(Keys::derive(&secret, &deployment_name)), None),
-        };
+        let (request_id_key, feedback_problem) = vars.request_id_key(&deployment_name);
+        let max_body_bytes = vars.whole("MAX_BODY_BYTES", 10 * 1024 * 1024, 1, MAX_BODY_LIMIT)?;
         Ok(Config {
             defaults,
             routing_cache_ms: (cache_seconds * 1000.0).round() as u64,
@@ -400,8 +428,7 @@ impl Config {
             first_byte_timeout_ms,
             completion_timeout_ms,
             stream_idle_timeout_ms,
-            max_body_bytes: vars.whole("MAX_BODY_BYTES", 10 * 1024 * 1024, 1, MAX_BODY_LIMIT)?
-                as usize,
+            max_body_bytes: max_body_bytes as usize,
             auth,
             admin_token: vars.text("ADMIN_TOKEN"),
             metrics_token: vars.text("METRICS_TOKEN"),

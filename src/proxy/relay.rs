@@ -88,6 +88,32 @@ pub(super) async fn read_all(stream: &web_sys::ReadableStream) -> Result<Vec<u8>
 /// client gets the SSE `error` event and the request counts as interrupted. One timer runs at
 /// a time, set again only when it fires (the core's [`IdleClock`] says for how long), never
 /// per chunk.
+/// The upstream's next chunk within the idle limit: `None` at its end, an error when it broke
+/// or stayed silent for the whole limit (`timer` is the idle limit's, looked at when it fires).
+async fn next_chunk(
+    upstream: &mut ByteStream,
+    idle: &mut IdleClock,
+    timer: &mut std::pin::Pin<Box<Delay>>,
+    id: &str,
+) -> Option<std::result::Result<Vec<u8>, String>> {
+    loop {
+        match select(upstream.next(), &mut *timer).await {
+            Either::Left((read, _)) => {
+                idle.heard(now_ms());
+                return read.map(|r| r.map_err(|e| e.to_string()));
+            }
+            Either::Right(_) => match idle.check(now_ms()) {
+                Idle::CheckIn(ms) => *timer = Box::pin(delay(ms)),
+                Idle::Expired => {
+                    let ms = idle.limit_ms();
+                    worker::console_warn!("request {id}: stream silent for {ms} ms; cut");
+                    return Some(Err(format!("no data for {ms} ms")));
+                }
+            },
+        }
+    }
+}
+
 async fn relay_sse(
     held: Vec<u8>,
     mut upstream: ByteStream,
@@ -106,24 +132,7 @@ async fn relay_sse(
     loop {
         let read = match next.take() {
             Some(first) => Some(first),
-            None => match select(upstream.next(), &mut timer).await {
-                Either::Left((read, _)) => {
-                    idle.heard(now_ms());
-                    read.map(|r| r.map_err(|e| e.to_string()))
-                }
-                Either::Right(_) => match idle.check(now_ms()) {
-                    Idle::CheckIn(ms) => {
-                        timer = Box::pin(delay(ms));
-                        continue;
-                    }
-                    Idle::Expired => {
-                        let id = &ex.record.request_id;
-                        let ms = idle.limit_ms();
-                        worker::console_warn!("request {id}: stream silent for {ms} ms; cut");
-                        Some(Err(format!("no data for {ms} ms")))
-                    }
-                },
-            },
+            None => next_chunk(&mut upstream, &mut idle, &mut timer, &ex.record.request_id).await,
         };
         let (out, last) = match read {
             Some(Ok(chunk)) => (relay.push(chunk), false),

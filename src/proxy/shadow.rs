@@ -242,6 +242,44 @@ async fn limit(pair: &Pair) {
 /// Green's answer to the copy, as an outcome record built like the live path's; `None` for a
 /// body that does not parse (it did on the request path, so never). Keeps `progress` up to date
 /// for a copy given up on the way (no borrow is held across an await).
+/// Reads green's answer to a copy to its end, as the live path would judge it: a stream's
+/// events, or a successful body whole (its usage and defect); `None` when there is nothing to
+/// read (no answer, or an unsuccessful one, whose body is let go).
+async fn read_answer(
+    result: Result<Reply, NoReply>,
+    status: u16,
+    want: Expectations,
+    cfg: &Config,
+) -> Option<Read> {
+    match result {
+        Ok(Reply::Stream { held, rest, .. }) => {
+            Some(drain_stream(held, rest, want, cfg.stream_idle_timeout_ms).await)
+        }
+        Ok(Reply::Plain(resp)) => match resp.into_parts().1 {
+            ResponseBody::Stream(body) if (200..300).contains(&status) => {
+                Some(match read_all(&body).await {
+                    Ok(bytes) => Read {
+                        interrupted: false,
+                        usage: usage_of(&bytes),
+                        defect: classify_body(&want, &bytes),
+                    },
+                    Err(_) => Read {
+                        interrupted: true,
+                        usage: None,
+                        defect: None,
+                    },
+                })
+            }
+            ResponseBody::Stream(body) => {
+                let _ = body.cancel();
+                None
+            }
+            _ => None,
+        },
+        Err(_) => None,
+    }
+}
+
 async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Option<Outcome> {
     let started_ms = now_ms();
     let chat = ChatRequest::parse(&body).ok()?;
@@ -285,33 +323,7 @@ async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Optio
         record: Some(record.clone()),
         headers: served.result.is_ok(),
     };
-    let read = match served.result {
-        Ok(Reply::Stream { held, rest, .. }) => {
-            Some(drain_stream(held, rest, want, job.cfg.stream_idle_timeout_ms).await)
-        }
-        Ok(Reply::Plain(resp)) => match resp.into_parts().1 {
-            ResponseBody::Stream(body) if (200..300).contains(&record.status) => {
-                Some(match read_all(&body).await {
-                    Ok(bytes) => Read {
-                        interrupted: false,
-                        usage: usage_of(&bytes),
-                        defect: classify_body(&want, &bytes),
-                    },
-                    Err(_) => Read {
-                        interrupted: true,
-                        usage: None,
-                        defect: None,
-                    },
-                })
-            }
-            ResponseBody::Stream(body) => {
-                let _ = body.cancel();
-                None
-            }
-            _ => None,
-        },
-        Err(_) => None,
-    };
+    let read = read_answer(served.result, record.status, want, &job.cfg).await;
     if let Some(read) = read {
         record.interrupted = read.interrupted;
         record.usage = read.usage;

@@ -396,11 +396,16 @@ fn counters(t: &mut Text, series: &[&Series], green: &[&Series], forced: &Pair<u
         "Successful answers the app cannot use, by class.",
     );
     t.per_series(series, "class", by_defect);
+    feedback_counters(t, series);
+    spend_counters(t, series, forced);
+}
+
+/// Users' scores: counted, and refused.
+fn feedback_counters(t: &mut Text, series: &[&Series]) {
     t.family(
         "bluegreen_feedback_total",
         "counter",
-        "Scores apps sent for answers (POST /v1/feedback) and the controller counted, by the \
-         environment that answered: negative (below 0) or not.",
+        "Scores the controller counted (POST /v1/feedback), by the environment that answered.",
     );
     t.per_series(series, "score", |s| {
         vec![
@@ -414,8 +419,7 @@ fn counters(t: &mut Text, series: &[&Series], green: &[&Series], forced: &Pair<u
     t.family(
         "bluegreen_feedback_refused_total",
         "counter",
-        "Scores refused without being counted: replay (an answer already scored, answered by \
-         an isolate) or rate_limited (over FEEDBACK_MAX_PER_MINUTE or the controller's intake).",
+        "Scores refused uncounted: a replay, or over a rate bound.",
     );
     t.per_series(series, "reason", |s| {
         vec![
@@ -423,6 +427,10 @@ fn counters(t: &mut Text, series: &[&Series], green: &[&Series], forced: &Pair<u
             ("rate_limited", s.feedback.limited),
         ]
     });
+}
+
+/// Tokens and spend by series, and the requests clients forced.
+fn spend_counters(t: &mut Text, series: &[&Series], forced: &Pair<u64>) {
     t.family(
         "bluegreen_tokens_total",
         "counter",
@@ -497,6 +505,13 @@ fn shadow(t: &mut Text, snap: &Snapshot) {
 
 /// The gauges: the split, phase, step, verdict, evidence, sync and the last tick.
 fn gauges(t: &mut Text, snap: &Snapshot) {
+    split_gauges(t, snap);
+    rollout_gauges(t, snap);
+    controller_gauges(t, snap);
+}
+
+/// The split in force: green's share and each environment's model.
+fn split_gauges(t: &mut Text, snap: &Snapshot) {
     t.family(
         "bluegreen_green_traffic_ratio",
         "gauge",
@@ -515,6 +530,10 @@ fn gauges(t: &mut Text, snap: &Snapshot) {
             Value::Count(1),
         );
     }
+}
+
+/// Where the rollout is: phase, step, the latest verdict and its evidence.
+fn rollout_gauges(t: &mut Text, snap: &Snapshot) {
     t.family(
         "bluegreen_phase",
         "gauge",
@@ -555,6 +574,10 @@ fn gauges(t: &mut Text, snap: &Snapshot) {
     for e in &snap.evidence {
         t.sample("", &[("test", e.test)], Value::Real(e.log_rollback_at));
     }
+}
+
+/// The controller's own health: the routing document's sync, its storage, its last tick.
+fn controller_gauges(t: &mut Text, snap: &Snapshot) {
     t.family(
         "bluegreen_routing_synced",
         "gauge",

@@ -70,7 +70,8 @@ impl ApiError {
                 code: self.code,
             },
         })
-        .expect("serializing strings cannot fail")
+        // Serializing strings cannot fail.
+        .unwrap_or_default()
     }
 
     /// The body is not JSON.
@@ -143,10 +144,9 @@ impl ApiError {
             503,
             "server_error",
             "feedback_credential_unset",
-            "Feedback needs a credential this deployment trusts, and it has none: set the \
-             FEEDBACK_TOKEN secret (`wrangler secret put FEEDBACK_TOKEN`) and have the app send \
-             it as `Authorization: Bearer <token>`, or give the router its own keys \
-             (HOLYSHEEP_API_KEY and ROUTER_API_KEYS)."
+            "Feedback needs a credential this deployment trusts: set the FEEDBACK_TOKEN secret \
+             (`wrangler secret put FEEDBACK_TOKEN`) and send it as `Authorization: Bearer \
+             <token>`, or give the router keys (ROUTER_API_KEYS)."
                 .into(),
         )
     }
@@ -157,8 +157,8 @@ impl ApiError {
             401,
             "invalid_request_error",
             "invalid_api_key",
-            "Missing or invalid credential for feedback: send `Authorization: Bearer <key>` \
-             with FEEDBACK_TOKEN or one of the router's keys (ROUTER_API_KEYS)."
+            "Missing or invalid credential: send `Authorization: Bearer` with FEEDBACK_TOKEN \
+             or a router key."
                 .into(),
         )
     }
@@ -170,10 +170,7 @@ impl ApiError {
             429,
             "rate_limit_error",
             "rate_limit_exceeded",
-            format!(
-                "Too many feedback scores: this one was not counted; send it again in \
-                 {retry_after_s} s (FEEDBACK_MAX_PER_MINUTE bounds each credential)."
-            ),
+            format!("Too many scores: not counted; send it again in {retry_after_s} s."),
         )
     }
 

@@ -59,7 +59,7 @@ impl Accumulator {
             env == Environment::Green,
             o.basis == Basis::Forced,
         );
-        self.by_minute.entry(key).or_default().record(o, prices);
+        self.slot(key).record(o, prices);
     }
 
     /// Adds an entry made elsewhere (a refused feedback score's): merged by addition, as
@@ -71,7 +71,13 @@ impl Accumulator {
             entry.env == Environment::Green,
             entry.forced,
         );
-        self.by_minute.entry(key).or_default().merge(&entry.stats);
+        self.slot(key).merge(&entry.stats);
+    }
+
+    /// The stats kept under `key`, new when there are none yet (one place for both kinds of
+    /// entry, so the map's insertion code is in the wasm once).
+    fn slot(&mut self, key: Key) -> &mut EnvStats {
+        self.by_minute.entry(key).or_default()
     }
 
     /// Counts a shadow copy's end (or, with `None`, a request the cost bound kept from being

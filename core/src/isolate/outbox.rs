@@ -114,7 +114,7 @@ impl Outbox {
             let batch = self.acc.take(id);
             // A batch is strings, integers and floats in plain structs; serde_json writes a
             // non-finite float as null, so serializing it to a string cannot fail.
-            let json = serde_json::to_string(&batch).expect("a stats batch serializes");
+            let json = serde_json::to_string(&batch).unwrap_or_default();
             self.pending.push(Pending {
                 requests: batch.requests(),
                 id: batch.id,

@@ -88,6 +88,13 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
+mod blue;
+mod settings;
+
+use blue::Recent;
+pub use settings::Settings;
+use settings::MAX_MS;
+
 /// Which of blue's times a green attempt is measured against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -228,74 +235,12 @@ pub enum Event {
     Closed { at_ms: u64 },
 }
 
-/// The breaker's settings. [`Breaker::new`] brings each into its range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    /// Off: every green request goes to green and nothing is tracked (`GREEN_EJECTION`).
-    pub enabled: bool,
-    /// Failures in a row that eject green, 1–100 (`GREEN_EJECTION_FAILURES`).
-    pub consecutive_failures: u32,
-    /// First cool-down; the n-th ejection in a row lasts n times this
-    /// (`GREEN_EJECTION_BASE_MS`).
-    pub base_ejection_ms: u64,
-    /// Longest cool-down (at least `base_ejection_ms`).
-    pub max_ejection_ms: u64,
-    /// The hang deadline is this many times blue's p90 answer time, 1–100.
-    pub hang_factor: u32,
-    /// Shortest hang deadline (`GREEN_HANG_FLOOR_MS`).
-    pub hang_floor_ms: u64,
-    /// Longest hang deadline (at least the floor), and the deadline while blue has no answer
-    /// to compare with.
-    pub hang_cap_ms: u64,
-    /// Overdue attempts, with no green answer since, that show green hung; 1–16.
-    pub hung_attempts: u32,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            enabled: true,
-            consecutive_failures: 5,
-            base_ejection_ms: 30_000,
-            max_ejection_ms: 300_000,
-            hang_factor: 5,
-            hang_floor_ms: 4_000,
-            hang_cap_ms: 120_000,
-            hung_attempts: 3,
-        }
-    }
-}
-
-impl Settings {
-    fn bounded(self) -> Settings {
-        let base = self.base_ejection_ms.clamp(1, MAX_MS);
-        let floor = self.hang_floor_ms.clamp(1, MAX_MS);
-        Settings {
-            enabled: self.enabled,
-            consecutive_failures: self.consecutive_failures.clamp(1, 100),
-            base_ejection_ms: base,
-            max_ejection_ms: self.max_ejection_ms.clamp(base, MAX_MS),
-            hang_factor: self.hang_factor.clamp(1, 100),
-            hang_floor_ms: floor,
-            hang_cap_ms: self.hang_cap_ms.clamp(floor, MAX_MS),
-            hung_attempts: self.hung_attempts.clamp(1, MAX_HUNG_ATTEMPTS as u32),
-        }
-    }
-}
-
-/// Longest duration any setting may name: a day. Keeps every sum of a time and a duration
-/// far from overflow without making one meaningless.
-const MAX_MS: u64 = 86_400_000;
-
 /// Most green attempts tracked at once; past it the oldest is forgotten (its end is then
 /// ignored). An isolate serves far fewer requests at once.
 pub const MAX_IN_FLIGHT: usize = 256;
 
-/// Blue answers kept per mode for the p90.
-const BLUE_WINDOW: usize = 64;
-
 /// Largest `hung_attempts`.
-const MAX_HUNG_ATTEMPTS: usize = 16;
+pub(super) const MAX_HUNG_ATTEMPTS: usize = 16;
 
 /// Events kept until polled; older ones are dropped.
 const MAX_EVENTS: usize = 16;
@@ -323,38 +268,6 @@ enum State {
     Ejected { until_ms: u64, cause: Cause },
     /// One probe is out; everything else is shed.
     Probing { probe: u64, cause: Cause },
-}
-
-/// Blue's last answers in one mode, and their p90.
-#[derive(Debug, Clone)]
-struct Recent {
-    ms: [u64; BLUE_WINDOW],
-    len: usize,
-    next: usize,
-    p90: Option<u64>,
-}
-
-impl Recent {
-    fn new() -> Recent {
-        Recent {
-            ms: [0; BLUE_WINDOW],
-            len: 0,
-            next: 0,
-            p90: None,
-        }
-    }
-
-    fn push(&mut self, ms: u64) {
-        self.ms[self.next] = ms.min(MAX_MS);
-        self.next = (self.next + 1) % BLUE_WINDOW;
-        self.len = (self.len + 1).min(BLUE_WINDOW);
-        let mut sorted = self.ms;
-        let sorted = &mut sorted[..self.len];
-        // Nearest rank: the ⌈0.9 n⌉-th smallest. With 64 answers the six largest are ignored.
-        let rank = (9 * self.len).div_ceil(10);
-        let (_, p90, _) = sorted.select_nth_unstable(rank - 1);
-        self.p90 = Some(*p90);
-    }
 }
 
 /// The green breaker of one isolate. Kept in a `RefCell` beside the isolate's other caches;

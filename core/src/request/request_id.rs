@@ -56,7 +56,11 @@ impl Key {
     /// The key of one deployment's ids, expanded from this one with the deployment's `name`.
     fn expand(&self, name: &str) -> Key {
         let (k0, k1) = self.0.split_at(8);
-        let k = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        let k = |b: &[u8]| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(b);
+            u64::from_le_bytes(word)
+        };
         let mut h = SipHasher128::new_with_keys(k(k0), k(k1));
         h.write(b"bluegreen request id key v2\0");
         // Length first, so that no two names give the same input.
@@ -67,7 +71,11 @@ impl Key {
 
     fn mac(&self, body: &str) -> u64 {
         let (k0, k1) = self.0.split_at(8);
-        let k = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        let k = |b: &[u8]| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(b);
+            u64::from_le_bytes(word)
+        };
         let mut h = SipHasher24::new_with_keys(k(k0), k(k1));
         h.write(body.as_bytes());
         h.finish()

@@ -266,24 +266,46 @@ pub fn observe(
     if delta <= 0.0 {
         return None;
     }
-    let (lo, hi) = band(percent, delta)?;
+    let band = band(percent, delta)?;
     if green == 0 && blue == 0 {
         return None;
     }
-    for v in [&mut check.above, &mut check.below] {
-        if v.len() != ALTERNATIVES.len() {
-            *v = vec![0.0; ALTERNATIVES.len()];
-        }
-    }
-    // Floored at 0: a CUSUM (see the module's header).
-    for (i, m) in ALTERNATIVES.into_iter().enumerate() {
-        check.above[i] = finite_log(check.above[i] + increment(m, hi, green, blue)).max(0.0);
-        check.below[i] = finite_log(check.below[i] + increment(1.0 / m, lo, green, blue)).max(0.0);
-    }
-    check.green_requests = check.green_requests.saturating_add(green);
-    check.blue_requests = check.blue_requests.saturating_add(blue);
+    check.add_to_sides(band, counts);
     let (above, below) = check.log_evidence();
     if above >= SIDE_LEVEL.ln() || below >= SIDE_LEVEL.ln() {
+        return check.hold_for(percent, band, (above, below), now_ms);
+    }
+    check.hold.as_ref()?;
+    check.clear_if_back(percent, delta, band, counts)
+}
+
+impl SplitCheck {
+    /// Adds a tick's randomly routed `(green, blue)` to the two one-sided tests against the
+    /// band `(lo, hi)`, each floored at 0: a CUSUM (see the module's header).
+    fn add_to_sides(&mut self, (lo, hi): (f64, f64), (green, blue): (u64, u64)) {
+        for v in [&mut self.above, &mut self.below] {
+            if v.len() != ALTERNATIVES.len() {
+                *v = vec![0.0; ALTERNATIVES.len()];
+            }
+        }
+        for (i, m) in ALTERNATIVES.into_iter().enumerate() {
+            self.above[i] = finite_log(self.above[i] + increment(m, hi, green, blue)).max(0.0);
+            self.below[i] =
+                finite_log(self.below[i] + increment(1.0 / m, lo, green, blue)).max(0.0);
+        }
+        self.green_requests = self.green_requests.saturating_add(green);
+        self.blue_requests = self.blue_requests.saturating_add(blue);
+    }
+
+    /// A side reached its level: the evidence restarts, and the step holds unless it already
+    /// does (then there is nothing new to say).
+    fn hold_for(
+        &mut self,
+        percent: f64,
+        band: (f64, f64),
+        (above, below): (f64, f64),
+        now_ms: u64,
+    ) -> Option<Change> {
         let (side, log) = if above >= below {
             ("above", above)
         } else {
@@ -293,41 +315,51 @@ pub fn observe(
             "Split mismatch: {}; evidence {} that green's share is {side} it, hold at {}. \
              Routing is not doing what the controller believes: no step advances until the \
              share is shown to be back inside the band or an operator resumes.",
-            check.figures(percent, (lo, hi)),
+            self.figures(percent, band),
             odds(ratio_from_log(log)),
             odds(SIDE_LEVEL),
         );
-        check.restart_evidence();
-        if check.hold.is_some() {
+        self.restart_evidence();
+        if self.hold.is_some() {
             return None;
         }
-        check.hold = Some(Hold {
+        self.hold = Some(Hold {
             since_ms: now_ms,
             reason: reason.clone(),
         });
-        return Some(Change::Held(reason));
+        Some(Change::Held(reason))
     }
-    check.hold.as_ref()?;
-    // The split's own odds are the bottom's times 1 + δ, and the top's over it.
-    let widen = 1.0 + delta;
-    check.clear_bottom = finite_log(check.clear_bottom + increment(widen, lo, green, blue));
-    check.clear_top = finite_log(check.clear_top + increment(1.0 / widen, hi, green, blue));
-    let level = CLEAR_LEVEL.ln();
-    if check.clear_bottom < level || check.clear_top < level {
-        return None;
+
+    /// While held: adds the tick to the two tests that end the hold, and ends it when both
+    /// show the share back inside the band.
+    fn clear_if_back(
+        &mut self,
+        percent: f64,
+        delta: f64,
+        (lo, hi): (f64, f64),
+        (green, blue): (u64, u64),
+    ) -> Option<Change> {
+        // The split's own odds are the bottom's times 1 + δ, and the top's over it.
+        let widen = 1.0 + delta;
+        self.clear_bottom = finite_log(self.clear_bottom + increment(widen, lo, green, blue));
+        self.clear_top = finite_log(self.clear_top + increment(1.0 / widen, hi, green, blue));
+        let level = CLEAR_LEVEL.ln();
+        if self.clear_bottom < level || self.clear_top < level {
+            return None;
+        }
+        let message = format!(
+            "Split matches again: {}; evidence {} that green's share is above the bottom and \
+             {} that it is below the top, clear at {}. The rollout may advance.",
+            self.figures(percent, (lo, hi)),
+            odds(ratio_from_log(self.clear_bottom)),
+            odds(ratio_from_log(self.clear_top)),
+            odds(CLEAR_LEVEL),
+        );
+        self.hold = None;
+        self.clear_bottom = 0.0;
+        self.clear_top = 0.0;
+        Some(Change::Cleared(message))
     }
-    let message = format!(
-        "Split matches again: {}; evidence {} that green's share is above the bottom and {} \
-         that it is below the top, clear at {}. The rollout may advance.",
-        check.figures(percent, (lo, hi)),
-        odds(ratio_from_log(check.clear_bottom)),
-        odds(ratio_from_log(check.clear_top)),
-        odds(CLEAR_LEVEL),
-    );
-    check.hold = None;
-    check.clear_bottom = 0.0;
-    check.clear_top = 0.0;
-    Some(Change::Cleared(message))
 }
 
 #[cfg(test)]

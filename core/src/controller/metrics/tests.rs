@@ -80,11 +80,11 @@ bluegreen_defects_total{environment="blue",model="deepseek-v3",class="truncated"
 bluegreen_defects_total{environment="blue",model="deepseek-v3",class="empty"} 0
 bluegreen_defects_total{environment="blue",model="deepseek-v3",class="invalid_tool_call"} 0
 bluegreen_defects_total{environment="blue",model="deepseek-v3",class="invalid_json"} 0
-# HELP bluegreen_feedback_total Scores apps sent for answers (POST /v1/feedback) and the controller counted, by the environment that answered: negative (below 0) or not.
+# HELP bluegreen_feedback_total Scores the controller counted (POST /v1/feedback), by the environment that answered.
 # TYPE bluegreen_feedback_total counter
 bluegreen_feedback_total{environment="blue",model="deepseek-v3",score="negative"} 0
 bluegreen_feedback_total{environment="blue",model="deepseek-v3",score="not_negative"} 0
-# HELP bluegreen_feedback_refused_total Scores refused without being counted: replay (an answer already scored, answered by an isolate) or rate_limited (over FEEDBACK_MAX_PER_MINUTE or the controller's intake).
+# HELP bluegreen_feedback_refused_total Scores refused uncounted: a replay, or over a rate bound.
 # TYPE bluegreen_feedback_refused_total counter
 bluegreen_feedback_refused_total{environment="blue",model="deepseek-v3",reason="replay"} 0
 bluegreen_feedback_refused_total{environment="blue",model="deepseek-v3",reason="rate_limited"} 0

@@ -81,50 +81,14 @@ fn rate(errors: u64, requests: u64) -> String {
 /// Begins or ends an incident on the tick's `window` at `now_ms`, or pauses the rollout when
 /// one has lasted [`LONGEST_MS`]; returns what it recorded.
 pub(super) fn observe(r: &mut Rollout, window: &Pair<EnvStats>, now_ms: u64) -> Option<Observed> {
+    if r.incident.is_none() {
+        return begin(r, window, now_ms);
+    }
     let limit = r.health.max_error_rate;
     let (blue, green) = (&window.blue, &window.green);
     let step = r.step_index + 1;
-    let quiet = r
-        .incident_ended_at_ms
-        .is_some_and(|end| now_ms.saturating_sub(end) < QUIET_MS);
-    let Some(incident) = &mut r.incident else {
-        if !blue_above(limit, blue.errors(), blue.requests) {
-            return None;
-        }
-        let incident = Incident {
-            since_ms: now_ms,
-            step_elapsed_ms: r.elapsed_on_step_ms(now_ms),
-            blue_errors: blue.errors(),
-            blue_requests: blue.requests,
-            green_errors: green.errors(),
-            green_requests: green.requests,
-            seen_errors: blue.errors(),
-            seen_requests: blue.requests,
-            calm_errors: 0,
-            calm_requests: 0,
-        };
-        let message = format!(
-            "Provider-wide incident: blue fails {} of requests this tick, green {}, above the {:.2}% limit; holding step {step}.",
-            rate(incident.blue_errors, incident.blue_requests),
-            rate(incident.green_errors, incident.green_requests),
-            100.0 * limit
-        );
-        r.incident = Some(incident);
-        return Some(Observed {
-            kind: EventKind::IncidentBegan,
-            message,
-            alert: !quiet,
-        });
-    };
-    let errors = blue.errors().min(blue.requests);
-    incident.seen_errors = incident.seen_errors.saturating_add(errors);
-    incident.seen_requests = incident.seen_requests.saturating_add(blue.requests);
-    if bound_above(errors, blue.requests, ASIDE, limit) {
-        (incident.calm_errors, incident.calm_requests) = (0, 0);
-    } else {
-        incident.calm_errors = incident.calm_errors.saturating_add(errors);
-        incident.calm_requests = incident.calm_requests.saturating_add(blue.requests);
-    }
+    let incident = r.incident.as_mut()?;
+    incident.count(blue, limit);
     let minutes = now_ms.saturating_sub(incident.since_ms) / 60_000;
     if blue.requests > 0 && blue_back(limit, incident.calm_errors, incident.calm_requests) {
         let message = format!(
@@ -151,6 +115,60 @@ pub(super) fn observe(r: &mut Rollout, window: &Pair<EnvStats>, now_ms: u64) -> 
         ),
         alert: true,
     })
+}
+
+/// Outside an incident: one begins when the tick shows blue above the limit. Its beginning
+/// is alerted unless the last incident ended within [`QUIET_MS`].
+fn begin(r: &mut Rollout, window: &Pair<EnvStats>, now_ms: u64) -> Option<Observed> {
+    let limit = r.health.max_error_rate;
+    let (blue, green) = (&window.blue, &window.green);
+    if !blue_above(limit, blue.errors(), blue.requests) {
+        return None;
+    }
+    let quiet = r
+        .incident_ended_at_ms
+        .is_some_and(|end| now_ms.saturating_sub(end) < QUIET_MS);
+    let incident = Incident {
+        since_ms: now_ms,
+        step_elapsed_ms: r.elapsed_on_step_ms(now_ms),
+        blue_errors: blue.errors(),
+        blue_requests: blue.requests,
+        green_errors: green.errors(),
+        green_requests: green.requests,
+        seen_errors: blue.errors(),
+        seen_requests: blue.requests,
+        calm_errors: 0,
+        calm_requests: 0,
+    };
+    let message = format!(
+        "Provider-wide incident: blue fails {} of requests this tick, green {}, above the {:.2}% limit; holding step {}.",
+        rate(incident.blue_errors, incident.blue_requests),
+        rate(incident.green_errors, incident.green_requests),
+        100.0 * limit,
+        r.step_index + 1
+    );
+    r.incident = Some(incident);
+    Some(Observed {
+        kind: EventKind::IncidentBegan,
+        message,
+        alert: !quiet,
+    })
+}
+
+impl Incident {
+    /// Adds a tick of blue's to the incident's counts: to all it has seen, and to those since
+    /// blue was last shown above the limit (restarted when this tick shows it again).
+    fn count(&mut self, blue: &EnvStats, limit: f64) {
+        let errors = blue.errors().min(blue.requests);
+        self.seen_errors = self.seen_errors.saturating_add(errors);
+        self.seen_requests = self.seen_requests.saturating_add(blue.requests);
+        if bound_above(errors, blue.requests, ASIDE, limit) {
+            (self.calm_errors, self.calm_requests) = (0, 0);
+        } else {
+            self.calm_errors = self.calm_errors.saturating_add(errors);
+            self.calm_requests = self.calm_requests.saturating_add(blue.requests);
+        }
+    }
 }
 
 /// Clears an incident when an operator resumes a rollout paused at `paused_at_ms`: the step's

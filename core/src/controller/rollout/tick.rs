@@ -50,13 +50,57 @@ pub(super) fn tick(
     };
     // First, as the guard stands aside while an incident lasts.
     let incident = super::incident::observe(&mut rollout, window, now_ms);
-    let mut judgement = judge_window(&mut rollout, window, strata, blue_p95_ms);
+    let (judgement, shadow_held) = judge_tick(&mut rollout, window, strata, blue_p95_ms, step_cost);
+    let facts = count(&mut rollout, &judgement, now_ms);
+    let mut effects = Vec::new();
+    if judgement.closes_window {
+        effects.push(Effect::ResetWindow);
+    }
+    let change = check_split(&mut rollout, &split, strata.live, now_ms);
+    let mv = hold_for_split(decide(&facts), shadow_held || rollout.split_check.holds());
+    // An incident's beginning or end, unless the tick rolls back (its event says why); one
+    // that lasted too long pauses the rollout, below.
+    let incident = incident.filter(|_| mv != Move::RollBack);
+    let (incident, pause) = match incident {
+        Some(o) if o.kind == EventKind::Paused => (None, Some(o)),
+        o => (o, None),
+    };
+    let now = State::progressing(split.clone(), rollout.clone());
+    if let Some(o) = incident {
+        let verdict = judgement.verdict.clone();
+        let mut event = Event::by_controller(&now, now_ms, o.kind, o.message, verdict);
+        event.alert = o.alert;
+        effects.push(Effect::record(event));
+    }
+    // A rollback makes the split check moot: its event alone is recorded.
+    if let Some(change) = change.filter(|_| mv != Move::RollBack) {
+        effects.push(Effect::record(split_event(&now, change, now_ms)));
+    }
+    let verdict = judgement.verdict.clone();
+    let (mut state, more) = execute(mv, &facts, split, rollout, judgement.verdict, now_ms);
+    effects.extend(more);
+    if let Some(o) = pause {
+        state = pause_for_incident(state, o, verdict, now_ms, &mut effects);
+    }
+    Transition { state, effects }
+}
+
+/// The tick's judgement of green: its window, its step's cost, and what a shadow step's pairs
+/// say; and whether too many of a shadow step's copies were given up (the step then holds:
+/// `crate::shadow`).
+fn judge_tick(
+    rollout: &mut Rollout,
+    window: &Pair<EnvStats>,
+    strata: &Strata<'_>,
+    blue_p95_ms: Option<u64>,
+    step_cost: &Pair<CostSample>,
+) -> (Judgement, bool) {
+    let mut judgement = judge_window(rollout, window, strata, blue_p95_ms);
     if let Some(reason) = over_cost(&rollout.health, step_cost) {
         judgement.verdict.status = VerdictStatus::Fail;
         judgement.verdict.reasons.insert(0, reason);
         judgement.clearly_fine = false;
     }
-    // Too many of a shadow step's copies given up: the step holds (`crate::shadow`).
     let shadow_held = strata.shadow.iter().find_map(|s| s.step_held.clone());
     if rollout.step().is_shadow()
         && !strata
@@ -68,44 +112,16 @@ pub(super) fn tick(
     }
     let held = shadow_held.is_some();
     judgement.verdict.reasons.extend(shadow_held);
-    let facts = count(&mut rollout, &judgement, now_ms);
-    let mut effects = Vec::new();
-    if judgement.closes_window {
-        effects.push(Effect::ResetWindow);
-    }
-    let change = check_split(&mut rollout, &split, strata.live, now_ms);
-    let mv = hold_for_split(decide(&facts), held || rollout.split_check.holds());
-    // An incident's beginning or end, unless the tick rolls back (its event says why); one
-    // that lasted too long pauses the rollout, below.
-    let incident = incident.filter(|_| mv != Move::RollBack);
-    let (incident, pause) = match incident {
-        Some(o) if o.kind == EventKind::Paused => (None, Some(o)),
-        o => (o, None),
+    (judgement, held)
+}
+
+/// The event of a split check's hold or of its end.
+fn split_event(now: &State, change: Change, now_ms: u64) -> Event {
+    let (kind, message) = match change {
+        Change::Held(m) => (EventKind::SplitMismatch, m),
+        Change::Cleared(m) => (EventKind::SplitMatched, m),
     };
-    if let Some(o) = incident {
-        let before = State::progressing(split.clone(), rollout.clone());
-        let verdict = judgement.verdict.clone();
-        let mut event = Event::by_controller(&before, now_ms, o.kind, o.message, verdict);
-        event.alert = o.alert;
-        effects.push(Effect::record(event));
-    }
-    // A rollback makes the split check moot: its event alone is recorded.
-    if let Some(change) = change.filter(|_| mv != Move::RollBack) {
-        let (kind, message) = match change {
-            Change::Held(m) => (EventKind::SplitMismatch, m),
-            Change::Cleared(m) => (EventKind::SplitMatched, m),
-        };
-        let now = State::progressing(split.clone(), rollout.clone());
-        let event = Event::by_controller_plain(&now, now_ms, kind, message);
-        effects.push(Effect::record(event));
-    }
-    let verdict = judgement.verdict.clone();
-    let (mut state, more) = execute(mv, &facts, split, rollout, judgement.verdict, now_ms);
-    effects.extend(more);
-    if let Some(o) = pause {
-        state = pause_for_incident(state, o, verdict, now_ms, &mut effects);
-    }
-    Transition { state, effects }
+    Event::by_controller_plain(now, now_ms, kind, message)
 }
 
 /// The reason a shadow step's tick gives when it saw none of the step's pairs: without them the
@@ -191,6 +207,37 @@ fn judge_window(
 /// Judges one window with the sequential test: the window is this tick's requests (it restarts
 /// every tick), each split's added to the evidence carried through the rollout with its own
 /// share. Returns the verdict and whether green is clearly fine (may advance early).
+/// A live split's counts for the sequential test: slow requests are those above `reference`
+/// (none without one).
+fn live_stratum(
+    health: &HealthPolicy,
+    st: &Stratum,
+    reference: Option<u64>,
+) -> sequential::Stratum {
+    let slow = |s: &EnvStats| reference.map_or(0, |ms| s.total.count_above(ms));
+    let (green, blue) = (&st.stats.green, &st.stats.blue);
+    sequential::Stratum {
+        counts: TickCounts {
+            green_requests: green.requests,
+            blue_requests: blue.requests,
+            green_errors: green.errors(),
+            blue_errors: blue.errors(),
+            green_slow: slow(green),
+            blue_slow: slow(blue),
+            green_answers: green.answers,
+            blue_answers: blue.answers,
+            green_defects: health.judged_defects(green),
+            blue_defects: health.judged_defects(blue),
+            green_scored: green.feedback.scored,
+            blue_scored: blue.feedback.scored,
+            green_negative: green.feedback.negative,
+            blue_negative: blue.feedback.negative,
+        },
+        in_step: st.in_step,
+        fine_errors: None,
+    }
+}
+
 fn sequential_verdict(
     r: &mut Rollout,
     strata: &Strata<'_>,
@@ -201,27 +248,10 @@ fn sequential_verdict(
     // Only a reference fixed before this tick's requests: on the first tick there is none, and
     // no request counts as slow.
     let reference = r.evidence.latency_reference_ms;
-    let slow = |s: &EnvStats| reference.map_or(0, |ms| s.total.count_above(ms));
-    let live = strata.live.iter().map(|st| sequential::Stratum {
-        counts: TickCounts {
-            green_requests: st.stats.green.requests,
-            blue_requests: st.stats.blue.requests,
-            green_errors: st.stats.green.errors(),
-            blue_errors: st.stats.blue.errors(),
-            green_slow: slow(&st.stats.green),
-            blue_slow: slow(&st.stats.blue),
-            green_answers: st.stats.green.answers,
-            blue_answers: st.stats.blue.answers,
-            green_defects: r.health.judged_defects(&st.stats.green),
-            blue_defects: r.health.judged_defects(&st.stats.blue),
-            green_scored: st.stats.green.feedback.scored,
-            blue_scored: st.stats.blue.feedback.scored,
-            green_negative: st.stats.green.feedback.negative,
-            blue_negative: st.stats.blue.feedback.negative,
-        },
-        in_step: st.in_step,
-        fine_errors: None,
-    });
+    let live = strata
+        .live
+        .iter()
+        .map(|st| live_stratum(&r.health, st, reference));
     let mut counts: Vec<sequential::Stratum> = live.collect();
     for st in strata.shadow {
         shadow_counts(&mut counts, strata.live, st, reference, &r.health);
