@@ -20,8 +20,9 @@ thread_local! {
     static INTAKE: RefCell<Intake> = RefCell::new(Intake::default());
 }
 
-/// Seconds a client refused for the rate is asked to wait.
-const RETRY_AFTER_S: u64 = 1;
+/// Seconds a client refused by the controller's intake is asked to wait: its bucket refills
+/// 100 scores a second.
+const CONTROLLER_RETRY_AFTER_S: u64 = 1;
 
 /// Handles one score.
 pub async fn score(mut req: Request, env: &Env, cfg: &Config, ctx: &Context) -> Result<Response> {
@@ -52,7 +53,9 @@ pub async fn score(mut req: Request, env: &Env, cfg: &Config, ctx: &Context) -> 
         )
     });
     if let Admit::Refuse(why) = admitted {
-        return Ok(refuse(&score, why, env, ctx));
+        // A credential's bucket gives a token every 60 / FEEDBACK_MAX_PER_MINUTE seconds.
+        let wait_s = 60u64.div_ceil(u64::from(cfg.feedback_max_per_minute.max(1)));
+        return Ok(refuse(&score, why, wait_s, env, ctx));
     }
     let json = serde_json::to_string(&score)
         .map_err(|e| ApiError::internal(&format!("a score serializes: {e}")))?;
@@ -62,25 +65,44 @@ pub async fn score(mut req: Request, env: &Env, cfg: &Config, ctx: &Context) -> 
     let status = answer.status_code();
     let text = answer.text().await?;
     match status {
-        200 | 409 => INTAKE.with(|i| i.borrow_mut().counted(&score.request_id)),
-        429 => return Ok(refuse(&score, Refused::Limited, env, ctx)),
+        200 => INTAKE.with(|i| i.borrow_mut().counted(&score.request_id)),
+        // Scored already (through another isolate, or before this one remembered it): a
+        // replay, counted as one.
+        409 => {
+            INTAKE.with(|i| i.borrow_mut().counted(&score.request_id));
+            count_refusal(&score, Refused::Replay, env, ctx);
+        }
+        429 => {
+            return Ok(refuse(
+                &score,
+                Refused::Limited,
+                CONTROLLER_RETRY_AFTER_S,
+                env,
+                ctx,
+            ))
+        }
         _ => {}
     }
     Ok(http::json_text(status, text, &[]))
 }
 
-/// Answers a score this isolate does not send on, and counts it as refused in the isolate's
-/// next stats batch.
-fn refuse(score: &Feedback, why: Refused, env: &Env, ctx: &Context) -> Response {
+/// Counts a score that was not counted, in this isolate's next stats batch.
+fn count_refusal(score: &Feedback, why: Refused, env: &Env, ctx: &Context) {
     let entry = score.refused_entry(now_ms(), why);
     if let Some(flush) = recorder::record_entry(&entry, env) {
         ctx.wait_until(flush);
     }
+}
+
+/// Answers a score that is not counted (a replay, or over a rate bound, to be sent again after
+/// `wait_s`), and counts it as refused.
+fn refuse(score: &Feedback, why: Refused, wait_s: u64, env: &Env, ctx: &Context) -> Response {
+    count_refusal(score, why, env, ctx);
     let error = match why {
         Refused::Replay => ApiError::duplicate_feedback(),
-        Refused::Limited => ApiError::feedback_rate_limited(RETRY_AFTER_S),
+        Refused::Limited => ApiError::feedback_rate_limited(wait_s),
     };
-    let retry_after = RETRY_AFTER_S.to_string();
+    let retry_after = wait_s.to_string();
     let headers: &[(&str, &str)] = match why {
         Refused::Replay => &[],
         Refused::Limited => &[("retry-after", &retry_after)],

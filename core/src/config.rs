@@ -486,6 +486,13 @@ impl Config {
         format!("{scheme}://{rest}")
     }
 
+    /// `text` (a runtime's message about a failed fetch, which may quote the URL it was given)
+    /// with the upstream base URL shown as [`Self::upstream_display`]: without the
+    /// credentials or query a misconfigured base might carry.
+    pub fn scrub_upstream(&self, text: &str) -> String {
+        text.replace(&self.upstream_base, &self.upstream_display())
+    }
+
     /// The upstream URL for an API path such as `/models` (the part after `/v1`).
     pub fn upstream_url(&self, path_and_query: &str) -> String {
         format!("{}{}", self.upstream_base, path_and_query)
@@ -711,6 +718,19 @@ mod tests {
         assert_eq!(c.upstream_display(), "https://proxy.example:8443/v1");
         let c = config(&[("UPSTREAM_BASE_URL", "http://k@127.0.0.1:9")]).unwrap();
         assert_eq!(c.upstream_display(), "http://127.0.0.1:9");
+        // A runtime's message quoting the URL it could not fetch shows the displayed form.
+        let c = config(&[(
+            "UPSTREAM_BASE_URL",
+            "https://user:sk-123@proxy.example:99999/v1?key=abc",
+        )])
+        .unwrap();
+        let said = "Fetch API cannot load: https://user:sk-123@proxy.example:99999/v1?key=abc/chat/completions";
+        let shown = c.scrub_upstream(said);
+        assert!(
+            !shown.contains("sk-123") && !shown.contains("key=abc"),
+            "{shown}"
+        );
+        assert!(shown.contains("https://proxy.example:99999/v1"), "{shown}");
         let c = config(&[
             ("MAX_BODY_BYTES", "536870912"),
             ("FIRST_BYTE_TIMEOUT_MS", "3600000"),

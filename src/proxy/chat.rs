@@ -114,6 +114,7 @@ fn respond(
     match (served.next, served.result) {
         (Next::Serve, Ok(reply)) => serve(reply, ex, ctx),
         (_, Err(NoReply::Connect(detail))) => {
+            let detail = ex.cfg.scrub_upstream(&detail);
             failure(&ApiError::upstream_unreachable(&model, &detail), ex, ctx)
         }
         (_, Err(NoReply::Stream(why))) => failure(

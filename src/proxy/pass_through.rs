@@ -49,7 +49,8 @@ pub async fn pass_through(
             return Err(ApiError::upstream_timeout("(pass-through)", timeout_ms).into())
         }
         Err(Failure::Connect(e)) => {
-            return Err(ApiError::upstream_unreachable("(pass-through)", &e).into())
+            let e = cfg.scrub_upstream(&e);
+            return Err(ApiError::upstream_unreachable("(pass-through)", &e).into());
         }
     };
     let status = resp.status_code();

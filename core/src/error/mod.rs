@@ -146,7 +146,7 @@ impl ApiError {
             "feedback_credential_unset",
             "Feedback needs a credential this deployment trusts: set the FEEDBACK_TOKEN secret \
              (`wrangler secret put FEEDBACK_TOKEN`) and send it as `Authorization: Bearer \
-             <token>`, or give the router keys (ROUTER_API_KEYS)."
+             <token>`, or give the router its own keys (HOLYSHEEP_API_KEY and ROUTER_API_KEYS)."
                 .into(),
         )
     }
