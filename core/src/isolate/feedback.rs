@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::environment::Environment;
 use crate::error::fields::Obj;
 use crate::error::ApiError;
-use crate::request::auth::{bearer, constant_time_eq, AuthMode};
+use crate::request::auth::{bearer, position_of, AuthMode};
 use crate::request::request_id::{self, IdError, Issued, Keys};
 use crate::stats::{BatchEntry, EnvStats, FeedbackCounts};
 use crate::util::rate::TokenBucket;
@@ -64,18 +64,8 @@ pub fn credential(
         return Err(ApiError::feedback_needs_credential());
     }
     let presented = bearer(authorization).ok_or_else(ApiError::feedback_unauthorized)?;
-    // Every credential is compared, so the time does not reveal which one matched.
-    let mut found = None;
-    for (i, trusted) in token
-        .into_iter()
-        .chain(keys.iter().map(String::as_str))
-        .enumerate()
-    {
-        if constant_time_eq(trusted.as_bytes(), presented.as_bytes()) && found.is_none() {
-            found = Some(i);
-        }
-    }
-    found.ok_or_else(ApiError::feedback_unauthorized)
+    let trusted = token.into_iter().chain(keys.iter().map(String::as_str));
+    position_of(trusted, presented).ok_or_else(ApiError::feedback_unauthorized)
 }
 
 /// What an isolate does with a verified score.
@@ -152,11 +142,6 @@ impl Intake {
             self.seen[self.next] = h;
             self.next = (self.next + 1) % REMEMBERED_IDS;
         }
-    }
-
-    /// Ids remembered.
-    pub fn remembered(&self) -> usize {
-        self.seen.len()
     }
 }
 
@@ -440,7 +425,7 @@ mod tests {
         // Once counted, a replay is answered here, whatever the bucket holds.
         intake.counted("id1");
         intake.counted("id1");
-        assert_eq!(intake.remembered(), 1);
+        assert_eq!(intake.seen.len(), 1);
         assert_eq!(
             intake.admit(0, "id1", NOW, 60),
             Admit::Refuse(Refused::Replay)
@@ -457,7 +442,7 @@ mod tests {
         for i in 0..REMEMBERED_IDS + 10 {
             intake.counted(&format!("bg2.g1.1.0.{i:016x}"));
         }
-        assert_eq!(intake.remembered(), REMEMBERED_IDS);
+        assert_eq!(intake.seen.len(), REMEMBERED_IDS);
         // The ten oldest are forgotten (the controller still refuses them), the newest kept.
         let first = format!("bg2.g1.1.0.{:016x}", 0);
         let last = format!("bg2.g1.1.0.{:016x}", REMEMBERED_IDS + 9);

@@ -34,6 +34,18 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
+/// Where `presented` is among the `trusted` tokens, if it is one. Every token is compared, in
+/// constant time, so the time does not reveal which one matched.
+pub fn position_of<'a>(trusted: impl Iterator<Item = &'a str>, presented: &str) -> Option<usize> {
+    let mut found = None;
+    for (i, t) in trusted.enumerate() {
+        if constant_time_eq(t.as_bytes(), presented.as_bytes()) && found.is_none() {
+            found = Some(i);
+        }
+    }
+    found
+}
+
 impl AuthMode {
     /// Checks the client's `Authorization` header and returns the header value to send
     /// upstream (`None`: send none).
@@ -45,10 +57,7 @@ impl AuthMode {
                 client_keys,
             } => {
                 let token = bearer(authorization).ok_or_else(ApiError::unauthorized)?;
-                // Every key is compared, so the time does not reveal which one matched.
-                let matched = client_keys.iter().fold(false, |acc, k| {
-                    acc | constant_time_eq(k.as_bytes(), token.as_bytes())
-                });
+                let matched = position_of(client_keys.iter().map(String::as_str), token).is_some();
                 if matched {
                     Ok(Some(format!("Bearer {upstream_key}")))
                 } else {
