@@ -141,7 +141,10 @@ const targets = [
       scriptPath: "build/index.js",
       modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
       kvNamespaces: ["ROUTER_KV"],
-      durableObjects: { ROLLOUT: { className: "RolloutController", useSQLite: true } },
+      durableObjects: {
+        ROLLOUT: { className: "RolloutController", useSQLite: true },
+        ROUTE_REGISTRY: { className: "RouteRegistry", useSQLite: true },
+      },
     },
     sim.url,
   ),

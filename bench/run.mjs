@@ -353,7 +353,10 @@ async function main() {
   // One at a time, so each new workerd pid is known to belong to the instance just started.
   const baseline = await startWorker("baseline", snapshot, "baseline.js", { UPSTREAM_BASE_URL: upstream });
   const router = await startWorker("router", snapshot, "index.js", { UPSTREAM_BASE_URL: upstream }, {
-    durableObjects: { ROLLOUT: { className: "RolloutController", useSQLite: true } },
+    durableObjects: {
+        ROLLOUT: { className: "RolloutController", useSQLite: true },
+        ROUTE_REGISTRY: { className: "RouteRegistry", useSQLite: true },
+      },
   });
   const targets = [direct, baseline, router];
   console.log(

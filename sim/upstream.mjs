@@ -198,7 +198,7 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
       model,
       choices: [{ text: " simulated", index: 0, logprobs: null, finish_reason: "stop" }],
       usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
-    });
+    }, { "x-sim-model": model, ...rule.headers });
   }
 
   // A completion request's body, model and rule; `null` once a 400 has answered a body that is

@@ -1,16 +1,29 @@
-//! `/admin/*`: the operator's API. This side checks the admin token; the rollout controller
-//! (the Durable Object) does the rest, so every admin request is forwarded to it unchanged.
+//! `/admin/*`: the operator's API. This side checks the admin token and reads which route and
+//! verb a path names (`/admin/<verb>` acts on the default route, `/admin/routes/{name}/<verb>`
+//! on route `name`); each route's controller (a Durable Object) runs the verb, and the route
+//! registry keeps which routes exist.
 //!
 //! Without `ADMIN_TOKEN` the API is off (503, saying how to turn it on). A missing or wrong
 //! token is a 401; the comparison takes the same time however much of the token matches.
 
 use bluegreen_core::error::ApiError;
-use worker::{Env, Request, Response};
+use bluegreen_core::request::path::split_url;
+use bluegreen_core::route::name::{admin_target, AdminTarget};
+use bluegreen_core::route::registry::{Registry, RouteDef};
+use futures_util::future::join_all;
+use serde::Serialize;
+use worker::{Env, Method, Request, Response};
 
+use crate::control::{self, REGISTRY_PATH, ROUTE_PATH};
 use crate::error::Result;
-use crate::{control, http, settings};
+use crate::http::{self, read_body};
+use crate::runtime::now_ms;
+use crate::settings;
 
-/// Checks the token and hands the request to the controller.
+/// Largest admin request body read here (the controller reads at most as much).
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// Checks the token, then hands the request to the route's controller or the registry.
 pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
     let cfg = settings::load(env)?;
     http::require_bearer(
@@ -20,5 +33,144 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         ApiError::admin_unauthorized,
     )
     .await?;
-    control::forward(env, req).await
+    let url = req.inner().url();
+    let (path, query) = split_url(&url);
+    let rest = path.trim_start_matches("/admin").trim_start_matches('/');
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let method = req.method();
+    let Some(target) = admin_target(rest) else {
+        http::drain(&mut req).await;
+        return Err(ApiError::not_found(path).into());
+    };
+    match (target, method) {
+        (AdminTarget::Routes, Method::Get) => list(env).await,
+        (AdminTarget::Route(name), Method::Put) => {
+            let body = admin_body(&mut req).await?;
+            put(env, name, &body).await
+        }
+        (AdminTarget::Route(name), Method::Get) => {
+            control::call(env, name, Method::Get, "/admin/status", None).await
+        }
+        (AdminTarget::Route(name), Method::Delete) => delete(env, name).await,
+        (AdminTarget::Verb { route, verb }, method) => {
+            let body = admin_body(&mut req).await?;
+            let target = match query {
+                Some(q) => format!("/admin/{verb}?{q}"),
+                None => format!("/admin/{verb}"),
+            };
+            let body = (!body.is_empty()).then_some(body.as_str());
+            control::call(env, route, method, &target, body).await
+        }
+        (AdminTarget::Routes, other) => {
+            http::drain(&mut req).await;
+            Err(ApiError::method_not_allowed(other.as_ref(), path, "GET").into())
+        }
+        (AdminTarget::Route(_), other) => {
+            http::drain(&mut req).await;
+            Err(ApiError::method_not_allowed(other.as_ref(), path, "GET, PUT, DELETE").into())
+        }
+    }
+}
+
+/// An admin body, at most 64 KiB, as text (admin bodies are JSON).
+async fn admin_body(req: &mut Request) -> Result<String> {
+    let bytes = read_body(req, MAX_ADMIN_BODY).await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// `PUT /admin/routes/{name}`: defines the route at its controller, then in the registry. A
+/// route the registry refuses (the limit) is deleted again at its controller, so that no
+/// controller exists for a route nobody can reach.
+async fn put(env: &Env, name: &str, body: &str) -> Result<Response> {
+    let value = bluegreen_core::error::fields::parse_body(body.as_bytes())?;
+    let def = RouteDef::from_json(name, &value, now_ms() / 1000)?;
+    let json = serde_json::to_string(&def).map_err(|e| ApiError::internal(&e.to_string()))?;
+    let mut defined = control::call(env, name, Method::Put, ROUTE_PATH, Some(&json)).await?;
+    let status = defined.status_code();
+    if !(200..300).contains(&status) {
+        return Ok(defined);
+    }
+    let path = format!("{REGISTRY_PATH}/{name}");
+    let listed = control::call_registry(env, Method::Put, &path, Some(&json)).await?;
+    if listed.status_code() != 200 {
+        if status == 201 {
+            control::call(env, name, Method::Delete, ROUTE_PATH, None).await?;
+        }
+        return Ok(listed);
+    }
+    let text = defined.text().await?;
+    Ok(http::json_text(
+        status,
+        text,
+        &[("cache-control", "no-store")],
+    ))
+}
+
+/// `DELETE /admin/routes/{name}`: deletes the route at its controller (refused while its
+/// rollout runs), then from the registry.
+async fn delete(env: &Env, name: &str) -> Result<Response> {
+    let deleted = control::call(env, name, Method::Delete, ROUTE_PATH, None).await?;
+    if deleted.status_code() != 200 {
+        return Ok(deleted);
+    }
+    let path = format!("{REGISTRY_PATH}/{name}");
+    control::call_registry(env, Method::Delete, &path, None).await?;
+    Ok(deleted)
+}
+
+/// One route in `GET /admin/routes`: its definition and its controller's status (or why it
+/// could not be read: one unhealthy controller leaves the list whole).
+#[derive(Serialize)]
+struct Listed {
+    name: String,
+    definition: RouteDef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+}
+
+/// `GET /admin/routes`: every route with its phase, split, verdict and last event, from the
+/// registry and each controller (a few at a time).
+async fn list(env: &Env) -> Result<Response> {
+    let cfg = settings::load(env)?;
+    let mut answer = control::call_registry(env, Method::Get, REGISTRY_PATH, None).await?;
+    let registry = Registry::parse(&answer.text().await?).map_err(|e| ApiError::internal(&e))?;
+    let defs = registry.definitions(&cfg.defaults);
+    let mut routes = Vec::with_capacity(defs.len());
+    for chunk in defs.chunks(control::FAN_OUT) {
+        let statuses = join_all(chunk.iter().map(|d| status_of(env, &d.name))).await;
+        for (def, status) in chunk.iter().zip(statuses) {
+            let (status, problem) = match status {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(e)),
+            };
+            routes.push(Listed {
+                name: def.name.clone(),
+                definition: def.clone(),
+                status,
+                problem,
+            });
+        }
+    }
+    Ok(http::json(
+        200,
+        &serde_json::json!({
+            "routes": routes,
+            "registry_version": registry.version,
+            "default_route": registry.has_default(),
+        }),
+    )?)
+}
+
+/// A route's status at its controller, or why it could not be had.
+async fn status_of(env: &Env, route: &str) -> std::result::Result<serde_json::Value, String> {
+    let mut resp = control::call(env, route, Method::Get, "/admin/status", None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    match resp.status_code() {
+        200 => serde_json::from_str(&text).map_err(|e| e.to_string()),
+        s => Err(format!("the controller answered {s}: {text}")),
+    }
 }

@@ -1,5 +1,6 @@
-//! The isolate's green breaker ([`bluegreen_core::request::breaker`]): one per isolate, built from the
-//! `GREEN_EJECTION*` settings on first use, fed with the clock, its events logged.
+//! The isolate's green breakers ([`bluegreen_core::request::breaker`]): one per route (each
+//! route's green is its own model, and one failing says nothing of another), built from the
+//! `GREEN_EJECTION*` settings on first use, fed with the clock, their events logged.
 //!
 //! It decides nothing: the core's breaker says whether a green request goes to green, when an
 //! attempt still waiting on green must be looked at again and whether it is given up. This
@@ -7,27 +8,30 @@
 //! whose drop tells the breaker that an attempt ended unjudged (the client went away).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use bluegreen_core::request::breaker::{
     Admit, Breaker, Check, Finish, Mode, Settings, Shed, Snapshot,
 };
 
+use crate::per_route::slot;
 use crate::runtime::now_ms;
 
 thread_local! {
-    static BREAKER: RefCell<Option<Breaker>> = const { RefCell::new(None) };
+    /// One breaker a route; bounded by the routes there are.
+    static BREAKERS: RefCell<HashMap<String, Breaker>> = RefCell::new(HashMap::new());
 }
 
-/// Runs `f` on the isolate's breaker (built from `settings` the first time), then logs the
-/// state changes it made.
-fn with<R>(settings: &Settings, f: impl FnOnce(&mut Breaker) -> R) -> R {
-    BREAKER.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let breaker = slot.get_or_insert_with(|| Breaker::new(*settings));
+/// Runs `f` on `route`'s breaker (built from `settings` the first time), then logs the state
+/// changes it made.
+fn with<R>(settings: &Settings, route: &str, f: impl FnOnce(&mut Breaker) -> R) -> R {
+    BREAKERS.with(|cell| {
+        let mut all = cell.borrow_mut();
+        let breaker = slot(&mut all, route, || Breaker::new(*settings));
         let result = f(breaker);
         while let Some(event) = breaker.poll_event() {
             match serde_json::to_string(&event) {
-                Ok(json) => worker::console_warn!("green_breaker {json}"),
+                Ok(json) => worker::console_warn!("green_breaker {route} {json}"),
                 Err(e) => worker::console_error!("green_breaker event not logged: {e}"),
             }
         }
@@ -43,31 +47,37 @@ pub enum Gate {
     Send(Option<Watch>),
 }
 
-/// Asks the breaker before a (not forced) green attempt in `mode`.
-pub fn admit(settings: &Settings, mode: Mode) -> Gate {
+/// Asks `route`'s breaker before a (not forced) green attempt in `mode`.
+pub fn admit(settings: &Settings, route: &str, mode: Mode) -> Gate {
     if !settings.enabled {
         return Gate::Send(None);
     }
-    match with(settings, |b| b.admit_green(mode, now_ms())) {
+    match with(settings, route, |b| b.admit_green(mode, now_ms())) {
         Admit::Green(ticket) | Admit::Probe(ticket) => Gate::Send(Some(Watch {
             settings: *settings,
+            route: route.to_string(),
             ticket: Some(ticket),
         })),
         Admit::Shed(shed) => Gate::Shed(shed),
     }
 }
 
-/// Tells the breaker that a blue attempt in `mode` answered, `answer_ms` after it was sent (to
-/// its headers, or a stream's first event): what green's hang deadline is measured against.
-pub fn blue_answered(settings: &Settings, mode: Mode, answer_ms: u64) {
+/// Tells `route`'s breaker that a blue attempt in `mode` answered, `answer_ms` after it was
+/// sent (to its headers, or a stream's first event): what green's hang deadline is measured
+/// against.
+pub fn blue_answered(settings: &Settings, route: &str, mode: Mode, answer_ms: u64) {
     if settings.enabled {
-        with(settings, |b| b.blue_answered(mode, answer_ms, now_ms()));
+        with(settings, route, |b| {
+            b.blue_answered(mode, answer_ms, now_ms())
+        });
     }
 }
 
-/// The breaker's state for `/healthz`; `None` while `GREEN_EJECTION` is off.
-pub fn snapshot(settings: &Settings) -> Option<Snapshot> {
-    settings.enabled.then(|| with(settings, |b| b.snapshot()))
+/// `route`'s breaker's state for `/healthz`; `None` while `GREEN_EJECTION` is off.
+pub fn snapshot(settings: &Settings, route: &str) -> Option<Snapshot> {
+    settings
+        .enabled
+        .then(|| with(settings, route, |b| b.snapshot()))
 }
 
 /// One green attempt the breaker tracks, from its send to its judgement. Dropped before
@@ -75,6 +85,7 @@ pub fn snapshot(settings: &Settings) -> Option<Snapshot> {
 /// without a word on green.
 pub struct Watch {
     settings: Settings,
+    route: String,
     /// `None` once the breaker no longer tracks it.
     ticket: Option<bluegreen_core::request::breaker::Ticket>,
 }
@@ -89,7 +100,7 @@ impl Watch {
         let Some(ticket) = self.ticket else {
             return Ok(None);
         };
-        match with(&self.settings, |b| b.check(ticket, now)) {
+        match with(&self.settings, &self.route, |b| b.check(ticket, now)) {
             Check::Wait { until_ms } => Ok((until_ms < limit_at_ms).then_some(until_ms)),
             Check::Abandon(shed) => {
                 self.ticket = None;
@@ -106,7 +117,7 @@ impl Watch {
     /// event (or its end or failure before one).
     pub fn finish(mut self, finish: Finish) {
         if let Some(ticket) = self.ticket.take() {
-            with(&self.settings, |b| {
+            with(&self.settings, &self.route, |b| {
                 b.attempt_finished(ticket, finish, now_ms())
             });
         }
@@ -116,7 +127,9 @@ impl Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            with(&self.settings, |b| b.attempt_cancelled(ticket, now_ms()));
+            with(&self.settings, &self.route, |b| {
+                b.attempt_cancelled(ticket, now_ms())
+            });
         }
     }
 }

@@ -1,10 +1,15 @@
-//! The Worker's client of the rollout controller (the `global` Durable Object): its stub and
-//! the internal routes the cron handler, the admin API and the stats recorder call. The
-//! controller's own code lives in `controller/`; this leaf only addresses it, so that callers
-//! never depend on the Durable Object's implementation.
+//! The Worker's client of the Durable Objects: each route's rollout controller (instance
+//! `global` for the default route, `route:<name>` for the others) and the route registry. The
+//! controllers' own code lives in `controller/`, the registry's in `registry.rs`; this leaf
+//! only addresses them, so that callers never depend on a Durable Object's implementation.
+//!
+//! Every call to a controller says which route it is for (`x-bluegreen-route`): the controller
+//! checks that the name leads to itself, and names its events, alerts and metrics after it.
 
 use bluegreen_core::request::routing::RoutingDoc;
-use worker::{Env, Method, Request, RequestInit, Response, Stub};
+use bluegreen_core::route::name::instance_name;
+use bluegreen_core::route::registry::Registry;
+use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
 
 use crate::error::{Error, Result};
 
@@ -16,31 +21,96 @@ pub const TICK_PATH: &str = "/internal/tick";
 pub const ROUTING_PATH: &str = "/internal/routing";
 /// Where an isolate hands over a verified feedback score.
 pub const FEEDBACK_PATH: &str = "/internal/feedback";
+/// Where the admin API defines (PUT) or deletes (DELETE) a route at its controller.
+pub const ROUTE_PATH: &str = "/internal/route";
+/// The registry's document (GET), and one route in it (`/internal/registry/<name>`, PUT and
+/// DELETE).
+pub const REGISTRY_PATH: &str = "/internal/registry";
+/// The header naming the route a controller call is for.
+pub const ROUTE_HEADER: &str = "x-bluegreen-route";
 
-/// The controller's stub. A stub fetch needs a full URL; the host is never resolved.
-fn stub(env: &Env) -> Result<Stub> {
+/// How many Durable Objects one invocation asks at once (the cron's ticks, a scrape, the
+/// routes' list): the runtime's simultaneous outgoing connections per invocation.
+pub const FAN_OUT: usize = 6;
+
+/// The registry's instance name (one registry a deployment).
+const REGISTRY_INSTANCE: &str = "registry";
+
+/// `route`'s controller. A stub fetch needs a full URL; the host is never resolved.
+fn stub(env: &Env, route: &str) -> Result<Stub> {
     Ok(env
         .durable_object("ROLLOUT")?
-        .id_from_name("global")?
+        .id_from_name(&instance_name(route))?
         .get_stub()?)
 }
 
-async fn post(env: &Env, path: &str, body: Option<&str>) -> Result<Response> {
+fn registry_stub(env: &Env) -> Result<Stub> {
+    Ok(env
+        .durable_object("ROUTE_REGISTRY")?
+        .id_from_name(REGISTRY_INSTANCE)?
+        .get_stub()?)
+}
+
+/// A request to a Durable Object at `path` (with its query, if any), for `route`.
+fn request(method: Method, path: &str, route: &str, body: Option<&str>) -> Result<Request> {
+    let headers = Headers::new();
+    headers.set(ROUTE_HEADER, route)?;
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
+    init.with_method(method)
+        .with_headers(headers)
         .with_body(body.map(wasm_bindgen::JsValue::from_str));
-    let req = Request::new_with_init(&format!("https://controller{path}"), &init)?;
-    Ok(stub(env)?.fetch_with_request(req).await?)
+    Ok(Request::new_with_init(
+        &format!("https://controller{path}"),
+        &init,
+    )?)
 }
 
-/// Hands an admin request (already authenticated) to the controller unchanged.
-pub async fn forward(env: &Env, req: Request) -> Result<Response> {
-    Ok(stub(env)?.fetch_with_request(req).await?)
+/// Calls `route`'s controller.
+pub async fn call(
+    env: &Env,
+    route: &str,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+) -> Result<Response> {
+    let req = request(method, path, route, body)?;
+    Ok(stub(env, route)?.fetch_with_request(req).await?)
 }
 
-/// Asks the controller to tick; returns its one-line summary. Called by the cron handler.
-pub async fn tick(env: &Env) -> Result<String> {
-    let mut resp = post(env, TICK_PATH, None).await?;
+/// Calls the registry.
+pub async fn call_registry(
+    env: &Env,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+) -> Result<Response> {
+    let req = request(method, path, "", body)?;
+    Ok(registry_stub(env)?.fetch_with_request(req).await?)
+}
+
+/// Every route's name, from the registry (which also writes itself to KV again when its last
+/// write failed): the cron's list.
+pub async fn route_names(env: &Env) -> Result<Vec<String>> {
+    let mut resp = call_registry(env, Method::Get, REGISTRY_PATH, None).await?;
+    let text = resp.text().await?;
+    if resp.status_code() != 200 {
+        return Err(Error::Runtime(format!(
+            "the registry answered {}: {text}",
+            resp.status_code()
+        )));
+    }
+    let registry = Registry::parse(&text).map_err(Error::Runtime)?;
+    let cfg = crate::settings::load(env)?;
+    Ok(registry
+        .definitions(&cfg.defaults)
+        .into_iter()
+        .map(|d| d.name)
+        .collect())
+}
+
+/// Asks `route`'s controller to tick; returns its one-line summary. Called by the cron handler.
+pub async fn tick(env: &Env, route: &str) -> Result<String> {
+    let mut resp = call(env, route, Method::Post, TICK_PATH, None).await?;
     let text = resp.text().await?;
     match resp.status_code() {
         200 => Ok(text),
@@ -50,11 +120,10 @@ pub async fn tick(env: &Env) -> Result<String> {
     }
 }
 
-/// The controller's split, for an isolate that cannot read KV: `None` when the controller has
-/// none of its own yet (before its first rollout, the vars are right).
-pub async fn routing(env: &Env) -> Result<Option<RoutingDoc>> {
-    let req = Request::new(&format!("https://controller{ROUTING_PATH}"), Method::Get)?;
-    let mut resp = stub(env)?.fetch_with_request(req).await?;
+/// `route`'s split at its controller, for an isolate that cannot read KV: `None` when the
+/// controller has none of its own yet (before its first rollout, the definition is right).
+pub async fn routing(env: &Env, route: &str) -> Result<Option<RoutingDoc>> {
+    let mut resp = call(env, route, Method::Get, ROUTING_PATH, None).await?;
     match resp.status_code() {
         200 => {
             let text = resp.text().await?;
@@ -67,18 +136,27 @@ pub async fn routing(env: &Env) -> Result<Option<RoutingDoc>> {
     }
 }
 
-/// Hands a verified score (its JSON) to the controller; its answer goes to the client as it is
-/// (200 counted, 409 already scored).
-pub async fn post_feedback(env: &Env, json: &str) -> Result<Response> {
-    post(env, FEEDBACK_PATH, Some(json)).await
+/// Hands a verified score (its JSON) to `route`'s controller; its answer goes to the client as
+/// it is (200 counted, 409 already scored).
+pub async fn post_feedback(env: &Env, route: &str, json: &str) -> Result<Response> {
+    call(env, route, Method::Post, FEEDBACK_PATH, Some(json)).await
 }
 
-/// Posts one stats batch (its JSON) to the controller; `Ok` once the controller took it (or
-/// knew it already).
-pub async fn post_stats(env: &Env, json: &str) -> Result<()> {
-    let resp = post(env, STATS_PATH, Some(json)).await?;
+/// What became of a stats batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// The controller took it (or knew it already).
+    Taken,
+    /// The route no longer exists: nobody will ever take it.
+    RouteGone,
+}
+
+/// Posts one stats batch (its JSON) to `route`'s controller.
+pub async fn post_stats(env: &Env, route: &str, json: &str) -> Result<Delivered> {
+    let resp = call(env, route, Method::Post, STATS_PATH, Some(json)).await?;
     match resp.status_code() {
-        200..=299 => Ok(()),
+        200..=299 => Ok(Delivered::Taken),
+        410 => Ok(Delivered::RouteGone),
         s => Err(Error::Runtime(format!("the controller answered {s}"))),
     }
 }

@@ -59,7 +59,7 @@ pub async fn score(mut req: Request, env: &Env, cfg: &Config, ctx: &Context) -> 
     }
     let json = serde_json::to_string(&score)
         .map_err(|e| ApiError::internal(&format!("a score serializes: {e}")))?;
-    let mut answer = control::post_feedback(env, &json).await?;
+    let mut answer = control::post_feedback(env, &score.route, &json).await?;
     // The controller's answer (200 counted, 409 already scored, 429 over its intake) is the
     // client's.
     let status = answer.status_code();
@@ -89,7 +89,7 @@ pub async fn score(mut req: Request, env: &Env, cfg: &Config, ctx: &Context) -> 
 /// Counts a score that was not counted, in this isolate's next stats batch.
 fn count_refusal(score: &Feedback, why: Refused, env: &Env, ctx: &Context) {
     let entry = score.refused_entry(now_ms(), why);
-    if let Some(flush) = recorder::record_entry(&entry, env) {
+    if let Some(flush) = recorder::record_entry(&entry, &score.route, env) {
         ctx.wait_until(flush);
     }
 }

@@ -1,4 +1,5 @@
-//! The routing document as this isolate sees it, and the one place that reads it from KV.
+//! Each route's routing document as this isolate sees it, and the one place that reads one
+//! from KV.
 //!
 //! Whether the cached document is fresh, which request refreshes it, which read's result
 //! stands and what stays in force when a read fails or finds an invalid document, the core's
@@ -8,63 +9,73 @@
 //! problem once, not on every refresh).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 
 use bluegreen_core::config::Config;
 use bluegreen_core::request::auth::AuthMode;
 use bluegreen_core::request::breaker::Snapshot;
-use bluegreen_core::request::routing::{RoutingDoc, RoutingError, ROUTING_KEY};
+use bluegreen_core::request::routing::{RoutingDoc, RoutingError};
 use bluegreen_core::request::routing_cache::{InForce, Landed, Poll, RoutingCache, Source};
+use bluegreen_core::route::name::routing_key;
+use bluegreen_core::route::registry::Route;
 use serde::Serialize;
 use worker::{Env, Response};
 
 use crate::error::{Error, Result};
+use crate::per_route::slot;
 use crate::runtime::now_ms;
-use crate::{breaker, control, settings};
+use crate::{breaker, control, routes, settings};
 
 thread_local! {
-    static CACHE: RefCell<RoutingCache> = RefCell::new(RoutingCache::default());
+    /// One cache a route this isolate served; bounded by the routes there are.
+    static CACHES: RefCell<HashMap<String, RoutingCache>> = RefCell::new(HashMap::new());
 }
 
-/// The routing document to use now.
-pub async fn current(env: &Env, cfg: &Config) -> Rc<RoutingDoc> {
-    refreshed(env, cfg).await.doc
+/// Runs `f` on `route`'s cache, made on first use.
+fn with_cache<T>(route: &str, f: impl FnOnce(&mut RoutingCache) -> T) -> T {
+    CACHES.with(|c| f(slot(&mut c.borrow_mut(), route, RoutingCache::default)))
 }
 
-/// The document in force, after reading KV when the cache says this request must.
-async fn refreshed(env: &Env, cfg: &Config) -> InForce {
-    let ticket = match CACHE.with(|c| c.borrow_mut().poll(now_ms(), cfg.routing_cache_ms)) {
+/// `route`'s routing document to use now.
+pub async fn current(env: &Env, cfg: &Config, route: &Route) -> Rc<RoutingDoc> {
+    refreshed(env, cfg, route).await.doc
+}
+
+/// `route`'s document in force, after reading KV when the cache says this request must.
+async fn refreshed(env: &Env, cfg: &Config, route: &Route) -> InForce {
+    let name = route.def.name.as_str();
+    let ticket = match with_cache(name, |c| c.poll(now_ms(), cfg.routing_cache_ms)) {
         Poll::Use(in_force) => return in_force,
         Poll::Refresh(ticket) => ticket,
     };
-    let read = read_document(env).await;
+    let read = read_document(env, name).await;
     let landed = match read {
-        // The vars are all this isolate has, and after a promotion they name the demoted
+        // The definition is all this isolate has, and after a promotion it names the demoted
         // model: the controller's split is better.
-        Err(problem) if CACHE.with(|c| c.borrow().wants_controller()) => {
-            match control::routing(env).await {
-                Ok(Some(doc)) => CACHE.with(|c| {
-                    c.borrow_mut()
-                        .land_from_controller(ticket, problem, doc, now_ms())
+        Err(problem) if with_cache(name, |c| c.wants_controller()) => {
+            match control::routing(env, name).await {
+                Ok(Some(doc)) => with_cache(name, |c| {
+                    c.land_from_controller(ticket, problem, doc, now_ms())
                 }),
                 other => {
                     if let Err(e) = other {
-                        worker::console_error!("routing: asking the controller failed: {e}");
+                        worker::console_error!("routing {name}: asking the controller failed: {e}");
                     }
                     let read = Err::<Option<RoutingDoc>, _>(problem);
-                    CACHE.with(|c| c.borrow_mut().land(ticket, read, now_ms(), &cfg.defaults))
+                    with_cache(name, |c| c.land(ticket, read, now_ms(), &route.defaults))
                 }
             }
         }
-        read => CACHE.with(|c| c.borrow_mut().land(ticket, read, now_ms(), &cfg.defaults)),
+        read => with_cache(name, |c| c.land(ticket, read, now_ms(), &route.defaults)),
     };
-    log_landed(&landed);
+    log_landed(name, &landed);
     landed.in_force
 }
 
 /// Logs what a read changed: a new or cleared problem, and a new split.
-fn log_landed(landed: &Landed) {
+fn log_landed(route: &str, landed: &Landed) {
     let InForce {
         doc,
         source,
@@ -73,15 +84,15 @@ fn log_landed(landed: &Landed) {
     if landed.problem_changed {
         match problem {
             Some(p) => worker::console_error!(
-                "routing: {p}; still serving version {} from {source:?}",
+                "routing {route}: {p}; still serving version {} from {source:?}",
                 doc.version
             ),
-            None => worker::console_log!("routing: document ok"),
+            None => worker::console_log!("routing {route}: document ok"),
         }
     }
     if landed.doc_changed {
         worker::console_log!(
-            "routing: version {} ({source:?}) blue={} green={} green_percent={}",
+            "routing {route}: version {} ({source:?}) blue={} green={} green_percent={}",
             doc.version,
             doc.blue_model,
             doc.green_model,
@@ -95,18 +106,18 @@ fn log_landed(landed: &Landed) {
 pub enum DocProblem {
     /// The `ROUTER_KV` binding is missing from the deployment.
     Binding(worker::Error),
-    /// KV did not answer the read.
-    Read(worker::KvError),
-    /// The stored text is not a valid routing document.
-    Invalid(RoutingError),
+    /// KV did not answer the read of the key.
+    Read(String, worker::KvError),
+    /// The stored text under the key is not a valid document.
+    Invalid(String, String),
 }
 
 impl fmt::Display for DocProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DocProblem::Binding(e) => write!(f, "the ROUTER_KV binding is missing: {e}"),
-            DocProblem::Read(e) => write!(f, "reading KV key `{ROUTING_KEY}` failed: {e}"),
-            DocProblem::Invalid(e) => write!(f, "KV document `{ROUTING_KEY}` ignored: {e}"),
+            DocProblem::Read(key, e) => write!(f, "reading KV key `{key}` failed: {e}"),
+            DocProblem::Invalid(key, e) => write!(f, "KV document `{key}` ignored: {e}"),
         }
     }
 }
@@ -123,25 +134,37 @@ pub fn store(env: &Env) -> Result<worker::kv::KvStore, DocProblem> {
     env.kv("ROUTER_KV").map_err(DocProblem::Binding)
 }
 
-/// The validated document in KV: `Ok(None)` when the key is absent, `Err` with the reason when
-/// it cannot be read or is invalid.
-pub async fn read_document(env: &Env) -> Result<Option<RoutingDoc>, DocProblem> {
-    let text = store(env)?
-        .get(ROUTING_KEY)
+/// The text under `key`: `Ok(None)` when the key is absent.
+pub async fn read_text(env: &Env, key: &str) -> Result<Option<String>, DocProblem> {
+    store(env)?
+        .get(key)
         .text()
         .await
-        .map_err(DocProblem::Read)?;
+        .map_err(|e| DocProblem::Read(key.to_string(), e))
+}
+
+/// `route`'s validated document in KV: `Ok(None)` when the key is absent, `Err` with the
+/// reason when it cannot be read or is invalid.
+pub async fn read_document(env: &Env, route: &str) -> Result<Option<RoutingDoc>, DocProblem> {
+    let key = routing_key(route);
+    let text = read_text(env, &key).await?;
     text.map(|t| RoutingDoc::parse(&t))
         .transpose()
-        .map_err(DocProblem::Invalid)
+        .map_err(|e: RoutingError| DocProblem::Invalid(key.to_string(), e.to_string()))
 }
 
 #[derive(Serialize)]
 struct Health<'a> {
     status: &'a str,
-    routing: &'a RoutingDoc,
-    routing_source: Source,
+    /// The default route's split; `null` when the deployment has no default route.
+    routing: Option<&'a RoutingDoc>,
+    routing_source: Option<Source>,
     routing_problem: Option<&'a str>,
+    /// How many routes this isolate knows, and the registry version they come from.
+    routes: usize,
+    routes_version: u64,
+    /// Why the route registry in KV is not in force, when it is not.
+    routes_problem: Option<&'a str>,
     routing_cache_seconds: f64,
     upstream: String,
     auth: &'a str,
@@ -149,35 +172,44 @@ struct Health<'a> {
     green_breaker: Option<Snapshot>,
 }
 
-/// `GET /healthz`: the routing document in force, where it came from and any problem with the
-/// one in KV. Never shows a secret.
+/// `GET /healthz`: the default route's routing document in force, where it came from and any
+/// problem with the one in KV, and the route registry's. Never shows a secret.
 pub async fn healthz(env: &Env) -> Result<Response> {
     let cfg = settings::load(env)?;
-    let state = refreshed(env, &cfg).await;
+    let table = routes::table(env, &cfg).await;
+    let default = match table.doc.get(bluegreen_core::route::DEFAULT) {
+        Some(route) => Some(refreshed(env, &cfg, route).await),
+        None => None,
+    };
+    let problem = default.as_ref().and_then(|s| s.problem.as_deref());
     let body = Health {
-        status: if state.problem.is_some() {
+        status: if problem.is_some() || table.problem.is_some() {
             "degraded"
         } else {
             "ok"
         },
-        routing: &state.doc,
-        routing_source: state.source,
-        routing_problem: state.problem.as_deref(),
+        routing: default.as_ref().map(|s| &*s.doc),
+        routing_source: default.as_ref().map(|s| s.source),
+        routing_problem: problem,
+        routes: table.doc.len(),
+        routes_version: table.doc.version(),
+        routes_problem: table.problem.as_deref(),
         routing_cache_seconds: cfg.routing_cache_ms as f64 / 1000.0,
         upstream: cfg.upstream_display(),
         auth: match cfg.auth {
             AuthMode::Passthrough => "passthrough",
             AuthMode::RouterKeys { .. } => "router_keys",
         },
-        green_breaker: breaker::snapshot(&cfg.green_ejection),
+        green_breaker: breaker::snapshot(&cfg.green_ejection, bluegreen_core::route::DEFAULT),
     };
     Ok(Response::from_json(&body)?)
 }
 
-/// Reads and validates the KV document now, bypassing the cache (for the cron handler).
-pub async fn check_document(env: &Env) -> Result<String, DocProblem> {
-    Ok(match read_document(env).await? {
-        None => "no routing document in KV; defaults in force".into(),
+/// Reads and validates `route`'s KV document now, bypassing the cache (for a tick's summary,
+/// so that a broken document shows in the cron's log within a minute without traffic).
+pub async fn check_document(env: &Env, route: &str) -> Result<String, DocProblem> {
+    Ok(match read_document(env, route).await? {
+        None => "no routing document in KV; the route's definition in force".into(),
         Some(d) => format!(
             "routing document version {} is valid ({}% green)",
             d.version, d.green_percent

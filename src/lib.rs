@@ -14,16 +14,21 @@ mod feedback;
 mod http;
 mod js;
 mod kv;
+mod kv_writer;
 mod metrics;
+mod per_route;
 mod proxy;
 mod recorder;
+mod registry;
 mod retry;
+mod routes;
 mod runtime;
 mod settings;
 mod upstream;
 
 use bluegreen_core::error::ApiError;
 use bluegreen_core::request::path;
+use futures_util::future::join_all;
 use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::error::Result;
@@ -74,6 +79,21 @@ async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<
             }
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "POST").into()),
         },
+        "/v1/models" => match method {
+            Method::Get => {
+                let cfg = settings::load(env)?;
+                routes::models(&req, env, &cfg, None).await
+            }
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
+        },
+        p if p.starts_with("/v1/models/") => match method {
+            Method::Get => {
+                let cfg = settings::load(env)?;
+                let id = &p["/v1/models/".len()..];
+                routes::models(&req, env, &cfg, Some(id)).await
+            }
+            _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
+        },
         "/dashboard" => match method {
             Method::Get | Method::Head => dashboard::page(),
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
@@ -91,17 +111,31 @@ async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<
     }
 }
 
-/// The cron handler: asks the rollout controller to tick (judge, advance, roll back), then
-/// checks the routing document in KV so that a broken one shows in the logs within a minute
-/// even when no traffic arrives.
+/// The cron handler: asks every route's controller to tick (judge, advance, roll back; each
+/// also reads its routing document, so that a broken one shows in the logs within a minute even
+/// when no traffic arrives), a few at a time, and logs one line per route. One route's
+/// controller failing leaves the others' ticks alone.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    match control::tick(&env).await {
-        Ok(summary) => worker::console_log!("cron {}: tick {summary}", event.cron()),
-        Err(problem) => worker::console_error!("cron {}: tick failed: {problem}", event.cron()),
-    }
-    match kv::check_document(&env).await {
-        Ok(summary) => worker::console_log!("cron {}: {summary}", event.cron()),
-        Err(problem) => worker::console_error!("cron {}: {problem}", event.cron()),
+    let cron = event.cron();
+    let names = match control::route_names(&env).await {
+        Ok(names) => names,
+        Err(problem) => {
+            worker::console_error!(
+                "cron {cron}: the route registry failed ({problem}); ticking the default route"
+            );
+            vec![bluegreen_core::route::DEFAULT.to_string()]
+        }
+    };
+    for chunk in names.chunks(control::FAN_OUT) {
+        let ticks = chunk.iter().map(|route| control::tick(&env, route));
+        for (route, result) in chunk.iter().zip(join_all(ticks).await) {
+            match result {
+                Ok(summary) => worker::console_log!("cron {cron}: route {route}: tick {summary}"),
+                Err(problem) => {
+                    worker::console_error!("cron {cron}: route {route}: tick failed: {problem}")
+                }
+            }
+        }
     }
 }

@@ -1,17 +1,22 @@
 //! `GET /metrics`: the Prometheus scrape. This side checks the metrics token, its own so that
-//! a scraper never holds the admin token; the rollout controller builds the text from what it
-//! holds in memory (`bluegreen_core::controller::metrics`), with no storage query.
+//! a scraper never holds the admin token; each route's controller builds its text from what it
+//! holds in memory (`bluegreen_core::controller::metrics`), with no storage query, every sample
+//! labelled with its route, and this side merges them into one text (each family once). A
+//! route whose controller does not answer is left out and shows as
+//! `bluegreen_route_scrape_ok{route="…"} 0`, so one unhealthy route never fails the scrape.
 //!
 //! Without `METRICS_TOKEN` the endpoint is off (503, saying how to turn it on). A missing or
 //! wrong token is a 401, compared in constant time.
 
+use bluegreen_core::controller::metrics::{merge, route_scrape_family, CONTENT_TYPE};
 use bluegreen_core::error::ApiError;
-use worker::{Env, Request, Response};
+use futures_util::future::join_all;
+use worker::{Env, Method, Request, Response};
 
 use crate::error::Result;
-use crate::{control, http, settings};
+use crate::{control, http, routes, settings};
 
-/// Checks the token and hands the scrape to the controller.
+/// Checks the token, then asks every route's controller for its text and merges them.
 pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
     let cfg = settings::load(env)?;
     http::require_bearer(
@@ -21,5 +26,51 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         ApiError::metrics_unauthorized,
     )
     .await?;
-    control::forward(env, req).await
+    let table = routes::table(env, &cfg).await.doc;
+    let names: Vec<&str> = table.sorted().iter().map(|r| r.def.name.as_str()).collect();
+    let mut texts = Vec::with_capacity(names.len());
+    for chunk in names.chunks(control::FAN_OUT) {
+        texts.extend(join_all(chunk.iter().map(|route| scrape(env, route))).await);
+    }
+    let scraped: Vec<(&str, bool)> = names
+        .iter()
+        .zip(&texts)
+        .map(|(name, text)| (*name, text.is_some()))
+        .collect();
+    let up = route_scrape_family(&scraped);
+    let text = merge(
+        texts
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .chain([up.as_str()]),
+    );
+    Ok(http::text(
+        200,
+        CONTENT_TYPE,
+        text,
+        &[("cache-control", "no-store")],
+    ))
+}
+
+/// `route`'s text, or `None` (logged) when its controller did not give one.
+async fn scrape(env: &Env, route: &str) -> Option<String> {
+    let got = async {
+        let mut resp = control::call(env, route, Method::Get, "/metrics", None).await?;
+        let status = resp.status_code();
+        let text = resp.text().await?;
+        match status {
+            200 => Ok(text),
+            s => Err(crate::error::Error::Runtime(format!(
+                "it answered {s}: {text}"
+            ))),
+        }
+    };
+    match got.await {
+        Ok(text) => Some(text),
+        Err(e) => {
+            worker::console_error!("metrics: route {route}'s controller left out: {e}");
+            None
+        }
+    }
 }

@@ -1,7 +1,9 @@
-//! Getting every outcome record to the rollout controller, off the response path.
+//! Getting every outcome record to its route's rollout controller, off the response path.
 //!
-//! Records are added to a per-isolate [`Outbox`] (a few counter and histogram updates in
-//! wasm, no I/O), and sent to the controller as one batch at most a second later. The request
+//! Records are added to the isolate's [`Outbox`] of their route (a few counter and histogram
+//! updates in wasm, no I/O), and sent to that route's controller as one batch at most a second
+//! later. Each route's outbox flushes on its own, so that a route whose controller is
+//! unhealthy keeps its own batches and holds up no other route's. The request
 //! that finds no flush scheduled becomes the flusher: inside its own `ctx.wait_until` it waits
 //! out the second, takes everything gathered, and posts it. Every other request only adds its
 //! record. No request ever waits on another request's I/O (the runtime would cancel it as
@@ -14,6 +16,7 @@
 //! up on, the core's [`Outbox`] decides; this module waits, posts and logs.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bluegreen_core::config::Config;
@@ -24,12 +27,21 @@ use bluegreen_core::stats::BatchEntry;
 use bluegreen_core::util::retry::Schedule;
 use worker::{Delay, Env};
 
+use crate::control::Delivered;
 use crate::error::Result;
+use crate::per_route::slot;
 use crate::runtime::{now_ms, random_id};
 use crate::{control, retry};
 
 thread_local! {
-    static OUTBOX: RefCell<Outbox> = RefCell::new(Outbox::default());
+    /// One outbox a route that served requests in this isolate. Bounded by the routes there are
+    /// (`ROUTE_LIMIT`); a deleted route's outbox empties at its next flush.
+    static OUTBOXES: RefCell<HashMap<String, Outbox>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `f` on `route`'s outbox, made on first use.
+fn with_outbox<T>(route: &str, f: impl FnOnce(&mut Outbox) -> T) -> T {
+    OUTBOXES.with(|o| f(slot(&mut o.borrow_mut(), route, Outbox::default)))
 }
 
 /// Logs the record and adds it to this isolate's next batch. Returns the flush to run in this
@@ -40,12 +52,11 @@ pub fn record(
     env: &Env,
 ) -> Option<impl std::future::Future<Output = ()>> {
     worker::console_log!("outcome {}", record.to_json());
-    let claimed = OUTBOX.with(|o| {
-        let mut o = o.borrow_mut();
+    let claimed = with_outbox(&record.route, |o| {
         o.add(record, &cfg.prices);
         o.claim_flush()
     });
-    claimed.then(|| flush(env.clone()))
+    claimed.then(|| flush(env.clone(), record.route.clone()))
 }
 
 /// Adds a shadow copy's end (`None`: a request the cost bound kept from being copied), paired
@@ -57,26 +68,25 @@ pub fn record_shadow(
     cfg: &Config,
     env: &Env,
 ) -> Option<impl std::future::Future<Output = ()>> {
-    let claimed = OUTBOX.with(|o| {
-        let mut o = o.borrow_mut();
+    let claimed = with_outbox(&blue.route, |o| {
         o.add_shadow(green, blue, &cfg.prices);
         o.claim_flush()
     });
-    claimed.then(|| flush(env.clone()))
+    claimed.then(|| flush(env.clone(), blue.route.clone()))
 }
 
-/// Adds a stats entry made elsewhere (a refused feedback score's) to this isolate's next
-/// batch. Returns the flush to run when this caller must send it.
+/// Adds a stats entry made elsewhere (a refused feedback score's) to `route`'s next batch.
+/// Returns the flush to run when this caller must send it.
 pub fn record_entry(
     entry: &BatchEntry,
+    route: &str,
     env: &Env,
 ) -> Option<impl std::future::Future<Output = ()>> {
-    let claimed = OUTBOX.with(|o| {
-        let mut o = o.borrow_mut();
+    let claimed = with_outbox(route, |o| {
         o.add_entry(entry);
         o.claim_flush()
     });
-    claimed.then(|| flush(env.clone()))
+    claimed.then(|| flush(env.clone(), route.to_string()))
 }
 
 fn log_dropped(dropped: Dropped) {
@@ -90,45 +100,50 @@ fn log_dropped(dropped: Dropped) {
     }
 }
 
-/// Waits [`FLUSH_AFTER_MS`], then posts everything gathered and anything left undelivered,
-/// one batch at a time, stopping at the first batch the controller does not take.
-async fn flush(env: Env) {
+/// Waits [`FLUSH_AFTER_MS`], then posts everything `route` gathered and anything left
+/// undelivered, one batch at a time, stopping at the first batch the controller does not take.
+async fn flush(env: Env, route: String) {
     Delay::from(Duration::from_millis(FLUSH_AFTER_MS)).await;
     let started = now_ms();
-    let dropped = OUTBOX.with(|o| o.borrow_mut().seal(started, random_id()));
+    let dropped = with_outbox(&route, |o| o.seal(started, random_id()));
     log_dropped(dropped);
     loop {
         let now = now_ms();
         if !within_budget(started, now) {
             break;
         }
-        let Some(Claimed { id, requests, json }) = OUTBOX.with(|o| o.borrow_mut().claim(now))
-        else {
+        let Some(Claimed { id, requests, json }) = with_outbox(&route, |o| o.claim(now)) else {
             break;
         };
-        let result = post(&env, &json).await;
-        OUTBOX.with(|o| {
-            let mut o = o.borrow_mut();
-            match &result {
-                Ok(()) => o.ack(&id),
-                Err(_) => o.release(&id),
-            }
+        let result = post(&env, &route, &json).await;
+        with_outbox(&route, |o| match &result {
+            Ok(_) => o.ack(&id),
+            Err(_) => o.release(&id),
         });
-        if let Err(e) = result {
-            worker::console_error!(
-                "stats batch {id} ({requests} requests) not delivered, kept for the next flush: {e}"
-            );
-            break;
+        match result {
+            Ok(Delivered::Taken) => {}
+            Ok(Delivered::RouteGone) => {
+                worker::console_warn!(
+                    "stats batch {id} ({requests} requests) dropped: route {route} was deleted"
+                );
+            }
+            Err(e) => {
+                worker::console_error!(
+                    "stats batch {id} ({requests} requests) of route {route} not delivered, kept \
+                     for the next flush: {e}"
+                );
+                break;
+            }
         }
     }
 }
 
-/// Posts one batch to the controller on the stats schedule; the same body every time.
-async fn post(env: &Env, json: &str) -> Result<()> {
+/// Posts one batch to `route`'s controller on the stats schedule; the same body every time.
+async fn post(env: &Env, route: &str, json: &str) -> Result<Delivered> {
     let quiet = |_: usize, _: &str| {}; // only the final failure is logged, by the flush
     retry::run(
         &Schedule::STATS_BATCH,
-        || control::post_stats(env, json),
+        || control::post_stats(env, route, json),
         quiet,
     )
     .await

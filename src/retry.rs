@@ -11,16 +11,16 @@ use worker::Delay;
 
 use crate::error::{Error, Result};
 
-/// Runs `attempt` on `schedule` until one succeeds; `failed(n, why)` hears of each failed
-/// attempt (1-based), and `Err` describes the last one.
-pub async fn run<F, Fut>(
+/// Runs `attempt` on `schedule` until one succeeds, with its value; `failed(n, why)` hears of
+/// each failed attempt (1-based), and `Err` describes the last one.
+pub async fn run<T, F, Fut>(
     schedule: &Schedule,
     mut attempt: F,
     mut failed: impl FnMut(usize, &str),
-) -> Result<()>
+) -> Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<()>>,
+    Fut: Future<Output = Result<T>>,
 {
     let mut last = String::from("no attempt made");
     for (n, wait_ms) in schedule.waits_ms.iter().enumerate() {
@@ -29,7 +29,7 @@ where
         }
         let limit = Delay::from(Duration::from_millis(schedule.attempt_timeout_ms));
         let why = match select(Box::pin(attempt()), Box::pin(limit)).await {
-            Either::Left((Ok(()), _)) => return Ok(()),
+            Either::Left((Ok(value), _)) => return Ok(value),
             Either::Left((Err(e), _)) => e.to_string(),
             Either::Right(_) => format!(
                 "no answer in {} s",

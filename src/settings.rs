@@ -25,6 +25,12 @@ pub fn load(env: &Env) -> Result<Rc<Config>> {
                     if let Some(problem) = cfg.feedback_problem {
                         worker::console_error!("configuration: {problem}");
                     }
+                    for call in cfg.pass_through.routed_entries() {
+                        worker::console_warn!(
+                            "configuration: PASS_THROUGH lists {call}, which the router now \
+                             answers from its routes; the entry is ignored"
+                        );
+                    }
                     Rc::new(cfg)
                 })
                 .map_err(|e| {

@@ -104,13 +104,10 @@ test("dot segments, plain or encoded, and backslashes are refused with a 400 whe
   assert.deepEqual(stack.sim.requests(), [], "a refused path reached the upstream");
 });
 
-test("the default pass-through forwards models, embeddings, legacy completions and moderations, and nothing else", async () => {
+test("the default pass-through forwards embeddings, legacy completions and moderations, and nothing else", async () => {
   const { url } = stack.router;
   stack.sim.reset();
   const forwarded = [
-    ["GET", "/v1/models?limit=5", 200],
-    ["GET", "/v1/models/deepseek-v3", 200],
-    ["GET", "/v1/models/", 404], // as sent, trailing slash and all
     ["POST", "/v1/embeddings", 404], // the simulator has no such route: its own 404 comes back
     ["POST", "/v1/completions", 200], // the simulator's legacy text completion
     ["POST", "/v1/moderations", 404],
@@ -124,7 +121,18 @@ test("the default pass-through forwards models, embeddings, legacy completions a
     assert.deepEqual([seen?.method, seen?.path], [method, path], `${method} ${path} did not reach the upstream as sent`);
     if (body) assert.equal(seen.body, body);
   }
-  assert.equal((await raw(url, "GET", "/v1/models/deepseek-v3")).body.id, "deepseek-v3");
+  // The models are the routes, answered by the router (the upstream is asked only whether it
+  // takes the client's key).
+  for (const path of ["/v1/models?limit=5", "/v1/models/"]) {
+    const r = await raw(url, "GET", path, { headers: JSON_HEADERS });
+    assert.equal(r.status, 200, `${path}: ${r.text}`);
+    assert.deepEqual(r.body.data.map((m) => m.id), ["default"], path);
+  }
+  assert.equal((await raw(url, "GET", "/v1/models/default")).body.id, "default");
+  assertRefused(await raw(url, "GET", "/v1/models/deepseek-v3"), 404, "model_not_found", "a model that is no route");
+  assertRefused(await raw(url, "GET", "/v1/models/a/b"), 404, "model_not_found", "a/b");
+  assertRefused(await raw(url, "POST", "/v1/models", { headers: JSON_HEADERS, body: "{}" }), 405, "method_not_allowed", "POST /v1/models");
+  assertRefused(await raw(url, "DELETE", "/v1/models/ft-model"), 405, "method_not_allowed", "DELETE /v1/models/ft-model");
 
   stack.sim.reset();
   const refused = [
@@ -139,9 +147,6 @@ test("the default pass-through forwards models, embeddings, legacy completions a
     ["POST", "/v1/fine_tuning/jobs"],
     ["POST", "/v1/audio/transcriptions"],
     ["POST", "/v1/images/generations"],
-    ["POST", "/v1/models"],
-    ["DELETE", "/v1/models/ft-model"],
-    ["GET", "/v1/models/a/b"],
     ["GET", "/v1/embeddings"],
     ["GET", "/v1/Models"],
     ["GET", "/v1"],
@@ -168,11 +173,17 @@ test("with the router's own upstream key, the allowlist holds as it does without
   }
   assert.deepEqual(s.sim.requests(), [], "a refused request spent the router's key upstream");
   // On the allowlist: a router key is needed, and the HolySheep key goes upstream.
-  assertRefused(await raw(s.router.url, "GET", "/v1/models"), 401, "invalid_api_key", "no key");
+  const body = '{"model":"deepseek-v3","prompt":"x"}';
+  assertRefused(await raw(s.router.url, "POST", "/v1/completions", { headers: JSON_HEADERS, body }), 401, "invalid_api_key", "no key");
   assert.equal(s.sim.requests().length, 0);
-  const ok = await raw(s.router.url, "GET", "/v1/models/gpt-4.1", { headers: { authorization: "Bearer rk-one" } });
+  const ok = await raw(s.router.url, "POST", "/v1/completions", { headers: { ...JSON_HEADERS, authorization: "Bearer rk-one" }, body });
   assert.equal(ok.status, 200, ok.text);
   assert.equal(s.sim.requests().at(-1).headers.authorization, "Bearer sk-holysheep");
+  // The routes are listed to a router key only, without asking the upstream.
+  assertRefused(await raw(s.router.url, "GET", "/v1/models"), 401, "invalid_api_key", "no key");
+  const models = await raw(s.router.url, "GET", "/v1/models/default", { headers: { authorization: "Bearer rk-one" } });
+  assert.equal(models.status, 200, models.text);
+  assert.equal(s.sim.requests().length, 1);
 });
 
 test("a pass-through call whose headers come with its whole answer is not cut at FIRST_BYTE_TIMEOUT_MS", async (t) => {
@@ -196,13 +207,20 @@ test("PASS_THROUGH replaces the allowlist; none turns the pass-through off; a ba
   const custom = await startStack({ PASS_THROUGH: "GET /v1/models, POST /v1/audio/{kind}\n  GET /v1/files/{id}/content" });
   t.after(() => custom.close());
   const { url } = custom.router;
-  for (const [method, path] of [["GET", "/v1/models"], ["POST", "/v1/audio/transcriptions"], ["POST", "/v1/audio/speech"], ["GET", "/v1/files/file-1/content"]]) {
+  // An entry for GET /v1/models, written before routes, is no error: the routes answer, and
+  // the log says so once.
+  const models = await raw(url, "GET", "/v1/models");
+  assert.deepEqual(models.body.data.map((m) => m.id), ["default"]);
+  const said = custom.router.logs.filter((l) => /PASS_THROUGH lists GET \/v1\/models, which the router now answers/.test(l.message));
+  assert.equal(said.length, 1, JSON.stringify(custom.router.logs.map((l) => l.message)));
+  custom.sim.reset();
+  for (const [method, path] of [["POST", "/v1/audio/transcriptions"], ["POST", "/v1/audio/speech"], ["GET", "/v1/files/file-1/content"]]) {
     const r = await raw(url, method, path, { body: method === "POST" ? "audio" : undefined });
     assert.doesNotMatch(r.text, /PASS_THROUGH/, `${method} ${path}: refused by the router`);
     assert.equal(custom.sim.requests().at(-1)?.path, path, `${method} ${path} was not forwarded`);
   }
   custom.sim.reset();
-  for (const [method, path] of [["GET", "/v1/models/gpt-4.1"], ["POST", "/v1/embeddings"], ["GET", "/v1/files/file-1"], ["POST", "/v1/audio/a/b"]]) {
+  for (const [method, path] of [["POST", "/v1/embeddings"], ["GET", "/v1/files/file-1"], ["POST", "/v1/audio/a/b"]]) {
     assertRefused(await raw(url, method, path, { body: method === "POST" ? "{}" : undefined }), 404, "not_found", `${method} ${path}`);
   }
   assert.deepEqual(custom.sim.requests(), []);
@@ -210,7 +228,7 @@ test("PASS_THROUGH replaces the allowlist; none turns the pass-through off; a ba
 
   const off = await startStack({ PASS_THROUGH: "none" });
   t.after(() => off.close());
-  assertRefused(await raw(off.router.url, "GET", "/v1/models"), 404, "not_found", "GET /v1/models with none");
+  assertRefused(await raw(off.router.url, "POST", "/v1/embeddings", { body: "{}" }), 404, "not_found", "POST /v1/embeddings with none");
   assert.deepEqual(off.sim.requests(), []);
   assert.equal((await chat(off.router.url)).status, 200);
 
@@ -306,7 +324,7 @@ test("cookies and headers named in Connection do not cross the proxy, either way
     const calls = [
       ["POST", "/v1/chat/completions", JSON.stringify(CHAT)],
       ["POST", "/v1/chat/completions", JSON.stringify({ ...CHAT, stream: true })],
-      ["GET", "/v1/models", undefined],
+      ["POST", "/v1/completions", JSON.stringify({ model: "deepseek-v3", prompt: "hi" })],
     ];
     for (const [method, path, body] of calls) {
       stack.sim.reset();

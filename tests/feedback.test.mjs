@@ -104,8 +104,8 @@ test("a score counts once for the environment that answered, read from the id, n
   assert.deepEqual(fb(after.stats.rollout.blue), [1, 0]);
   const minute = (await r.admin("GET", "history?minutes=2")).body.minutes.at(-1);
   assert.equal(minute.green.feedback_negative, 1, JSON.stringify(minute.green));
-  assert.equal(await metric(r, 'bluegreen_feedback_total{environment="green",model="green-m",score="negative"}'), 1);
-  assert.equal(await metric(r, 'bluegreen_feedback_total{environment="green",model="green-m",score="not_negative"}'), 1);
+  assert.equal(await metric(r, 'bluegreen_feedback_total{route="default",environment="green",model="green-m",score="negative"}'), 1);
+  assert.equal(await metric(r, 'bluegreen_feedback_total{route="default",environment="green",model="green-m",score="not_negative"}'), 1);
 });
 
 test("a forced request's score is counted apart; without a secret, or with a short one, feedback is off with a clear 503", async (t) => {
@@ -239,7 +239,7 @@ test("a flood of replays of one id is answered in the isolate; each credential's
   const replays = await pool(300, 16, () => score(r, { request_id: ids[0], score: -1 }));
   assert.deepEqual([...new Set(replays.map((x) => x.status))], [409]);
   assert.equal(replays[0].body.error.code, "duplicate_feedback");
-  const replayed = 'bluegreen_feedback_refused_total{environment="blue",model="blue-m",reason="replay"}';
+  const replayed = 'bluegreen_feedback_refused_total{route="default",environment="blue",model="blue-m",reason="replay"}';
   assert.equal(await eventually(async () => (await metric(r, replayed)) === 300, 8000), true, "replays counted by the isolate");
   // The bucket: 5 a minute, one taken above; four more go on, the rest get a 429 to retry.
   const results = [];
@@ -249,7 +249,7 @@ test("a flood of replays of one id is answered in the isolate; each credential's
   assert.equal(limited.body.error.code, "rate_limit_exceeded");
   assert.equal(limited.body.error.type, "rate_limit_error");
   assert.equal(limited.headers.get("retry-after"), "12", "a token every 60 / 5 s");
-  const rateLimited = 'bluegreen_feedback_refused_total{environment="blue",model="blue-m",reason="rate_limited"}';
+  const rateLimited = 'bluegreen_feedback_refused_total{route="default",environment="blue",model="blue-m",reason="rate_limited"}';
   assert.equal(await eventually(async () => (await metric(r, rateLimited)) === 7, 8000), true);
   const s = await r.status();
   assert.deepEqual(fb(s.stats.rollout.blue), [5, 1], "only what was sent on is counted");

@@ -38,7 +38,10 @@ export async function startRouter(vars = {}, { persistTo, withoutKv = false, dir
     compatibilityDate: compatibilityDate(),
     // `withoutKv`: no KV binding at all, so that every KV read and write fails.
     kvNamespaces: withoutKv ? [] : ["ROUTER_KV"],
-    durableObjects: { ROLLOUT: { className: "RolloutController", useSQLite: true } },
+    durableObjects: {
+      ROLLOUT: { className: "RolloutController", useSQLite: true },
+      ROUTE_REGISTRY: { className: "RouteRegistry", useSQLite: true },
+    },
     ...(persistTo
       ? { kvPersist: path.join(persistTo, "kv"), durableObjectsPersist: path.join(persistTo, "do") }
       : {}),

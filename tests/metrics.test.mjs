@@ -73,8 +73,8 @@ test("a missing or wrong token is refused with a 401; promtool passes a scrape o
   const empty = await scrape(url);
   assert.equal(empty.status, 200);
   assert.equal(empty.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
-  assert.equal(sample(empty.text, 'bluegreen_phase{phase="idle"}'), 1);
-  assert.equal(sample(empty.text, "bluegreen_step"), 0);
+  assert.equal(sample(empty.text, 'bluegreen_phase{route="default",phase="idle"}'), 1);
+  assert.equal(sample(empty.text, 'bluegreen_step{route="default"}'), 0);
   assert.ok(!empty.text.includes("bluegreen_requests_total"));
 
   // Traffic of every kind: plain, streamed, client errors, failures, forced, and a rollout
@@ -128,13 +128,13 @@ test("a missing or wrong token is refused with a 401; promtool passes a scrape o
   );
   assert.equal(total(res.text, "bluegreen_requests_total", 'class="client_error"'), 1);
   assert.equal(total(res.text, "bluegreen_requests_total", 'class="rate_limited"'), 1);
-  assert.equal(sample(res.text, 'bluegreen_forced_requests_total{environment="green"}'), 1);
-  assert.equal(sample(res.text, 'bluegreen_phase{phase="progressing"}'), 1);
-  assert.equal(sample(res.text, "bluegreen_step"), 1);
-  assert.equal(sample(res.text, "bluegreen_green_traffic_ratio"), 0.5);
-  assert.equal(sample(res.text, 'bluegreen_model_info{environment="green",model="green-m"}'), 1);
-  assert.ok(sample(res.text, 'bluegreen_verdict_log_rollback_level{test="errors"}') > 0);
-  assert.ok(Math.abs(sample(res.text, "bluegreen_last_tick_timestamp_seconds") - Date.now() / 1000) < 60);
+  assert.equal(sample(res.text, 'bluegreen_forced_requests_total{route="default",environment="green"}'), 1);
+  assert.equal(sample(res.text, 'bluegreen_phase{route="default",phase="progressing"}'), 1);
+  assert.equal(sample(res.text, 'bluegreen_step{route="default"}'), 1);
+  assert.equal(sample(res.text, 'bluegreen_green_traffic_ratio{route="default"}'), 0.5);
+  assert.equal(sample(res.text, 'bluegreen_model_info{route="default",environment="green",model="green-m"}'), 1);
+  assert.ok(sample(res.text, 'bluegreen_verdict_log_rollback_level{route="default",test="errors"}') > 0);
+  assert.ok(Math.abs(sample(res.text, 'bluegreen_last_tick_timestamp_seconds{route="default"}') - Date.now() / 1000) < 60);
   const tokens = total(res.text, "bluegreen_tokens_total", 'model="green-m",kind="completion"');
   assert.equal(tokens, rollout.green.completion_tokens);
   assert.ok(total(res.text, "bluegreen_cost_usd_total") > 0);

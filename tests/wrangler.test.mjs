@@ -78,6 +78,6 @@ test("a plain `wrangler dev` builds and serves the router, settings given with -
   assert.match(r.body.choices[0].message.content, /Hello from candidate-x/);
   const cron = await fetch(`${url}/__scheduled?cron=*+*+*+*+*`);
   assert.equal(cron.status, 200);
-  const logged = await eventually(() => /cron \* \* \* \* \*: no routing document in KV/.test(output), 10_000);
+  const logged = await eventually(() => /cron \* \* \* \* \*: route default: tick .*no routing document in KV/.test(output), 10_000);
   assert.ok(logged, output.slice(-2000));
 });

@@ -12,6 +12,7 @@ use crate::request::model;
 use crate::request::pass_through::PassThrough;
 use crate::request::request_id::{Keys, MIN_SECRET_BYTES};
 use crate::request::routing::RoutingDoc;
+use crate::route::registry::{UnknownModels, DEFAULT_ROUTE_LIMIT, MAX_ROUTES};
 use crate::stats::Prices;
 
 /// The default upstream: HolySheep's OpenAI-compatible API.
@@ -110,6 +111,11 @@ pub struct Config {
     /// token bucket, [`crate::shadow::Budget`]): the cost bound of a shadow step; requests
     /// drawn beyond it are not copied.
     pub shadow_max_per_minute: u32,
+    /// Where a `model` that names no route goes (`UNKNOWN_MODELS`): the default route, or
+    /// OpenAI's `404 model_not_found`.
+    pub unknown_models: UnknownModels,
+    /// Most routes the registry takes (`ROUTE_LIMIT`, at most [`MAX_ROUTES`]).
+    pub route_limit: usize,
 }
 
 /// Highest `SHADOW_MAX_PER_MINUTE`: a thousand copies a second from one isolate.
@@ -247,6 +253,19 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             version: 0,
             updated_at: None,
         })
+    }
+
+    /// `UNKNOWN_MODELS`: `default` (the default route serves them) or `reject` (404).
+    fn unknown_models(&self) -> Result<UnknownModels, ConfigError> {
+        match self
+            .text("UNKNOWN_MODELS")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("default") => Ok(UnknownModels::Default),
+            Some("reject") => Ok(UnknownModels::Reject),
+            Some(_) => Err(err("UNKNOWN_MODELS", "must be default or reject")),
+        }
     }
 
     /// The client auth mode; a HolySheep key without router keys would be an open relay.
@@ -459,6 +478,13 @@ impl Config {
                 0,
                 MAX_SHADOW_PER_MINUTE,
             )? as u32,
+            unknown_models: vars.unknown_models()?,
+            route_limit: vars.whole(
+                "ROUTE_LIMIT",
+                DEFAULT_ROUTE_LIMIT as u64,
+                1,
+                MAX_ROUTES as u64,
+            )? as usize,
         })
     }
 

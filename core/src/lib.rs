@@ -13,6 +13,8 @@
 //!   events, what makes an answer unusable);
 //! - [`request`]: the request path: which environment serves, fallback, the green breaker,
 //!   auth and headers, the routing document, request ids and the outcome record;
+//! - [`route`]: the names clients send as `model`, each with its own rollout, and the
+//!   registry that says which route a request goes to;
 //! - [`stats`]: what is counted of requests, shared by isolates and the controller;
 //! - [`verdict`]: the statistics that judge green (health policy, sequential test, incidents,
 //!   the split check);
@@ -29,6 +31,7 @@ pub mod environment;
 pub mod error;
 pub mod isolate;
 pub mod request;
+pub mod route;
 pub mod shadow;
 pub mod stats;
 pub mod util;

@@ -75,6 +75,7 @@ fn env_tick(rng: &mut SmallRng, prices: &Prices) -> EnvStats {
         let o = Outcome {
             request_id: "r".into(),
             at_ms: 0,
+            route: "default".into(),
             environment: Environment::Green,
             model: "m".into(),
             basis: Basis::Random,

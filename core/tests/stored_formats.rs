@@ -562,3 +562,43 @@ fn feedback_refusals_read_as_none_before_and_load_after() {
     assert!(blue.forced);
     assert_eq!(blue.stats.feedback.limited, 1);
 }
+
+#[test]
+fn the_route_registry_and_a_routes_event_written_by_the_release_that_added_routes_load() {
+    use bluegreen_core::route::registry::{Registry, RouteTable, UnknownModels};
+    let registry: Registry = load("routes/registry");
+    assert_eq!(registry.version, 3);
+    assert!(!registry.has_default());
+    let second = &registry.routes[1];
+    assert_eq!(
+        (
+            second.name.as_str(),
+            second.green_model.as_str(),
+            second.sticky
+        ),
+        ("openai/gpt-4.1", "gpt-4.1-mini", false)
+    );
+    let vars = bluegreen_core::config::Config::from_lookup(|_| None)
+        .unwrap()
+        .defaults;
+    let table = RouteTable::new(&registry, &vars);
+    assert!(table
+        .resolve(Some("gpt-4o"), UnknownModels::Default)
+        .is_none());
+    assert_eq!(
+        table
+            .resolve(Some("chat"), UnknownModels::Default)
+            .unwrap()
+            .defaults
+            .blue_model,
+        "deepseek-v3"
+    );
+    let event: Event = load("routes/event");
+    assert_eq!(
+        (event.kind, event.route.as_deref()),
+        (EventKind::RouteDefined, Some("chat"))
+    );
+    // An event stored before routes names none: the default route's.
+    let old: Vec<Event> = load("events");
+    assert!(old.iter().all(|e| e.route.is_none()));
+}

@@ -16,8 +16,8 @@ use worker::{Request, Response};
 
 use super::RolloutController;
 use crate::error::Result;
-use crate::http;
 use crate::runtime::now_ms;
+use crate::{http, kv};
 
 /// Largest admin request body.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -25,11 +25,14 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
 /// What a tick answers the cron handler.
 #[derive(Serialize)]
 struct Ticked<'a> {
+    route: &'a str,
     phase: &'a str,
     green_percent: f64,
     verdict: Option<VerdictStatus>,
     effects: usize,
     routing_synced: bool,
+    /// What a read of the routing document in KV found.
+    document: &'a str,
 }
 
 impl RolloutController {
@@ -118,8 +121,16 @@ impl RolloutController {
         self.prune_if_due(now)?;
         self.store.set_last_tick(now)?;
         self.with_mem(|m| m.last_tick_ms = Some(now));
+        let route = self.route_name();
+        // Read now, so that a broken document shows in the cron's log within a minute.
+        let document = match kv::check_document(&self.env, &route).await {
+            Ok(summary) => summary,
+            Err(problem) => problem.to_string(),
+        };
         let body = self.with_mem(|m| {
             serde_json::to_string(&Ticked {
+                route: &route,
+                document: &document,
                 phase: m.state.phase().name(),
                 green_percent: m.state.green_percent(),
                 verdict: m.state.verdict_status(),
@@ -142,14 +153,18 @@ impl RolloutController {
     /// memory alone (no storage query), so a scrape costs the text's size in CPU and holds up
     /// no tick or stats post for longer than that.
     pub(super) fn metrics(&self) -> Response {
+        let route = self.route_name();
         let text = self.with_mem(|m| {
-            let snap = Snapshot::of(
-                &m.state,
-                &m.scopes,
-                m.routing_synced(),
-                m.problem.is_some(),
-                m.last_tick_ms,
-            );
+            let snap = Snapshot {
+                route: &route,
+                ..Snapshot::of(
+                    &m.state,
+                    &m.scopes,
+                    m.routing_synced(),
+                    m.problem.is_some(),
+                    m.last_tick_ms,
+                )
+            };
             metrics::render(&snap)
         });
         http::text(

@@ -1,5 +1,11 @@
-//! The rollout controller: one Durable Object (class `RolloutController`, SQLite storage,
-//! instance `global`) that owns the rollout.
+//! The rollout controller: one Durable Object instance a route (class `RolloutController`,
+//! SQLite storage; instance `global` for the default route, `route:<name>` for the others)
+//! that owns the route's rollout.
+//!
+//! A route other than the default exists once `PUT /admin/routes/{name}` defined it at its
+//! controller (`/internal/route`); until then, and after its deletion, the controller answers
+//! 404 (410 to a stats batch, which the isolate then drops) and stores nothing. The default
+//! route exists unless deleted: made from the vars, as before routes.
 //!
 //! It keeps the rollout state, the stats windows, per-minute stats and the event log in its
 //! SQLite database ([`store`]), and a copy of the state and windows in memory. Every change is
@@ -15,7 +21,7 @@
 
 mod alerts;
 mod api;
-mod kv_writer;
+mod define;
 mod recovery;
 mod routing;
 mod store;
@@ -27,14 +33,18 @@ use bluegreen_core::controller::rollout::{Effect, Event, State, Transition};
 use bluegreen_core::controller::status::{self, Status};
 use bluegreen_core::controller::windows::Scopes;
 use bluegreen_core::error::ApiError;
+use bluegreen_core::route::name::{instance_name, route_of_instance};
+use bluegreen_core::route::DEFAULT;
 use bluegreen_core::util::rate::TokenBucket;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response};
 
-use crate::control::{FEEDBACK_PATH, ROUTING_PATH, STATS_PATH, TICK_PATH};
+use crate::control::{
+    FEEDBACK_PATH, ROUTE_HEADER, ROUTE_PATH, ROUTING_PATH, STATS_PATH, TICK_PATH,
+};
 use crate::error::Result;
+use crate::kv_writer::KvWriter;
 use crate::runtime::random_id;
 use crate::{http, settings};
-use kv_writer::KvWriter;
 use store::Store;
 
 /// What the controller holds in memory between requests.
@@ -72,6 +82,8 @@ pub struct RolloutController {
     writer: KvWriter,
     /// The scores it may still take ([`bluegreen_core::isolate::feedback::CONTROLLER_PER_MINUTE`]).
     score_intake: RefCell<TokenBucket>,
+    /// The route it judges, known from its first request.
+    route: RefCell<Option<String>>,
 }
 
 impl DurableObject for RolloutController {
@@ -83,6 +95,7 @@ impl DurableObject for RolloutController {
             mem: RefCell::new(None),
             writer: KvWriter::default(),
             score_intake: RefCell::new(TokenBucket::default()),
+            route: RefCell::new(None),
         }
     }
 
@@ -112,10 +125,14 @@ enum Route {
     Recover,
     Routing,
     Metrics,
+    Define,
+    Delete,
 }
 
 /// Every route, and the method it takes.
-const ROUTES: [(&str, Method, Route); 15] = [
+const ROUTES: [(&str, Method, Route); 17] = [
+    (ROUTE_PATH, Method::Put, Route::Define),
+    (ROUTE_PATH, Method::Delete, Route::Delete),
     (STATS_PATH, Method::Post, Route::Stats),
     (FEEDBACK_PATH, Method::Post, Route::Feedback),
     (TICK_PATH, Method::Post, Route::Tick),
@@ -155,7 +172,7 @@ fn find_route(req: &Request) -> Result<Route> {
 impl RolloutController {
     async fn route(&self, mut req: Request) -> Result<Response> {
         let cfg = settings::load(&self.env)?;
-        self.ensure_loaded(&cfg)?;
+        self.identify(&req)?;
         let route = match find_route(&req) {
             Ok(route) => route,
             Err(e) => {
@@ -163,6 +180,19 @@ impl RolloutController {
                 return Err(e);
             }
         };
+        if !self.ensure_loaded(&cfg)? {
+            return match route {
+                Route::Define => self.define(&cfg, &mut req).await,
+                _ => {
+                    http::drain(&mut req).await;
+                    Err(match route {
+                        Route::Stats => ApiError::route_gone(&self.route_name()),
+                        _ => ApiError::route_not_found(&self.route_name()),
+                    }
+                    .into())
+                }
+            };
+        }
         if matches!(
             route,
             Route::Start
@@ -194,17 +224,62 @@ impl RolloutController {
             Route::Recover => self.recover(&cfg).await,
             Route::Routing => self.own_routing(),
             Route::Metrics => Ok(self.metrics()),
+            Route::Define => self.define(&cfg, &mut req).await,
+            Route::Delete => self.delete().await,
         }
     }
 
-    /// Loads the state and windows from storage on first use.
-    fn ensure_loaded(&self, cfg: &Config) -> Result<()> {
-        if self.mem.borrow().is_some() {
+    /// Learns the route this instance judges, on its first request: from its own name, which
+    /// the runtime passes to an instance addressed by name, else from the caller's
+    /// `x-bluegreen-route` when that name leads here. A caller of a release before routes sends
+    /// none: only the default route's instance existed then.
+    fn identify(&self, req: &Request) -> Result<()> {
+        if self.route.borrow().is_some() {
             return Ok(());
         }
-        let memory = self.memory_from(self.store.open()?, cfg)?;
-        *self.mem.borrow_mut() = Some(memory);
+        let named = self.state.id().name();
+        let route = match named.as_deref().and_then(route_of_instance) {
+            Some(route) => route.to_string(),
+            None => {
+                let claimed = http::header(req, ROUTE_HEADER)
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| DEFAULT.to_string());
+                let namespace = self.env.durable_object("ROLLOUT")?;
+                let id = namespace.id_from_name(&instance_name(&claimed))?;
+                if id != self.state.id() {
+                    return Err(ApiError::internal("a call for another route's controller").into());
+                }
+                claimed
+            }
+        };
+        *self.route.borrow_mut() = Some(route);
         Ok(())
+    }
+
+    /// The route this controller judges.
+    fn route_name(&self) -> String {
+        self.route
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| DEFAULT.into())
+    }
+
+    /// Loads the state and windows from storage on first use; `false` when the route does not
+    /// exist (never created, or deleted), and nothing is loaded.
+    fn ensure_loaded(&self, cfg: &Config) -> Result<bool> {
+        if self.mem.borrow().is_some() {
+            return Ok(true);
+        }
+        let loaded = self.store.open()?;
+        let defaults = match (&loaded.route_def, self.route_name() == DEFAULT) {
+            (_, true) if loaded.deleted => return Ok(false),
+            (Some(def), _) => def.defaults(),
+            (None, true) => cfg.defaults.clone(),
+            (None, false) => return Ok(false),
+        };
+        let memory = self.memory_from(loaded, cfg, &defaults)?;
+        *self.mem.borrow_mut() = Some(memory);
+        Ok(true)
     }
 
     /// Runs `f` on the loaded memory. Every route loads it first ([`Self::ensure_loaded`]).
@@ -214,7 +289,7 @@ impl RolloutController {
 
     /// The status document at `now`.
     fn status_at(&self, now: u64) -> Status {
-        self.with_mem(|m| {
+        let mut status = self.with_mem(|m| {
             let synced = m.routing_synced();
             let mut status = status::status(&m.state, &m.scopes, synced, now);
             status.storage_problem = m
@@ -222,7 +297,16 @@ impl RolloutController {
                 .as_ref()
                 .map(|p| format!("stored rollout state unreadable: {}", p.error));
             status
-        })
+        });
+        status.route = self.route_name();
+        // The log's newest entry; a status is still a status when it cannot be read.
+        status.last_event = self
+            .store
+            .events(1)
+            .ok()
+            .and_then(|mut e| e.pop())
+            .map(|e| e.event);
+        status
     }
 
     /// Stores a transition, then performs what needs the network: alerts from `waitUntil`,
@@ -233,10 +317,14 @@ impl RolloutController {
         let Transition { state, effects } = transition;
         // The new windows, computed aside: memory changes only once storage has the change.
         let scopes = self.with_mem(|m| m.scopes.after(&effects, state.version()));
+        let route = self.route_name();
         let events: Vec<Event> = effects
             .into_iter()
             .filter_map(|e| match e {
-                Effect::Record(event) => Some(*event),
+                Effect::Record(event) => Some(Event {
+                    route: Some(route.clone()),
+                    ..*event
+                }),
                 _ => None,
             })
             .collect();

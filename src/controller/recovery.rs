@@ -11,6 +11,7 @@ use bluegreen_core::config::Config;
 use bluegreen_core::controller::rollout::{recover, unreadable, Salvage, State};
 use bluegreen_core::controller::windows::Scopes;
 use bluegreen_core::error::ApiError;
+use bluegreen_core::request::routing::RoutingDoc;
 use worker::Response;
 
 use super::store::{Loaded, Stored};
@@ -28,8 +29,14 @@ pub struct Unreadable {
 }
 
 impl RolloutController {
-    /// The memory for what `loaded` holds; records and alerts an unreadable state.
-    pub(super) fn memory_from(&self, loaded: Loaded, cfg: &Config) -> Result<Memory> {
+    /// The memory for what `loaded` holds, on the route's `defaults` when nothing is stored;
+    /// records and alerts an unreadable state.
+    pub(super) fn memory_from(
+        &self,
+        loaded: Loaded,
+        cfg: &Config,
+        defaults: &RoutingDoc,
+    ) -> Result<Memory> {
         let now = now_ms();
         let scopes = match loaded.scopes {
             Stored::Read(scopes) => scopes,
@@ -42,9 +49,13 @@ impl RolloutController {
         };
         let (state, problem) = match loaded.state {
             Stored::Read(state) => (state, None),
-            Stored::Missing => (State::initial(&cfg.defaults), None),
+            Stored::Missing => (State::initial(defaults), None),
             Stored::Unreadable { raw, error } => {
-                let (state, event) = unreadable(&cfg.defaults, &error, now);
+                let (state, event) = unreadable(defaults, &error, now);
+                let event = bluegreen_core::controller::rollout::Event {
+                    route: Some(self.route_name()),
+                    ..event
+                };
                 worker::console_error!("rollout event: {}", event.message);
                 self.store.record(std::slice::from_ref(&event))?;
                 if let Some(url) = cfg.alert_webhook_url.clone() {

@@ -8,8 +8,8 @@ use bluegreen_core::controller::rollout::{read_back, ReadBack, State};
 use bluegreen_core::request::routing::RoutingDoc;
 
 use super::alerts::{self, RoutingNote};
-use super::kv_writer::Written;
 use super::RolloutController;
+use crate::kv_writer::Written;
 use bluegreen_core::error::ApiError;
 use worker::Response;
 
@@ -29,7 +29,7 @@ impl RolloutController {
         if !self.with_mem(|m| adopts(m)) {
             return;
         }
-        if let Ok(Some(doc)) = kv::read_document(&self.env).await {
+        if let Ok(Some(doc)) = kv::read_document(&self.env, &self.route_name()).await {
             self.with_mem(|m| {
                 if adopts(m) {
                     m.state = State::initial(&doc);
@@ -52,7 +52,7 @@ impl RolloutController {
         if owned() {
             return own();
         }
-        match kv::read_document(&self.env).await {
+        match kv::read_document(&self.env, &self.route_name()).await {
             Ok(Some(doc)) if !owned() => doc,
             _ => own(),
         }
@@ -75,7 +75,10 @@ impl RolloutController {
     /// Writes the newest state's split to KV (retried within seconds) and records the version
     /// that landed; returns what an alert says about it.
     pub(super) async fn write_routing(&self, now: u64) -> RoutingNote {
-        let newest = || self.with_mem(|m| m.state.routing_doc(now.max(now_ms())));
+        let newest = || {
+            let doc = self.with_mem(|m| m.state.routing_doc(now.max(now_ms())));
+            (doc.version, doc)
+        };
         let written = |version: u64| {
             self.with_mem(|m| {
                 m.kv_version = version;
@@ -84,7 +87,8 @@ impl RolloutController {
             });
             self.store.set_kv_version(version)
         };
-        let result = self.writer.write(&self.env, newest, written).await;
+        let key = bluegreen_core::route::name::routing_key(&self.route_name());
+        let result = self.writer.write(&self.env, &key, newest, written).await;
         let version = self.with_mem(|m| m.state.version());
         match result {
             Ok(Written::Now) => RoutingNote::written(version),
@@ -106,10 +110,12 @@ impl RolloutController {
             return Ok(());
         }
         let version = self.with_mem(|m| m.state.version());
-        let kv = kv::read_document(&self.env).await.map_err(|e| match e {
-            DocProblem::Invalid(_) => ReadBack::Invalid(e.to_string()),
-            other => ReadBack::NotRead(other.to_string()),
-        });
+        let kv = kv::read_document(&self.env, &self.route_name())
+            .await
+            .map_err(|e| match e {
+                DocProblem::Invalid(..) => ReadBack::Invalid(e.to_string()),
+                other => ReadBack::NotRead(other.to_string()),
+            });
         // A command that changed the split during the read has written (or is writing) the
         // newest one: what was read says nothing about it.
         if self.with_mem(|m| m.state.version()) != version || self.writer.busy() {

@@ -1,7 +1,8 @@
 //! The controller's SQLite storage: the only file with SQL in it.
 //!
 //! Tables: `meta` (the rollout state, the stats windows, the routing version last written to
-//! KV and the time of the last tick, as JSON text under fixed keys), `minutes` (per-minute stats
+//! KV, the time of the last tick, and for a route created through the admin API its definition
+//! (`route_def`) or, once deleted, the mark `deleted`, as JSON text under fixed keys), `minutes` (per-minute stats
 //! per environment, kept 25 hours), `events` (the event log, the last 10 000), `batches` (stats
 //! batch ids seen in the last hour, so a retried batch counts once) and `scored` (request ids
 //! that got feedback, kept as long as an id takes feedback, so that each answer is scored
@@ -15,6 +16,7 @@ use bluegreen_core::controller::status::SPLIT_KINDS;
 use bluegreen_core::controller::windows::Scopes;
 use bluegreen_core::isolate::batch::Batch;
 use bluegreen_core::isolate::feedback::Feedback;
+use bluegreen_core::route::registry::RouteDef;
 use bluegreen_core::stats::{BatchEntry, EnvStats};
 use bluegreen_core::Environment;
 use serde::{Deserialize, Serialize};
@@ -88,6 +90,10 @@ pub struct Loaded {
     pub kv_version: Option<u64>,
     /// When the last tick ran (unix ms); `None` before the first.
     pub last_tick_ms: Option<u64>,
+    /// What the route was created with, when an operator created (or defined) it.
+    pub route_def: Option<RouteDef>,
+    /// The route was deleted (and not created again since).
+    pub deleted: bool,
 }
 
 /// The Durable Object's storage.
@@ -129,6 +135,10 @@ impl Store {
             scopes: parse(self.meta_get("scopes")?),
             kv_version: self.meta_get("kv_version")?.and_then(|v| v.parse().ok()),
             last_tick_ms: self.meta_get("last_tick_ms")?.and_then(|v| v.parse().ok()),
+            route_def: self
+                .meta_get("route_def")?
+                .and_then(|v| serde_json::from_str(&v).ok()),
+            deleted: self.meta_get("deleted")?.is_some(),
         })
     }
 }
@@ -253,6 +263,34 @@ impl Store {
     /// Records the routing version last written to KV.
     pub fn set_kv_version(&self, version: u64) -> Result<()> {
         self.meta_put("kv_version", version.to_string())
+    }
+
+    /// Records what the route was defined with; it exists (again) from now on.
+    pub fn set_route_def(&self, def: &RouteDef) -> Result<()> {
+        let def = to_json(def)?;
+        self.atomically(|| {
+            self.sql()
+                .exec("DELETE FROM meta WHERE k = 'deleted'", None)
+                .map_err(sql_err)?;
+            self.meta_put("route_def", def)
+        })
+    }
+
+    /// Deletes the route: everything stored goes, but the highest routing version written to
+    /// KV (a route created again starts above it, so that no isolate mistakes its split for an
+    /// older one) and the mark that it was deleted.
+    pub fn wipe(&self) -> Result<()> {
+        self.atomically(|| {
+            for table in ["minutes", "events", "batches", "scored"] {
+                self.sql()
+                    .exec(&format!("DELETE FROM {table}"), None)
+                    .map_err(sql_err)?;
+            }
+            self.sql()
+                .exec("DELETE FROM meta WHERE k <> 'kv_version'", None)
+                .map_err(sql_err)?;
+            self.meta_put("deleted", "1".into())
+        })
     }
 
     /// Records when the last tick ran.

@@ -21,10 +21,12 @@ use crate::breaker::{self, Gate, Watch};
 use crate::runtime::now_ms;
 use crate::upstream::{self, Failure};
 
-/// The first outcome record of a request served by `environment` (a shadow copy's too).
+/// The first outcome record of a request on `route` served by `environment` (a shadow copy's
+/// too).
 pub(super) fn outcome(
     request_id: &str,
     at_ms: u64,
+    route: &str,
     environment: Environment,
     doc: &RoutingDoc,
     selection: Selection,
@@ -33,6 +35,7 @@ pub(super) fn outcome(
     Outcome {
         request_id: request_id.to_string(),
         at_ms,
+        route: route.to_string(),
         environment,
         model: doc.model_for(environment).to_string(),
         basis: selection.basis,
@@ -53,6 +56,8 @@ pub(super) fn outcome(
 /// What every attempt of one request shares (a shadow copy's too).
 pub(super) struct Attempts<'a> {
     pub cfg: &'a Config,
+    /// The route's name: its green breaker is the one asked.
+    pub route: &'a str,
     pub doc: &'a RoutingDoc,
     pub chat: &'a ChatRequest<'a>,
     pub headers: &'a Headers,
@@ -163,11 +168,11 @@ impl Attempts<'_> {
     }
 
     /// Whether an attempt at `environment` goes ahead: a green one that is not forced asks
-    /// the isolate's green breaker.
+    /// the route's green breaker.
     fn gate(&self, environment: Environment) -> Gate {
         match environment {
             Environment::Green if !self.forced => {
-                breaker::admit(&self.cfg.green_ejection, self.mode())
+                breaker::admit(&self.cfg.green_ejection, self.route, self.mode())
             }
             _ => Gate::Send(None),
         }
@@ -225,6 +230,7 @@ impl Attempts<'_> {
             (Some(w), _) => w.finish(finish),
             (None, Environment::Blue) if finish == Finish::Ok => breaker::blue_answered(
                 &self.cfg.green_ejection,
+                self.route,
                 self.mode(),
                 now_ms().saturating_sub(sent_at_ms),
             ),

@@ -24,8 +24,8 @@ use super::attempt::{outcome, Attempts, NoReply, Reply, Served};
 use super::{headers, relay, shadow, Exchange};
 use crate::error::Result;
 use crate::http::{header, read_body};
-use crate::kv;
 use crate::runtime::{now_ms, Tag};
+use crate::{kv, routes};
 
 /// Handles one chat completion.
 pub async fn chat_completions(
@@ -49,16 +49,27 @@ pub async fn chat_completions(
     let body = read_body(&mut req, cfg.max_body_bytes).await?;
     let chat = ChatRequest::parse(&body)?;
 
-    let doc = kv::current(env, cfg).await;
+    let table = routes::table(env, cfg).await.doc;
+    let route = table
+        .resolve(chat.model.as_deref(), cfg.unknown_models)
+        .ok_or_else(|| match chat.model.as_deref() {
+            Some(model) => ApiError::model_not_found(model),
+            None => ApiError::invalid_field("model", "is required (a route's name)"),
+        })?;
+    let route_name = route.def.name.as_str();
+    let doc = kv::current(env, cfg, route).await;
     let sticky_key = header(&req, "x-bluegreen-sticky-key")
         .filter(|k| !k.is_empty())
         .or_else(|| chat.user.clone());
     let selection = select(&doc, forced, sticky_key.as_deref(), random_bucket(tag.draw));
     let sent = headers::upstream(&req, &cfg.auth, authorization.as_deref())?;
     // A shadow step's copy starts beside blue's attempt, never before it in line.
-    let pair = shadow::start(&doc, selection, tag, &body, &sent, cfg, env, ctx);
+    let pair = shadow::start(
+        route_name, &doc, selection, tag, &body, &sent, cfg, env, ctx,
+    );
     let attempts = Attempts {
         cfg,
+        route: route_name,
         doc: &doc,
         chat: &chat,
         headers: &sent,
@@ -71,6 +82,7 @@ pub async fn chat_completions(
         tag,
         served.is_answer(),
         Issued {
+            route: route_name.to_string(),
             environment,
             version: doc.version,
             at_ms: started_ms,
@@ -78,7 +90,15 @@ pub async fn chat_completions(
         },
     );
     let ex = Exchange {
-        record: outcome(&request_id, started_ms, environment, &doc, selection, &chat),
+        record: outcome(
+            &request_id,
+            started_ms,
+            route_name,
+            environment,
+            &doc,
+            selection,
+            &chat,
+        ),
         want: Expectations::of(&chat),
         env: env.clone(),
         cfg: cfg.clone(),

@@ -8,7 +8,7 @@
 
 mod attempt;
 mod chat;
-mod headers;
+pub(crate) mod headers;
 mod opening;
 mod pass_through;
 mod relay;
@@ -51,13 +51,15 @@ impl Exchange {
     /// The upstream's headers that go back to the client, plus where the request went.
     fn response_headers(&self, upstream: &Headers) -> Result<Headers> {
         let r = &self.record;
-        headers::routing(
+        let out = headers::routing(
             upstream,
             r.environment,
             Some(&r.model),
             &r.request_id,
             r.fallback,
-        )
+        )?;
+        out.set("x-bluegreen-route", &r.route)?;
+        Ok(out)
     }
 
     /// Accounts for the request once its last byte was sent, from inside a future that

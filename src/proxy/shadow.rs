@@ -121,6 +121,7 @@ fn record_pair(
 struct Job {
     cfg: Rc<Config>,
     env: Env,
+    route: String,
     doc: RoutingDoc,
     body: Vec<u8>,
     headers: Headers,
@@ -133,6 +134,7 @@ struct Job {
 /// returns the pair that blue's accounting fills.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn start(
+    route: &str,
     doc: &RoutingDoc,
     selection: Selection,
     tag: &Tag,
@@ -172,6 +174,7 @@ pub(super) fn start(
     let job = Job {
         cfg: cfg.clone(),
         env: env.clone(),
+        route: route.to_string(),
         doc: doc.clone(),
         body: body.to_vec(),
         headers,
@@ -290,6 +293,7 @@ async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Optio
     let mut record = outcome(
         &job.id,
         started_ms,
+        &job.route,
         Environment::Green,
         &job.doc,
         green,
@@ -299,6 +303,7 @@ async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Optio
     let want = Expectations::of(&chat);
     let attempts = Attempts {
         cfg: &job.cfg,
+        route: &job.route,
         doc: &job.doc,
         chat: &chat,
         headers: &job.headers,

@@ -22,6 +22,8 @@ pub struct ChatRequest<'a> {
     pub stream: bool,
     /// The OpenAI `user` field, used as the sticky key when no header gives one.
     pub user: Option<String>,
+    /// The `model` the client asked for: the route it goes to.
+    pub model: Option<String>,
 }
 
 struct Fields<'a>(Vec<(String, &'a RawValue)>);
@@ -85,11 +87,13 @@ impl<'a> ChatRequest<'a> {
             }
             Some(_) => {}
         }
-        if let Some(m) = get("model") {
-            if first_byte(m) != b'"' {
-                return Err(ApiError::invalid_field("model", "must be a string"));
+        let model = match get("model") {
+            Some(m) if first_byte(m) != b'"' => {
+                return Err(ApiError::invalid_field("model", "must be a string"))
             }
-        }
+            Some(m) => serde_json::from_str::<String>(m.get()).ok(),
+            None => None,
+        };
         let stream = match get("stream").map(RawValue::get) {
             None | Some("null") | Some("false") => false,
             Some("true") => true,
@@ -100,6 +104,7 @@ impl<'a> ChatRequest<'a> {
             fields,
             stream,
             user,
+            model,
         })
     }
 

@@ -52,6 +52,8 @@ pub struct TestEvidence {
 /// Everything the endpoint shows, as plain values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot<'a> {
+    /// The route whose controller this is: every sample carries it as its `route` label.
+    pub route: &'a str,
     /// The lifetime counters' routed series, by environment and model.
     pub series: &'a [Series],
     /// Requests clients forced to an environment, over the same life.
@@ -114,6 +116,7 @@ impl<'a> Snapshot<'a> {
             })
             .unwrap_or_default();
         Snapshot {
+            route: crate::route::DEFAULT,
             series: &scopes.lifetime.series,
             forced: scopes.lifetime.forced.clone(),
             shadow: &scopes.lifetime.shadow,
@@ -181,6 +184,8 @@ enum Value {
 /// scrape builds no intermediate structure); a family left without samples is taken out again.
 struct Text {
     out: String,
+    /// `route="<name>"`, escaped once: the first label of every sample.
+    route: String,
     /// The family being written, where it began, and how many samples it has (1 while no
     /// family is open, so that ending none takes nothing out).
     name: &'static str,
@@ -212,16 +217,12 @@ impl Text {
         let out = &mut self.out;
         out.push_str(self.name);
         out.push_str(suffix);
-        if !labels.is_empty() {
-            out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{k}=\"{}\"", escape_label(v));
-            }
-            out.push('}');
+        out.push('{');
+        out.push_str(&self.route);
+        for (k, v) in labels {
+            let _ = write!(out, ",{k}=\"{}\"", escape_label(v));
         }
+        out.push('}');
         let _ = writeln!(out, " {value}");
         self.samples += 1;
     }
@@ -303,6 +304,7 @@ pub fn render(snap: &Snapshot) -> String {
         .collect();
     let mut t = Text {
         out: String::with_capacity(4096 + 6000 * series.len()),
+        route: format!("route=\"{}\"", escape_label(snap.route)),
         name: "",
         start: 0,
         samples: 1,
@@ -324,6 +326,65 @@ pub fn render(snap: &Snapshot) -> String {
     gauges(&mut t, snap);
     t.end();
     t.out
+}
+
+/// The family that says which routes' controllers answered a scrape (1) and which were left
+/// out (0), from `(route, answered)`.
+pub fn route_scrape_family(routes: &[(&str, bool)]) -> String {
+    let mut out = String::from(
+        "# HELP bluegreen_route_scrape_ok Whether the route's controller answered this scrape \
+         (1); 0: its series are missing from it.\n# TYPE bluegreen_route_scrape_ok gauge\n",
+    );
+    for (route, ok) in routes {
+        let _ = writeln!(
+            out,
+            "bluegreen_route_scrape_ok{{route=\"{}\"}} {}",
+            escape_label(route),
+            u8::from(*ok)
+        );
+    }
+    out
+}
+
+/// One exposition text of several controllers' texts (one a route): each family's samples
+/// together under one HELP and TYPE, as the format asks, in the order families first appear.
+/// The samples themselves are left as they are (each carries its route's label).
+pub fn merge<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut families: Vec<(&str, String)> = Vec::new();
+    let mut size = 0;
+    for text in texts {
+        size += text.len();
+        let mut current: Option<usize> = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or("");
+                current = Some(match families.iter().position(|(n, _)| *n == name) {
+                    Some(i) => i,
+                    None => {
+                        families.push((name, String::new()));
+                        let head = &mut families.last_mut().expect("pushed").1;
+                        head.push_str(line);
+                        head.push('\n');
+                        families.len() - 1
+                    }
+                });
+                continue;
+            }
+            let Some(i) = current else { continue };
+            let body = &mut families[i].1;
+            // A TYPE line only once, right after the family's HELP.
+            if line.starts_with("# TYPE ") && body.lines().count() > 1 {
+                continue;
+            }
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    let mut out = String::with_capacity(size);
+    for (_, body) in families {
+        out.push_str(&body);
+    }
+    out
 }
 
 /// `series` blue first, then by model: an insertion sort, as there are at most a few series

@@ -84,6 +84,8 @@ pub struct VerdictView {
 /// `GET /admin/status`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Status {
+    /// The route whose rollout this is. Set by the controller, which knows its route.
+    pub route: String,
     pub phase: Phase,
     pub blue_model: String,
     pub green_model: String,
@@ -110,6 +112,9 @@ pub struct Status {
     pub split_check: Option<crate::verdict::share_check::View>,
     /// `{"window": {"blue", "green"}, "step": {...}, "rollout": {...}}`.
     pub stats: ScopeSummaries,
+    /// The newest event in the route's log, when it has one. Set by the controller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_event: Option<crate::controller::rollout::Event>,
     pub now: String,
 }
 
@@ -141,6 +146,8 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
     let split = state.split();
     let rollout = state.rollout();
     Status {
+        route: crate::route::DEFAULT.into(),
+        last_event: None,
         phase: state.phase(),
         blue_model: split.blue_model.clone(),
         green_model: split.green_model.clone(),

@@ -241,9 +241,72 @@ impl ApiError {
             "invalid_request_error",
             "not_found",
             format!(
-                "No route for {method} {path}: besides chat completions this router forwards                  only the calls its PASS_THROUGH setting lists."
+                "No route for {method} {path}: besides chat completions this router forwards \
+                 only the calls its PASS_THROUGH setting lists."
             ),
         )
+    }
+
+    /// No route is named after the request's `model`, and no default route takes it (OpenAI's
+    /// answer for an unknown model).
+    pub fn model_not_found(model: &str) -> ApiError {
+        ApiError {
+            param: Some("model".into()),
+            ..ApiError::new(
+                404,
+                "invalid_request_error",
+                "model_not_found",
+                format!(
+                    "The model `{model}` does not exist: no route of this router is named after \
+                     it (GET /v1/models lists them)."
+                ),
+            )
+        }
+    }
+
+    /// A route the admin API was asked about does not exist.
+    pub fn route_not_found(route: &str) -> ApiError {
+        ApiError::new(
+            404,
+            "invalid_request_error",
+            "route_not_found",
+            format!("No route named `{route}` (GET /admin/routes lists them)."),
+        )
+    }
+
+    /// A stats batch for a route that no longer exists: nobody will take it, so the isolate
+    /// drops it.
+    pub fn route_gone(route: &str) -> ApiError {
+        ApiError::new(
+            410,
+            "invalid_request_error",
+            "route_gone",
+            format!("The route `{route}` was deleted."),
+        )
+    }
+
+    /// In pass-through mode, the upstream did not take the client's key when asked to list its
+    /// models (`status`): the router lists its routes only to a client it would serve.
+    pub fn upstream_refused_key(status: u16) -> ApiError {
+        match status {
+            401 | 403 => ApiError::new(
+                401,
+                "invalid_request_error",
+                "invalid_api_key",
+                "The upstream did not accept the API key: send `Authorization: Bearer <key>` \
+                 with a key of the upstream's."
+                    .into(),
+            ),
+            _ => ApiError::new(
+                502,
+                "server_error",
+                "upstream_error",
+                format!(
+                    "The upstream answered {status} when asked to confirm the API key, so the \
+                     routes are not listed."
+                ),
+            ),
+        }
     }
 
     /// The path exists but not for this method.

@@ -164,6 +164,14 @@ pub struct Feedback {
     /// The request's environment was forced by its client: counted apart, never judged.
     #[serde(default)]
     pub forced: bool,
+    /// The route that served the request, named by its id: the score goes to that route's
+    /// controller only. Not sent: the controller it goes to is the route's.
+    #[serde(skip, default = "default_route")]
+    pub route: String,
+}
+
+fn default_route() -> String {
+    crate::route::DEFAULT.into()
 }
 
 impl Feedback {
@@ -180,12 +188,13 @@ impl Feedback {
         let o = Obj::new(&v, "")?;
         o.only(&["request_id", "score"])?;
         let request_id = o
-            .string("request_id", 128)?
+            .string("request_id", 256)?
             .ok_or_else(|| ApiError::invalid_field("request_id", "is required"))?;
         let score = o
             .number("score", -1.0, 1.0)?
             .ok_or_else(|| ApiError::invalid_field("score", "is required"))?;
         let Issued {
+            route,
             environment,
             version,
             at_ms,
@@ -198,6 +207,7 @@ impl Feedback {
             at_ms,
             negative: score < 0.0,
             forced,
+            route,
         })
     }
 
@@ -262,6 +272,7 @@ mod tests {
             key,
             9,
             &Issued {
+                route: "default".into(),
                 environment: env,
                 version: 12,
                 at_ms: NOW - 60_000,

@@ -187,6 +187,7 @@ mod tests {
         Outcome {
             request_id: "r".into(),
             at_ms: 120_500,
+            route: "default".into(),
             environment: Environment::Blue,
             model: "blue-m".into(),
             basis: Basis::Random,

@@ -78,6 +78,8 @@ pub struct Outcome {
     pub request_id: String,
     /// Unix milliseconds when the request arrived.
     pub at_ms: u64,
+    /// The route that served it (`default` for a model no route is named after).
+    pub route: String,
     /// The environment that served the answer.
     pub environment: Environment,
     /// The model that served it.
@@ -167,6 +169,7 @@ mod tests {
         let o = Outcome {
             request_id: "r1".into(),
             at_ms: 5,
+            route: "chat".into(),
             environment: Environment::Blue,
             model: "deepseek-v3".into(),
             basis: Basis::Random,
@@ -187,6 +190,7 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_str(&o.to_json()).unwrap();
         assert_eq!(v["environment"], "blue");
+        assert_eq!(v["route"], "chat");
         assert_eq!(v["fallback"], "status-503");
         assert_eq!(v["class"], "ok");
         assert_eq!(v["usage"]["completion_tokens"], 4);

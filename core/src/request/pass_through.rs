@@ -22,8 +22,14 @@ use std::fmt;
 use crate::request::path;
 
 /// The default allowlist, used when `PASS_THROUGH` is unset.
-pub const DEFAULT: &str = "GET /v1/models, GET /v1/models/{model}, POST /v1/embeddings, \
-                           POST /v1/completions, POST /v1/moderations";
+pub const DEFAULT: &str = "POST /v1/embeddings, POST /v1/completions, POST /v1/moderations";
+
+/// The calls the router answers itself, whatever `PASS_THROUGH` says: a method, a path to
+/// match, and the call as the log names it.
+const ROUTED: [(&str, &str, &str); 2] = [
+    ("GET", "/v1/models", "GET /v1/models"),
+    ("GET", "/v1/models/any", "GET /v1/models/{model}"),
+];
 
 /// The value of `PASS_THROUGH` that forwards nothing.
 pub const NONE: &str = "none";
@@ -185,6 +191,17 @@ impl PassThrough {
         Ok(PassThrough { rules })
     }
 
+    /// The calls this list names that the router now answers itself (`GET /v1/models` lists
+    /// the routes): their entries are ignored, which the shell logs once. A list written
+    /// before routes is not an error.
+    pub fn routed_entries(&self) -> Vec<&'static str> {
+        ROUTED
+            .iter()
+            .filter(|(method, path, _)| self.allows(method, path))
+            .map(|(_, _, name)| *name)
+            .collect()
+    }
+
     /// Called for every `/v1/*` request but the chat route, with its method and its path as it
     /// came (already past [`path::check`]): true when an entry lists it, so that it may go
     /// upstream; false means a 404 that reaches no upstream.
@@ -208,10 +225,9 @@ mod tests {
         let list = PassThrough::default();
         // (method, path, forwarded)
         let cases = [
-            ("GET", "/v1/models", true),
-            ("GET", "/v1/models/", true),
-            ("GET", "/v1/models/gpt-4.1", true),
-            ("GET", "/v1/models/ft:gpt-4o-mini:org:custom:id", true),
+            // Answered from the routes, not forwarded.
+            ("GET", "/v1/models", false),
+            ("GET", "/v1/models/gpt-4.1", false),
             ("POST", "/v1/embeddings", true),
             ("POST", "/v1/completions", true),
             ("POST", "/v1/moderations", true),
@@ -247,6 +263,17 @@ mod tests {
         for (method, path, forwarded) in cases {
             assert_eq!(list.allows(method, path), forwarded, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn a_list_from_before_routes_names_the_calls_now_routed() {
+        assert!(PassThrough::default().routed_entries().is_empty());
+        let old = PassThrough::parse("GET /v1/models, GET /v1/models/{model}, POST /v1/embeddings")
+            .unwrap();
+        assert_eq!(
+            old.routed_entries(),
+            ["GET /v1/models", "GET /v1/models/{model}"]
+        );
     }
 
     #[test]

@@ -23,8 +23,14 @@ use std::hash::Hasher;
 
 use crate::environment::Environment;
 
-/// The prefix of the ids issued now, sealed under the deployment's key.
+/// The prefix of the default route's ids, sealed under the deployment's key.
 const PREFIX: &str = "bg2";
+/// The prefix of the other routes' ids, which name their route.
+const ROUTE_PREFIX: &str = "bg3";
+/// The route whose ids name no route.
+const DEFAULT_ROUTE: &str = "default";
+/// Longest route name an id carries.
+const MAX_ROUTE_LEN: usize = 128;
 /// The prefix of the ids of releases before deployment names, sealed under the secret's key.
 const LEGACY_PREFIX: &str = "bg1";
 
@@ -103,8 +109,10 @@ impl Keys {
 }
 
 /// What an id says about its request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issued {
+    /// The route that served it (`default` for ids that name none).
+    pub route: String,
     /// The environment whose model produced the answer.
     pub environment: Environment,
     /// The routing version the request was routed under.
@@ -146,21 +154,30 @@ const SKEW_MS: u64 = 5 * 60 * 1000;
 
 /// The id of a request described by `issued`, with `nonce` from the runtime's CSPRNG.
 pub fn issue(keys: &Keys, nonce: u64, issued: &Issued) -> String {
-    seal(&keys.current, PREFIX, nonce, issued)
+    seal(&keys.current, nonce, issued)
 }
 
-fn seal(key: &Key, prefix: &str, nonce: u64, issued: &Issued) -> String {
+fn seal(key: &Key, nonce: u64, issued: &Issued) -> String {
     let env = match (issued.environment, issued.forced) {
         (Environment::Blue, false) => 'b',
         (Environment::Green, false) => 'g',
         (Environment::Blue, true) => 'B',
         (Environment::Green, true) => 'G',
     };
-    let body = format!(
+    let route = issued.route.as_str();
+    let (prefix, tail) = match route {
+        DEFAULT_ROUTE => (PREFIX, ""),
+        _ => (ROUTE_PREFIX, route),
+    };
+    let mut body = format!(
         "{prefix}.{env}{:x}.{:x}.{nonce:016x}",
         issued.version,
         issued.at_ms / 1000
     );
+    if !tail.is_empty() {
+        body.push('.');
+        body.push_str(tail);
+    }
     let mac = key.mac(&body);
     format!("{body}.{mac:016x}")
 }
@@ -170,8 +187,9 @@ fn seal(key: &Key, prefix: &str, nonce: u64, issued: &Issued) -> String {
 pub fn verify(keys: &Keys, id: &str, now_ms: u64, max_age_ms: u64) -> Result<Issued, IdError> {
     let (body, mac) = id.rsplit_once('.').ok_or(IdError::Malformed)?;
     let mac = hex_u64(mac, 16).ok_or(IdError::Malformed)?;
-    let mut parts = body.split('.');
-    let (Some(prefix), Some(routed), Some(at_s), Some(nonce), None) = (
+    // The route, last, may hold dots: the fifth part is the rest.
+    let mut parts = body.splitn(5, '.');
+    let (Some(prefix), Some(routed), Some(at_s), Some(nonce), route) = (
         parts.next(),
         parts.next(),
         parts.next(),
@@ -180,9 +198,10 @@ pub fn verify(keys: &Keys, id: &str, now_ms: u64, max_age_ms: u64) -> Result<Iss
     ) else {
         return Err(IdError::Malformed);
     };
-    let key = match prefix {
-        PREFIX => &keys.current,
-        LEGACY_PREFIX => &keys.legacy,
+    let (key, route) = match (prefix, route) {
+        (PREFIX, None) => (&keys.current, DEFAULT_ROUTE),
+        (LEGACY_PREFIX, None) => (&keys.legacy, DEFAULT_ROUTE),
+        (ROUTE_PREFIX, Some(route)) if is_route(route) => (&keys.current, route),
         _ => return Err(IdError::Malformed),
     };
     hex_u64(nonce, 16).ok_or(IdError::Malformed)?;
@@ -210,11 +229,20 @@ pub fn verify(keys: &Keys, id: &str, now_ms: u64, max_age_ms: u64) -> Result<Iss
         return Err(IdError::TooOld);
     }
     Ok(Issued {
+        route: route.to_string(),
         environment,
         version,
         at_ms,
         forced,
     })
+}
+
+/// A route name as `issue` writes it: not the default route's (its ids name none), at most
+/// [`MAX_ROUTE_LEN`] visible ASCII characters.
+fn is_route(route: &str) -> bool {
+    route != DEFAULT_ROUTE
+        && (1..=MAX_ROUTE_LEN).contains(&route.len())
+        && route.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Lower-case hex of at most 16 digits (exactly `len` when `len` > 0), canonical (no leading
@@ -246,6 +274,7 @@ mod tests {
 
     fn issued(env: Environment, version: u64) -> Issued {
         Issued {
+            route: "default".into(),
             environment: env,
             version,
             at_ms: NOW,
@@ -268,6 +297,7 @@ mod tests {
             assert_eq!(
                 got,
                 Issued {
+                    route: "default".into(),
                     environment: env,
                     version,
                     at_ms: NOW / 1000 * 1000,
@@ -397,6 +427,50 @@ mod tests {
             verify(&keys("fixture"), &relabelled, NOW, DAY),
             Err(IdError::Forged)
         );
+    }
+
+    #[test]
+    fn an_id_names_its_route_and_no_other_route_takes_it() {
+        let key = keys("s3cret");
+        let on = |route: &str| Issued {
+            route: route.into(),
+            ..issued(Environment::Green, 4)
+        };
+        for route in [
+            "chat",
+            "openai/gpt-4.1.mini",
+            "ft:gpt-4o:org:x",
+            &"r".repeat(128),
+        ] {
+            let id = issue(&key, 7, &on(route));
+            assert!(id.starts_with("bg3.g4.") && id.contains(route), "{id}");
+            assert_eq!(verify(&key, &id, NOW, DAY).unwrap().route, route);
+            // Another route's name in its place: the MAC no longer matches.
+            let moved = id.replacen(&format!(".{route}."), ".summarise.", 1);
+            assert_eq!(verify(&key, &moved, NOW, DAY), Err(IdError::Forged));
+        }
+        // The default route's ids are the ones issued before routes.
+        let id = issue(&key, 7, &on("default"));
+        assert!(id.starts_with("bg2.g4."), "{id}");
+        assert_eq!(id.split('.').count(), 5);
+        // Dropping the route turns nothing into a default-route id; naming `default` in a bg3
+        // id, or a route too long, is no id.
+        let chat = issue(&key, 7, &on("chat"));
+        let dropped = chat.replacen("bg3.", "bg2.", 1).replacen(".chat.", ".", 1);
+        assert_eq!(verify(&key, &dropped, NOW, DAY), Err(IdError::Forged));
+        for malformed in [
+            chat.replacen(".chat.", ".default.", 1),
+            chat.replacen(".chat.", &format!(".{}.", "r".repeat(129)), 1),
+            chat.replacen(".chat.", ".ch at.", 1),
+            chat.replacen("bg3.", "bg1.", 1),
+            id.replacen("bg2.", "bg3.", 1),
+        ] {
+            assert_eq!(
+                verify(&key, &malformed, NOW, DAY),
+                Err(IdError::Malformed),
+                "{malformed}"
+            );
+        }
     }
 
     #[test]

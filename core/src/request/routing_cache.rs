@@ -33,11 +33,12 @@ pub enum Source {
     Controller,
 }
 
-/// The document in force and what is known about the one in KV.
+/// The document in force and what is known about the one in KV. The document is a route's
+/// split ([`RoutingDoc`], the default) or the route table made from the registry.
 #[derive(Debug, Clone, PartialEq)]
-pub struct InForce {
-    /// The split the request path obeys.
-    pub doc: Rc<RoutingDoc>,
+pub struct InForce<D = RoutingDoc> {
+    /// The document the request path obeys.
+    pub doc: Rc<D>,
     /// Where `doc` came from.
     pub source: Source,
     /// Why the last read did not put KV's document in force; `None` when it did (or the key
@@ -52,18 +53,18 @@ pub struct Ticket(u64);
 
 /// What a request does about the routing document.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Poll {
+pub enum Poll<D = RoutingDoc> {
     /// Use this document: it is fresh, or another request is refreshing it.
-    Use(InForce),
+    Use(InForce<D>),
     /// Read KV now, then [`RoutingCache::land`] the result with this ticket.
     Refresh(Ticket),
 }
 
 /// The outcome of a read, once it landed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Landed {
+pub struct Landed<D = RoutingDoc> {
     /// The document in force now: this read's, or a newer read's when this one was older.
-    pub in_force: InForce,
+    pub in_force: InForce<D>,
     /// The problem differs from the one before this read (new, different, or cleared): log it,
     /// so a broken document is logged once, not on every refresh.
     pub problem_changed: bool,
@@ -72,28 +73,39 @@ pub struct Landed {
 }
 
 #[derive(Debug, Clone)]
-struct Cached {
-    in_force: InForce,
+struct Cached<D> {
+    in_force: InForce<D>,
     /// When the last read landed, or when a request claimed the refresh of a stale document.
     fetched_at_ms: u64,
 }
 
-/// The isolate's routing document. One per isolate, kept by the shell.
-#[derive(Debug, Default)]
-pub struct RoutingCache {
-    cached: Option<Cached>,
+/// The isolate's copy of a document in KV: one per route's routing document, and one of the
+/// route registry, kept by the shell.
+#[derive(Debug)]
+pub struct RoutingCache<D = RoutingDoc> {
+    cached: Option<Cached<D>>,
     /// Number of the last read started.
     started: u64,
     /// Number of the read whose result is in `cached`.
     landed: u64,
 }
 
-impl RoutingCache {
+impl<D> Default for RoutingCache<D> {
+    fn default() -> Self {
+        RoutingCache {
+            cached: None,
+            started: 0,
+            landed: 0,
+        }
+    }
+}
+
+impl<D: Clone + PartialEq> RoutingCache<D> {
     /// Called by every request that needs the split, at `now_ms`, with the cache time
     /// (`ROUTING_CACHE_SECONDS` in ms). A stale document is refreshed by the first request
     /// that notices: claiming the refresh stamps it fresh, so requests arriving meanwhile
     /// [`Poll::Use`] it. Without any document yet, every request must [`Poll::Refresh`].
-    pub fn poll(&mut self, now_ms: u64, cache_ms: u64) -> Poll {
+    pub fn poll(&mut self, now_ms: u64, cache_ms: u64) -> Poll<D> {
         if let Some(cached) = self.cached.as_mut() {
             if now_ms.saturating_sub(cached.fetched_at_ms) < cache_ms {
                 return Poll::Use(cached.in_force.clone());
@@ -111,10 +123,10 @@ impl RoutingCache {
     pub fn land<E: fmt::Display>(
         &mut self,
         ticket: Ticket,
-        read: Result<Option<RoutingDoc>, E>,
+        read: Result<Option<D>, E>,
         now_ms: u64,
-        defaults: &RoutingDoc,
-    ) -> Landed {
+        defaults: &D,
+    ) -> Landed<D> {
         self.land_with(ticket, now_ms, |current| resolve(read, current, defaults))
     }
 
@@ -133,9 +145,9 @@ impl RoutingCache {
         &mut self,
         ticket: Ticket,
         problem: E,
-        doc: RoutingDoc,
+        doc: D,
         now_ms: u64,
-    ) -> Landed {
+    ) -> Landed<D> {
         self.land_with(ticket, now_ms, |_| InForce {
             doc: Rc::new(doc),
             source: Source::Controller,
@@ -149,8 +161,8 @@ impl RoutingCache {
         &mut self,
         ticket: Ticket,
         now_ms: u64,
-        resolve: impl FnOnce(Option<&InForce>) -> InForce,
-    ) -> Landed {
+        resolve: impl FnOnce(Option<&InForce<D>>) -> InForce<D>,
+    ) -> Landed<D> {
         if ticket.0 < self.landed {
             if let Some(newer) = &self.cached {
                 return Landed {
@@ -178,11 +190,11 @@ impl RoutingCache {
 
 /// The document in force after `read`: KV's when valid, the defaults when the key is absent,
 /// else the one in force before (or the defaults on a cold isolate) with the problem.
-fn resolve<E: fmt::Display>(
-    read: Result<Option<RoutingDoc>, E>,
-    current: Option<&InForce>,
-    defaults: &RoutingDoc,
-) -> InForce {
+fn resolve<D: Clone, E: fmt::Display>(
+    read: Result<Option<D>, E>,
+    current: Option<&InForce<D>>,
+    defaults: &D,
+) -> InForce<D> {
     let from_defaults = || (Rc::new(defaults.clone()), Source::Defaults);
     let ((doc, source), problem) = match read {
         Ok(None) => (from_defaults(), None),

@@ -6,6 +6,7 @@ fn outcome(env: Environment, class: StatusClass, defect: Option<Defect>, ms: u64
     Outcome {
         request_id: "r".into(),
         at_ms: 125_000,
+        route: "default".into(),
         environment: env,
         model: "m".into(),
         basis: Basis::Random,

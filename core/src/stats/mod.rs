@@ -629,6 +629,7 @@ mod tests {
         Outcome {
             request_id: "r".into(),
             at_ms: 120_500,
+            route: "default".into(),
             environment: env,
             model: if env == Environment::Blue {
                 "blue-m"

@@ -16,6 +16,7 @@ fn series(environment: Environment, model: &str, stats: EnvStats) -> Series {
 
 fn idle<'a>(series: &'a [Series]) -> Snapshot<'a> {
     Snapshot {
+        route: "default",
         series,
         forced: Pair::default(),
         shadow: &[],
@@ -62,109 +63,109 @@ fn golden_text_of_a_controller_before_any_rollout() {
     // 30 000 below 51.2 s; first bytes 30 below 50 ms and 100 below 200 ms (not 100 ms).
     let want = r#"# HELP bluegreen_requests_total Requests routed to an environment, by how they ended: ok, client_error, or the class of the upstream failure that counts against the environment.
 # TYPE bluegreen_requests_total counter
-bluegreen_requests_total{environment="blue",model="deepseek-v3",class="ok"} 2
-bluegreen_requests_total{environment="blue",model="deepseek-v3",class="client_error"} 0
-bluegreen_requests_total{environment="blue",model="deepseek-v3",class="server_error"} 0
-bluegreen_requests_total{environment="blue",model="deepseek-v3",class="rate_limited"} 0
-bluegreen_requests_total{environment="blue",model="deepseek-v3",class="timeout"} 1
-bluegreen_requests_total{environment="blue",model="deepseek-v3",class="connection"} 0
-bluegreen_requests_total{environment="blue",model="deepseek-v3",class="upstream_other"} 0
-bluegreen_requests_total{environment="blue",model="deepseek-v3",class="interrupted"} 0
-bluegreen_requests_total{environment="blue",model="deepseek-v3",class="stream_error"} 0
-bluegreen_requests_total{environment="blue",model="deepseek-v3",class="ejected"} 0
+bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="ok"} 2
+bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="client_error"} 0
+bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="server_error"} 0
+bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="rate_limited"} 0
+bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="timeout"} 1
+bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="connection"} 0
+bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="upstream_other"} 0
+bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="interrupted"} 0
+bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="stream_error"} 0
+bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="ejected"} 0
 # HELP bluegreen_defects_total Successful answers the app cannot use, by class.
 # TYPE bluegreen_defects_total counter
-bluegreen_defects_total{environment="blue",model="deepseek-v3",class="content_filter"} 0
-bluegreen_defects_total{environment="blue",model="deepseek-v3",class="refusal"} 0
-bluegreen_defects_total{environment="blue",model="deepseek-v3",class="truncated"} 0
-bluegreen_defects_total{environment="blue",model="deepseek-v3",class="empty"} 0
-bluegreen_defects_total{environment="blue",model="deepseek-v3",class="invalid_tool_call"} 0
-bluegreen_defects_total{environment="blue",model="deepseek-v3",class="invalid_json"} 0
+bluegreen_defects_total{route="default",environment="blue",model="deepseek-v3",class="content_filter"} 0
+bluegreen_defects_total{route="default",environment="blue",model="deepseek-v3",class="refusal"} 0
+bluegreen_defects_total{route="default",environment="blue",model="deepseek-v3",class="truncated"} 0
+bluegreen_defects_total{route="default",environment="blue",model="deepseek-v3",class="empty"} 0
+bluegreen_defects_total{route="default",environment="blue",model="deepseek-v3",class="invalid_tool_call"} 0
+bluegreen_defects_total{route="default",environment="blue",model="deepseek-v3",class="invalid_json"} 0
 # HELP bluegreen_feedback_total Scores the controller counted (POST /v1/feedback), by the environment that answered.
 # TYPE bluegreen_feedback_total counter
-bluegreen_feedback_total{environment="blue",model="deepseek-v3",score="negative"} 0
-bluegreen_feedback_total{environment="blue",model="deepseek-v3",score="not_negative"} 0
+bluegreen_feedback_total{route="default",environment="blue",model="deepseek-v3",score="negative"} 0
+bluegreen_feedback_total{route="default",environment="blue",model="deepseek-v3",score="not_negative"} 0
 # HELP bluegreen_feedback_refused_total Scores refused uncounted: a replay, or over a rate bound.
 # TYPE bluegreen_feedback_refused_total counter
-bluegreen_feedback_refused_total{environment="blue",model="deepseek-v3",reason="replay"} 0
-bluegreen_feedback_refused_total{environment="blue",model="deepseek-v3",reason="rate_limited"} 0
+bluegreen_feedback_refused_total{route="default",environment="blue",model="deepseek-v3",reason="replay"} 0
+bluegreen_feedback_refused_total{route="default",environment="blue",model="deepseek-v3",reason="rate_limited"} 0
 # HELP bluegreen_tokens_total Tokens reported by the upstream, by kind.
 # TYPE bluegreen_tokens_total counter
-bluegreen_tokens_total{environment="blue",model="deepseek-v3",kind="prompt"} 12
-bluegreen_tokens_total{environment="blue",model="deepseek-v3",kind="completion"} 30
+bluegreen_tokens_total{route="default",environment="blue",model="deepseek-v3",kind="prompt"} 12
+bluegreen_tokens_total{route="default",environment="blue",model="deepseek-v3",kind="completion"} 30
 # HELP bluegreen_cost_usd_total Estimated spend in US dollars, from MODEL_PRICES.
 # TYPE bluegreen_cost_usd_total counter
-bluegreen_cost_usd_total{environment="blue",model="deepseek-v3"} 0.0015
+bluegreen_cost_usd_total{route="default",environment="blue",model="deepseek-v3"} 0.0015
 # HELP bluegreen_forced_requests_total Requests a client forced to an environment with x-bluegreen-environment; never judged.
 # TYPE bluegreen_forced_requests_total counter
-bluegreen_forced_requests_total{environment="blue"} 0
-bluegreen_forced_requests_total{environment="green"} 0
+bluegreen_forced_requests_total{route="default",environment="blue"} 0
+bluegreen_forced_requests_total{route="default",environment="green"} 0
 # HELP bluegreen_request_duration_seconds Time from a request's arrival to the last byte of its answer, as the client saw it.
 # TYPE bluegreen_request_duration_seconds histogram
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="0.025"} 0
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="0.05"} 1
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="0.1"} 1
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="0.2"} 2
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="0.4"} 2
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="0.8"} 2
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="1.6"} 2
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="3.2"} 2
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="6.4"} 2
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="12.8"} 2
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="25.6"} 2
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="51.2"} 3
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="102.4"} 3
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="204.8"} 3
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="409.6"} 3
-bluegreen_request_duration_seconds_bucket{environment="blue",model="deepseek-v3",le="+Inf"} 3
-bluegreen_request_duration_seconds_sum{environment="blue",model="deepseek-v3"} 30.19
-bluegreen_request_duration_seconds_count{environment="blue",model="deepseek-v3"} 3
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="0.025"} 0
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="0.05"} 1
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="0.1"} 1
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="0.2"} 2
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="0.4"} 2
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="0.8"} 2
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="1.6"} 2
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="3.2"} 2
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="6.4"} 2
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="12.8"} 2
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="25.6"} 2
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="51.2"} 3
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="102.4"} 3
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="204.8"} 3
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="409.6"} 3
+bluegreen_request_duration_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="+Inf"} 3
+bluegreen_request_duration_seconds_sum{route="default",environment="blue",model="deepseek-v3"} 30.19
+bluegreen_request_duration_seconds_count{route="default",environment="blue",model="deepseek-v3"} 3
 # HELP bluegreen_time_to_first_byte_seconds Time from a request's arrival to the serving answer's response headers.
 # TYPE bluegreen_time_to_first_byte_seconds histogram
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="0.025"} 0
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="0.05"} 1
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="0.1"} 1
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="0.2"} 2
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="0.4"} 2
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="0.8"} 2
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="1.6"} 2
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="3.2"} 2
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="6.4"} 2
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="12.8"} 2
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="25.6"} 2
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="51.2"} 2
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="102.4"} 2
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="204.8"} 2
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="409.6"} 2
-bluegreen_time_to_first_byte_seconds_bucket{environment="blue",model="deepseek-v3",le="+Inf"} 2
-bluegreen_time_to_first_byte_seconds_sum{environment="blue",model="deepseek-v3"} 0.13
-bluegreen_time_to_first_byte_seconds_count{environment="blue",model="deepseek-v3"} 2
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="0.025"} 0
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="0.05"} 1
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="0.1"} 1
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="0.2"} 2
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="0.4"} 2
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="0.8"} 2
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="1.6"} 2
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="3.2"} 2
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="6.4"} 2
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="12.8"} 2
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="25.6"} 2
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="51.2"} 2
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="102.4"} 2
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="204.8"} 2
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="409.6"} 2
+bluegreen_time_to_first_byte_seconds_bucket{route="default",environment="blue",model="deepseek-v3",le="+Inf"} 2
+bluegreen_time_to_first_byte_seconds_sum{route="default",environment="blue",model="deepseek-v3"} 0.13
+bluegreen_time_to_first_byte_seconds_count{route="default",environment="blue",model="deepseek-v3"} 2
 # HELP bluegreen_green_traffic_ratio Share of traffic the split in force routes to green (green_percent / 100).
 # TYPE bluegreen_green_traffic_ratio gauge
-bluegreen_green_traffic_ratio 0
+bluegreen_green_traffic_ratio{route="default"} 0
 # HELP bluegreen_model_info The model each environment has in the split in force (always 1).
 # TYPE bluegreen_model_info gauge
-bluegreen_model_info{environment="blue",model="deepseek-v3"} 1
-bluegreen_model_info{environment="green",model="gemini-2.5-flash"} 1
+bluegreen_model_info{route="default",environment="blue",model="deepseek-v3"} 1
+bluegreen_model_info{route="default",environment="green",model="gemini-2.5-flash"} 1
 # HELP bluegreen_phase The rollout's phase: 1 for the phase it is in, 0 for the others.
 # TYPE bluegreen_phase gauge
-bluegreen_phase{phase="idle"} 1
-bluegreen_phase{phase="progressing"} 0
-bluegreen_phase{phase="paused"} 0
-bluegreen_phase{phase="completed"} 0
-bluegreen_phase{phase="rolled_back"} 0
+bluegreen_phase{route="default",phase="idle"} 1
+bluegreen_phase{route="default",phase="progressing"} 0
+bluegreen_phase{route="default",phase="paused"} 0
+bluegreen_phase{route="default",phase="completed"} 0
+bluegreen_phase{route="default",phase="rolled_back"} 0
 # HELP bluegreen_step The current step (1-based) while a rollout is progressing or paused, 0 otherwise.
 # TYPE bluegreen_step gauge
-bluegreen_step 0
+bluegreen_step{route="default"} 0
 # HELP bluegreen_routing_synced 1 when the routing document in KV was last seen to hold the split in force.
 # TYPE bluegreen_routing_synced gauge
-bluegreen_routing_synced 0
+bluegreen_routing_synced{route="default"} 0
 # HELP bluegreen_storage_problem 1 while the stored rollout state cannot be read (see /admin/status).
 # TYPE bluegreen_storage_problem gauge
-bluegreen_storage_problem 0
+bluegreen_storage_problem{route="default"} 0
 # HELP bluegreen_last_tick_timestamp_seconds When the controller last ticked, in unix seconds; 0 before its first tick.
 # TYPE bluegreen_last_tick_timestamp_seconds gauge
-bluegreen_last_tick_timestamp_seconds 0
+bluegreen_last_tick_timestamp_seconds{route="default"} 0
 "#;
     if text != want {
         for (got, want) in text.lines().zip(want.lines()) {
@@ -178,8 +179,9 @@ bluegreen_last_tick_timestamp_seconds 0
 #[test]
 fn a_controller_that_never_counted_still_shows_its_phase() {
     let text = render(&idle(&[]));
-    assert!(text.contains("bluegreen_phase{phase=\"idle\"} 1\n"));
-    assert!(text.contains("bluegreen_forced_requests_total{environment=\"green\"} 0\n"));
+    assert!(text.contains("bluegreen_phase{route=\"default\",phase=\"idle\"} 1\n"));
+    assert!(text
+        .contains("bluegreen_forced_requests_total{route=\"default\",environment=\"green\"} 0\n"));
     // No series yet: no per-series family, not even its HELP line.
     assert!(!text.contains("bluegreen_requests_total"));
     assert!(!text.contains("bluegreen_request_duration_seconds"));
@@ -195,10 +197,10 @@ z"#;
     let text = render(&snap);
     let escaped = r#"model="m\"x\\y\nz""#;
     assert!(text.contains(&format!(
-        "bluegreen_model_info{{environment=\"green\",{escaped}}} 1\n"
+        "bluegreen_model_info{{route=\"default\",environment=\"green\",{escaped}}} 1\n"
     )));
     assert!(text.contains(&format!(
-        "bluegreen_tokens_total{{environment=\"green\",{escaped},kind=\"prompt\"}} 0\n"
+        "bluegreen_tokens_total{{route=\"default\",environment=\"green\",{escaped},kind=\"prompt\"}} 0\n"
     )));
     // Every line is a comment or a sample: the line feed did not split one.
     assert!(text
@@ -236,15 +238,18 @@ fn every_value_is_finite_and_what_is_not_is_left_out() {
     let text = render(&snap);
     assert!(values(&text).iter().all(|v| v.is_finite()));
     assert!(!text.contains("bluegreen_green_traffic_ratio"));
-    assert!(text.contains("bluegreen_verdict_log_evidence{test=\"errors\"} 1e+308\n"));
+    assert!(
+        text.contains("bluegreen_verdict_log_evidence{route=\"default\",test=\"errors\"} 1e+308\n")
+    );
     assert!(!text.contains("test=\"guard\""));
-    assert!(text.contains("bluegreen_cost_usd_total{environment=\"blue\",model=\"deepseek-v3\"} 1.7976931348623157e+308\n"));
+    assert!(text.contains("bluegreen_cost_usd_total{route=\"default\",environment=\"blue\",model=\"deepseek-v3\"} 1.7976931348623157e+308\n"));
 }
 
 fn outcome(env: Environment, class: StatusClass, fallback: Option<Attempt>) -> Outcome {
     Outcome {
         request_id: "r".into(),
         at_ms: 0,
+        route: "default".into(),
         environment: env,
         model: "m".into(),
         basis: Basis::Random,
@@ -281,7 +286,7 @@ fn fallbacks_show_for_green_by_reason_with_the_unclassified_rest() {
     ];
     let text = render(&idle(&series));
     let line = |reason: &str, n: u64| {
-        format!("bluegreen_fallbacks_total{{environment=\"green\",model=\"g\",reason=\"{reason}\"}} {n}\n")
+        format!("bluegreen_fallbacks_total{{route=\"default\",environment=\"green\",model=\"g\",reason=\"{reason}\"}} {n}\n")
     };
     for (reason, n) in [
         ("server_error", 2),
@@ -291,11 +296,13 @@ fn fallbacks_show_for_green_by_reason_with_the_unclassified_rest() {
     ] {
         assert!(text.contains(&line(reason, n)), "{reason}\n{text}");
     }
-    assert!(!text.contains("bluegreen_fallbacks_total{environment=\"blue\""));
+    assert!(!text.contains("bluegreen_fallbacks_total{route=\"default\",environment=\"blue\""));
     // Requests by class add up to the requests: 1 ok, 2 server errors, 1 timeout.
     let by_class: u64 = text
         .lines()
-        .filter(|l| l.starts_with("bluegreen_requests_total{environment=\"green\""))
+        .filter(|l| {
+            l.starts_with("bluegreen_requests_total{route=\"default\",environment=\"green\"")
+        })
         .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
         .sum();
     assert_eq!(by_class, 4);
@@ -313,7 +320,7 @@ fn every_error_class_is_a_requests_class_and_a_fallback_reason() {
                 "reason"
             };
             let want = format!(
-                "bluegreen_{family}{{environment=\"green\",model=\"g\",{label}=\"{}\"}} 0\n",
+                "bluegreen_{family}{{route=\"default\",environment=\"green\",model=\"g\",{label}=\"{}\"}} 0\n",
                 c.name()
             );
             assert!(text.contains(&want), "{want}");
@@ -338,7 +345,7 @@ fn histogram_buckets_are_exact_counts_below_each_edge() {
     for ms in LE_MS {
         let below = vals.iter().filter(|&&v| v < ms).count();
         let want = format!(
-            "bluegreen_request_duration_seconds_bucket{{environment=\"blue\",model=\"b\",le=\"{}\"}} {below}\n",
+            "bluegreen_request_duration_seconds_bucket{{route=\"default\",environment=\"blue\",model=\"b\",le=\"{}\"}} {below}\n",
             le_label(ms)
         );
         assert!(text.contains(&want), "{want}");
@@ -400,30 +407,33 @@ fn a_rollout_shows_its_phase_step_verdict_and_evidence_as_logs() {
     let text = render(&snap);
     let report = s.verdict().unwrap().verdict.evidence.clone().unwrap();
     assert!(text.contains(&format!(
-        "bluegreen_phase{{phase=\"{}\"}} 1\n",
+        "bluegreen_phase{{route=\"default\",phase=\"{}\"}} 1\n",
         s.phase().name()
     )));
     assert!(text.contains(&format!(
-        "bluegreen_verdict{{status=\"{}\"}} 1\n",
+        "bluegreen_verdict{{route=\"default\",status=\"{}\"}} 1\n",
         s.verdict_status().unwrap().name()
     )));
     // The guard's log, as the status shows it; its level is ln(4 / alpha) = ln(133.3).
     assert!(report.guard_log_evidence > 0.0);
     assert!(text.contains(&format!(
-        "bluegreen_verdict_log_evidence{{test=\"guard\"}} {}\n",
+        "bluegreen_verdict_log_evidence{{route=\"default\",test=\"guard\"}} {}\n",
         real(report.guard_log_evidence).unwrap()
     )));
     let level = (4.0f64 / 0.03).ln();
     let line = text
         .lines()
-        .find(|l| l.starts_with("bluegreen_verdict_log_rollback_level{test=\"guard\"}"))
+        .find(|l| {
+            l.starts_with("bluegreen_verdict_log_rollback_level{route=\"default\",test=\"guard\"}")
+        })
         .unwrap();
     let got: f64 = line.rsplit_once(' ').unwrap().1.parse().unwrap();
     assert!((got - level).abs() < 1e-9, "{got} vs {level}");
-    assert!(text.contains("bluegreen_verdict_log_evidence{test=\"errors\"}"));
-    assert!(text.contains("bluegreen_last_tick_timestamp_seconds 60.5\n"));
-    assert!(text.contains("bluegreen_routing_synced 1\n"));
-    assert!(text.contains("bluegreen_model_info{environment=\"green\",model=\"g\"} 1\n"));
+    assert!(text.contains("bluegreen_verdict_log_evidence{route=\"default\",test=\"errors\"}"));
+    assert!(text.contains("bluegreen_last_tick_timestamp_seconds{route=\"default\"} 60.5\n"));
+    assert!(text.contains("bluegreen_routing_synced{route=\"default\"} 1\n"));
+    assert!(text
+        .contains("bluegreen_model_info{route=\"default\",environment=\"green\",model=\"g\"} 1\n"));
 }
 
 #[test]
@@ -515,13 +525,13 @@ fn shadow_copies_show_apart_from_routed_requests() {
     );
     let text = render(&Snapshot::of(&state, &scopes, true, false, None));
     for line in [
-        "bluegreen_shadow_requests_total{environment=\"green\",model=\"g\",class=\"ok\"} 2\n",
-        "bluegreen_shadow_requests_total{environment=\"green\",model=\"g\",class=\"timeout\"} 1\n",
-        "bluegreen_shadow_defects_total{environment=\"green\",model=\"g\",class=\"invalid_json\"} 1\n",
-        "bluegreen_shadow_tokens_total{environment=\"green\",model=\"g\",kind=\"completion\"} 30\n",
-        "bluegreen_shadow_cost_usd_total{environment=\"green\",model=\"g\"} 0.0015\n",
-        "bluegreen_shadow_unfinished_total 1\n",
-        "bluegreen_shadow_capped_total 4\n",
+        "bluegreen_shadow_requests_total{route=\"default\",environment=\"green\",model=\"g\",class=\"ok\"} 2\n",
+        "bluegreen_shadow_requests_total{route=\"default\",environment=\"green\",model=\"g\",class=\"timeout\"} 1\n",
+        "bluegreen_shadow_defects_total{route=\"default\",environment=\"green\",model=\"g\",class=\"invalid_json\"} 1\n",
+        "bluegreen_shadow_tokens_total{route=\"default\",environment=\"green\",model=\"g\",kind=\"completion\"} 30\n",
+        "bluegreen_shadow_cost_usd_total{route=\"default\",environment=\"green\",model=\"g\"} 0.0015\n",
+        "bluegreen_shadow_unfinished_total{route=\"default\"} 1\n",
+        "bluegreen_shadow_capped_total{route=\"default\"} 4\n",
     ] {
         assert!(text.contains(line), "{line}");
     }
@@ -567,4 +577,36 @@ fn the_largest_exposition_is_bounded() {
         "every series is in it: {} bytes",
         text.len()
     );
+}
+
+#[test]
+fn routes_merge_into_one_text_with_each_family_once() {
+    let series = [blue_only()];
+    let one = render(&idle(&series));
+    let other = render(&Snapshot {
+        route: "chat",
+        ..idle(&series)
+    });
+    let merged = merge([one.as_str(), other.as_str()]);
+    // Every sample of both, every family's HELP and TYPE once, and its samples together.
+    assert_eq!(
+        merged.lines().filter(|l| !l.starts_with('#')).count(),
+        2 * one.lines().filter(|l| !l.starts_with('#')).count()
+    );
+    let mut seen = Vec::new();
+    let mut family = "";
+    for line in merged.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            family = rest.split(' ').next().unwrap();
+            assert!(!seen.contains(&family), "{family} twice");
+            seen.push(family);
+        } else if !line.starts_with('#') {
+            assert!(line.starts_with(family), "{line} outside {family}");
+        }
+    }
+    assert_eq!(merged.matches("# HELP bluegreen_phase ").count(), 1);
+    assert!(merged.contains("bluegreen_phase{route=\"chat\",phase=\"idle\"} 1\n"));
+    assert!(merged.contains("bluegreen_phase{route=\"default\",phase=\"idle\"} 1\n"));
+    // A route's own text merges into itself unchanged.
+    assert_eq!(merge([one.as_str()]), one);
 }

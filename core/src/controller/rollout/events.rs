@@ -34,6 +34,8 @@ pub enum EventKind {
     IncidentBegan,
     /// Blue recovered from an incident: the step goes on.
     IncidentEnded,
+    /// An operator defined the route anew (`PUT /admin/routes/{name}`): its models at 0% green.
+    RouteDefined,
 }
 
 /// Who caused an event.
@@ -73,6 +75,10 @@ pub struct Event {
     pub verdict: Option<Verdict>,
     /// What happened and why, for people.
     pub message: String,
+    /// The route whose rollout it belongs to; stamped by the controller, which knows its route
+    /// (the state machine does not). Absent in events stored before routes: the default route's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     /// Whether it goes to `ALERT_WEBHOOK_URL` (rollbacks, pauses, completions, an unreadable
     /// state and its recovery, a repaired routing document, a split mismatch's hold and its
     /// end, an incident's start (unless within the hour after the last one's end) and end).
@@ -97,6 +103,7 @@ impl Event {
             step: state.step_number(),
             verdict: None,
             message,
+            route: None,
             alert: matches!(
                 kind,
                 EventKind::Completed

@@ -35,7 +35,7 @@ mod tick;
 mod transition;
 mod wire;
 
-pub use cmd::{Command, CostSample, Stratum};
+pub use cmd::{create, Command, CostSample, Stratum};
 pub use events::{Actor, Event, EventKind};
 pub use incident::Incident;
 pub use readback::{read_back, ReadBack};
@@ -57,6 +57,11 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
         Command::Pause => cmd::pause(s, now_ms),
         Command::Resume => cmd::resume(s, now_ms),
         Command::SetSplit { green_percent } => cmd::set_split(s, green_percent, now_ms),
+        Command::Redefine {
+            blue_model,
+            green_model,
+            sticky,
+        } => cmd::redefine(s, blue_model, green_model, sticky, now_ms),
         Command::Tick {
             window,
             strata,

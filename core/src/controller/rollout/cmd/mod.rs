@@ -4,6 +4,7 @@
 
 mod pause;
 mod promote;
+mod redefine;
 mod resume;
 mod rollback;
 mod set_split;
@@ -11,6 +12,8 @@ mod start;
 
 pub(super) use pause::pause;
 pub(super) use promote::promote;
+pub use redefine::create;
+pub(super) use redefine::redefine;
 pub(super) use resume::resume;
 pub(super) use rollback::rollback;
 pub(super) use set_split::set_split;
@@ -37,6 +40,13 @@ pub enum Command {
     Pause,
     /// Back to the current step's split, with the hold timer running again.
     Resume,
+    /// A route's new definition (`PUT /admin/routes/{name}`): its models and stickiness at 0%
+    /// green; refused while a rollout is under way.
+    Redefine {
+        blue_model: String,
+        green_model: String,
+        sticky: bool,
+    },
     /// A manual split; pauses the rollout.
     SetSplit { green_percent: f64 },
     /// A cron tick, with the evaluation window's stats (what the threshold gates judge), the

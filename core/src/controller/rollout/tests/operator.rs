@@ -224,3 +224,51 @@ fn a_version_names_the_models_its_split_sent_requests_to() {
     assert_eq!(back.model_under(Blue, back.version()), "blue-m");
     assert_eq!(back.model_under(Green, v), "green-m");
 }
+
+fn redefine(blue: &str) -> Command {
+    Command::Redefine {
+        blue_model: blue.into(),
+        green_model: blue.into(),
+        sticky: true,
+    }
+}
+
+#[test]
+fn an_idle_route_gets_its_new_blue_at_a_new_version() {
+    let s = State::initial(&routing());
+    let t = apply(&s, redefine("qwen-max"), 1_000).unwrap();
+    assert_eq!(t.state.split().blue_model, "qwen-max");
+    assert_eq!(t.state.split().green_model, "qwen-max");
+    assert_eq!(t.state.version(), 8);
+    assert_eq!(t.state.phase(), Phase::Idle);
+    assert!(t.effects.contains(&Effect::WriteSplit));
+    assert_eq!(kinds(&t), [EventKind::RouteDefined]);
+    assert!(!events(&t)[0].alert);
+    // The same definition again changes nothing: no version, no event.
+    let again = apply(&t.state, redefine("qwen-max"), 2_000).unwrap();
+    assert_eq!(again.state, t.state);
+    assert!(again.effects.is_empty());
+}
+
+#[test]
+fn a_running_rollout_keeps_its_blue_and_an_ended_one_takes_a_new_one() {
+    let s = started(&[(10.0, 60)]);
+    let refused = apply(&s, redefine("qwen-max"), 1_000).unwrap_err();
+    assert!(
+        matches!(&refused, Refusal::Conflict(m) if m.contains("while rollout 1 is progressing")),
+        "{refused:?}"
+    );
+    let ended = apply(&s, Command::Rollback, 1_000).unwrap().state;
+    let t = apply(&ended, redefine("qwen-max"), 2_000).unwrap();
+    assert_eq!(t.state.phase(), Phase::RolledBack);
+    assert_eq!(t.state.split().blue_model, "qwen-max");
+}
+
+#[test]
+fn a_created_route_is_idle_on_its_definition_and_writes_it() {
+    let t = create(&routing(), 5_000);
+    assert_eq!(t.state, State::initial(&routing()));
+    assert!(t.effects.contains(&Effect::WriteSplit));
+    assert_eq!(kinds(&t), [EventKind::RouteDefined]);
+    assert!(events(&t)[0].message.contains("blue-m serves all traffic"));
+}
