@@ -10,12 +10,11 @@ use bluegreen_core::error::ApiError;
 use bluegreen_core::request::path::split_url;
 use bluegreen_core::route::name::{admin_target, AdminTarget};
 use bluegreen_core::route::registry::{Registry, RouteDef};
-use futures_util::future::join_all;
 use serde::Serialize;
 use worker::{Env, Method, Request, Response};
 
 use crate::control::{self, REGISTRY_PATH, ROUTE_PATH};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::{self, read_body};
 use crate::runtime::now_ms;
 use crate::settings;
@@ -137,22 +136,23 @@ async fn list(env: &Env) -> Result<Response> {
     let mut answer = control::call_registry(env, Method::Get, REGISTRY_PATH, None).await?;
     let registry = Registry::parse(&answer.text().await?).map_err(|e| ApiError::internal(&e))?;
     let defs = registry.definitions(&cfg.defaults);
-    let mut routes = Vec::with_capacity(defs.len());
-    for chunk in defs.chunks(control::FAN_OUT) {
-        let statuses = join_all(chunk.iter().map(|d| status_of(env, &d.name))).await;
-        for (def, status) in chunk.iter().zip(statuses) {
-            let (status, problem) = match status {
-                Ok(s) => (Some(s), None),
-                Err(e) => (None, Some(e)),
-            };
-            routes.push(Listed {
+    let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
+    let statuses = control::each_route(env, &names, Method::Get, "/admin/status").await;
+    let routes: Vec<Listed> = defs
+        .iter()
+        .zip(statuses)
+        .map(|(def, status)| {
+            let status = status.and_then(|text| {
+                serde_json::from_str(&text).map_err(|e| Error::runtime("a route's status", e))
+            });
+            Listed {
                 name: def.name.clone(),
                 definition: def.clone(),
-                status,
-                problem,
-            });
-        }
-    }
+                problem: status.as_ref().err().map(ToString::to_string),
+                status: status.ok(),
+            }
+        })
+        .collect();
     Ok(http::json(
         200,
         &serde_json::json!({
@@ -161,16 +161,4 @@ async fn list(env: &Env) -> Result<Response> {
             "default_route": registry.has_default(),
         }),
     )?)
-}
-
-/// A route's status at its controller, or why it could not be had.
-async fn status_of(env: &Env, route: &str) -> std::result::Result<serde_json::Value, String> {
-    let mut resp = control::call(env, route, Method::Get, "/admin/status", None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let text = resp.text().await.map_err(|e| e.to_string())?;
-    match resp.status_code() {
-        200 => serde_json::from_str(&text).map_err(|e| e.to_string()),
-        s => Err(format!("the controller answered {s}: {text}")),
-    }
 }

@@ -7,27 +7,18 @@
 //! module keeps the breaker for the isolate's life and hands each tracked attempt a [`Watch`],
 //! whose drop tells the breaker that an attempt ended unjudged (the client went away).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use bluegreen_core::request::breaker::{
     Admit, Breaker, Check, Finish, Mode, Settings, Shed, Snapshot,
 };
 
-use crate::per_route::slot;
+use crate::per_route;
 use crate::runtime::now_ms;
-
-thread_local! {
-    /// One breaker a route; bounded by the routes there are.
-    static BREAKERS: RefCell<HashMap<String, Breaker>> = RefCell::new(HashMap::new());
-}
 
 /// Runs `f` on `route`'s breaker (built from `settings` the first time), then logs the state
 /// changes it made.
 fn with<R>(settings: &Settings, route: &str, f: impl FnOnce(&mut Breaker) -> R) -> R {
-    BREAKERS.with(|cell| {
-        let mut all = cell.borrow_mut();
-        let breaker = slot(&mut all, route, || Breaker::new(*settings));
+    per_route::with(route, |state| {
+        let breaker = state.breaker.get_or_insert_with(|| Breaker::new(*settings));
         let result = f(breaker);
         while let Some(event) = breaker.poll_event() {
             match serde_json::to_string(&event) {

@@ -9,6 +9,7 @@
 use bluegreen_core::request::routing::RoutingDoc;
 use bluegreen_core::route::name::instance_name;
 use bluegreen_core::route::registry::Registry;
+use futures_util::future::join_all;
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
 
 use crate::error::{Error, Result};
@@ -108,9 +109,10 @@ pub async fn route_names(env: &Env) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Asks `route`'s controller to tick; returns its one-line summary. Called by the cron handler.
-pub async fn tick(env: &Env, route: &str) -> Result<String> {
-    let mut resp = call(env, route, Method::Post, TICK_PATH, None).await?;
+/// `route`'s controller's answer to a body-less call at `path`: its text when it answered
+/// 200, else why not.
+async fn answer(env: &Env, route: &str, method: Method, path: &str) -> Result<String> {
+    let mut resp = call(env, route, method, path, None).await?;
     let text = resp.text().await?;
     match resp.status_code() {
         200 => Ok(text),
@@ -118,6 +120,25 @@ pub async fn tick(env: &Env, route: &str) -> Result<String> {
             "the controller answered {s}: {text}"
         ))),
     }
+}
+
+/// Every route's controller's answer at `path` (the cron's ticks, a scrape, the routes' list),
+/// [`FAN_OUT`] calls at a time, in the order of `routes`: one route failing fails only its own
+/// entry.
+pub async fn each_route(
+    env: &Env,
+    routes: &[&str],
+    method: Method,
+    path: &str,
+) -> Vec<Result<String>> {
+    let mut out = Vec::with_capacity(routes.len());
+    for chunk in routes.chunks(FAN_OUT) {
+        let calls = chunk
+            .iter()
+            .map(|route| answer(env, route, method.clone(), path));
+        out.extend(join_all(calls).await);
+    }
+    out
 }
 
 /// `route`'s split at its controller, for an isolate that cannot read KV: `None` when the

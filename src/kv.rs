@@ -8,8 +8,6 @@
 //! keeps the cache for the isolate, reads KV when the cache says so, and logs what changed (a
 //! problem once, not on every refresh).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 
@@ -24,18 +22,12 @@ use serde::Serialize;
 use worker::{Env, Response};
 
 use crate::error::{Error, Result};
-use crate::per_route::slot;
 use crate::runtime::now_ms;
-use crate::{breaker, control, routes, settings};
-
-thread_local! {
-    /// One cache a route this isolate served; bounded by the routes there are.
-    static CACHES: RefCell<HashMap<String, RoutingCache>> = RefCell::new(HashMap::new());
-}
+use crate::{breaker, control, per_route, routes, settings};
 
 /// Runs `f` on `route`'s cache, made on first use.
 fn with_cache<T>(route: &str, f: impl FnOnce(&mut RoutingCache) -> T) -> T {
-    CACHES.with(|c| f(slot(&mut c.borrow_mut(), route, RoutingCache::default)))
+    per_route::with(route, |s| f(&mut s.cache))
 }
 
 /// `route`'s routing document to use now.

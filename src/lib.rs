@@ -28,7 +28,6 @@ mod upstream;
 
 use bluegreen_core::error::ApiError;
 use bluegreen_core::request::path;
-use futures_util::future::join_all;
 use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::error::Result;
@@ -127,14 +126,13 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             vec![bluegreen_core::route::DEFAULT.to_string()]
         }
     };
-    for chunk in names.chunks(control::FAN_OUT) {
-        let ticks = chunk.iter().map(|route| control::tick(&env, route));
-        for (route, result) in chunk.iter().zip(join_all(ticks).await) {
-            match result {
-                Ok(summary) => worker::console_log!("cron {cron}: route {route}: tick {summary}"),
-                Err(problem) => {
-                    worker::console_error!("cron {cron}: route {route}: tick failed: {problem}")
-                }
+    let routes: Vec<&str> = names.iter().map(String::as_str).collect();
+    let ticks = control::each_route(&env, &routes, Method::Post, control::TICK_PATH).await;
+    for (route, result) in routes.iter().zip(ticks) {
+        match result {
+            Ok(summary) => worker::console_log!("cron {cron}: route {route}: tick {summary}"),
+            Err(problem) => {
+                worker::console_error!("cron {cron}: route {route}: tick failed: {problem}")
             }
         }
     }

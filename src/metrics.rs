@@ -10,7 +10,6 @@
 
 use bluegreen_core::controller::metrics::{merge, route_scrape_family, CONTENT_TYPE};
 use bluegreen_core::error::ApiError;
-use futures_util::future::join_all;
 use worker::{Env, Method, Request, Response};
 
 use crate::error::Result;
@@ -28,15 +27,14 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
     .await?;
     let table = routes::table(env, &cfg).await.doc;
     let names: Vec<&str> = table.sorted().iter().map(|r| r.def.name.as_str()).collect();
-    let mut texts = Vec::with_capacity(names.len());
-    for chunk in names.chunks(control::FAN_OUT) {
-        texts.extend(join_all(chunk.iter().map(|route| scrape(env, route))).await);
+    let texts = control::each_route(env, &names, Method::Get, "/metrics").await;
+    let mut scraped = Vec::with_capacity(names.len());
+    for (route, text) in names.iter().zip(&texts) {
+        if let Err(e) = text {
+            worker::console_error!("metrics: route {route}'s controller left out: {e}");
+        }
+        scraped.push((*route, text.is_ok()));
     }
-    let scraped: Vec<(&str, bool)> = names
-        .iter()
-        .zip(&texts)
-        .map(|(name, text)| (*name, text.is_some()))
-        .collect();
     let up = route_scrape_family(&scraped);
     let text = merge(
         texts
@@ -51,26 +49,4 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         text,
         &[("cache-control", "no-store")],
     ))
-}
-
-/// `route`'s text, or `None` (logged) when its controller did not give one.
-async fn scrape(env: &Env, route: &str) -> Option<String> {
-    let got = async {
-        let mut resp = control::call(env, route, Method::Get, "/metrics", None).await?;
-        let status = resp.status_code();
-        let text = resp.text().await?;
-        match status {
-            200 => Ok(text),
-            s => Err(crate::error::Error::Runtime(format!(
-                "it answered {s}: {text}"
-            ))),
-        }
-    };
-    match got.await {
-        Ok(text) => Some(text),
-        Err(e) => {
-            worker::console_error!("metrics: route {route}'s controller left out: {e}");
-            None
-        }
-    }
 }

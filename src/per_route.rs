@@ -1,18 +1,39 @@
-//! Leaf: an isolate's values kept one per route (routing caches, stats outboxes, green
-//! breakers). A route's value is made on its first use; the maps are bounded by the routes there
-//! are (`ROUTE_LIMIT`).
+//! Leaf: what an isolate keeps per route, in one map: the route's routing document cache, its
+//! stats outbox and its green breaker. A route's entry is made on its first use; the map is
+//! bounded by the routes there are (`ROUTE_LIMIT`). One map rather than one per concern: the
+//! request path finds all of a route's state in one hash lookup each time it needs it, and the
+//! wasm carries one map's code.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
-/// `route`'s value in `map`, made by `make` on first use. The lookup allocates nothing when the
-/// route has its value already (the request path's case).
-pub fn slot<'a, V>(
-    map: &'a mut HashMap<String, V>,
-    route: &str,
-    make: impl FnOnce() -> V,
-) -> &'a mut V {
-    if !map.contains_key(route) {
-        map.insert(route.to_string(), make());
-    }
-    map.get_mut(route).expect("inserted above")
+use bluegreen_core::isolate::outbox::Outbox;
+use bluegreen_core::request::breaker::Breaker;
+use bluegreen_core::request::routing_cache::RoutingCache;
+
+/// One route's state in this isolate.
+#[derive(Default)]
+pub struct RouteState {
+    /// Its routing document, as the core's cache holds it (`crate::kv`).
+    pub cache: RoutingCache,
+    /// Its stats not yet delivered to its controller (`crate::recorder`).
+    pub outbox: Outbox,
+    /// Its green breaker, once a green attempt asked it (`crate::breaker`).
+    pub breaker: Option<Breaker>,
+}
+
+thread_local! {
+    static ROUTES: RefCell<HashMap<String, RouteState>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `f` on `route`'s state, made on first use. `f` must not call back into this module
+/// (the map is borrowed while it runs); none of its callers do.
+pub fn with<T>(route: &str, f: impl FnOnce(&mut RouteState) -> T) -> T {
+    ROUTES.with(|cell| {
+        let mut all = cell.borrow_mut();
+        if !all.contains_key(route) {
+            all.insert(route.to_string(), RouteState::default());
+        }
+        f(all.get_mut(route).expect("inserted above"))
+    })
 }

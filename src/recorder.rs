@@ -15,8 +15,6 @@
 //! cancelled, goes with the isolate's next flush. Which batch goes when, and which are given
 //! up on, the core's [`Outbox`] decides; this module waits, posts and logs.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bluegreen_core::config::Config;
@@ -29,19 +27,12 @@ use worker::{Delay, Env};
 
 use crate::control::Delivered;
 use crate::error::Result;
-use crate::per_route::slot;
 use crate::runtime::{now_ms, random_id};
-use crate::{control, retry};
-
-thread_local! {
-    /// One outbox a route that served requests in this isolate. Bounded by the routes there are
-    /// (`ROUTE_LIMIT`); a deleted route's outbox empties at its next flush.
-    static OUTBOXES: RefCell<HashMap<String, Outbox>> = RefCell::new(HashMap::new());
-}
+use crate::{control, per_route, retry};
 
 /// Runs `f` on `route`'s outbox, made on first use.
 fn with_outbox<T>(route: &str, f: impl FnOnce(&mut Outbox) -> T) -> T {
-    OUTBOXES.with(|o| f(slot(&mut o.borrow_mut(), route, Outbox::default)))
+    per_route::with(route, |s| f(&mut s.outbox))
 }
 
 /// Logs the record and adds it to this isolate's next batch. Returns the flush to run in this

@@ -102,7 +102,7 @@ pub async fn models(req: &Request, env: &Env, cfg: &Config, id: Option<&str>) ->
             object: "list",
             data: table
                 .sorted()
-                .into_iter()
+                .iter()
                 .filter_map(|r| model(&table, &r.def.name, owner))
                 .collect(),
         }),

@@ -154,9 +154,8 @@ impl Registry {
     pub fn definitions(&self, vars: &RoutingDoc) -> Vec<RouteDef> {
         let mut all = self.routes.clone();
         if self.has_default() && !all.iter().any(|r| r.name == DEFAULT) {
-            all.push(RouteDef::from_vars(vars));
+            insert_sorted(&mut all, RouteDef::from_vars(vars));
         }
-        all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
@@ -180,8 +179,7 @@ impl Registry {
                 if self.routes.len() + implicit_default >= limit {
                     return Err(RegistryError::Full(limit));
                 }
-                self.routes.push(def);
-                self.routes.sort_by(|a, b| a.name.cmp(&b.name));
+                insert_sorted(&mut self.routes, def);
             }
         }
         self.version += 1;
@@ -203,6 +201,13 @@ impl Registry {
         self.version += 1;
         Ok(())
     }
+}
+
+/// Inserts `def` where name order puts it (the routes are kept in that order, so nothing is
+/// ever sorted: the standard sorts would add kilobytes of wasm for one ordering).
+fn insert_sorted(routes: &mut Vec<RouteDef>, def: RouteDef) {
+    let at = routes.partition_point(|r| r.name < def.name);
+    routes.insert(at, def);
 }
 
 /// What to do with a `model` no route is named after (`UNKNOWN_MODELS`).
@@ -230,7 +235,10 @@ pub struct Route {
 /// Made once per registry read, never per request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RouteTable {
-    by_name: HashMap<String, Route>,
+    /// In name order.
+    routes: Vec<Route>,
+    /// Each route's place in `routes`, by name.
+    index: HashMap<String, usize>,
     has_default: bool,
     version: u64,
 }
@@ -239,7 +247,7 @@ impl RouteTable {
     /// The table of `registry`, with the default route's definition from `vars` unless an
     /// operator defined it.
     pub fn new(registry: &Registry, vars: &RoutingDoc) -> RouteTable {
-        let by_name = registry
+        let routes: Vec<Route> = registry
             .definitions(vars)
             .into_iter()
             .map(|def| {
@@ -250,11 +258,17 @@ impl RouteTable {
                 } else {
                     def.defaults()
                 };
-                (def.name.clone(), Route { def, defaults })
+                Route { def, defaults }
             })
             .collect();
+        let index = routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.def.name.clone(), i))
+            .collect();
         RouteTable {
-            by_name,
+            routes,
+            index,
             has_default: registry.has_default(),
             version: registry.version,
         }
@@ -263,28 +277,28 @@ impl RouteTable {
     /// The route that serves a request for `model`: the route named so, else the default
     /// route when there is one and `unknown` lets it; `None` for OpenAI's 404.
     pub fn resolve(&self, model: Option<&str>, unknown: UnknownModels) -> Option<&Route> {
-        if let Some(route) = model.and_then(|m| self.by_name.get(m)) {
+        if let Some(route) = model.and_then(|m| self.get(m)) {
             return Some(route);
         }
         match unknown {
-            UnknownModels::Default if self.has_default => self.by_name.get(DEFAULT),
+            UnknownModels::Default if self.has_default => self.get(DEFAULT),
             _ => None,
         }
     }
 
     /// The route named `name`.
     pub fn get(&self, name: &str) -> Option<&Route> {
-        self.by_name.get(name)
+        self.index.get(name).map(|&i| &self.routes[i])
     }
 
     /// How many routes there are.
     pub fn len(&self) -> usize {
-        self.by_name.len()
+        self.routes.len()
     }
 
     /// No routes at all (a deployment whose default route was deleted and nothing created).
     pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
+        self.routes.is_empty()
     }
 
     /// The registry version the table was made from.
@@ -293,10 +307,8 @@ impl RouteTable {
     }
 
     /// Every route, in name order.
-    pub fn sorted(&self) -> Vec<&Route> {
-        let mut all: Vec<&Route> = self.by_name.values().collect();
-        all.sort_by(|a, b| a.def.name.cmp(&b.def.name));
-        all
+    pub fn sorted(&self) -> &[Route] {
+        &self.routes
     }
 }
 
