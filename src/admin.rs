@@ -3,11 +3,14 @@
 //! on route `name`); each route's controller (a Durable Object) runs the verb, and the route
 //! registry keeps which routes exist.
 //!
-//! Without `ADMIN_TOKEN` the API is off (503, saying how to turn it on). A missing or wrong
-//! token is a 401; the comparison takes the same time however much of the token matches.
+//! `ADMIN_TOKEN` acts on every route; a token of `ROUTE_ADMIN_TOKENS` on the routes it lists
+//! only (403 `route_forbidden` on another; the routes' list shows it its own). Without either the
+//! API is off (503, saying how to turn it on). A missing or wrong token is a 401; every token is
+//! compared, in constant time ([`bluegreen_core::route::access`]).
 
 use bluegreen_core::error::ApiError;
 use bluegreen_core::request::path::split_url;
+use bluegreen_core::route::access::{admin_access, Access};
 use bluegreen_core::route::name::{admin_target, AdminTarget};
 use bluegreen_core::route::registry::{Registry, RouteDef};
 use serde::Serialize;
@@ -25,13 +28,17 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
 /// Checks the token, then hands the request to the route's controller or the registry.
 pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
     let cfg = settings::load(env)?;
-    http::require_bearer(
-        &mut req,
+    let access = match admin_access(
         cfg.admin_token.as_deref(),
-        ApiError::admin_disabled,
-        ApiError::admin_unauthorized,
-    )
-    .await?;
+        &cfg.route_admin_tokens,
+        http::header(&req, "authorization").as_deref(),
+    ) {
+        Ok(access) => access,
+        Err(refusal) => {
+            http::drain(&mut req).await;
+            return Err(refusal.into());
+        }
+    };
     let url = req.inner().url();
     let (path, query) = split_url(&url);
     let rest = path.trim_start_matches("/admin").trim_start_matches('/');
@@ -41,8 +48,16 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         http::drain(&mut req).await;
         return Err(ApiError::not_found(path).into());
     };
+    let route = match target {
+        AdminTarget::Routes => None,
+        AdminTarget::Route(route) | AdminTarget::Verb { route, .. } => Some(route),
+    };
+    if let Some(route) = route.filter(|r| !access.allows(r)) {
+        http::drain(&mut req).await;
+        return Err(Access::refusal(route).into());
+    }
     match (target, method) {
-        (AdminTarget::Routes, Method::Get) => list(env).await,
+        (AdminTarget::Routes, Method::Get) => list(env, access).await,
         (AdminTarget::Route(name), Method::Put) => {
             let body = admin_body(&mut req).await?;
             put(env, name, &body).await
@@ -129,13 +144,15 @@ struct Listed {
     problem: Option<String>,
 }
 
-/// `GET /admin/routes`: every route with its phase, split, verdict and last event, from the
+/// `GET /admin/routes`: every route (that `access` may see) with its phase, split, verdict and last event, from the
 /// registry and each controller (a few at a time).
-async fn list(env: &Env) -> Result<Response> {
+async fn list(env: &Env, access: Access<'_>) -> Result<Response> {
     let cfg = settings::load(env)?;
     let mut answer = control::call_registry(env, Method::Get, REGISTRY_PATH, None).await?;
     let registry = Registry::parse(&answer.text().await?).map_err(|e| ApiError::internal(&e))?;
-    let defs = registry.definitions(&cfg.defaults);
+    let mut defs = registry.definitions(&cfg.defaults);
+    // A team's token sees its own routes.
+    defs.retain(|d| access.allows(&d.name));
     let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
     let statuses = control::each_route(env, &names, Method::Get, "/admin/status").await;
     let routes: Vec<Listed> = defs

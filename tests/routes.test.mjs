@@ -160,7 +160,8 @@ test("without a default route for unknown names, a model nobody routed gets Open
 });
 
 test("routes are isolated: one rolls back, one advances, one is untouched, and 3000 requests count each in its own route", async (t) => {
-  const stack = await startStack(VARS);
+  const feedbackToken = "routes-feedback-token";
+  const stack = await startStack({ ...VARS, FEEDBACK_SECRET: "routes-test-secret-of-at-least-32-bytes", FEEDBACK_TOKEN: feedbackToken });
   t.after(() => stack.close());
   const r = stack.router;
   await stack.sim.setRules({ "fast-green": { status: 503 } });
@@ -195,6 +196,21 @@ test("routes are isolated: one rolls back, one advances, one is untouched, and 3
   assert.equal(total(text, "bluegreen_fallbacks_total", 'route="chat"'), 0);
   assert.equal(text.match(/^# TYPE bluegreen_requests_total /gm).length, 1, "one family, every route's samples");
   assert.equal(total(text, "bluegreen_route_scrape_ok"), 4);
+
+  // A score counts for the route that answered, and no other route takes its id.
+  const embedId = results.find((x) => x.headers.get("x-bluegreen-route") === "embed").headers.get("x-bluegreen-request-id");
+  assert.match(embedId, /^bg3\.b[0-9a-f]+\.[0-9a-f]+\.[0-9a-f]{16}\.embed\.[0-9a-f]{16}$/);
+  const score = (id) =>
+    fetch(`${r.url}/v1/feedback`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${feedbackToken}` },
+      body: JSON.stringify({ request_id: id, score: -1 }),
+    });
+  assert.equal((await score(embedId.replace(".embed.", ".chat."))).status, 404, "moved to another route, the id is no id");
+  assert.equal((await score(embedId)).status, 200);
+  const scored = await scrape(r.url);
+  assert.equal(total(scored, "bluegreen_feedback_total", 'route="embed"', 'score="negative"'), 1);
+  for (const n of ["fast", "chat", "default"]) assert.equal(total(scored, "bluegreen_feedback_total", `route="${n}"`), 0, n);
 
   await sleep(1100);
   await r.tick();
@@ -255,4 +271,41 @@ test("an upgrade loses nothing: the state the release before routes stored is th
   // The lifetime counters went on from the 120 requests counted before the upgrade.
   const counted = async () => total(await scrape(r.url), "bluegreen_requests_total", 'route="default"');
   assert.ok(await eventually(async () => (await counted()) === 121, 8000), `counted ${await counted()}`);
+});
+
+test("teams steer only their own routes: a route token acts on the routes it lists and gets a 403 elsewhere", async (t) => {
+  const team = "team-summarise-token-0123";
+  const stack = await startStack({ ...VARS, ROUTE_ADMIN_TOKENS: JSON.stringify({ [team]: ["summarise"] }) });
+  t.after(() => stack.close());
+  const r = stack.router;
+  const as = (token) => (method, route, body) => r.admin(method, route, body, token);
+  const admin = as(TOKEN);
+  const summariseTeam = as(team);
+  for (const name of ["summarise", "chat"]) assert.equal((await admin("PUT", `routes/${name}`, { blue_model: `${name}-blue` })).status, 201);
+  const steps = [{ green_percent: 20, hold_seconds: 600 }];
+  assert.equal((await admin("POST", "routes/chat/rollouts", { green_model: "chat-green", steps })).status, 201);
+  const started = await summariseTeam("POST", "routes/summarise/rollouts", { green_model: "summarise-green", steps });
+  assert.equal(started.status, 201, started.text);
+  assert.equal((await summariseTeam("POST", "routes/summarise/rollback")).status, 200);
+  // Another route, the default route's paths, its definition: 403, and nothing changed.
+  for (const [method, route, body] of [
+    ["POST", "routes/chat/rollback"],
+    ["GET", "routes/chat/status"],
+    ["PUT", "routes/chat", { blue_model: "x" }],
+    ["DELETE", "routes/chat"],
+    ["GET", "status"],
+    ["PUT", "routes/new-route", { blue_model: "x" }],
+  ]) {
+    const res = await summariseTeam(method, route, body);
+    assert.equal(res.status, 403, `${method} ${route}: ${res.text}`);
+    assert.equal(res.body.error.code, "route_forbidden");
+  }
+  assert.equal((await admin("GET", "routes/chat/status")).body.phase, "progressing");
+  // Its list is its own routes; the admin token's is every route.
+  const own = await summariseTeam("GET", "routes");
+  assert.deepEqual(own.body.routes.map((x) => x.name), ["summarise"]);
+  assert.deepEqual((await admin("GET", "routes")).body.routes.map((x) => x.name), ["chat", "default", "summarise"]);
+  // A token that is none of them.
+  assert.equal((await as("team-summarise-token-012")("GET", "routes")).status, 401);
+  assert.equal((await admin("POST", "routes/summarise/rollouts", { green_model: "g2", steps })).status, 201, "ADMIN_TOKEN acts on every route");
 });

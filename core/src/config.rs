@@ -12,6 +12,7 @@ use crate::request::model;
 use crate::request::pass_through::PassThrough;
 use crate::request::request_id::{Keys, MIN_SECRET_BYTES};
 use crate::request::routing::RoutingDoc;
+use crate::route::access::RouteTokens;
 use crate::route::registry::{UnknownModels, DEFAULT_ROUTE_LIMIT, MAX_ROUTES};
 use crate::stats::Prices;
 
@@ -116,6 +117,8 @@ pub struct Config {
     pub unknown_models: UnknownModels,
     /// Most routes the registry takes (`ROUTE_LIMIT`, at most [`MAX_ROUTES`]).
     pub route_limit: usize,
+    /// The tokens that may act on some routes only (`ROUTE_ADMIN_TOKENS`).
+    pub route_admin_tokens: RouteTokens,
 }
 
 /// Highest `SHADOW_MAX_PER_MINUTE`: a thousand copies a second from one isolate.
@@ -479,6 +482,12 @@ impl Config {
                 MAX_SHADOW_PER_MINUTE,
             )? as u32,
             unknown_models: vars.unknown_models()?,
+            route_admin_tokens: match vars.text("ROUTE_ADMIN_TOKENS") {
+                None => RouteTokens::default(),
+                Some(json) => {
+                    RouteTokens::parse(&json).map_err(|e| err("ROUTE_ADMIN_TOKENS", e))?
+                }
+            },
             route_limit: vars.whole(
                 "ROUTE_LIMIT",
                 DEFAULT_ROUTE_LIMIT as u64,

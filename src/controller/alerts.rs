@@ -85,8 +85,15 @@ pub async fn send(url: String, events: Vec<Event>, routing: Option<RoutingNote>)
             .unwrap_or_default();
         let body = match serde_json::to_string(&Alert {
             text: format!(
-                "bluegreen-router: {} ({}% green, {} → {}){note}",
-                event.message, event.green_percent, event.blue_model, event.green_model
+                "bluegreen-router, route {}: {} ({}% green, {} → {}){note}",
+                event
+                    .route
+                    .as_deref()
+                    .unwrap_or(bluegreen_core::route::DEFAULT),
+                event.message,
+                event.green_percent,
+                event.blue_model,
+                event.green_model
             ),
             event: &event,
             routing: routing.as_ref(),

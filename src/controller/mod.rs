@@ -256,6 +256,14 @@ impl RolloutController {
         Ok(())
     }
 
+    /// `event` naming this controller's route (the state machine does not know it).
+    fn stamped(&self, event: Event) -> Event {
+        Event {
+            route: Some(self.route_name()),
+            ..event
+        }
+    }
+
     /// The route this controller judges.
     fn route_name(&self) -> String {
         self.route
@@ -317,14 +325,10 @@ impl RolloutController {
         let Transition { state, effects } = transition;
         // The new windows, computed aside: memory changes only once storage has the change.
         let scopes = self.with_mem(|m| m.scopes.after(&effects, state.version()));
-        let route = self.route_name();
         let events: Vec<Event> = effects
             .into_iter()
             .filter_map(|e| match e {
-                Effect::Record(event) => Some(Event {
-                    route: Some(route.clone()),
-                    ..*event
-                }),
+                Effect::Record(event) => Some(self.stamped(*event)),
                 _ => None,
             })
             .collect();

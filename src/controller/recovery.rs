@@ -52,10 +52,7 @@ impl RolloutController {
             Stored::Missing => (State::initial(defaults), None),
             Stored::Unreadable { raw, error } => {
                 let (state, event) = unreadable(defaults, &error, now);
-                let event = bluegreen_core::controller::rollout::Event {
-                    route: Some(self.route_name()),
-                    ..event
-                };
+                let event = self.stamped(event);
                 worker::console_error!("rollout event: {}", event.message);
                 self.store.record(std::slice::from_ref(&event))?;
                 if let Some(url) = cfg.alert_webhook_url.clone() {

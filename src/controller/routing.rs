@@ -129,6 +129,7 @@ impl RolloutController {
         let Some(event) = self.with_mem(|m| found.repair_event(&m.state, now)) else {
             return Ok(());
         };
+        let event = self.stamped(event);
         self.store.record(std::slice::from_ref(&event))?;
         worker::console_log!("rollout event: {}", event.message);
         let note = self.write_routing(now).await;

@@ -274,6 +274,19 @@ impl ApiError {
         )
     }
 
+    /// A route token (`ROUTE_ADMIN_TOKENS`) used on a route it does not name.
+    pub fn route_forbidden(route: &str) -> ApiError {
+        ApiError::new(
+            403,
+            "invalid_request_error",
+            "route_forbidden",
+            format!(
+                "This admin token may not act on the route `{route}`: it acts only on the routes \
+                 ROUTE_ADMIN_TOKENS lists for it."
+            ),
+        )
+    }
+
     /// A stats batch for a route that no longer exists: nobody will take it, so the isolate
     /// drops it.
     pub fn route_gone(route: &str) -> ApiError {
@@ -394,9 +407,9 @@ impl ApiError {
             503,
             "server_error",
             "admin_disabled",
-            "The admin API is off because ADMIN_TOKEN is not set. Set it with `npx wrangler \
-             secret put ADMIN_TOKEN` (locally: ADMIN_TOKEN=... in .dev.vars) and send \
-             `Authorization: Bearer <token>`."
+            "The admin API is off because neither ADMIN_TOKEN nor ROUTE_ADMIN_TOKENS is set. Set \
+             it with `npx wrangler secret put ADMIN_TOKEN` (locally: ADMIN_TOKEN=... in \
+             .dev.vars) and send `Authorization: Bearer <token>`."
                 .into(),
         )
     }

@@ -3,8 +3,10 @@
 //! that every model an app uses gets its own judged rollout in one deployment.
 //!
 //! - [`name`]: what a route may be called, and where its controller and document live;
-//! - [`registry`]: which routes exist, and which one a request's `model` goes to.
+//! - [`registry`]: which routes exist, and which one a request's `model` goes to;
+//! - [`access`]: who may steer which routes (`ADMIN_TOKEN`, `ROUTE_ADMIN_TOKENS`).
 
+pub mod access;
 pub mod name;
 pub mod registry;
 
