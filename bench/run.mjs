@@ -4,6 +4,10 @@
 //   direct    the upstream simulator itself (sim/upstream.mjs, fixed 20 ms before headers)
 //   baseline  bench/baseline.js, a Worker that only passes requests through to the simulator
 //   router    the built router (build/index.js + build/index_bg.wasm), pointed at the simulator
+//   router100 the same router with 100 routes configured, its requests naming one of them: the
+//             request path must not grow with the number of routes (issue 21), so its CPU per
+//             request and p50 are compared with the router's, with each round's figures as the
+//             measure of the noise
 // Both Workers run in local workerd through Miniflare with the same options (one workerd
 // process each), so the baseline/router difference is the router's own work. They run from a
 // snapshot of build/ (and bench/baseline.js) in a temporary directory, taken when no build is in
@@ -56,12 +60,16 @@ const CELL_WARMUP = (concurrency) => Math.max(20, 2 * concurrency); // opens the
 const ROUNDS = 4; // each cell is split into rounds that alternate between the targets
 const CELL_CAP_MS = 30_000; // a cell stops issuing requests after this, whatever its count
 const REQUEST_TIMEOUT_MS = 10_000; // a request taking longer is destroyed and counted as an error
-const RUN_CAP_MS = 300_000; // the whole run is abandoned (exit 1) after this
+const RUN_CAP_MS = 420_000; // the whole run is abandoned (exit 1) after this
 
-const BODY = Buffer.from(JSON.stringify({ model: "x", messages: [{ role: "user", content: "hello" }] }));
-const STREAM_BODY = Buffer.from(
-  JSON.stringify({ model: "x", messages: [{ role: "user", content: "hello" }], stream: true }),
-);
+/** A chat completion's body for `model`, streamed or not. */
+const bodyFor = (model, stream) =>
+  Buffer.from(JSON.stringify({ model, messages: [{ role: "user", content: "hello" }], ...(stream ? { stream: true } : {}) }));
+const BODY = bodyFor("x", false);
+const STREAM_BODY = bodyFor("x", true);
+/** Routes configured on `router100`, and the one its requests name. */
+const ROUTES = 100;
+const ROUTED_MODEL = "bench-route-050";
 
 // ---------------------------------------------------------------------------------------------
 // Workers in Miniflare
@@ -149,6 +157,19 @@ async function startWorker(name, rootPath, scriptPath, bindings, extra = {}) {
   return { name, url: url.origin, host: url.hostname, port: Number(url.port), mf, pid: fresh[0], logs };
 }
 
+/** Creates the routes of `target` through its admin API, one after another. */
+async function configureRoutes(target) {
+  for (let i = 0; i < ROUTES; i++) {
+    const name = `bench-route-${String(i).padStart(3, "0")}`;
+    const res = await fetch(`${target.url}/admin/routes/${name}`, {
+      method: "PUT",
+      headers: { authorization: "Bearer bench", "content-type": "application/json" },
+      body: JSON.stringify({ blue_model: `model-${i}` }),
+    });
+    if (res.status !== 201) throw new Error(`creating ${name}: ${res.status} ${await res.text()}`);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Load
 
@@ -161,7 +182,7 @@ const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
  * `data: [DONE]`.
  */
 function oneRequest(target, agent, stream) {
-  const body = stream ? STREAM_BODY : BODY;
+  const body = stream ? (target.streamBody ?? STREAM_BODY) : (target.body ?? BODY);
   return new Promise((resolve) => {
     const t0 = nowMs();
     let settled = false;
@@ -278,6 +299,9 @@ function mergeRounds(rounds) {
   }
   return {
     ...r,
+    // Each round's own figures, for the spread between rounds (the run's noise).
+    roundTicksPerReq: rounds.map((x) => (x.ticks === undefined ? NaN : x.ticks / x.sent)),
+    roundP50: rounds.map((x) => percentile(x.totals, 50)),
     rps: (r.ok / r.elapsedMs) * 1000,
     p50: percentile(r.totals, 50),
     p99: percentile(r.totals, 99),
@@ -352,16 +376,25 @@ async function main() {
 
   // One at a time, so each new workerd pid is known to belong to the instance just started.
   const baseline = await startWorker("baseline", snapshot, "baseline.js", { UPSTREAM_BASE_URL: upstream });
-  const router = await startWorker("router", snapshot, "index.js", { UPSTREAM_BASE_URL: upstream }, {
-    durableObjects: {
-        ROLLOUT: { className: "RolloutController", useSQLite: true },
-        ROUTE_REGISTRY: { className: "RouteRegistry", useSQLite: true },
-      },
-  });
-  const targets = [direct, baseline, router];
+  const durableObjects = {
+    ROLLOUT: { className: "RolloutController", useSQLite: true },
+    ROUTE_REGISTRY: { className: "RouteRegistry", useSQLite: true },
+  };
+  const router = await startWorker("router", snapshot, "index.js", { UPSTREAM_BASE_URL: upstream }, { durableObjects });
+  const router100 = await startWorker(
+    "router100",
+    snapshot,
+    "index.js",
+    { UPSTREAM_BASE_URL: upstream, ADMIN_TOKEN: "bench", ROUTE_LIMIT: String(ROUTES + 1) },
+    { durableObjects },
+  );
+  await configureRoutes(router100);
+  router100.body = bodyFor(ROUTED_MODEL, false);
+  router100.streamBody = bodyFor(ROUTED_MODEL, true);
+  const targets = [direct, baseline, router, router100];
   console.log(
     `bench: simulator ${sim.url} (delay ${SIM_DELAY_MS} ms), baseline ${baseline.url} (workerd pid ${baseline.pid}), ` +
-      `router ${router.url} (workerd pid ${router.pid})`,
+      `router ${router.url} (workerd pid ${router.pid}), router100 ${router100.url} (workerd pid ${router100.pid}, ${ROUTES} routes)`,
   );
 
   // Preflight: each target must answer a plain and a streaming completion before we measure.
@@ -404,7 +437,7 @@ async function main() {
   const hz = clockTicksPerSecond();
   const cpuMsPerReq = {};
   const cpuNotes = [];
-  for (const t of [baseline, router]) {
+  for (const t of [baseline, router, router100]) {
     const c = results[t.name].c32;
     cpuMsPerReq[t.name] = ((c.ticks / hz) * 1000) / c.sent;
     cpuNotes.push(`${t.name} ${c.ticks} ticks / ${c.sent} requests`);
@@ -459,12 +492,24 @@ async function main() {
       `req/s c=32 ${fmt((b.c32.rps / results.direct.c32.rps) * 100)}%`,
   );
 
+  const r100 = results.router100;
+  const spread = (xs, k = 1) => `${fmt(Math.min(...xs) * k, 3)}–${fmt(Math.max(...xs) * k, 3)}`;
+  const msPerTick = 1000 / hz;
+  console.log(
+    `- ${ROUTES} routes configured vs 1 (its requests name one route): CPU per request ` +
+      `${fmt(cpuMsPerReq.router100, 3)} vs ${fmt(cpuMsPerReq.router, 3)} ms ` +
+      `(rounds ${spread(r100.c32.roundTicksPerReq, msPerTick)} vs ${spread(r.c32.roundTicksPerReq, msPerTick)}); ` +
+      `p50 c=1 ${fmt(r100.c1.p50, 2)} vs ${fmt(r.c1.p50, 2)} ms ` +
+      `(rounds ${spread(r100.c1.roundP50)} vs ${spread(r.c1.roundP50)}); ` +
+      `within the noise when each figure lies in the other's range of rounds`,
+  );
+
   const totalErrors = targets.reduce(
     (n, t) => n + Object.values(results[t.name]).reduce((m, c) => m + (c.sent - c.ok) + c.warmErrors, 0),
     0,
   );
   console.log(`- errors (non-200, network, timeouts, incl. warm-ups): ${totalErrors}`);
-  for (const t of [baseline, router]) {
+  for (const t of [baseline, router, router100]) {
     if (t.logs.warnings || t.logs.errors) {
       console.log(`- ${t.name} logged ${t.logs.warnings} warnings, ${t.logs.errors} errors, e.g. ${JSON.stringify(t.logs.samples[0])}`);
     }

@@ -1,7 +1,9 @@
 // The offline demo (README: `npm run demo`): the upstream simulator, the router in local
-// workerd and a traffic generator, then two compressed rollouts with seconds-long steps: a
-// healthy green that completes and becomes blue, and a green that starts failing a few percent
-// of its requests mid-rollout and is rolled back by the controller on its own. Prints a
+// workerd with two routes (`chat` and `summarise`, as an app would name its models) and a
+// traffic generator sending to both, then two compressed rollouts at once, one a route, with
+// seconds-long steps: on `chat` a healthy green that completes and becomes blue, on
+// `summarise` a green that starts failing a few percent of its requests mid-rollout and is
+// rolled back by its controller on its own, while `chat`'s goes on. Prints a
 // timeline, a summary and the dashboard URL, and stops everything it started. No key, no
 // network. Exits 1 if either rollout does not end as it should. With `--keep`, the router and
 // simulator stay up after the summary (for the dashboard) until Ctrl-C.
@@ -18,7 +20,12 @@ const STEPS = [
 const HEALTH = { min_requests: 20 };
 const CONCURRENCY = 4;
 const ROLLOUT_CAP_MS = 70_000; // a rollout that has not ended by then fails the demo
-const DEMO_CAP_MS = 170_000; // the traffic generator stops by itself after this
+const DEMO_CAP_MS = 120_000; // the traffic generator stops by itself after this
+// The two routes: a name clients send as `model`, its blue, the green rolled out on it.
+const ROUTES = [
+  { name: "chat", blue: "deepseek-v3", green: "gemini-2.5-flash" },
+  { name: "summarise", blue: "qwen-max", green: "candidate-2", degradeFromStep: 2 },
+];
 const FAIL_RATE = 0.08; // the second green's failures, from its second step on
 
 const t0 = Date.now();
@@ -47,6 +54,7 @@ const router = await startRouter({
     "deepseek-v3": { input: 0.27, output: 1.1 },
     "gemini-2.5-flash": { input: 0.3, output: 2.5 },
     "candidate-2": { input: 0.2, output: 0.8 },
+    "qwen-max": { input: 0.4, output: 1.2 },
   }),
 });
 const admin = async (method, route, body) => {
@@ -64,6 +72,7 @@ const generator = Promise.all(
     while (running && Date.now() - t0 < DEMO_CAP_MS) {
       i++;
       await chat(router.url, {
+        model: ROUTES[(k + i) % ROUTES.length].name,
         messages: [{ role: "user", content: `demo request ${k}-${i}: say something short` }],
         stream: i % 4 === 0,
         user: `user-${(k * 7919 + i) % 500}`,
@@ -75,62 +84,71 @@ const generator = Promise.all(
 );
 
 const results = [];
+const TITLES = {
+  completed: "Completed: green is the new blue",
+  rolled_back: "ROLLED BACK automatically",
+  check_failed: "Check failed",
+  paused: "Paused",
+  resumed: "Resumed",
+  split_set: "Manual split",
+};
 
-async function rollout(green, { degradeFromStep } = {}) {
+/** Starts each route's rollout, then ticks (the cron, compressed) until both have ended. */
+async function rollouts() {
   const start = Date.now();
-  let status = await admin("POST", "rollouts", { green_model: green, steps: STEPS, health: HEALTH });
-  say(`${clock()} Rollout ${status.rollout.id}: ${green} over ${status.blue_model}`);
-  say(`  Steps: ${STEPS.map((s) => `${s.green_percent}% for ${s.hold_seconds}s`).join(" → ")} → 100%`);
-  say(`  Traffic split: ${100 - status.green_percent}% → blue | ${status.green_percent}% → green`);
+  const live = [];
+  for (const route of ROUTES) {
+    const path = `routes/${route.name}`;
+    const status = await admin("POST", `${path}/rollouts`, { green_model: route.green, steps: STEPS, health: HEALTH });
+    say(`${clock()} ${route.name}: rollout ${status.rollout.id}, ${route.green} over ${status.blue_model}`);
+    live.push({ ...route, path, status, lastEvent: (await admin("GET", `${path}/events?limit=1`)).events[0]?.seq ?? 0 });
+  }
+  say(`  Steps on each: ${STEPS.map((s) => `${s.green_percent}% for ${s.hold_seconds}s`).join(" → ")} → 100%`);
   say();
-  let lastEvent = (await admin("GET", "events?limit=1")).events[0]?.seq ?? 0;
-  let degraded = false;
-  while (Date.now() - start < ROLLOUT_CAP_MS) {
+  while (Date.now() - start < ROLLOUT_CAP_MS && live.some((r) => !["completed", "rolled_back"].includes(r.status.phase))) {
     await sleep(TICK_MS);
-    const before = await admin("GET", "status");
-    if (degradeFromStep && !degraded && before.step && before.step.number >= degradeFromStep) {
-      await sim.setRules({ ...baseRules, [green]: { fail_rate: FAIL_RATE, fail_status: 503 } });
-      degraded = true;
-      say(`${clock()} ${green} starts failing ${FAIL_RATE * 100}% of its requests (simulator)`);
-      say();
+    for (const r of live) {
+      r.before = await admin("GET", `${r.path}/status`);
+      if (r.degradeFromStep && !r.degraded && r.before.step && r.before.step.number >= r.degradeFromStep) {
+        await sim.setRules({ ...baseRules, [r.green]: { fail_rate: FAIL_RATE, fail_status: 503 } });
+        r.degraded = true;
+        say(`${clock()} ${r.name}: ${r.green} starts failing ${FAIL_RATE * 100}% of its requests (simulator)`);
+        say();
+      }
     }
     await router.tick();
-    status = await admin("GET", "status");
-    const events = (await admin("GET", "events?limit=20")).events.filter((e) => e.seq > lastEvent).reverse();
-    for (const e of events) {
-      lastEvent = Math.max(lastEvent, e.seq);
-      if (e.kind === "started") continue;
-      const finished = before.step;
-      const title = {
-        step_advanced: `Traffic shift to ${100 - e.green_percent}/${e.green_percent}`,
-        completed: "Completed: green is the new blue",
-        rolled_back: "ROLLED BACK automatically",
-        check_failed: "Check failed",
-        paused: "Paused",
-        resumed: "Resumed",
-        split_set: "Manual split",
-      }[e.kind] ?? e.kind;
-      say(`${clock()} ${title}`);
-      if (finished) {
-        say(`  Step ${finished.number} (${finished.green_percent}% green) ran ${finished.elapsed_seconds}s:`);
-        say(envLine("Blue", before.stats.step.blue));
-        say(envLine("Green", before.stats.step.green));
+    for (const r of live) {
+      r.status = await admin("GET", `${r.path}/status`);
+      const events = (await admin("GET", `${r.path}/events?limit=20`)).events.filter((e) => e.seq > r.lastEvent).reverse();
+      for (const e of events) {
+        r.lastEvent = Math.max(r.lastEvent, e.seq);
+        if (e.kind === "started") continue;
+        const title = e.kind === "step_advanced" ? `Traffic shift to ${100 - e.green_percent}/${e.green_percent}` : (TITLES[e.kind] ?? e.kind);
+        say(`${clock()} ${r.name}: ${title}`);
+        const finished = r.before.step;
+        if (finished) {
+          say(`  Step ${finished.number} (${finished.green_percent}% green) ran ${finished.elapsed_seconds}s:`);
+          say(envLine("Blue", r.before.stats.step.blue));
+          say(envLine("Green", r.before.stats.step.green));
+        }
+        if (e.verdict) say(`  Verdict: ${e.verdict.status}: ${e.verdict.reasons[0]}`);
+        say();
       }
-      if (e.verdict) say(`  Verdict: ${e.verdict.status}: ${e.verdict.reasons[0]}`);
-      say();
+      if (!r.done && ["completed", "rolled_back"].includes(r.status.phase)) {
+        r.done = true;
+        const whole = r.status.stats.rollout;
+        results.push({
+          route: r.name,
+          green: r.green,
+          phase: r.status.phase,
+          seconds: Math.round((Date.now() - start) / 1000),
+          blue: whole.blue,
+          green_stats: whole.green,
+        });
+      }
     }
-    if (status.phase === "completed" || status.phase === "rolled_back") break;
   }
-  const whole = status.stats.rollout;
-  results.push({
-    green,
-    phase: status.phase,
-    seconds: Math.round((Date.now() - start) / 1000),
-    blue: whole.blue,
-    green_stats: whole.green,
-    reason: status.verdict?.reasons?.[0] ?? "",
-  });
-  return status.phase;
+  return Object.fromEntries(live.map((r) => [r.name, r.status.phase]));
 }
 
 let ok = false;
@@ -138,27 +156,34 @@ try {
   say("━".repeat(64));
   say(`${clock()} bluegreen-router demo: simulator ${sim.url}, router ${router.url}`);
   say(`  Dashboard: ${router.url}/dashboard  (admin token: ${TOKEN})`);
-  say(`  Cron compressed to a tick every ${TICK_MS / 1000}s; ${CONCURRENCY} clients sending requests`);
+  say(`  Cron compressed to a tick every ${TICK_MS / 1000}s; ${CONCURRENCY} clients sending requests to both routes`);
   say("━".repeat(64));
   say();
-  const first = await rollout("gemini-2.5-flash");
-  const second = await rollout("candidate-2", { degradeFromStep: 2 });
-  ok = first === "completed" && second === "rolled_back";
+  for (const route of ROUTES) {
+    await admin("PUT", `routes/${route.name}`, { blue_model: route.blue });
+    say(`${clock()} Route ${route.name}: ${route.blue} (clients send "model": "${route.name}")`);
+  }
+  say();
+  const ended = await rollouts();
+  ok = ended.chat === "completed" && ended.summarise === "rolled_back";
 
   say("━".repeat(64));
   say("Summary");
   say();
-  say("| rollout | green | outcome | seconds | blue req / err | green req / err / fallbacks | green cost |");
+  say("| route | green | outcome | seconds | blue req / err | green req / err / fallbacks | green cost |");
   say("|---|---|---|---:|---:|---:|---:|");
-  results.forEach((r, i) =>
+  results.forEach((r) =>
     say(
-      `| ${i + 1} | ${r.green} | ${r.phase} | ${r.seconds} | ${n(r.blue.requests)} / ${r.blue.errors} | ` +
+      `| ${r.route} | ${r.green} | ${r.phase} | ${r.seconds} | ${n(r.blue.requests)} / ${r.blue.errors} | ` +
         `${n(r.green_stats.requests)} / ${r.green_stats.errors} / ${r.green_stats.fallbacks} | $${r.green_stats.cost_usd.toFixed(4)} |`,
     ),
   );
   say();
-  const final = await admin("GET", "status");
-  say(`Blue now: ${final.blue_model} at ${100 - final.green_percent}%. ${n(sent)} requests sent in ${Math.round((Date.now() - t0) / 1000)} s.`);
+  for (const route of ROUTES) {
+    const final = await admin("GET", `routes/${route.name}/status`);
+    say(`${route.name}: blue now ${final.blue_model} at ${100 - final.green_percent}%.`);
+  }
+  say(`${n(sent)} requests sent in ${Math.round((Date.now() - t0) / 1000)} s.`);
   say(ok ? "Demo finished as expected." : "DEMO FAILED: a rollout did not end as expected.");
   running = false;
   await generator;

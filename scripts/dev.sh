@@ -12,7 +12,9 @@
 # FEEDBACK_SECRET, else a fixed local one of 32 bytes, and scores need FEEDBACK_TOKEN, else
 # `dev-feedback-token` (so that POST /v1/feedback works), and the cron is played by a ticker
 # that calls wrangler's /__scheduled every TICK_SECONDS (default 60, as the deployed
-# `* * * * *` trigger; wrangler dev runs no crons by itself).
+# `* * * * *` trigger; wrangler dev runs no crons by itself). Once the router answers, two routes
+# are created unless they exist (the local state in .wrangler/state keeps them): `gpt-4.1`
+# (blue deepseek-v3) and `summarise` (blue qwen-max), beside the default route from the vars.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -34,7 +36,29 @@ node -e '
   setInterval(() => fetch("http://127.0.0.1:8787/__scheduled?cron=*+*+*+*+*").catch(() => {}), every);
 ' "$TICK_SECONDS" &
 TICKER_PID=$!
-trap 'kill ${SIM_PID:-} $TICKER_PID 2>/dev/null || true' EXIT INT TERM
+node -e '
+  const [token, ...routes] = process.argv.slice(1);
+  const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+  const base = "http://127.0.0.1:8787/admin/routes";
+  (async () => {
+    for (let i = 0; i < 600; i++) {
+      try { if ((await fetch("http://127.0.0.1:8787/healthz")).ok) break; } catch {}
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    for (const pair of routes) {
+      const [name, blue] = pair.split("=");
+      try {
+        if ((await fetch(`${base}/${name}`, { headers })).status !== 404) continue;
+        const res = await fetch(`${base}/${name}`, { method: "PUT", headers, body: JSON.stringify({ blue_model: blue }) });
+        console.error(`dev: route ${name} (blue ${blue}): ${res.status}`);
+      } catch (e) {
+        console.error(`dev: route ${name} not created: ${e.message}`);
+      }
+    }
+  })();
+' "$ADMIN_TOKEN" "gpt-4.1=deepseek-v3" "summarise=qwen-max" &
+ROUTES_PID=$!
+trap 'kill ${SIM_PID:-} $TICKER_PID $ROUTES_PID 2>/dev/null || true' EXIT INT TERM
 echo "router: http://127.0.0.1:8787  upstream: $UPSTREAM_BASE_URL  admin token: $ADMIN_TOKEN  metrics token: $METRICS_TOKEN  feedback token: $FEEDBACK_TOKEN  tick: every ${TICK_SECONDS}s" >&2
 WRANGLER_SEND_METRICS=false npx wrangler dev --ip 127.0.0.1 --port 8787 \
   --persist-to .wrangler/state --test-scheduled \

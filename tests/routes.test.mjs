@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startStack, chat, pool, sleep, eventually, ROOT } from "./harness.mjs";
+import { execFileSync } from "node:child_process";
+import { startStack, startRouter, chat, pool, sleep, eventually, ROOT } from "./harness.mjs";
 
 const TOKEN = "routes-admin-token";
 const METRICS = "routes-metrics-token";
@@ -308,4 +309,59 @@ test("teams steer only their own routes: a route token acts on the routes it lis
   // A token that is none of them.
   assert.equal((await as("team-summarise-token-012")("GET", "routes")).status, 401);
   assert.equal((await admin("POST", "routes/summarise/rollouts", { green_model: "g2", steps })).status, 201, "ADMIN_TOKEN acts on every route");
+});
+
+test("a route whose controller cannot read its state leaves every other route working", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bluegreen-routes-"));
+  const first = await startStack(VARS, {}, { persistTo: dir });
+  let second;
+  t.after(async () => {
+    await second?.close();
+    await first.sim.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  for (const name of ["broken", "fine"]) {
+    assert.equal((await first.router.admin("PUT", `routes/${name}`, { blue_model: `${name}-blue` })).status, 201);
+    const start = await first.router.admin("POST", `routes/${name}/rollouts`, {
+      green_model: `${name}-green`,
+      steps: [{ green_percent: 30, hold_seconds: 1 }, { green_percent: 60, hold_seconds: 600 }],
+      health: { method: "threshold", min_requests: 5 },
+    });
+    assert.equal(start.status, 201, start.text);
+  }
+  const ns = await first.router.mf.getDurableObjectNamespace("ROLLOUT");
+  const brokenFile = `${ns.idFromName("route:broken").toString()}.sqlite`;
+  await first.router.close();
+
+  // Damage `broken`'s stored state: a phase this version does not know.
+  const files = [];
+  const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).forEach((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : files.push(path.join(d, e.name))));
+  walk(path.join(dir, "do"));
+  const db = files.find((f) => path.basename(f) === brokenFile);
+  assert.ok(db, `broken's database among ${files.map((f) => path.basename(f))}`);
+  const script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\n" +
+    "n = c.execute(\"UPDATE meta SET v = '{\\\"phase\\\": \\\"exploded\\\"}' WHERE k = 'state'\").rowcount\nc.commit()\nsys.exit(0 if n == 1 else 3)\n";
+  execFileSync("python3", ["-c", script, db]);
+
+  second = await startRouter({ ...VARS, UPSTREAM_BASE_URL: `${first.sim.url}/v1` }, { persistTo: dir });
+  const r = second;
+  // Both routes serve: the request path reads routing documents, not controllers.
+  const results = await pool(60, 8, (i) => ask(r.url, i % 2 ? "broken" : "fine"));
+  assert.ok(results.every((x) => x.status === 200));
+  await sleep(1100);
+  await r.tick();
+  const list = (await r.admin("GET", "routes")).body.routes;
+  const by = Object.fromEntries(list.map((x) => [x.name, x.status]));
+  assert.match(by.broken.storage_problem, /unknown variant `exploded`/);
+  assert.equal(by.broken.green_percent, 30, "held, not changed");
+  assert.equal(by.fine.storage_problem, null);
+  assert.equal(by.fine.green_percent, 60, "the other route's rollout went on");
+  assert.ok(r.logs.some((l) => l.message.startsWith("cron * * * * *: route fine: tick ")));
+  const text = await scrape(r.url);
+  assert.equal(total(text, "bluegreen_storage_problem", 'route="broken"'), 1);
+  assert.equal(total(text, "bluegreen_storage_problem", 'route="fine"'), 0);
+  assert.equal(total(text, "bluegreen_route_scrape_ok"), 3);
+  // Its own recovery touches nothing else.
+  assert.equal((await r.admin("POST", "routes/broken/recover")).status, 200);
+  assert.equal((await r.admin("GET", "routes/fine/status")).body.green_percent, 60);
 });
