@@ -357,3 +357,47 @@ test("a route whose controller did not answer shows its problem, in the list and
   assert.equal(await page.textContent(`${row("team/beta")} span.phase`), beta.phase.replaceAll("_", " "));
   await page.close();
 });
+
+test("requests routed under the split before a rollout are shown beside its numbers, and the chart reconciles", async (t) => {
+  // Isolates keep a route's routing document for ROUTING_CACHE_SECONDS: requests sent right
+  // after a rollout starts still go by the split before it, as in the report (40 requests at
+  // once, the whole-rollout table at 0 and 0).
+  const own = await startStack({ ADMIN_TOKEN: TOKEN, BLUE_MODEL: "blue-m", ROUTING_CACHE_SECONDS: "600" });
+  t.after(() => own.close());
+  const r = own.router;
+  const name = "team/cached";
+  assert.equal((await r.admin("PUT", `routes/${name}`, { blue_model: "cached-blue" })).status, 201);
+  // The isolate reads the route and its split (0% green) now, and keeps them.
+  await routeTraffic(r, name, 5);
+  await routeCount(r, name, 5);
+  const started = await r.admin("POST", `routes/${name}/rollouts`, {
+    green_model: "cached-green",
+    steps: [{ green_percent: 50, hold_seconds: 600 }],
+    health: { min_requests: 1000 },
+  });
+  assert.equal(started.status, 201, started.text);
+  await routeTraffic(r, name, 40, 40);
+  const s = await eventually(async () => {
+    const st = await routeStatus(r, name);
+    return st.stats.earlier_requests >= 40 && st;
+  }, 8000);
+  assert.equal(s.stats.earlier_requests, 40);
+  assert.equal(s.stats.rollout.blue.requests + s.stats.rollout.green.requests, 0);
+
+  const page = await signedIn(r, `#route=${name}`);
+  await page.waitForFunction(() => document.getElementById("earlier").textContent !== "");
+  assert.equal(
+    await page.textContent("#earlier"),
+    "40 requests routed under the split before this rollout: in the chart, not judged, not in this table",
+  );
+  const cell = (env) => page.textContent(`#stats tr[data-metric="requests"] td.${env}`);
+  assert.deepEqual([await cell("blue"), await cell("green")], ["0", "0"]);
+  // The chart counts every request routed in the hour: the 5 before the rollout, the 40 routed
+  // under the split before it, and the rollout's own (none).
+  const history = (await r.admin("GET", `routes/${name}/history?minutes=60`)).body;
+  const charted = (env) => history.minutes.reduce((n, m) => n + m[env].requests, 0);
+  assert.equal(charted("blue") + charted("green"), 5 + 40);
+  assert.equal(await page.textContent("#chart-total"), `This hour: blue ${charted("blue")}, green ${charted("green")}.`);
+  await page.screenshot({ path: path.join(OUT, "dashboard-earlier.png"), fullPage: true });
+  await page.close();
+});
