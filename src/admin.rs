@@ -8,22 +8,20 @@
 //! API is off (503, saying how to turn it on). A missing or wrong token is a 401; every token is
 //! compared, in constant time ([`bluegreen_core::route::access`]).
 
+use bluegreen_core::error::fields::MAX_ADMIN_BODY;
 use bluegreen_core::error::ApiError;
 use bluegreen_core::request::path::split_url;
 use bluegreen_core::route::access::{admin_access, Access};
 use bluegreen_core::route::name::{admin_target, AdminTarget};
-use bluegreen_core::route::registry::{Registry, RouteDef};
+use bluegreen_core::route::registry::RouteDef;
 use serde::Serialize;
 use worker::{Env, Method, Request, Response};
 
-use crate::control::{self, REGISTRY_PATH, ROUTE_PATH};
+use crate::control::{self, REGISTRY_PATH};
 use crate::error::{Error, Result};
 use crate::http::{self, read_body};
 use crate::runtime::now_ms;
 use crate::settings;
-
-/// Largest admin request body read here (the controller reads at most as much).
-const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 /// Checks the token, then hands the request to the route's controller or the registry.
 pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
@@ -41,7 +39,8 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
     };
     let url = req.inner().url();
     let (path, query) = split_url(&url);
-    let rest = path.trim_start_matches("/admin").trim_start_matches('/');
+    let rest = path.strip_prefix("/admin").unwrap_or(path);
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let method = req.method();
     let Some(target) = admin_target(rest) else {
@@ -54,7 +53,7 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
     };
     if let Some(route) = route.filter(|r| !access.allows(r)) {
         http::drain(&mut req).await;
-        return Err(Access::refusal(route).into());
+        return Err(ApiError::route_forbidden(route).into());
     }
     match (target, method) {
         (AdminTarget::Routes, Method::Get) => list(env, access).await,
@@ -92,44 +91,21 @@ async fn admin_body(req: &mut Request) -> Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// `PUT /admin/routes/{name}`: defines the route at its controller, then in the registry. A
-/// route the registry refuses (the limit) is deleted again at its controller, so that no
-/// controller exists for a route nobody can reach.
+/// `PUT /admin/routes/{name}`: checks the definition, then hands it to the registry, which
+/// defines the route at its controller and then lists it.
 async fn put(env: &Env, name: &str, body: &str) -> Result<Response> {
     let value = bluegreen_core::error::fields::parse_body(body.as_bytes())?;
     let def = RouteDef::from_json(name, &value, now_ms() / 1000)?;
     let json = serde_json::to_string(&def).map_err(|e| ApiError::internal(&e.to_string()))?;
-    let mut defined = control::call(env, name, Method::Put, ROUTE_PATH, Some(&json)).await?;
-    let status = defined.status_code();
-    if !(200..300).contains(&status) {
-        return Ok(defined);
-    }
     let path = format!("{REGISTRY_PATH}/{name}");
-    let listed = control::call_registry(env, Method::Put, &path, Some(&json)).await?;
-    if listed.status_code() != 200 {
-        if status == 201 {
-            control::call(env, name, Method::Delete, ROUTE_PATH, None).await?;
-        }
-        return Ok(listed);
-    }
-    let text = defined.text().await?;
-    Ok(http::json_text(
-        status,
-        text,
-        &[("cache-control", "no-store")],
-    ))
+    control::call_registry(env, Method::Put, &path, Some(&json)).await
 }
 
-/// `DELETE /admin/routes/{name}`: deletes the route at its controller (refused while its
-/// rollout runs), then from the registry.
+/// `DELETE /admin/routes/{name}`: the registry deletes the route at its controller (refused
+/// while its rollout runs), then from its list.
 async fn delete(env: &Env, name: &str) -> Result<Response> {
-    let deleted = control::call(env, name, Method::Delete, ROUTE_PATH, None).await?;
-    if deleted.status_code() != 200 {
-        return Ok(deleted);
-    }
     let path = format!("{REGISTRY_PATH}/{name}");
-    control::call_registry(env, Method::Delete, &path, None).await?;
-    Ok(deleted)
+    control::call_registry(env, Method::Delete, &path, None).await
 }
 
 /// One route in `GET /admin/routes`: its definition and its controller's status (or why it
@@ -148,8 +124,7 @@ struct Listed {
 /// registry and each controller (a few at a time).
 async fn list(env: &Env, access: Access<'_>) -> Result<Response> {
     let cfg = settings::load(env)?;
-    let mut answer = control::call_registry(env, Method::Get, REGISTRY_PATH, None).await?;
-    let registry = Registry::parse(&answer.text().await?).map_err(|e| ApiError::internal(&e))?;
+    let registry = control::registry(env).await?;
     let mut defs = registry.definitions(&cfg.defaults);
     // A team's token sees its own routes.
     defs.retain(|d| access.allows(&d.name));
@@ -160,7 +135,8 @@ async fn list(env: &Env, access: Access<'_>) -> Result<Response> {
         .zip(statuses)
         .map(|(def, status)| {
             let status = status.and_then(|text| {
-                serde_json::from_str(&text).map_err(|e| Error::runtime("a route's status", e))
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map_err(|e| Error::runtime("a route's status", e))
             });
             Listed {
                 name: def.name.clone(),

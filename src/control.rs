@@ -89,9 +89,9 @@ pub async fn call_registry(
     Ok(registry_stub(env)?.fetch_with_request(req).await?)
 }
 
-/// Every route's name, from the registry (which also writes itself to KV again when its last
-/// write failed): the cron's list.
-pub async fn route_names(env: &Env) -> Result<Vec<String>> {
+/// The registry as its Durable Object holds it (which also writes itself to KV again when its
+/// last write failed): the cron's list of routes, and the admin API's.
+pub async fn registry(env: &Env) -> Result<Registry> {
     let mut resp = call_registry(env, Method::Get, REGISTRY_PATH, None).await?;
     let text = resp.text().await?;
     if resp.status_code() != 200 {
@@ -100,13 +100,7 @@ pub async fn route_names(env: &Env) -> Result<Vec<String>> {
             resp.status_code()
         )));
     }
-    let registry = Registry::parse(&text).map_err(Error::Runtime)?;
-    let cfg = crate::settings::load(env)?;
-    Ok(registry
-        .definitions(&cfg.defaults)
-        .into_iter()
-        .map(|d| d.name)
-        .collect())
+    Registry::parse(&text).map_err(Error::Runtime)
 }
 
 /// `route`'s controller's answer to a body-less call at `path`: its text when it answered

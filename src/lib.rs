@@ -78,18 +78,10 @@ async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<
             }
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "POST").into()),
         },
-        "/v1/models" => match method {
+        p if p == "/v1/models" || p.starts_with("/v1/models/") => match method {
             Method::Get => {
                 let cfg = settings::load(env)?;
-                routes::models(&req, env, &cfg, None).await
-            }
-            _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
-        },
-        p if p.starts_with("/v1/models/") => match method {
-            Method::Get => {
-                let cfg = settings::load(env)?;
-                let id = &p["/v1/models/".len()..];
-                routes::models(&req, env, &cfg, Some(id)).await
+                routes::models(&req, env, &cfg, p.strip_prefix("/v1/models/")).await
             }
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
         },
@@ -117,9 +109,13 @@ async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let cron = event.cron();
-    let names = match control::route_names(&env).await {
-        Ok(names) => names,
-        Err(problem) => {
+    let names = match (control::registry(&env).await, settings::load(&env)) {
+        (Ok(registry), Ok(cfg)) => registry
+            .definitions(&cfg.defaults)
+            .into_iter()
+            .map(|d| d.name)
+            .collect(),
+        (Err(problem), _) | (_, Err(problem)) => {
             worker::console_error!(
                 "cron {cron}: the route registry failed ({problem}); ticking the default route"
             );

@@ -1,6 +1,7 @@
 //! Leaf: what an isolate keeps per route, in one map: the route's routing document cache, its
-//! stats outbox and its green breaker. A route's entry is made on its first use; the map is
-//! bounded by the routes there are (`ROUTE_LIMIT`). One map rather than one per concern: the
+//! stats outbox and its green breaker. A route's entry is made on its first use, and a deleted
+//! route's leaves once the isolate has delivered its stats, so the map is bounded by the routes
+//! there are (`ROUTE_LIMIT`). One map rather than one per concern: the
 //! request path finds all of a route's state in one hash lookup each time it needs it, and the
 //! wasm carries one map's code.
 
@@ -36,4 +37,14 @@ pub fn with<T>(route: &str, f: impl FnOnce(&mut RouteState) -> T) -> T {
         }
         f(all.get_mut(route).expect("inserted above"))
     })
+}
+
+/// Drops the state of every route `keep` says no longer exists, unless it still holds stats
+/// to deliver (they go with its next flush, or are dropped when its controller answers that
+/// the route is gone).
+pub fn retain(keep: impl Fn(&str) -> bool) {
+    ROUTES.with(|cell| {
+        cell.borrow_mut()
+            .retain(|route, state| keep(route) || !state.outbox.is_empty())
+    });
 }

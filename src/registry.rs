@@ -6,8 +6,14 @@
 //!
 //! It answers the Worker only (`crate::control`): `GET /internal/registry` (the document; it
 //! also writes KV again when the last write failed, so the cron repairs it within a minute),
-//! `PUT /internal/registry/<name>` (add or replace a route's definition) and `DELETE` on the
-//! same path.
+//! `PUT /internal/registry/<name>` (create or define a route) and `DELETE` on the same path.
+//!
+//! A route's creation and deletion change two objects, the route's controller and the
+//! registry, and the registry makes both: it asks the controller first (which refuses while a
+//! rollout runs), then changes its own list. One change at a time a name: a second PUT or
+//! DELETE of a name whose change is under way gets a 409 at once, so that the two objects never
+//! end up disagreeing. A DELETE whose controller is already gone still takes the name off the
+//! list, so a DELETE interrupted half way can be made again.
 
 use std::cell::{Cell, RefCell};
 
@@ -15,7 +21,7 @@ use bluegreen_core::error::ApiError;
 use bluegreen_core::route::registry::{Registry, RegistryError, RouteDef, REGISTRY_KEY};
 use worker::{durable_object, DurableObject, Env, Method, Request, Response};
 
-use crate::control::REGISTRY_PATH;
+use crate::control::{self, REGISTRY_PATH, ROUTE_PATH};
 use crate::error::{Error, Result};
 use crate::kv_writer::KvWriter;
 use crate::runtime::random_id;
@@ -34,6 +40,8 @@ pub struct RouteRegistry {
     /// The version last written to KV.
     kv_version: Cell<Option<u64>>,
     writer: KvWriter,
+    /// The names whose creation or deletion is under way.
+    changing: RefCell<Vec<String>>,
 }
 
 impl DurableObject for RouteRegistry {
@@ -44,6 +52,7 @@ impl DurableObject for RouteRegistry {
             registry: RefCell::new(None),
             kv_version: Cell::new(None),
             writer: KvWriter::default(),
+            changing: RefCell::new(Vec::new()),
         }
     }
 
@@ -68,17 +77,80 @@ impl RouteRegistry {
                 self.answer()
             }
             (Method::Put, Some(name)) => {
-                let def: RouteDef = serde_json::from_str(&req.text().await?)
+                let text = req.text().await?;
+                let def: RouteDef = serde_json::from_str(&text)
                     .map_err(|e| ApiError::invalid_json(&e.to_string()))?;
                 if def.name != name {
                     return Err(ApiError::internal("a definition sent to another name").into());
                 }
-                let limit = settings::load(&self.env)?.route_limit;
-                self.change(|r| r.put(def, limit)).await
+                let _change = self.begin(name)?;
+                self.define(def, &text).await
             }
-            (Method::Delete, Some(name)) => self.change(|r| r.delete(name)).await,
+            (Method::Delete, Some(name)) => {
+                let _change = self.begin(name)?;
+                self.delete(name).await
+            }
             _ => Err(ApiError::not_found(&path).into()),
         }
+    }
+
+    /// Marks `name`'s change as under way until the guard drops; a 409 when one already is.
+    fn begin(&self, name: &str) -> Result<Changing<'_>> {
+        let mut changing = self.changing.borrow_mut();
+        if changing.iter().any(|n| n == name) {
+            return Err(ApiError::conflict(format!(
+                "A change to the route `{name}` is under way: try again in a moment."
+            ))
+            .into());
+        }
+        changing.push(name.to_string());
+        Ok(Changing {
+            names: &self.changing,
+            name: name.to_string(),
+        })
+    }
+
+    /// Creates (201) or defines anew (200) the route `def` names: its controller first, then
+    /// the list. A new route past `ROUTE_LIMIT` is refused before its controller is touched.
+    async fn define(&self, def: RouteDef, json: &str) -> Result<Response> {
+        let limit = settings::load(&self.env)?.route_limit;
+        let mut check = self.current();
+        check.put(def.clone(), limit).map_err(refusal)?;
+        let mut defined =
+            control::call(&self.env, &def.name, Method::Put, ROUTE_PATH, Some(json)).await?;
+        let status = defined.status_code();
+        let text = defined.text().await?;
+        if (200..300).contains(&status) {
+            self.change(|r| r.put(def, limit)).await?;
+        }
+        Ok(http::json_text(
+            status,
+            text,
+            &[("cache-control", "no-store")],
+        ))
+    }
+
+    /// Deletes the route `name`: its controller (refused while its rollout runs), then its place
+    /// in the list, which goes even when the controller was gone already.
+    async fn delete(&self, name: &str) -> Result<Response> {
+        let mut deleted = control::call(&self.env, name, Method::Delete, ROUTE_PATH, None).await?;
+        let status = deleted.status_code();
+        let text = deleted.text().await?;
+        if !matches!(status, 200 | 404) {
+            return Ok(http::json_text(
+                status,
+                text,
+                &[("cache-control", "no-store")],
+            ));
+        }
+        let listed = self.current().delete(name).is_ok();
+        if listed {
+            self.change(|r| r.delete(name)).await?;
+        }
+        if status == 404 && !listed {
+            return Err(ApiError::route_not_found(name).into());
+        }
+        Ok(http::json(200, &serde_json::json!({ "deleted": name }))?)
     }
 
     /// Reads the registry from storage on first use (none stored: the default route alone).
@@ -99,26 +171,22 @@ impl RouteRegistry {
         self.registry.borrow().clone().unwrap_or_default()
     }
 
-    /// Applies `change` to the registry, stores it, then writes it to KV; answers the new
-    /// registry, or the core's refusal.
+    /// Applies `change` to the registry in memory at once (no other request sees a state in
+    /// between), stores it, then writes it to KV.
     async fn change(
         &self,
         change: impl FnOnce(&mut Registry) -> std::result::Result<(), RegistryError>,
-    ) -> Result<Response> {
-        let mut next = self.current();
-        change(&mut next).map_err(|e| match e {
-            RegistryError::Full(limit) => ApiError::conflict(format!(
-                "The deployment has {limit} routes, as many as ROUTE_LIMIT allows: delete one, \
-                 or raise ROUTE_LIMIT (at most 500; each route costs the cron one subrequest)."
-            )),
-            RegistryError::Unknown => ApiError::conflict("No such route in the registry.".into()),
-        })?;
-        let text = serde_json::to_string(&next)
-            .map_err(|e| Error::runtime("serializing the registry", e))?;
+    ) -> Result<()> {
+        let text = {
+            let mut slot = self.registry.borrow_mut();
+            let registry = slot.get_or_insert_with(Registry::default);
+            change(registry).map_err(refusal)?;
+            serde_json::to_string(&*registry)
+                .map_err(|e| Error::runtime("serializing the registry", e))?
+        };
         self.state.storage().put(STORED_KEY, text).await?;
-        *self.registry.borrow_mut() = Some(next);
         self.sync().await;
-        self.answer()
+        Ok(())
     }
 
     /// Writes the registry to KV unless the version there is the newest; a failure is logged
@@ -147,5 +215,28 @@ impl RouteRegistry {
 
     fn answer(&self) -> Result<Response> {
         Ok(http::json(200, &self.current())?)
+    }
+}
+
+/// The core's refusal of a registry change, as the admin API answers it.
+fn refusal(e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::Full(limit) => ApiError::conflict(format!(
+            "The deployment has {limit} routes, as many as ROUTE_LIMIT allows: delete one, or \
+             raise ROUTE_LIMIT (at most 500; each route costs the cron one subrequest)."
+        )),
+        RegistryError::Unknown => ApiError::conflict("No such route in the registry.".into()),
+    }
+}
+
+/// A name's change under way; dropping it (however the change ended) lets the next one begin.
+struct Changing<'a> {
+    names: &'a RefCell<Vec<String>>,
+    name: String,
+}
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        self.names.borrow_mut().retain(|n| *n != self.name);
     }
 }

@@ -17,11 +17,11 @@ use serde::Serialize;
 use worker::{Env, Method, Request, Response};
 
 use crate::error::Result;
-use crate::http;
 use crate::kv::{self, DocProblem};
 use crate::proxy::headers;
 use crate::runtime::now_ms;
 use crate::upstream::{self, Failure};
+use crate::{http, per_route};
 
 thread_local! {
     static TABLE: RefCell<RoutingCache<RouteTable>> = RefCell::new(RoutingCache::default());
@@ -53,6 +53,8 @@ pub async fn table(env: &Env, cfg: &Config) -> InForce<RouteTable> {
             landed.in_force.doc.version(),
             landed.in_force.doc.len()
         );
+        let table = &landed.in_force.doc;
+        per_route::retain(|route| table.get(route).is_some());
     }
     landed.in_force
 }

@@ -365,3 +365,37 @@ test("a route whose controller cannot read its state leaves every other route wo
   assert.equal((await r.admin("POST", "routes/broken/recover")).status, 200);
   assert.equal((await r.admin("GET", "routes/fine/status")).body.green_percent, 60);
 });
+
+test("creation and deletion keep the registry and the controllers in step: one change a name at a time, a DELETE made again finishes", async (t) => {
+  const stack = await startStack(VARS);
+  t.after(() => stack.close());
+  const r = stack.router;
+  // A DELETE interrupted after the controller (here: its controller deleted behind the
+  // registry's back) is finished by making it again.
+  assert.equal((await r.admin("PUT", "routes/half", { blue_model: "m" })).status, 201);
+  const ns = await r.mf.getDurableObjectNamespace("ROLLOUT");
+  const gone = await ns.get(ns.idFromName("route:half")).fetch("https://controller/internal/route", {
+    method: "DELETE",
+    headers: { "x-bluegreen-route": "half" },
+  });
+  assert.equal(gone.status, 200);
+  assert.deepEqual((await r.admin("GET", "routes")).body.routes.map((x) => [x.name, x.problem !== undefined]), [["default", false], ["half", true]]);
+  assert.equal((await r.admin("DELETE", "routes/half")).status, 200, "finished");
+  assert.deepEqual((await r.admin("GET", "routes")).body.routes.map((x) => x.name), ["default"]);
+  assert.equal((await r.admin("DELETE", "routes/half")).status, 404, "nothing left to delete");
+
+  // Concurrent PUTs and DELETEs of one name: some are told to wait (409), and whatever lands
+  // last, the list and the controller agree.
+  for (let round = 0; round < 5; round++) {
+    const calls = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        i % 2 ? r.admin("DELETE", "routes/racy") : r.admin("PUT", "routes/racy", { blue_model: `m-${round}-${i}` }),
+      ),
+    );
+    for (const c of calls) assert.ok([200, 201, 404, 409].includes(c.status), `${c.status} ${c.text}`);
+    const listed = (await r.admin("GET", "routes")).body.routes.find((x) => x.name === "racy");
+    const status = await r.admin("GET", "routes/racy/status");
+    assert.equal(listed !== undefined, status.status === 200, `round ${round}: listed ${!!listed}, controller ${status.status}`);
+    if (listed) assert.equal(listed.status.blue_model, listed.definition.blue_model);
+  }
+});

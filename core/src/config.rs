@@ -258,17 +258,29 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         })
     }
 
-    /// `UNKNOWN_MODELS`: `default` (the default route serves them) or `reject` (404).
-    fn unknown_models(&self) -> Result<UnknownModels, ConfigError> {
-        match self
+    /// The routes' settings: `UNKNOWN_MODELS` (`default`, the default route serves them, or
+    /// `reject`, 404), `ROUTE_ADMIN_TOKENS` and `ROUTE_LIMIT`.
+    fn routes(&self) -> Result<(UnknownModels, RouteTokens, usize), ConfigError> {
+        let unknown = match self
             .text("UNKNOWN_MODELS")
             .map(|v| v.to_ascii_lowercase())
             .as_deref()
         {
-            None | Some("default") => Ok(UnknownModels::Default),
-            Some("reject") => Ok(UnknownModels::Reject),
-            Some(_) => Err(err("UNKNOWN_MODELS", "must be default or reject")),
-        }
+            None | Some("default") => UnknownModels::Default,
+            Some("reject") => UnknownModels::Reject,
+            Some(_) => return Err(err("UNKNOWN_MODELS", "must be default or reject")),
+        };
+        let tokens = match self.text("ROUTE_ADMIN_TOKENS") {
+            None => RouteTokens::default(),
+            Some(json) => RouteTokens::parse(&json).map_err(|e| err("ROUTE_ADMIN_TOKENS", e))?,
+        };
+        let limit = self.whole(
+            "ROUTE_LIMIT",
+            DEFAULT_ROUTE_LIMIT as u64,
+            1,
+            MAX_ROUTES as u64,
+        )?;
+        Ok((unknown, tokens, limit as usize))
     }
 
     /// The client auth mode; a HolySheep key without router keys would be an open relay.
@@ -442,6 +454,7 @@ impl Config {
         let deployment_name = vars.deployment_name()?;
         let (request_id_key, feedback_problem) = vars.request_id_key(&deployment_name);
         let max_body_bytes = vars.whole("MAX_BODY_BYTES", 10 * 1024 * 1024, 1, MAX_BODY_LIMIT)?;
+        let (unknown_models, route_admin_tokens, route_limit) = vars.routes()?;
         Ok(Config {
             defaults,
             routing_cache_ms: (cache_seconds * 1000.0).round() as u64,
@@ -481,19 +494,9 @@ impl Config {
                 0,
                 MAX_SHADOW_PER_MINUTE,
             )? as u32,
-            unknown_models: vars.unknown_models()?,
-            route_admin_tokens: match vars.text("ROUTE_ADMIN_TOKENS") {
-                None => RouteTokens::default(),
-                Some(json) => {
-                    RouteTokens::parse(&json).map_err(|e| err("ROUTE_ADMIN_TOKENS", e))?
-                }
-            },
-            route_limit: vars.whole(
-                "ROUTE_LIMIT",
-                DEFAULT_ROUTE_LIMIT as u64,
-                1,
-                MAX_ROUTES as u64,
-            )? as usize,
+            unknown_models,
+            route_admin_tokens,
+            route_limit,
         })
     }
 

@@ -5,7 +5,7 @@ use bluegreen_core::config::Config;
 use bluegreen_core::controller::metrics::{self, Snapshot};
 use bluegreen_core::controller::rollout::{apply, Command, RolloutSpec};
 use bluegreen_core::controller::status;
-use bluegreen_core::error::fields::{parse_body, Obj};
+use bluegreen_core::error::fields::{parse_body, Obj, MAX_ADMIN_BODY};
 use bluegreen_core::error::ApiError;
 use bluegreen_core::isolate::batch::Batch;
 use bluegreen_core::isolate::feedback::{self, Feedback};
@@ -18,9 +18,6 @@ use super::RolloutController;
 use crate::error::Result;
 use crate::runtime::now_ms;
 use crate::{http, kv};
-
-/// Largest admin request body.
-const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 /// What a tick answers the cron handler.
 #[derive(Serialize)]

@@ -27,7 +27,7 @@ impl RolloutController {
         let def: RouteDef =
             serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
         let now = now_ms();
-        if self.mem.borrow().is_some() {
+        if self.mem.borrow().is_some() && !self.gone.get() {
             let cmd = Command::Redefine {
                 blue_model: def.blue_model.clone(),
                 green_model: def.green_model.clone(),
@@ -56,12 +56,14 @@ impl RolloutController {
         memory.kv_version = routing.version.wrapping_add(1);
         memory.routing_verified = false;
         *self.mem.borrow_mut() = Some(memory);
+        self.gone.set(false);
         self.commit(cfg, create(&routing, now), now).await?;
         Ok(http::json(201, &self.status_at(now))?)
     }
 
     /// `DELETE /internal/route`: 200 once everything of the route is gone, 409 while a rollout
-    /// runs.
+    /// runs or its split is being written to KV (a write landing after the deletion would leave
+    /// its document behind).
     pub(super) async fn delete(&self) -> Result<Response> {
         if let Some(rollout) = self.with_mem(|m| m.state.active().map(|r| r.id)) {
             return Err(ApiError::conflict(format!(
@@ -70,8 +72,14 @@ impl RolloutController {
             ))
             .into());
         }
+        if self.writer.busy() {
+            return Err(ApiError::conflict(
+                "The route's split is being written to KV: try again in a moment.".into(),
+            )
+            .into());
+        }
         self.store.wipe()?;
-        *self.mem.borrow_mut() = None;
+        self.gone.set(true);
         let key = routing_key(&self.route_name());
         let store = kv::store(&self.env)?;
         let delete = || async { Ok(store.delete(&key).await?) };

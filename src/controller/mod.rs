@@ -26,7 +26,7 @@ mod recovery;
 mod routing;
 mod store;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use bluegreen_core::config::Config;
 use bluegreen_core::controller::rollout::{Effect, Event, State, Transition};
@@ -84,6 +84,10 @@ pub struct RolloutController {
     score_intake: RefCell<TokenBucket>,
     /// The route it judges, known from its first request.
     route: RefCell<Option<String>>,
+    /// The route was deleted while this object ran: new requests find no route (the memory is
+    /// kept for requests still under way, which must never find it gone), and nothing is
+    /// written to KV for it, until it is created again.
+    gone: Cell<bool>,
 }
 
 impl DurableObject for RolloutController {
@@ -96,6 +100,7 @@ impl DurableObject for RolloutController {
             writer: KvWriter::default(),
             score_intake: RefCell::new(TokenBucket::default()),
             route: RefCell::new(None),
+            gone: Cell::new(false),
         }
     }
 
@@ -275,8 +280,15 @@ impl RolloutController {
     /// Loads the state and windows from storage on first use; `false` when the route does not
     /// exist (never created, or deleted), and nothing is loaded.
     fn ensure_loaded(&self, cfg: &Config) -> Result<bool> {
+        if self.gone.get() {
+            return Ok(false);
+        }
         if self.mem.borrow().is_some() {
             return Ok(true);
+        }
+        // A name nobody created leaves no storage behind (no tables) for asking about it.
+        if self.route_name() != DEFAULT && !self.store.exists()? {
+            return Ok(false);
         }
         let loaded = self.store.open()?;
         let defaults = match (&loaded.route_def, self.route_name() == DEFAULT) {

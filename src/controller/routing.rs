@@ -75,6 +75,13 @@ impl RolloutController {
     /// Writes the newest state's split to KV (retried within seconds) and records the version
     /// that landed; returns what an alert says about it.
     pub(super) async fn write_routing(&self, now: u64) -> RoutingNote {
+        if self.gone.get() {
+            // A request still under way when the route was deleted: its document stays deleted.
+            return RoutingNote::failed(
+                self.with_mem(|m| m.state.version()),
+                "the route was deleted",
+            );
+        }
         let newest = || {
             let doc = self.with_mem(|m| m.state.routing_doc(now.max(now_ms())));
             (doc.version, doc)

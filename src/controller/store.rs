@@ -125,6 +125,20 @@ impl Store {
         self.storage.sql()
     }
 
+    /// Whether anything was ever stored here (the tables exist).
+    pub fn exists(&self) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct Found {
+            #[allow(dead_code)]
+            name: String,
+        }
+        let rows: Vec<Found> = self.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            Vec::new(),
+        )?;
+        Ok(!rows.is_empty())
+    }
+
     /// Creates the tables when missing and reads what is stored.
     pub fn open(&self) -> Result<Loaded> {
         for ddl in SCHEMA {
@@ -276,12 +290,14 @@ impl Store {
         })
     }
 
-    /// Deletes the route: everything stored goes, but the highest routing version written to
-    /// KV (a route created again starts above it, so that no isolate mistakes its split for an
-    /// older one) and the mark that it was deleted.
+    /// Deletes the route: its state, stats and events go. Kept: the highest routing version
+    /// written to KV (a route created again starts above it, so that no isolate mistakes its
+    /// split for an older one), the mark that it was deleted, and the batch ids and scored
+    /// request ids (pruned by age as ever), so that a route created again under the same name
+    /// counts no batch and no score twice.
     pub fn wipe(&self) -> Result<()> {
         self.atomically(|| {
-            for table in ["minutes", "events", "batches", "scored"] {
+            for table in ["minutes", "events"] {
                 self.sql()
                     .exec(&format!("DELETE FROM {table}"), None)
                     .map_err(sql_err)?;

@@ -17,6 +17,7 @@ use bluegreen_core::request::fallback::{FallbackReason, Next};
 use bluegreen_core::request::outcome::StatusClass;
 use bluegreen_core::request::request_id::{self, Issued};
 use bluegreen_core::request::split::{random_bucket, select};
+use bluegreen_core::route::registry::{Route, RouteTable};
 use bluegreen_core::Environment;
 use worker::{Context, Env, Headers, Request, Response};
 
@@ -37,25 +38,12 @@ pub async fn chat_completions(
 ) -> Result<Response> {
     let started_ms = now_ms();
     let authorization = headers::authorize(&req, cfg)?;
-    let forced = match header(&req, "x-bluegreen-environment") {
-        Some(_) if !cfg.environment_override => {
-            return Err(ApiError::environment_override_disabled().into())
-        }
-        Some(v) => {
-            Some(Environment::parse(&v).ok_or_else(|| ApiError::bad_environment_header(&v))?)
-        }
-        None => None,
-    };
+    let forced = forced_environment(&req, cfg)?;
     let body = read_body(&mut req, cfg.max_body_bytes).await?;
     let chat = ChatRequest::parse(&body)?;
 
     let table = routes::table(env, cfg).await.doc;
-    let route = table
-        .resolve(chat.model.as_deref(), cfg.unknown_models)
-        .ok_or_else(|| match chat.model.as_deref() {
-            Some(model) => ApiError::model_not_found(model),
-            None => ApiError::invalid_field("model", "is required (a route's name)"),
-        })?;
+    let route = route_of(&table, &chat, cfg)?;
     let route_name = route.def.name.as_str();
     let doc = kv::current(env, cfg, route).await;
     let sticky_key = header(&req, "x-bluegreen-sticky-key")
@@ -105,6 +93,31 @@ pub async fn chat_completions(
         pair,
     };
     respond(served, ex, fallback, ctx)
+}
+
+/// The environment the client forced with `x-bluegreen-environment`, if it may.
+fn forced_environment(req: &Request, cfg: &Config) -> Result<Option<Environment>> {
+    match header(req, "x-bluegreen-environment") {
+        Some(_) if !cfg.environment_override => {
+            Err(ApiError::environment_override_disabled().into())
+        }
+        Some(v) => Ok(Some(
+            Environment::parse(&v).ok_or_else(|| ApiError::bad_environment_header(&v))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The route `chat`'s `model` goes to, or OpenAI's 404 (a 400 without a `model`) when no route
+/// takes it.
+fn route_of<'t>(table: &'t RouteTable, chat: &ChatRequest, cfg: &Config) -> Result<&'t Route> {
+    let model = chat.model.as_deref();
+    table
+        .resolve(model, cfg.unknown_models)
+        .ok_or_else(|| match model {
+            Some(model) => ApiError::model_not_found(model).into(),
+            None => ApiError::invalid_field("model", "is required (a route's name)").into(),
+        })
 }
 
 /// The id a chat completion answers with: sealed with who answered, for feedback

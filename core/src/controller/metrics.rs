@@ -27,6 +27,9 @@ use crate::stats::hist::Histogram;
 use crate::stats::{EnvStats, ErrorClass, Pair};
 use crate::verdict::health::VerdictStatus;
 
+mod merge;
+pub use merge::{merge, route_scrape_family};
+
 /// The content type of the body.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -326,65 +329,6 @@ pub fn render(snap: &Snapshot) -> String {
     gauges(&mut t, snap);
     t.end();
     t.out
-}
-
-/// The family that says which routes' controllers answered a scrape (1) and which were left
-/// out (0), from `(route, answered)`.
-pub fn route_scrape_family(routes: &[(&str, bool)]) -> String {
-    let mut out = String::from(
-        "# HELP bluegreen_route_scrape_ok Whether the route's controller answered this scrape \
-         (1); 0: its series are missing from it.\n# TYPE bluegreen_route_scrape_ok gauge\n",
-    );
-    for (route, ok) in routes {
-        let _ = writeln!(
-            out,
-            "bluegreen_route_scrape_ok{{route=\"{}\"}} {}",
-            escape_label(route),
-            u8::from(*ok)
-        );
-    }
-    out
-}
-
-/// One exposition text of several controllers' texts (one a route): each family's samples
-/// together under one HELP and TYPE, as the format asks, in the order families first appear.
-/// The samples themselves are left as they are (each carries its route's label).
-pub fn merge<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
-    let mut families: Vec<(&str, String)> = Vec::new();
-    let mut size = 0;
-    for text in texts {
-        size += text.len();
-        let mut current: Option<usize> = None;
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# HELP ") {
-                let name = rest.split(' ').next().unwrap_or("");
-                current = Some(match families.iter().position(|(n, _)| *n == name) {
-                    Some(i) => i,
-                    None => {
-                        families.push((name, String::new()));
-                        let head = &mut families.last_mut().expect("pushed").1;
-                        head.push_str(line);
-                        head.push('\n');
-                        families.len() - 1
-                    }
-                });
-                continue;
-            }
-            let Some(i) = current else { continue };
-            let body = &mut families[i].1;
-            // A TYPE line only once, right after the family's HELP.
-            if line.starts_with("# TYPE ") && body.lines().count() > 1 {
-                continue;
-            }
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
-    let mut out = String::with_capacity(size);
-    for (_, body) in families {
-        out.push_str(&body);
-    }
-    out
 }
 
 /// `series` blue first, then by model: an insertion sort, as there are at most a few series

@@ -4,6 +4,10 @@
 
 use serde_json::{Map, Value};
 
+/// Largest admin request body, in bytes: the Worker reads at most this much, and the controller
+/// too.
+pub const MAX_ADMIN_BODY: usize = 64 * 1024;
+
 /// A field that breaks a rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {

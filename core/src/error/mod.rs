@@ -5,6 +5,7 @@
 //! rollout's refusals convert next to their type.
 
 pub mod fields;
+mod routes;
 
 use std::fmt;
 
@@ -245,81 +246,6 @@ impl ApiError {
                  only the calls its PASS_THROUGH setting lists."
             ),
         )
-    }
-
-    /// No route is named after the request's `model`, and no default route takes it (OpenAI's
-    /// answer for an unknown model).
-    pub fn model_not_found(model: &str) -> ApiError {
-        ApiError {
-            param: Some("model".into()),
-            ..ApiError::new(
-                404,
-                "invalid_request_error",
-                "model_not_found",
-                format!(
-                    "The model `{model}` does not exist: no route of this router is named after \
-                     it (GET /v1/models lists them)."
-                ),
-            )
-        }
-    }
-
-    /// A route the admin API was asked about does not exist.
-    pub fn route_not_found(route: &str) -> ApiError {
-        ApiError::new(
-            404,
-            "invalid_request_error",
-            "route_not_found",
-            format!("No route named `{route}` (GET /admin/routes lists them)."),
-        )
-    }
-
-    /// A route token (`ROUTE_ADMIN_TOKENS`) used on a route it does not name.
-    pub fn route_forbidden(route: &str) -> ApiError {
-        ApiError::new(
-            403,
-            "invalid_request_error",
-            "route_forbidden",
-            format!(
-                "This admin token may not act on the route `{route}`: it acts only on the routes \
-                 ROUTE_ADMIN_TOKENS lists for it."
-            ),
-        )
-    }
-
-    /// A stats batch for a route that no longer exists: nobody will take it, so the isolate
-    /// drops it.
-    pub fn route_gone(route: &str) -> ApiError {
-        ApiError::new(
-            410,
-            "invalid_request_error",
-            "route_gone",
-            format!("The route `{route}` was deleted."),
-        )
-    }
-
-    /// In pass-through mode, the upstream did not take the client's key when asked to list its
-    /// models (`status`): the router lists its routes only to a client it would serve.
-    pub fn upstream_refused_key(status: u16) -> ApiError {
-        match status {
-            401 | 403 => ApiError::new(
-                401,
-                "invalid_request_error",
-                "invalid_api_key",
-                "The upstream did not accept the API key: send `Authorization: Bearer <key>` \
-                 with a key of the upstream's."
-                    .into(),
-            ),
-            _ => ApiError::new(
-                502,
-                "server_error",
-                "upstream_error",
-                format!(
-                    "The upstream answered {status} when asked to confirm the API key, so the \
-                     routes are not listed."
-                ),
-            ),
-        }
     }
 
     /// The path exists but not for this method.

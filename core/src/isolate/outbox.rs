@@ -173,6 +173,12 @@ impl Outbox {
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
+
+    /// Nothing to deliver: no stats gathered, no batch pending, no flush claimed. Only then may
+    /// the shell forget the outbox (a deleted route's).
+    pub fn is_empty(&self) -> bool {
+        self.acc.is_empty() && self.pending.is_empty() && !self.flush_claimed
+    }
 }
 
 #[cfg(test)]

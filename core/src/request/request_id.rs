@@ -4,8 +4,12 @@
 //! alone: nothing is written per request on the request path, and a client can neither forge
 //! an id nor change which environment it names.
 //!
-//! Format (header-safe ASCII, at most 68 bytes): `bg2.<b|g|B|G><version hex>.<unix seconds
-//! hex>.<nonce 16 hex>.<mac 16 hex>` (upper case: a client forced the environment), e.g. `bg2.g1a.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70`.
+//! Format (header-safe ASCII): on the default route `bg2.<b|g|B|G><version hex>.<unix seconds
+//! hex>.<nonce 16 hex>.<mac 16 hex>` (upper case: a client forced the environment), e.g.
+//! `bg2.g1a.674d2f00.9f86d081884c7d65.5a1e2c3b4d5e6f70`, at most 68 bytes, as before routes;
+//! on another route `bg3.<same>.<nonce>.<route>.<mac>`, at most 201 bytes, whose route name
+//! (which may hold dots) the MAC covers too, so that feedback for one route never counts in
+//! another.
 //! The MAC is SipHash-2-4 (a PRF designed for short inputs) under a 128-bit key; forging one
 //! takes on the order of 2⁶³ online guesses.
 //!
@@ -29,7 +33,8 @@ const PREFIX: &str = "bg2";
 const ROUTE_PREFIX: &str = "bg3";
 /// The route whose ids name no route.
 const DEFAULT_ROUTE: &str = "default";
-/// Longest route name an id carries.
+/// Longest route name an id carries: every name a route may have (`route::name::MAX_NAME_LEN`,
+/// which a test there holds to it).
 const MAX_ROUTE_LEN: usize = 128;
 /// The prefix of the ids of releases before deployment names, sealed under the secret's key.
 const LEGACY_PREFIX: &str = "bg1";

@@ -85,11 +85,6 @@ impl Access<'_> {
             Access::Routes(routes) => routes.iter().any(|r| r == route),
         }
     }
-
-    /// The refusal of a call on `route` this credential may not make.
-    pub fn refusal(route: &str) -> ApiError {
-        ApiError::route_forbidden(route)
-    }
 }
 
 /// Who the `Authorization` header's bearer token is: 503 while no admin credential is
@@ -143,7 +138,6 @@ mod tests {
         assert!(!team.allows("chat") && !team.allows("default"));
         let other = admin_access(None, &t, Some(&bearer_of(CHAT))).unwrap();
         assert!(other.allows("openai/gpt-4.1") && !other.allows("summarise"));
-        assert_eq!(Access::refusal("chat").status, 403);
     }
 
     #[test]

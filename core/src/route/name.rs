@@ -217,6 +217,28 @@ mod tests {
     }
 
     #[test]
+    fn a_request_id_carries_every_route_name_there_can_be() {
+        use crate::request::request_id::{issue, verify, Issued, Keys};
+        use crate::Environment;
+        let keys = Keys::derive("a-secret-of-at-least-32-bytes-0123", "d");
+        let longest = format!("{}/{}", "a".repeat(60), "b.c:d@e+f-".repeat(6) + "zzzzzzz");
+        assert_eq!(longest.len(), MAX_NAME_LEN);
+        for route in [longest.as_str(), "x", "default"] {
+            assert_eq!(check_name(route), Ok(()));
+            let issued = Issued {
+                route: route.into(),
+                environment: Environment::Green,
+                version: u64::MAX,
+                at_ms: 1_800_000_000_000,
+                forced: true,
+            };
+            let id = issue(&keys, u64::MAX, &issued);
+            assert!(id.len() <= 201, "{} bytes", id.len());
+            assert_eq!(verify(&keys, &id, 1_800_000_000_000, 1000), Ok(issued));
+        }
+    }
+
+    #[test]
     fn the_default_route_keeps_todays_instance_and_key() {
         assert_eq!(instance_name(DEFAULT), "global");
         assert_eq!(routing_key(DEFAULT), "routing");

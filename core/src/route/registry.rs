@@ -25,7 +25,8 @@ pub const REGISTRY_KEY: &str = "routes";
 /// Most routes any deployment may have (`ROUTE_LIMIT` at its highest). Each route costs the
 /// cron, a scrape of `/metrics` and `GET /admin/routes` one subrequest (its controller), and
 /// every isolate parses the registry once per cache period: 500 routes keep the fan-out far
-/// below the Paid plan's subrequests per invocation and the registry under 100 KB.
+/// below the Paid plan's subrequests per invocation, and the registry under 400 KB even with
+/// every name and model at its longest (about 50 KB with names of real models).
 pub const MAX_ROUTES: usize = 500;
 
 /// Default `ROUTE_LIMIT`: the cron's fan-out (the registry, then one call per route) fits the
