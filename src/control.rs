@@ -10,7 +10,11 @@ use bluegreen_core::request::routing::RoutingDoc;
 use bluegreen_core::route::name::instance_name;
 use bluegreen_core::route::registry::Registry;
 use futures_util::future::join_all;
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
+use wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{web_sys, Env, Method, Response};
+
+use crate::js;
 
 use crate::error::{Error, Result};
 
@@ -37,33 +41,31 @@ pub const FAN_OUT: usize = 6;
 /// The registry's instance name (one registry a deployment).
 const REGISTRY_INSTANCE: &str = "registry";
 
-/// `route`'s controller. A stub fetch needs a full URL; the host is never resolved.
-fn stub(env: &Env, route: &str) -> Result<Stub> {
-    Ok(env
-        .durable_object("ROLLOUT")?
-        .id_from_name(&instance_name(route))?
-        .get_stub()?)
-}
-
-fn registry_stub(env: &Env) -> Result<Stub> {
-    Ok(env
-        .durable_object("ROUTE_REGISTRY")?
-        .id_from_name(REGISTRY_INSTANCE)?
-        .get_stub()?)
-}
-
-/// A request to a Durable Object at `path` (with its query, if any), for `route`.
-fn request(method: Method, path: &str, route: &str, body: Option<&str>) -> Result<Request> {
-    let headers = Headers::new();
-    headers.set(ROUTE_HEADER, route)?;
-    let mut init = RequestInit::new();
-    init.with_method(method)
-        .with_headers(headers)
-        .with_body(body.map(wasm_bindgen::JsValue::from_str));
-    Ok(Request::new_with_init(
-        &format!("https://controller{path}"),
-        &init,
-    )?)
+/// Calls the Durable Object instance `instance` of the namespace bound as `binding`, at `path`,
+/// for `route` (the call's one header). A stub fetch needs a full URL; the host is never
+/// resolved. Made in JavaScript ([`crate::js::call_object`]): the runtime's `RequestInit` seen
+/// from Rust carries every option a request can have, about 13 KB of wasm for one header.
+async fn call_object(
+    env: &Env,
+    binding: &str,
+    instance: &str,
+    route: &str,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+) -> Result<Response> {
+    let url = format!("https://controller{path}");
+    let promise = js::call_object(
+        env.as_ref(),
+        binding,
+        instance,
+        &url,
+        method.as_ref(),
+        route,
+        body,
+    )?;
+    let answer = JsFuture::from(promise).await?;
+    Ok(Response::from(answer.unchecked_into::<web_sys::Response>()))
 }
 
 /// Calls `route`'s controller.
@@ -74,8 +76,16 @@ pub async fn call(
     path: &str,
     body: Option<&str>,
 ) -> Result<Response> {
-    let req = request(method, path, route, body)?;
-    Ok(stub(env, route)?.fetch_with_request(req).await?)
+    call_object(
+        env,
+        "ROLLOUT",
+        &instance_name(route),
+        route,
+        method,
+        path,
+        body,
+    )
+    .await
 }
 
 /// Calls the registry.
@@ -85,8 +95,16 @@ pub async fn call_registry(
     path: &str,
     body: Option<&str>,
 ) -> Result<Response> {
-    let req = request(method, path, "", body)?;
-    Ok(registry_stub(env)?.fetch_with_request(req).await?)
+    call_object(
+        env,
+        "ROUTE_REGISTRY",
+        REGISTRY_INSTANCE,
+        "",
+        method,
+        path,
+        body,
+    )
+    .await
 }
 
 /// The registry as its Durable Object holds it (which also writes itself to KV again when its

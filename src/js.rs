@@ -25,6 +25,11 @@ export function settledWithin(pending, ms) {
   const wake = new Promise((resolve) => { timer = setTimeout(resolve, ms); });
   return Promise.race([pending, wake]).finally(() => clearTimeout(timer));
 }
+export function callObject(env, binding, instance, url, method, route, body) {
+  const namespace = env[binding];
+  const stub = namespace.get(namespace.idFromName(instance));
+  return stub.fetch(url, { method, headers: { "x-bluegreen-route": route }, body });
+}
 export function headerNames(headers) {
   return Array.from(headers.keys()).join("\n");
 }
@@ -46,6 +51,20 @@ extern "C" {
         body: Option<JsValue>,
         ms: u32,
     ) -> js_sys::Promise;
+
+    /// `fetch(url, {method, headers: {"x-bluegreen-route": route}, body})` to the instance
+    /// named `instance` of the Durable Object namespace bound as `binding` in `env`; throws (an
+    /// `Err`) when the binding is missing.
+    #[wasm_bindgen(catch, js_name = callObject)]
+    pub fn call_object(
+        env: &JsValue,
+        binding: &str,
+        instance: &str,
+        url: &str,
+        method: &str,
+        route: &str,
+        body: Option<&str>,
+    ) -> Result<js_sys::Promise, JsValue>;
 
     /// Aborts a fetch that [`fetch_with_timeout`] started (its body too, once it has headers):
     /// the promise rejects with an `AbortError`.
