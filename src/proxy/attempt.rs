@@ -147,8 +147,10 @@ impl Attempts<'_> {
                 ),
                 _ => String::new(),
             };
+            let route = self.route;
             worker::console_warn!(
-                "request {id}: green ({model}) failed with {reason}{why}; retrying on blue"
+                "request {id} (route {route}): green ({model}) failed with {reason}{why}; \
+                 retrying on blue"
             );
             if let Ok(reply) = served.result {
                 discard(reply);

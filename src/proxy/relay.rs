@@ -69,7 +69,12 @@ async fn read_usage(ours: web_sys::ReadableStream, mut ex: Exchange) {
             ex.record.defect = classify_body(&ex.want, &bytes);
         }
         Err(e) => {
-            worker::console_warn!("request {}: response body cut: {e}", ex.record.request_id);
+            let r = &ex.record;
+            worker::console_warn!(
+                "request {} (route {}): response body cut: {e}",
+                r.request_id,
+                r.route
+            );
             ex.record.interrupted = true;
         }
     }
@@ -137,8 +142,8 @@ async fn relay_sse(
         let (out, last) = match read {
             Some(Ok(chunk)) => (relay.push(chunk), false),
             Some(Err(e)) => {
-                let id = &ex.record.request_id;
-                worker::console_warn!("request {id}: stream interrupted: {e}");
+                let (id, route) = (&ex.record.request_id, &ex.record.route);
+                worker::console_warn!("request {id} (route {route}): stream interrupted: {e}");
                 ex.record.interrupted = true;
                 (relay.abort(&e.to_string()), true)
             }
