@@ -14,7 +14,7 @@ use bluegreen_core::api::defects::Expectations;
 use bluegreen_core::config::Config;
 use bluegreen_core::error::ApiError;
 use bluegreen_core::request::fallback::{FallbackReason, Next};
-use bluegreen_core::request::outcome::StatusClass;
+use bluegreen_core::request::outcome::{Outcome, StatusClass};
 use bluegreen_core::request::request_id::{self, Issued};
 use bluegreen_core::request::split::{random_bucket, select};
 use bluegreen_core::route::registry::{Route, RouteTable};
@@ -46,10 +46,8 @@ pub async fn chat_completions(
     let route = route_of(&table, &chat, cfg)?;
     let route_name = route.def.name.as_str();
     let doc = kv::current(env, cfg, route).await;
-    let sticky_key = header(&req, "x-bluegreen-sticky-key")
-        .filter(|k| !k.is_empty())
-        .or_else(|| chat.user.clone());
-    let selection = select(&doc, forced, sticky_key.as_deref(), random_bucket(tag.draw));
+    let sticky = sticky_key(&req, &chat);
+    let selection = select(&doc, forced, sticky.as_deref(), random_bucket(tag.draw));
     let sent = headers::upstream(&req, &cfg.auth, authorization.as_deref())?;
     // A shadow step's copy starts beside blue's attempt, never before it in line.
     let pair = shadow::start(
@@ -65,34 +63,31 @@ pub async fn chat_completions(
         request_id: &tag.id,
     };
     let (served, environment, fallback) = attempts.run(selection.environment).await;
-    let request_id = issue_id(
-        cfg,
-        tag,
-        served.is_answer(),
-        Issued {
-            route: route_name.to_string(),
-            environment,
-            version: doc.version,
-            at_ms: started_ms,
-            forced: forced.is_some(),
-        },
+    let mut record = outcome(
+        &tag.id,
+        started_ms,
+        route_name,
+        environment,
+        &doc,
+        selection,
+        &chat,
     );
+    record.request_id = issue_id(cfg, tag, served.is_answer(), &record, forced.is_some());
     let ex = Exchange {
-        record: outcome(
-            &request_id,
-            started_ms,
-            route_name,
-            environment,
-            &doc,
-            selection,
-            &chat,
-        ),
+        record,
         want: Expectations::of(&chat),
         env: env.clone(),
         cfg: cfg.clone(),
         pair,
     };
     respond(served, ex, fallback, ctx)
+}
+
+/// What pins a user to one environment: `x-bluegreen-sticky-key`, else the body's `user`.
+fn sticky_key(req: &Request, chat: &ChatRequest) -> Option<String> {
+    header(req, "x-bluegreen-sticky-key")
+        .filter(|k| !k.is_empty())
+        .or_else(|| chat.user.clone())
 }
 
 /// The environment the client forced with `x-bluegreen-environment`, if it may.
@@ -120,16 +115,24 @@ fn route_of<'t>(table: &'t RouteTable, chat: &ChatRequest, cfg: &Config) -> Resu
         })
 }
 
-/// The id a chat completion answers with: sealed with who answered, for feedback
+/// The id a chat completion answers with: sealed with who answered (the route, environment,
+/// routing version and arrival of `record`, and whether the client `forced` it), for feedback
 /// ([`bluegreen_core::request::request_id`]), when there is a key and the client gets an `answer` (a
 /// 2xx); the tag's random id otherwise, so that a refused or failed request mints no id that
 /// could be scored. The sealed id's nonce is the first half of the tag's id, which the logs of
 /// the attempts show.
-fn issue_id(cfg: &Config, tag: &Tag, answer: bool, issued: Issued) -> String {
+fn issue_id(cfg: &Config, tag: &Tag, answer: bool, record: &Outcome, forced: bool) -> String {
     let Some(key) = cfg.request_id_key.as_ref().filter(|_| answer) else {
         return tag.id.clone();
     };
     let nonce = u64::from_str_radix(&tag.id[..16], 16).unwrap_or(tag.draw);
+    let issued = Issued {
+        route: record.route.clone(),
+        environment: record.environment,
+        version: record.routing_version,
+        at_ms: record.at_ms,
+        forced,
+    };
     request_id::issue(key, nonce, &issued)
 }
 
