@@ -12,18 +12,15 @@ use std::fmt;
 use std::rc::Rc;
 
 use bluegreen_core::config::Config;
-use bluegreen_core::request::auth::AuthMode;
-use bluegreen_core::request::breaker::Snapshot;
 use bluegreen_core::request::routing::{RoutingDoc, RoutingError};
-use bluegreen_core::request::routing_cache::{InForce, Landed, Poll, RoutingCache, Source};
+use bluegreen_core::request::routing_cache::{InForce, Landed, Poll, RoutingCache};
 use bluegreen_core::route::name::routing_key;
 use bluegreen_core::route::registry::Route;
-use serde::Serialize;
-use worker::{Env, Response};
+use worker::Env;
 
 use crate::error::{Error, Result};
 use crate::runtime::now_ms;
-use crate::{breaker, control, per_route, routes, settings};
+use crate::{control, per_route};
 
 /// Runs `f` on `route`'s cache, made on first use.
 fn with_cache<T>(route: &str, f: impl FnOnce(&mut RoutingCache) -> T) -> T {
@@ -36,7 +33,7 @@ pub async fn current(env: &Env, cfg: &Config, route: &Route) -> Rc<RoutingDoc> {
 }
 
 /// `route`'s document in force, after reading KV when the cache says this request must.
-async fn refreshed(env: &Env, cfg: &Config, route: &Route) -> InForce {
+pub async fn refreshed(env: &Env, cfg: &Config, route: &Route) -> InForce {
     let name = route.def.name.as_str();
     let ticket = match with_cache(name, |c| c.poll(now_ms(), cfg.routing_cache_ms)) {
         Poll::Use(in_force) => return in_force,
@@ -143,58 +140,6 @@ pub async fn read_document(env: &Env, route: &str) -> Result<Option<RoutingDoc>,
     text.map(|t| RoutingDoc::parse(&t))
         .transpose()
         .map_err(|e: RoutingError| DocProblem::Invalid(key.to_string(), e.to_string()))
-}
-
-#[derive(Serialize)]
-struct Health<'a> {
-    status: &'a str,
-    /// The default route's split; `null` when the deployment has no default route.
-    routing: Option<&'a RoutingDoc>,
-    routing_source: Option<Source>,
-    routing_problem: Option<&'a str>,
-    /// How many routes this isolate knows, and the registry version they come from.
-    routes: usize,
-    routes_version: u64,
-    /// Why the route registry in KV is not in force, when it is not.
-    routes_problem: Option<&'a str>,
-    routing_cache_seconds: f64,
-    upstream: String,
-    auth: &'a str,
-    /// This isolate's green breaker; `null` while `GREEN_EJECTION` is off.
-    green_breaker: Option<Snapshot>,
-}
-
-/// `GET /healthz`: the default route's routing document in force, where it came from and any
-/// problem with the one in KV, and the route registry's. Never shows a secret.
-pub async fn healthz(env: &Env) -> Result<Response> {
-    let cfg = settings::load(env)?;
-    let table = routes::table(env, &cfg).await;
-    let default = match table.doc.get(bluegreen_core::route::DEFAULT) {
-        Some(route) => Some(refreshed(env, &cfg, route).await),
-        None => None,
-    };
-    let problem = default.as_ref().and_then(|s| s.problem.as_deref());
-    let body = Health {
-        status: if problem.is_some() || table.problem.is_some() {
-            "degraded"
-        } else {
-            "ok"
-        },
-        routing: default.as_ref().map(|s| &*s.doc),
-        routing_source: default.as_ref().map(|s| s.source),
-        routing_problem: problem,
-        routes: table.doc.len(),
-        routes_version: table.doc.version(),
-        routes_problem: table.problem.as_deref(),
-        routing_cache_seconds: cfg.routing_cache_ms as f64 / 1000.0,
-        upstream: cfg.upstream_display(),
-        auth: match cfg.auth {
-            AuthMode::Passthrough => "passthrough",
-            AuthMode::RouterKeys { .. } => "router_keys",
-        },
-        green_breaker: breaker::snapshot(&cfg.green_ejection, bluegreen_core::route::DEFAULT),
-    };
-    Ok(Response::from_json(&body)?)
 }
 
 /// Reads and validates `route`'s KV document now, bypassing the cache (for a tick's summary,

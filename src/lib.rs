@@ -11,11 +11,13 @@ mod controller;
 mod dashboard;
 mod error;
 mod feedback;
+mod health;
 mod http;
 mod js;
 mod kv;
 mod kv_writer;
 mod metrics;
+mod models;
 mod per_route;
 mod proxy;
 mod recorder;
@@ -61,7 +63,7 @@ async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<
     };
     match route {
         "/healthz" => match method {
-            Method::Get | Method::Head => kv::healthz(env).await,
+            Method::Get | Method::Head => health::healthz(env).await,
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
         },
         "/v1/chat/completions" => match method {
@@ -81,7 +83,7 @@ async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<
         p if p == "/v1/models" || p.starts_with("/v1/models/") => match method {
             Method::Get => {
                 let cfg = settings::load(env)?;
-                routes::models(&req, env, &cfg, p.strip_prefix("/v1/models/")).await
+                models::models(&req, env, &cfg, p.strip_prefix("/v1/models/")).await
             }
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
         },
