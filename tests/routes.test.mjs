@@ -346,8 +346,12 @@ test("a route whose controller cannot read its state leaves every other route wo
   second = await startRouter({ ...VARS, UPSTREAM_BASE_URL: `${first.sim.url}/v1` }, { persistTo: dir });
   const r = second;
   // Both routes serve: the request path reads routing documents, not controllers.
-  const results = await pool(60, 8, (i) => ask(r.url, i % 2 ? "broken" : "fine"));
+  // 100 requests each, so green's 30% share passes min_requests (5) in all but ~1e-9 of runs.
+  const results = await pool(200, 8, (i) => ask(r.url, i % 2 ? "broken" : "fine"));
   assert.ok(results.every((x) => x.status === 200));
+  // The tick judges what the controller holds: wait until `fine`'s stats batches have landed.
+  const fineCounted = async () => total(await scrape(r.url), "bluegreen_requests_total", 'route="fine"');
+  assert.ok(await eventually(async () => (await fineCounted()) === 100, 10_000), `fine counted ${await fineCounted()}`);
   await sleep(1100);
   await r.tick();
   const list = (await r.admin("GET", "routes")).body.routes;
