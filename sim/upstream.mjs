@@ -23,6 +23,10 @@
 //                          fault (streams, status 200):
 //                            "error-first"        the first event is data: {"error": {...}}
 //                            "error-after-N"      N events, then an error event, then the end
+//                                                 (error-after-1: the role chunk, then the
+//                                                 error, as OpenAI-style providers fail)
+//                            "done-first"         data: [DONE] and the end: no answer
+//                            "done-after-role"    the role chunk, data: [DONE], the end
 //                            "end-before-first"   a keep-alive comment, then the end: no event
 //                            "break-before-first" the connection drops before any event
 //                            "stall-after-N"      N events, then silence with the connection
@@ -32,7 +36,9 @@
 //   `x-sim-think-ms`, `x-sim-keepalive-ms`, `x-sim-delay-ms` and `x-sim-answer` as the rules'
 //   fields. A request with `response_format` json_object or json_schema is answered in JSON;
 //   answer: "fenced" (JSON in a ```json fence), "truncated" (half, finish_reason length),
-//   "filtered" (finish_reason content_filter), "empty", "refusal" (a refusal, no content).
+//   "filtered" (finish_reason content_filter), "empty", "refusal" (a refusal, no content);
+//   and bodies that are no answer at all, sent as `200 application/json` whether or not a
+//   stream was asked for: "html" (a proxy's 502 page), "error-object" ({"error": {...}}).
 //   GET  /__sim/requests  requests received (method, path, headers, body, at, closed_at),
 //                         oldest first
 //   POST /__sim/reset     clears rules and the request log
@@ -259,6 +265,14 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
       finish = "content_filter";
     }
     if (answer === "empty") reply = "";
+    if (answer === "html") {
+      const page = "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n";
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(page), "x-sim-model": model, ...rule.headers });
+      return res.end(page);
+    }
+    if (answer === "error-object") {
+      return json(res, 200, { error: { message: `simulated error object from ${model}`, type: "server_error", param: null, code: "sim_error_object" } }, { "x-sim-model": model, ...rule.headers });
+    }
     if (answer === "refusal") {
       reply = "";
       refusal = "I can't help with that.";
@@ -290,6 +304,11 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     }
     if (fault === "end-before-first") {
       res.write(": keep-alive\n\n");
+      return res.end();
+    }
+    if (fault === "done-first" || fault === "done-after-role") {
+      if (fault === "done-after-role") send({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] });
+      res.write("data: [DONE]\n\n");
       return res.end();
     }
     if (fault === "break-before-first") {

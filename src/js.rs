@@ -3,7 +3,8 @@
 //! benchmark's CPU-per-request figure: racing the fetch against its timeout from Rust cost a
 //! wasm closure, a timer future and a `select` (about 0.1 ms per request); enumerating headers
 //! through the JS iterator cost four crossings per header. A green attempt that the breaker
-//! watches waits on its fetch with a JavaScript timer (`settledWithin`) for the same reason.
+//! watches waits on its fetch with a JavaScript timer (`settledWithin`) for the same reason,
+//! and a non-streamed answer is read whole before it is judged (`readBody`) with its own timer.
 
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
@@ -29,6 +30,46 @@ export function callObject(env, binding, instance, url, method, route, body) {
   const namespace = env[binding];
   const stub = namespace.get(namespace.idFromName(instance));
   return stub.fetch(url, { method, headers: { "x-bluegreen-route": route }, body });
+}
+export async function readBody(body, length, limit, ms) {
+  if (!body) return { bytes: new Uint8Array(0) };
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new DOMException("no whole answer in time", "TimeoutError")), ms);
+  });
+  try {
+    if (length > 0 && length <= limit) {
+      return { bytes: new Uint8Array(await Promise.race([new Response(body).arrayBuffer(), late])) };
+    }
+    const reader = body.getReader();
+    const chunks = [];
+    let size = 0;
+    try {
+      for (;;) {
+        const { done, value } = await Promise.race([reader.read(), late]);
+        if (done) break;
+        chunks.push(value);
+        size += value.byteLength;
+        if (size > limit) {
+          const rest = new ReadableStream({
+            start(c) { for (const chunk of chunks) c.enqueue(chunk); },
+            async pull(c) { const r = await reader.read(); if (r.done) c.close(); else c.enqueue(r.value); },
+            cancel(reason) { return reader.cancel(reason); },
+          });
+          return { rest };
+        }
+      }
+    } catch (e) {
+      reader.cancel(e).catch(() => {});
+      throw e;
+    }
+    const bytes = new Uint8Array(size);
+    let at = 0;
+    for (const chunk of chunks) { bytes.set(chunk, at); at += chunk.byteLength; }
+    return { bytes };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 export function headerNames(headers) {
   return Array.from(headers.keys()).join("\n");
@@ -75,6 +116,20 @@ extern "C" {
     /// cleared either way. Waiting on it again waits on the same fetch.
     #[wasm_bindgen(js_name = settledWithin)]
     pub fn settled_within(pending: &js_sys::Promise, ms: u32) -> js_sys::Promise;
+
+    /// Reads a response's `body` (`null` for none) whole within `ms`, when it is at most
+    /// `limit` bytes (`length`, its `Content-Length` or 0, lets it be read at once): resolves
+    /// to `{bytes}` (a `Uint8Array`), or to `{rest}` (a stream that gives what was read, then
+    /// the rest) once more than `limit` bytes came; rejects with a `TimeoutError` when `ms`
+    /// pass first, or with the runtime's error when the body breaks (the body is cancelled
+    /// either way).
+    #[wasm_bindgen(js_name = readBody)]
+    pub fn read_body(
+        body: Option<web_sys::ReadableStream>,
+        length: f64,
+        limit: u32,
+        ms: u32,
+    ) -> js_sys::Promise;
 
     /// The (lowercase) names in a `Headers` object, joined by newlines (a character no header
     /// name can contain).

@@ -28,6 +28,7 @@ mod runtime;
 mod settings;
 mod upstream;
 
+use bluegreen_core::api::Api;
 use bluegreen_core::error::ApiError;
 use bluegreen_core::request::path;
 use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
@@ -66,10 +67,14 @@ async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<
             Method::Get | Method::Head => health::healthz(env).await,
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
         },
-        "/v1/chat/completions" => match method {
+        "/v1/chat/completions" | "/v1/responses" => match method {
             Method::Post => {
                 let cfg = settings::load(env)?;
-                proxy::chat_completions(req, env, &cfg, tag, ctx).await
+                let api = match route {
+                    "/v1/responses" => Api::Responses,
+                    _ => Api::Chat,
+                };
+                proxy::routed(api, req, env, &cfg, tag, ctx).await
             }
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "POST").into()),
         },

@@ -28,7 +28,7 @@ pub fn load(env: &Env) -> Result<Rc<Config>> {
                     for call in cfg.pass_through.routed_entries() {
                         worker::console_warn!(
                             "configuration: PASS_THROUGH lists {call}, which the router now \
-                             answers from its routes; the entry is ignored"
+                             answers itself; the entry is ignored"
                         );
                     }
                     Rc::new(cfg)

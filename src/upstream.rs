@@ -99,3 +99,49 @@ fn describe_js(e: &JsValue) -> String {
         None => e.as_string().unwrap_or_else(|| format!("{e:?}")),
     }
 }
+
+/// A successful non-streamed answer's body, read before the router commits to it.
+pub enum Body {
+    /// The whole body.
+    Whole(Vec<u8>),
+    /// More than the bound came: what was read, then the rest, unread.
+    Long(web_sys::ReadableStream),
+}
+
+/// Reads `resp`'s body whole within `ms`, when it is at most `limit` bytes (see
+/// `js::read_body`); the response keeps its status and headers.
+pub async fn read_body(resp: Response, limit: usize, ms: u64) -> Result<Body, Failure> {
+    let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+    let ms = u32::try_from(ms).unwrap_or(u32::MAX);
+    let length = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let body = match resp.into_parts().1 {
+        worker::ResponseBody::Stream(stream) => Some(stream),
+        worker::ResponseBody::Body(bytes) => return Ok(Body::Whole(bytes)),
+        worker::ResponseBody::Empty => None,
+    };
+    let read = JsFuture::from(crate::js::read_body(body, length, limit, ms)).await;
+    let read = match read {
+        Ok(v) => v,
+        Err(e) if is_timeout(&e) => return Err(Failure::Timeout),
+        Err(e) => {
+            return Err(Failure::Connect(format!(
+                "the body broke: {}",
+                describe_js(&e)
+            )))
+        }
+    };
+    let field = |name: &str| js_sys::Reflect::get(&read, &JsValue::from_str(name)).ok();
+    match field("bytes").filter(|b| !b.is_undefined()) {
+        Some(bytes) => Ok(Body::Whole(js_sys::Uint8Array::new(&bytes).to_vec())),
+        None => field("rest")
+            .and_then(|r| r.dyn_into::<web_sys::ReadableStream>().ok())
+            .map(Body::Long)
+            .ok_or_else(|| Failure::Connect("the body could not be read".into())),
+    }
+}

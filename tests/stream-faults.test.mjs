@@ -19,6 +19,8 @@ before(async () => {
     COMPLETION_TIMEOUT_MS: String(COMPLETION_MS),
     STREAM_IDLE_TIMEOUT_MS: String(IDLE_MS),
     ADMIN_TOKEN: "faults-admin-token",
+    // Tests here fail green many times in a row on purpose: the breaker would eject it.
+    GREEN_EJECTION: "off",
   });
   url = stack.router.url;
   // Every unforced request tries green first.
@@ -105,9 +107,14 @@ function change(after, before, scope, env) {
 const greenRequests = () =>
   stack.sim.requests().filter((r) => r.path === "/v1/chat/completions" && JSON.parse(r.body).model === "green-m");
 
-test("a green stream that fails before its first event falls back to blue, counted as green's stream_error", async () => {
+// OpenAI-style providers open with a role chunk that carries nothing of the answer: an error
+// after it (error-after-1), or a [DONE] with nothing before it, is still a failure to fall back
+// from, never a 200 the client gets.
+const BEFORE_THE_ANSWER = ["error-first", "error-after-1", "end-before-first", "break-before-first", "done-first", "done-after-role"];
+
+test("a green stream that fails before any part of the answer falls back to blue, counted as green's stream_error", async () => {
   const before = await statsNow();
-  for (const fault of ["error-first", "end-before-first", "break-before-first"]) {
+  for (const fault of BEFORE_THE_ANSWER) {
     await stack.sim.setRules({ "green-m": { fault } });
     const { res, events, text } = await stream();
     assert.equal(res.status, 200, fault);
@@ -119,9 +126,40 @@ test("a green stream that fails before its first event falls back to blue, count
     assert.equal(o.fallback, "stream-error");
     assert.equal(o.environment, "blue");
   }
-  const s = await statsAfter(before, 3);
-  assert.deepEqual(change(s, before, "rollout", "green"), { requests: 3, fallbacks: 3, stream_error: 3 });
+  const n = BEFORE_THE_ANSWER.length;
+  const s = await statsAfter(before, n);
+  assert.deepEqual(change(s, before, "rollout", "green"), { requests: n, fallbacks: n, stream_error: n });
   assert.deepEqual(change(s, before, "rollout", "blue"), { requests: 0, fallbacks: 0 });
+});
+
+test("a green answer that is not a chat completion (a proxy's HTML page, an error object sent with a 200) falls back to blue, counted as green's not_an_answer", async () => {
+  const before = await statsNow();
+  const cases = [
+    ["html", false],
+    ["error-object", false],
+    ["html", true],
+  ];
+  for (const [answer, streamed] of cases) {
+    await stack.sim.setRules({ "green-m": { answer } });
+    const r = await chat(url, streamed ? STREAM : { messages: STREAM.messages });
+    assert.equal(r.status, 200, `${answer}: ${r.text}`);
+    assert.equal(r.headers.get("x-bluegreen-environment"), "blue", answer);
+    assert.equal(r.headers.get("x-bluegreen-fallback"), "not-an-answer", answer);
+    assert.ok(r.text.includes('"model":"blue-m"') && !r.text.includes("DOCTYPE"), r.text.slice(0, 200));
+    const o = await outcomeOf(r);
+    assert.equal(o.fallback, "not-an-answer");
+    if (!streamed) assert.equal(o.usage?.completion_tokens, 11, "blue's answer was read for its usage");
+  }
+  const s = await statsAfter(before, cases.length);
+  assert.deepEqual(change(s, before, "rollout", "green"), { requests: 3, fallbacks: 3, not_an_answer: 3 });
+  // Blue's own such answer is a clean 502, never the page.
+  const r = await chat(url, { messages: STREAM.messages }, { ...FORCE_BLUE, "x-sim-answer": "html" });
+  assert.equal(r.status, 502, r.text);
+  assert.equal(r.body.error.code, "upstream_invalid_answer");
+  assert.match(r.body.error.message, /blue-m .* not JSON \(begins `<!DOCTYPE html>/);
+  assert.equal((await outcomeOf(r)).class, "not_an_answer");
+  const after = await statsAfter(s, 1);
+  assert.deepEqual(change(after, s, "forced", "blue"), { requests: 1, fallbacks: 0, not_an_answer: 1 });
 });
 
 test("a green stream silent before its first event falls back at the first-byte limit, counted as green's timeout", async () => {
@@ -161,7 +199,8 @@ test("blue's stream failing before its first event reaches the client as a 502 i
   const before = await statsNow();
   for (const [fault, says] of [
     ["error-first", "began with an error event: simulated in-band error from blue-m"],
-    ["end-before-first", "ended before its first event"],
+    ["end-before-first", "ended before any part of the answer"],
+    ["done-after-role", "ended before any part of the answer"],
   ]) {
     const r = await chat(url, STREAM, { ...FORCE_BLUE, "x-sim-fault": fault });
     assert.equal(r.status, 502, r.text);
@@ -180,8 +219,8 @@ test("blue's stream failing before its first event reaches the client as a 502 i
   assert.equal(r.status, 502);
   assert.equal(r.body.error.code, "upstream_stream_error");
   assert.equal(r.headers.get("x-bluegreen-fallback"), "stream-error");
-  const s = await statsAfter(before, 3);
-  assert.deepEqual(change(s, before, "forced", "blue"), { requests: 2, fallbacks: 0, stream_error: 2 });
+  const s = await statsAfter(before, 4);
+  assert.deepEqual(change(s, before, "forced", "blue"), { requests: 3, fallbacks: 0, stream_error: 3 });
   // A request counts once, against green, whose failure made blue try.
   assert.deepEqual(change(s, before, "rollout", "green"), { requests: 1, fallbacks: 1, stream_error: 1 });
 });

@@ -57,8 +57,6 @@ pub struct Config {
     pub routing_cache_ms: u64,
     /// Upstream base URL without a trailing slash, e.g. `https://api.holysheep.ai/v1`.
     pub upstream_base: String,
-    /// `upstream_base` + `/chat/completions`, built once.
-    pub chat_url: String,
     /// How long a streamed answer may take to its first event, headers included
     /// (`FIRST_BYTE_TIMEOUT_MS`); also how long a pass-through call waits for its headers.
     pub first_byte_timeout_ms: u64,
@@ -458,7 +456,6 @@ impl Config {
         Ok(Config {
             defaults,
             routing_cache_ms: (cache_seconds * 1000.0).round() as u64,
-            chat_url: format!("{upstream_base}/chat/completions"),
             upstream_base,
             first_byte_timeout_ms,
             completion_timeout_ms,
@@ -529,6 +526,11 @@ impl Config {
     /// credentials or query a misconfigured base might carry.
     pub fn scrub_upstream(&self, text: &str) -> String {
         text.replace(&self.upstream_base, &self.upstream_display())
+    }
+
+    /// The upstream URL of a routed API's calls (`…/chat/completions`, `…/responses`).
+    pub fn api_url(&self, api: crate::api::Api) -> String {
+        self.upstream_url(api.path())
     }
 
     /// The upstream URL for an API path such as `/models` (the part after `/v1`).
@@ -611,7 +613,10 @@ mod tests {
         assert_eq!(c.stream_idle_timeout_ms, 120_000);
         assert_eq!(c.max_body_bytes, 10_485_760);
         assert_eq!(c.auth, AuthMode::Passthrough);
-        assert_eq!(c.chat_url, "https://api.holysheep.ai/v1/chat/completions");
+        assert_eq!(
+            c.api_url(crate::api::Api::Chat),
+            "https://api.holysheep.ai/v1/chat/completions"
+        );
         assert_eq!(
             c.upstream_url("/models"),
             "https://api.holysheep.ai/v1/models"
@@ -721,7 +726,7 @@ mod tests {
             c.alert_webhook_url.as_deref(),
             Some("http://127.0.0.1:9/hook")
         );
-        let usage = crate::api::chat::Usage {
+        let usage = crate::api::usage::Usage {
             prompt_tokens: 1_000_000,
             completion_tokens: 500_000,
         };

@@ -9,7 +9,7 @@
 //! under each verdict method, and checks after every transition that the state, the windows
 //! and each new event survive a write and a read unchanged. Fixed seeds: a failure replays.
 
-use bluegreen_core::api::chat::Usage;
+use bluegreen_core::api::usage::Usage;
 use bluegreen_core::controller::rollout::{
     apply, Command, Effect, Event, Phase, RolloutSpec, State, Step,
 };

@@ -4,7 +4,8 @@
 //! phase, the events of two rollouts, an isolate's stats batch, the stats windows and a
 //! per-minute row); each test loads them with today's types, checks what the old document
 //! said, and checks that writing and reading again changes nothing. A shape that grew later has
-//! its fixtures under the name of what it added (`fixtures/stream-error/`), and these load too. The fixtures under `fixtures/v2/` were
+//! its fixtures under the name of what it added (`fixtures/stream-error/`,
+//! `fixtures/not-an-answer/`), and these load too. The fixtures under `fixtures/v2/` were
 //! written by the code just before stats told fallbacks apart by class and kept lifetime
 //! counters (commit 20ed3f0): the stats windows and an isolate's batch, with defects, forced
 //! requests, routing versions and fallbacks in them. `fixtures/split-check/` has a state
@@ -260,6 +261,38 @@ fn ejected_requests_read_as_none_before_and_load_from_the_version_that_counts_th
     assert_eq!(green.stats.errors.timeout, 1);
     assert_eq!(green.stats.errors(), 5);
     assert_eq!(green.stats.fallbacks, 5);
+}
+
+/// `not_an_answer` (a 2xx whose body is not the API's answer object) joined the error classes
+/// after `ejected`: what every version before stored reads as none, and a batch written with
+/// them (`fixtures/not-an-answer/`) loads with them counted, fallbacks by class included.
+#[test]
+fn answers_that_are_not_answers_read_as_none_before_and_load_from_the_version_that_counts_them() {
+    let v1: Batch = load("batch");
+    let ejected: Batch = load_text("ejected/batch", &fixture_in("ejected", "batch"));
+    for batch in [&v1, &ejected] {
+        assert!(batch
+            .entries
+            .iter()
+            .all(|e| e.stats.errors.not_an_answer == 0));
+    }
+    let scopes: Scopes = load("scopes");
+    assert_eq!(scopes.rollout.green.errors.not_an_answer, 0);
+
+    let batch: Batch = load_text("not-an-answer/batch", &fixture_in("not-an-answer", "batch"));
+    let of = |env| batch.entries.iter().find(|e| e.env == env).unwrap();
+    // Green: 3 requests, 2 answered with something that was no answer (blue served them).
+    let green = of(Environment::Green);
+    assert_eq!(green.stats.requests, 3);
+    assert_eq!(green.stats.errors.not_an_answer, 2);
+    assert_eq!(green.stats.errors(), 2);
+    assert_eq!(green.stats.fallbacks, 2);
+    // Blue: its own such answer, which the client got as a 502.
+    let blue = of(Environment::Blue);
+    assert_eq!(
+        (blue.stats.requests, blue.stats.errors.not_an_answer),
+        (1, 1)
+    );
 }
 
 #[test]

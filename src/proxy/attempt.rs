@@ -1,12 +1,14 @@
 //! One attempt at an environment's model, and the attempts of one request: green, then blue
 //! once when the core's fallback policy or the green breaker says so. A stream is judged by its
-//! first event ([`super::opening`]) before anything is served; a non-streamed answer by its
-//! headers. Used by the serving path ([`super::chat`]) and by a shadow step's copies
+//! first event that carries the answer ([`super::opening`]) before anything is served; a
+//! successful non-streamed answer by its whole body (is it the API's answer object?), read
+//! within the attempt's limit. Used by the serving path ([`super::chat`]) and by a shadow step's copies
 //! ([`super::shadow`]), which is why it is a module of its own: both need it, and it needs
 //! neither.
 
-use bluegreen_core::api::chat::ChatRequest;
+use bluegreen_core::api::request::ApiRequest;
 use bluegreen_core::api::sse::opening::NoAnswer;
+use bluegreen_core::api::{Api, MAX_ANSWER_BYTES};
 use bluegreen_core::config::Config;
 use bluegreen_core::request::breaker::{Finish, Mode, Shed};
 use bluegreen_core::request::fallback::{next_step, Attempt, FallbackReason, Next};
@@ -19,7 +21,7 @@ use worker::{ByteStream, Headers, Method, Response, ResponseBody};
 use super::opening::{self, Opened};
 use crate::breaker::{self, Gate, Watch};
 use crate::runtime::now_ms;
-use crate::upstream::{self, Failure};
+use crate::upstream::{self, Body, Failure};
 
 /// The first outcome record of a request on `route` served by `environment` (a shadow copy's
 /// too).
@@ -30,7 +32,7 @@ pub(super) fn outcome(
     environment: Environment,
     doc: &RoutingDoc,
     selection: Selection,
-    chat: &ChatRequest,
+    call: &ApiRequest,
 ) -> Outcome {
     Outcome {
         request_id: request_id.to_string(),
@@ -40,7 +42,7 @@ pub(super) fn outcome(
         model: doc.model_for(environment).to_string(),
         basis: selection.basis,
         routing_version: doc.version,
-        stream: chat.stream,
+        stream: call.stream,
         status: 0,
         class: StatusClass::Ok,
         fallback: None,
@@ -56,10 +58,12 @@ pub(super) fn outcome(
 /// What every attempt of one request shares (a shadow copy's too).
 pub(super) struct Attempts<'a> {
     pub cfg: &'a Config,
+    /// Whose shapes the answers have.
+    pub api: Api,
     /// The route's name: its green breaker is the one asked.
     pub route: &'a str,
     pub doc: &'a RoutingDoc,
-    pub chat: &'a ChatRequest<'a>,
+    pub request: &'a ApiRequest<'a>,
     pub headers: &'a Headers,
     pub forced: bool,
     pub request_id: &'a str,
@@ -67,9 +71,15 @@ pub(super) struct Attempts<'a> {
 
 /// What an attempt got that can be served.
 pub(super) enum Reply {
-    /// A response whose body goes to the client as it is: not a stream, or not a successful
-    /// SSE answer.
+    /// A response whose body goes to the client as it is, unread: not a success, or a
+    /// successful answer longer than [`MAX_ANSWER_BYTES`].
     Plain(Response),
+    /// A successful non-streamed answer, read whole and found to be the API's answer object.
+    Whole {
+        status: u16,
+        headers: Headers,
+        body: Vec<u8>,
+    },
     /// A stream whose first event was an answer's: the response (for its status and headers),
     /// the bytes read while judging it, and the rest of the stream.
     Stream {
@@ -83,6 +93,7 @@ impl Reply {
     pub(super) fn status(&self) -> u16 {
         match self {
             Reply::Plain(resp) | Reply::Stream { resp, .. } => resp.status_code(),
+            Reply::Whole { status, .. } => *status,
         }
     }
 }
@@ -95,6 +106,8 @@ pub(super) enum NoReply {
     Connect(String),
     /// The stream failed before its first event.
     Stream(NoAnswer),
+    /// A successful status whose body is not the API's answer object; what it is instead.
+    NotAnAnswer(String),
     /// The green breaker gave the attempt up while it waited: green was ejected and this
     /// attempt was past its hang deadline.
     Abandoned(Shed),
@@ -141,6 +154,7 @@ impl Attempts<'_> {
             let id = self.request_id;
             let why = match &served.result {
                 Err(NoReply::Stream(why)) => format!(" (its stream {why})"),
+                Err(NoReply::NotAnAnswer(what)) => format!(" (its body is {what})"),
                 Err(NoReply::Abandoned(shed)) => format!(
                     " (given up by the green breaker: {})",
                     serde_json::to_string(&shed.cause).unwrap_or_default()
@@ -162,7 +176,7 @@ impl Attempts<'_> {
 
     /// Which of blue's times this request's attempts are measured against.
     fn mode(&self) -> Mode {
-        if self.chat.stream {
+        if self.request.stream {
             Mode::Stream
         } else {
             Mode::Whole
@@ -186,11 +200,11 @@ impl Attempts<'_> {
     /// breaker says so. A blue answer tells the breaker how long blue takes.
     pub(super) async fn send(&self, environment: Environment, mut watch: Option<Watch>) -> Served {
         let model = self.doc.model_for(environment);
-        let payload = js_sys::Uint8Array::from(self.chat.with_model(model).as_slice());
-        let limit_ms = self.cfg.attempt_limit_ms(self.chat.stream);
+        let payload = js_sys::Uint8Array::from(self.request.with_model(model).as_slice());
+        let limit_ms = self.cfg.attempt_limit_ms(self.request.stream);
         let sent_at_ms = now_ms();
         let pending = upstream::start(
-            &self.cfg.chat_url,
+            &self.cfg.api_url(self.api),
             Method::Post,
             self.headers,
             Some(payload.into()),
@@ -201,16 +215,23 @@ impl Attempts<'_> {
             Some(w) => watched(&pending, w, sent_at_ms.saturating_add(limit_ms)).await,
         };
         let result = match headers {
-            Ok(mut resp) if self.chat.stream && is_sse_answer(&resp) => match resp.stream() {
-                Ok(body) => match opening::read(body, sent_at_ms, limit_ms, watch.as_mut()).await {
-                    Opened::Answer { held, rest } => Ok(Reply::Stream { resp, held, rest }),
-                    Opened::Failed(why) => Err(NoReply::Stream(why)),
-                    Opened::TimedOut => Err(NoReply::Timeout),
-                    Opened::Abandoned(shed) => Err(NoReply::Abandoned(shed)),
-                },
+            Ok(mut resp) if self.request.stream && is_sse_answer(&resp) => match resp.stream() {
+                Ok(body) => {
+                    match opening::read(self.api, body, sent_at_ms, limit_ms, watch.as_mut()).await
+                    {
+                        Opened::Answer { held, rest } => Ok(Reply::Stream { resp, held, rest }),
+                        Opened::Failed(why) => Err(NoReply::Stream(why)),
+                        Opened::TimedOut => Err(NoReply::Timeout),
+                        Opened::Abandoned(shed) => Err(NoReply::Abandoned(shed)),
+                    }
+                }
                 // No body at all: the stream ended before it began.
                 Err(_) => Err(NoReply::Stream(NoAnswer::Ended)),
             },
+            Ok(resp) if (200..300).contains(&resp.status_code()) => {
+                let left_ms = sent_at_ms.saturating_add(limit_ms).saturating_sub(now_ms());
+                whole(resp, self.api, left_ms).await
+            }
             Ok(resp) => Ok(Reply::Plain(resp)),
             Err(no_reply) => Err(no_reply),
         };
@@ -219,6 +240,7 @@ impl Attempts<'_> {
             Err(NoReply::Timeout | NoReply::Abandoned(_)) => Attempt::Timeout,
             Err(NoReply::Connect(_)) => Attempt::Connect,
             Err(NoReply::Stream(_)) => Attempt::StreamError,
+            Err(NoReply::NotAnAnswer(_)) => Attempt::NotAnAnswer,
         };
         let next = match &result {
             // Only an unforced green attempt is watched, so blue always takes over.
@@ -280,6 +302,30 @@ impl From<Failure> for NoReply {
     }
 }
 
+/// Reads a successful non-streamed answer whole within `left_ms` and judges it: the API's
+/// answer object is a reply; anything else (a proxy's HTML page, an error object sent with a
+/// 200) fails the attempt before the client sees it. A body longer than [`MAX_ANSWER_BYTES`]
+/// is served unread (what was read first, then the rest).
+async fn whole(resp: Response, api: Api, left_ms: u64) -> Result<Reply, NoReply> {
+    let (status, headers) = (resp.status_code(), resp.headers().clone());
+    match upstream::read_body(resp, MAX_ANSWER_BYTES, left_ms.max(1)).await? {
+        Body::Whole(body) => match api.answer_object(&body) {
+            Ok(()) => Ok(Reply::Whole {
+                status,
+                headers,
+                body,
+            }),
+            Err(what) => Err(NoReply::NotAnAnswer(what)),
+        },
+        Body::Long(rest) => Ok(Reply::Plain(
+            Response::builder()
+                .with_status(status)
+                .with_headers(headers)
+                .stream(rest),
+        )),
+    }
+}
+
 /// A successful SSE answer, whose first event is judged before the router commits to it.
 fn is_sse_answer(resp: &Response) -> bool {
     (200..300).contains(&resp.status_code())
@@ -298,6 +344,7 @@ pub(super) fn discard(reply: Reply) {
         }
         // Dropping a stream cancels it.
         Reply::Stream { rest, .. } => drop(rest),
+        Reply::Whole { .. } => {}
     }
 }
 

@@ -1,22 +1,24 @@
-//! The request path: `POST /v1/chat/completions` ([`chat`]) with the judging of a stream's first
-//! event ([`opening`]) and its body relay ([`relay`]), and the plain pass-through of other
-//! `/v1/*` calls ([`pass_through`]).
+//! The request path: the routed APIs, `POST /v1/chat/completions` and `POST /v1/responses`
+//! ([`routed`]), with the judging of a stream's first event that carries the answer
+//! ([`opening`]) and its body relay ([`relay`]), and the plain pass-through of other `/v1/*`
+//! calls ([`pass_through`]).
 //!
 //! Every decision here is the core's (which environment, whether to fall back, what a header
 //! may cross); these files perform it. One chat completion carries one [`Exchange`] from the
 //! serving attempt to its accounting, as pingora carries a per-request `CTX`.
 
 mod attempt;
-mod chat;
 pub(crate) mod headers;
 mod opening;
 mod pass_through;
 mod relay;
+mod routed;
 mod shadow;
 
 use std::rc::Rc;
 
 use bluegreen_core::api::defects::Expectations;
+use bluegreen_core::api::Api;
 use bluegreen_core::config::Config;
 use bluegreen_core::request::outcome::Outcome;
 use worker::{Context, Env, Headers};
@@ -25,16 +27,18 @@ use crate::error::Result;
 use crate::recorder;
 use crate::runtime::now_ms;
 
-pub use chat::chat_completions;
 pub use pass_through::pass_through;
+pub use routed::routed;
 
-/// One chat completion from its serving attempt to its accounting: the outcome record being
+/// One routed call from its serving attempt to its accounting: the outcome record being
 /// filled in (request id, arrival time, environment, model, fallback…) and where it goes when
 /// known (the log and the controller's stats).
 struct Exchange {
     record: Outcome,
     /// What the request asked of the answer: JSON, tools (for its defect checks).
     want: Expectations,
+    /// Whose shapes the answer has.
+    api: Api,
     env: Env,
     cfg: Rc<Config>,
     /// On a shadow step, when this request was copied to green: where its outcome meets the

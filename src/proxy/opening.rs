@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use bluegreen_core::api::sse::opening::{AtDeadline, Judged, NoAnswer, Opening};
+use bluegreen_core::api::Api;
 use bluegreen_core::request::breaker::Shed;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
@@ -29,16 +30,18 @@ pub enum Opened {
     Abandoned(Shed),
 }
 
-/// Reads `upstream` (an attempt sent at `sent_at_ms`) until its first event is judged or
+/// Reads `upstream` (an `api` attempt sent at `sent_at_ms`) until an event that carries the
+/// answer (or a failure) is judged or
 /// `limit_ms` from the send has passed. A green attempt the breaker watches is also woken when
 /// the breaker asks to look at it again, and given up when it says so.
 pub async fn read(
+    api: Api,
     mut upstream: ByteStream,
     sent_at_ms: u64,
     limit_ms: u64,
     mut watch: Option<&mut Watch>,
 ) -> Opened {
-    let mut opening = Opening::new(sent_at_ms, limit_ms);
+    let mut opening = Opening::new(api, sent_at_ms, limit_ms);
     let limit_at = sent_at_ms.saturating_add(limit_ms);
     let mut wake = None;
     if let Some(w) = watch.as_deref_mut() {

@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
-use bluegreen_core::api::chat::usage_of;
 use bluegreen_core::api::defects::classify_body;
 use bluegreen_core::api::sse::SseRelay;
+use bluegreen_core::api::usage::usage_of;
 use bluegreen_core::request::idle::{Idle, IdleClock};
+use bluegreen_core::request::outcome::StatusClass;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use wasm_bindgen::JsCast;
@@ -37,10 +38,10 @@ pub fn stream(
     Ok(builder.stream(pipe.readable()))
 }
 
-/// Not a stream: the body goes to the client as the runtime's own stream, never copied through
-/// wasm (reading it here and building a new body cost ~0.2 ms of CPU per request in the
-/// benchmark). A successful answer is teed, and its token usage read from the second branch
-/// off the response path; any other answer is accounted for at once.
+/// Not a stream, and not read before it was served (an unsuccessful answer, or one longer
+/// than [`bluegreen_core::api::MAX_ANSWER_BYTES`]): the body goes to the client as the
+/// runtime's own stream, never copied through wasm. A successful answer is teed, and read from
+/// the second branch off the response path; any other answer is accounted for at once.
 pub fn body(
     builder: ResponseBuilder,
     resp: Response,
@@ -61,13 +62,28 @@ pub fn body(
     Ok(builder.stream(branches.get(0).unchecked_into()))
 }
 
+/// A non-streamed answer read whole and judged an answer ([`super::attempt`]): its usage and
+/// defect are read now, and it goes to the client from memory.
+pub fn whole(builder: ResponseBuilder, body: Vec<u8>, mut ex: Exchange, ctx: &Context) -> Response {
+    judge_body(&mut ex, &body);
+    ex.settle_now(ctx);
+    builder.fixed(body)
+}
+
+/// Reads a whole answer for its usage and defect; one that is not the API's answer object
+/// (only an answer too long to read before it was served can be) counts as `not_an_answer`.
+fn judge_body(ex: &mut Exchange, bytes: &[u8]) {
+    ex.record.usage = usage_of(bytes);
+    match ex.api.answer_object(bytes) {
+        Ok(()) => ex.record.defect = classify_body(&ex.want, bytes),
+        Err(_) => ex.record.class = StatusClass::NotAnAnswer,
+    }
+}
+
 /// Reads the teed copy of a non-streamed answer for its usage, then accounts for it.
 async fn read_usage(ours: web_sys::ReadableStream, mut ex: Exchange) {
     match read_all(&ours).await {
-        Ok(bytes) => {
-            ex.record.usage = usage_of(&bytes);
-            ex.record.defect = classify_body(&ex.want, &bytes);
-        }
+        Ok(bytes) => judge_body(&mut ex, &bytes),
         Err(e) => {
             let r = &ex.record;
             worker::console_warn!(

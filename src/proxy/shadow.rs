@@ -14,9 +14,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bluegreen_core::api::chat::{usage_of, ChatRequest, Usage};
 use bluegreen_core::api::defects::{classify_body, Expectations};
+use bluegreen_core::api::request::ApiRequest;
 use bluegreen_core::api::sse::SseRelay;
+use bluegreen_core::api::usage::{usage_of, Usage};
+use bluegreen_core::api::Api;
 use bluegreen_core::config::Config;
 use bluegreen_core::request::idle::{Idle, IdleClock};
 use bluegreen_core::request::outcome::{Outcome, StatusClass};
@@ -120,6 +122,8 @@ fn record_pair(
 /// What a copy needs, owned: it outlives the request's handler.
 struct Job {
     cfg: Rc<Config>,
+    /// The API the request was sent to.
+    api: Api,
     env: Env,
     route: String,
     doc: RoutingDoc,
@@ -134,6 +138,7 @@ struct Job {
 /// returns the pair that blue's accounting fills.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn start(
+    api: Api,
     route: &str,
     doc: &RoutingDoc,
     selection: Selection,
@@ -173,6 +178,7 @@ pub(super) fn start(
     };
     let job = Job {
         cfg: cfg.clone(),
+        api,
         env: env.clone(),
         route: route.to_string(),
         doc: doc.clone(),
@@ -252,22 +258,21 @@ async fn read_answer(
     result: Result<Reply, NoReply>,
     status: u16,
     want: Expectations,
+    api: Api,
     cfg: &Config,
 ) -> Option<Read> {
     match result {
         Ok(Reply::Stream { held, rest, .. }) => {
             Some(drain_stream(held, rest, want, cfg.stream_idle_timeout_ms).await)
         }
+        Ok(Reply::Whole { body, .. }) => Some(Read::body(&body, &want, api)),
         Ok(Reply::Plain(resp)) => match resp.into_parts().1 {
             ResponseBody::Stream(body) if (200..300).contains(&status) => {
                 Some(match read_all(&body).await {
-                    Ok(bytes) => Read {
-                        interrupted: false,
-                        usage: usage_of(&bytes),
-                        defect: classify_body(&want, &bytes),
-                    },
+                    Ok(bytes) => Read::body(&bytes, &want, api),
                     Err(_) => Read {
                         interrupted: true,
+                        not_an_answer: false,
                         usage: None,
                         defect: None,
                     },
@@ -285,7 +290,7 @@ async fn read_answer(
 
 async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Option<Outcome> {
     let started_ms = now_ms();
-    let chat = ChatRequest::parse(&body).ok()?;
+    let call = ApiRequest::parse(job.api, &body).ok()?;
     let green = Selection {
         environment: Environment::Green,
         basis: Basis::Random,
@@ -297,15 +302,16 @@ async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Optio
         Environment::Green,
         &job.doc,
         green,
-        &chat,
+        &call,
     );
     progress.borrow_mut().record = Some(record.clone());
-    let want = Expectations::of(&chat);
+    let want = Expectations::of(&call);
     let attempts = Attempts {
         cfg: &job.cfg,
+        api: job.api,
         route: &job.route,
         doc: &job.doc,
-        chat: &chat,
+        request: &call,
         headers: &job.headers,
         forced: false,
         request_id: &job.id,
@@ -313,13 +319,13 @@ async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Optio
     // Unwatched: a copy never moves the green breaker.
     let served = attempts.send(Environment::Green, None).await;
     // Sent: the request's body is not needed while green's answer is read.
-    drop(chat);
+    drop(call);
     drop(body);
     record.class = StatusClass::of(served.attempt);
     record.status = match &served.result {
         Ok(reply) => reply.status(),
         Err(NoReply::Timeout | NoReply::Abandoned(_)) => 504,
-        Err(NoReply::Connect(_) | NoReply::Stream(_)) => 502,
+        Err(NoReply::Connect(_) | NoReply::Stream(_) | NoReply::NotAnAnswer(_)) => 502,
     };
     if served.result.is_ok() {
         record.first_byte_ms = Some(now_ms().saturating_sub(started_ms));
@@ -328,8 +334,11 @@ async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Optio
         record: Some(record.clone()),
         headers: served.result.is_ok(),
     };
-    let read = read_answer(served.result, record.status, want, &job.cfg).await;
+    let read = read_answer(served.result, record.status, want, job.api, &job.cfg).await;
     if let Some(read) = read {
+        if read.not_an_answer {
+            record.class = StatusClass::NotAnAnswer;
+        }
         record.interrupted = read.interrupted;
         record.usage = read.usage;
         record.defect = read.defect;
@@ -341,8 +350,23 @@ async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Optio
 /// What reading an answer to its end learned.
 struct Read {
     interrupted: bool,
+    /// A body served unread (past the bound) that is not the API's answer object.
+    not_an_answer: bool,
     usage: Option<Usage>,
     defect: Option<bluegreen_core::api::defects::Defect>,
+}
+
+impl Read {
+    /// A whole non-streamed answer's usage, and its defect (or that it is not an answer).
+    fn body(bytes: &[u8], want: &Expectations, api: Api) -> Read {
+        let answer = api.answer_object(bytes).is_ok();
+        Read {
+            interrupted: false,
+            not_an_answer: !answer,
+            usage: usage_of(bytes),
+            defect: answer.then(|| classify_body(want, bytes)).flatten(),
+        }
+    }
 }
 
 /// Reads a stream to its end through the live path's SSE relay (whose output, the bytes a
@@ -384,6 +408,7 @@ async fn drain_stream(
     interrupted |= relay.saw_error_event();
     Read {
         interrupted,
+        not_an_answer: false,
         usage: relay.usage(),
         defect: if interrupted { None } else { relay.defect() },
     }

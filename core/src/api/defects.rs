@@ -17,7 +17,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::api::chat::ChatRequest;
+use crate::api::request::ApiRequest;
+use crate::api::Api;
+
+mod responses;
 
 /// Bytes of one streamed answer's content and tool arguments kept for the JSON checks.
 pub const MAX_REASSEMBLED_BYTES: usize = 1 << 20;
@@ -84,6 +87,8 @@ impl Defect {
 /// What the request asked of the answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expectations {
+    /// The API the request was sent to: whose shapes the answer has.
+    pub api: Api,
     /// `response_format` asked for JSON (and was small enough to read: see
     /// [`MAX_EXPECTATION_BYTES`]; past it the answer is not judged as JSON).
     pub json: bool,
@@ -100,15 +105,25 @@ struct ResponseFormat<'a> {
     kind: Option<&'a str>,
 }
 
+/// The Responses API's `text` parameter, as far as its `format` goes.
+#[derive(Deserialize)]
+struct TextParam<'a> {
+    #[serde(borrow)]
+    format: Option<ResponseFormat<'a>>,
+}
+
 #[derive(Deserialize)]
 struct Named {
     name: Option<String>,
 }
 
+/// A tool offered: chat's `{"type": "function", "function": {"name"}}` (or `custom`), or the
+/// Responses API's flat `{"type": "function", "name"}`.
 #[derive(Deserialize)]
 struct Tool {
     function: Option<Named>,
     custom: Option<Named>,
+    name: Option<String>,
 }
 
 /// A JSON array of at most [`MAX_TOOLS`] `T`s in at most [`MAX_EXPECTATION_BYTES`]; `None`
@@ -141,24 +156,30 @@ fn bounded_list<'de, T: Deserialize<'de>>(raw: &'de str) -> Option<Vec<T>> {
 }
 
 impl Expectations {
-    /// What `req` asks for: JSON from `response_format`, tool names from `tools` (and the
-    /// legacy `functions`). Fields it cannot read ask for nothing: the upstream judges the
+    /// What `req` asks for: JSON from `response_format` (the Responses API's `text.format`),
+    /// tool names from `tools` (and chat's legacy `functions`). Fields it cannot read ask for nothing: the upstream judges the
     /// request, this only judges answers.
     /// Each field is read only within [`MAX_EXPECTATION_BYTES`] (and [`MAX_TOOLS`]), so that
     /// the cost is bounded whatever the body holds.
-    pub fn of(req: &ChatRequest) -> Expectations {
+    pub fn of(req: &ApiRequest) -> Expectations {
         let parse = |name: &str| req.field(name).map(RawValue::get);
-        let json = parse("response_format")
-            .filter(|f| f.len() <= MAX_EXPECTATION_BYTES)
-            .and_then(|f| serde_json::from_str::<ResponseFormat>(f).ok())
-            .is_some_and(|f| matches!(f.kind, Some("json_object" | "json_schema")));
+        let format = match req.api {
+            Api::Chat => parse("response_format")
+                .filter(|f| f.len() <= MAX_EXPECTATION_BYTES)
+                .and_then(|f| serde_json::from_str::<ResponseFormat>(f).ok()),
+            Api::Responses => parse("text")
+                .filter(|f| f.len() <= MAX_EXPECTATION_BYTES)
+                .and_then(|f| serde_json::from_str::<TextParam>(f).ok())
+                .and_then(|t| t.format),
+        };
+        let json = format.is_some_and(|f| matches!(f.kind, Some("json_object" | "json_schema")));
         let mut tools_unread = false;
         let mut tools: Vec<String> = Vec::new();
         if let Some(t) = parse("tools") {
             match bounded_list::<Tool>(t) {
                 Some(list) => tools.extend(
                     list.into_iter()
-                        .filter_map(|t| t.function.or(t.custom)?.name),
+                        .filter_map(|t| t.function.or(t.custom).and_then(|n| n.name).or(t.name)),
                 ),
                 None => tools_unread = t != "null",
             }
@@ -170,6 +191,7 @@ impl Expectations {
             }
         }
         Expectations {
+            api: req.api,
             json,
             tools,
             tools_unread,
@@ -328,6 +350,9 @@ fn is_refusal(refusal: Option<&std::borrow::Cow<str>>) -> bool {
 /// chat completion at all (an answer the checks cannot read is the transport's business).
 /// With several choices, the first defective one names the answer.
 pub fn classify_body(want: &Expectations, body: &[u8]) -> Option<Defect> {
+    if want.api == Api::Responses {
+        return responses::classify_body(want, body);
+    }
     let completion: wire::Completion = serde_json::from_slice(body).ok()?;
     let mut first = None;
     for c in completion.choices?.iter().take(MAX_TRACKED) {
@@ -389,6 +414,8 @@ pub struct StreamAnswer {
     overflowed: bool,
     /// An event was not read at all (longer than the relay holds): nothing is judged.
     skipped: bool,
+    /// A Responses stream's terminal event came, with the defect of the response it carries.
+    terminal: Option<Option<Defect>>,
 }
 
 impl StreamAnswer {
@@ -400,6 +427,7 @@ impl StreamAnswer {
             kept: 0,
             overflowed: false,
             skipped: false,
+            terminal: None,
         }
     }
 
@@ -412,6 +440,12 @@ impl StreamAnswer {
     /// Adds one event's `data:` payload (`[DONE]`, error events and anything that is not a
     /// chunk add nothing).
     pub fn feed(&mut self, data: &str) {
+        if self.want.api == Api::Responses {
+            if let Some(defect) = responses::terminal(&self.want, data) {
+                self.terminal = Some(defect);
+            }
+            return;
+        }
         let Ok(chunk) = serde_json::from_str::<wire::Completion>(data) else {
             return;
         };
@@ -511,6 +545,11 @@ impl StreamAnswer {
         if self.skipped || self.choices.iter().any(|c| c.finish_reason.is_none()) {
             return None;
         }
+        // A Responses stream is judged by the response its terminal event carries; without
+        // one, the stream ended mid-answer.
+        if self.want.api == Api::Responses {
+            return self.terminal.flatten();
+        }
         let checked = !self.overflowed;
         self.choices
             .iter()
@@ -521,9 +560,10 @@ impl StreamAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Api;
 
     fn want(req: &str) -> Expectations {
-        Expectations::of(&ChatRequest::parse(req.as_bytes()).unwrap())
+        Expectations::of(&ApiRequest::parse(Api::Chat, req.as_bytes()).unwrap())
     }
 
     const JSON_MODE: &str = r#"{"messages":[],"response_format":{"type":"json_object"}}"#;

@@ -302,6 +302,17 @@ impl ApiError {
         )
     }
 
+    /// The upstream answered a success whose body is not the API's answer object (after
+    /// fallback, for green). `what` says what it was ("not JSON (begins `<html>…`)").
+    pub fn upstream_not_an_answer(model: &str, what: &str) -> ApiError {
+        ApiError::new(
+            502,
+            "server_error",
+            "upstream_invalid_answer",
+            format!("The upstream answered model {model} with a success whose body is {what}, not an answer."),
+        )
+    }
+
     /// The upstream sent no answer in time: no first event of a stream, no non-streamed
     /// answer.
     pub fn upstream_timeout(model: &str, timeout_ms: u64) -> ApiError {
@@ -429,6 +440,13 @@ mod tests {
         let e = ApiError::not_passed_through("GET", "/v1/files");
         assert_eq!((e.status, e.code), (404, "not_found"));
         assert!(e.message.contains("GET /v1/files") && e.message.contains("PASS_THROUGH"));
+        let odd = ApiError::upstream_not_an_answer("m", "JSON without `choices`");
+        assert_eq!((odd.status, odd.code), (502, "upstream_invalid_answer"));
+        assert!(
+            odd.message.contains("JSON without `choices`"),
+            "{}",
+            odd.message
+        );
         let stream = ApiError::upstream_stream_error("m", "ended before its first event");
         assert_eq!((stream.status, stream.code), (502, "upstream_stream_error"));
         assert_eq!(

@@ -29,6 +29,9 @@ pub enum Attempt {
     /// A stream whose first event was an in-band error, or that ended or broke before its
     /// first event.
     StreamError,
+    /// A 2xx whose body is not the API's answer object: not JSON (a proxy's HTML page), JSON
+    /// without the answer (`choices`, `output`), or a response that says it failed.
+    NotAnAnswer,
 }
 
 impl Attempt {
@@ -40,14 +43,14 @@ impl Attempt {
         match self {
             Attempt::Status(s) if is_retryable_status(s) => Finish::Error,
             Attempt::Status(_) => Finish::Ok,
-            Attempt::StreamError => Finish::Error,
+            Attempt::StreamError | Attempt::NotAnAnswer => Finish::Error,
             Attempt::Timeout | Attempt::Connect => Finish::NoAnswer,
         }
     }
 }
 
 /// Why green's answer was not used; rendered as `status-503`, `timeout`, `connect`,
-/// `stream-error`, `green-ejected` or `green-abandoned` in the `x-bluegreen-fallback` header and
+/// `stream-error`, `not-an-answer`, `green-ejected` or `green-abandoned` in the `x-bluegreen-fallback` header and
 /// in outcome records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FallbackReason {
@@ -65,6 +68,7 @@ impl fmt::Display for FallbackReason {
             FallbackReason::Failed(Attempt::Timeout) => f.write_str("timeout"),
             FallbackReason::Failed(Attempt::Connect) => f.write_str("connect"),
             FallbackReason::Failed(Attempt::StreamError) => f.write_str("stream-error"),
+            FallbackReason::Failed(Attempt::NotAnAnswer) => f.write_str("not-an-answer"),
             FallbackReason::Breaker(shed) => f.write_str(shed.as_str()),
         }
     }
@@ -88,8 +92,8 @@ pub enum Next {
     Serve,
     /// Send the same request to blue, once, with the blue model.
     RetryOnBlue(FallbackReason),
-    /// There is no response to return: answer 502 (connect, stream error) or 504 (timeout)
-    /// ourselves.
+    /// There is no response to return: answer 502 (connect, stream error, not an answer) or
+    /// 504 (timeout) ourselves.
     Fail(Attempt),
 }
 
@@ -98,7 +102,7 @@ pub enum Next {
 pub fn next_step(environment: Environment, forced: bool, attempt: Attempt) -> Next {
     let failed = match attempt {
         Attempt::Status(s) => is_retryable_status(s),
-        Attempt::Timeout | Attempt::Connect | Attempt::StreamError => true,
+        Attempt::Timeout | Attempt::Connect | Attempt::StreamError | Attempt::NotAnAnswer => true,
     };
     match (environment, forced, failed, attempt) {
         (Environment::Green, false, true, _) => Next::RetryOnBlue(FallbackReason::Failed(attempt)),
@@ -146,6 +150,9 @@ mod tests {
             (Blue, false, Connect, Next::Fail(Connect)),
             (Blue, true, Connect, Next::Fail(Connect)),
             (Blue, false, StreamError, Next::Fail(StreamError)),
+            (Green, false, NotAnAnswer, retry(NotAnAnswer)),
+            (Green, true, NotAnAnswer, Next::Fail(NotAnAnswer)),
+            (Blue, false, NotAnAnswer, Next::Fail(NotAnAnswer)),
         ];
         for (env, forced, attempt, expected) in table {
             assert_eq!(
@@ -163,6 +170,7 @@ mod tests {
         assert_eq!(failed(Timeout).to_string(), "timeout");
         assert_eq!(failed(Connect).to_string(), "connect");
         assert_eq!(failed(StreamError).to_string(), "stream-error");
+        assert_eq!(failed(NotAnAnswer).to_string(), "not-an-answer");
         let shed = FallbackReason::Breaker;
         assert_eq!(shed(ShedReason::Ejected).to_string(), "green-ejected");
         assert_eq!(shed(ShedReason::Abandoned).to_string(), "green-abandoned");
@@ -185,6 +193,7 @@ mod tests {
             (Status(429), Finish::Error),
             (Status(503), Finish::Error),
             (StreamError, Finish::Error),
+            (NotAnAnswer, Finish::Error),
             (Timeout, Finish::NoAnswer),
             (Connect, Finish::NoAnswer),
         ];

@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 
-use crate::api::chat::Usage;
 use crate::api::defects::Defect;
+use crate::api::usage::Usage;
 use crate::environment::Environment;
 use crate::request::breaker::Charge;
 use crate::request::fallback::{Attempt, FallbackReason};
@@ -33,6 +33,8 @@ pub enum StatusClass {
     Connect,
     /// A stream failed before its first event: an in-band error, or it ended or broke.
     StreamError,
+    /// A 2xx whose body is not the API's answer object (see [`Attempt::NotAnAnswer`]).
+    NotAnAnswer,
     /// Green was not asked: its breaker had ejected it ([`crate::request::breaker`]). Only ever the
     /// class of a fallback, never of a serving attempt.
     Ejected,
@@ -50,6 +52,7 @@ impl StatusClass {
             Attempt::Timeout => StatusClass::Timeout,
             Attempt::Connect => StatusClass::Connect,
             Attempt::StreamError => StatusClass::StreamError,
+            Attempt::NotAnAnswer => StatusClass::NotAnAnswer,
         }
     }
 

@@ -8,7 +8,7 @@
 //! embeddings, legacy completions and moderations, all stateless. Not files, batches, uploads,
 //! fine-tuning, assistants, threads, vector stores or stored responses, which read and change
 //! what the upstream account keeps for every tenant of the router; not `/v1/responses`, which
-//! would be a chat route around the split; not audio or images, which a chat router's users do
+//! the router routes itself (an entry written for it before is ignored); not audio or images, which a chat router's users do
 //! not need and which cost far more per call. Operators can list them.
 //!
 //! A pattern's segments are literal, or `{name}` for any one segment. Paths are compared as
@@ -26,9 +26,10 @@ pub const DEFAULT: &str = "POST /v1/embeddings, POST /v1/completions, POST /v1/m
 
 /// The calls the router answers itself, whatever `PASS_THROUGH` says: a method, a path to
 /// match, and the call as the log names it.
-const ROUTED: [(&str, &str, &str); 2] = [
+const ROUTED: [(&str, &str, &str); 3] = [
     ("GET", "/v1/models", "GET /v1/models"),
     ("GET", "/v1/models/any", "GET /v1/models/{model}"),
+    ("POST", "/v1/responses", "POST /v1/responses"),
 ];
 
 /// The value of `PASS_THROUGH` that forwards nothing.
@@ -192,8 +193,8 @@ impl PassThrough {
     }
 
     /// The calls this list names that the router now answers itself (`GET /v1/models` lists
-    /// the routes): their entries are ignored, which the shell logs once. A list written
-    /// before routes is not an error.
+    /// the routes; `POST /v1/responses` is a routed API): their entries are ignored, which
+    /// the shell logs once. A list written before the router answered them is not an error.
     pub fn routed_entries(&self) -> Vec<&'static str> {
         ROUTED
             .iter()
@@ -268,12 +269,21 @@ mod tests {
     #[test]
     fn a_list_from_before_routes_names_the_calls_now_routed() {
         assert!(PassThrough::default().routed_entries().is_empty());
-        let old = PassThrough::parse("GET /v1/models, GET /v1/models/{model}, POST /v1/embeddings")
-            .unwrap();
+        let old = PassThrough::parse(
+            "GET /v1/models, GET /v1/models/{model}, POST /v1/embeddings, POST /v1/responses",
+        )
+        .unwrap();
         assert_eq!(
             old.routed_entries(),
-            ["GET /v1/models", "GET /v1/models/{model}"]
+            [
+                "GET /v1/models",
+                "GET /v1/models/{model}",
+                "POST /v1/responses"
+            ]
         );
+        // A placeholder that covers it is named too.
+        let wide = PassThrough::parse("POST /v1/{call}").unwrap();
+        assert_eq!(wide.routed_entries(), ["POST /v1/responses"]);
     }
 
     #[test]

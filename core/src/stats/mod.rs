@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::chat::Usage;
 use crate::api::defects::Defect;
+use crate::api::usage::Usage;
 use crate::environment::Environment;
 use crate::request::outcome::{Outcome, StatusClass};
 use crate::request::split::Basis;
@@ -42,13 +42,15 @@ pub enum ErrorClass {
     Interrupted,
     /// A stream that failed before its first event.
     StreamError,
+    /// A 2xx whose body is not the API's answer object.
+    NotAnAnswer,
     /// Never sent: green was ejected by the isolate's breaker.
     Ejected,
 }
 
 impl ErrorClass {
     /// Every class, in the order the status shows them.
-    pub const ALL: [ErrorClass; 8] = [
+    pub const ALL: [ErrorClass; 9] = [
         ErrorClass::ServerError,
         ErrorClass::RateLimited,
         ErrorClass::Timeout,
@@ -56,6 +58,7 @@ impl ErrorClass {
         ErrorClass::UpstreamOther,
         ErrorClass::Interrupted,
         ErrorClass::StreamError,
+        ErrorClass::NotAnAnswer,
         ErrorClass::Ejected,
     ];
 
@@ -69,6 +72,7 @@ impl ErrorClass {
             ErrorClass::UpstreamOther => "upstream_other",
             ErrorClass::Interrupted => "interrupted",
             ErrorClass::StreamError => "stream_error",
+            ErrorClass::NotAnAnswer => "not_an_answer",
             ErrorClass::Ejected => "ejected",
         }
     }
@@ -84,6 +88,7 @@ impl ErrorClass {
             StatusClass::Connect => Some(ErrorClass::Connection),
             StatusClass::UpstreamError => Some(ErrorClass::UpstreamOther),
             StatusClass::StreamError => Some(ErrorClass::StreamError),
+            StatusClass::NotAnAnswer => Some(ErrorClass::NotAnAnswer),
             StatusClass::Ejected => Some(ErrorClass::Ejected),
             StatusClass::Ok if interrupted => Some(ErrorClass::Interrupted),
             StatusClass::Ok | StatusClass::ClientError => None,
@@ -112,6 +117,11 @@ pub struct ErrorCounts {
     /// or broke before any event. Absent (0) in what versions before it stored.
     #[serde(default)]
     pub stream_error: u64,
+    /// A 2xx whose body is not the API's answer object: not JSON (a proxy's HTML page), JSON
+    /// without `choices` (chat) or `output` (Responses), or a response that says it failed.
+    /// Absent (0) in what versions before it stored.
+    #[serde(default)]
+    pub not_an_answer: u64,
     /// Green requests its breaker sent to blue without asking green, while green was ejected
     /// for failing or hanging ([`crate::request::breaker`]): green's failure predicted from its own
     /// failures just before, not observed. Absent (0) in what versions before it stored.
@@ -130,6 +140,7 @@ impl ErrorCounts {
             ErrorClass::UpstreamOther => self.upstream_other,
             ErrorClass::Interrupted => self.interrupted,
             ErrorClass::StreamError => self.stream_error,
+            ErrorClass::NotAnAnswer => self.not_an_answer,
             ErrorClass::Ejected => self.ejected,
         }
     }
@@ -143,6 +154,7 @@ impl ErrorCounts {
             ErrorClass::UpstreamOther => &mut self.upstream_other,
             ErrorClass::Interrupted => &mut self.interrupted,
             ErrorClass::StreamError => &mut self.stream_error,
+            ErrorClass::NotAnAnswer => &mut self.not_an_answer,
             ErrorClass::Ejected => &mut self.ejected,
         }
     }
@@ -748,6 +760,7 @@ mod tests {
             StatusClass::Connect,
             StatusClass::UpstreamError,
             StatusClass::StreamError,
+            StatusClass::NotAnAnswer,
             StatusClass::Ejected,
         ] {
             s.record(&outcome(Environment::Green, class), &p);
@@ -755,11 +768,11 @@ mod tests {
         let mut cut = outcome(Environment::Green, StatusClass::Ok);
         cut.interrupted = true;
         s.record(&cut, &p);
-        assert_eq!(s.requests, 10);
+        assert_eq!(s.requests, 11);
         assert_eq!(s.client_errors, 1);
-        // Everything but Ok and ClientError: 8 of 10, one in each class.
-        assert_eq!(s.errors(), 8);
-        assert_eq!(s.error_rate(), Some(8.0 / 10.0));
+        // Everything but Ok and ClientError: 9 of 11, one in each class.
+        assert_eq!(s.errors(), 9);
+        assert_eq!(s.error_rate(), Some(9.0 / 11.0));
         let e = &s.errors;
         let each = [
             e.server_error,
@@ -769,14 +782,15 @@ mod tests {
             e.upstream_other,
             e.interrupted,
             e.stream_error,
+            e.not_an_answer,
             e.ejected,
         ];
-        assert_eq!(each, [1; 8]);
+        assert_eq!(each, [1; 9]);
         let sum = s.summary();
         assert_eq!((sum.p50_ms, sum.first_byte_p95_ms), (Some(50), Some(40)));
-        // 10 × (1000 × 1 + 500 × 4) / 1e6 = 0.03.
-        assert_eq!(sum.cost_usd, 0.03);
-        assert_eq!(sum.prompt_tokens, 10000);
+        // 11 × (1000 × 1 + 500 × 4) / 1e6 = 0.033.
+        assert_eq!(sum.cost_usd, 0.033);
+        assert_eq!(sum.prompt_tokens, 11000);
     }
 
     #[test]

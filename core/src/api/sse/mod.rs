@@ -20,8 +20,8 @@
 pub mod opening;
 mod scan;
 
-use crate::api::chat::Usage;
 use crate::api::defects::{Defect, Expectations, StreamAnswer};
+use crate::api::usage::Usage;
 use scan::{Boundaries, Said};
 
 /// Longest unfinished event held back (1 MiB). Past it the event is forwarded as it arrives: a

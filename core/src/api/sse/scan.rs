@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 
-use crate::api::chat::{usage_of, Usage};
+use crate::api::usage::{usage_of, Usage};
 
 /// Where the bytes seen so far stand against SSE's line and event boundaries. Lines end in LF,
 /// CRLF or CR, as the SSE specification allows; an event ends at a blank line.
@@ -93,6 +93,7 @@ const MAX_MESSAGE: usize = 300;
 impl Said {
     /// Reads the lines of complete events (`bytes` starts at a line start and ends at an event
     /// end). Each byte is examined once, plus a parse of the rare lines that may say something.
+    #[cfg(test)]
     pub(crate) fn read(&mut self, bytes: &[u8]) {
         self.read_with(bytes, |_| {});
     }
@@ -245,18 +246,50 @@ impl Mentions {
     }
 }
 
-/// The message of a `data:` value that is a JSON object with a non-null top-level `error`
-/// (OpenAI's shape `{"error": {"message": ...}}`, or an error given as a string), else `None`.
+/// The message of a `data:` value that names an error, else `None`. Three shapes are read:
+/// a non-null top-level `error` (OpenAI's chat shape `{"error": {"message": ...}}`, the
+/// Responses API's nested `{"type": "error", "error": {...}}`, or an error given as a string);
+/// the Responses API's flat `{"type": "error", "code": ..., "message": ...}`; and its
+/// `{"type": "response.failed", "response": {"error": {...}}}`.
 fn error_of(data: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
     struct Envelope {
         #[serde(default)]
         error: Option<serde_json::Value>,
+        #[serde(rename = "type", default)]
+        kind: Option<String>,
+        #[serde(default)]
+        message: Option<serde_json::Value>,
+        #[serde(default)]
+        code: Option<serde_json::Value>,
+        #[serde(default)]
+        response: Option<Failed>,
     }
-    let error = serde_json::from_slice::<Envelope>(data).ok()?.error?;
+    #[derive(Deserialize)]
+    struct Failed {
+        #[serde(default)]
+        error: Option<serde_json::Value>,
+    }
+    let e = serde_json::from_slice::<Envelope>(data).ok()?;
+    let error = match (e.error, e.kind.as_deref()) {
+        (Some(error), _) => error,
+        (None, Some("error")) => match e.message.or(e.code) {
+            Some(said) => said,
+            None => "an error event without a message".into(),
+        },
+        (None, Some("response.failed")) => e
+            .response
+            .and_then(|r| r.error)
+            .unwrap_or_else(|| "response.failed without a reason".into()),
+        _ => return None,
+    };
     let message = match error.get("message").and_then(|m| m.as_str()) {
         Some(m) => m.to_string(),
-        None => match error.as_str() {
+        None => match error
+            .get("code")
+            .and_then(|c| c.as_str())
+            .or(error.as_str())
+        {
             Some(s) => s.to_string(),
             None => error.to_string(),
         },
@@ -364,11 +397,28 @@ mod tests {
         assert!(typed.is_error() && typed.data);
         assert_eq!(
             typed.failure().as_deref(),
+            Some("an error event without a message")
+        );
+        let bare = read(b"event: error\ndata: {}\n\n");
+        assert_eq!(
+            bare.failure().as_deref(),
             Some("an `event: error` without a message")
         );
         let typed =
             read(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"message\":\"busy\"}}\n\n");
         assert_eq!(typed.failure().as_deref(), Some("busy"));
+        // The Responses API's error events: flat, nested, and a failed response.
+        let flat = read(b"event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"The server had an error\",\"param\":null,\"sequence_number\":2}\n\n");
+        assert_eq!(flat.failure().as_deref(), Some("The server had an error"));
+        let flat = read(b"data: {\"type\":\"error\",\"code\":\"rate_limit_exceeded\"}\n\n");
+        assert_eq!(flat.failure().as_deref(), Some("rate_limit_exceeded"));
+        let nested = read(b"data: {\"type\":\"error\",\"error\":{\"type\":\"server_error\",\"code\":\"x\",\"message\":\"nested\"}}\n\n");
+        assert_eq!(nested.failure().as_deref(), Some("nested"));
+        let failed = read(b"event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"Model crashed\"}}}\n\n");
+        assert_eq!(failed.failure().as_deref(), Some("Model crashed"));
+        // A lifecycle event's `"error": null` is no error.
+        let created = read(b"data: {\"type\":\"response.created\",\"response\":{\"error\":null,\"output\":[]}}\n\n");
+        assert_eq!(created.error, None);
         let keep_alive = read(b": OPENROUTER PROCESSING\n\n");
         assert_eq!(keep_alive, Said::default());
         let done = read(b"data: [DONE]\n\n");

@@ -72,6 +72,7 @@ bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",
 bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="upstream_other"} 0
 bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="interrupted"} 0
 bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="stream_error"} 0
+bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="not_an_answer"} 0
 bluegreen_requests_total{route="default",environment="blue",model="deepseek-v3",class="ejected"} 0
 # HELP bluegreen_defects_total Successful answers the app cannot use, by class.
 # TYPE bluegreen_defects_total counter

@@ -1,4 +1,5 @@
-//! `POST /v1/chat/completions`.
+//! The routed APIs' one request path: `POST /v1/chat/completions` and `POST /v1/responses`,
+//! each API's shapes plugged in from the core ([`Api`]).
 //!
 //! Order of work: authenticate, read the environment override, read the body (bounded),
 //! validate it, pick the environment from the cached routing document, try it, and — when the
@@ -9,8 +10,9 @@
 
 use std::rc::Rc;
 
-use bluegreen_core::api::chat::ChatRequest;
 use bluegreen_core::api::defects::Expectations;
+use bluegreen_core::api::request::ApiRequest;
+use bluegreen_core::api::Api;
 use bluegreen_core::config::Config;
 use bluegreen_core::error::ApiError;
 use bluegreen_core::request::fallback::{FallbackReason, Next};
@@ -28,8 +30,9 @@ use crate::http::{header, read_body};
 use crate::runtime::{now_ms, Tag};
 use crate::{kv, routes};
 
-/// Handles one chat completion.
-pub async fn chat_completions(
+/// Handles one call of a routed `api`.
+pub async fn routed(
+    api: Api,
     mut req: Request,
     env: &Env,
     cfg: &Rc<Config>,
@@ -40,24 +43,25 @@ pub async fn chat_completions(
     let authorization = headers::authorize(&req, cfg)?;
     let forced = forced_environment(&req, cfg)?;
     let body = read_body(&mut req, cfg.max_body_bytes).await?;
-    let chat = ChatRequest::parse(&body)?;
+    let call = ApiRequest::parse(api, &body)?;
 
     let table = routes::table(env, cfg).await.doc;
-    let route = route_of(&table, &chat, cfg)?;
+    let route = route_of(&table, &call, cfg)?;
     let route_name = route.def.name.as_str();
     let doc = kv::current(env, cfg, route).await;
-    let sticky = sticky_key(&req, &chat);
+    let sticky = sticky_key(&req, &call);
     let selection = select(&doc, forced, sticky.as_deref(), random_bucket(tag.draw));
     let sent = headers::upstream(&req, &cfg.auth, authorization.as_deref())?;
     // A shadow step's copy starts beside blue's attempt, never before it in line.
     let pair = shadow::start(
-        route_name, &doc, selection, tag, &body, &sent, cfg, env, ctx,
+        api, route_name, &doc, selection, tag, &body, &sent, cfg, env, ctx,
     );
     let attempts = Attempts {
         cfg,
+        api,
         route: route_name,
         doc: &doc,
-        chat: &chat,
+        request: &call,
         headers: &sent,
         forced: forced.is_some(),
         request_id: &tag.id,
@@ -70,12 +74,13 @@ pub async fn chat_completions(
         environment,
         &doc,
         selection,
-        &chat,
+        &call,
     );
     record.request_id = issue_id(cfg, tag, served.is_answer(), &record, forced.is_some());
     let ex = Exchange {
         record,
-        want: Expectations::of(&chat),
+        want: Expectations::of(&call),
+        api,
         env: env.clone(),
         cfg: cfg.clone(),
         pair,
@@ -84,10 +89,10 @@ pub async fn chat_completions(
 }
 
 /// What pins a user to one environment: `x-bluegreen-sticky-key`, else the body's `user`.
-fn sticky_key(req: &Request, chat: &ChatRequest) -> Option<String> {
+fn sticky_key(req: &Request, call: &ApiRequest) -> Option<String> {
     header(req, "x-bluegreen-sticky-key")
         .filter(|k| !k.is_empty())
-        .or_else(|| chat.user.clone())
+        .or_else(|| call.user.clone())
 }
 
 /// The environment the client forced with `x-bluegreen-environment`, if it may.
@@ -103,10 +108,10 @@ fn forced_environment(req: &Request, cfg: &Config) -> Result<Option<Environment>
     }
 }
 
-/// The route `chat`'s `model` goes to, or OpenAI's 404 (a 400 without a `model`) when no route
+/// The route `call`'s `model` goes to, or OpenAI's 404 (a 400 without a `model`) when no route
 /// takes it.
-fn route_of<'t>(table: &'t RouteTable, chat: &ChatRequest, cfg: &Config) -> Result<&'t Route> {
-    let model = chat.model.as_deref();
+fn route_of<'t>(table: &'t RouteTable, call: &ApiRequest, cfg: &Config) -> Result<&'t Route> {
+    let model = call.model.as_deref();
     table
         .resolve(model, cfg.unknown_models)
         .ok_or_else(|| match model {
@@ -115,7 +120,7 @@ fn route_of<'t>(table: &'t RouteTable, chat: &ChatRequest, cfg: &Config) -> Resu
         })
 }
 
-/// The id a chat completion answers with: sealed with who answered (the route, environment,
+/// The id a call answers with in `x-bluegreen-request-id`: sealed with who answered (the route, environment,
 /// routing version and arrival of `record`, and whether the client `forced` it), for feedback
 /// ([`bluegreen_core::request::request_id`]), when there is a key and the client gets an `answer` (a
 /// 2xx); the tag's random id otherwise, so that a refused or failed request mints no id that
@@ -158,6 +163,9 @@ fn respond(
             ex,
             ctx,
         ),
+        (_, Err(NoReply::NotAnAnswer(what))) => {
+            failure(&ApiError::upstream_not_an_answer(&model, &what), ex, ctx)
+        }
         (_, _) => failure(&ApiError::upstream_timeout(&model, timeout_ms), ex, ctx),
     }
 }
@@ -168,14 +176,16 @@ fn serve(reply: Reply, mut ex: Exchange, ctx: &Context) -> Result<Response> {
     let status = reply.status();
     ex.record.status = status;
     ex.record.first_byte_ms = Some(ex.elapsed_ms());
-    let resp = match &reply {
-        Reply::Plain(resp) | Reply::Stream { resp, .. } => resp,
+    let upstream = match &reply {
+        Reply::Plain(resp) | Reply::Stream { resp, .. } => resp.headers(),
+        Reply::Whole { headers, .. } => headers,
     };
     let builder = Response::builder()
         .with_status(status)
-        .with_headers(ex.response_headers(resp.headers())?);
+        .with_headers(ex.response_headers(upstream)?);
     match reply {
         Reply::Stream { held, rest, .. } => relay::stream(builder, held, rest, ex, ctx),
+        Reply::Whole { body, .. } => Ok(relay::whole(builder, body, ex, ctx)),
         Reply::Plain(resp) => relay::body(builder, resp, ex, ctx),
     }
 }
