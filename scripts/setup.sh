@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WORKER_BUILD_VERSION=0.8.7
+# OpenAI's Python SDK, for the test that drives the router with it (--python-sdk).
+PYTHON_OPENAI_VERSION=3.63.0
 # The CLI must match the wasm-bindgen library exactly; Cargo.toml pins it with "=".
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 
@@ -41,6 +43,9 @@ fi
 #                 itself comes from npm and downloads no browser);
 #   --prometheus  prometheus (with promtool), for the metrics endpoint's test, which starts its
 #                 own server on 127.0.0.1: the package's service is kept from starting.
+# And from PyPI:
+#   --python-sdk  OpenAI's Python SDK (pinned) in .venv-sdk/, for the test that drives the
+#                 router with it as an app would.
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 APT_UPDATED=""
@@ -69,7 +74,14 @@ for arg in "$@"; do
         apt_install prometheus "the metrics test"
       fi
       ;;
-    *) echo "setup.sh: unknown option $arg (known: --browser, --prometheus)" >&2; exit 2 ;;
+    --python-sdk)
+      if ! .venv-sdk/bin/python -c "import openai; assert openai.__version__ == '$PYTHON_OPENAI_VERSION'" 2>/dev/null; then
+        say "installing OpenAI's Python SDK $PYTHON_OPENAI_VERSION into .venv-sdk (once; under a minute)"
+        python3 -m venv .venv-sdk
+        .venv-sdk/bin/pip install --quiet --disable-pip-version-check "openai==$PYTHON_OPENAI_VERSION"
+      fi
+      ;;
+    *) echo "setup.sh: unknown option $arg (known: --browser, --prometheus, --python-sdk)" >&2; exit 2 ;;
   esac
 done
 say "tools ready"

@@ -8,7 +8,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 step() { printf '\n\033[1;34m== %s\033[0m\n' "$*" >&2; }
 
 step "tools"
-bash scripts/setup.sh --browser --prometheus
+bash scripts/setup.sh --browser --prometheus --python-sdk
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "clippy (native)"
