@@ -1,8 +1,9 @@
 // A local OpenAI-compatible upstream for bluegreen-router's dev loop, tests, demo and benchmark.
 //
-// It answers POST /v1/chat/completions (JSON or SSE), POST /v1/completions (the legacy text
-// completion, non-streamed: status and delay_ms rules apply), GET /v1/models and GET
-// /v1/models/{id} like an OpenAI-style API, and can be told, per model, to misbehave: answer any status, fail a share of requests,
+// It answers POST /v1/chat/completions (JSON or SSE), POST /v1/responses and its stored
+// responses (sim/responses.mjs), POST /v1/completions (the legacy text completion,
+// non-streamed: status and delay_ms rules apply), GET /v1/models and GET /v1/models/{id} like
+// an OpenAI-style API, and can be told, per model, to misbehave: answer any status, fail a share of requests,
 // stall before its headers, drop the connection before or during a stream, stream slowly, or
 // fail inside a 200 stream the way many OpenAI-compatible providers do.
 //
@@ -46,6 +47,7 @@
 // Run alone: node sim/upstream.mjs [--port 8790] [--host 127.0.0.1] [--delay-ms 0]
 import http from "node:http";
 import { pathToFileURL } from "node:url";
+import { responsesApi } from "./responses.mjs";
 
 const MAX_LOG = 5000;
 
@@ -110,6 +112,30 @@ async function think(res, ms, keepaliveMs) {
   }
 }
 
+/** The answer a model gives to `said`: JSON in JSON mode, made defective as `answer` says
+ * ("fenced", "truncated", "filtered", "empty", "refusal"). Returns { reply, finish, refusal },
+ * `finish` in chat's words (stop, length, content_filter). */
+export function shaped(said, jsonMode, answer) {
+  let reply = jsonMode ? JSON.stringify({ reply: said }) : said;
+  let finish = "stop";
+  let refusal = null;
+  if (answer === "fenced") reply = "```json\n" + reply + "\n```";
+  if (answer === "truncated") {
+    reply = reply.slice(0, Math.ceil(reply.length / 2));
+    finish = "length";
+  }
+  if (answer === "filtered") {
+    reply = "";
+    finish = "content_filter";
+  }
+  if (answer === "empty") reply = "";
+  if (answer === "refusal") {
+    reply = "";
+    refusal = "I can't help with that.";
+  }
+  return { reply, finish, refusal };
+}
+
 /**
  * Starts the simulator. Returns { url, port, server, setRules, requests, reset, close }.
  * `delayMs` is the default time before the response headers of a completion.
@@ -141,6 +167,8 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
       if (modelId && req.method === "GET") return model(res, decodeURIComponent(modelId));
       if (url.pathname === "/v1/chat/completions" && req.method === "POST") return await completion(req, res, raw);
       if (url.pathname === "/v1/completions" && req.method === "POST") return await legacy(req, res, raw);
+      if (url.pathname === "/v1/responses" && req.method === "POST") return await responses.create(req, res, raw);
+      if (url.pathname.startsWith("/v1/responses/") && responses.stored(req, res, url.pathname)) return;
       return json(res, 404, { error: { message: `simulator: no route ${req.method} ${url.pathname}`, type: "invalid_request_error", param: null, code: "not_found" } });
     } catch (e) {
       if (!res.headersSent) json(res, 500, { error: { message: `simulator error: ${e.message}`, type: "server_error", param: null, code: null } });
@@ -152,6 +180,8 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
   });
+
+  const responses = responsesApi({ admitted, noAnswer, json: (...a) => json(...a), shaped, think, words, sleep });
 
   function json(res, status, body, extra = {}) {
     const text = JSON.stringify(body);
@@ -221,17 +251,20 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     return { body, model, rule: { ...ruleFor(model), ...steered(req.headers) } };
   }
 
-  async function completion(req, res, raw) {
+  // What every generating call does before it answers: read the body, drop or stall or wait as
+  // the rules say, and answer a failing status. Returns { body, model, rule }, or null once the
+  // request was answered (or dropped).
+  async function admitted(req, res, raw) {
     const request = parsed(req, res, raw);
-    if (!request) return;
-    const { body, model, rule } = request;
+    if (!request) return null;
+    const { model, rule } = request;
     if (rule.drop === "before-headers") {
       req.socket.destroy();
-      return;
+      return null;
     }
     if (rule.stall_ms) await waitOrClose(rule.stall_ms, req.socket);
     else if (rule.delay_ms) await waitOrClose(rule.delay_ms, req.socket);
-    if (res.destroyed || req.socket.destroyed) return;
+    if (res.destroyed || req.socket.destroyed) return null;
 
     let status = rule.status ?? 200;
     const nth = (seen.get(model) ?? 0) + 1;
@@ -242,8 +275,32 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     if (Number.isInteger(asked) && asked >= 200 && asked <= 599) status = asked;
     if (status !== 200) {
       const errBody = rule.body ?? { error: { message: `simulated ${status} from ${model}`, type: status >= 500 ? "server_error" : "invalid_request_error", param: null, code: `sim_${status}` } };
-      return json(res, status, errBody, { "x-sim-model": model, ...rule.headers });
+      json(res, status, errBody, { "x-sim-model": model, ...rule.headers });
+      return null;
     }
+    return request;
+  }
+
+  // A body that is no answer, sent as `200 application/json` (answer "html" or "error-object");
+  // true once sent.
+  function noAnswer(res, answer, model, rule) {
+    if (answer === "html") {
+      const page = "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n";
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(page), "x-sim-model": model, ...rule.headers });
+      res.end(page);
+      return true;
+    }
+    if (answer === "error-object") {
+      json(res, 200, { error: { message: `simulated error object from ${model}`, type: "server_error", param: null, code: "sim_error_object" } }, { "x-sim-model": model, ...rule.headers });
+      return true;
+    }
+    return false;
+  }
+
+  async function completion(req, res, raw) {
+    const request = await admitted(req, res, raw);
+    if (!request) return;
+    const { body, model, rule } = request;
 
     const id = `chatcmpl-sim-${++counter}`;
     const created = Math.floor(Date.now() / 1000);
@@ -252,31 +309,8 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     // x-sim-answer header) makes the answer defective the way models' answers are.
     const jsonMode = ["json_object", "json_schema"].includes(body.response_format?.type);
     const answer = req.headers["x-sim-answer"] ?? rule.answer ?? "";
-    let reply = jsonMode ? JSON.stringify({ reply: said }) : said;
-    let finish = "stop";
-    let refusal = null;
-    if (answer === "fenced") reply = "```json\n" + reply + "\n```";
-    if (answer === "truncated") {
-      reply = reply.slice(0, Math.ceil(reply.length / 2));
-      finish = "length";
-    }
-    if (answer === "filtered") {
-      reply = "";
-      finish = "content_filter";
-    }
-    if (answer === "empty") reply = "";
-    if (answer === "html") {
-      const page = "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n";
-      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(page), "x-sim-model": model, ...rule.headers });
-      return res.end(page);
-    }
-    if (answer === "error-object") {
-      return json(res, 200, { error: { message: `simulated error object from ${model}`, type: "server_error", param: null, code: "sim_error_object" } }, { "x-sim-model": model, ...rule.headers });
-    }
-    if (answer === "refusal") {
-      reply = "";
-      refusal = "I can't help with that.";
-    }
+    if (noAnswer(res, answer, model, rule)) return;
+    const { reply, finish, refusal } = shaped(said, jsonMode, answer);
     const usage = { prompt_tokens: Math.max(1, words(promptText(body.messages)).length), completion_tokens: words(reply).length };
     usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
 

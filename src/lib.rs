@@ -28,6 +28,7 @@ mod runtime;
 mod settings;
 mod upstream;
 
+use bluegreen_core::api::responses::StoredCall;
 use bluegreen_core::api::Api;
 use bluegreen_core::error::ApiError;
 use bluegreen_core::request::path;
@@ -101,6 +102,14 @@ async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
         },
         p if p == "/admin" || p.starts_with("/admin/") => admin::handle(req, env).await,
+        // A stored response the router issued; any other call there is the pass-through's.
+        p if p.starts_with("/v1/responses/") => {
+            let cfg = settings::load(env)?;
+            match StoredCall::of(method.as_ref(), p) {
+                Some(call) => proxy::stored(req, call, &cfg, &tag.id, query).await,
+                None => proxy::pass_through(req, &cfg, &tag.id, path, query).await,
+            }
+        }
         p if p == "/v1" || p.starts_with("/v1/") => {
             let cfg = settings::load(env)?;
             proxy::pass_through(req, &cfg, &tag.id, path, query).await

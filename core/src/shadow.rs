@@ -66,10 +66,11 @@ pub const LOOK_EVERY_MS: u64 = 5_000;
 
 /// Whether the request `selection` sent to blue is also sent to green, for a document's
 /// `shadow_percent` and a random `draw` of the shell's (not the split's draw: a request's
-/// bucket already says it is blue's). Forced requests are never copied.
+/// bucket already says it is blue's). Forced requests are never copied, nor follow-ups of a
+/// conversation blue holds (green cannot continue a response it did not make).
 pub fn shadowed(shadow_percent: f64, selection: Selection, draw: u64) -> bool {
     selection.environment == Environment::Blue
-        && selection.basis != Basis::Forced
+        && !matches!(selection.basis, Basis::Forced | Basis::Conversation)
         && random_bucket(draw) < green_buckets(shadow_percent)
 }
 

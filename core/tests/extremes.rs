@@ -76,6 +76,7 @@ fn env_tick(rng: &mut SmallRng, prices: &Prices) -> EnvStats {
             request_id: "r".into(),
             at_ms: 0,
             route: "default".into(),
+            api: bluegreen_core::api::Api::Chat,
             environment: Environment::Green,
             model: "m".into(),
             basis: Basis::Random,

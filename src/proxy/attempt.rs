@@ -38,6 +38,7 @@ pub(super) fn outcome(
         request_id: request_id.to_string(),
         at_ms,
         route: route.to_string(),
+        api: call.api,
         environment,
         model: doc.model_for(environment).to_string(),
         basis: selection.basis,

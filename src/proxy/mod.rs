@@ -1,7 +1,7 @@
 //! The request path: the routed APIs, `POST /v1/chat/completions` and `POST /v1/responses`
 //! ([`routed`]), with the judging of a stream's first event that carries the answer
-//! ([`opening`]) and its body relay ([`relay`]), and the plain pass-through of other `/v1/*`
-//! calls ([`pass_through`]).
+//! ([`opening`]) and its body relay ([`relay`]), calls on the stored responses the router issued
+//! ([`stored`]), and the plain pass-through of other `/v1/*` calls ([`pass_through`]).
 //!
 //! Every decision here is the core's (which environment, whether to fall back, what a header
 //! may cross); these files perform it. One chat completion carries one [`Exchange`] from the
@@ -14,6 +14,7 @@ mod pass_through;
 mod relay;
 mod routed;
 mod shadow;
+mod stored;
 
 use std::rc::Rc;
 
@@ -29,6 +30,7 @@ use crate::runtime::now_ms;
 
 pub use pass_through::pass_through;
 pub use routed::routed;
+pub use stored::stored;
 
 /// One routed call from its serving attempt to its accounting: the outcome record being
 /// filled in (request id, arrival time, environment, model, fallback…) and where it goes when

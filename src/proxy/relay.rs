@@ -7,8 +7,10 @@
 use std::time::Duration;
 
 use bluegreen_core::api::defects::classify_body;
+use bluegreen_core::api::responses::IdRewrite;
 use bluegreen_core::api::sse::SseRelay;
 use bluegreen_core::api::usage::usage_of;
+use bluegreen_core::api::Api;
 use bluegreen_core::request::idle::{Idle, IdleClock};
 use bluegreen_core::request::outcome::StatusClass;
 use futures_util::future::{select, Either};
@@ -66,6 +68,14 @@ pub fn body(
 /// defect are read now, and it goes to the client from memory.
 pub fn whole(builder: ResponseBuilder, body: Vec<u8>, mut ex: Exchange, ctx: &Context) -> Response {
     judge_body(&mut ex, &body);
+    let body = match ex.api {
+        Api::Responses => {
+            let mut ids = IdRewrite::default();
+            ids.learn(ex.record.environment, &body);
+            ids.apply(body)
+        }
+        Api::Chat => body,
+    };
     ex.settle_now(ctx);
     builder.fixed(body)
 }
@@ -142,6 +152,9 @@ async fn relay_sse(
     mut ex: Exchange,
 ) {
     let mut relay = SseRelay::checking(std::mem::take(&mut ex.want));
+    if ex.api == Api::Responses {
+        relay = relay.issuing_ids(ex.record.environment);
+    }
     let write = |bytes: Vec<u8>| {
         let chunk = js_sys::Uint8Array::from(bytes.as_slice());
         JsFuture::from(writer.write_with_chunk(&chunk))

@@ -50,7 +50,14 @@ pub async fn routed(
     let route_name = route.def.name.as_str();
     let doc = kv::current(env, cfg, route).await;
     let sticky = sticky_key(&req, &call);
-    let selection = select(&doc, forced, sticky.as_deref(), random_bucket(tag.draw));
+    let continues = call.continues.as_ref().map(|(environment, _)| *environment);
+    let selection = select(
+        &doc,
+        forced,
+        continues,
+        sticky.as_deref(),
+        random_bucket(tag.draw),
+    );
     let sent = headers::upstream(&req, &cfg.auth, authorization.as_deref())?;
     // A shadow step's copy starts beside blue's attempt, never before it in line.
     let pair = shadow::start(

@@ -16,8 +16,10 @@ pub mod usage;
 /// answer is served unread and judged from a copy once sent.
 pub const MAX_ANSWER_BYTES: usize = 4 << 20;
 
-/// A routed API: one request path, each API's shapes plugged in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// A routed API: one request path, each API's shapes plugged in. Named in outcome records as
+/// `chat` or `responses`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Api {
     /// `POST /v1/chat/completions`.
     #[default]

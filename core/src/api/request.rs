@@ -13,7 +13,9 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::responses::ResponseId;
 use super::Api;
+use crate::environment::Environment;
 use crate::error::ApiError;
 
 /// A parsed body of a routed API's request: its top-level fields, each kept as raw JSON.
@@ -29,6 +31,9 @@ pub struct ApiRequest<'a> {
     pub user: Option<String>,
     /// The `model` the client asked for: the route it goes to.
     pub model: Option<String>,
+    /// A Responses follow-up of a response this router issued (`previous_response_id`): the
+    /// environment that made it, and the upstream's own id to send in its place.
+    pub continues: Option<(Environment, String)>,
 }
 
 struct Fields<'a>(Vec<(String, &'a RawValue)>);
@@ -120,12 +125,22 @@ impl<'a> ApiRequest<'a> {
         let user = ["user", "safety_identifier"]
             .into_iter()
             .find_map(|f| serde_json::from_str::<String>(get(f)?.get()).ok());
+        let continues = match api {
+            Api::Responses => get("previous_response_id")
+                .and_then(|p| serde_json::from_str::<String>(p.get()).ok())
+                .and_then(|id| {
+                    let issued = ResponseId::decode(&id)?;
+                    Some((issued.environment, issued.upstream.to_string()))
+                }),
+            Api::Chat => None,
+        };
         Ok(ApiRequest {
             api,
             fields,
             stream,
             user,
             model,
+            continues,
         })
     }
 
@@ -140,10 +155,15 @@ impl<'a> ApiRequest<'a> {
     }
 
     /// The body to send upstream: the client's fields, in the client's order and bytes, with
-    /// `model` set to `model` (added first when the client sent none).
+    /// `model` set to `model` (added first when the client sent none), and a follow-up's
+    /// `previous_response_id` set back to the upstream's own id.
     pub fn with_model(&self, model: &str) -> Vec<u8> {
         // A string always serializes (and the wasm then carries no formatting of serde's error).
         let model_json = serde_json::to_string(model).unwrap_or_default();
+        let previous_json = self
+            .continues
+            .as_ref()
+            .map(|(_, id)| serde_json::to_string(id).unwrap_or_default());
         let size: usize = self
             .fields
             .iter()
@@ -164,10 +184,10 @@ impl<'a> ApiRequest<'a> {
             }
             out.push_str(&serde_json::to_string(key).unwrap_or_default());
             out.push(':');
-            out.push_str(if key == "model" {
-                &model_json
-            } else {
-                value.get()
+            out.push_str(match (key.as_str(), &previous_json) {
+                ("model", _) => &model_json,
+                ("previous_response_id", Some(previous)) => previous,
+                _ => value.get(),
             });
         }
         out.push('}');
@@ -254,6 +274,30 @@ mod tests {
         // `user` wins over `safety_identifier`.
         let r = ok(r#"{"input":"x","user":"a","safety_identifier":"b"}"#).unwrap();
         assert_eq!(r.user.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_follow_up_of_a_response_the_router_issued_goes_upstream_with_the_upstreams_id() {
+        let body = br#"{"model":"m","previous_response_id":"resp_bgg_resp_abc","input":"more"}"#;
+        let r = ApiRequest::parse(Api::Responses, body).unwrap();
+        assert_eq!(
+            r.continues,
+            Some((Environment::Green, "resp_abc".to_string()))
+        );
+        assert_eq!(
+            r.with_model("green-m"),
+            br#"{"model":"green-m","previous_response_id":"resp_abc","input":"more"}"#.to_vec()
+        );
+        // An id the router did not issue goes as it is, and pins nothing.
+        let other = br#"{"model":"m","previous_response_id":"resp_abc","input":"more"}"#;
+        let r = ApiRequest::parse(Api::Responses, other).unwrap();
+        assert_eq!(r.continues, None);
+        assert!(String::from_utf8(r.with_model("x"))
+            .unwrap()
+            .contains(r#""resp_abc""#));
+        // Chat has no such field.
+        let chat = br#"{"messages":[],"previous_response_id":"resp_bgg_x"}"#;
+        assert_eq!(ApiRequest::parse(Api::Chat, chat).unwrap().continues, None);
     }
 
     #[test]

@@ -194,6 +194,7 @@ mod tests {
             request_id: "r".into(),
             at_ms: 120_500,
             route: "default".into(),
+            api: crate::api::Api::Chat,
             environment: Environment::Blue,
             model: "blue-m".into(),
             basis: Basis::Random,

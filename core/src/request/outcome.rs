@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::api::defects::Defect;
 use crate::api::usage::Usage;
+use crate::api::Api;
 use crate::environment::Environment;
 use crate::request::breaker::Charge;
 use crate::request::fallback::{Attempt, FallbackReason};
@@ -83,6 +84,8 @@ pub struct Outcome {
     pub at_ms: u64,
     /// The route that served it (`default` for a model no route is named after).
     pub route: String,
+    /// The API it was a call of.
+    pub api: Api,
     /// The environment that served the answer.
     pub environment: Environment,
     /// The model that served it.
@@ -173,6 +176,7 @@ mod tests {
             request_id: "r1".into(),
             at_ms: 5,
             route: "chat".into(),
+            api: crate::api::Api::Chat,
             environment: Environment::Blue,
             model: "deepseek-v3".into(),
             basis: Basis::Random,

@@ -26,6 +26,9 @@ pub enum Basis {
     Sticky,
     /// A random bucket (no sticky key, or stickiness off).
     Random,
+    /// A follow-up of a response (the Responses API's `previous_response_id`): it goes to the
+    /// environment that made that response, whatever the split.
+    Conversation,
 }
 
 /// The outcome of [`select`].
@@ -66,19 +69,24 @@ pub fn is_green(bucket: u32, green_percent: f64) -> bool {
 
 /// Chooses the environment for one request.
 ///
-/// `forced` wins; otherwise, when the document is sticky and `sticky_key` is non-empty, the
-/// key's bucket decides; otherwise `random_bucket` (drawn by the caller) does.
+/// `forced` wins; then `continues`, the environment that made the response a follow-up
+/// continues (its state lives with that environment's model); otherwise, when the document is
+/// sticky and `sticky_key` is non-empty, the key's bucket decides; otherwise `random_bucket`
+/// (drawn by the caller) does.
 pub fn select(
     doc: &RoutingDoc,
     forced: Option<Environment>,
+    continues: Option<Environment>,
     sticky_key: Option<&str>,
     random_bucket: u32,
 ) -> Selection {
-    if let Some(environment) = forced {
-        return Selection {
-            environment,
-            basis: Basis::Forced,
-        };
+    let pinned = match (forced, continues) {
+        (Some(environment), _) => Some((environment, Basis::Forced)),
+        (None, Some(environment)) => Some((environment, Basis::Conversation)),
+        (None, None) => None,
+    };
+    if let Some((environment, basis)) = pinned {
+        return Selection { environment, basis };
     }
     let (bucket, basis) = match sticky_key.filter(|k| doc.sticky && !k.is_empty()) {
         Some(key) => (sticky_bucket(key), Basis::Sticky),
@@ -106,6 +114,29 @@ mod tests {
             version: 1,
             updated_at: None,
         }
+    }
+
+    #[test]
+    fn a_follow_up_goes_where_its_conversation_is_unless_the_client_forces_it() {
+        let d = doc(0.0, true);
+        let s = select(&d, None, Some(Environment::Green), Some("alice"), 0);
+        assert_eq!(
+            (s.environment, s.basis),
+            (Environment::Green, Basis::Conversation)
+        );
+        let s = select(&doc(100.0, false), None, Some(Environment::Blue), None, 0);
+        assert_eq!(
+            (s.environment, s.basis),
+            (Environment::Blue, Basis::Conversation)
+        );
+        let s = select(
+            &d,
+            Some(Environment::Blue),
+            Some(Environment::Green),
+            None,
+            0,
+        );
+        assert_eq!((s.environment, s.basis), (Environment::Blue, Basis::Forced));
     }
 
     #[test]
@@ -216,19 +247,19 @@ mod tests {
     #[test]
     fn forced_beats_everything() {
         let d = doc(100.0, true);
-        let s = select(&d, Some(Environment::Blue), Some("user"), 0);
+        let s = select(&d, Some(Environment::Blue), None, Some("user"), 0);
         assert_eq!(s.environment, Environment::Blue);
         assert_eq!(s.basis, Basis::Forced);
-        let s = select(&doc(0.0, true), Some(Environment::Green), None, 9999);
+        let s = select(&doc(0.0, true), Some(Environment::Green), None, None, 9999);
         assert_eq!(s.environment, Environment::Green);
     }
 
     #[test]
     fn sticky_key_ignores_the_random_draw() {
         let d = doc(50.0, true);
-        let first = select(&d, None, Some("alice"), 0);
+        let first = select(&d, None, None, Some("alice"), 0);
         for draw in [0, 4999, 5000, 9999] {
-            let s = select(&d, None, Some("alice"), draw);
+            let s = select(&d, None, None, Some("alice"), draw);
             assert_eq!(s, first);
             assert_eq!(s.basis, Basis::Sticky);
         }
@@ -238,9 +269,15 @@ mod tests {
     fn without_stickiness_or_key_the_draw_decides() {
         for (sticky, key) in [(false, Some("alice")), (true, None), (true, Some(""))] {
             let d = doc(30.0, sticky);
-            assert_eq!(select(&d, None, key, 2999).environment, Environment::Green);
-            assert_eq!(select(&d, None, key, 3000).environment, Environment::Blue);
-            assert_eq!(select(&d, None, key, 3000).basis, Basis::Random);
+            assert_eq!(
+                select(&d, None, None, key, 2999).environment,
+                Environment::Green
+            );
+            assert_eq!(
+                select(&d, None, None, key, 3000).environment,
+                Environment::Blue
+            );
+            assert_eq!(select(&d, None, None, key, 3000).basis, Basis::Random);
         }
     }
 
@@ -251,7 +288,7 @@ mod tests {
         for pct in [0.0, 0.5, 10.0, 10.01, 30.0, 50.0, 70.0, 99.99, 100.0] {
             let d = doc(pct, true);
             for (key, prev) in keys.iter().zip(previous.iter_mut()) {
-                let now = select(&d, None, Some(key), 0).environment;
+                let now = select(&d, None, None, Some(key), 0).environment;
                 assert!(
                     !(*prev == Environment::Green && now == Environment::Blue),
                     "{key} moved green -> blue when raising to {pct}%"

@@ -7,6 +7,7 @@ fn outcome(env: Environment, class: StatusClass, defect: Option<Defect>, ms: u64
         request_id: "r".into(),
         at_ms: 125_000,
         route: "default".into(),
+        api: crate::api::Api::Chat,
         environment: env,
         model: "m".into(),
         basis: Basis::Random,
@@ -43,6 +44,7 @@ fn only_unforced_blue_requests_are_copied_at_the_share() {
     assert!(!shadowed(20.0, blue(Basis::Random), 2000));
     assert!(shadowed(20.0, blue(Basis::Sticky), 10_000 + 5));
     assert!(!shadowed(20.0, blue(Basis::Forced), 0));
+    assert!(!shadowed(20.0, blue(Basis::Conversation), 0));
     assert!(!shadowed(0.0, blue(Basis::Random), 0));
     assert!(shadowed(100.0, blue(Basis::Random), 9999));
     let green = Selection {

@@ -642,6 +642,7 @@ mod tests {
             request_id: "r".into(),
             at_ms: 120_500,
             route: "default".into(),
+            api: crate::api::Api::Chat,
             environment: env,
             model: if env == Environment::Blue {
                 "blue-m"

@@ -21,7 +21,9 @@ pub mod opening;
 mod scan;
 
 use crate::api::defects::{Defect, Expectations, StreamAnswer};
+use crate::api::responses::IdRewrite;
 use crate::api::usage::Usage;
+use crate::environment::Environment;
 use scan::{Boundaries, Said};
 
 /// Longest unfinished event held back (1 MiB). Past it the event is forwarded as it arrives: a
@@ -42,6 +44,9 @@ pub struct SseRelay {
     said: Said,
     /// The answer reassembled as far as its defect checks need, when they were asked for.
     answer: Option<StreamAnswer>,
+    /// A Responses stream's id, changed in every event into the id the client sees (learned
+    /// from the first event that carries it), for the environment that serves it.
+    ids: Option<(Environment, IdRewrite)>,
     /// Bytes scanned or copied so far: the work, counted where it is done.
     #[cfg(test)]
     work: usize,
@@ -61,14 +66,33 @@ impl SseRelay {
         }
     }
 
-    /// Reads complete events for usage, errors and (when checking) the answer.
+    /// A relay that also issues the stream's response id as made by `environment`
+    /// ([`crate::api::responses`]).
+    pub fn issuing_ids(mut self, environment: Environment) -> SseRelay {
+        self.ids = Some((environment, IdRewrite::default()));
+        self
+    }
+
+    /// Reads complete events for usage, errors, the response id and (when checking) the
+    /// answer.
     fn read(&mut self, bytes: &[u8]) {
-        let answer = &mut self.answer;
+        let (answer, ids) = (&mut self.answer, &mut self.ids);
         self.said.read_with(bytes, |data| {
+            if let Some((environment, ids)) = ids.as_mut().filter(|(_, ids)| !ids.knows()) {
+                ids.learn(*environment, data);
+            }
             if let (Some(a), Ok(text)) = (answer.as_mut(), std::str::from_utf8(data)) {
                 a.feed(text.trim_start());
             }
         });
+    }
+
+    /// Complete events on their way out, with the response id changed when it is issued.
+    fn issued(&self, out: Vec<u8>) -> Vec<u8> {
+        match &self.ids {
+            Some((_, ids)) => ids.apply(out),
+            None => out,
+        }
     }
 
     /// The answer's defect, once the stream ended normally (see [`StreamAnswer::finish`]).
@@ -115,7 +139,7 @@ impl SseRelay {
             out.append(&mut self.held);
             self.oversize();
         }
-        out
+        self.issued(out)
     }
 
     /// A chunk in which no event ends: held, unless the event outgrows [`MAX_TAIL`].
@@ -155,7 +179,7 @@ impl SseRelay {
             self.read(&rest);
             self.count(rest.len());
         }
-        rest
+        self.issued(rest)
     }
 
     /// The upstream stream broke, or went silent for too long: drops the unfinished event and
@@ -228,6 +252,25 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_responses_stream_is_relayed_with_the_id_the_client_sees_in_every_event() {
+        let stream = concat!(
+            "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_7\",\"output\":[]}}\n\n",
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"Hi\"}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_7\",\"output\":[]}}\n\n"
+        );
+        let want = stream.replace("\"resp_7\"", "\"resp_bgg_resp_7\"");
+        for size in [1, 5, 64, stream.len()] {
+            let mut r = SseRelay::new().issuing_ids(Environment::Green);
+            let mut out = Vec::new();
+            for piece in stream.as_bytes().chunks(size) {
+                out.extend(r.push(piece.to_vec()));
+            }
+            out.extend(r.finish());
+            assert_eq!(String::from_utf8(out).unwrap(), want, "chunks of {size}");
+        }
+    }
 
     const CHUNK1: &[u8] =
         b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}],\"usage\":null}\n\n";

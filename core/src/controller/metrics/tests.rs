@@ -251,6 +251,7 @@ fn outcome(env: Environment, class: StatusClass, fallback: Option<Attempt>) -> O
         request_id: "r".into(),
         at_ms: 0,
         route: "default".into(),
+        api: crate::api::Api::Chat,
         environment: env,
         model: "m".into(),
         basis: Basis::Random,
