@@ -1,7 +1,7 @@
 // A local OpenAI-compatible upstream for bluegreen-router's dev loop, tests, demo and benchmark.
 //
 // It answers POST /v1/chat/completions (JSON or SSE), POST /v1/responses and its stored
-// responses (sim/responses.mjs), POST /v1/completions (the legacy text completion,
+// responses (sim/responses.mjs), POST /v1/embeddings (sim/embeddings.mjs), POST /v1/completions (the legacy text completion,
 // non-streamed: status and delay_ms rules apply), GET /v1/models and GET /v1/models/{id} like
 // an OpenAI-style API, and can be told, per model, to misbehave: answer any status, fail a share of requests,
 // stall before its headers, drop the connection before or during a stream, stream slowly, or
@@ -48,6 +48,7 @@
 import http from "node:http";
 import { pathToFileURL } from "node:url";
 import { responsesApi } from "./responses.mjs";
+import { embeddingsApi } from "./embeddings.mjs";
 
 const MAX_LOG = 5000;
 
@@ -168,6 +169,7 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
       if (url.pathname === "/v1/chat/completions" && req.method === "POST") return await completion(req, res, raw);
       if (url.pathname === "/v1/completions" && req.method === "POST") return await legacy(req, res, raw);
       if (url.pathname === "/v1/responses" && req.method === "POST") return await responses.create(req, res, raw);
+      if (url.pathname === "/v1/embeddings" && req.method === "POST") return await embeddings(req, res, raw);
       if (url.pathname.startsWith("/v1/responses/") && responses.stored(req, res, url.pathname)) return;
       return json(res, 404, { error: { message: `simulator: no route ${req.method} ${url.pathname}`, type: "invalid_request_error", param: null, code: "not_found" } });
     } catch (e) {
@@ -182,6 +184,7 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
   });
 
   const responses = responsesApi({ admitted, noAnswer, json: (...a) => json(...a), shaped, think, words, sleep });
+  const embeddings = embeddingsApi({ admitted, noAnswer, json: (...a) => json(...a), words });
 
   function json(res, status, body, extra = {}) {
     const text = JSON.stringify(body);

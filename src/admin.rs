@@ -113,6 +113,8 @@ async fn delete(env: &Env, name: &str) -> Result<Response> {
 #[derive(Serialize)]
 struct Listed {
     name: String,
+    /// `chat` or `embeddings` (the definition leaves a chat route's out, as it is stored).
+    kind: &'static str,
     definition: RouteDef,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<serde_json::Value>,
@@ -140,6 +142,7 @@ async fn list(env: &Env, access: Access<'_>) -> Result<Response> {
             });
             Listed {
                 name: def.name.clone(),
+                kind: def.kind.name(),
                 definition: def.clone(),
                 problem: status.as_ref().err().map(ToString::to_string),
                 status: status.ok(),

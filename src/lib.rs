@@ -79,6 +79,10 @@ async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<
             }
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "POST").into()),
         },
+        "/v1/embeddings" if method == Method::Post => {
+            let cfg = settings::load(env)?;
+            proxy::embeddings(req, env, &cfg, tag, ctx, path, query).await
+        }
         "/v1/feedback" => match method {
             Method::Post => {
                 let cfg = settings::load(env)?;
@@ -107,12 +111,12 @@ async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<
             let cfg = settings::load(env)?;
             match StoredCall::of(method.as_ref(), p) {
                 Some(call) => proxy::stored(req, call, &cfg, &tag.id, query).await,
-                None => proxy::pass_through(req, &cfg, &tag.id, path, query).await,
+                None => proxy::pass_through(req, None, &cfg, &tag.id, path, query).await,
             }
         }
         p if p == "/v1" || p.starts_with("/v1/") => {
             let cfg = settings::load(env)?;
-            proxy::pass_through(req, &cfg, &tag.id, path, query).await
+            proxy::pass_through(req, None, &cfg, &tag.id, path, query).await
         }
         _ => Err(ApiError::not_found(path).into()),
     }

@@ -48,6 +48,7 @@ test("each defect class is counted, streamed or not, and a usable answer is not"
     empty: 2,
     invalid_tool_call: 0,
     invalid_json: 2,
+    dimension_mismatch: 0,
   });
   assert.equal(s.stats.forced.blue.defects, 10);
   assert.equal(s.stats.forced.blue.errors, 0, "a defect is not an HTTP error");

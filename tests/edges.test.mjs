@@ -108,7 +108,7 @@ test("the default pass-through forwards embeddings, legacy completions and moder
   const { url } = stack.router;
   stack.sim.reset();
   const forwarded = [
-    ["POST", "/v1/embeddings", 404], // the simulator has no such route: its own 404 comes back
+    ["POST", "/v1/embeddings", 200], // no embeddings route: passed through, unread
     ["POST", "/v1/completions", 200], // the simulator's legacy text completion
     ["POST", "/v1/moderations", 404],
   ];

@@ -258,6 +258,7 @@ test("an upgrade loses nothing: the state the release before routes stored is th
   const grown = structuredClone(before.stats.rollout);
   for (const env of ["blue", "green"]) {
     for (const by of ["errors_by_class", "fallbacks_by_class"]) grown[env][by] = { ...grown[env][by], ...since };
+    if (grown[env].defects_by_class) grown[env].defects_by_class = { ...grown[env].defects_by_class, dimension_mismatch: 0 };
   }
   assert.deepEqual(now.stats.rollout, grown, "the rollout's stats");
   const events = (await r.events(100)).events;

@@ -611,6 +611,11 @@ fn the_route_registry_and_a_routes_event_written_by_the_release_that_added_route
         ),
         ("openai/gpt-4.1", "gpt-4.1-mini", false)
     );
+    // Routes stored before embeddings routes serve chat.
+    assert!(registry
+        .routes
+        .iter()
+        .all(|r| r.kind == bluegreen_core::route::registry::RouteKind::Chat));
     let vars = bluegreen_core::config::Config::from_lookup(|_| None)
         .unwrap()
         .defaults;

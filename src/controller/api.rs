@@ -10,6 +10,7 @@ use bluegreen_core::error::ApiError;
 use bluegreen_core::isolate::batch::Batch;
 use bluegreen_core::isolate::feedback::{self, Feedback};
 use bluegreen_core::request::path::{query_param, split_url};
+use bluegreen_core::route::registry::RouteKind;
 use bluegreen_core::verdict::health::VerdictStatus;
 use serde::Serialize;
 use worker::{Request, Response};
@@ -174,7 +175,8 @@ impl RolloutController {
 
     /// `POST /admin/rollouts`.
     pub(super) async fn start(&self, cfg: &Config, req: &mut Request) -> Result<Response> {
-        let spec = RolloutSpec::from_json(&read_admin_body(req).await?)?;
+        let kind = self.with_mem(|m| m.kind);
+        let spec = RolloutSpec::for_route(&read_admin_body(req).await?, kind)?;
         let routing = self.routing_in_force().await;
         self.run(cfg, Command::Start { spec, routing }, 201).await
     }
@@ -207,6 +209,9 @@ impl RolloutController {
         let green_percent = o
             .number("green_percent", 0.0, 100.0)?
             .ok_or_else(|| ApiError::invalid_value("green_percent", "is required (0 to 100)"))?;
+        if green_percent != 0.0 && self.with_mem(|m| m.kind) == RouteKind::Embeddings {
+            return Err(ApiError::embeddings_split(&self.route_name()).into());
+        }
         self.run(cfg, Command::SetSplit { green_percent }, 200)
             .await
     }

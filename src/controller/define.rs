@@ -28,6 +28,15 @@ impl RolloutController {
             serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
         let now = now_ms();
         if self.mem.borrow().is_some() && !self.gone.get() {
+            let kind = self.with_mem(|m| m.kind);
+            if kind != def.kind {
+                return Err(ApiError::conflict(format!(
+                    "The route serves {}: a route's kind cannot change. Delete it and create it \
+                     anew.",
+                    kind.name()
+                ))
+                .into());
+            }
             let cmd = Command::Redefine {
                 blue_model: def.blue_model.clone(),
                 green_model: def.green_model.clone(),

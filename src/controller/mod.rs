@@ -34,6 +34,7 @@ use bluegreen_core::controller::status::{self, Status};
 use bluegreen_core::controller::windows::Scopes;
 use bluegreen_core::error::ApiError;
 use bluegreen_core::route::name::{instance_name, route_of_instance};
+use bluegreen_core::route::registry::RouteKind;
 use bluegreen_core::route::DEFAULT;
 use bluegreen_core::util::rate::TokenBucket;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response};
@@ -49,6 +50,8 @@ use store::Store;
 
 /// What the controller holds in memory between requests.
 struct Memory {
+    /// What the route serves (an embeddings route refuses live splits and steps).
+    kind: RouteKind,
     state: State,
     scopes: Scopes,
     /// The state version last written to KV.

@@ -12,6 +12,7 @@ use bluegreen_core::controller::rollout::{recover, unreadable, Salvage, State};
 use bluegreen_core::controller::windows::Scopes;
 use bluegreen_core::error::ApiError;
 use bluegreen_core::request::routing::RoutingDoc;
+use bluegreen_core::route::registry::RouteKind;
 use worker::Response;
 
 use super::store::{Loaded, Stored};
@@ -64,6 +65,10 @@ impl RolloutController {
         let routing_owned = loaded.kv_version.is_some();
         let scopes = scopes.versioned(state.version());
         Ok(Memory {
+            kind: loaded
+                .route_def
+                .as_ref()
+                .map_or(RouteKind::Chat, |d| d.kind),
             routing_owned,
             // Unknown until a tick reads it back (nothing to check before the first write).
             routing_verified: !routing_owned,

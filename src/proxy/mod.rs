@@ -29,7 +29,7 @@ use crate::recorder;
 use crate::runtime::now_ms;
 
 pub use pass_through::pass_through;
-pub use routed::routed;
+pub use routed::{embeddings, routed};
 pub use stored::stored;
 
 /// One routed call from its serving attempt to its accounting: the outcome record being

@@ -16,9 +16,12 @@ use crate::runtime::now_ms;
 use crate::upstream::{self, Failure};
 
 /// Forwards the request when `PASS_THROUGH` lists it, and hands the upstream's answer back as
-/// it is. `path` and `query` are the request's as it came, the path already checked.
+/// it is. `path` and `query` are the request's as it came, the path already checked; `read` is
+/// its body when the router already read it (an embeddings call that names no embeddings
+/// route), sent as it came.
 pub async fn pass_through(
     mut req: Request,
+    read: Option<&[u8]>,
     cfg: &Config,
     request_id: &str,
     path: &str,
@@ -38,7 +41,10 @@ pub async fn pass_through(
     };
     // The client's body goes upstream as the runtime's own stream, unread and uncopied (an
     // audio upload can be large; the platform's request size limit bounds it).
-    let body = req.inner().body().map(JsValue::from);
+    let body = match read {
+        Some(bytes) => Some(JsValue::from(js_sys::Uint8Array::from(bytes))),
+        None => req.inner().body().map(JsValue::from),
+    };
     let sent = headers::upstream(&req, &cfg.auth, authorization.as_deref())?;
     // The body is not read, so a streamed call cannot be told from one whose headers come only
     // with the whole answer (a non-streamed `/v1/completions`): headers get the longer limit.

@@ -74,7 +74,7 @@ pub fn whole(builder: ResponseBuilder, body: Vec<u8>, mut ex: Exchange, ctx: &Co
             ids.learn(ex.record.environment, &body);
             ids.apply(body)
         }
-        Api::Chat => body,
+        Api::Chat | Api::Embeddings => body,
     };
     ex.settle_now(ctx);
     builder.fixed(body)

@@ -1,5 +1,6 @@
-//! The routed APIs' one request path: `POST /v1/chat/completions` and `POST /v1/responses`,
-//! each API's shapes plugged in from the core ([`Api`]).
+//! The routed APIs' one request path: `POST /v1/chat/completions`, `POST /v1/responses` and
+//! `POST /v1/embeddings` (on an embeddings route), each API's shapes plugged in from the core
+//! ([`Api`]).
 //!
 //! Order of work: authenticate, read the environment override, read the body (bounded),
 //! validate it, pick the environment from the cached routing document, try it, and — when the
@@ -19,18 +20,18 @@ use bluegreen_core::request::fallback::{FallbackReason, Next};
 use bluegreen_core::request::outcome::{Outcome, StatusClass};
 use bluegreen_core::request::request_id::{self, Issued};
 use bluegreen_core::request::split::{random_bucket, select};
-use bluegreen_core::route::registry::{Route, RouteTable};
+use bluegreen_core::route::registry::{Route, RouteKind, RouteTable};
 use bluegreen_core::Environment;
 use worker::{Context, Env, Headers, Request, Response};
 
 use super::attempt::{outcome, Attempts, NoReply, Reply, Served};
-use super::{headers, relay, shadow, Exchange};
+use super::{headers, pass_through, relay, shadow, Exchange};
 use crate::error::Result;
 use crate::http::{header, read_body};
 use crate::runtime::{now_ms, Tag};
 use crate::{kv, routes};
 
-/// Handles one call of a routed `api`.
+/// Handles one call of a routed `api` (chat completions or the Responses API).
 pub async fn routed(
     api: Api,
     mut req: Request,
@@ -44,12 +45,94 @@ pub async fn routed(
     let forced = forced_environment(&req, cfg)?;
     let body = read_body(&mut req, cfg.max_body_bytes).await?;
     let call = ApiRequest::parse(api, &body)?;
-
     let table = routes::table(env, cfg).await.doc;
     let route = route_of(&table, &call, cfg)?;
+    let inbound = Inbound {
+        req: &req,
+        started_ms,
+        authorization,
+        forced,
+        body: &body,
+    };
+    proceed(inbound, &call, route, env, cfg, tag, ctx).await
+}
+
+/// Handles `POST /v1/embeddings`: a call whose `model` names an embeddings route is routed
+/// (blue serves it unless the client forces green; a shadow step copies it to green); any other
+/// goes as the pass-through, unchanged and unjudged, as before embeddings routes. While no
+/// route serves embeddings, the body is not even read.
+pub async fn embeddings(
+    mut req: Request,
+    env: &Env,
+    cfg: &Rc<Config>,
+    tag: &Tag,
+    ctx: &Context,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Response> {
+    let started_ms = now_ms();
+    let table = routes::table(env, cfg).await.doc;
+    if !table.has_embeddings() {
+        return pass_through(req, None, cfg, &tag.id, path, query).await;
+    }
+    let authorization = headers::authorize(&req, cfg)?;
+    let forced = forced_environment(&req, cfg)?;
+    let body = read_body(&mut req, cfg.max_body_bytes).await?;
+    let call = ApiRequest::parse(Api::Embeddings, &body).ok();
+    let route = call
+        .as_ref()
+        .and_then(|c| table.embeddings_route(c.model.as_deref()));
+    let (Some(call), Some(route)) = (call, route) else {
+        return pass_through(req, Some(&body), cfg, &tag.id, path, query).await;
+    };
+    let inbound = Inbound {
+        req: &req,
+        started_ms,
+        authorization,
+        forced,
+        body: &body,
+    };
+    proceed(inbound, &call, route, env, cfg, tag, ctx).await
+}
+
+/// A routed call as it came in, read and checked.
+struct Inbound<'a> {
+    req: &'a Request,
+    started_ms: u64,
+    /// What goes upstream as `authorization` ([`headers::authorize`]).
+    authorization: Option<String>,
+    /// The environment the client forced, if any.
+    forced: Option<Environment>,
+    body: &'a [u8],
+}
+
+/// Routes a read call to `route`: picks the environment, tries it (and blue, when the core's
+/// fallback policy says so), starts a shadow step's copy, and answers.
+async fn proceed(
+    inbound: Inbound<'_>,
+    call: &ApiRequest<'_>,
+    route: &Route,
+    env: &Env,
+    cfg: &Rc<Config>,
+    tag: &Tag,
+    ctx: &Context,
+) -> Result<Response> {
+    let Inbound {
+        req,
+        started_ms,
+        authorization,
+        forced,
+        body,
+    } = inbound;
+    let api = call.api;
     let route_name = route.def.name.as_str();
-    let doc = kv::current(env, cfg, route).await;
-    let sticky = sticky_key(&req, &call);
+    let mut doc = kv::current(env, cfg, route).await;
+    if api == Api::Embeddings && doc.green_percent != 0.0 {
+        // Never split per request, whatever a document says: vectors of two models do not
+        // compare.
+        Rc::make_mut(&mut doc).green_percent = 0.0;
+    }
+    let sticky = sticky_key(req, call);
     let continues = call.continues.as_ref().map(|(environment, _)| *environment);
     let selection = select(
         &doc,
@@ -58,17 +141,17 @@ pub async fn routed(
         sticky.as_deref(),
         random_bucket(tag.draw),
     );
-    let sent = headers::upstream(&req, &cfg.auth, authorization.as_deref())?;
+    let sent = headers::upstream(req, &cfg.auth, authorization.as_deref())?;
     // A shadow step's copy starts beside blue's attempt, never before it in line.
     let pair = shadow::start(
-        api, route_name, &doc, selection, tag, &body, &sent, cfg, env, ctx,
+        api, route_name, &doc, selection, tag, body, &sent, cfg, env, ctx,
     );
     let attempts = Attempts {
         cfg,
         api,
         route: route_name,
         doc: &doc,
-        request: &call,
+        request: call,
         headers: &sent,
         forced: forced.is_some(),
         request_id: &tag.id,
@@ -81,12 +164,12 @@ pub async fn routed(
         environment,
         &doc,
         selection,
-        &call,
+        call,
     );
     record.request_id = issue_id(cfg, tag, served.is_answer(), &record, forced.is_some());
     let ex = Exchange {
         record,
-        want: Expectations::of(&call),
+        want: Expectations::of(call),
         api,
         env: env.clone(),
         cfg: cfg.clone(),
@@ -116,15 +199,19 @@ fn forced_environment(req: &Request, cfg: &Config) -> Result<Option<Environment>
 }
 
 /// The route `call`'s `model` goes to, or OpenAI's 404 (a 400 without a `model`) when no route
-/// takes it.
+/// takes it; a 400 when it names an embeddings route.
 fn route_of<'t>(table: &'t RouteTable, call: &ApiRequest, cfg: &Config) -> Result<&'t Route> {
     let model = call.model.as_deref();
-    table
+    let route = table
         .resolve(model, cfg.unknown_models)
         .ok_or_else(|| match model {
-            Some(model) => ApiError::model_not_found(model).into(),
-            None => ApiError::invalid_field("model", "is required (a route's name)").into(),
-        })
+            Some(model) => ApiError::model_not_found(model),
+            None => ApiError::invalid_field("model", "is required (a route's name)"),
+        })?;
+    if route.def.kind == RouteKind::Embeddings {
+        return Err(ApiError::route_serves_embeddings(&route.def.name).into());
+    }
+    Ok(route)
 }
 
 /// The id a call answers with in `x-bluegreen-request-id`: sealed with who answered (the route, environment,

@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 use crate::api::request::ApiRequest;
 use crate::api::Api;
 
+mod embeddings;
 mod responses;
 
 /// Bytes of one streamed answer's content and tool arguments kept for the JSON checks.
@@ -53,17 +54,21 @@ pub enum Defect {
     /// JSON was asked for (`response_format` `json_object` or `json_schema`) and the content
     /// does not parse as JSON (code fences, prose around it, a cut object).
     InvalidJson,
+    /// Embedding vectors of mixed lengths, or not of the requested `dimensions`: an index
+    /// cannot hold them.
+    DimensionMismatch,
 }
 
 impl Defect {
     /// Every class, root causes first: an answer is named by the first that applies.
-    pub const ALL: [Defect; 6] = [
+    pub const ALL: [Defect; 7] = [
         Defect::ContentFilter,
         Defect::Refusal,
         Defect::Truncated,
         Defect::Empty,
         Defect::InvalidToolCall,
         Defect::InvalidJson,
+        Defect::DimensionMismatch,
     ];
 
     /// The name used in records, stats, settings and reasons.
@@ -75,6 +80,7 @@ impl Defect {
             Defect::Empty => "empty",
             Defect::InvalidToolCall => "invalid_tool_call",
             Defect::InvalidJson => "invalid_json",
+            Defect::DimensionMismatch => "dimension_mismatch",
         }
     }
 
@@ -97,6 +103,8 @@ pub struct Expectations {
     /// The request's `tools` or `functions` could not be read, or were past
     /// [`MAX_EXPECTATION_BYTES`] or [`MAX_TOOLS`]: any name counts as offered.
     pub tools_unread: bool,
+    /// The vector length an embeddings request asked for (`dimensions`).
+    pub dimensions: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +179,7 @@ impl Expectations {
                 .filter(|f| f.len() <= MAX_EXPECTATION_BYTES)
                 .and_then(|f| serde_json::from_str::<TextParam>(f).ok())
                 .and_then(|t| t.format),
+            Api::Embeddings => None,
         };
         let json = format.is_some_and(|f| matches!(f.kind, Some("json_object" | "json_schema")));
         let mut tools_unread = false;
@@ -195,6 +204,7 @@ impl Expectations {
             json,
             tools,
             tools_unread,
+            dimensions: parse("dimensions").and_then(|d| d.parse().ok()),
         }
     }
 
@@ -350,8 +360,10 @@ fn is_refusal(refusal: Option<&std::borrow::Cow<str>>) -> bool {
 /// chat completion at all (an answer the checks cannot read is the transport's business).
 /// With several choices, the first defective one names the answer.
 pub fn classify_body(want: &Expectations, body: &[u8]) -> Option<Defect> {
-    if want.api == Api::Responses {
-        return responses::classify_body(want, body);
+    match want.api {
+        Api::Responses => return responses::classify_body(want, body),
+        Api::Embeddings => return embeddings::classify_body(want, body),
+        Api::Chat => {}
     }
     let completion: wire::Completion = serde_json::from_slice(body).ok()?;
     let mut first = None;

@@ -6,6 +6,7 @@
 
 pub mod chat;
 pub mod defects;
+pub mod embeddings;
 pub mod request;
 pub mod responses;
 pub mod sse;
@@ -17,7 +18,7 @@ pub mod usage;
 pub const MAX_ANSWER_BYTES: usize = 4 << 20;
 
 /// A routed API: one request path, each API's shapes plugged in. Named in outcome records as
-/// `chat` or `responses`.
+/// `chat`, `responses` or `embeddings`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Api {
@@ -26,6 +27,8 @@ pub enum Api {
     Chat,
     /// `POST /v1/responses`.
     Responses,
+    /// `POST /v1/embeddings`, on a route of kind `embeddings` (never split per request).
+    Embeddings,
 }
 
 impl Api {
@@ -34,6 +37,7 @@ impl Api {
         match self {
             Api::Chat => "/chat/completions",
             Api::Responses => "/responses",
+            Api::Embeddings => "/embeddings",
         }
     }
 
@@ -42,11 +46,13 @@ impl Api {
         match self {
             Api::Chat => chat::stream_event(data),
             Api::Responses => responses::stream_event(data),
+            // Embeddings are never streamed: whatever comes is the answer's.
+            Api::Embeddings => Carries::Answer,
         }
     }
 
     /// Whether a 2xx `body` is this API's answer object (a chat completion with `choices`, a
-    /// response with `output` that did not fail); `Err` says what it is instead, in a few
+    /// response with `output` that did not fail, an embeddings list with `data`); `Err` says what it is instead, in a few
     /// words for the log and the client's 502.
     pub fn answer_object(self, body: &[u8]) -> Result<(), String> {
         let top = match serde_json::from_slice::<Top>(body) {
@@ -62,6 +68,7 @@ impl Api {
         let (field, value) = match self {
             Api::Chat => ("choices", top.choices),
             Api::Responses => ("output", top.output),
+            Api::Embeddings => ("data", top.data),
         };
         if let Some(Some(message)) = top.error.as_ref().map(error_message) {
             return Err(format!("an error object: {message}"));
@@ -83,6 +90,8 @@ struct Top<'a> {
     choices: Option<&'a serde_json::value::RawValue>,
     #[serde(borrow, default)]
     output: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    data: Option<&'a serde_json::value::RawValue>,
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
@@ -144,7 +153,9 @@ mod tests {
         let chat = r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"content":""}}]}"#;
         let response =
             r#"{"id":"resp_1","object":"response","status":"completed","error":null,"output":[]}"#;
-        let cases: [(Api, &str, Result<(), &str>); 11] = [
+        let cases: [(Api, &str, Result<(), &str>); 13] = [
+            (Api::Embeddings, r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":"AACAPw=="}]}"#, Ok(())),
+            (Api::Embeddings, chat, Err("JSON without `data`")),
             (Api::Chat, chat, Ok(())),
             (Api::Responses, response, Ok(())),
             // A proxy's page sent as `200 application/json`.

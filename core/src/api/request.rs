@@ -83,6 +83,7 @@ fn prompt_field(api: Api) -> (&'static str, bool, &'static [u8], &'static str) {
         // `input` may be left out when `previous_response_id`, `conversation` or `prompt`
         // carries the conversation: the upstream judges that.
         Api::Responses => ("input", false, b"[\"", "must be a string or an array"),
+        Api::Embeddings => ("input", true, b"[\"", "must be a string or an array"),
     }
 }
 
@@ -118,6 +119,8 @@ impl<'a> ApiRequest<'a> {
             None => None,
         };
         let stream = match get("stream").map(RawValue::get) {
+            // Embeddings have no stream: the field is the upstream's to judge.
+            _ if api == Api::Embeddings => false,
             None | Some("null") | Some("false") => false,
             Some("true") => true,
             Some(_) => return Err(ApiError::invalid_field("stream", "must be a boolean")),
@@ -132,7 +135,7 @@ impl<'a> ApiRequest<'a> {
                     let issued = ResponseId::decode(&id)?;
                     Some((issued.environment, issued.upstream.to_string()))
                 }),
-            Api::Chat => None,
+            Api::Chat | Api::Embeddings => None,
         };
         Ok(ApiRequest {
             api,

@@ -8,6 +8,36 @@ use super::ApiError;
 const QUOTED_MODEL: usize = 256;
 
 impl ApiError {
+    /// A chat or Responses call whose `model` names an embeddings route.
+    pub fn route_serves_embeddings(route: &str) -> ApiError {
+        ApiError {
+            param: Some("model".into()),
+            ..ApiError::new(
+                400,
+                "invalid_request_error",
+                "model_not_supported",
+                format!(
+                    "The route `{}` serves embeddings: call POST /v1/embeddings with it.",
+                    quoted(route)
+                ),
+            )
+        }
+    }
+
+    /// A live split asked of an embeddings route (`PUT /admin/split` above 0).
+    pub fn embeddings_split(route: &str) -> ApiError {
+        ApiError::invalid_value(
+            "green_percent",
+            &format!(
+                "must be 0 on `{}`, an embeddings route: vectors of two models do not compare, \
+                 so green never serves a user there. Start a rollout (shadow steps) and promote \
+                 it once green's index is built, or force green with x-bluegreen-environment \
+                 for the re-index job",
+                quoted(route)
+            ),
+        )
+    }
+
     /// No route is named after the request's `model`, and no default route takes it (OpenAI's
     /// answer for an unknown model).
     pub fn model_not_found(model: &str) -> ApiError {

@@ -33,6 +33,30 @@ pub const MAX_ROUTES: usize = 500;
 /// Free plan's 50 subrequests per invocation with one to spare.
 pub const DEFAULT_ROUTE_LIMIT: usize = 48;
 
+/// What a route serves, and so how it may be rolled out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteKind {
+    /// Chat completions and the Responses API: split per request, live steps.
+    #[default]
+    Chat,
+    /// Embeddings: blue serves every user. Vectors of two models do not compare, even at
+    /// equal lengths, so an index that mixed them would return wrong neighbours: green gets
+    /// shadow copies only, serves a client that forces it (the re-index job), and becomes blue
+    /// on the operator's promote, once the new index is built.
+    Embeddings,
+}
+
+impl RouteKind {
+    /// The name used in the admin API.
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteKind::Chat => "chat",
+            RouteKind::Embeddings => "embeddings",
+        }
+    }
+}
+
 /// What a route was created with (`PUT /admin/routes/{name}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RouteDef {
@@ -48,6 +72,13 @@ pub struct RouteDef {
     /// When the route was created, Unix seconds (`created` in `GET /v1/models`).
     #[serde(default)]
     pub created: u64,
+    /// What it serves; routes stored before embeddings routes are chat routes.
+    #[serde(default, skip_serializing_if = "is_chat")]
+    pub kind: RouteKind,
+}
+
+fn is_chat(kind: &RouteKind) -> bool {
+    *kind == RouteKind::Chat
 }
 
 fn yes() -> bool {
@@ -77,11 +108,13 @@ impl RouteDef {
             green_model: vars.green_model.clone(),
             sticky: vars.sticky,
             created: 0,
+            kind: RouteKind::Chat,
         }
     }
 
-    /// Reads `PUT /admin/routes/{name}`'s body: `blue_model` (required), `green_model` and
-    /// `sticky` (optional). Unknown fields are refused.
+    /// Reads `PUT /admin/routes/{name}`'s body: `blue_model` (required), `green_model`,
+    /// `sticky` and `kind` (`chat` or `embeddings`; optional). Unknown fields are refused. The
+    /// default route serves chat: an app's unknown models go there.
     pub fn from_json(
         name: &str,
         body: &serde_json::Value,
@@ -89,7 +122,18 @@ impl RouteDef {
     ) -> Result<RouteDef, FieldError> {
         check_name(name).map_err(|e| FieldError::new("name", format!("route name {e}")))?;
         let o = Obj::new(body, "")?;
-        o.only(&["blue_model", "green_model", "sticky"])?;
+        o.only(&["blue_model", "green_model", "sticky", "kind"])?;
+        let kind = match o.string("kind", 16)?.as_deref() {
+            None | Some("chat") => RouteKind::Chat,
+            Some("embeddings") if name == DEFAULT => {
+                return Err(FieldError::new(
+                    "kind",
+                    "must be chat for the default route: unknown models go there",
+                ))
+            }
+            Some("embeddings") => RouteKind::Embeddings,
+            Some(_) => return Err(FieldError::new("kind", "must be chat or embeddings")),
+        };
         let model_field = |field: &'static str| -> Result<Option<String>, FieldError> {
             let Some(v) = o.string(field, model::MAX_NAME_LEN + 1)? else {
                 return Ok(None);
@@ -110,6 +154,7 @@ impl RouteDef {
             green_model,
             sticky: o.boolean("sticky")?.unwrap_or(true),
             created: now_s,
+            kind,
         })
     }
 }
@@ -241,6 +286,8 @@ pub struct RouteTable {
     /// Each route's place in `routes`, by name.
     index: HashMap<String, usize>,
     has_default: bool,
+    /// Some route serves embeddings.
+    has_embeddings: bool,
     version: u64,
 }
 
@@ -268,6 +315,7 @@ impl RouteTable {
             .map(|(i, r)| (r.def.name.clone(), i))
             .collect();
         RouteTable {
+            has_embeddings: routes.iter().any(|r| r.def.kind == RouteKind::Embeddings),
             routes,
             index,
             has_default: registry.has_default(),
@@ -285,6 +333,20 @@ impl RouteTable {
             UnknownModels::Default if self.has_default => self.get(DEFAULT),
             _ => None,
         }
+    }
+
+    /// The embeddings route an embeddings call for `model` goes to: the route named so, when
+    /// it serves embeddings. Any other embeddings call goes as the pass-through, unjudged, as
+    /// before embeddings routes existed; it never falls to the default route.
+    pub fn embeddings_route(&self, model: Option<&str>) -> Option<&Route> {
+        model
+            .and_then(|m| self.get(m))
+            .filter(|r| r.def.kind == RouteKind::Embeddings)
+    }
+
+    /// Whether any route serves embeddings (else an embeddings call is not even read).
+    pub fn has_embeddings(&self) -> bool {
+        self.has_embeddings
     }
 
     /// The route named `name`.
@@ -416,6 +478,56 @@ mod tests {
                 .blue_model,
             "b"
         );
+    }
+
+    #[test]
+    fn a_route_serves_chat_unless_made_for_embeddings_and_the_default_always_serves_chat() {
+        assert_eq!(def("a", "m").kind, RouteKind::Chat);
+        let made = |name: &str, kind: &str| {
+            RouteDef::from_json(name, &json!({"blue_model": "m", "kind": kind}), 0)
+        };
+        let e = made("vectors", "embeddings").unwrap();
+        assert_eq!(e.kind, RouteKind::Embeddings);
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(text.contains(r#""kind":"embeddings""#), "{text}");
+        assert_eq!(serde_json::from_str::<RouteDef>(&text).unwrap(), e);
+        // A chat route is stored as before, without the field.
+        assert!(!serde_json::to_string(&def("a", "m"))
+            .unwrap()
+            .contains("kind"));
+        assert_eq!(made("default", "embeddings").unwrap_err().field, "kind");
+        assert_eq!(made("a", "images").unwrap_err().field, "kind");
+        assert_eq!(made("a", "chat").unwrap().kind, RouteKind::Chat);
+    }
+
+    #[test]
+    fn an_embeddings_call_goes_to_an_embeddings_route_named_by_its_model_or_nowhere() {
+        let mut registry = Registry::default();
+        registry.put(def("chat", "m"), 48).unwrap();
+        let table = RouteTable::new(&registry, &vars());
+        assert!(!table.has_embeddings());
+        let vectors = RouteDef::from_json(
+            "text-embedding-3-small",
+            &json!({"blue_model": "e1", "kind": "embeddings"}),
+            0,
+        )
+        .unwrap();
+        registry.put(vectors, 48).unwrap();
+        let table = RouteTable::new(&registry, &vars());
+        assert!(table.has_embeddings());
+        let found = table
+            .embeddings_route(Some("text-embedding-3-small"))
+            .unwrap();
+        assert_eq!(found.defaults.blue_model, "e1");
+        assert!(
+            table.embeddings_route(Some("chat")).is_none(),
+            "a chat route"
+        );
+        assert!(
+            table.embeddings_route(Some("nope")).is_none(),
+            "not the default"
+        );
+        assert!(table.embeddings_route(None).is_none());
     }
 
     #[test]

@@ -198,6 +198,7 @@ pub struct DefectCounts {
     pub empty: u64,
     pub invalid_tool_call: u64,
     pub invalid_json: u64,
+    pub dimension_mismatch: u64,
 }
 
 impl DefectCounts {
@@ -214,6 +215,7 @@ impl DefectCounts {
             Defect::Empty => &self.empty,
             Defect::InvalidToolCall => &self.invalid_tool_call,
             Defect::InvalidJson => &self.invalid_json,
+            Defect::DimensionMismatch => &self.dimension_mismatch,
         }
     }
 
@@ -225,6 +227,7 @@ impl DefectCounts {
             Defect::Empty => &mut self.empty,
             Defect::InvalidToolCall => &mut self.invalid_tool_call,
             Defect::InvalidJson => &mut self.invalid_json,
+            Defect::DimensionMismatch => &mut self.dimension_mismatch,
         }
     }
 

@@ -82,6 +82,7 @@ bluegreen_defects_total{route="default",environment="blue",model="deepseek-v3",c
 bluegreen_defects_total{route="default",environment="blue",model="deepseek-v3",class="empty"} 0
 bluegreen_defects_total{route="default",environment="blue",model="deepseek-v3",class="invalid_tool_call"} 0
 bluegreen_defects_total{route="default",environment="blue",model="deepseek-v3",class="invalid_json"} 0
+bluegreen_defects_total{route="default",environment="blue",model="deepseek-v3",class="dimension_mismatch"} 0
 # HELP bluegreen_feedback_total Scores the controller counted (POST /v1/feedback), by the environment that answered.
 # TYPE bluegreen_feedback_total counter
 bluegreen_feedback_total{route="default",environment="blue",model="deepseek-v3",score="negative"} 0

@@ -40,7 +40,7 @@ pub use events::{Actor, Event, EventKind};
 pub use incident::Incident;
 pub use readback::{read_back, ReadBack};
 pub use recovery::{recover, unreadable, Salvage};
-pub use spec::{default_steps, RolloutSpec, Step};
+pub use spec::{default_embeddings_steps, default_steps, RolloutSpec, Step};
 pub use state::{Ended, Paused, Phase, Rollout, Split, Stage, State, VerdictRecord};
 pub use tick::checks_split;
 pub use transition::{Effect, Refusal, Transition};

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::error::fields::{FieldError, Obj};
 use crate::request::model::{check_name, MAX_NAME_LEN};
+use crate::route::registry::RouteKind;
 use crate::verdict::health::{HealthPolicy, Method};
 
 /// One rung of the ladder: a share of traffic for green and how long to hold it. A *live* step
@@ -79,9 +80,23 @@ const MAX_HOLD_SECONDS: u64 = 30 * 86_400;
 /// Most steps in a ladder.
 const MAX_STEPS: usize = 20;
 
+/// The ladder of an embeddings route when the request gives none: one shadow step of 10% for
+/// an hour, then a hold until the operator promotes.
+pub fn default_embeddings_steps() -> Vec<Step> {
+    vec![Step::shadow(10.0, 3600)]
+}
+
 impl RolloutSpec {
-    /// Reads and checks a request body: `{"green_model", "steps"?, "health"?}`.
+    /// Reads and checks a request body for a chat route: `{"green_model", "steps"?,
+    /// "health"?}`.
     pub fn from_json(v: &Value) -> Result<RolloutSpec, FieldError> {
+        RolloutSpec::for_route(v, RouteKind::Chat)
+    }
+
+    /// Reads and checks a request body for a route of `kind`. An embeddings route's ladder is
+    /// shadow steps only: green never serves a user, and the rollout ends on the operator's
+    /// promote, once green's index is built.
+    pub fn for_route(v: &Value, kind: RouteKind) -> Result<RolloutSpec, FieldError> {
         let o = Obj::new(v, "")?;
         o.only(&["green_model", "steps", "health"])?;
         let green_model = o
@@ -92,10 +107,17 @@ impl RolloutSpec {
             None => HealthPolicy::default(),
             Some(h) => HealthPolicy::from_json(h, "health")?,
         };
-        let steps = match o.array("steps")? {
-            None => default_steps(),
-            Some(list) => parse_steps(list, &health)?,
+        let steps = match (o.array("steps")?, kind) {
+            (None, RouteKind::Chat) => default_steps(),
+            (None, RouteKind::Embeddings) => default_embeddings_steps(),
+            (Some(list), _) => parse_steps(list, &health, kind)?,
         };
+        if kind == RouteKind::Embeddings && health.method == Method::Threshold {
+            return Err(FieldError::new(
+                "health.method",
+                "must be sequential on an embeddings route: its shadow steps judge copies",
+            ));
+        }
         Ok(RolloutSpec {
             green_model,
             steps,
@@ -104,7 +126,11 @@ impl RolloutSpec {
     }
 }
 
-fn parse_steps(list: &[Value], health: &HealthPolicy) -> Result<Vec<Step>, FieldError> {
+fn parse_steps(
+    list: &[Value],
+    health: &HealthPolicy,
+    kind: RouteKind,
+) -> Result<Vec<Step>, FieldError> {
     if list.is_empty() || list.len() > MAX_STEPS {
         return Err(FieldError::new(
             "steps",
@@ -119,16 +145,22 @@ fn parse_steps(list: &[Value], health: &HealthPolicy) -> Result<Vec<Step>, Field
         let hold_seconds = o
             .whole("hold_seconds", 0, MAX_HOLD_SECONDS)?
             .ok_or_else(|| FieldError::new(o.path("hold_seconds"), "is required"))?;
-        let step = match o.number("shadow_percent", 0.01, 100.0)? {
-            Some(shadow_percent) => {
-                shadow_step(&o, &steps, health)?;
-                Step::shadow(shadow_percent, hold_seconds)
-            }
-            None => Step::live(live_percent(&o, &steps)?, hold_seconds),
-        };
+        let step =
+            match o.number("shadow_percent", 0.01, 100.0)? {
+                Some(shadow_percent) => {
+                    shadow_step(&o, &steps, health)?;
+                    Step::shadow(shadow_percent, hold_seconds)
+                }
+                None if kind == RouteKind::Embeddings => return Err(FieldError::new(
+                    o.path("shadow_percent"),
+                    "is required: an embeddings route's steps are shadow steps (vectors of two \
+                     models do not compare, so green never serves a user)",
+                )),
+                None => Step::live(live_percent(&o, &steps)?, hold_seconds),
+            };
         steps.push(step);
     }
-    if steps.iter().all(Step::is_shadow) {
+    if kind == RouteKind::Chat && steps.iter().all(Step::is_shadow) {
         return Err(FieldError::new(
             "steps",
             "needs a live step (green_percent) after the shadow steps: completion moves every \

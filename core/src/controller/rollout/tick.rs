@@ -10,7 +10,7 @@
 //! stats store: the window and `now_ms` come in as arguments.
 
 use super::{
-    CostSample, Effect, Event, EventKind, Rollout, Split, Stage, State, Stratum, Transition,
+    CostSample, Effect, Event, EventKind, Rollout, Split, Stage, State, Step, Stratum, Transition,
     VerdictRecord,
 };
 use crate::api::defects::Defect;
@@ -429,6 +429,9 @@ pub(super) struct Facts {
     pub clearly_fine: bool,
     /// Whether the current step is the ladder's last.
     pub last_step: bool,
+    /// Whether the ladder is shadow steps only (an embeddings route's): its last step, passed,
+    /// holds until the operator promotes.
+    pub operator_completes: bool,
     /// Whether a provider-wide incident holds the step.
     pub incident: bool,
 }
@@ -467,6 +470,7 @@ fn count(r: &mut Rollout, j: &Judgement, now_ms: u64) -> Facts {
         held: r.elapsed_on_step_ms(now_ms) >= r.step().hold_seconds * 1000,
         clearly_fine: j.clearly_fine,
         last_step: r.step_index + 1 == r.steps.len(),
+        operator_completes: r.steps.iter().all(Step::is_shadow),
         incident: r.incident.is_some(),
     }
 }
@@ -497,7 +501,9 @@ pub(super) fn decide(f: &Facts) -> Move {
     }
     // A pass long ago still counts on a later inconclusive tick (threshold), but never a
     // step that has not passed since it began or resumed; nothing advances during an incident.
-    if f.incident || !((f.held || f.clearly_fine) && f.step_passed) {
+    // A shadow-only ladder's passed last step waits for the operator's promote.
+    let awaits_operator = f.last_step && f.operator_completes;
+    if f.incident || awaits_operator || !((f.held || f.clearly_fine) && f.step_passed) {
         Move::Hold
     } else if f.last_step {
         Move::Complete

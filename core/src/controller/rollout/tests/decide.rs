@@ -44,6 +44,7 @@ fn decision_table() {
             held,
             clearly_fine,
             last_step,
+            operator_completes: false,
             incident: false,
         };
         assert_eq!(decide(&facts), expected, "{facts:?}");
@@ -62,9 +63,30 @@ fn an_incident_holds_but_never_keeps_a_rollback() {
         held: true,
         clearly_fine: true,
         last_step,
+        operator_completes: false,
         incident: true,
     };
     assert_eq!(decide(&facts(VerdictStatus::Pass, false)), Move::Hold);
     assert_eq!(decide(&facts(VerdictStatus::Pass, true)), Move::Hold);
     assert_eq!(decide(&facts(VerdictStatus::Fail, false)), Move::RollBack);
+}
+
+/// An embeddings route's ladder (shadow steps only) completes on the operator's promote alone:
+/// its last step, passed, holds; a failing verdict still rolls back.
+#[test]
+fn a_shadow_only_ladder_holds_on_its_passed_last_step() {
+    let facts = |status, last_step| Facts {
+        status,
+        failures: 1,
+        failure_limit: 1,
+        step_passed: status == VerdictStatus::Pass,
+        held: true,
+        clearly_fine: false,
+        last_step,
+        operator_completes: true,
+        incident: false,
+    };
+    assert_eq!(decide(&facts(VerdictStatus::Pass, false)), Move::Advance);
+    assert_eq!(decide(&facts(VerdictStatus::Pass, true)), Move::Hold);
+    assert_eq!(decide(&facts(VerdictStatus::Fail, true)), Move::RollBack);
 }
