@@ -4,6 +4,8 @@
 //   answer "mixed-dims"   the second vector of an answer is one shorter than the first
 //   answer "wrong-dims"   vectors one longer than the `dimensions` asked (or the model's own)
 //   answer "empty"        `data: []`
+//   answer "length-wobble" every other answer's vectors one longer than the others (each
+//                         answer of one length, but not every answer the same)
 // Vectors are deterministic: the same model and input give the same vector, two models give
 // different ones. Their length is the request's `dimensions`, else the rule's `dimensions`,
 // else 1536 for a model whose name holds "small", 3072 for "large", 256 otherwise.
@@ -49,6 +51,7 @@ function inputs(input) {
 }
 
 export function embeddingsApi({ admitted, noAnswer, json, words }) {
+  const answered = new Map(); // answers per model, for "length-wobble"
   return async function embeddings(req, res, raw) {
     const request = await admitted(req, res, raw);
     if (!request) return;
@@ -61,6 +64,9 @@ export function embeddingsApi({ admitted, noAnswer, json, words }) {
     }
     let length = Number.isInteger(body.dimensions) ? body.dimensions : rule.dimensions ?? defaultLength(model);
     if (answer === "wrong-dims") length += 1;
+    const nth = (answered.get(model) ?? 0) + 1;
+    answered.set(model, nth);
+    if (answer === "length-wobble" && nth % 2 === 0) length += 1;
     const base64 = body.encoding_format === "base64";
     const data = answer === "empty" ? [] : texts.map((text, index) => {
       const n = answer === "mixed-dims" && index === 1 ? length - 1 : length;

@@ -211,3 +211,29 @@ test("a passed last shadow step holds until the operator promotes", async () => 
   assert.equal(after.phase, "progressing", "no completion without the operator");
   assert.equal(after.blue_model, "embed-v1");
 });
+
+test("a green whose answers change vector length from one to the next is rolled back, naming the lengths", async () => {
+  await embeddingsRoute("drifting", "embed-v1");
+  await stack.sim.setRules({ "embed-drift": { answer: "length-wobble" } });
+  const started = await r.admin("POST", "routes/drifting/rollouts", {
+    green_model: "embed-drift",
+    steps: [{ shadow_percent: 100, hold_seconds: 600 }],
+    health: { min_requests: 20 },
+  });
+  assert.equal(started.status, 201, started.text);
+  const n = 40;
+  await pool(n, 4, (i) => embed({ model: "drifting", input: `x ${i}` }));
+  const status = await eventually(async () => {
+    const s = (await r.admin("GET", "routes/drifting/status")).body;
+    return s.stats.shadow.step.pairs >= n && s;
+  }, 8000);
+  assert.ok(status, "every copy paired");
+  const green = status.stats.shadow.step.green;
+  assert.equal(green.defects, 0, "each answer is fine on its own");
+  assert.deepEqual(green.vector_lengths, { min: 256, max: 257 });
+  assert.deepEqual(status.stats.shadow.step.blue.vector_lengths, { min: 256, max: 256 });
+  await r.tick();
+  const after = (await r.admin("GET", "routes/drifting/status")).body;
+  assert.equal(after.phase, "rolled_back", JSON.stringify(after.verdict));
+  assert.equal(after.verdict.reasons[0], "green's vectors came in lengths from 256 to 257: an index holds one length");
+});

@@ -500,6 +500,7 @@ impl ShadowScope {
             self.by_version.iter().map(|(v, s)| (Some(*v), s)).collect()
         };
         let mut held = self.step.too_many_unfinished();
+        let mut failed = self.step.green.mixed_lengths();
         let mut out: Vec<ShadowStratum> = step
             .into_iter()
             .filter(|(_, s)| s.pairs.pairs > 0)
@@ -507,6 +508,7 @@ impl ShadowScope {
                 stats: s.clone(),
                 in_step: true,
                 step_held: held.take(),
+                step_failed: failed.take(),
                 version,
             })
             .collect();
@@ -515,6 +517,7 @@ impl ShadowScope {
                 stats: self.earlier.clone(),
                 in_step: false,
                 step_held: None,
+                step_failed: None,
                 version: None,
             });
         }
@@ -531,6 +534,9 @@ pub struct ShadowStratum {
     /// On the step's (first) stratum: why the step may not advance (too many of its copies
     /// given up).
     pub step_held: Option<String>,
+    /// On the step's (first) stratum: why green fails whatever the counts say (its embeddings
+    /// answers over the step came in more than one vector length).
+    pub step_failed: Option<String>,
     /// The routing version they were routed under, when known (the step's, kept by version).
     pub version: Option<u64>,
 }

@@ -93,6 +93,7 @@ fn env_tick(rng: &mut SmallRng, prices: &Prices) -> EnvStats {
             }),
             interrupted: false,
             defect: None,
+            vector_length: None,
             client_gone: false,
         };
         s.record(&o, prices);

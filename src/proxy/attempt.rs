@@ -52,6 +52,7 @@ pub(super) fn outcome(
         usage: None,
         interrupted: false,
         defect: None,
+        vector_length: None,
         client_gone: false,
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bluegreen_core::api::defects::classify_body;
+use bluegreen_core::api::defects::classify_answer;
 use bluegreen_core::api::responses::IdRewrite;
 use bluegreen_core::api::sse::SseRelay;
 use bluegreen_core::api::usage::usage_of;
@@ -85,7 +85,9 @@ pub fn whole(builder: ResponseBuilder, body: Vec<u8>, mut ex: Exchange, ctx: &Co
 fn judge_body(ex: &mut Exchange, bytes: &[u8]) {
     ex.record.usage = usage_of(bytes);
     match ex.api.answer_object(bytes) {
-        Ok(()) => ex.record.defect = classify_body(&ex.want, bytes),
+        Ok(()) => {
+            (ex.record.defect, ex.record.vector_length) = classify_answer(&ex.want, bytes);
+        }
         Err(_) => ex.record.class = StatusClass::NotAnAnswer,
     }
 }

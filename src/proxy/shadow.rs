@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bluegreen_core::api::defects::{classify_body, Expectations};
+use bluegreen_core::api::defects::{classify_answer, Expectations};
 use bluegreen_core::api::request::ApiRequest;
 use bluegreen_core::api::sse::SseRelay;
 use bluegreen_core::api::usage::{usage_of, Usage};
@@ -275,6 +275,7 @@ async fn read_answer(
                         not_an_answer: false,
                         usage: None,
                         defect: None,
+                        vector_length: None,
                     },
                 })
             }
@@ -342,6 +343,7 @@ async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Optio
         record.interrupted = read.interrupted;
         record.usage = read.usage;
         record.defect = read.defect;
+        record.vector_length = read.vector_length;
     }
     record.total_ms = now_ms().saturating_sub(started_ms);
     Some(record)
@@ -354,17 +356,24 @@ struct Read {
     not_an_answer: bool,
     usage: Option<Usage>,
     defect: Option<bluegreen_core::api::defects::Defect>,
+    /// An embeddings answer's vector length.
+    vector_length: Option<u64>,
 }
 
 impl Read {
     /// A whole non-streamed answer's usage, and its defect (or that it is not an answer).
     fn body(bytes: &[u8], want: &Expectations, api: Api) -> Read {
         let answer = api.answer_object(bytes).is_ok();
+        let (defect, vector_length) = match answer {
+            true => classify_answer(want, bytes),
+            false => (None, None),
+        };
         Read {
             interrupted: false,
             not_an_answer: !answer,
             usage: usage_of(bytes),
-            defect: answer.then(|| classify_body(want, bytes)).flatten(),
+            defect,
+            vector_length,
         }
     }
 }
@@ -411,5 +420,6 @@ async fn drain_stream(
         not_an_answer: false,
         usage: relay.usage(),
         defect: if interrupted { None } else { relay.defect() },
+        vector_length: None,
     }
 }

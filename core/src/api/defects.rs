@@ -392,6 +392,18 @@ pub fn classify_body(want: &Expectations, body: &[u8]) -> Option<Defect> {
     first
 }
 
+/// What a whole answer says, as the stats count it: its defect ([`classify_body`]) and, for
+/// embeddings, its vectors' length when they have one. The body is parsed once.
+pub fn classify_answer(want: &Expectations, body: &[u8]) -> (Option<Defect>, Option<u64>) {
+    if want.api != Api::Embeddings {
+        return (classify_body(want, body), None);
+    }
+    match crate::api::embeddings::vectors(body) {
+        Some(v) => (embeddings::classify_vectors(want, &v), v.length),
+        None => (None, None),
+    }
+}
+
 fn call_of(call: &wire::Call) -> Call {
     if let Some(custom) = &call.custom {
         return Call {

@@ -208,6 +208,7 @@ mod tests {
             usage: None,
             interrupted: false,
             defect: None,
+            vector_length: None,
             client_gone: false,
         }
     }

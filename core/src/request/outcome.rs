@@ -114,6 +114,9 @@ pub struct Outcome {
     /// What makes a successful answer unusable, when something does (see [`crate::api::defects`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub defect: Option<Defect>,
+    /// An embeddings answer's vector length, when its vectors have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_length: Option<u64>,
     /// True when the upstream's stream failed after it began: it broke, went silent for
     /// `STREAM_IDLE_TIMEOUT_MS` (the client got the router's SSE `error` event either way), or
     /// sent an in-band error event (relayed as it is). Counts against the environment.
@@ -193,6 +196,7 @@ mod tests {
             }),
             interrupted: false,
             defect: None,
+            vector_length: None,
             client_gone: false,
         };
         let v: serde_json::Value = serde_json::from_str(&o.to_json()).unwrap();

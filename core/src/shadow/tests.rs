@@ -21,6 +21,7 @@ fn outcome(env: Environment, class: StatusClass, defect: Option<Defect>, ms: u64
         usage: None,
         interrupted: false,
         defect,
+        vector_length: None,
         client_gone: false,
     }
 }
@@ -270,6 +271,7 @@ fn pairs_alone_are_judged_at_a_share_of_one_half() {
         stats: pairs(100, 6, 1, 2),
         in_step: true,
         step_held: None,
+        step_failed: None,
         version: None,
     };
     let t = st.counts(None, Some(1000), &HealthPolicy::default());
@@ -300,6 +302,7 @@ fn shared_failures_do_not_make_a_tolerable_green_look_worse() {
         stats: pairs(100_000, 1_500, 500, 4_500),
         in_step: true,
         step_held: None,
+        step_failed: None,
         version: None,
     };
     let level_kept = |t: &TickCounts| {
@@ -357,6 +360,7 @@ fn with_blues_requests_the_shared_failures_leave_both_sides() {
         stats: pairs(60, 2, 1, 1),
         in_step: true,
         step_held: None,
+        step_failed: None,
         version: None,
     };
     // Blue's 300 requests of the tick (the 60 copied ones among them): 5 failed, one of them
@@ -418,6 +422,7 @@ fn counts_stay_bounded_at_the_extremes() {
         stats: pairs(10, 0, 0, 5),
         in_step: true,
         step_held: None,
+        step_failed: None,
         version: None,
     };
     let blue = EnvStats {
@@ -490,6 +495,43 @@ fn a_step_with_too_many_copies_given_up_is_held() {
     scope.restart_window();
     scope.add(&pairs(300, 0, 0, 0), true, 6);
     assert!(scope.strata()[0].step_held.is_none(), "2 in 400");
+}
+
+/// Green's embeddings answers over the step, each of one vector length but not all of the same,
+/// fail the step whatever the counts: the reason goes on the step's stratum, from the step's
+/// figures (a window that saw one length does not hide the other).
+#[test]
+fn green_vectors_of_two_lengths_over_the_step_fail_it() {
+    let copies = |length: u64| {
+        let mut s = pairs(10, 0, 0, 0);
+        s.green.vector_lengths = Some(crate::stats::Lengths {
+            min: length,
+            max: length,
+        });
+        s
+    };
+    let mut scope = ShadowScope::default();
+    scope.add(&copies(1536), true, 6);
+    assert_eq!(scope.strata()[0].step_failed, None, "one length");
+    scope.restart_window();
+    scope.add(&copies(3072), true, 6);
+    let strata = scope.strata();
+    assert_eq!(
+        strata[0].step_failed.as_deref(),
+        Some("green's vectors came in lengths from 1536 to 3072: an index holds one length")
+    );
+    assert_eq!(
+        strata[0].stats.green.vector_lengths.unwrap().min,
+        3072,
+        "the window's own"
+    );
+    scope.restart_step();
+    scope.add(&copies(3072), true, 7);
+    assert_eq!(
+        scope.strata()[0].step_failed,
+        None,
+        "a new step starts afresh"
+    );
 }
 
 /// The step's copies are kept by routing version (bounded, merged, never dropped), and a

@@ -325,6 +325,30 @@ pub struct EnvStats {
     pub first_byte: Histogram,
     /// Milliseconds from arrival to the last byte sent.
     pub total: Histogram,
+    /// The shortest and longest vectors of its embeddings answers; absent without any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_lengths: Option<Lengths>,
+}
+
+/// The range of vector lengths an environment's embeddings answers had: an index holds one.
+/// Merged by taking the wider range, in any order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lengths {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Lengths {
+    /// `a` widened to hold `b`.
+    pub fn widen(a: Option<Lengths>, b: Option<Lengths>) -> Option<Lengths> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(Lengths {
+                min: a.min.min(b.min),
+                max: a.max.max(b.max),
+            }),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 impl EnvStats {
@@ -354,6 +378,17 @@ impl EnvStats {
         self.cost_usd = finite_sum(self.cost_usd, o.cost_usd);
         self.first_byte.merge(&o.first_byte);
         self.total.merge(&o.total);
+        self.vector_lengths = Lengths::widen(self.vector_lengths, o.vector_lengths);
+    }
+
+    /// The reason green's embeddings answers cannot make one index: their vectors came in
+    /// more than one length.
+    pub fn mixed_lengths(&self) -> Option<String> {
+        let l = self.vector_lengths.filter(|l| l.min != l.max)?;
+        Some(format!(
+            "green's vectors came in lengths from {} to {}: an index holds one length",
+            l.min, l.max
+        ))
     }
 
     /// The figures the admin API shows.
@@ -379,6 +414,7 @@ impl EnvStats {
             cost_per_request_usd: (self.requests > 0)
                 .then(|| round(self.cost_usd / self.requests as f64, 8)),
             client_errors: self.client_errors,
+            vector_lengths: self.vector_lengths,
             errors_by_class: self.errors.clone(),
             answers: self.answers,
             defects: self.defects.total(),
@@ -445,6 +481,9 @@ pub struct Summary {
     pub feedback_scored: u64,
     pub feedback_negative: u64,
     pub negative_rate: Option<f64>,
+    /// The shortest and longest vectors of its embeddings answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector_lengths: Option<Lengths>,
 }
 
 /// A value per environment, serialized as `{"blue": ..., "green": ...}`.
@@ -601,6 +640,10 @@ impl EnvStats {
             let slot = self.defects.slot_mut(d);
             *slot = slot.saturating_add(1);
         }
+        if let (Some(n), true) = (o.vector_length, whole) {
+            let one = Some(Lengths { min: n, max: n });
+            self.vector_lengths = Lengths::widen(self.vector_lengths, one);
+        }
         if let Some(ms) = o.first_byte_ms {
             self.first_byte.record(ms);
         }
@@ -667,6 +710,7 @@ mod tests {
             }),
             interrupted: false,
             defect: None,
+            vector_length: None,
             client_gone: false,
         }
     }
@@ -676,6 +720,60 @@ mod tests {
             r#"{"blue-m": {"input": 0.5, "output": 2}, "green-m": {"input": 1, "output": 4}}"#,
         )
         .unwrap()
+    }
+
+    /// Vector lengths merge into the widest range, in any order and grouping, and are counted
+    /// only from whole answers; stats without any store none.
+    #[test]
+    fn vector_lengths_merge_into_one_range_in_any_order() {
+        let with = |n: Option<u64>, class: StatusClass| {
+            let mut s = EnvStats::default();
+            let mut o = outcome(Environment::Green, class);
+            o.vector_length = n;
+            s.record(&o, &prices());
+            s
+        };
+        let parts = [
+            with(Some(1536), StatusClass::Ok),
+            with(None, StatusClass::Ok),
+            with(Some(u64::MAX), StatusClass::Ok),
+            with(Some(0), StatusClass::Ok),
+            with(Some(7), StatusClass::ServerError),
+        ];
+        let want = Some(Lengths {
+            min: 0,
+            max: u64::MAX,
+        });
+        // Every rotation, and a split into two groups merged first.
+        for k in 0..parts.len() {
+            let mut all = EnvStats::default();
+            for p in parts.iter().cycle().skip(k).take(parts.len()) {
+                all.merge(p);
+            }
+            assert_eq!(all.vector_lengths, want, "rotation {k}");
+            let (mut a, mut b) = (EnvStats::default(), EnvStats::default());
+            for (i, p) in parts.iter().enumerate() {
+                if i < k {
+                    a.merge(p)
+                } else {
+                    b.merge(p)
+                }
+            }
+            b.merge(&a);
+            assert_eq!(b.vector_lengths, want, "groups at {k}");
+        }
+        assert_eq!(
+            parts[4].vector_lengths, None,
+            "a failed answer has no vectors"
+        );
+        assert!(!serde_json::to_string(&parts[1])
+            .unwrap()
+            .contains("vector_lengths"));
+        let one = with(Some(1536), StatusClass::Ok);
+        assert_eq!(one.mixed_lengths(), None);
+        let mut two = one.clone();
+        two.merge(&with(Some(3072), StatusClass::Ok));
+        assert!(two.mixed_lengths().unwrap().contains("from 1536 to 3072"));
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! The defects of an embeddings answer ([`crate::api::embeddings`] reads its vectors).
 
 use super::{Defect, Expectations};
-use crate::api::embeddings::vectors;
+use crate::api::embeddings::{vectors, Vectors};
 
 /// The defect of an embeddings answer against what the request asked: no vectors (`empty`),
 /// vectors of mixed or unreadable lengths, or not of the requested `dimensions`
 /// (`dimension_mismatch`).
 pub(super) fn classify_body(want: &Expectations, body: &[u8]) -> Option<Defect> {
-    let v = vectors(body)?;
+    classify_vectors(want, &vectors(body)?)
+}
+
+/// [`classify_body`] of vectors already read.
+pub(super) fn classify_vectors(want: &Expectations, v: &Vectors) -> Option<Defect> {
     if v.count == 0 {
         return Some(Defect::Empty);
     }

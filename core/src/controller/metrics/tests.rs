@@ -266,6 +266,7 @@ fn outcome(env: Environment, class: StatusClass, fallback: Option<Attempt>) -> O
         usage: None,
         interrupted: false,
         defect: None,
+        vector_length: None,
         client_gone: false,
     }
 }

@@ -96,7 +96,11 @@ fn judge_tick(
     step_cost: &Pair<CostSample>,
 ) -> (Judgement, bool) {
     let mut judgement = judge_window(rollout, window, strata, blue_p95_ms);
-    if let Some(reason) = over_cost(&rollout.health, step_cost) {
+    let mixed = strata.shadow.iter().find_map(|s| s.step_failed.clone());
+    let failed = over_cost(&rollout.health, step_cost)
+        .into_iter()
+        .chain(mixed);
+    for reason in failed {
         judgement.verdict.status = VerdictStatus::Fail;
         judgement.verdict.reasons.insert(0, reason);
         judgement.clearly_fine = false;

@@ -118,6 +118,18 @@ fn held_shadow_tick(
     held: Option<&str>,
     now: u64,
 ) -> Transition {
+    marked_shadow_tick(s, (blue, pairs, green_only), held, None, now)
+}
+
+/// [`shadow_tick`] of `(blue, pairs, green_only)`, with the step's stratum held (`held`) or
+/// failed (`failed`).
+fn marked_shadow_tick(
+    s: &State,
+    (blue, pairs, green_only): (u64, u64, u64),
+    held: Option<&str>,
+    failed: Option<&str>,
+    now: u64,
+) -> Transition {
     let mut window = Pair::<EnvStats>::default();
     window.blue.requests = blue;
     let mut green = EnvStats {
@@ -147,12 +159,27 @@ fn held_shadow_tick(
                 stats,
                 in_step: true,
                 step_held: held.map(str::to_string),
+                step_failed: failed.map(str::to_string),
                 version: None,
             }],
         },
         now,
     )
     .unwrap()
+}
+
+/// A step whose green vectors came in two lengths rolls back at its next tick, however clean
+/// the counts, with the reason first.
+#[test]
+fn a_failed_shadow_step_rolls_back_whatever_the_counts() {
+    let s = shadow_rollout(50);
+    let why = "green's vectors came in lengths from 1536 to 3072: an index holds one length";
+    let t = marked_shadow_tick(&s, (100, 100, 0), None, Some(why), MIN);
+    assert_eq!(t.state.phase(), Phase::RolledBack);
+    let verdict = t.state.rollout().unwrap().verdict.clone().unwrap().verdict;
+    assert_eq!(verdict.reasons[0], why);
+    let clean = shadow_tick(&s, 100, 100, 0, MIN);
+    assert_ne!(clean.state.phase(), Phase::RolledBack);
 }
 
 #[test]
