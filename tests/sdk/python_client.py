@@ -29,4 +29,11 @@ out["retrieved"] = client.responses.retrieve(made.id).id
 follow = client.responses.create(model="gpt-4.1", input="second turn", previous_response_id=made.id)
 out["follow_up"] = {"id": follow.id, "text": follow.output_text}
 
+vectors = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input=["a", "b"])
+out["embeddings"] = {
+    "environment": vectors.headers.get("x-bluegreen-environment"),
+    "route": vectors.headers.get("x-bluegreen-route"),
+    "lengths": [len(d.embedding) for d in vectors.parse().data],
+}
+
 json.dump(out, sys.stdout)
