@@ -155,6 +155,7 @@ test("the default pass-through forwards embeddings, legacy completions and moder
     const r = await raw(url, method, path, { headers: JSON_HEADERS, body: method === "POST" ? "{}" : undefined });
     assertRefused(r, 404, "not_found", `${method} ${path}`);
     assert.match(r.body.error.message, /PASS_THROUGH/, `${method} ${path}`);
+    assert.doesNotMatch(r.body.error.message, /\s{2}/, "one space between words");
   }
   assert.deepEqual(stack.sim.requests(), [], "a path off the allowlist reached the upstream");
 });

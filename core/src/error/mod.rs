@@ -242,8 +242,9 @@ impl ApiError {
             "invalid_request_error",
             "not_found",
             format!(
-                "No route for {method} {path}: besides chat completions this router forwards \
-                 only the calls its PASS_THROUGH setting lists."
+                "No route for {method} {path}: besides the APIs it routes (chat completions, \
+                 responses, embeddings) this router forwards only the calls its PASS_THROUGH \
+                 setting lists."
             ),
         )
     }
