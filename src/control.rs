@@ -176,12 +176,14 @@ pub async fn post_feedback(env: &Env, route: &str, json: &str) -> Result<Respons
 }
 
 /// What became of a stats batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivered {
     /// The controller took it (or knew it already).
     Taken,
     /// The route no longer exists: nobody will ever take it.
     RouteGone,
+    /// A merged batch of which the controller counted these parts before: it counted nothing.
+    Seen(Vec<String>),
 }
 
 /// Posts one stats batch (its JSON) to `route`'s controller.
@@ -190,6 +192,17 @@ pub async fn post_stats(env: &Env, route: &str, json: &str) -> Result<Delivered>
     match resp.status_code() {
         200..=299 => Ok(Delivered::Taken),
         410 => Ok(Delivered::RouteGone),
+        409 => {
+            #[derive(serde::Deserialize)]
+            struct Seen {
+                seen: Vec<String>,
+            }
+            let mut resp = resp;
+            let text = resp.text().await?;
+            let seen: Seen = serde_json::from_str(&text)
+                .map_err(|e| Error::runtime("the controller's answer", e))?;
+            Ok(Delivered::Seen(seen.seen))
+        }
         s => Err(Error::Runtime(format!("the controller answered {s}"))),
     }
 }

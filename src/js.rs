@@ -74,6 +74,10 @@ export async function readBody(body, length, limit, ms) {
 export function headerNames(headers) {
   return Array.from(headers.keys()).join("\n");
 }
+export function queueSend(env, binding, text) {
+  const queue = env[binding];
+  return queue ? queue.send(text, { contentType: "text" }) : null;
+}
 export function transactionSync(storage, body) {
   return storage.transactionSync(() => {
     const error = body();
@@ -106,6 +110,11 @@ extern "C" {
         route: &str,
         body: Option<&str>,
     ) -> Result<js_sys::Promise, JsValue>;
+
+    /// Sends `text` as one message to the queue bound as `binding` in `env`; `None` when no
+    /// queue is bound there.
+    #[wasm_bindgen(js_name = queueSend)]
+    pub fn queue_send(env: &JsValue, binding: &str, text: &str) -> Option<js_sys::Promise>;
 
     /// Aborts a fetch that [`fetch_with_timeout`] started (its body too, once it has headers):
     /// the promise rejects with an `AbortError`.

@@ -26,13 +26,16 @@ mod retry;
 mod routes;
 mod runtime;
 mod settings;
+mod stats_queue;
 mod upstream;
 
 use bluegreen_core::api::responses::StoredCall;
 use bluegreen_core::api::Api;
 use bluegreen_core::error::ApiError;
 use bluegreen_core::request::path;
-use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
+use worker::{
+    event, Context, Env, MessageBatch, Method, Request, Response, ScheduleContext, ScheduledEvent,
+};
 
 use crate::error::Result;
 use crate::runtime::Tag;
@@ -152,4 +155,17 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             }
         }
     }
+}
+
+/// The stats queue's consumer (with a `STATS_QUEUE` binding): merges a delivery's batches per
+/// route and posts each route's to its controller ([`stats_queue`]). Every message is
+/// acknowledged or retried one by one, so the handler itself never fails.
+#[event(queue)]
+async fn queue(
+    delivery: MessageBatch<wasm_bindgen::JsValue>,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<()> {
+    stats_queue::consume(delivery, &env).await;
+    Ok(())
 }

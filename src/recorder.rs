@@ -28,7 +28,7 @@ use worker::{Delay, Env};
 use crate::control::Delivered;
 use crate::error::Result;
 use crate::runtime::{now_ms, random_id};
-use crate::{control, per_route, retry};
+use crate::{control, per_route, retry, stats_queue};
 
 /// Runs `f` on `route`'s outbox, made on first use.
 fn with_outbox<T>(route: &str, f: impl FnOnce(&mut Outbox) -> T) -> T {
@@ -106,13 +106,13 @@ async fn flush(env: Env, route: String) {
         let Some(Claimed { id, requests, json }) = with_outbox(&route, |o| o.claim(now)) else {
             break;
         };
-        let result = post(&env, &route, &json).await;
+        let result = deliver(&env, &route, &json).await;
         with_outbox(&route, |o| match &result {
             Ok(_) => o.ack(&id),
             Err(_) => o.release(&id),
         });
         match result {
-            Ok(Delivered::Taken) => {}
+            Ok(Delivered::Taken | Delivered::Seen(_)) => {}
             Ok(Delivered::RouteGone) => {
                 worker::console_warn!(
                     "stats batch {id} ({requests} requests) dropped: route {route} was deleted"
@@ -126,6 +126,19 @@ async fn flush(env: Env, route: String) {
                 break;
             }
         }
+    }
+}
+
+/// Sends one batch to the stats queue when one is bound (one call; the queue holds it from
+/// then on), else posts it to `route`'s controller.
+async fn deliver(env: &Env, route: &str, json: &str) -> Result<Delivered> {
+    match stats_queue::send(env, route, json).await {
+        Some(Ok(())) => Ok(Delivered::Taken),
+        Some(Err(e)) => {
+            worker::console_warn!("stats queue: send failed, posting instead: {e}");
+            post(env, route, json).await
+        }
+        None => post(env, route, json).await,
     }
 }
 

@@ -24,7 +24,10 @@ export function compatibilityDate() {
  * parses every URL with `new URL()`, so that `%2e%2e` segments and backslashes are gone before
  * the router sees them); workerd passes the request line's path on as it came.
  */
-export async function startRouter(vars = {}, { persistTo, withoutKv = false, direct = false } = {}) {
+/** The stats queue as `wrangler.toml`'s `queue` environment binds it, for `{ queue: true }`. */
+export const STATS_QUEUE = "bluegreen-stats";
+
+export async function startRouter(vars = {}, { persistTo, withoutKv = false, direct = false, queue = false } = {}) {
   if (!fs.existsSync(path.join(ROOT, "build/index.js"))) {
     throw new Error("build/index.js is missing: run `bash scripts/build.sh` first");
   }
@@ -46,6 +49,16 @@ export async function startRouter(vars = {}, { persistTo, withoutKv = false, dir
       ? { kvPersist: path.join(persistTo, "kv"), durableObjectsPersist: path.join(persistTo, "do") }
       : {}),
     bindings: vars,
+    // `queue`: stats go through a queue the Worker itself consumes (`queue` may override the
+    // consumer's settings, e.g. { maxRetries: 0 }).
+    ...(queue
+      ? {
+          queueProducers: { STATS_QUEUE: STATS_QUEUE },
+          queueConsumers: {
+            [STATS_QUEUE]: { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10, retryDelay: 0, deadLetterQueue: `${STATS_QUEUE}-dlq`, ...(queue === true ? {} : queue) },
+          },
+        }
+      : {}),
     ...(direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
     host: "127.0.0.1",
     port: 0,

@@ -33,6 +33,37 @@ test("wrangler deploy --dry-run accepts the config and the bundle", async () => 
   fs.rmSync(outdir, { recursive: true, force: true });
 });
 
+test("the `queue` environment is the same Worker with the same settings, plus the stats queue", async () => {
+  const { unstable_readConfig } = await import("wrangler");
+  const top = unstable_readConfig({ config: path.join(ROOT, "wrangler.toml") });
+  const queue = unstable_readConfig({ config: path.join(ROOT, "wrangler.toml"), env: "queue" });
+  // Environments inherit no bindings and no vars: each is repeated, and must not drift.
+  assert.equal(queue.name, top.name, "the same Worker, so the same Durable Objects");
+  assert.deepEqual(queue.vars, top.vars);
+  assert.deepEqual(queue.kv_namespaces, top.kv_namespaces);
+  assert.deepEqual(queue.durable_objects, top.durable_objects);
+  assert.deepEqual(queue.triggers, top.triggers);
+  assert.deepEqual(queue.migrations, top.migrations);
+  assert.deepEqual(queue.queues.producers, [{ binding: "STATS_QUEUE", queue: "bluegreen-stats" }]);
+  const [consumer] = queue.queues.consumers;
+  assert.equal(consumer.queue, "bluegreen-stats");
+  assert.equal(consumer.dead_letter_queue, "bluegreen-stats-dlq");
+  assert.ok(consumer.max_batch_size <= 100 && consumer.max_retries > 0, JSON.stringify(consumer));
+  assert.deepEqual(top.queues.producers ?? [], [], "no queue without the environment");
+
+  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), "bg-dry-run-queue-"));
+  const { stdout, stderr } = await promisify(execFile)(WRANGLER, ["deploy", "--dry-run", "--env", "queue", "--outdir", outdir], {
+    cwd: ROOT,
+    env: ENV,
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: 300_000,
+  });
+  const out = stdout + stderr;
+  assert.match(out, /--dry-run: exiting now/);
+  assert.match(out, /env\.STATS_QUEUE/);
+  fs.rmSync(outdir, { recursive: true, force: true });
+});
+
 async function freePort() {
   return new Promise((resolve) => {
     const s = net.createServer().listen(0, "127.0.0.1", () => {

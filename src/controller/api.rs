@@ -15,6 +15,7 @@ use bluegreen_core::verdict::health::VerdictStatus;
 use serde::Serialize;
 use worker::{Request, Response};
 
+use super::store::Intake;
 use super::RolloutController;
 use crate::error::Result;
 use crate::runtime::now_ms;
@@ -34,7 +35,9 @@ struct Ticked<'a> {
 }
 
 impl RolloutController {
-    /// `POST /internal/stats`: adds a batch to every window and its minutes, once.
+    /// `POST /internal/stats`: adds a batch to every window and its minutes, once. A batch
+    /// merged by the queue's consumer counts once per batch it holds; when some of them were
+    /// counted before, nothing is, and the answer (409) names them.
     pub(super) async fn ingest(&self, req: &mut Request) -> Result<Response> {
         let text = req.text().await?;
         let batch: Batch =
@@ -50,10 +53,20 @@ impl RolloutController {
             scopes
         });
         let now = now_ms();
-        if !self.store.ingest(&batch, &scopes, now)? {
-            return Ok(http::json(200, &serde_json::json!({"duplicate": true}))?);
+        match self.store.ingest(&batch, &scopes, now)? {
+            Intake::Counted => {}
+            Intake::Duplicate => {
+                return Ok(http::json(200, &serde_json::json!({"duplicate": true}))?)
+            }
+            // The consumer acknowledges those and merges the others again.
+            Intake::Seen(ids) => return Ok(http::json(409, &serde_json::json!({"seen": ids}))?),
         }
-        self.with_mem(|m| m.scopes = scopes);
+        self.with_mem(|m| {
+            m.scopes = scopes;
+            if let Some(sent) = batch.sent_ms {
+                m.queue_lag_ms = Some(now.saturating_sub(sent));
+            }
+        });
         // Old batch ids, minutes and events go whether or not the cron runs.
         self.prune_if_due(now)?;
         Ok(http::json(

@@ -66,6 +66,8 @@ struct Memory {
     pruned_at_ms: u64,
     /// When the last tick ran; `None` before the first.
     last_tick_ms: Option<u64>,
+    /// At the last intake of a batch merged from the stats queue: the age of its oldest part.
+    queue_lag_ms: Option<u64>,
 }
 
 impl Memory {
@@ -322,6 +324,10 @@ impl RolloutController {
             status
         });
         status.route = self.route_name();
+        if crate::stats_queue::bound(&self.env) {
+            status.stats_transport = "queue";
+        }
+        status.stats_queue_lag_ms = self.with_mem(|m| m.queue_lag_ms);
         // The log's newest entry; a status is still a status when it cannot be read.
         status.last_event = self
             .store

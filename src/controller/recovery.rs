@@ -78,6 +78,7 @@ impl RolloutController {
             problem,
             pruned_at_ms: 0,
             last_tick_ms: loaded.last_tick_ms,
+            queue_lag_ms: None,
         })
     }
 

@@ -101,6 +101,17 @@ pub struct Store {
     storage: worker::Storage,
 }
 
+/// What became of a stats batch at the controller ([`Store::ingest`]).
+#[derive(Debug, PartialEq)]
+pub enum Intake {
+    /// Counted now.
+    Counted,
+    /// Every batch it holds was counted before: nothing changed.
+    Duplicate,
+    /// Some of the batches it holds were counted before (these): nothing changed.
+    Seen(Vec<String>),
+}
+
 fn sql_err(e: worker::Error) -> Error {
     Error::runtime("controller storage", e)
 }
@@ -314,27 +325,46 @@ impl Store {
         self.meta_put("last_tick_ms", at_ms.to_string())
     }
 
-    /// Adds a batch to its minutes and stores the windows that include it, with the batch id,
-    /// all at once. `false` when the batch id was seen before: nothing changes then.
-    pub fn ingest(&self, batch: &Batch, scopes: &Scopes, now_ms: u64) -> Result<bool> {
+    /// Counts a batch once: an isolate's by its id, a queue's merged batch by the ids of every
+    /// batch it holds (`parts`), with its minutes and the windows that include it, at once.
+    /// Nothing changes when any of those ids was counted before: `Duplicate` when all were,
+    /// else `Seen` with those that were, so that the consumer merges the others again.
+    pub fn ingest(&self, batch: &Batch, scopes: &Scopes, now_ms: u64) -> Result<Intake> {
+        let ids: Vec<&str> = match batch.parts.is_empty() {
+            true => vec![batch.id.as_str()],
+            false => batch.parts.iter().map(String::as_str).collect(),
+        };
         let scopes = to_json(scopes)?;
         self.atomically(|| {
-            let inserted = self
-                .sql()
-                .exec(
-                    "INSERT OR IGNORE INTO batches (id, at_ms) VALUES (?, ?)",
-                    vec![batch.id.as_str().into(), int(now_ms)],
-                )
-                .map_err(sql_err)?
-                .rows_written();
-            if inserted == 0 {
-                return Ok(false);
+            let mut seen = Vec::new();
+            for id in &ids {
+                let rows: Vec<TextRow> = self.query(
+                    "SELECT id AS v FROM batches WHERE id = ?",
+                    vec![(*id).into()],
+                )?;
+                if !rows.is_empty() {
+                    seen.push(id.to_string());
+                }
+            }
+            if seen.len() == ids.len() {
+                return Ok(Intake::Duplicate);
+            }
+            if !seen.is_empty() {
+                return Ok(Intake::Seen(seen));
+            }
+            for id in &ids {
+                self.sql()
+                    .exec(
+                        "INSERT INTO batches (id, at_ms) VALUES (?, ?)",
+                        vec![(*id).into(), int(now_ms)],
+                    )
+                    .map_err(sql_err)?;
             }
             for entry in &batch.entries {
                 self.add_entry_to_minute(entry)?;
             }
             self.meta_put("scopes", scopes)?;
-            Ok(true)
+            Ok(Intake::Counted)
         })
     }
 

@@ -101,6 +101,12 @@ pub struct Status {
     /// Why the stored rollout state could not be read, while it cannot (`null` otherwise):
     /// nothing is judged or changed until `POST /admin/recover`. Set by the controller.
     pub storage_problem: Option<String>,
+    /// How isolates' stats batches reach the controller: `queue` (a `STATS_QUEUE` binding)
+    /// or `direct`. Set by the controller.
+    pub stats_transport: &'static str,
+    /// Through the queue: at the controller's last intake of a merged batch, how long ago its
+    /// oldest batch left its isolate (ms); `null` before any. Set by the controller.
+    pub stats_queue_lag_ms: Option<u64>,
     pub rollout: Option<RolloutView>,
     /// The current step, while progressing or paused.
     pub step: Option<StepView>,
@@ -157,6 +163,8 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
         routing_version: split.version,
         routing_synced,
         storage_problem: None,
+        stats_transport: "direct",
+        stats_queue_lag_ms: None,
         rollout: rollout.map(|r| RolloutView {
             id: r.id,
             green_model: r.green_model.clone(),

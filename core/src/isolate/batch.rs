@@ -24,6 +24,14 @@ pub struct Batch {
     /// of versions before shadow steps; a controller of such a version ignores it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shadow: Vec<ShadowEntry>,
+    /// A batch merged from a queue's messages ([`super::queued`]): the ids of the isolates'
+    /// batches it holds, each counted once by the controller. Empty for an isolate's own batch,
+    /// which counts once by its `id`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
+    /// A merged batch's oldest part: when its isolate sent it (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_ms: Option<u64>,
 }
 
 impl Batch {
@@ -72,6 +80,13 @@ impl Accumulator {
             entry.forced,
         );
         self.slot(key).merge(&entry.stats);
+    }
+
+    /// Adds a shadow entry made elsewhere (another batch's), merged by addition under its
+    /// minute and routing version.
+    pub fn add_shadow_entry(&mut self, entry: &ShadowEntry) {
+        let key = (entry.minute, entry.version);
+        self.shadow.entry(key).or_default().merge(&entry.stats);
     }
 
     /// The stats kept under `key`, new when there are none yet (one place for both kinds of
@@ -124,6 +139,8 @@ impl Accumulator {
             id,
             entries,
             shadow,
+            parts: Vec::new(),
+            sent_ms: None,
         }
     }
 }

@@ -1,0 +1,90 @@
+// Stats through Cloudflare Queues, end to end in local workerd (Miniflare's queue broker):
+// with a STATS_QUEUE binding an isolate sends each batch as one message, and the same Worker's
+// consumer merges a delivery per route and posts one batch per route to its controller. Every
+// request counts once, whatever the queue delivers twice.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { startStack, pool, chat, eventually, CHAT } from "./harness.mjs";
+
+const TOKEN = "queue-admin-token";
+const VARS = { ADMIN_TOKEN: TOKEN, ROUTING_CACHE_SECONDS: "0", BLUE_MODEL: "blue-m", GREEN_MODEL: "green-m" };
+
+/** The default route's rollout-wide request count (blue + green), and its forced ones. */
+async function counted(r) {
+  const s = await r.status();
+  const routed = s.stats.rollout.blue.requests + s.stats.rollout.green.requests;
+  return { s, routed };
+}
+
+/** Waits until the controller counted `n` requests (null when it does not within `ms`). */
+function countedReaches(r, n, ms = 10_000) {
+  return eventually(async () => {
+    const c = await counted(r);
+    return c.routed >= n ? c : null;
+  }, ms);
+}
+
+test("with a queue bound, every request counts once through it and the status says so", async (t) => {
+  const stack = await startStack(VARS, {}, { queue: true });
+  t.after(() => stack.close());
+  const r = stack.router;
+  const before = await r.status();
+  assert.equal(before.stats_transport, "queue");
+  assert.equal(before.stats_queue_lag_ms, null);
+  const n = 120;
+  const results = await pool(n, 8, () => chat(r.url, CHAT));
+  results.forEach((res) => assert.equal(res.status, 200));
+  const c = await countedReaches(r, n);
+  assert.ok(c, "every request counted through the queue");
+  assert.equal(c.routed, n, "each once");
+  assert.equal(typeof c.s.stats_queue_lag_ms, "number");
+  assert.ok(c.s.stats_queue_lag_ms >= 0 && c.s.stats_queue_lag_ms < 60_000, String(c.s.stats_queue_lag_ms));
+  // Nothing was posted straight to the controller: the isolate logged no delivery failure.
+  assert.ok(!r.logs.some((l) => /not delivered|posting instead/.test(l.message)), JSON.stringify(r.logs.filter((l) => l.level !== "log").slice(0, 3)));
+});
+
+test("without a queue, stats go straight to the controller, as before", async (t) => {
+  const stack = await startStack(VARS);
+  t.after(() => stack.close());
+  const r = stack.router;
+  assert.equal((await r.status()).stats_transport, "direct");
+  await pool(30, 6, () => chat(r.url, CHAT));
+  const c = await countedReaches(r, 30);
+  assert.ok(c && c.routed === 30);
+  assert.equal(c.s.stats_queue_lag_ms, null);
+});
+
+test("the same message delivered twice counts once, alone or merged with others", async (t) => {
+  const stack = await startStack(VARS, {}, { queue: true });
+  t.after(() => stack.close());
+  const r = stack.router;
+  const queue = await r.mf.getQueueProducer("STATS_QUEUE");
+  const minute = Math.floor(Date.now() / 60_000);
+  const status = await r.status();
+  const version = status.routing_version;
+  const message = (id, requests) =>
+    JSON.stringify({
+      route: "default",
+      sent_ms: Date.now(),
+      batch: {
+        id,
+        entries: [{ minute, env: "blue", version, stats: { requests } }],
+      },
+    });
+  // One message, then the same again alone: 5 once.
+  await queue.send(message("dup-1", 5), { contentType: "text" });
+  assert.ok(await countedReaches(r, 5), "the first delivery counted");
+  await queue.send(message("dup-1", 5), { contentType: "text" });
+  // Then the same again in one delivery with a new one: the new one counts, the old one not.
+  await queue.sendBatch([
+    { body: message("dup-1", 5), contentType: "text" },
+    { body: message("new-1", 3), contentType: "text" },
+  ]);
+  const c = await countedReaches(r, 8);
+  assert.ok(c, "the new message counted");
+  await new Promise((res) => setTimeout(res, 1500));
+  assert.equal((await counted(r)).routed, 8, "5 + 3, the duplicate never");
+  // An unreadable message is dropped with a log line, not retried for ever.
+  await queue.send("{not json", { contentType: "text" });
+  assert.ok(await eventually(() => r.logs.some((l) => /stats queue: message .* dropped, unreadable/.test(l.message)), 5000));
+});
