@@ -14,15 +14,20 @@ import { startSimulator } from "../sim/upstream.mjs";
 const WRANGLER = path.join(ROOT, "node_modules/.bin/wrangler");
 const ENV = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" };
 
-test("wrangler deploy --dry-run accepts the config and the bundle", async () => {
+/** `wrangler deploy --dry-run` with `args`, into a new directory; returns { out, outdir }. */
+async function dryRun(args) {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), "bg-dry-run-"));
-  const { stdout, stderr } = await promisify(execFile)(WRANGLER, ["deploy", "--dry-run", "--outdir", outdir], {
+  const { stdout, stderr } = await promisify(execFile)(WRANGLER, ["deploy", "--dry-run", "--outdir", outdir, ...args], {
     cwd: ROOT,
     env: ENV,
     maxBuffer: 64 * 1024 * 1024,
     timeout: 300_000,
   });
-  const out = stdout + stderr;
+  return { out: stdout + stderr, outdir };
+}
+
+test("wrangler deploy --dry-run accepts the config and the bundle", async () => {
+  const { out, outdir } = await dryRun([]);
   assert.match(out, /--dry-run: exiting now/);
   assert.match(out, /env\.ROUTER_KV/);
   assert.match(out, /env\.ROLLOUT \(RolloutController\)/);
@@ -51,14 +56,7 @@ test("the `queue` environment is the same Worker with the same settings, plus th
   assert.ok(consumer.max_batch_size <= 100 && consumer.max_retries > 0, JSON.stringify(consumer));
   assert.deepEqual(top.queues.producers ?? [], [], "no queue without the environment");
 
-  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), "bg-dry-run-queue-"));
-  const { stdout, stderr } = await promisify(execFile)(WRANGLER, ["deploy", "--dry-run", "--env", "queue", "--outdir", outdir], {
-    cwd: ROOT,
-    env: ENV,
-    maxBuffer: 64 * 1024 * 1024,
-    timeout: 300_000,
-  });
-  const out = stdout + stderr;
+  const { out, outdir } = await dryRun(["--env", "queue"]);
   assert.match(out, /--dry-run: exiting now/);
   assert.match(out, /env\.STATS_QUEUE/);
   fs.rmSync(outdir, { recursive: true, force: true });
