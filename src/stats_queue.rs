@@ -27,10 +27,16 @@ pub const BINDING: &str = "STATS_QUEUE";
 /// another consumer to deliver the same messages in between.
 const ROUNDS: usize = 3;
 
-/// Whether this Worker has the stats queue bound.
-pub fn bound(env: &Env) -> bool {
-    js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(BINDING))
-        .is_ok_and(|q| !q.is_undefined() && !q.is_null())
+/// How isolates' stats reach the controllers here: `queue` when this Worker has the stats queue
+/// bound, else `direct`.
+pub fn transport(env: &Env) -> &'static str {
+    let bound = js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(BINDING))
+        .is_ok_and(|q| !q.is_undefined() && !q.is_null());
+    if bound {
+        "queue"
+    } else {
+        "direct"
+    }
 }
 
 /// Sends `route`'s batch (`json`) as one message; `None` when no queue is bound or the batch is

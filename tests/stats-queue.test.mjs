@@ -7,7 +7,15 @@ import assert from "node:assert/strict";
 import { startStack, pool, chat, eventually, CHAT } from "./harness.mjs";
 
 const TOKEN = "queue-admin-token";
-const VARS = { ADMIN_TOKEN: TOKEN, ROUTING_CACHE_SECONDS: "0", BLUE_MODEL: "blue-m", GREEN_MODEL: "green-m" };
+const SCRAPE = "queue-metrics-token";
+const VARS = { ADMIN_TOKEN: TOKEN, METRICS_TOKEN: SCRAPE, ROUTING_CACHE_SECONDS: "0", BLUE_MODEL: "blue-m", GREEN_MODEL: "green-m" };
+
+/** The router's /metrics text. */
+async function scrape(r) {
+  const res = await fetch(`${r.url}/metrics`, { headers: { authorization: `Bearer ${SCRAPE}` } });
+  assert.equal(res.status, 200);
+  return res.text();
+}
 
 /** The default route's rollout-wide request count (blue + green), and its forced ones. */
 async function counted(r) {
@@ -39,6 +47,10 @@ test("with a queue bound, every request counts once through it and the status sa
   assert.equal(c.routed, n, "each once");
   assert.equal(typeof c.s.stats_queue_lag_ms, "number");
   assert.ok(c.s.stats_queue_lag_ms >= 0 && c.s.stats_queue_lag_ms < 60_000, String(c.s.stats_queue_lag_ms));
+  const text = await scrape(r);
+  assert.match(text, /^bluegreen_stats_transport\{route="default",transport="queue"\} 1$/m);
+  assert.match(text, /^bluegreen_stats_transport\{route="default",transport="direct"\} 0$/m);
+  assert.match(text, /^bluegreen_stats_queue_lag_seconds\{route="default"\} \d+(\.\d+)?$/m);
   // Nothing was posted straight to the controller: the isolate logged no delivery failure.
   assert.ok(!r.logs.some((l) => /not delivered|posting instead/.test(l.message)), JSON.stringify(r.logs.filter((l) => l.level !== "log").slice(0, 3)));
 });
@@ -52,6 +64,9 @@ test("without a queue, stats go straight to the controller, as before", async (t
   const c = await countedReaches(r, 30);
   assert.ok(c && c.routed === 30);
   assert.equal(c.s.stats_queue_lag_ms, null);
+  const text = await scrape(r);
+  assert.match(text, /^bluegreen_stats_transport\{route="default",transport="direct"\} 1$/m);
+  assert.doesNotMatch(text, /^bluegreen_stats_queue_lag_seconds\{/m);
 });
 
 test("the same message delivered twice counts once, alone or merged with others", async (t) => {

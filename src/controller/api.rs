@@ -165,9 +165,12 @@ impl RolloutController {
     /// no tick or stats post for longer than that.
     pub(super) fn metrics(&self) -> Response {
         let route = self.route_name();
+        let transport = crate::stats_queue::transport(&self.env);
         let text = self.with_mem(|m| {
             let snap = Snapshot {
                 route: &route,
+                stats_transport: transport,
+                stats_queue_lag_ms: m.queue_lag_ms,
                 ..Snapshot::of(
                     &m.state,
                     &m.scopes,

@@ -324,9 +324,7 @@ impl RolloutController {
             status
         });
         status.route = self.route_name();
-        if crate::stats_queue::bound(&self.env) {
-            status.stats_transport = "queue";
-        }
+        status.stats_transport = crate::stats_queue::transport(&self.env);
         status.stats_queue_lag_ms = self.with_mem(|m| m.queue_lag_ms);
         // The log's newest entry; a status is still a status when it cannot be read.
         status.last_event = self

@@ -83,6 +83,12 @@ pub struct Snapshot<'a> {
     pub storage_problem: bool,
     /// When the last tick ran, unix milliseconds; `None` before the first.
     pub last_tick_ms: Option<u64>,
+    /// How isolates' stats reach the controller (`direct`, or `queue` with a stats queue
+    /// bound), as in the status.
+    pub stats_transport: &'a str,
+    /// Through the queue: the age of the oldest batch at the last intake (the status's
+    /// `stats_queue_lag_ms`).
+    pub stats_queue_lag_ms: Option<u64>,
 }
 
 impl<'a> Snapshot<'a> {
@@ -135,6 +141,8 @@ impl<'a> Snapshot<'a> {
             routing_synced,
             storage_problem,
             last_tick_ms,
+            stats_transport: "direct",
+            stats_queue_lag_ms: None,
         }
     }
 }
@@ -602,6 +610,23 @@ fn controller_gauges(t: &mut Text, snap: &Snapshot) {
     );
     let last_tick = snap.last_tick_ms.unwrap_or(0) as f64 / 1000.0;
     t.sample("", &[], Value::Real(last_tick));
+    t.family(
+        "bluegreen_stats_transport",
+        "gauge",
+        "How isolates' stats batches reach the controller: 1 for the transport in use (direct, or queue with a STATS_QUEUE binding).",
+    );
+    for transport in ["direct", "queue"] {
+        let used = u64::from(snap.stats_transport == transport);
+        t.sample("", &[("transport", transport)], Value::Count(used));
+    }
+    t.family(
+        "bluegreen_stats_queue_lag_seconds",
+        "gauge",
+        "Through the stats queue: at the controller's last intake, how long ago the oldest batch it took left its isolate; absent before any.",
+    );
+    if let Some(ms) = snap.stats_queue_lag_ms {
+        t.sample("", &[], Value::Real(ms as f64 / 1000.0));
+    }
 }
 
 #[cfg(test)]

@@ -168,6 +168,12 @@ bluegreen_storage_problem{route="default"} 0
 # HELP bluegreen_last_tick_timestamp_seconds When the controller last ticked, in unix seconds; 0 before its first tick.
 # TYPE bluegreen_last_tick_timestamp_seconds gauge
 bluegreen_last_tick_timestamp_seconds{route="default"} 0
+# HELP bluegreen_stats_transport How isolates' stats batches reach the controller: 1 for the transport in use (direct, or queue with a STATS_QUEUE binding).
+# TYPE bluegreen_stats_transport gauge
+bluegreen_stats_transport{route="default",transport="direct"} 1
+bluegreen_stats_transport{route="default",transport="queue"} 0
+# HELP bluegreen_stats_queue_lag_seconds Through the stats queue: at the controller's last intake, how long ago the oldest batch it took left its isolate; absent before any.
+# TYPE bluegreen_stats_queue_lag_seconds gauge
 "#;
     if text != want {
         for (got, want) in text.lines().zip(want.lines()) {
