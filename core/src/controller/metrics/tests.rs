@@ -621,3 +621,18 @@ fn routes_merge_into_one_text_with_each_family_once() {
     // A route's own text merges into itself unchanged.
     assert_eq!(merge([one.as_str()]), one);
 }
+
+/// Through a queue, the transport says so and the lag is a sample in seconds.
+#[test]
+fn the_stats_queue_shows_its_transport_and_lag() {
+    let mut snap = idle(&[]);
+    snap.stats_transport = "queue";
+    snap.stats_queue_lag_ms = Some(2_500);
+    let text = render(&snap);
+    assert!(text.contains("bluegreen_stats_transport{route=\"default\",transport=\"queue\"} 1\n"));
+    assert!(text.contains("bluegreen_stats_transport{route=\"default\",transport=\"direct\"} 0\n"));
+    assert!(
+        text.contains("bluegreen_stats_queue_lag_seconds{route=\"default\"} 2.5\n"),
+        "{text}"
+    );
+}
