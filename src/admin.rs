@@ -14,6 +14,7 @@ use bluegreen_core::request::path::split_url;
 use bluegreen_core::route::access::{admin_access, Access};
 use bluegreen_core::route::name::{admin_target, AdminTarget};
 use bluegreen_core::route::registry::RouteDef;
+use bluegreen_core::util::json;
 use serde::Serialize;
 use worker::{Env, Method, Request, Response};
 
@@ -137,7 +138,7 @@ async fn list(env: &Env, access: Access<'_>) -> Result<Response> {
         .zip(statuses)
         .map(|(def, status)| {
             let status = status.and_then(|text| {
-                serde_json::from_str::<serde_json::Value>(&text)
+                json::parse::<serde_json::Value>(&text)
                     .map_err(|e| Error::runtime("a route's status", e))
             });
             Listed {

@@ -11,6 +11,7 @@ use bluegreen_core::isolate::batch::Batch;
 use bluegreen_core::isolate::feedback::{self, Feedback};
 use bluegreen_core::request::path::{query_param, split_url};
 use bluegreen_core::route::registry::RouteKind;
+use bluegreen_core::util::json;
 use bluegreen_core::verdict::health::VerdictStatus;
 use serde::Serialize;
 use worker::{Request, Response};
@@ -38,7 +39,7 @@ impl RolloutController {
     pub(super) async fn ingest(&self, req: &mut Request) -> Result<Response> {
         let text = req.text().await?;
         let batch: Batch =
-            serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+            json::parse(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
         let scopes = self.with_mem(|m| {
             let mut scopes = m.scopes.clone();
             for entry in &batch.entries {
@@ -69,7 +70,7 @@ impl RolloutController {
     pub(super) async fn feedback(&self, req: &mut Request) -> Result<Response> {
         let text = req.text().await?;
         let feedback: Feedback =
-            serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+            json::parse(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
         let now = now_ms();
         let admitted = self.score_intake.borrow_mut().take(
             now,
