@@ -199,7 +199,7 @@ pub async fn post_stats(env: &Env, route: &str, json: &str) -> Result<Delivered>
             }
             let mut resp = resp;
             let text = resp.text().await?;
-            let seen: Seen = serde_json::from_str(&text)
+            let seen: Seen = bluegreen_core::util::json::parse(&text)
                 .map_err(|e| Error::runtime("the controller's answer", e))?;
             Ok(Delivered::Seen(seen.seen))
         }

@@ -71,6 +71,9 @@ export async function readBody(body, length, limit, ms) {
     clearTimeout(timer);
   }
 }
+export function fetchAsset(env, binding, url) {
+  return env[binding].fetch(url);
+}
 export function headerNames(headers) {
   return Array.from(headers.keys()).join("\n");
 }
@@ -115,6 +118,12 @@ extern "C" {
     /// queue is bound there.
     #[wasm_bindgen(js_name = queueSend)]
     pub fn queue_send(env: &JsValue, binding: &str, text: &str) -> Option<js_sys::Promise>;
+
+    /// `GET url` from the static assets bound as `binding` in `env` (no request headers, so
+    /// never a conditional or partial answer); throws (an `Err`) when the binding is missing.
+    #[wasm_bindgen(catch, js_name = fetchAsset)]
+    pub fn fetch_asset(env: &JsValue, binding: &str, url: &str)
+        -> Result<js_sys::Promise, JsValue>;
 
     /// Aborts a fetch that [`fetch_with_timeout`] started (its body too, once it has headers):
     /// the promise rejects with an `AbortError`.

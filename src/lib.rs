@@ -101,7 +101,7 @@ async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
         },
         "/dashboard" => match method {
-            Method::Get | Method::Head => dashboard::page(),
+            Method::Get | Method::Head => dashboard::page(env).await,
             _ => Err(ApiError::method_not_allowed(method.as_ref(), path, "GET").into()),
         },
         "/metrics" => match method {

@@ -19,6 +19,7 @@ use std::cell::{Cell, RefCell};
 
 use bluegreen_core::error::ApiError;
 use bluegreen_core::route::registry::{Registry, RegistryError, RouteDef, REGISTRY_KEY};
+use bluegreen_core::util::json;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response};
 
 use crate::control::{self, REGISTRY_PATH, ROUTE_PATH};
@@ -78,8 +79,8 @@ impl RouteRegistry {
             }
             (Method::Put, Some(name)) => {
                 let text = req.text().await?;
-                let def: RouteDef = serde_json::from_str(&text)
-                    .map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+                let def: RouteDef =
+                    json::parse(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
                 if def.name != name {
                     return Err(ApiError::internal("a definition sent to another name").into());
                 }

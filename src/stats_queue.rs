@@ -11,6 +11,7 @@
 //! again. Which messages merge, and how, the core decides ([`bluegreen_core::isolate::queued`]).
 
 use bluegreen_core::isolate::queued::{envelope, merge, Merged, Queued};
+use bluegreen_core::util::json;
 use wasm_bindgen::JsValue;
 use worker::{Env, MessageBatch, MessageExt, RawMessage};
 
@@ -59,7 +60,7 @@ pub async fn consume(delivery: MessageBatch<JsValue>, env: &Env) {
     let mut read: Vec<(usize, Queued)> = Vec::with_capacity(raw.len());
     for (i, message) in raw.iter().enumerate() {
         let text = message.body().as_string();
-        match text.as_deref().map(serde_json::from_str::<Queued>) {
+        match text.as_deref().map(json::parse::<Queued>) {
             Some(Ok(queued)) => read.push((i, queued)),
             Some(Err(e)) => {
                 worker::console_error!(

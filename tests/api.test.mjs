@@ -1,7 +1,9 @@
 // The API surface: bad input, unknown paths and methods, /v1/* pass-through, and auth modes.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startStack, chat, CHAT } from "./harness.mjs";
+import fs from "node:fs";
+import path from "node:path";
+import { ROOT, startStack, chat, CHAT } from "./harness.mjs";
 
 let stack;
 let url;
@@ -82,6 +84,37 @@ test("unknown paths get 404 and wrong methods 405, as JSON", async () => {
     const res = await fetch(`${url}${path}`, { method });
     const text = await res.text();
     assertOpenAIError({ status: res.status, headers: res.headers, body: JSON.parse(text), text }, 405, { code: "method_not_allowed" });
+  }
+});
+
+test("the dashboard comes from the static assets with the Worker's security headers, on the Worker's route: GET and HEAD, a trailing slash, 405 otherwise", async () => {
+  const expected = {
+    "content-type": "text/html; charset=utf-8",
+    "cache-control": "no-store",
+    "content-security-policy":
+      "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; " +
+      "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+  };
+  const page = fs.readFileSync(path.join(ROOT, "assets/dashboard.html"), "utf8");
+  for (const [method, route] of [["GET", "/dashboard"], ["HEAD", "/dashboard"], ["GET", "/dashboard/"], ["GET", "/dashboard?x=1"]]) {
+    const res = await fetch(`${url}${route}`, { method });
+    assert.equal(res.status, 200, `${method} ${route}`);
+    for (const [name, value] of Object.entries(expected)) assert.equal(res.headers.get(name), value, `${method} ${route}: ${name}`);
+    // Only the file's bytes come from the assets, none of their caching headers.
+    assert.equal(res.headers.get("etag"), null, `${method} ${route}: etag`);
+    assert.equal(await res.text(), method === "HEAD" ? "" : page, `${method} ${route}`);
+  }
+  // The Worker runs first: the assets answer nothing by their own paths.
+  for (const [method, route, status, code] of [
+    ["POST", "/dashboard", 405, "method_not_allowed"],
+    ["GET", "/dashboard.html", 404, "not_found"],
+    ["GET", "/assets/dashboard.html", 404, "not_found"],
+  ]) {
+    const res = await fetch(`${url}${route}`, { method });
+    const text = await res.text();
+    assertOpenAIError({ status: res.status, headers: res.headers, body: JSON.parse(text), text }, status, { code });
   }
 });
 

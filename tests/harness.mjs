@@ -16,6 +16,27 @@ export function compatibilityDate() {
 }
 
 /**
+ * wrangler.toml's `[assets]` as Miniflare's `assets` option (as `wrangler dev` makes it), so
+ * tests serve the dashboard the way the deploy does: from the static assets, through the
+ * Worker's binding, the Worker running first for every request (`run_worker_first`).
+ */
+export function assetsOptions() {
+  const toml = fs.readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
+  const section = toml.match(/^\[assets\]\n((?:(?!\[).*\n)*)/m)?.[1];
+  if (section === undefined) return undefined;
+  const value = (key) => {
+    const raw = section.match(new RegExp(`^${key}\\s*=\\s*(.+?)\\s*$`, "m"))?.[1];
+    return raw === undefined ? undefined : JSON.parse(raw);
+  };
+  return {
+    directory: path.join(ROOT, value("directory")),
+    binding: value("binding"),
+    routerConfig: { has_user_worker: true, invoke_user_worker_ahead_of_assets: value("run_worker_first") === true },
+    assetConfig: { html_handling: value("html_handling"), not_found_handling: value("not_found_handling") },
+  };
+}
+
+/**
  * Starts the router with `vars` (strings; secrets are vars locally too). Returns
  * { url, mf, kv, logs, outcomes(), tick(), admin(), status(), events(), close() }. `logs` collects the worker's
  * console lines. With `persistTo`, KV and the Durable Object live in that directory, so a
@@ -41,6 +62,7 @@ export async function startRouter(vars = {}, { persistTo, withoutKv = false, dir
     compatibilityDate: compatibilityDate(),
     // `withoutKv`: no KV binding at all, so that every KV read and write fails.
     kvNamespaces: withoutKv ? [] : ["ROUTER_KV"],
+    assets: assetsOptions(),
     durableObjects: {
       ROLLOUT: { className: "RolloutController", useSQLite: true },
       ROUTE_REGISTRY: { className: "RouteRegistry", useSQLite: true },

@@ -32,6 +32,7 @@ test("wrangler deploy --dry-run accepts the config and the bundle", async () => 
   assert.match(out, /env\.ROUTER_KV/);
   assert.match(out, /env\.ROLLOUT \(RolloutController\)/);
   assert.match(out, /UPSTREAM_BASE_URL/);
+  assert.match(out, /env\.ASSETS\s+Assets/, "the dashboard's static assets are bound");
   const files = fs.readdirSync(outdir);
   assert.ok(files.includes("index.js"), files.join(","));
   assert.ok(files.some((f) => f.endsWith(".wasm")), files.join(","));
@@ -105,6 +106,13 @@ test("a plain `wrangler dev` builds and serves the router, settings given with -
   assert.equal(r.headers.get("x-bluegreen-environment"), "green");
   assert.equal(r.headers.get("x-bluegreen-model"), "candidate-x");
   assert.match(r.body.choices[0].message.content, /Hello from candidate-x/);
+  // The dashboard comes from wrangler.toml's [assets], with the Worker's security headers.
+  const dashboard = await fetch(`${url}/dashboard`);
+  assert.equal(dashboard.status, 200);
+  assert.match(dashboard.headers.get("content-type"), /^text\/html; charset=utf-8$/);
+  assert.match(dashboard.headers.get("content-security-policy"), /^default-src 'none';.*frame-ancestors 'none'$/);
+  assert.equal(dashboard.headers.get("cache-control"), "no-store");
+  assert.match(await dashboard.text(), /<title>bluegreen-router<\/title>/);
   const cron = await fetch(`${url}/__scheduled?cron=*+*+*+*+*`);
   assert.equal(cron.status, 200);
   const logged = await eventually(() => /cron \* \* \* \* \*: route default: tick .*no routing document in KV/.test(output), 10_000);

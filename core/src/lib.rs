@@ -7,7 +7,8 @@
 //!
 //! The folders are the design, each depending only on those listed before it:
 //!
-//! - [`util`]: leaves with no domain of their own (token bucket, retry schedules, timestamps);
+//! - [`util`]: leaves with no domain of their own (JSON reading, token bucket, retry schedules,
+//!   timestamps);
 //! - [`environment`] and [`error`]: blue or green, and the refusals every route answers with;
 //! - [`api`]: the shapes of the OpenAI APIs the router speaks (a chat request, a stream's
 //!   events, what makes an answer unusable);

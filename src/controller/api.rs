@@ -11,6 +11,7 @@ use bluegreen_core::isolate::batch::Batch;
 use bluegreen_core::isolate::feedback::{self, Feedback};
 use bluegreen_core::request::path::{query_param, split_url};
 use bluegreen_core::route::registry::RouteKind;
+use bluegreen_core::util::json;
 use bluegreen_core::verdict::health::VerdictStatus;
 use serde::Serialize;
 use worker::{Request, Response};
@@ -41,7 +42,7 @@ impl RolloutController {
     pub(super) async fn ingest(&self, req: &mut Request) -> Result<Response> {
         let text = req.text().await?;
         let batch: Batch =
-            serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+            json::parse(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
         let scopes = self.with_mem(|m| {
             let mut scopes = m.scopes.clone();
             for entry in &batch.entries {
@@ -82,7 +83,7 @@ impl RolloutController {
     pub(super) async fn feedback(&self, req: &mut Request) -> Result<Response> {
         let text = req.text().await?;
         let feedback: Feedback =
-            serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+            json::parse(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
         let now = now_ms();
         let admitted = self.score_intake.borrow_mut().take(
             now,
@@ -236,7 +237,13 @@ impl RolloutController {
     pub(super) fn events(&self, req: &Request) -> Result<Response> {
         let limit = query_number(req, "limit", 50, 1, 1000)?;
         let events = self.store.events(limit)?;
-        Ok(http::json(200, &serde_json::json!({ "events": events }))?)
+        // Written straight to text: through a `serde_json::Value` (`json!`), every event type's
+        // `Serialize` would be in the wasm twice.
+        #[derive(serde::Serialize)]
+        struct Events {
+            events: Vec<super::store::NumberedEvent>,
+        }
+        Ok(http::json(200, &Events { events })?)
     }
 
     /// `GET /admin/history?minutes=N`: per-minute figures and the split changes among them.

@@ -10,6 +10,7 @@ use bluegreen_core::controller::rollout::{apply, create, Command};
 use bluegreen_core::error::ApiError;
 use bluegreen_core::route::name::routing_key;
 use bluegreen_core::route::registry::RouteDef;
+use bluegreen_core::util::json;
 use bluegreen_core::util::retry::Schedule;
 use worker::{Request, Response};
 
@@ -25,7 +26,7 @@ impl RolloutController {
     pub(super) async fn define(&self, cfg: &Config, req: &mut Request) -> Result<Response> {
         let text = req.text().await?;
         let def: RouteDef =
-            serde_json::from_str(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+            json::parse(&text).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
         let now = now_ms();
         if self.mem.borrow().is_some() && !self.gone.get() {
             let kind = self.with_mem(|m| m.kind);

@@ -18,6 +18,7 @@ use bluegreen_core::isolate::batch::Batch;
 use bluegreen_core::isolate::feedback::Feedback;
 use bluegreen_core::route::registry::RouteDef;
 use bluegreen_core::stats::{BatchEntry, EnvStats};
+use bluegreen_core::util::json;
 use bluegreen_core::Environment;
 use serde::{Deserialize, Serialize};
 use worker::{SqlStorage, SqlStorageValue};
@@ -162,7 +163,7 @@ impl Store {
             last_tick_ms: self.meta_get("last_tick_ms")?.and_then(|v| v.parse().ok()),
             route_def: self
                 .meta_get("route_def")?
-                .and_then(|v| serde_json::from_str(&v).ok()),
+                .and_then(|v| json::parse(&v).ok()),
             deleted: self.meta_get("deleted")?.is_some(),
         })
     }
@@ -173,7 +174,7 @@ fn parse<T: serde::de::DeserializeOwned>(json: Option<String>) -> Stored<T> {
     let Some(raw) = json else {
         return Stored::Missing;
     };
-    match serde_json::from_str(&raw) {
+    match json::parse(&raw) {
         Ok(value) => Stored::Read(value),
         Err(e) => Stored::Unreadable {
             raw,
@@ -416,7 +417,7 @@ impl Store {
             vec![int(minute), env.into()],
         )?;
         let mut doc: EnvStats = match rows.first() {
-            Some(r) => serde_json::from_str(&r.v).unwrap_or_default(),
+            Some(r) => json::parse(&r.v).unwrap_or_default(),
             None => EnvStats::default(),
         };
         doc.merge(stats);
@@ -441,7 +442,7 @@ impl Store {
             .filter_map(|r| {
                 Some(NumberedEvent {
                     seq: r.seq as u64,
-                    event: serde_json::from_str(&r.doc).ok()?,
+                    event: json::parse(&r.doc).ok()?,
                 })
             })
             .collect())
@@ -459,7 +460,7 @@ impl Store {
                 Some((
                     r.minute as u64,
                     Environment::parse(&r.env)?,
-                    serde_json::from_str(&r.doc).ok()?,
+                    json::parse(&r.doc).ok()?,
                 ))
             })
             .collect())
@@ -481,7 +482,7 @@ impl Store {
         )?;
         Ok(rows
             .into_iter()
-            .filter_map(|r| serde_json::from_str(&r.doc).ok())
+            .filter_map(|r| json::parse(&r.doc).ok())
             .collect())
     }
 

@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 
 use crate::api::request::ApiRequest;
 use crate::api::Api;
+use crate::util::json;
 
 mod embeddings;
 mod responses;
@@ -159,7 +160,7 @@ fn bounded_list<'de, T: Deserialize<'de>>(raw: &'de str) -> Option<Vec<T>> {
     if raw.len() > MAX_EXPECTATION_BYTES {
         return None;
     }
-    let mut de = serde_json::Deserializer::from_str(raw);
+    let mut de = json::reader(raw);
     serde::Deserializer::deserialize_seq(&mut de, Bounded(std::marker::PhantomData)).ok()
 }
 
@@ -174,10 +175,10 @@ impl Expectations {
         let format = match req.api {
             Api::Chat => parse("response_format")
                 .filter(|f| f.len() <= MAX_EXPECTATION_BYTES)
-                .and_then(|f| serde_json::from_str::<ResponseFormat>(f).ok()),
+                .and_then(|f| json::parse::<ResponseFormat>(f).ok()),
             Api::Responses => parse("text")
                 .filter(|f| f.len() <= MAX_EXPECTATION_BYTES)
-                .and_then(|f| serde_json::from_str::<TextParam>(f).ok())
+                .and_then(|f| json::parse::<TextParam>(f).ok())
                 .and_then(|t| t.format),
             Api::Embeddings => None,
         };
@@ -264,7 +265,7 @@ impl Choice {
 }
 
 fn parses(text: &str) -> bool {
-    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+    json::parse::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 /// The wire shapes the checks read, borrowed from the answer's bytes where they hold no
@@ -342,10 +343,10 @@ fn content_text(content: Option<&RawValue>) -> String {
         return String::new();
     };
     match raw.as_bytes().first() {
-        Some(b'"') => serde_json::from_str::<std::borrow::Cow<str>>(raw)
+        Some(b'"') => json::parse::<std::borrow::Cow<str>>(raw)
             .map(|t| t.into_owned())
             .unwrap_or_default(),
-        Some(b'[') => serde_json::from_str::<Vec<wire::Part>>(raw)
+        Some(b'[') => json::parse::<Vec<wire::Part>>(raw)
             .map(|parts| parts.into_iter().filter_map(|p| p.text).collect())
             .unwrap_or_default(),
         _ => String::new(),
@@ -470,7 +471,7 @@ impl StreamAnswer {
             }
             return;
         }
-        let Ok(chunk) = serde_json::from_str::<wire::Completion>(data) else {
+        let Ok(chunk) = json::parse::<wire::Completion>(data) else {
             return;
         };
         for c in chunk.choices.iter().flatten() {

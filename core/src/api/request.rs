@@ -17,6 +17,7 @@ use super::responses::ResponseId;
 use super::Api;
 use crate::environment::Environment;
 use crate::error::ApiError;
+use crate::util::json;
 
 /// A parsed body of a routed API's request: its top-level fields, each kept as raw JSON.
 #[derive(Debug)]
@@ -115,7 +116,7 @@ impl<'a> ApiRequest<'a> {
             Some(m) if first_byte(m) != b'"' => {
                 return Err(ApiError::invalid_field("model", "must be a string"))
             }
-            Some(m) => serde_json::from_str::<String>(m.get()).ok(),
+            Some(m) => json::parse::<String>(m.get()).ok(),
             None => None,
         };
         let stream = match get("stream").map(RawValue::get) {
@@ -127,10 +128,10 @@ impl<'a> ApiRequest<'a> {
         };
         let user = ["user", "safety_identifier"]
             .into_iter()
-            .find_map(|f| serde_json::from_str::<String>(get(f)?.get()).ok());
+            .find_map(|f| json::parse::<String>(get(f)?.get()).ok());
         let continues = match api {
             Api::Responses => get("previous_response_id")
-                .and_then(|p| serde_json::from_str::<String>(p.get()).ok())
+                .and_then(|p| json::parse::<String>(p.get()).ok())
                 .and_then(|id| {
                     let issued = ResponseId::decode(&id)?;
                     Some((issued.environment, issued.upstream.to_string()))

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::environment::Environment;
 use crate::request::model::{check_name, NameError};
+use crate::util::json;
 use crate::util::time::is_rfc3339;
 
 /// The KV key that holds the document.
@@ -87,8 +88,7 @@ impl fmt::Display for RoutingError {
 impl RoutingDoc {
     /// Parses and validates a document read from KV.
     pub fn parse(text: &str) -> Result<RoutingDoc, RoutingError> {
-        let doc: RoutingDoc =
-            serde_json::from_str(text).map_err(|e| RoutingError::Json(e.to_string()))?;
+        let doc: RoutingDoc = json::parse(text).map_err(|e| RoutingError::Json(e.to_string()))?;
         doc.validate()?;
         Ok(doc)
     }

@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::request::auth::{bearer, position_of};
 use crate::route::name::check_name;
 use crate::route::registry::MAX_ROUTES;
+use crate::util::json;
 
 /// Fewest characters a route token may have: it is a password for part of the admin API.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -25,7 +26,7 @@ impl RouteTokens {
     /// Parses `ROUTE_ADMIN_TOKENS`. The reason never quotes a token (it is a secret): entries
     /// are named by their position.
     pub fn parse(json: &str) -> Result<RouteTokens, String> {
-        let value: serde_json::Value = serde_json::from_str(json).map_err(|_| {
+        let value: serde_json::Value = json::parse(json).map_err(|_| {
             "must be a JSON object mapping a token to a list of route names".to_string()
         })?;
         let serde_json::Value::Object(map) = value else {

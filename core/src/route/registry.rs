@@ -18,6 +18,7 @@ use super::name::{check_name, DEFAULT};
 use crate::error::fields::{FieldError, Obj};
 use crate::request::model;
 use crate::request::routing::RoutingDoc;
+use crate::util::json;
 
 /// The KV key of the registry document.
 pub const REGISTRY_KEY: &str = "routes";
@@ -187,7 +188,7 @@ impl Registry {
     /// Parses a stored or KV registry document. Nothing is checked beyond its shape: the names
     /// were checked when they entered.
     pub fn parse(text: &str) -> Result<Registry, String> {
-        serde_json::from_str(text).map_err(|e| format!("not a valid route registry: {e}"))
+        json::parse(text).map_err(|e| format!("not a valid route registry: {e}"))
     }
 
     /// Whether the default route exists.

@@ -22,6 +22,7 @@ use crate::environment::Environment;
 use crate::request::outcome::{Outcome, StatusClass};
 use crate::request::split::Basis;
 use crate::stats::hist::Histogram;
+use crate::util::json;
 
 /// An upstream failure's class: one counter of [`ErrorCounts`] each. [`ErrorClass::ALL`] is the
 /// one list that everything iterating the classes reads (totals, merges, metrics), so a class
@@ -563,7 +564,7 @@ impl Prices {
     /// a setting an earlier version accepted into a 500 on every request after a deploy).
     pub fn parse(json: &str) -> Result<Prices, String> {
         // The messages say where, never what: a setting's errors do not echo its value.
-        let map: BTreeMap<String, Price> = serde_json::from_str(json).map_err(|e| {
+        let map: BTreeMap<String, Price> = json::parse(json).map_err(|e| {
             format!(
                 "must be JSON like {{\"model\": {{\"input\": 0.27, \"output\": 1.1}}}} \
                  (the first problem is at line {}, column {})",

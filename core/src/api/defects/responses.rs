@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::{is_refusal, Call, Choice, Defect, Expectations, MAX_REASSEMBLED_BYTES, MAX_TRACKED};
+use crate::util::json;
 
 /// A response object, as far as the checks read it.
 #[derive(Deserialize)]
@@ -76,7 +77,7 @@ pub(super) fn terminal(want: &Expectations, data: &str) -> Option<Option<Defect>
     if !(data.contains("\"response.completed\"") || data.contains("\"response.incomplete\"")) {
         return None;
     }
-    let event: Terminal = serde_json::from_str(data).ok()?;
+    let event: Terminal = json::parse(data).ok()?;
     Some(defect_of(want, &event.response))
 }
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::{Effect, Event, EventKind, State, Transition};
 use crate::request::routing::RoutingDoc;
+use crate::util::json;
 
 /// What can still be read of an unreadable stored state, field by field.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,7 +23,7 @@ pub struct Salvage {
 impl Salvage {
     /// Reads what it can of `raw`; nothing when it is not even JSON.
     pub fn from_raw(raw: &str) -> Salvage {
-        let Ok(v) = serde_json::from_str::<Value>(raw) else {
+        let Ok(v) = json::parse::<Value>(raw) else {
             return Salvage::default();
         };
         Salvage {

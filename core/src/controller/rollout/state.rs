@@ -191,8 +191,10 @@ impl Stage {
     }
 }
 
-/// The latest verdict, as shown in the status.
+/// The latest verdict, as shown in the status. Stored with the verdict's fields beside its own
+/// (flattened); read back through `wire::StoredVerdict`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "super::wire::StoredVerdict")]
 pub struct VerdictRecord {
     /// The verdict itself: status, reasons, the sequential test's evidence.
     #[serde(flatten)]

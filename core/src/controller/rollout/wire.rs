@@ -13,8 +13,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::{Ended, Incident, Paused, Phase, Rollout, Split, Stage, State, Step, VerdictRecord};
-use crate::verdict::health::HealthPolicy;
-use crate::verdict::sequential::Evidence;
+use crate::verdict::health::{HealthPolicy, Verdict, VerdictStatus};
+use crate::verdict::sequential::{Evidence, Report};
 use crate::verdict::share_check::SplitCheck;
 
 /// The stored state (v1). Field order is the JSON's order.
@@ -28,6 +28,36 @@ pub struct StoredState {
     version: u64,
     rollout: Option<StoredRollout>,
     verdict: Option<VerdictRecord>,
+}
+
+/// A [`VerdictRecord`] as stored: the verdict's fields beside the record's own, as its derived
+/// `Serialize` flattens them. Read through this plain struct rather than serde's `flatten`,
+/// which buffers the document first and so compiled a second copy of the verdict's
+/// `Deserialize` (its evidence included) into the wasm; what is read is the same.
+#[derive(Deserialize)]
+pub struct StoredVerdict {
+    status: VerdictStatus,
+    reasons: Vec<String>,
+    #[serde(default)]
+    evidence: Option<Report>,
+    at_ms: u64,
+    consecutive_failures: u32,
+    step: usize,
+}
+
+impl From<StoredVerdict> for VerdictRecord {
+    fn from(s: StoredVerdict) -> VerdictRecord {
+        VerdictRecord {
+            verdict: Verdict {
+                status: s.status,
+                reasons: s.reasons,
+                evidence: s.evidence,
+            },
+            at_ms: s.at_ms,
+            consecutive_failures: s.consecutive_failures,
+            step: s.step,
+        }
+    }
 }
 
 /// The stored rollout (v1): the pause and end times are options whatever the phase.

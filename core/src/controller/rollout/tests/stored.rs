@@ -165,3 +165,27 @@ fn merge(doc: &mut Value, change: &Value) {
         (d, c) => *d = c.clone(),
     }
 }
+
+#[test]
+fn a_verdict_record_reads_its_flattened_fields_and_ignores_others() {
+    // As serde's `flatten` read it: the verdict's fields beside the record's, evidence
+    // optional, a field no version writes ignored.
+    let text = r#"{"status": "fail", "reasons": ["green errors"], "at_ms": 7,
+        "consecutive_failures": 2, "step": 3, "later": {"x": 1}}"#;
+    let read: VerdictRecord = serde_json::from_str(text).unwrap();
+    assert_eq!(read.verdict.status, VerdictStatus::Fail);
+    assert_eq!(read.verdict.reasons, ["green errors"]);
+    assert_eq!(read.verdict.evidence, None);
+    assert_eq!(
+        (read.at_ms, read.consecutive_failures, read.step),
+        (7, 2, 3)
+    );
+    let written = serde_json::to_value(&read).unwrap();
+    assert_eq!(
+        written,
+        json!({"status": "fail", "reasons": ["green errors"], "at_ms": 7,
+            "consecutive_failures": 2, "step": 3})
+    );
+    let missing = r#"{"status": "pass", "reasons": [], "at_ms": 7, "step": 3}"#;
+    assert!(serde_json::from_str::<VerdictRecord>(missing).is_err());
+}
