@@ -36,6 +36,9 @@ export function assetsOptions() {
   };
 }
 
+/** The stats queue as `wrangler.toml`'s `queue` environment binds it, for `{ queue: true }`. */
+export const STATS_QUEUE = "bluegreen-stats";
+
 /**
  * Starts the router with `vars` (strings; secrets are vars locally too). Returns
  * { url, mf, kv, logs, outcomes(), tick(), admin(), status(), events(), close() }. `logs` collects the worker's
@@ -45,9 +48,6 @@ export function assetsOptions() {
  * parses every URL with `new URL()`, so that `%2e%2e` segments and backslashes are gone before
  * the router sees them); workerd passes the request line's path on as it came.
  */
-/** The stats queue as `wrangler.toml`'s `queue` environment binds it, for `{ queue: true }`. */
-export const STATS_QUEUE = "bluegreen-stats";
-
 export async function startRouter(vars = {}, { persistTo, withoutKv = false, direct = false, queue = false } = {}) {
   if (!fs.existsSync(path.join(ROOT, "build/index.js"))) {
     throw new Error("build/index.js is missing: run `bash scripts/build.sh` first");
