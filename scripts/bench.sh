@@ -22,4 +22,9 @@ if [ "${1:-}" = bodies ]; then
   shift
   exec node bench/bodies.mjs "$@"
 fi
+# `bench.sh queue`: stats straight to the controller against through the queue (bench/queue.mjs).
+if [ "${1:-}" = queue ]; then
+  shift
+  exec node bench/queue.mjs "$@"
+fi
 exec node bench/run.mjs "$@"

@@ -75,30 +75,38 @@ pub async fn consume(delivery: MessageBatch<JsValue>, env: &Env) {
             }
         }
     }
+    let mut posts = 0;
     for merged in merge(read.iter().map(|(i, q)| (*i, q))) {
-        deliver(env, merged, &raw, &read).await;
+        posts += deliver(env, merged, &raw, &read).await;
     }
+    worker::console_log!(
+        "stats queue: delivery of {} messages merged into {posts} posts",
+        raw.len()
+    );
 }
 
 /// Posts one route's merged batch, then acknowledges its messages, or retries them when the
-/// controller did not take it.
-async fn deliver(env: &Env, mut merged: Merged, raw: &[RawMessage], read: &[(usize, Queued)]) {
+/// controller did not take it. Returns how many posts it made.
+async fn deliver(
+    env: &Env,
+    mut merged: Merged,
+    raw: &[RawMessage],
+    read: &[(usize, Queued)],
+) -> usize {
     let route = merged.route.clone();
-    for _ in 0..ROUNDS {
+    for round in 1..=ROUNDS {
         let json = match serde_json::to_string(&merged.batch) {
             Ok(json) => json,
             Err(e) => {
-                return settle(
-                    raw,
-                    &merged.members,
-                    Err(Error::Runtime(e.to_string())),
-                    &route,
-                )
+                let failed = Err(Error::Runtime(e.to_string()));
+                settle(raw, &merged.members, failed, &route);
+                return round - 1;
             }
         };
         let result = control::post_stats(env, &route, &json).await;
         let Ok(Delivered::Seen(ids)) = result else {
-            return settle(raw, &merged.members, result, &route);
+            settle(raw, &merged.members, result, &route);
+            return round;
         };
         // Those were counted before: acknowledged; the others merge again.
         let (counted, rest): (Vec<usize>, Vec<usize>) = merged.members.iter().partition(|&&i| {
@@ -112,15 +120,12 @@ async fn deliver(env: &Env, mut merged: Merged, raw: &[RawMessage], read: &[(usi
             .map(|(i, q)| (*i, q));
         match merge(again).pop() {
             Some(m) => merged = m,
-            None => return,
+            None => return round,
         }
     }
-    settle(
-        raw,
-        &merged.members,
-        Err(Error::Runtime("parts counted meanwhile".into())),
-        &route,
-    );
+    let meanwhile = Err(Error::Runtime("parts counted meanwhile".into()));
+    settle(raw, &merged.members, meanwhile, &route);
+    ROUNDS
 }
 
 /// Acknowledges `members` when the controller took their batch (or the route is gone), retries
