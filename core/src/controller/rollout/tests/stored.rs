@@ -180,6 +180,10 @@ fn a_verdict_record_reads_its_flattened_fields_and_ignores_others() {
         (read.at_ms, read.consecutive_failures, read.step),
         (7, 2, 3)
     );
+    assert_eq!(
+        serde_json::to_string(&read).unwrap(),
+        r#"{"status":"fail","reasons":["green errors"],"at_ms":7,"consecutive_failures":2,"step":3}"#
+    );
     let written = serde_json::to_value(&read).unwrap();
     assert_eq!(
         written,
