@@ -10,6 +10,7 @@
 //! that holds one it has counted is refused with those ids, acknowledged, and the rest merged
 //! again. Which messages merge, and how, the core decides ([`bluegreen_core::isolate::queued`]).
 
+use bluegreen_core::isolate::outbox::MAX_AGE_MS;
 use bluegreen_core::isolate::queued::{envelope, merge, Merged, Queued};
 use bluegreen_core::util::json;
 use wasm_bindgen::JsValue;
@@ -61,6 +62,18 @@ pub async fn consume(delivery: MessageBatch<JsValue>, env: &Env) {
     for (i, message) in raw.iter().enumerate() {
         let text = message.body().as_string();
         match text.as_deref().map(json::parse::<Queued>) {
+            // The controller remembers a batch id for an hour: one older than an isolate keeps
+            // its batches could count twice, so it is dropped, as an isolate drops it.
+            Some(Ok(queued)) if now_ms().saturating_sub(queued.sent_ms) > MAX_AGE_MS => {
+                worker::console_error!(
+                    "stats queue: batch {} of route {} ({} requests) dropped: queued for over 50 \
+                     minutes",
+                    queued.batch.id,
+                    queued.route,
+                    queued.batch.requests()
+                );
+                message.ack();
+            }
             Some(Ok(queued)) => read.push((i, queued)),
             Some(Err(e)) => {
                 worker::console_error!(

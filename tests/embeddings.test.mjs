@@ -85,6 +85,9 @@ test("an embeddings call for a model no embeddings route names goes as the pass-
     assert.equal(res.headers.get("x-bluegreen-route"), null, "no route served it");
     assert.equal(stack.sim.requests().at(-1).body, body, "sent byte for byte");
   }
+  // The router's headers are the router's business only on calls it routes.
+  const steered = await embed({ model: "text-embedding-ada-002", input: "x" }, { "x-bluegreen-environment": "bogus" });
+  assert.equal(steered.status, 200, steered.text);
   // Not JSON at all: the upstream's own answer comes back.
   const broken = await embed("{not json");
   assert.equal(broken.status, 400);

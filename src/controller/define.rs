@@ -32,8 +32,9 @@ impl RolloutController {
             let kind = self.with_mem(|m| m.kind);
             if kind != def.kind {
                 return Err(ApiError::conflict(format!(
-                    "The route serves {}: a route's kind cannot change. Delete it and create it \
-                     anew.",
+                    "The route serves {0}: send \"kind\": \"{0}\" to change its models. A \
+                     route's kind cannot change: another kind needs another route (or this one \
+                     deleted and created anew, which drops its stats and history).",
                     kind.name()
                 ))
                 .into());

@@ -76,7 +76,6 @@ pub async fn embeddings(
         return pass_through(req, None, cfg, &tag.id, path, query).await;
     }
     let authorization = headers::authorize(&req, cfg)?;
-    let forced = forced_environment(&req, cfg)?;
     let body = read_body(&mut req, cfg.max_body_bytes).await?;
     let call = ApiRequest::parse(Api::Embeddings, &body).ok();
     let route = call
@@ -85,6 +84,8 @@ pub async fn embeddings(
     let (Some(call), Some(route)) = (call, route) else {
         return pass_through(req, Some(&body), cfg, &tag.id, path, query).await;
     };
+    // Read only for a call the router routes: the pass-through never did.
+    let forced = forced_environment(&req, cfg)?;
     let inbound = Inbound {
         req: &req,
         started_ms,

@@ -394,13 +394,19 @@ pub fn classify_body(want: &Expectations, body: &[u8]) -> Option<Defect> {
 }
 
 /// What a whole answer says, as the stats count it: its defect ([`classify_body`]) and, for
-/// embeddings, its vectors' length when they have one. The body is parsed once.
+/// embeddings, its vectors' length when they have one and the request did not choose it with
+/// `dimensions` (checked against the answer instead). The body is parsed once.
 pub fn classify_answer(want: &Expectations, body: &[u8]) -> (Option<Defect>, Option<u64>) {
     if want.api != Api::Embeddings {
         return (classify_body(want, body), None);
     }
     match crate::api::embeddings::vectors(body) {
-        Some(v) => (embeddings::classify_vectors(want, &v), v.length),
+        // A length the request chose (`dimensions`) says nothing of the model: only the model's
+        // own lengths must agree across answers.
+        Some(v) => (
+            embeddings::classify_vectors(want, &v),
+            v.length.filter(|_| want.dimensions.is_none()),
+        ),
         None => (None, None),
     }
 }

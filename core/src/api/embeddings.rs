@@ -48,7 +48,9 @@ fn base64_floats(s: &str) -> Option<u64> {
     let s = s.trim_end_matches('=');
     if s.bytes()
         .any(|b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'/'))
+        || s.len() % 4 == 1
     {
+        // One character past a group of four is no whole byte: not base64.
         return None;
     }
     let bytes = (s.len() as u64 * 3) / 4;
@@ -147,5 +149,10 @@ pub(crate) mod tests {
         }
         assert_eq!(base64_floats("AAA"), None, "two bytes are no f32");
         assert_eq!(base64_floats("AA*A"), None);
+        assert_eq!(
+            base64_floats("AAAAAAAAA"),
+            None,
+            "9 characters are no base64"
+        );
     }
 }

@@ -72,6 +72,15 @@ fn merged<'a>(messages: impl Iterator<Item = &'a Queued>) -> Batch {
     let mut parts: Vec<String> = Vec::new();
     let mut oldest: Option<u64> = None;
     for m in messages {
+        // The same batch twice in one delivery (an isolate that sent it again after a send it
+        // could not confirm) counts once.
+        let ids = match m.batch.parts.is_empty() {
+            true => std::slice::from_ref(&m.batch.id),
+            false => m.batch.parts.as_slice(),
+        };
+        if ids.iter().all(|id| parts.contains(id)) {
+            continue;
+        }
         for entry in &m.batch.entries {
             acc.add_entry(entry);
         }
@@ -227,6 +236,24 @@ mod tests {
         let again = merge(halves.iter().enumerate()).remove(0).batch;
         assert_eq!(again, once);
         assert_eq!(once.sent_ms, Some(1_000));
+    }
+
+    #[test]
+    fn the_same_batch_twice_in_one_delivery_counts_once() {
+        let blue = Environment::Blue;
+        let msgs = [
+            message("r", "b1", 5, vec![entry(1, blue, 10, 1)]),
+            message("r", "b1", 6, vec![entry(1, blue, 10, 1)]),
+            message("r", "b2", 7, vec![entry(1, blue, 4, 0)]),
+        ];
+        let merged = merge(msgs.iter().enumerate()).remove(0);
+        assert_eq!(
+            merged.members,
+            [0, 1, 2],
+            "every message is acknowledged with the batch"
+        );
+        assert_eq!(merged.batch.parts, ["b1", "b2"]);
+        assert_eq!(merged.batch.requests(), 14);
     }
 
     #[test]
