@@ -39,6 +39,7 @@ test("with a queue bound, every request counts once through it and the status sa
   const before = await r.status();
   assert.equal(before.stats_transport, "queue");
   assert.equal(before.stats_queue_lag_ms, null);
+  assert.equal(before.stats_queue_intake_at, null);
   const n = 120;
   const results = await pool(n, 8, () => chat(r.url, CHAT));
   results.forEach((res) => assert.equal(res.status, 200));
@@ -47,10 +48,12 @@ test("with a queue bound, every request counts once through it and the status sa
   assert.equal(c.routed, n, "each once");
   assert.equal(typeof c.s.stats_queue_lag_ms, "number");
   assert.ok(c.s.stats_queue_lag_ms >= 0 && c.s.stats_queue_lag_ms < 60_000, String(c.s.stats_queue_lag_ms));
+  assert.ok(Math.abs(Date.parse(c.s.stats_queue_intake_at) - Date.now()) < 60_000, c.s.stats_queue_intake_at);
   const text = await scrape(r);
   assert.match(text, /^bluegreen_stats_transport\{route="default",transport="queue"\} 1$/m);
   assert.match(text, /^bluegreen_stats_transport\{route="default",transport="direct"\} 0$/m);
   assert.match(text, /^bluegreen_stats_queue_lag_seconds\{route="default"\} \d+(\.\d+)?$/m);
+  assert.match(text, /^bluegreen_stats_queue_last_intake_timestamp_seconds\{route="default"\} \d+(\.\d+)?$/m);
   // Nothing was posted straight to the controller: the isolate logged no delivery failure.
   assert.ok(!r.logs.some((l) => /not delivered|posting instead/.test(l.message)), JSON.stringify(r.logs.filter((l) => l.level !== "log").slice(0, 3)));
 });

@@ -65,7 +65,7 @@ impl RolloutController {
         self.with_mem(|m| {
             m.scopes = scopes;
             if let Some(sent) = batch.sent_ms {
-                m.queue_lag_ms = Some(now.saturating_sub(sent));
+                m.queue_intake = Some((now, now.saturating_sub(sent)));
             }
         });
         // Old batch ids, minutes and events go whether or not the cron runs.
@@ -171,7 +171,8 @@ impl RolloutController {
             let snap = Snapshot {
                 route: &route,
                 stats_transport: transport,
-                stats_queue_lag_ms: m.queue_lag_ms,
+                stats_queue_lag_ms: m.queue_intake.map(|(_, lag)| lag),
+                stats_queue_intake_ms: m.queue_intake.map(|(at, _)| at),
                 ..Snapshot::of(
                     &m.state,
                     &m.scopes,

@@ -66,8 +66,9 @@ struct Memory {
     pruned_at_ms: u64,
     /// When the last tick ran; `None` before the first.
     last_tick_ms: Option<u64>,
-    /// At the last intake of a batch merged from the stats queue: the age of its oldest part.
-    queue_lag_ms: Option<u64>,
+    /// At the last intake of a batch merged from the stats queue: when it was, and the age of
+    /// its oldest part.
+    queue_intake: Option<(u64, u64)>,
 }
 
 impl Memory {
@@ -325,7 +326,10 @@ impl RolloutController {
         });
         status.route = self.route_name();
         status.stats_transport = crate::stats_queue::transport(&self.env);
-        status.stats_queue_lag_ms = self.with_mem(|m| m.queue_lag_ms);
+        let intake = self.with_mem(|m| m.queue_intake);
+        status.stats_queue_lag_ms = intake.map(|(_, lag)| lag);
+        status.stats_queue_intake_at =
+            intake.map(|(at, _)| bluegreen_core::util::time::format_rfc3339_ms(at));
         // The log's newest entry; a status is still a status when it cannot be read.
         status.last_event = self
             .store

@@ -78,7 +78,7 @@ impl RolloutController {
             problem,
             pruned_at_ms: 0,
             last_tick_ms: loaded.last_tick_ms,
-            queue_lag_ms: None,
+            queue_intake: None,
         })
     }
 

@@ -89,6 +89,8 @@ pub struct Snapshot<'a> {
     /// Through the queue: the age of the oldest batch at the last intake (the status's
     /// `stats_queue_lag_ms`).
     pub stats_queue_lag_ms: Option<u64>,
+    /// Through the queue: when that last intake was, unix milliseconds.
+    pub stats_queue_intake_ms: Option<u64>,
 }
 
 impl<'a> Snapshot<'a> {
@@ -143,6 +145,7 @@ impl<'a> Snapshot<'a> {
             last_tick_ms,
             stats_transport: "direct",
             stats_queue_lag_ms: None,
+            stats_queue_intake_ms: None,
         }
     }
 }
@@ -625,6 +628,14 @@ fn controller_gauges(t: &mut Text, snap: &Snapshot) {
         "Through the stats queue: at the controller's last intake, how long ago the oldest batch it took left its isolate; absent before any.",
     );
     if let Some(ms) = snap.stats_queue_lag_ms {
+        t.sample("", &[], Value::Real(ms as f64 / 1000.0));
+    }
+    t.family(
+        "bluegreen_stats_queue_last_intake_timestamp_seconds",
+        "gauge",
+        "Through the stats queue: when the controller last took a merged batch, in unix seconds; absent before any.",
+    );
+    if let Some(ms) = snap.stats_queue_intake_ms {
         t.sample("", &[], Value::Real(ms as f64 / 1000.0));
     }
 }

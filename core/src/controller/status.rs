@@ -107,6 +107,9 @@ pub struct Status {
     /// Through the queue: at the controller's last intake of a merged batch, how long ago its
     /// oldest batch left its isolate (ms); `null` before any. Set by the controller.
     pub stats_queue_lag_ms: Option<u64>,
+    /// Through the queue: when that last intake was (RFC 3339); a lag that stops moving while
+    /// this grows old means deliveries stopped. Set by the controller.
+    pub stats_queue_intake_at: Option<String>,
     pub rollout: Option<RolloutView>,
     /// The current step, while progressing or paused.
     pub step: Option<StepView>,
@@ -165,6 +168,7 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
         storage_problem: None,
         stats_transport: "direct",
         stats_queue_lag_ms: None,
+        stats_queue_intake_at: None,
         rollout: rollout.map(|r| RolloutView {
             id: r.id,
             green_model: r.green_model.clone(),

@@ -34,6 +34,7 @@ fn idle<'a>(series: &'a [Series]) -> Snapshot<'a> {
         last_tick_ms: None,
         stats_transport: "direct",
         stats_queue_lag_ms: None,
+        stats_queue_intake_ms: None,
     }
 }
 
@@ -628,6 +629,7 @@ fn the_stats_queue_shows_its_transport_and_lag() {
     let mut snap = idle(&[]);
     snap.stats_transport = "queue";
     snap.stats_queue_lag_ms = Some(2_500);
+    snap.stats_queue_intake_ms = Some(1_765_000_000_500);
     let text = render(&snap);
     assert!(text.contains("bluegreen_stats_transport{route=\"default\",transport=\"queue\"} 1\n"));
     assert!(text.contains("bluegreen_stats_transport{route=\"default\",transport=\"direct\"} 0\n"));
