@@ -47,13 +47,7 @@ pub async fn routed(
     let call = ApiRequest::parse(api, &body)?;
     let table = routes::table(env, cfg).await.doc;
     let route = route_of(&table, &call, cfg)?;
-    let inbound = Inbound {
-        req: &req,
-        started_ms,
-        authorization,
-        forced,
-        body: &body,
-    };
+    let inbound = Inbound::new(&req, started_ms, authorization, forced, &body);
     proceed(inbound, &call, route, env, cfg, tag, ctx).await
 }
 
@@ -86,13 +80,7 @@ pub async fn embeddings(
     };
     // Read only for a call the router routes: the pass-through never did.
     let forced = forced_environment(&req, cfg)?;
-    let inbound = Inbound {
-        req: &req,
-        started_ms,
-        authorization,
-        forced,
-        body: &body,
-    };
+    let inbound = Inbound::new(&req, started_ms, authorization, forced, &body);
     proceed(inbound, &call, route, env, cfg, tag, ctx).await
 }
 
@@ -105,6 +93,24 @@ struct Inbound<'a> {
     /// The environment the client forced, if any.
     forced: Option<Environment>,
     body: &'a [u8],
+}
+
+impl<'a> Inbound<'a> {
+    fn new(
+        req: &'a Request,
+        started_ms: u64,
+        authorization: Option<String>,
+        forced: Option<Environment>,
+        body: &'a [u8],
+    ) -> Inbound<'a> {
+        Inbound {
+            req,
+            started_ms,
+            authorization,
+            forced,
+            body,
+        }
+    }
 }
 
 /// Routes a read call to `route`: picks the environment, tries it (and blue, when the core's

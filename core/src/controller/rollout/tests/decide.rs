@@ -51,20 +51,30 @@ fn decision_table() {
     }
 }
 
-/// A provider-wide incident holds a step that would advance or complete; a failing verdict
-/// still rolls back.
-#[test]
-fn an_incident_holds_but_never_keeps_a_rollback() {
-    let facts = |status, last_step| Facts {
+/// A step held its time, with one verdict of `status` (a pass is the step's), `last_step` or
+/// not, no incident, on a live ladder.
+fn held_step(status: VerdictStatus, last_step: bool) -> Facts {
+    Facts {
         status,
         failures: 1,
         failure_limit: 1,
         step_passed: status == VerdictStatus::Pass,
         held: true,
-        clearly_fine: true,
+        clearly_fine: false,
         last_step,
         operator_completes: false,
+        incident: false,
+    }
+}
+
+/// A provider-wide incident holds a step that would advance or complete; a failing verdict
+/// still rolls back.
+#[test]
+fn an_incident_holds_but_never_keeps_a_rollback() {
+    let facts = |status, last_step| Facts {
+        clearly_fine: true,
         incident: true,
+        ..held_step(status, last_step)
     };
     assert_eq!(decide(&facts(VerdictStatus::Pass, false)), Move::Hold);
     assert_eq!(decide(&facts(VerdictStatus::Pass, true)), Move::Hold);
@@ -76,15 +86,8 @@ fn an_incident_holds_but_never_keeps_a_rollback() {
 #[test]
 fn a_shadow_only_ladder_holds_on_its_passed_last_step() {
     let facts = |status, last_step| Facts {
-        status,
-        failures: 1,
-        failure_limit: 1,
-        step_passed: status == VerdictStatus::Pass,
-        held: true,
-        clearly_fine: false,
-        last_step,
         operator_completes: true,
-        incident: false,
+        ..held_step(status, last_step)
     };
     assert_eq!(decide(&facts(VerdictStatus::Pass, false)), Move::Advance);
     assert_eq!(decide(&facts(VerdictStatus::Pass, true)), Move::Hold);
