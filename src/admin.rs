@@ -33,10 +33,7 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         http::header(&req, "authorization").as_deref(),
     ) {
         Ok(access) => access,
-        Err(refusal) => {
-            http::drain(&mut req).await;
-            return Err(refusal.into());
-        }
+        Err(refusal) => return Err(refusal.into()),
     };
     let url = req.inner().url();
     let (path, query) = split_url(&url);
@@ -45,7 +42,6 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let method = req.method();
     let Some(target) = admin_target(rest) else {
-        http::drain(&mut req).await;
         return Err(ApiError::not_found(path).into());
     };
     let route = match target {
@@ -53,7 +49,6 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         AdminTarget::Route(route) | AdminTarget::Verb { route, .. } => Some(route),
     };
     if let Some(route) = route.filter(|r| !access.allows(r)) {
-        http::drain(&mut req).await;
         return Err(ApiError::route_forbidden(route).into());
     }
     match (target, method) {
@@ -76,11 +71,9 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
             control::call(env, route, method, &target, body).await
         }
         (AdminTarget::Routes, other) => {
-            http::drain(&mut req).await;
             Err(ApiError::method_not_allowed(other.as_ref(), path, "GET").into())
         }
         (AdminTarget::Route(_), other) => {
-            http::drain(&mut req).await;
             Err(ApiError::method_not_allowed(other.as_ref(), path, "GET, PUT, DELETE").into())
         }
     }

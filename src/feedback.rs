@@ -27,7 +27,6 @@ const CONTROLLER_RETRY_AFTER_S: u64 = 1;
 /// Handles one score.
 pub async fn score(mut req: Request, env: &Env, cfg: &Config, ctx: &Context) -> Result<Response> {
     let Some(key) = cfg.request_id_key.as_ref() else {
-        http::drain(&mut req).await;
         return Err(ApiError::feedback_disabled(cfg.feedback_problem).into());
     };
     let credential = match feedback::credential(
@@ -36,10 +35,7 @@ pub async fn score(mut req: Request, env: &Env, cfg: &Config, ctx: &Context) -> 
         header(&req, "authorization").as_deref(),
     ) {
         Ok(credential) => credential,
-        Err(refusal) => {
-            http::drain(&mut req).await;
-            return Err(refusal.into());
-        }
+        Err(refusal) => return Err(refusal.into()),
     };
     let body = read_body(&mut req, MAX_BODY_BYTES).await?;
     let now = now_ms();

@@ -1,12 +1,13 @@
 //! Small HTTP helpers every handler uses: reading a header, reading a request body within a
-//! limit, draining a small body before a refusal, and building JSON answers. A leaf: it knows
+//! limit, answering a refusal (after reading a small unread body), and building JSON answers. A leaf: it knows
 //! no route and makes no decision, and its refusals are the core's [`ApiError`].
 
 use bluegreen_core::error::ApiError;
 use bluegreen_core::request::auth::{bearer, constant_time_eq};
 use futures_util::StreamExt;
 use serde::Serialize;
-use worker::{Headers, Request, Response};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{web_sys, Headers, Request, Response};
 
 /// A request header's value, `None` when absent (or not readable as text).
 pub fn header(req: &Request, name: &str) -> Option<String> {
@@ -15,10 +16,9 @@ pub fn header(req: &Request, name: &str) -> Option<String> {
 
 /// Lets a request through a route's own bearer token: `disabled` (a 503 saying how to set it)
 /// while `token` is unset, `refused` (a 401) when the request's `Authorization: Bearer` is
-/// missing or wrong. The comparison takes the same time however much of the token matches; a
-/// refused request's small body is read first (see [`drain`]).
-pub async fn require_bearer(
-    req: &mut Request,
+/// missing or wrong. The comparison takes the same time however much of the token matches.
+pub fn require_bearer(
+    req: &Request,
     token: Option<&str>,
     disabled: fn() -> ApiError,
     refused: fn() -> ApiError,
@@ -30,23 +30,39 @@ pub async fn require_bearer(
         Some(token) if !constant_time_eq(presented.as_bytes(), token.as_bytes()) => refused(),
         Some(_) => return Ok(()),
     };
-    drain(req).await;
     Err(refusal)
 }
 
-/// Largest body [`drain`] reads before a refusal.
-const SMALL_BODY: usize = 64 * 1024;
+/// Largest body [`answer`] reads before a refusal.
+const SMALL_BODY: u32 = 64 * 1024;
 
-/// Reads a small request body before refusing the request, so that a client still sending it
-/// gets the refusal rather than a reset connection. Bodies without a length, or over 64 KiB,
-/// are left alone.
-pub async fn drain(req: &mut Request) {
-    let small = header(req, "content-length")
-        .and_then(|v| v.trim().parse::<usize>().ok())
+/// The answer to a request: `result`, or its error as an OpenAI-shaped JSON answer with
+/// `request_id`. Before a refusal, a small body the handler left unread (declared length up to
+/// 64 KiB) is read: workerd resets a kept-alive connection whose request body went unread, and
+/// a client still sending would get a reset instead of the refusal. Larger bodies, or bodies
+/// without a length, are left alone.
+pub async fn answer(
+    inbound: &web_sys::Request,
+    result: Result<Response, crate::error::Error>,
+    request_id: impl FnOnce() -> String,
+) -> Response {
+    let error = match result {
+        Ok(response) => return response,
+        Err(e) => e,
+    };
+    let small = inbound
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u32>().ok())
         .is_some_and(|n| n > 0 && n <= SMALL_BODY);
-    if small {
-        let _ = req.bytes().await;
+    if small && !inbound.body_used() {
+        if let Ok(promise) = inbound.array_buffer() {
+            let _ = JsFuture::from(promise).await;
+        }
     }
+    error.respond(&request_id())
 }
 
 /// Most of an oversized body still read (and discarded) before answering 413, so that a

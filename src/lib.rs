@@ -46,18 +46,18 @@ pub use controller::RolloutController;
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let tag = Tag::new();
+    let inbound = Clone::clone(req.inner()); // the same JS object, not a body-teeing `Request.clone()`
     let result = route(req, &env, &tag, &ctx).await;
-    Ok(result.unwrap_or_else(|e| e.respond(&tag.id)))
+    Ok(http::answer(&inbound, result, || tag.id.clone()).await)
 }
 
-async fn route(mut req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<Response> {
+async fn route(req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<Response> {
     // The path as the client sent it (a parsed `Url` would have resolved `%2e%2e` segments and
     // backslashes already): refused when a server could read it as another, then routed and
     // forwarded as it is.
     let url = req.inner().url();
     let (path, query) = path::split_url(&url);
     if let Err(e) = path::check(path) {
-        http::drain(&mut req).await;
         return Err(ApiError::invalid_path(path, &e.to_string()).into());
     }
     let method = req.method();

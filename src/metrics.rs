@@ -16,15 +16,14 @@ use crate::error::Result;
 use crate::{control, http, routes, settings};
 
 /// Checks the token, then asks every route's controller for its text and merges them.
-pub async fn handle(mut req: Request, env: &Env) -> Result<Response> {
+pub async fn handle(req: Request, env: &Env) -> Result<Response> {
     let cfg = settings::load(env)?;
     http::require_bearer(
-        &mut req,
+        &req,
         cfg.metrics_token.as_deref(),
         ApiError::metrics_disabled,
         ApiError::metrics_unauthorized,
-    )
-    .await?;
+    )?;
     let table = routes::table(env, &cfg).await.doc;
     let names: Vec<&str> = table.sorted().iter().map(|r| r.def.name.as_str()).collect();
     let texts = control::each_route(env, &names, Method::Get, "/metrics").await;

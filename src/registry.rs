@@ -57,6 +57,8 @@ impl DurableObject for RouteRegistry {
         }
     }
 
+    // Called by the Worker through a stub, never over a client's connection: a refusal need not
+    // read the body first (see `http::answer`).
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         Ok(self
             .handle(req)

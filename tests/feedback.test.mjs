@@ -279,20 +279,23 @@ test("a flood of scores leaves the controller's tick and admin API their time", 
     await fn();
     return performance.now() - t0;
   };
+  let floodSeconds;
   const quiet = { tick: await timed(() => r.tick()), admin: await timed(() => r.status()) };
-  const flood = pool(2000, 64, post);
+  const floodStart = performance.now();
+  const flood = pool(2000, 64, post).then((statuses) => ((floodSeconds = (performance.now() - floodStart) / 1000), statuses));
   await new Promise((res) => setTimeout(res, 200));
   const during = { tick: await timed(() => r.tick()), admin: await timed(() => r.status()) };
   const statuses = await flood;
   const took = statuses.filter((s) => s === 200).length;
   const refused = statuses.filter((s) => s === 429).length;
   console.log(
-    `flood of 2000 scores: ${took} taken, ${refused} refused (429); tick ${quiet.tick.toFixed(0)} ms quiet, ` +
+    `flood of 2000 scores over ${floodSeconds.toFixed(1)} s: ${took} taken, ${refused} refused (429); tick ${quiet.tick.toFixed(0)} ms quiet, ` +
       `${during.tick.toFixed(0)} ms during; admin status ${quiet.admin.toFixed(0)} ms quiet, ${during.admin.toFixed(0)} ms during`,
   );
   assert.equal(took + refused, 2000);
-  // 100 at once, then 100 a second: the flood lasts a few seconds at most.
-  assert.ok(took >= 100 && took <= 100 + 100 * 10, `${took} taken`);
+  // 100 at once, then 100 a second for as long as the flood lasts (a few seconds; longer on a
+  // busy machine, so the bound follows the measured duration).
+  assert.ok(took >= 100 && took <= 100 + 100 * Math.ceil(floodSeconds + 1), `${took} taken in ${floodSeconds.toFixed(1)} s`);
   // Generous bounds (the quiet figures are tens of ms): what the intake bound buys is that
   // the flood's queue is short, not a precise latency.
   assert.ok(during.tick < 3000, `tick took ${during.tick} ms during the flood`);

@@ -110,6 +110,8 @@ impl DurableObject for RolloutController {
         }
     }
 
+    // Called by the Worker through a stub, never over a client's connection: a refusal need not
+    // read the body first (see `http::answer`).
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         Ok(self
             .route(req)
@@ -184,24 +186,15 @@ impl RolloutController {
     async fn route(&self, mut req: Request) -> Result<Response> {
         let cfg = settings::load(&self.env)?;
         self.identify(&req)?;
-        let route = match find_route(&req) {
-            Ok(route) => route,
-            Err(e) => {
-                http::drain(&mut req).await;
-                return Err(e);
-            }
-        };
+        let route = find_route(&req)?;
         if !self.ensure_loaded(&cfg)? {
             return match route {
                 Route::Define => self.define(&cfg, &mut req).await,
-                _ => {
-                    http::drain(&mut req).await;
-                    Err(match route {
-                        Route::Stats => ApiError::route_gone(&self.route_name()),
-                        _ => ApiError::route_not_found(&self.route_name()),
-                    }
-                    .into())
+                _ => Err(match route {
+                    Route::Stats => ApiError::route_gone(&self.route_name()),
+                    _ => ApiError::route_not_found(&self.route_name()),
                 }
+                .into()),
             };
         }
         if matches!(
@@ -213,11 +206,7 @@ impl RolloutController {
                 | Route::Resume
                 | Route::Split
         ) {
-            if let Err(refusal) = self.refuse_while_unreadable() {
-                // A client still sending its body gets the refusal, not a reset connection.
-                http::drain(&mut req).await;
-                return Err(refusal);
-            }
+            self.refuse_while_unreadable()?;
         }
         match route {
             Route::Stats => self.ingest(&mut req).await,

@@ -11,7 +11,6 @@ use worker::{Request, Response};
 
 use super::headers;
 use crate::error::Result;
-use crate::http;
 use crate::runtime::now_ms;
 use crate::upstream::{self, Failure};
 
@@ -20,7 +19,7 @@ use crate::upstream::{self, Failure};
 /// its body when the router already read it (an embeddings call that names no embeddings
 /// route), sent as it came.
 pub async fn pass_through(
-    mut req: Request,
+    req: Request,
     read: Option<&[u8]>,
     cfg: &Config,
     request_id: &str,
@@ -30,7 +29,6 @@ pub async fn pass_through(
     let started_ms = now_ms();
     let method = req.method();
     if !cfg.pass_through.allows(method.as_ref(), path) {
-        http::drain(&mut req).await;
         return Err(ApiError::not_passed_through(method.as_ref(), path).into());
     }
     let authorization = headers::authorize(&req, cfg)?;
