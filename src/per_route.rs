@@ -39,6 +39,16 @@ pub fn with<T>(route: &str, f: impl FnOnce(&mut RouteState) -> T) -> T {
     })
 }
 
+/// Requests this isolate counted, over every route, that its transport has not yet taken.
+pub fn undelivered_requests() -> u64 {
+    ROUTES.with(|cell| {
+        cell.borrow()
+            .values()
+            .map(|s| s.outbox.undelivered_requests())
+            .fold(0, u64::saturating_add)
+    })
+}
+
 /// Drops the state of every route `keep` says no longer exists, unless it still holds stats
 /// to deliver (they go with its next flush, or are dropped when its controller answers that
 /// the route is gone).

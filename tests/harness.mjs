@@ -48,7 +48,7 @@ export const STATS_QUEUE = "bluegreen-stats";
  * parses every URL with `new URL()`, so that `%2e%2e` segments and backslashes are gone before
  * the router sees them); workerd passes the request line's path on as it came.
  */
-export async function startRouter(vars = {}, { persistTo, withoutKv = false, direct = false, queue = false } = {}) {
+export async function startRouter(vars = {}, { persistTo, withoutKv = false, direct = false, queue = false, faults = false } = {}) {
   if (!fs.existsSync(path.join(ROOT, "build/index.js"))) {
     throw new Error("build/index.js is missing: run `bash scripts/build.sh` first");
   }
@@ -56,9 +56,21 @@ export async function startRouter(vars = {}, { persistTo, withoutKv = false, dir
   const mf = new Miniflare({
     // Relative to rootPath: a scriptPath containing ".." crashes workerd.
     rootPath: ROOT,
-    scriptPath: "build/index.js",
-    modules: true,
-    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+    // `faults`: the built router inside tests/faults.worker.mjs, which makes the platform's
+    // failures (a consumer that throws, a controller that refuses) happen on demand.
+    ...(faults
+      ? {
+          modules: [
+            { type: "ESModule", path: "build/faults.mjs", contents: fs.readFileSync(path.join(ROOT, "tests/faults.worker.mjs"), "utf8") },
+            { type: "ESModule", path: "build/index.js" },
+            { type: "CompiledWasm", path: "build/index_bg.wasm" },
+          ],
+        }
+      : {
+          scriptPath: "build/index.js",
+          modules: true,
+          modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+        }),
     compatibilityDate: compatibilityDate(),
     // `withoutKv`: no KV binding at all, so that every KV read and write fails.
     kvNamespaces: withoutKv ? [] : ["ROUTER_KV"],

@@ -106,3 +106,78 @@ test("the same message delivered twice counts once, alone or merged with others"
   await queue.send("{not json", { contentType: "text" });
   assert.ok(await eventually(() => r.logs.some((l) => /stats queue: message .* dropped, unreadable/.test(l.message)), 5000));
 });
+
+/** Sets a fault of tests/faults.worker.mjs: `path` on the Worker, or on the default route's controller. */
+async function fault(r, where, query) {
+  if (where === "consumer") {
+    const res = await fetch(`${r.url}/__faults/consumer${query ? `?${query}` : ""}`, { method: "POST" });
+    assert.equal(res.status, 200);
+    return res.json();
+  }
+  const ns = await r.mf.getDurableObjectNamespace("ROLLOUT");
+  const res = await ns.get(ns.idFromName("global")).fetch(`https://controller/__faults/controller?${query}`, { method: "POST" });
+  assert.equal(res.status, 204);
+}
+
+/** What this isolate still holds (GET /healthz). */
+async function undelivered(r) {
+  const res = await fetch(`${r.url}/healthz`);
+  assert.equal(res.status, 200);
+  return (await res.json()).stats_undelivered_requests;
+}
+
+test("a consumer that throws on a delivery is retried, and every request counts once", async (t) => {
+  const stack = await startStack(VARS, {}, { queue: true, faults: true });
+  t.after(() => stack.close());
+  const r = stack.router;
+  assert.deepEqual(await fault(r, "consumer", "throws=2"), { throws_left: 2 });
+  const n = 40;
+  (await pool(n, 8, () => chat(r.url, CHAT))).forEach((res) => assert.equal(res.status, 200));
+  const c = await countedReaches(r, n, 20_000);
+  assert.ok(c, "every request counted after the failed deliveries");
+  assert.deepEqual(await fault(r, "consumer"), { throws_left: 0 }, "both failures happened");
+  await new Promise((res) => setTimeout(res, 1500));
+  assert.equal((await counted(r)).routed, n, "each once");
+});
+
+test("a controller that refuses stats for a while is caught up once it recovers; the isolate meanwhile holds nothing an eviction could lose", async (t) => {
+  const stack = await startStack(VARS, {}, { queue: true, faults: true });
+  t.after(() => stack.close());
+  const r = stack.router;
+  await fault(r, "controller", "refuse=stats");
+  const n = 40;
+  (await pool(n, 8, () => chat(r.url, CHAT))).forEach((res) => assert.equal(res.status, 200));
+  // The consumer's posts are refused and its messages retried…
+  assert.ok(
+    await eventually(() => r.logs.some((l) => /stats queue: \d+ messages of route default retried: the controller answered 503/.test(l.message)), 10_000),
+    "the refused delivery was retried",
+  );
+  // …while the isolate handed every batch to the queue: evicting it now would lose nothing.
+  assert.ok(await eventually(async () => (await undelivered(r)) === 0, 5000), "the isolate still holds stats");
+  assert.equal((await counted(r)).routed, 0, "nothing counted while the controller refuses");
+  await new Promise((res) => setTimeout(res, 2000));
+  await fault(r, "controller", "refuse=none");
+  const c = await countedReaches(r, n, 20_000);
+  assert.ok(c, "caught up after the controller recovered");
+  await new Promise((res) => setTimeout(res, 1500));
+  assert.equal((await counted(r)).routed, n, "each once");
+});
+
+test("without a queue, an isolate holds what the controller refused until it takes it", async (t) => {
+  const stack = await startStack(VARS, {}, { faults: true });
+  t.after(() => stack.close());
+  const r = stack.router;
+  await fault(r, "controller", "refuse=stats");
+  const n = 20;
+  (await pool(n, 4, () => chat(r.url, CHAT))).forEach((res) => assert.equal(res.status, 200));
+  // Posted, refused through the post's retries (about 16 s) and kept: an eviction now would
+  // lose these 20 (the queue's case above: 0).
+  assert.ok(await eventually(() => r.logs.some((l) => /not delivered, kept for the next flush: .*the controller answered 503/.test(l.message)), 30_000));
+  assert.equal(await undelivered(r), n);
+  await fault(r, "controller", "refuse=none");
+  // The next request's flush carries them.
+  assert.equal((await chat(r.url, CHAT)).status, 200);
+  const c = await countedReaches(r, n + 1, 10_000);
+  assert.ok(c && c.routed === n + 1, "all counted once the controller took them");
+  assert.ok(await eventually(async () => (await undelivered(r)) === 0, 5000));
+});

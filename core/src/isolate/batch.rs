@@ -106,6 +106,14 @@ impl Accumulator {
         }
     }
 
+    /// Requests counted since the last `take`.
+    pub fn requests(&self) -> u64 {
+        self.by_minute
+            .values()
+            .map(|s| s.requests)
+            .fold(0, u64::saturating_add)
+    }
+
     /// True when nothing was added since the last `take`.
     pub fn is_empty(&self) -> bool {
         self.by_minute.is_empty() && self.shadow.is_empty()

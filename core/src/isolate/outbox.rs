@@ -174,6 +174,15 @@ impl Outbox {
         self.pending.len()
     }
 
+    /// Requests counted here and not yet handed to the transport (gathered, or in a batch not
+    /// yet acknowledged): what the isolate's eviction now would lose.
+    pub fn undelivered_requests(&self) -> u64 {
+        self.pending
+            .iter()
+            .map(|p| p.requests)
+            .fold(self.acc.requests(), u64::saturating_add)
+    }
+
     /// Nothing to deliver: no stats gathered, no batch pending, no flush claimed. Only then may
     /// the shell forget the outbox (a deleted route's).
     pub fn is_empty(&self) -> bool {
@@ -250,6 +259,25 @@ mod tests {
         let batch: Batch = serde_json::from_str(&a.json).unwrap();
         assert_eq!((a.id.as_str(), a.requests, batch.requests()), ("a", 3, 3));
         assert_eq!(outbox.claim(2_000).map(|c| c.requests), Some(1));
+    }
+
+    #[test]
+    fn undelivered_requests_are_the_gathered_and_the_unacknowledged_ones() {
+        let mut outbox = Outbox::default();
+        assert_eq!(outbox.undelivered_requests(), 0);
+        record_and_seal(&mut outbox, 3, 1_000, "a");
+        outbox.add(&outcome(), &Prices::default());
+        outbox.add(&outcome(), &Prices::default());
+        // 3 in batch "a", 2 gathered since.
+        assert_eq!(outbox.undelivered_requests(), 5);
+        // Claimed but not acknowledged: still the isolate's to lose.
+        assert_eq!(claimed_id(&mut outbox, 1_000).as_deref(), Some("a"));
+        assert_eq!(outbox.undelivered_requests(), 5);
+        outbox.ack("a");
+        assert_eq!(outbox.undelivered_requests(), 2);
+        outbox.seal(2_000, "b".into());
+        outbox.ack("b");
+        assert_eq!(outbox.undelivered_requests(), 0);
     }
 
     #[test]
