@@ -22,7 +22,12 @@ worker-build --release
 # worker-build's output) and drops the name section: a smaller module is
 # parsed faster at cold start. A trace's function indices are resolved with
 # build/index_bg.symbols, the optimised module's index-to-name map (not part of the bundle).
-"$WASM_OPT_BIN" build/index_bg.wasm -o build/index_bg.wasm -Os --symbolmap=build/index_bg.symbols \
+# --low-memory-unused lets binaryen fold `pointer + constant` into the load's or store's offset
+# (3.3 KB less gzipped, and fewer instructions): the two differ only when the sum wraps past
+# 4 GiB into the first KiB, and no pointer here comes near 4 GiB (a Worker has 128 MB); Rust's
+# data starts at 1 MiB, below it only the stack's deepest end.
+"$WASM_OPT_BIN" build/index_bg.wasm -o build/index_bg.wasm -Os --low-memory-unused \
+  --symbolmap=build/index_bg.symbols \
   --strip-debug --strip-producers \
   --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
   --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling

@@ -20,7 +20,7 @@ use bluegreen_core::route::registry::RouteDef;
 use bluegreen_core::stats::{BatchEntry, EnvStats};
 use bluegreen_core::util::json;
 use bluegreen_core::Environment;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use worker::{SqlStorage, SqlStorageValue};
 
 use crate::error::{Error, Result};
@@ -47,24 +47,6 @@ const SCHEMA: [&str; 6] = [
     // Pruned by age every minute: without it, a scan of up to a week of ids.
     "CREATE INDEX IF NOT EXISTS scored_at ON scored (at_ms)",
 ];
-
-#[derive(Deserialize)]
-struct TextRow {
-    v: String,
-}
-
-#[derive(Deserialize)]
-struct MinuteRow {
-    minute: f64,
-    env: String,
-    doc: String,
-}
-
-#[derive(Deserialize)]
-struct EventRow {
-    seq: f64,
-    doc: String,
-}
 
 /// An event as `GET /admin/events` lists it.
 #[derive(Serialize)]
@@ -139,12 +121,7 @@ impl Store {
 
     /// Whether anything was ever stored here (the tables exist).
     pub fn exists(&self) -> Result<bool> {
-        #[derive(Deserialize)]
-        struct Found {
-            #[allow(dead_code)]
-            name: String,
-        }
-        let rows: Vec<Found> = self.query(
+        let rows = self.query(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
             Vec::new(),
         )?;
@@ -214,8 +191,11 @@ impl Store {
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<String>> {
-        let rows: Vec<TextRow> = self.query("SELECT v FROM meta WHERE k = ?", vec![key.into()])?;
-        Ok(rows.into_iter().next().map(|r| r.v))
+        let rows = self.query("SELECT v FROM meta WHERE k = ?", vec![key.into()])?;
+        rows.into_iter()
+            .next()
+            .map(|row| text(row.into_iter().next()))
+            .transpose()
     }
 
     fn meta_put(&self, key: &str, value: String) -> Result<()> {
@@ -228,15 +208,13 @@ impl Store {
             .map_err(sql_err)
     }
 
-    /// Runs a read-only statement and reads its rows.
-    fn query<T: serde::de::DeserializeOwned>(
-        &self,
-        statement: &str,
-        args: Vec<SqlStorageValue>,
-    ) -> Result<Vec<T>> {
+    /// Runs a read-only statement and reads its rows, each as its columns in the order the
+    /// statement selects them (read by [`text`] and [`whole`]). Not through `to_array`, whose
+    /// reading of each row type with serde_wasm_bindgen was a deserializer more in the wasm.
+    fn query(&self, statement: &str, args: Vec<SqlStorageValue>) -> Result<Vec<Row>> {
         self.sql()
             .exec(statement, args)
-            .and_then(|c| c.to_array())
+            .and_then(|c| c.raw().collect())
             .map_err(sql_err)
     }
 
@@ -339,10 +317,7 @@ impl Store {
         self.atomically(|| {
             let mut seen = Vec::new();
             for id in &ids {
-                let rows: Vec<TextRow> = self.query(
-                    "SELECT id AS v FROM batches WHERE id = ?",
-                    vec![(*id).into()],
-                )?;
+                let rows = self.query("SELECT id FROM batches WHERE id = ?", vec![(*id).into()])?;
                 if !rows.is_empty() {
                     seen.push(id.to_string());
                 }
@@ -393,8 +368,8 @@ impl Store {
 
     /// Whether `request_id` was scored already: a cheap check before the windows are copied.
     pub fn was_scored(&self, request_id: &str) -> Result<bool> {
-        let rows: Vec<TextRow> = self.query(
-            "SELECT id AS v FROM scored WHERE id = ?",
+        let rows = self.query(
+            "SELECT id FROM scored WHERE id = ?",
             vec![request_id.into()],
         )?;
         Ok(!rows.is_empty())
@@ -412,12 +387,12 @@ impl Store {
     }
 
     fn add_to_minute(&self, minute: u64, env: &str, stats: &EnvStats) -> Result<()> {
-        let rows: Vec<TextRow> = self.query(
-            "SELECT doc AS v FROM minutes WHERE minute = ? AND env = ?",
+        let rows = self.query(
+            "SELECT doc FROM minutes WHERE minute = ? AND env = ?",
             vec![int(minute), env.into()],
         )?;
-        let mut doc: EnvStats = match rows.first() {
-            Some(r) => json::parse(&r.v).unwrap_or_default(),
+        let mut doc: EnvStats = match rows.into_iter().next() {
+            Some(row) => json::parse(&text(row.into_iter().next())?).unwrap_or_default(),
             None => EnvStats::default(),
         };
         doc.merge(stats);
@@ -433,37 +408,40 @@ impl Store {
 
     /// The newest `limit` events, newest first.
     pub fn events(&self, limit: u64) -> Result<Vec<NumberedEvent>> {
-        let rows: Vec<EventRow> = self.query(
+        let rows = self.query(
             "SELECT seq, doc FROM events ORDER BY seq DESC LIMIT ?",
             vec![int(limit)],
         )?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                Some(NumberedEvent {
-                    seq: r.seq as u64,
-                    event: json::parse(&r.doc).ok()?,
-                })
-            })
-            .collect())
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut columns = row.into_iter();
+            let seq = whole(columns.next())?;
+            if let Ok(event) = json::parse(&text(columns.next())?) {
+                events.push(NumberedEvent { seq, event });
+            }
+        }
+        Ok(events)
     }
 
     /// Per-minute rows from unix minute `first` on, oldest first.
     pub fn minutes_since(&self, first: u64) -> Result<Vec<(u64, Environment, EnvStats)>> {
-        let rows: Vec<MinuteRow> = self.query(
+        let rows = self.query(
             "SELECT minute, env, doc FROM minutes WHERE minute >= ? ORDER BY minute",
             vec![int(first)],
         )?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                Some((
-                    r.minute as u64,
-                    Environment::parse(&r.env)?,
-                    json::parse(&r.doc).ok()?,
-                ))
-            })
-            .collect())
+        let mut minutes = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut columns = row.into_iter();
+            let minute = whole(columns.next())?;
+            // Forced requests' rows (`blue_forced`, `green_forced`) are left out.
+            let Some(env) = Environment::parse(&text(columns.next())?) else {
+                continue;
+            };
+            if let Ok(stats) = json::parse(&text(columns.next())?) {
+                minutes.push((minute, env, stats));
+            }
+        }
+        Ok(minutes)
     }
 
     /// The events that changed the split since `since_ms`, oldest first.
@@ -473,17 +451,20 @@ impl Store {
             args.push(enum_name(&kind)?.into());
         }
         let placeholders = vec!["?"; SPLIT_KINDS.len()].join(", ");
-        let rows: Vec<EventRow> = self.query(
+        let rows = self.query(
             &format!(
-                "SELECT seq, doc FROM events WHERE at_ms >= ? AND kind IN ({placeholders}) \
+                "SELECT doc FROM events WHERE at_ms >= ? AND kind IN ({placeholders}) \
                      ORDER BY seq"
             ),
             args,
         )?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| json::parse(&r.doc).ok())
-            .collect())
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Ok(event) = json::parse(&text(row.into_iter().next())?) {
+                events.push(event);
+            }
+        }
+        Ok(events)
     }
 
     /// Drops minutes older than 25 hours, events beyond the last 10 000 and batch ids older
@@ -510,6 +491,31 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A row as read: its columns in the order the statement selects them.
+type Row = Vec<SqlStorageValue>;
+
+/// A TEXT column's value (every one of the schema's is `NOT NULL`).
+fn text(column: Option<SqlStorageValue>) -> Result<String> {
+    match column {
+        Some(SqlStorageValue::String(s)) => Ok(s),
+        _ => Err(column_err()),
+    }
+}
+
+/// An INTEGER column's value. It comes from JavaScript as a number, read as `f64` and cast as
+/// the rows were read before (a safe integer arrives as `Integer`, any other as `Float`).
+fn whole(column: Option<SqlStorageValue>) -> Result<u64> {
+    match column {
+        Some(SqlStorageValue::Integer(n)) => Ok(n as u64),
+        Some(SqlStorageValue::Float(f)) => Ok(f as u64),
+        _ => Err(column_err()),
+    }
+}
+
+fn column_err() -> Error {
+    Error::Runtime("controller storage: a column is not of its schema's type".into())
 }
 
 /// An event's kind as stored in the `kind` column (its JSON name).
