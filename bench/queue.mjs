@@ -65,7 +65,18 @@ async function cell(n, path_) {
   );
   const pid = [...workerdChildren()].find((p) => !before.has(p));
   try {
-    const status = async () => (await router.admin("GET", "status")).body;
+    // Polled every 200 ms under load: a poll that loses its connection (workerd closing a
+    // kept-alive one just as it is reused) is asked again rather than ending the run.
+    const status = async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return (await router.admin("GET", "status")).body;
+        } catch (e) {
+          if (attempt >= 5) throw e;
+          await sleep(100);
+        }
+      }
+    };
     const version = (await status()).routing_version;
     const counted = async () => {
       const s = (await status()).stats.rollout;

@@ -51,7 +51,7 @@ pub async fn score(mut req: Request, env: &Env, cfg: &Config, ctx: &Context) -> 
     if let Admit::Refuse(why) = admitted {
         // A credential's bucket gives a token every 60 / FEEDBACK_MAX_PER_MINUTE seconds.
         let wait_s = 60u64.div_ceil(u64::from(cfg.feedback_max_per_minute.max(1)));
-        return Ok(refuse(&score, why, wait_s, env, ctx));
+        return Ok(refuse(&score, why, wait_s, cfg, env, ctx));
     }
     let json = serde_json::to_string(&score)
         .map_err(|e| ApiError::internal(&format!("a score serializes: {e}")))?;
@@ -66,13 +66,14 @@ pub async fn score(mut req: Request, env: &Env, cfg: &Config, ctx: &Context) -> 
         // replay, counted as one.
         409 => {
             INTAKE.with(|i| i.borrow_mut().counted(&score.request_id));
-            count_refusal(&score, Refused::Replay, env, ctx);
+            count_refusal(&score, Refused::Replay, cfg, env, ctx);
         }
         429 => {
             return Ok(refuse(
                 &score,
                 Refused::Limited,
                 CONTROLLER_RETRY_AFTER_S,
+                cfg,
                 env,
                 ctx,
             ))
@@ -83,17 +84,24 @@ pub async fn score(mut req: Request, env: &Env, cfg: &Config, ctx: &Context) -> 
 }
 
 /// Counts a score that was not counted, in this isolate's next stats batch.
-fn count_refusal(score: &Feedback, why: Refused, env: &Env, ctx: &Context) {
+fn count_refusal(score: &Feedback, why: Refused, cfg: &Config, env: &Env, ctx: &Context) {
     let entry = score.refused_entry(now_ms(), why);
-    if let Some(flush) = recorder::record_entry(&entry, &score.route, env) {
+    if let Some(flush) = recorder::record_entry(&entry, &score.route, cfg, env) {
         ctx.wait_until(flush);
     }
 }
 
 /// Answers a score that is not counted (a replay, or over a rate bound, to be sent again after
 /// `wait_s`), and counts it as refused.
-fn refuse(score: &Feedback, why: Refused, wait_s: u64, env: &Env, ctx: &Context) -> Response {
-    count_refusal(score, why, env, ctx);
+fn refuse(
+    score: &Feedback,
+    why: Refused,
+    wait_s: u64,
+    cfg: &Config,
+    env: &Env,
+    ctx: &Context,
+) -> Response {
+    count_refusal(score, why, cfg, env, ctx);
     let error = match why {
         Refused::Replay => ApiError::duplicate_feedback(),
         Refused::Limited => ApiError::feedback_rate_limited(wait_s),

@@ -1,13 +1,14 @@
 //! Getting every outcome record to its route's rollout controller, off the response path.
 //!
 //! Records are added to the isolate's [`Outbox`] of their route (a few counter and histogram
-//! updates in wasm, no I/O), and sent to that route's controller as one batch at most a second
-//! later. Each route's outbox flushes on its own, so that a route whose controller is
-//! unhealthy keeps its own batches and holds up no other route's. The request
-//! that finds no flush scheduled becomes the flusher: inside its own `ctx.wait_until` it waits
-//! out the second, takes everything gathered, and posts it. Every other request only adds its
-//! record. No request ever waits on another request's I/O (the runtime would cancel it as
-//! hung), and the controller sees about one call per isolate per second whatever the traffic.
+//! updates in wasm, no I/O), and sent to that route's controller (or the stats queue) as one
+//! batch at most `STATS_FLUSH_SECONDS` (1 s by default) later. Each route's outbox flushes on
+//! its own, so that a route whose controller is unhealthy keeps its own batches and holds up no
+//! other route's. The request that finds no flush scheduled becomes the flusher: inside its own
+//! `ctx.wait_until` it waits out the interval, takes everything gathered, and posts it. Every
+//! other request only adds its record. No request ever waits on another request's I/O (the
+//! runtime would cancel it as hung), and the controller sees about one call per isolate per
+//! interval whatever the traffic.
 //!
 //! A batch carries a random id. A failed post is retried with the same id, so the controller
 //! counts a batch that arrives twice only once. A batch stays in the isolate's outbox until
@@ -18,7 +19,7 @@
 use std::time::Duration;
 
 use bluegreen_core::config::Config;
-use bluegreen_core::isolate::outbox::{within_budget, Claimed, Dropped, Outbox, FLUSH_AFTER_MS};
+use bluegreen_core::isolate::outbox::{within_budget, Claimed, Dropped, Outbox};
 use bluegreen_core::request::outcome::Outcome;
 use bluegreen_core::shadow::ShadowEnd;
 use bluegreen_core::stats::BatchEntry;
@@ -47,7 +48,7 @@ pub fn record(
         o.add(record, &cfg.prices);
         o.claim_flush()
     });
-    claimed.then(|| flush(env.clone(), record.route.clone()))
+    claimed.then(|| flush(env.clone(), record.route.clone(), cfg.stats_flush_ms))
 }
 
 /// Adds a shadow copy's end (`None`: a request the cost bound kept from being copied), paired
@@ -63,7 +64,7 @@ pub fn record_shadow(
         o.add_shadow(green, blue, &cfg.prices);
         o.claim_flush()
     });
-    claimed.then(|| flush(env.clone(), blue.route.clone()))
+    claimed.then(|| flush(env.clone(), blue.route.clone(), cfg.stats_flush_ms))
 }
 
 /// Adds a stats entry made elsewhere (a refused feedback score's) to `route`'s next batch.
@@ -71,13 +72,14 @@ pub fn record_shadow(
 pub fn record_entry(
     entry: &BatchEntry,
     route: &str,
+    cfg: &Config,
     env: &Env,
 ) -> Option<impl std::future::Future<Output = ()>> {
     let claimed = with_outbox(route, |o| {
         o.add_entry(entry);
         o.claim_flush()
     });
-    claimed.then(|| flush(env.clone(), route.to_string()))
+    claimed.then(|| flush(env.clone(), route.to_string(), cfg.stats_flush_ms))
 }
 
 fn log_dropped(dropped: Dropped) {
@@ -91,10 +93,11 @@ fn log_dropped(dropped: Dropped) {
     }
 }
 
-/// Waits [`FLUSH_AFTER_MS`], then posts everything `route` gathered and anything left
-/// undelivered, one batch at a time, stopping at the first batch the controller does not take.
-async fn flush(env: Env, route: String) {
-    Delay::from(Duration::from_millis(FLUSH_AFTER_MS)).await;
+/// Waits `after_ms` (`STATS_FLUSH_SECONDS`), then posts everything `route` gathered and
+/// anything left undelivered, one batch at a time, stopping at the first batch the controller
+/// does not take.
+async fn flush(env: Env, route: String, after_ms: u64) {
+    Delay::from(Duration::from_millis(after_ms)).await;
     let started = now_ms();
     let dropped = with_outbox(&route, |o| o.seal(started, random_id()));
     log_dropped(dropped);

@@ -181,3 +181,16 @@ test("without a queue, an isolate holds what the controller refused until it tak
   assert.ok(c && c.routed === n + 1, "all counted once the controller took them");
   assert.ok(await eventually(async () => (await undelivered(r)) === 0, 5000));
 });
+
+test("STATS_FLUSH_SECONDS: an isolate gathers a route's stats that long before it sends them", async (t) => {
+  const stack = await startStack({ ...VARS, STATS_FLUSH_SECONDS: "4" });
+  t.after(() => stack.close());
+  const r = stack.router;
+  const n = 10;
+  (await pool(n, 5, () => chat(r.url, CHAT))).forEach((res) => assert.equal(res.status, 200));
+  await new Promise((res) => setTimeout(res, 1500));
+  assert.equal((await counted(r)).routed, 0, "nothing sent after 1.5 s of a 4 s interval");
+  assert.equal(await undelivered(r), n, "held by the isolate meanwhile");
+  const c = await countedReaches(r, n, 10_000);
+  assert.ok(c && c.routed === n, "sent, as one batch, once the interval ran out");
+});

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::isolate::outbox::{DEFAULT_FLUSH_SECONDS, MAX_FLUSH_SECONDS};
 use crate::request::auth::AuthMode;
 use crate::request::breaker;
 use crate::request::model;
@@ -117,6 +118,10 @@ pub struct Config {
     pub route_limit: usize,
     /// The tokens that may act on some routes only (`ROUTE_ADMIN_TOKENS`).
     pub route_admin_tokens: RouteTokens,
+    /// How long an isolate gathers a route's stats before it sends them as one batch
+    /// (`STATS_FLUSH_SECONDS`, 1 to [`MAX_FLUSH_SECONDS`]): the controller's (or the queue's)
+    /// calls per busy isolate are one per this much time.
+    pub stats_flush_ms: u64,
 }
 
 /// Highest `SHADOW_MAX_PER_MINUTE`: a thousand copies a second from one isolate.
@@ -494,6 +499,12 @@ impl Config {
             unknown_models,
             route_admin_tokens,
             route_limit,
+            stats_flush_ms: vars.whole(
+                "STATS_FLUSH_SECONDS",
+                DEFAULT_FLUSH_SECONDS,
+                1,
+                MAX_FLUSH_SECONDS,
+            )? * 1000,
         })
     }
 
@@ -646,6 +657,17 @@ mod tests {
         for bad in ["60001", "-1", "1.5", "x"] {
             let e = config(&[("SHADOW_MAX_PER_MINUTE", bad)]).unwrap_err();
             assert_eq!(e.var, "SHADOW_MAX_PER_MINUTE", "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_stats_flush_is_1_to_10_whole_seconds() {
+        assert_eq!(config(&[]).unwrap().stats_flush_ms, 1000);
+        let c = config(&[("STATS_FLUSH_SECONDS", "10")]).unwrap();
+        assert_eq!(c.stats_flush_ms, 10_000);
+        for bad in ["0", "11", "2.5", "-1", "x"] {
+            let e = config(&[("STATS_FLUSH_SECONDS", bad)]).unwrap_err();
+            assert_eq!(e.var, "STATS_FLUSH_SECONDS", "{bad}");
         }
     }
 

@@ -20,8 +20,12 @@ use crate::request::outcome::Outcome;
 use crate::shadow::ShadowEnd;
 use crate::stats::{BatchEntry, Prices};
 
-/// How long records gather before a flush seals them.
-pub const FLUSH_AFTER_MS: u64 = 1000;
+/// How long records gather before a flush seals them, by default (`STATS_FLUSH_SECONDS`): an
+/// isolate sends a route's controller (or the stats queue) one batch per this much time.
+pub const DEFAULT_FLUSH_SECONDS: u64 = 1;
+/// Longest `STATS_FLUSH_SECONDS`: the flush waits inside a request's `waitUntil`, which the
+/// runtime ends 30 s after the response; 10 s of gathering leaves the posts their 20 s.
+pub const MAX_FLUSH_SECONDS: u64 = 10;
 /// A flush starts no new post after this long, leaving the rest for the next flush.
 pub const FLUSH_BUDGET_MS: u64 = 20_000;
 /// A batch claimed by a flush that was cancelled (its `waitUntil` ran out) may be claimed
@@ -104,7 +108,7 @@ impl Outbox {
         !std::mem::replace(&mut self.flush_claimed, true)
     }
 
-    /// Called when a flush starts, [`FLUSH_AFTER_MS`] after it was claimed: turns what
+    /// Called when a flush starts, `STATS_FLUSH_SECONDS` after it was claimed: turns what
     /// gathered into a pending batch named `id` created at `now_ms` (nothing when nothing
     /// gathered), lets the next record claim a new flush, and drops the batches too old or too
     /// many to keep. Returns what was dropped, for the log.
