@@ -12,6 +12,10 @@
 //             (`input` holding the same message): the Responses API may cost at most 10% more CPU
 //             per request than chat, and holding its lifecycle events at most 1 ms of a
 //             stream's first byte (issue 22)
+//   queued    the same router with a stats queue bound (STATS_QUEUE, consumed by the same Worker):
+//             its isolates send each batch as one queue message instead of posting it, off the
+//             response path, so its CPU per request and p50 must stay within the router's noise
+//             (issue 23; its CPU includes the consumer's, as the router's includes its posts)
 // Both Workers run in local workerd through Miniflare with the same options (one workerd
 // process each), so the baseline/router difference is the router's own work. They run from a
 // snapshot of build/ (and bench/baseline.js) in a temporary directory, taken when no build is in
@@ -405,7 +409,12 @@ async function main() {
     streamBody: responsesBodyFor(true),
     streamEnd: "event: response.completed",
   });
-  const targets = [direct, baseline, router, router100, responses];
+  const queued = await startWorker("queued", snapshot, "index.js", { UPSTREAM_BASE_URL: upstream }, {
+    durableObjects,
+    queueProducers: { STATS_QUEUE: "bluegreen-stats" },
+    queueConsumers: { "bluegreen-stats": { maxBatchSize: 100, maxBatchTimeout: 5, maxRetries: 100 } },
+  });
+  const targets = [direct, baseline, router, router100, responses, queued];
   console.log(
     `bench: simulator ${sim.url} (delay ${SIM_DELAY_MS} ms), baseline ${baseline.url} (workerd pid ${baseline.pid}), ` +
       `router ${router.url} (workerd pid ${router.pid}), router100 ${router100.url} (workerd pid ${router100.pid}, ${ROUTES} routes)`,
@@ -451,7 +460,7 @@ async function main() {
   const hz = clockTicksPerSecond();
   const cpuMsPerReq = {};
   const cpuNotes = [];
-  for (const t of [baseline, router, router100, responses]) {
+  for (const t of [baseline, router, router100, responses, queued]) {
     const c = results[t.name].c32;
     cpuMsPerReq[t.name] = ((c.ticks / hz) * 1000) / c.sent;
     cpuNotes.push(`${t.name} ${c.ticks} ticks / ${c.sent} requests`);
@@ -532,12 +541,20 @@ async function main() {
       `${fmt(r.stream.ttfb50, 2)} ms = ${holdMs >= 0 ? "+" : ""}${fmt(holdMs, 2)} ms (target ≤ +1 ms): ${verdict(holdMs <= 1)}`,
   );
 
+  const q = results.queued;
+  console.log(
+    `- stats through a queue vs posted: CPU per request ${fmt(cpuMsPerReq.queued, 3)} vs ${fmt(cpuMsPerReq.router, 3)} ms ` +
+      `(rounds ${spread(q.c32.roundTicksPerReq, msPerTick)} vs ${spread(r.c32.roundTicksPerReq, msPerTick)}); ` +
+      `p50 c=1 ${fmt(q.c1.p50, 2)} vs ${fmt(r.c1.p50, 2)} ms (rounds ${spread(q.c1.roundP50)} vs ${spread(r.c1.roundP50)}); ` +
+      `within the noise when each figure lies in the other's range of rounds`,
+  );
+
   const totalErrors = targets.reduce(
     (n, t) => n + Object.values(results[t.name]).reduce((m, c) => m + (c.sent - c.ok) + c.warmErrors, 0),
     0,
   );
   console.log(`- errors (non-200, network, timeouts, incl. warm-ups): ${totalErrors}`);
-  for (const t of [baseline, router, router100, responses]) {
+  for (const t of [baseline, router, router100, responses, queued]) {
     if (t.logs.warnings || t.logs.errors) {
       console.log(`- ${t.name} logged ${t.logs.warnings} warnings, ${t.logs.errors} errors, e.g. ${JSON.stringify(t.logs.samples[0])}`);
     }
