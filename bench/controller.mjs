@@ -1,7 +1,7 @@
 // How many stats batches one rollout controller absorbs per second, in local workerd.
 //
-// Isolates send the controller one batch per second each (src/recorder.rs), whatever their
-// traffic, so the controller's capacity is counted in batches, and its limit is the number of
+// Isolates send the controller one batch per flush interval each (STATS_FLUSH_SECONDS, 1 s by
+// default; src/recorder.rs), whatever their traffic, so the controller's capacity is counted in batches, and its limit is the number of
 // busy isolates rather than requests/s. This posts realistic batches (one minute, both
 // environments, latency histograms with dozens of buckets, as an isolate serving ~100 req/s
 // sends) straight to the Durable Object, at a fixed concurrency, for a bounded count, and

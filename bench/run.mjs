@@ -15,7 +15,8 @@
 //   queued    the same router with a stats queue bound (STATS_QUEUE, consumed by the same Worker):
 //             its isolates send each batch as one queue message instead of posting it, off the
 //             response path, so its CPU per request and p50 must stay within the router's noise
-//             (issue 23; its CPU includes the consumer's, as the router's includes its posts)
+//             (issue 23; its CPU includes what of the consumer's work falls within the cell, as
+//             the router's includes its posts)
 // Both Workers run in local workerd through Miniflare with the same options (one workerd
 // process each), so the baseline/router difference is the router's own work. They run from a
 // snapshot of build/ (and bench/baseline.js) in a temporary directory, taken when no build is in

@@ -31,7 +31,8 @@ struct Health<'a> {
     /// This isolate's green breaker; `null` while `GREEN_EJECTION` is off.
     green_breaker: Option<Snapshot>,
     /// Requests this isolate counted (every route) that its stats transport has not taken yet:
-    /// what its eviction now would lose. Through a queue, 0 a second after the last request.
+    /// what its eviction now would lose. Through a queue, 0 once `STATS_FLUSH_SECONDS` have passed
+    /// since the last request.
     stats_undelivered_requests: u64,
 }
 

@@ -35,10 +35,12 @@ pub fn require_bearer(
 
 /// Largest body [`answer`] reads before a refusal.
 const SMALL_BODY: u32 = 64 * 1024;
+/// Longest [`answer`] waits for that body.
+const DRAIN_WAIT_MS: u32 = 5_000;
 
 /// The answer to a request: `result`, or its error as an OpenAI-shaped JSON answer with
 /// `request_id`. Before a refusal, a small body the handler left unread (declared length up to
-/// 64 KiB) is read: workerd resets a kept-alive connection whose request body went unread, and
+/// 64 KiB) is read, for up to 5 s: workerd resets a kept-alive connection whose request body went unread, and
 /// a client still sending would get a reset instead of the refusal. Larger bodies, or bodies
 /// without a length, are left alone.
 pub async fn answer(
@@ -59,7 +61,8 @@ pub async fn answer(
         .is_some_and(|n| n > 0 && n <= SMALL_BODY);
     if small && !inbound.body_used() {
         if let Ok(promise) = inbound.array_buffer() {
-            let _ = JsFuture::from(promise).await;
+            // A client that declared more than it sends is answered after 5 s anyway.
+            let _ = JsFuture::from(crate::js::settled_within(&promise, DRAIN_WAIT_MS)).await;
         }
     }
     error.respond(&request_id())

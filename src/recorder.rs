@@ -46,7 +46,7 @@ pub fn record(
     worker::console_log!("outcome {}", record.to_json());
     let claimed = with_outbox(&record.route, |o| {
         o.add(record, &cfg.prices);
-        o.claim_flush()
+        o.claim_flush(now_ms(), cfg.stats_flush_ms)
     });
     claimed.then(|| flush(env.clone(), record.route.clone(), cfg.stats_flush_ms))
 }
@@ -62,7 +62,7 @@ pub fn record_shadow(
 ) -> Option<impl std::future::Future<Output = ()>> {
     let claimed = with_outbox(&blue.route, |o| {
         o.add_shadow(green, blue, &cfg.prices);
-        o.claim_flush()
+        o.claim_flush(now_ms(), cfg.stats_flush_ms)
     });
     claimed.then(|| flush(env.clone(), blue.route.clone(), cfg.stats_flush_ms))
 }
@@ -77,7 +77,7 @@ pub fn record_entry(
 ) -> Option<impl std::future::Future<Output = ()>> {
     let claimed = with_outbox(route, |o| {
         o.add_entry(entry);
-        o.claim_flush()
+        o.claim_flush(now_ms(), cfg.stats_flush_ms)
     });
     claimed.then(|| flush(env.clone(), route.to_string(), cfg.stats_flush_ms))
 }

@@ -24,7 +24,9 @@ use crate::stats::{BatchEntry, Prices};
 /// isolate sends a route's controller (or the stats queue) one batch per this much time.
 pub const DEFAULT_FLUSH_SECONDS: u64 = 1;
 /// Longest `STATS_FLUSH_SECONDS`: the flush waits inside a request's `waitUntil`, which the
-/// runtime ends 30 s after the response; 10 s of gathering leaves the posts their 20 s.
+/// runtime may end 30 s after the response, so the wait must leave the posts most of that. A
+/// flush cut off loses nothing: its claim, and a batch it was posting, expire and are taken
+/// again ([`CLAIM_TTL_MS`]).
 pub const MAX_FLUSH_SECONDS: u64 = 10;
 /// A flush starts no new post after this long, leaving the rest for the next flush.
 pub const FLUSH_BUDGET_MS: u64 = 20_000;
@@ -79,8 +81,8 @@ pub struct Dropped {
 #[derive(Debug, Default)]
 pub struct Outbox {
     acc: Accumulator,
-    /// A request has claimed the next flush and it has not sealed yet.
-    flush_claimed: bool,
+    /// When a request claimed the next flush, while it has not sealed yet.
+    flush_claimed: Option<u64>,
     /// Oldest first.
     pending: Vec<Pending>,
 }
@@ -102,10 +104,18 @@ impl Outbox {
         self.acc.add_shadow(green, blue, prices);
     }
 
-    /// Called after [`Outbox::add`]: `true` when this request must schedule the flush (none is
-    /// scheduled yet), `false` when one already will carry its record.
-    pub fn claim_flush(&mut self) -> bool {
-        !std::mem::replace(&mut self.flush_claimed, true)
+    /// Called after [`Outbox::add`] at `now_ms`: `true` when this request must schedule the
+    /// flush, which waits `flush_ms` before it seals (none is scheduled yet, or the one claimed
+    /// never sealed within `flush_ms` + [`CLAIM_TTL_MS`]: its `waitUntil` was cut off while it
+    /// waited), `false` when one already will carry its record.
+    pub fn claim_flush(&mut self, now_ms: u64, flush_ms: u64) -> bool {
+        let live = self
+            .flush_claimed
+            .is_some_and(|at| now_ms.saturating_sub(at) <= flush_ms.saturating_add(CLAIM_TTL_MS));
+        if !live {
+            self.flush_claimed = Some(now_ms);
+        }
+        !live
     }
 
     /// Called when a flush starts, `STATS_FLUSH_SECONDS` after it was claimed: turns what
@@ -113,7 +123,7 @@ impl Outbox {
     /// gathered), lets the next record claim a new flush, and drops the batches too old or too
     /// many to keep. Returns what was dropped, for the log.
     pub fn seal(&mut self, now_ms: u64, id: String) -> Dropped {
-        self.flush_claimed = false;
+        self.flush_claimed = None;
         if !self.acc.is_empty() {
             let batch = self.acc.take(id);
             // A batch is strings, integers and floats in plain structs; serde_json writes a
@@ -190,7 +200,7 @@ impl Outbox {
     /// Nothing to deliver: no stats gathered, no batch pending, no flush claimed. Only then may
     /// the shell forget the outbox (a deleted route's).
     pub fn is_empty(&self) -> bool {
-        self.acc.is_empty() && self.pending.is_empty() && !self.flush_claimed
+        self.acc.is_empty() && self.pending.is_empty() && self.flush_claimed.is_none()
     }
 }
 
@@ -245,7 +255,7 @@ mod tests {
         let claims: Vec<bool> = (0..3)
             .map(|_| {
                 outbox.add(&outcome(), &Prices::default());
-                outbox.claim_flush()
+                outbox.claim_flush(0, 1_000)
             })
             .collect();
         assert_eq!(claims, [true, false, false]);
@@ -257,12 +267,27 @@ mod tests {
         assert_eq!(outbox.pending(), 1);
         // After the seal the next record claims a new flush, and goes in the next batch.
         outbox.add(&outcome(), &Prices::default());
-        assert!(outbox.claim_flush());
+        assert!(outbox.claim_flush(1_000, 1_000));
         outbox.seal(2_000, "b".into());
         let a = outbox.claim(2_000).unwrap();
         let batch: Batch = serde_json::from_str(&a.json).unwrap();
         assert_eq!((a.id.as_str(), a.requests, batch.requests()), ("a", 3, 3));
         assert_eq!(outbox.claim(2_000).map(|c| c.requests), Some(1));
+    }
+
+    #[test]
+    fn a_flush_cut_off_while_it_waited_is_claimed_again_after_its_wait_and_the_ttl() {
+        let mut outbox = Outbox::default();
+        outbox.add(&outcome(), &Prices::default());
+        // t = 0: claimed, with a 10 s wait; its waitUntil is then cut off: it never seals.
+        assert!(outbox.claim_flush(0, 10_000));
+        // Up to 10 s + 30 s later it may still come: records ride on it.
+        assert!(!outbox.claim_flush(40_000, 10_000));
+        // Past that it never will: the next record claims a new flush, which carries both.
+        assert!(outbox.claim_flush(40_001, 10_000));
+        assert!(!outbox.claim_flush(40_002, 10_000));
+        outbox.seal(50_001, "a".into());
+        assert_eq!(outbox.claim(50_001).map(|c| c.requests), Some(1));
     }
 
     #[test]
