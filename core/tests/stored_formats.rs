@@ -19,6 +19,7 @@ use bluegreen_core::controller::rollout::{Event, EventKind, Phase, State};
 use bluegreen_core::controller::windows::Scopes;
 use bluegreen_core::isolate::batch::Batch;
 use bluegreen_core::stats::{EnvStats, ErrorCounts};
+use bluegreen_core::util::json;
 use bluegreen_core::Environment;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -48,8 +49,8 @@ fn load_text<T: DeserializeOwned + Serialize + PartialEq + std::fmt::Debug>(
     name: &str,
     text: &str,
 ) -> T {
-    let value: T = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let again: T = serde_json::from_str(&serde_json::to_string(&value).unwrap()).unwrap();
+    let value: T = json::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let again: T = json::parse(&serde_json::to_string(&value).unwrap()).unwrap();
     assert_eq!(again, value, "{name} round-trips");
     value
 }
@@ -140,7 +141,7 @@ fn a_state_whose_models_an_admin_api_now_refuses_still_loads() {
             .replace("\"deepseek-v3\"", "\"deep\\u0007seek\"")
             .replace("\"gemini-2.5-flash\"", "\"mod\u{e8}le\"")
             .replace("\"old\"", "\"\\t\"");
-        let s: State = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let s: State = json::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let doc = s.routing_doc(0);
         assert!(
             [&doc.blue_model, &doc.green_model]
@@ -148,7 +149,7 @@ fn a_state_whose_models_an_admin_api_now_refuses_still_loads() {
                 .any(|m| m.contains('\u{7}') || m.contains('è') || m.contains('\t')),
             "{name}: the fixture kept its names"
         );
-        let again: State = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        let again: State = json::parse(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(again, s, "{name} round-trips");
     }
 }
@@ -312,7 +313,7 @@ fn stats_windows_and_minutes_written_by_v1_load() {
 /// are v1 fixtures with those fields set to `null` by hand, as the first release wrote them.
 #[test]
 fn documents_with_overflowed_numbers_written_by_v1_load() {
-    let s: State = serde_json::from_str(&fixture("state-rolled-back-overflowed")).unwrap();
+    let s: State = json::parse(&fixture("state-rolled-back-overflowed")).unwrap();
     assert_eq!(s.phase(), Phase::RolledBack);
     let json = serde_json::to_value(&s).unwrap();
     let report = &json["verdict"]["evidence"];

@@ -160,8 +160,7 @@ fn bounded_list<'de, T: Deserialize<'de>>(raw: &'de str) -> Option<Vec<T>> {
     if raw.len() > MAX_EXPECTATION_BYTES {
         return None;
     }
-    let mut de = json::reader(raw);
-    serde::Deserializer::deserialize_seq(&mut de, Bounded(std::marker::PhantomData)).ok()
+    json::read_seq(raw, Bounded(std::marker::PhantomData)).ok()
 }
 
 impl Expectations {
@@ -366,7 +365,7 @@ pub fn classify_body(want: &Expectations, body: &[u8]) -> Option<Defect> {
         Api::Embeddings => return embeddings::classify_body(want, body),
         Api::Chat => {}
     }
-    let completion: wire::Completion = serde_json::from_slice(body).ok()?;
+    let completion: wire::Completion = crate::util::json::from_slice(body).ok()?;
     let mut first = None;
     for c in completion.choices?.iter().take(MAX_TRACKED) {
         let Some(message) = &c.message else {

@@ -55,7 +55,7 @@ impl Api {
     /// response with `output` that did not fail, an embeddings list with `data`); `Err` says what it is instead, in a few
     /// words for the log and the client's 502.
     pub fn answer_object(self, body: &[u8]) -> Result<(), String> {
-        let top = match serde_json::from_slice::<Top>(body) {
+        let top = match crate::util::json::from_slice::<Top>(body) {
             Ok(_) if body.trim_ascii_start().first() != Some(&b'{') => {
                 return Err("JSON that is not an object".into())
             }

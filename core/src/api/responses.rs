@@ -144,7 +144,7 @@ impl IdRewrite {
         if self.knows() {
             return;
         }
-        let Ok(w) = serde_json::from_slice::<WithId>(json) else {
+        let Ok(w) = crate::util::json::from_slice::<WithId>(json) else {
             return;
         };
         let id = match (w.response.and_then(|r| r.id), w.id) {
@@ -250,7 +250,7 @@ pub fn stream_event(data: &[u8]) -> Carries {
         kind: Some(kind),
         delta,
         response,
-    }) = serde_json::from_slice::<Event>(data)
+    }) = crate::util::json::from_slice::<Event>(data)
     else {
         return Carries::Answer;
     };

@@ -32,7 +32,7 @@ struct Inner {
 /// Responses stream's terminal event. Anything unparseable yields `None`: usage is
 /// informative, never a reason to fail.
 pub fn usage_of(json: &[u8]) -> Option<Usage> {
-    let w = serde_json::from_slice::<WithUsage>(json).ok()?;
+    let w = crate::util::json::from_slice::<WithUsage>(json).ok()?;
     w.usage.or_else(|| w.response?.usage)
 }
 

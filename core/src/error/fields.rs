@@ -151,7 +151,7 @@ pub fn parse_body(bytes: &[u8]) -> Result<Value, FieldError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Map::new()));
     }
-    serde_json::from_slice(bytes)
+    crate::util::json::from_slice(bytes)
         .map_err(|e| FieldError::new("body", format!("must be valid JSON ({e})")))
 }
 

@@ -66,7 +66,7 @@ struct Terminal<'a> {
 /// The defect of a non-streamed response body; `None` when it is usable or is not a response
 /// object at all.
 pub(super) fn classify_body(want: &Expectations, body: &[u8]) -> Option<Defect> {
-    let response: Response = serde_json::from_slice(body).ok()?;
+    let response: Response = crate::util::json::from_slice(body).ok()?;
     defect_of(want, &response)
 }
 

@@ -270,7 +270,7 @@ fn error_of(data: &[u8]) -> Option<String> {
         #[serde(default)]
         error: Option<serde_json::Value>,
     }
-    let e = serde_json::from_slice::<Envelope>(data).ok()?;
+    let e = crate::util::json::from_slice::<Envelope>(data).ok()?;
     let error = match (e.error, e.kind.as_deref()) {
         (Some(error), _) => error,
         (None, Some("error")) => match e.message.or(e.code) {

@@ -17,7 +17,7 @@ fn state_round_trips_through_json() {
         let s = in_phase(phase);
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(
-            serde_json::from_str::<State>(&json).unwrap(),
+            crate::util::json::parse::<State>(&json).unwrap(),
             s,
             "{phase:?}"
         );
@@ -172,7 +172,7 @@ fn a_verdict_record_reads_its_flattened_fields_and_ignores_others() {
     // optional, a field no version writes ignored.
     let text = r#"{"status": "fail", "reasons": ["green errors"], "at_ms": 7,
         "consecutive_failures": 2, "step": 3, "later": {"x": 1}}"#;
-    let read: VerdictRecord = serde_json::from_str(text).unwrap();
+    let read: VerdictRecord = crate::util::json::parse(text).unwrap();
     assert_eq!(read.verdict.status, VerdictStatus::Fail);
     assert_eq!(read.verdict.reasons, ["green errors"]);
     assert_eq!(read.verdict.evidence, None);
@@ -191,5 +191,5 @@ fn a_verdict_record_reads_its_flattened_fields_and_ignores_others() {
             "consecutive_failures": 2, "step": 3})
     );
     let missing = r#"{"status": "pass", "reasons": [], "at_ms": 7, "step": 3}"#;
-    assert!(serde_json::from_str::<VerdictRecord>(missing).is_err());
+    assert!(crate::util::json::parse::<VerdictRecord>(missing).is_err());
 }
