@@ -14,6 +14,15 @@ pub fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
+/// A message's declared body length (`content-length`), when it has a readable one.
+pub fn declared_length(headers: &Headers) -> Option<u64> {
+    headers
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Lets a request through a route's own bearer token: `disabled` (a 503 saying how to set it)
 /// while `token` is unset, `refused` (a 401) when the request's `Authorization: Bearer` is
 /// missing or wrong. The comparison takes the same time however much of the token matches.
@@ -52,13 +61,8 @@ pub async fn answer(
         Ok(response) => return response,
         Err(e) => e,
     };
-    let small = inbound
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .is_some_and(|n| n > 0 && n <= SMALL_BODY);
+    let small = declared_length(&Headers(inbound.headers()))
+        .is_some_and(|n| n > 0 && n <= u64::from(SMALL_BODY));
     if small && !inbound.body_used() {
         if let Ok(promise) = inbound.array_buffer() {
             // A client that declared more than it sends is answered after 5 s anyway.
@@ -74,7 +78,7 @@ const OVERSIZE_DRAIN_LIMIT: usize = 64 << 20;
 
 /// Reads the request body, refusing it with a 413 once it passes `limit` bytes.
 pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let declared = header(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = declared_length(req.headers());
     if let Some(len) = declared.filter(|len| *len <= limit as u64) {
         // The runtime holds the body to its declared length: read it in one call.
         let body = req.bytes().await.map_err(|e| body_failed(&e))?;

@@ -113,13 +113,7 @@ pub enum Body {
 pub async fn read_body(resp: Response, limit: usize, ms: u64) -> Result<Body, Failure> {
     let limit = u32::try_from(limit).unwrap_or(u32::MAX);
     let ms = u32::try_from(ms).unwrap_or(u32::MAX);
-    let length = resp
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let length = crate::http::declared_length(resp.headers()).map_or(0.0, |n| n as f64);
     let body = match resp.into_parts().1 {
         worker::ResponseBody::Stream(stream) => Some(stream),
         worker::ResponseBody::Body(bytes) => return Ok(Body::Whole(bytes)),
