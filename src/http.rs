@@ -1,5 +1,5 @@
 //! Small HTTP helpers every handler uses: reading a header, reading a request body within a
-//! limit, answering a refusal (after reading a small unread body), and building JSON answers. A leaf: it knows
+//! limit, reading a small unread body before a refusal, and building JSON answers. A leaf: it knows
 //! no route and makes no decision, and its refusals are the core's [`ApiError`].
 
 use bluegreen_core::error::ApiError;
@@ -42,25 +42,16 @@ pub fn require_bearer(
     Err(refusal)
 }
 
-/// Largest body [`answer`] reads before a refusal.
+/// Largest body [`drain`] reads before a refusal.
 const SMALL_BODY: u32 = 64 * 1024;
-/// Longest [`answer`] waits for that body.
+/// Longest [`drain`] waits for that body.
 const DRAIN_WAIT_MS: u32 = 5_000;
 
-/// The answer to a request: `result`, or its error as an OpenAI-shaped JSON answer with
-/// `request_id`. Before a refusal, a small body the handler left unread (declared length up to
-/// 64 KiB) is read, for up to 5 s: workerd resets a kept-alive connection whose request body went unread, and
-/// a client still sending would get a reset instead of the refusal. Larger bodies, or bodies
-/// without a length, are left alone.
-pub async fn answer(
-    inbound: &web_sys::Request,
-    result: Result<Response, crate::error::Error>,
-    request_id: impl FnOnce() -> String,
-) -> Response {
-    let error = match result {
-        Ok(response) => return response,
-        Err(e) => e,
-    };
+/// Reads, before a refusal, a small body the handler left unread (declared length up to 64
+/// KiB), for up to 5 s: workerd resets a kept-alive connection whose request body went unread,
+/// and a client still sending would get a reset instead of the refusal. Larger bodies, or
+/// bodies without a length, are left alone.
+pub async fn drain(inbound: &web_sys::Request) {
     let small = declared_length(&Headers(inbound.headers()))
         .is_some_and(|n| n > 0 && n <= u64::from(SMALL_BODY));
     if small && !inbound.body_used() {
@@ -69,7 +60,6 @@ pub async fn answer(
             let _ = JsFuture::from(crate::js::settled_within(&promise, DRAIN_WAIT_MS)).await;
         }
     }
-    error.respond(&request_id())
 }
 
 /// Most of an oversized body still read (and discarded) before answering 413, so that a

@@ -48,7 +48,14 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let tag = Tag::new();
     let inbound = Clone::clone(req.inner()); // the same JS object, not a body-teeing `Request.clone()`
     let result = route(req, &env, &tag, &ctx).await;
-    Ok(http::answer(&inbound, result, || tag.id.clone()).await)
+    Ok(match result {
+        Ok(response) => response,
+        Err(e) => {
+            // Every refusal in one place: a small unread body is read first.
+            http::drain(&inbound).await;
+            e.respond(&tag.id)
+        }
+    })
 }
 
 async fn route(req: Request, env: &Env, tag: &Tag, ctx: &Context) -> Result<Response> {

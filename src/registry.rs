@@ -58,7 +58,7 @@ impl DurableObject for RouteRegistry {
     }
 
     // Called by the Worker through a stub, never over a client's connection: a refusal need not
-    // read the body first (see `http::answer`).
+    // read the body first (see `http::drain`).
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         Ok(self
             .handle(req)

@@ -111,7 +111,7 @@ impl DurableObject for RolloutController {
     }
 
     // Called by the Worker through a stub, never over a client's connection: a refusal need not
-    // read the body first (see `http::answer`).
+    // read the body first (see `http::drain`).
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         Ok(self
             .route(req)
