@@ -31,6 +31,7 @@ pub mod controller;
 pub mod environment;
 pub mod error;
 pub mod isolate;
+pub mod judge;
 pub mod request;
 pub mod route;
 pub mod shadow;

@@ -516,6 +516,7 @@ fn a_rollout_stored_before_per_step_evidence_loads_and_keeps_judging() {
         let t = apply(
             &state,
             Command::Tick {
+                judge_reasons: Vec::new(),
                 window: Box::new(window.clone()),
                 strata: vec![Stratum::in_step(window)],
                 shadow: Vec::new(),

@@ -368,6 +368,7 @@ mod tests {
             w.blue.errors.server_error = blue_errors;
             w.green.errors.server_error = blue_errors / 9;
             let cmd = Command::Tick {
+                judge_reasons: Vec::new(),
                 window: Box::new(w),
                 strata: Vec::new(),
                 shadow: Vec::new(),

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::controller::lifetime::Lifetime;
 use crate::controller::rollout::{Command, CostSample, Effect, State, Stratum};
 use crate::environment::Environment;
+use crate::judge::losses::Losses;
 use crate::shadow::{ShadowEntry, ShadowScope};
 use crate::stats::{BatchEntry, EnvStats, Pair};
 
@@ -68,6 +69,10 @@ pub struct Scopes {
     /// step's and the rollout's figures. Absent in windows stored before shadow steps.
     #[serde(default, skip_serializing_if = "no_shadow")]
     pub shadow: ShadowScope,
+    /// The rollout's last pairs green lost, as the grader judged them ([`crate::judge::losses`]).
+    /// Absent while there are none, and in windows stored before the grader judged.
+    #[serde(default, skip_serializing_if = "Losses::is_empty")]
+    pub judge_losses: Losses,
 }
 
 /// No shadow figures at all: every window's figures are also the rollout's, so an empty
@@ -243,6 +248,7 @@ impl Scopes {
             blue_p95_ms: self.rollout.blue.total.quantile_ms(0.95),
             step_cost: self.step_cost(),
             shadow: self.shadow.strata(),
+            judge_reasons: self.judge_losses.reasons(),
         }
     }
 }
@@ -362,6 +368,7 @@ mod tests {
         assert_eq!(
             Scopes::default().tick(),
             Command::Tick {
+                judge_reasons: Vec::new(),
                 window: Box::default(),
                 strata: Vec::new(),
                 blue_p95_ms: None,

@@ -9,9 +9,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::environment::Environment;
+use crate::judge::losses::{Loss, Losses};
 use crate::request::outcome::Outcome;
 use crate::request::split::Basis;
 use crate::shadow::{ShadowEnd, ShadowEntry, ShadowStats};
+use crate::stats::judged::JudgedCounts;
 use crate::stats::{routed_environment, BatchEntry, EnvStats, Prices};
 
 /// Stats an isolate accumulated since its last flush. `id` is random, so that the controller
@@ -32,6 +34,10 @@ pub struct Batch {
     /// A merged batch's oldest part: when its isolate sent it (Unix ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_ms: Option<u64>,
+    /// The newest pairs green lost to blue in the grader's verdicts, at most
+    /// [`crate::judge::losses::KEEP`] (their counts are in the entries). Absent while none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub judge_losses: Vec<Loss>,
 }
 
 impl Batch {
@@ -55,6 +61,8 @@ pub struct Accumulator {
     by_minute: BTreeMap<Key, EnvStats>,
     /// Shadow figures by minute and routing version.
     shadow: BTreeMap<(u64, u64), ShadowStats>,
+    /// The newest pairs green lost in the grader's verdicts.
+    losses: Losses,
 }
 
 impl Accumulator {
@@ -89,6 +97,31 @@ impl Accumulator {
         self.shadow.entry(key).or_default().merge(&entry.stats);
     }
 
+    /// Counts a pair the grader judged, `judged` holding its one verdict and the grader's usage
+    /// and cost, under green's stats of the request's `minute` and routing `version`; a loss
+    /// is kept for the controller as well.
+    pub fn add_judged(
+        &mut self,
+        minute: u64,
+        version: u64,
+        judged: JudgedCounts,
+        loss: Option<Loss>,
+    ) {
+        let stats = EnvStats {
+            judged,
+            ..EnvStats::default()
+        };
+        self.slot((minute, version, true, false)).merge(&stats);
+        if let Some(loss) = loss {
+            self.losses.add(std::slice::from_ref(&loss));
+        }
+    }
+
+    /// Losses of another batch's (merged by the queue's consumer).
+    pub fn add_losses(&mut self, losses: &[Loss]) {
+        self.losses.add(losses);
+    }
+
     /// The stats kept under `key`, new when there are none yet (one place for both kinds of
     /// entry, so the map's insertion code is in the wasm once).
     fn slot(&mut self, key: Key) -> &mut EnvStats {
@@ -116,7 +149,7 @@ impl Accumulator {
 
     /// True when nothing was added since the last `take`.
     pub fn is_empty(&self) -> bool {
-        self.by_minute.is_empty() && self.shadow.is_empty()
+        self.by_minute.is_empty() && self.shadow.is_empty() && self.losses.is_empty()
     }
 
     /// Empties the accumulator into a batch named `id`.
@@ -149,6 +182,7 @@ impl Accumulator {
             shadow,
             parts: Vec::new(),
             sent_ms: None,
+            judge_losses: std::mem::take(&mut self.losses).list().to_vec(),
         }
     }
 }

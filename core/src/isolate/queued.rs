@@ -87,6 +87,7 @@ fn merged<'a>(messages: impl Iterator<Item = &'a Queued>) -> Batch {
         for shadow in &m.batch.shadow {
             acc.add_shadow_entry(shadow);
         }
+        acc.add_losses(&m.batch.judge_losses);
         match m.batch.parts.is_empty() {
             true => parts.push(m.batch.id.clone()),
             false => parts.extend(m.batch.parts.iter().cloned()),
@@ -136,6 +137,7 @@ mod tests {
             route: route.into(),
             sent_ms,
             batch: Batch {
+                judge_losses: Vec::new(),
                 id: id.into(),
                 entries,
                 shadow: vec![ShadowEntry {

@@ -11,6 +11,7 @@
 //! does not decide anything about health; [`crate::verdict::health`] reads these numbers.
 
 pub mod hist;
+pub mod judged;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ use crate::environment::Environment;
 use crate::request::outcome::{Outcome, StatusClass};
 use crate::request::split::Basis;
 use crate::stats::hist::Histogram;
+use crate::stats::judged::JudgedCounts;
 use crate::util::json;
 
 /// An upstream failure's class: one counter of [`ErrorCounts`] each. [`ErrorClass::ALL`] is the
@@ -329,6 +331,10 @@ pub struct EnvStats {
     /// The shortest and longest vectors of its embeddings answers; absent without any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector_lengths: Option<Lengths>,
+    /// The grader's verdicts on pairs of this environment's answers against the other's (green's
+    /// only); absent while nothing was sent to the grader, and in what versions before it stored.
+    #[serde(skip_serializing_if = "JudgedCounts::is_empty")]
+    pub judged: JudgedCounts,
 }
 
 /// The range of vector lengths an environment's embeddings answers had: an index holds one.
@@ -380,6 +386,7 @@ impl EnvStats {
         self.first_byte.merge(&o.first_byte);
         self.total.merge(&o.total);
         self.vector_lengths = Lengths::widen(self.vector_lengths, o.vector_lengths);
+        self.judged.merge(&o.judged);
     }
 
     /// The reason green's embeddings answers cannot make one index: their vectors came in

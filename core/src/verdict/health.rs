@@ -16,8 +16,9 @@ use serde_json::Value;
 
 use crate::api::defects::Defect;
 use crate::error::fields::{FieldError, Obj};
+use crate::judge::JudgePolicy;
 use crate::stats::{EnvStats, Pair};
-use crate::verdict::sequential::{Report, Settings};
+use crate::verdict::sequential::{JudgeSettings, Report, Settings};
 
 /// How green is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +73,10 @@ pub struct HealthPolicy {
     /// deployed keeps running as it was started, without it.
     #[serde(default)]
     pub split_tolerance: f64,
+    /// The grader that judges pairs of answers ([`crate::judge`]) [none: off]. Absent in
+    /// policies stored before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<Box<JudgePolicy>>,
 }
 
 fn default_method() -> Method {
@@ -104,12 +109,13 @@ impl Default for HealthPolicy {
             ignore_defects: Vec::new(),
             max_cost_ratio: None,
             split_tolerance: default_split_tolerance(),
+            judge: None,
         }
     }
 }
 
 /// The fields a `health` object may carry.
-const FIELDS: [&str; 14] = [
+const FIELDS: [&str; 15] = [
     "method",
     "alpha",
     "tolerance_ratio",
@@ -124,6 +130,7 @@ const FIELDS: [&str; 14] = [
     "ignore_defects",
     "max_cost_ratio",
     "split_tolerance",
+    "judge",
 ];
 
 impl HealthPolicy {
@@ -176,6 +183,7 @@ impl HealthPolicy {
             split_tolerance: o
                 .number("split_tolerance", 0.0, 10.0)?
                 .unwrap_or(d.split_tolerance),
+            judge: grader(&o, method)?,
         })
     }
 
@@ -190,6 +198,20 @@ impl HealthPolicy {
     pub fn judged_defects(&self, s: &EnvStats) -> u64 {
         s.defects.judged(&self.ignore_defects)
     }
+}
+
+/// `judge`: a grader, which only the sequential method reads.
+fn grader(o: &Obj, method: Method) -> Result<Option<Box<JudgePolicy>>, FieldError> {
+    let Some(v) = o.get("judge") else {
+        return Ok(None);
+    };
+    if method != Method::Sequential {
+        return Err(FieldError::new(
+            o.path("judge"),
+            "needs the sequential method: the grader's verdicts are judged by its test",
+        ));
+    }
+    JudgePolicy::from_json(v, &o.path("judge")).map(|j| Some(Box::new(j)))
 }
 
 /// `ignore_defects`: a list of class names, each once.
@@ -245,7 +267,8 @@ impl VerdictStatus {
 impl HealthPolicy {
     /// What the sequential test reads from the policy: `alpha` for the error test, a third of
     /// it for the latency and answer-defect tests each, half of it for the feedback test (whose
-    /// events are fewer: only scored answers), a quarter for the guard; on a one-step ladder
+    /// events are fewer: only scored answers) and for the grader test (its pairs are a sample),
+    /// a quarter for the guard; on a one-step ladder
     /// (the tick places them on the rollout's with `Settings::on_step`).
     pub fn sequential_settings(&self) -> Settings {
         Settings {
@@ -260,6 +283,10 @@ impl HealthPolicy {
             advance_early: self.advance_early,
             ladder: crate::verdict::sequential::Ladder::default(),
             incident: false,
+            judge: self.judge.as_ref().map(|j| JudgeSettings {
+                alpha: self.alpha / 2.0,
+                tolerance: j.tolerance,
+            }),
         }
     }
 }
@@ -521,8 +548,30 @@ mod tests {
         // A policy stored before defects were judged reads as judging every class.
         let stored = serde_json::to_value(HealthPolicy::default()).unwrap();
         assert!(stored.get("ignore_defects").is_none());
-        let read: HealthPolicy = serde_json::from_value(stored).unwrap();
+        let read: HealthPolicy = serde_json::from_value(stored.clone()).unwrap();
         assert!(read.ignore_defects.is_empty());
+        // The grader: off unless named, read whole, only with the sequential method; a policy
+        // stored before it reads as off, and one without it stores no `judge`.
+        assert!(stored.get("judge").is_none());
+        assert!(read.judge.is_none() && read.sequential_settings().judge.is_none());
+        let p = HealthPolicy::from_json(
+            &json!({"judge": {"model": "judge-m", "sample_percent": 10, "max_per_minute": 6}}),
+            "health",
+        )
+        .unwrap();
+        let j = p.judge.as_ref().unwrap();
+        assert_eq!((j.model.as_str(), j.tolerance), ("judge-m", 0.55));
+        let js = p.sequential_settings().judge.unwrap();
+        assert_eq!((js.alpha, js.tolerance), (0.015, 0.55));
+        let read: HealthPolicy =
+            crate::util::json::parse(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(read, p);
+        let e = HealthPolicy::from_json(
+            &json!({"method": "threshold", "judge": {"model": "m", "sample_percent": 1, "max_per_minute": 1}}),
+            "health",
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "health.judge");
         for (v, field) in [
             (json!({"method": "bayes"}), "health.method"),
             (json!({"alpha": 0}), "health.alpha"),

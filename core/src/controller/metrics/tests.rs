@@ -399,6 +399,7 @@ fn a_rollout_shows_its_phase_step_verdict_and_evidence_as_logs() {
     let s = apply(
         &s,
         Command::Tick {
+            judge_reasons: Vec::new(),
             window: Box::new(window.clone()),
             strata: vec![crate::controller::rollout::Stratum {
                 stats: window,

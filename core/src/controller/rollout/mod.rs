@@ -68,12 +68,14 @@ pub fn apply(state: &State, cmd: Command, now_ms: u64) -> Result<Transition, Ref
             blue_p95_ms,
             step_cost,
             shadow,
+            judge_reasons,
         } => Ok(tick::tick(
             s,
             &window,
             &tick::Strata {
                 live: &strata,
                 shadow: &shadow,
+                judge_reasons: &judge_reasons,
             },
             blue_p95_ms,
             &step_cost,

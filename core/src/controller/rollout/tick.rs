@@ -25,6 +25,8 @@ use crate::verdict::share_check::{self, Change};
 pub(super) struct Strata<'a> {
     pub live: &'a [Stratum],
     pub shadow: &'a [ShadowStratum],
+    /// The grader's reasons for the last lost pairs (see `Command::Tick`).
+    pub judge_reasons: &'a [String],
 }
 
 /// Judges `window` (or, for the sequential test, its `strata`) at `now_ms` and moves the
@@ -194,6 +196,7 @@ fn judge_window(
             let strata = Strata {
                 live,
                 shadow: strata.shadow,
+                judge_reasons: strata.judge_reasons,
             };
             let (verdict, clearly_fine) = sequential_verdict(r, &strata, blue_p95_ms);
             // Every tick's window is new evidence, and reaching a level is itself the
@@ -236,6 +239,9 @@ fn live_stratum(
             blue_scored: blue.feedback.scored,
             green_negative: green.feedback.negative,
             blue_negative: blue.feedback.negative,
+            judge_wins: green.judged.wins,
+            judge_losses: green.judged.losses,
+            judge_ties: green.judged.ties,
         },
         in_step: st.in_step,
         fine_errors: None,
@@ -281,6 +287,17 @@ fn sequential_verdict(
     let mut reasons = report.reasons();
     reasons.extend(defect_classes(&r.health, strata.live));
     reasons.extend(ShadowStratum::reason(strata.shadow));
+    if report.judge.as_ref().is_some_and(|j| j.reached()) && !strata.judge_reasons.is_empty() {
+        reasons.push(format!(
+            "the grader's reasons for green's last losses: {}",
+            strata
+                .judge_reasons
+                .iter()
+                .map(|r| format!("\"{r}\""))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
     let verdict = Verdict {
         status,
         reasons,

@@ -33,6 +33,15 @@
 //!   least τ times as bad as blue" against better ratios; when both errors and slow requests
 //!   reject it, the step may advance before its hold time.
 //!
+//! - **Grader** (when the policy names one, [`crate::judge`]): among pairs of answers to the same
+//!   prompt that the grader judged decisively, green loses with some probability `q`. The null
+//!   hypothesis is "`q` ≤ the policy's tolerance `q₀`"; each alternative `q₁ > q₀` adds
+//!   `ln(q₁/q₀)` per loss and `ln((1 − q₁)/(1 − q₀))` per win. Under the null each ratio is a
+//!   non-negative supermartingale (its expected factor per pair is
+//!   `q·q₁/q₀ + (1 − q)(1 − q₁)/(1 − q₀) ≤ 1` for `q ≤ q₀`), so their mixture reaches `1/alpha`
+//!   with probability at most `alpha` ever. Ties judge nothing. Quality is a property of the
+//!   answers, not of green's load, so the evidence is carried over the whole rollout.
+//!
 //! A tick with no requests adds no evidence (`w` is 0 or 1, and every term vanishes).
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +59,9 @@ const RELATIVE_ALTERNATIVES: [f64; 4] = [2.0, 3.0, 5.0, 8.0];
 const FEEDBACK_ALTERNATIVES: [f64; 4] = [1.25, 1.5, 2.0, 3.0];
 /// Alternatives of the guard: `p₀ + (1 − p₀)·g` (for p₀ = 5%: ~10%, 19%, 38%, 76%).
 const GUARD_ALTERNATIVES: [f64; 4] = [0.05, 0.15, 0.35, 0.75];
+/// Alternatives of the grader test: `q₀ + (1 − q₀)·g` (for q₀ = 55%: ~59.5%, 64%, 71%, 82%),
+/// close in, because a green that answers worse loses only a little more often than it wins.
+const JUDGE_ALTERNATIVES: [f64; 4] = [0.1, 0.2, 0.35, 0.6];
 /// Alternatives of the clearly-fine test, as fractions of the tolerance ratio.
 const FINE_ALTERNATIVES: [f64; 3] = [0.8, 0.6, 0.4];
 /// The clearly-fine test's level: advancing early is not a rollback, so 20:1 is enough.
@@ -87,6 +99,14 @@ pub struct TickCounts {
     pub green_negative: u64,
     #[serde(default)]
     pub blue_negative: u64,
+    /// Pairs the grader judged: green's answer preferred, blue's preferred, a tie. Absent in
+    /// counts stored before the grader judged.
+    #[serde(default)]
+    pub judge_wins: u64,
+    #[serde(default)]
+    pub judge_losses: u64,
+    #[serde(default)]
+    pub judge_ties: u64,
 }
 
 impl TickCounts {
@@ -106,6 +126,9 @@ impl TickCounts {
         self.blue_scored = self.blue_scored.saturating_add(o.blue_scored);
         self.green_negative = self.green_negative.saturating_add(o.green_negative);
         self.blue_negative = self.blue_negative.saturating_add(o.blue_negative);
+        self.judge_wins = self.judge_wins.saturating_add(o.judge_wins);
+        self.judge_losses = self.judge_losses.saturating_add(o.judge_losses);
+        self.judge_ties = self.judge_ties.saturating_add(o.judge_ties);
     }
 }
 
@@ -136,6 +159,17 @@ pub struct Settings {
     /// A provider-wide incident is under way (see `crate::controller::rollout`): the guard stands aside
     /// until it ends, however blue's counts of a single tick fall.
     pub incident: bool,
+    /// The grader test's settings, when the policy names a grader.
+    pub judge: Option<JudgeSettings>,
+}
+
+/// What the grader test reads from the policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JudgeSettings {
+    /// Rollback level: 1/alpha.
+    pub alpha: f64,
+    /// The share of decisive pairs green may lose, `q₀`.
+    pub tolerance: f64,
 }
 
 impl Settings {
@@ -173,6 +207,9 @@ pub struct Evidence {
     pub feedback: Vec<f64>,
     /// The guard's log ratios (never below 0).
     pub guard: Vec<f64>,
+    /// The grader test's log likelihood ratios, one per alternative (empty while nothing was
+    /// judged, and in evidence stored before the grader judged).
+    pub judge: Vec<f64>,
     /// Clearly-fine log ratios for errors and slow requests, this step only.
     pub fine_errors: Vec<f64>,
     pub fine_slow: Vec<f64>,
@@ -265,7 +302,7 @@ mod stored;
 mod report;
 
 use report::report;
-pub use report::{odds, GuardAside, RelativeReport, Report};
+pub use report::{odds, GuardAside, JudgeReport, RelativeReport, Report};
 
 /// Adds one tick to the evidence and says what it now shows. `reference_ms` is the latency
 /// reference the tick's slow counts were taken against; `next_reference_ms` (blue's p95 over
@@ -368,6 +405,7 @@ pub fn update_strata(
 fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum, p0: Option<f64>) -> bool {
     let tau = s.tolerance_ratio;
     let t = &stratum.counts;
+    let judged = accumulate_judged(ev, s, t);
     let scored = t.green_scored.saturating_add(t.blue_scored);
     if scored > 0 {
         // Feedback's share is green's share of the scored answers, not of the requests: apps
@@ -386,7 +424,7 @@ fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum, p0: Option<f64
             ev.step.add(t);
             ev.step_evidence.add(t);
         }
-        return scored > 0;
+        return scored > 0 || judged;
     }
     let w = t.green_requests as f64 / n as f64;
     // Defects are a share of the answers read whole, not of the requests: when blue fails more
@@ -435,6 +473,31 @@ fn accumulate(ev: &mut Evidence, s: &Settings, stratum: &Stratum, p0: Option<f64
 /// `min_requests` of each environment seen since before it may pass, and the clearly-fine
 /// evidence restarts (a step may not end early on what it saw before the pause); the evidence
 /// against green carries on.
+/// Adds a stratum's judged pairs to the grader test (with a grader named); whether there were
+/// any.
+fn accumulate_judged(ev: &mut Evidence, s: &Settings, t: &TickCounts) -> bool {
+    let (wins, losses) = (t.judge_wins, t.judge_losses);
+    let Some(j) = s.judge.filter(|_| wins > 0 || losses > 0) else {
+        return t.judge_ties > 0;
+    };
+    sized(&mut ev.judge, JUDGE_ALTERNATIVES.len());
+    for (k, g) in JUDGE_ALTERNATIVES.iter().enumerate() {
+        ev.judge[k] += judge_increment(
+            j.tolerance + (1.0 - j.tolerance) * g,
+            j.tolerance,
+            wins,
+            losses,
+        );
+    }
+    true
+}
+
+/// The grader test's log likelihood ratio for `wins` and `losses` of green's, loss rate `q1`
+/// against `q0`.
+pub fn judge_increment(q1: f64, q0: f64, wins: u64, losses: u64) -> f64 {
+    losses as f64 * (q1 / q0).ln() + wins as f64 * ((1.0 - q1) / (1.0 - q0)).ln()
+}
+
 pub fn restart_step_counts(ev: &mut Evidence) {
     ev.step = TickCounts::default();
     ev.fine_errors.iter_mut().for_each(|x| *x = 0.0);
@@ -485,6 +548,7 @@ mod tests {
             advance_early: false,
             ladder: Ladder::default(),
             incident: false,
+            judge: None,
         }
     }
 
@@ -939,5 +1003,114 @@ mod tests {
         assert!(ev.fine_errors.iter().all(|x| *x == 0.0));
         // The rollout-wide evidence carried on.
         assert!(ev.errors.iter().any(|x| *x != 0.0));
+    }
+
+    fn judged(wins: u64, losses: u64, ties: u64) -> TickCounts {
+        TickCounts {
+            judge_wins: wins,
+            judge_losses: losses,
+            judge_ties: ties,
+            ..TickCounts::default()
+        }
+    }
+
+    fn with_judge() -> Settings {
+        Settings {
+            judge: Some(JudgeSettings {
+                alpha: 0.015,
+                tolerance: 0.55,
+            }),
+            ..settings()
+        }
+    }
+
+    #[test]
+    fn a_green_that_loses_most_pairs_is_rolled_back_with_the_graders_sentence() {
+        let mut ev = Evidence::default();
+        let mut r = update(&mut ev, &with_judge(), &judged(30, 70, 20), None, None);
+        for _ in 0..2 {
+            r = update(&mut ev, &with_judge(), &judged(30, 70, 20), None, None);
+        }
+        let j = r.judge.as_ref().unwrap();
+        assert!(j.reached(), "{j:?}");
+        assert_eq!(r.finding, Finding::Unhealthy);
+        assert_eq!((j.wins, j.losses, j.ties), (90, 210, 60));
+        assert!(
+            r.reasons()[0].starts_with("the grader preferred blue's answer in 70% of 300 decisive pairs (210 lost, 90 won, 60 ties), tolerance 55%"),
+            "{:?}",
+            r.reasons()
+        );
+        assert_eq!(
+            ev.ticks, 3,
+            "a tick with judged pairs only is a tick with evidence"
+        );
+        assert_eq!(ev.rollout.green_requests, 0, "pairs are not requests");
+    }
+
+    #[test]
+    fn pairs_within_the_tolerance_and_ties_are_no_evidence_against_green() {
+        let mut ev = Evidence::default();
+        let mut r = update(&mut ev, &with_judge(), &judged(0, 0, 500), None, None);
+        assert_eq!(r.judge.as_ref().unwrap().log_evidence, 0.0);
+        for _ in 0..20 {
+            r = update(&mut ev, &with_judge(), &judged(50, 50, 10), None, None);
+        }
+        let j = r.judge.unwrap();
+        assert!(j.log_evidence < 0.0, "{j:?}");
+        assert_eq!(j.loss_share, Some(0.5));
+    }
+
+    #[test]
+    fn without_a_grader_judged_pairs_are_neither_judged_nor_reported() {
+        let mut ev = Evidence::default();
+        let r = update(&mut ev, &settings(), &judged(0, 1000, 0), None, None);
+        assert!(r.judge.is_none());
+        assert!(ev.judge.is_empty());
+        assert_ne!(r.finding, Finding::Unhealthy);
+    }
+
+    #[test]
+    fn increments_of_the_grader_test_by_hand() {
+        close(judge_increment(0.6, 0.5, 0, 1), (1.2f64).ln());
+        close(judge_increment(0.6, 0.5, 1, 0), (0.8f64).ln());
+        assert_eq!(judge_increment(0.6, 0.5, 0, 0), 0.0);
+    }
+
+    /// The test's level, by simulation with fixed seeds: a green that loses exactly the
+    /// tolerated share of decisive pairs (the worst case of the null), judged a pair at a time
+    /// for 5000 pairs, is rolled back in at most `alpha` of the runs.
+    #[test]
+    fn at_the_tolerance_the_false_rollback_rate_is_within_alpha() {
+        let s = with_judge();
+        let runs = 2000;
+        let mut rolled = 0;
+        for seed in 0..runs {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let mut ev = Evidence::default();
+            for _ in 0..50 {
+                let losses = Binomial::new(100, 0.55).unwrap().sample(&mut rng);
+                let r = update(&mut ev, &s, &judged(100 - losses, losses, 0), None, None);
+                if r.finding == Finding::Unhealthy {
+                    rolled += 1;
+                    break;
+                }
+            }
+        }
+        let rate = rolled as f64 / runs as f64;
+        assert!(rate <= 0.015, "{rolled} of {runs}");
+    }
+
+    #[test]
+    fn stored_evidence_and_reports_without_the_grader_read() {
+        let ev: Evidence =
+            crate::util::json::parse(r#"{"errors":[0.5,0.1,0.0,0.0],"ticks":3}"#).unwrap();
+        assert!(ev.judge.is_empty());
+        let mut ev2 = ev.clone();
+        let r = update(&mut ev2, &with_judge(), &judged(1, 2, 0), None, None);
+        let text = serde_json::to_string(&r).unwrap();
+        let back: Report = crate::util::json::parse(&text).unwrap();
+        assert_eq!(back, r);
+        let plain = update(&mut ev2, &settings(), &TickCounts::default(), None, None);
+        assert!(!serde_json::to_string(&plain).unwrap().contains("judge"));
     }
 }

@@ -94,6 +94,55 @@ pub struct Report {
     pub fine_evidence: Option<(f64, f64)>,
     pub fine_at: Option<f64>,
     pub tolerance_ratio: f64,
+    /// The grader's verdicts and the evidence that green loses more pairs than the tolerance
+    /// allows; absent without a grader (and in reports stored before the grader judged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeReport>,
+}
+
+/// The grader test's figures, over the rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeReport {
+    /// Pairs whose verdict preferred green's answer, blue's, or neither.
+    pub wins: u64,
+    pub losses: u64,
+    pub ties: u64,
+    /// Green's losses among decisive pairs; `null` before any.
+    pub loss_share: Option<f64>,
+    /// The share of decisive pairs green may lose.
+    pub tolerance: f64,
+    /// Natural log of the mixture likelihood ratio.
+    pub log_evidence: f64,
+    /// The evidence that green loses more than `tolerance` of decisive pairs (saturated).
+    pub evidence: f64,
+    /// The ratio at which green is rolled back (1/alpha).
+    pub rollback_at: f64,
+}
+
+impl JudgeReport {
+    /// Whether the evidence reached the rollback level.
+    pub fn reached(&self) -> bool {
+        self.log_evidence >= self.rollback_at.ln()
+    }
+
+    /// "the grader preferred blue's answer in 62% of 400 decisive pairs (248 lost, 152 won,
+    /// 90 ties), tolerance 55%; evidence 120:1, rollback at 67:1".
+    fn sentence(&self) -> String {
+        let decisive = self.wins.saturating_add(self.losses);
+        let share = match self.loss_share {
+            Some(q) => format!("preferred blue's answer in {:.0}% of", 100.0 * q),
+            None => "has no decisive verdict among".to_string(),
+        };
+        format!(
+            "the grader {share} {decisive} decisive pairs ({} lost, {} won, {} ties), tolerance {:.0}%; evidence {}, rollback at {}",
+            self.losses,
+            self.wins,
+            self.ties,
+            100.0 * self.tolerance,
+            odds(self.evidence),
+            odds(self.rollback_at)
+        )
+    }
 }
 
 /// Why the guard added nothing in a tick: green failing as much as blue is not its fault then.
@@ -200,6 +249,14 @@ impl Report {
                 _ => {}
             }
         }
+        if let Some(j) = &self.judge {
+            let line = j.sentence();
+            if j.reached() && !self.errors.reached() {
+                out.insert(0, line);
+            } else {
+                out.push(line);
+            }
+        }
         out.push(self.guard_sentence());
         if let (Some((e, l)), Some(at)) = (self.fine_evidence, self.fine_at) {
             out.push(format!(
@@ -265,6 +322,7 @@ struct Levels {
     feedback: f64,
     guard: f64,
     fine: f64,
+    judge: f64,
 }
 
 impl Levels {
@@ -277,6 +335,7 @@ impl Levels {
             feedback: 1.0 / s.feedback_alpha,
             guard: 1.0 / s.guard_alpha,
             fine: 1.0 / FINE_ALPHA,
+            judge: s.judge.map_or(f64::INFINITY, |j| 1.0 / j.alpha),
         }
     }
 }
@@ -291,6 +350,7 @@ struct Logs {
     guard: f64,
     /// Clearly fine: (errors, slow requests).
     fine: (f64, f64),
+    judge: f64,
 }
 
 impl Logs {
@@ -303,6 +363,7 @@ impl Logs {
             feedback: log(&ev.feedback),
             guard: log(&ev.guard),
             fine: (log(&ev.fine_errors), log(&ev.fine_slow)),
+            judge: log(&ev.judge),
         }
     }
 }
@@ -341,10 +402,11 @@ fn finding(ev: &Evidence, s: &Settings, at: &Levels, logs: &Logs, step_reached: 
         || logs.defects >= at.defects.ln()
         || logs.feedback >= at.feedback.ln()
         || logs.guard >= at.guard.ln()
+        || logs.judge >= at.judge.ln()
         || step_reached;
     // Defects have no clearly-fine test of their own (an app whose answers never have any
     // would never advance early): only evidence pointing against green holds the step.
-    let fine_defects = logs.defects <= 0.0 && logs.feedback <= 0.0;
+    let fine_defects = logs.defects <= 0.0 && logs.feedback <= 0.0 && logs.judge <= 0.0;
     let fine = logs.fine;
     if unhealthy {
         Finding::Unhealthy
@@ -413,5 +475,17 @@ pub(super) fn report(ev: &Evidence, s: &Settings, reference_ms: Option<u64>) -> 
             .then_some((ratio_from_log(fine.0), ratio_from_log(fine.1))),
         fine_at: s.advance_early.then_some(at.fine),
         tolerance_ratio: s.tolerance_ratio,
+        judge: s.judge.map(|j| JudgeReport {
+            wins: r.judge_wins,
+            losses: r.judge_losses,
+            ties: r.judge_ties,
+            loss_share: (r.judge_wins + r.judge_losses > 0).then(|| {
+                r.judge_losses as f64 / r.judge_wins.saturating_add(r.judge_losses) as f64
+            }),
+            tolerance: j.tolerance,
+            log_evidence: logs.judge,
+            evidence: ratio_from_log(logs.judge),
+            rollback_at: at.judge,
+        }),
     }
 }

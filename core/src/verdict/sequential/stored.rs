@@ -68,6 +68,8 @@ pub struct Report {
     fine_evidence: Option<(Option<f64>, Option<f64>)>,
     fine_at: Option<f64>,
     tolerance_ratio: f64,
+    #[serde(default)]
+    judge: Option<super::JudgeReport>,
 }
 
 impl From<Report> for super::Report {
@@ -96,6 +98,7 @@ impl From<Report> for super::Report {
             fine_evidence: fine_log_evidence.map(|(e, l)| (ratio_from_log(e), ratio_from_log(l))),
             fine_at: r.fine_at,
             tolerance_ratio: r.tolerance_ratio,
+            judge: r.judge,
         }
     }
 }

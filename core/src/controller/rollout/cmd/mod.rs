@@ -63,6 +63,9 @@ pub enum Command {
         /// The tick's shadow pairs, by whether they are the current step's (empty outside a
         /// shadow step).
         shadow: Vec<ShadowStratum>,
+        /// The grader's reasons for the rollout's last lost pairs, newest first: quoted when
+        /// the grader's test rolls green back.
+        judge_reasons: Vec<String>,
     },
 }
 

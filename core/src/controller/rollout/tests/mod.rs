@@ -86,6 +86,7 @@ fn tick(s: &State, w: Pair<EnvStats>, now: u64) -> Transition {
     apply(
         s,
         Command::Tick {
+            judge_reasons: Vec::new(),
             window: Box::new(w),
             strata: Vec::new(),
             blue_p95_ms: None,
@@ -158,6 +159,7 @@ fn seq_tick(s: &State, w: Pair<EnvStats>, now: u64) -> Transition {
     apply(
         s,
         Command::Tick {
+            judge_reasons: Vec::new(),
             window: Box::new(w),
             strata: Vec::new(),
             blue_p95_ms: p95,

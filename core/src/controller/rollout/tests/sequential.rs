@@ -222,6 +222,7 @@ fn a_green_costing_more_than_the_policys_ratio_per_request_is_rolled_back() {
         apply(
             s,
             Command::Tick {
+                judge_reasons: Vec::new(),
                 window: Box::new(window(60, 0)),
                 strata: Vec::new(),
                 blue_p95_ms: None,

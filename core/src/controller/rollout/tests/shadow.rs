@@ -151,6 +151,7 @@ fn marked_shadow_tick(
     apply(
         s,
         Command::Tick {
+            judge_reasons: Vec::new(),
             window: Box::new(window),
             strata: Vec::new(),
             blue_p95_ms: None,

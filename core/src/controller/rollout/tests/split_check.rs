@@ -30,6 +30,7 @@ fn sticky_tick(
     apply(
         s,
         Command::Tick {
+            judge_reasons: Vec::new(),
             window: Box::new(w.clone()),
             strata: vec![Stratum {
                 stats: w,
