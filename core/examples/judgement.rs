@@ -237,6 +237,7 @@ fn routing() -> RoutingDoc {
         sticky: true,
         version: 0,
         updated_at: None,
+        judge: None,
     }
 }
 

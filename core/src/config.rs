@@ -258,6 +258,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             sticky: true,
             version: 0,
             updated_at: None,
+            judge: None,
         })
     }
 

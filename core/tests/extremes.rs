@@ -43,6 +43,7 @@ fn routing() -> RoutingDoc {
         sticky: true,
         version: 1,
         updated_at: None,
+        judge: None,
     }
 }
 

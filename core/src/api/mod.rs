@@ -10,6 +10,7 @@ pub mod embeddings;
 pub mod request;
 pub mod responses;
 pub mod sse;
+pub mod text;
 pub mod usage;
 
 /// Most bytes of a successful non-streamed answer read whole before the router commits to it

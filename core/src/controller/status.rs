@@ -345,6 +345,7 @@ mod tests {
             sticky: true,
             version: 0,
             updated_at: None,
+            judge: None,
         }
     }
 

@@ -268,6 +268,7 @@ mod tests {
             sticky: true,
             version,
             updated_at: None,
+            judge: None,
         })
     }
 

@@ -16,8 +16,10 @@
 use std::rc::Rc;
 
 use crate::isolate::batch::Accumulator;
+use crate::judge::losses::Loss;
 use crate::request::outcome::Outcome;
 use crate::shadow::ShadowEnd;
+use crate::stats::judged::JudgedCounts;
 use crate::stats::{BatchEntry, Prices};
 
 /// How long records gather before a flush seals them, by default (`STATS_FLUSH_SECONDS`): an
@@ -96,6 +98,18 @@ impl Outbox {
     /// Adds a stats entry made elsewhere (a refused feedback score's) to the next batch.
     pub fn add_entry(&mut self, entry: &BatchEntry) {
         self.acc.add_entry(entry);
+    }
+
+    /// Adds a pair the grader judged (its one verdict and the grader's usage and cost, and
+    /// the pair when green lost) under the request's `minute` and routing `version`.
+    pub fn add_judged(
+        &mut self,
+        minute: u64,
+        version: u64,
+        judged: JudgedCounts,
+        loss: Option<Loss>,
+    ) {
+        self.acc.add_judged(minute, version, judged, loss);
     }
 
     /// Adds a shadow copy's end (`None`: a request the cost bound kept from being copied),

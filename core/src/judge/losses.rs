@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::text::keep_start;
+use crate::api::text::keep_start;
 
 /// Losses kept (per batch and per rollout).
 pub const KEEP: usize = 5;
@@ -42,7 +42,7 @@ impl Loss {
         Loss {
             at_ms,
             request_id: request_id.chars().take(64).collect(),
-            prompt: super::text::keep_end(prompt, MAX_SHOWN_CHARS),
+            prompt: crate::api::text::keep_end(prompt, MAX_SHOWN_CHARS),
             green_answer: cut(green_answer),
             blue_answer: cut(blue_answer),
             reason: cut(reason),

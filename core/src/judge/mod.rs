@@ -9,119 +9,25 @@
 //! test judges the losses among decisive pairs against the policy's `tolerance`
 //! ([`crate::verdict::sequential`]).
 //!
-//! This module decides which pairs are judged ([`sampled`]), builds what the grader is sent,
+//! This module decides which pairs are judged ([`sampled`]; the policy itself is read in
+//! [`crate::request::judging`], which the routing document carries), builds what the grader is sent,
 //! reads what it answers and keeps the last losses an operator reads ([`losses`]). It sends
 //! nothing and reads no clock: the shell (`src/proxy/judge.rs`) does.
 
 pub mod losses;
 pub mod prompt;
-pub mod text;
 pub mod verdict;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-use crate::error::fields::{FieldError, Obj};
-use crate::request::model::{check_name, MAX_NAME_LEN};
 use crate::request::split::{green_buckets, random_bucket};
 
-/// The share of decisive pairs green may lose before it is rolled back, by default.
-pub const DEFAULT_TOLERANCE: f64 = 0.55;
-/// Longest `instructions`, in characters: they are sent with every pair.
-pub const MAX_INSTRUCTIONS_CHARS: usize = 4000;
-/// Most pairs an isolate may send the grader a minute.
-pub const MAX_PER_MINUTE: u64 = 600;
+pub use crate::request::judging::{
+    JudgePolicy, DEFAULT_TOLERANCE, MAX_INSTRUCTIONS_CHARS, MAX_PER_MINUTE,
+};
 
-/// The grader a rollout's health policy names: `"judge": {"model": …, "sample_percent": …,
-/// "max_per_minute": …, "instructions"?: …, "both_orders"?: …, "tolerance"?: …}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JudgePolicy {
-    /// The grader model, called through the same upstream and key.
-    pub model: String,
-    /// The share of pairs judged, in percent: of green's answers on a live step (each judged one
-    /// costs a reference copy to blue), of the copies' pairs on a shadow step.
-    pub sample_percent: f64,
-    /// Most pairs one isolate sends the grader a minute (each costs one grader call, two with
-    /// `both_orders`, plus a reference copy on a live step).
-    pub max_per_minute: u32,
-    /// Instructions replacing the default ones ([`prompt::DEFAULT_INSTRUCTIONS`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instructions: Option<String>,
-    /// Judge every pair in both orders and count only verdicts that agree: a grader's position
-    /// bias is then left out, at twice the grader's cost.
-    #[serde(default)]
-    pub both_orders: bool,
-    /// The share of decisive pairs green may lose [0.55].
-    #[serde(default = "default_tolerance")]
-    pub tolerance: f64,
-}
-
-fn default_tolerance() -> f64 {
-    DEFAULT_TOLERANCE
-}
-
-impl JudgePolicy {
-    /// Reads the `judge` object of a health policy; `null` is no grader.
-    pub fn from_json(v: &Value, path: &str) -> Result<JudgePolicy, FieldError> {
-        let o = Obj::new(v, path)?;
-        o.only(&[
-            "model",
-            "sample_percent",
-            "max_per_minute",
-            "instructions",
-            "both_orders",
-            "tolerance",
-        ])?;
-        let model = o
-            .string("model", MAX_NAME_LEN)?
-            .ok_or_else(|| FieldError::new(o.path("model"), "is required: the grader model"))?;
-        check_name(&model).map_err(|e| FieldError::new(o.path("model"), e.to_string()))?;
-        let sample_percent = o.number("sample_percent", 0.0, 100.0)?.ok_or_else(|| {
-            FieldError::new(
-                o.path("sample_percent"),
-                "is required: the share of pairs judged, in percent",
-            )
-        })?;
-        if sample_percent <= 0.0 {
-            return Err(FieldError::new(
-                o.path("sample_percent"),
-                "must be above 0 (leave \"judge\" out for no grader)",
-            ));
-        }
-        let max_per_minute = o
-            .whole("max_per_minute", 1, MAX_PER_MINUTE)?
-            .ok_or_else(|| {
-                FieldError::new(
-                    o.path("max_per_minute"),
-                    "is required: most pairs an isolate judges a minute",
-                )
-            })?;
-        Ok(JudgePolicy {
-            model,
-            sample_percent,
-            max_per_minute: max_per_minute as u32,
-            instructions: o.string("instructions", MAX_INSTRUCTIONS_CHARS)?,
-            both_orders: o.boolean("both_orders")?.unwrap_or(false),
-            tolerance: o
-                .number("tolerance", 0.5, 0.95)?
-                .unwrap_or(DEFAULT_TOLERANCE),
-        })
-    }
-
-    /// Whether the pair a random `draw` of the shell's stands for is judged (a draw of its
-    /// own, apart from the split's and the shadow copy's).
-    pub fn sampled(&self, draw: u64) -> bool {
-        random_bucket(draw) < green_buckets(self.sample_percent)
-    }
-
-    /// Grader calls one judged pair takes.
-    pub fn calls_per_pair(&self) -> u32 {
-        if self.both_orders {
-            2
-        } else {
-            1
-        }
-    }
+/// Whether the pair a random `draw` of the shell's stands for is judged under `policy` (a draw
+/// of its own, apart from the split's and the shadow copy's).
+pub fn sampled(policy: &JudgePolicy, draw: u64) -> bool {
+    random_bucket(draw) < green_buckets(policy.sample_percent)
 }
 
 #[cfg(test)]
@@ -129,82 +35,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn read(v: Value) -> Result<JudgePolicy, FieldError> {
-        JudgePolicy::from_json(&v, "health.judge")
-    }
-
-    #[test]
-    fn a_policy_reads_with_defaults() {
-        let p =
-            read(json!({"model": "judge-m", "sample_percent": 25, "max_per_minute": 30})).unwrap();
-        assert_eq!(p.model, "judge-m");
-        assert_eq!((p.sample_percent, p.max_per_minute), (25.0, 30));
-        assert_eq!(p.tolerance, 0.55);
-        assert!(!p.both_orders);
-        assert!(p.instructions.is_none());
-        assert_eq!(p.calls_per_pair(), 1);
-    }
-
-    #[test]
-    fn bad_fields_are_named() {
-        for (v, field) in [
-            (
-                json!({"sample_percent": 5, "max_per_minute": 3}),
-                "health.judge.model",
-            ),
-            (
-                json!({"model": "m", "max_per_minute": 3}),
-                "health.judge.sample_percent",
-            ),
-            (
-                json!({"model": "m", "sample_percent": 0, "max_per_minute": 3}),
-                "health.judge.sample_percent",
-            ),
-            (
-                json!({"model": "m", "sample_percent": 101, "max_per_minute": 3}),
-                "health.judge.sample_percent",
-            ),
-            (
-                json!({"model": "m", "sample_percent": 5}),
-                "health.judge.max_per_minute",
-            ),
-            (
-                json!({"model": "m", "sample_percent": 5, "max_per_minute": 601}),
-                "health.judge.max_per_minute",
-            ),
-            (
-                json!({"model": "m", "sample_percent": 5, "max_per_minute": 3, "tolerance": 0.4}),
-                "health.judge.tolerance",
-            ),
-            (
-                json!({"model": "m", "sample_percent": 5, "max_per_minute": 3, "both_orders": "yes"}),
-                "health.judge.both_orders",
-            ),
-            (
-                json!({"model": "m", "sample_percent": 5, "max_per_minute": 3, "instructions": ""}),
-                "health.judge.instructions",
-            ),
-            (
-                json!({"model": "modèle", "sample_percent": 5, "max_per_minute": 3}),
-                "health.judge.model",
-            ),
-            (
-                json!({"model": "m", "sample_percent": 5, "max_per_minute": 3, "modle": 1}),
-                "health.judge.modle",
-            ),
-            (json!("judge-m"), "health.judge"),
-        ] {
-            let e = read(v.clone()).unwrap_err();
-            assert_eq!(e.field, field, "{v}: {e:?}");
-        }
+    fn read(v: serde_json::Value) -> JudgePolicy {
+        JudgePolicy::from_json(&v, "health.judge").unwrap()
     }
 
     #[test]
     fn sampling_follows_the_share() {
-        let p = read(json!({"model": "m", "sample_percent": 30, "max_per_minute": 3})).unwrap();
+        let p = read(json!({"model": "m", "sample_percent": 30, "max_per_minute": 3}));
         let n = 100_000u64;
         let taken = (0..n)
-            .filter(|i| p.sampled(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            .filter(|i| sampled(&p, i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
             .count() as f64;
         assert!((taken / n as f64 - 0.30).abs() < 0.01, "{taken}");
     }

@@ -104,7 +104,7 @@ pub fn read_content(content: &str) -> Result<Reading, Failure> {
     };
     Ok(Reading {
         preference,
-        reason: super::text::keep_start(
+        reason: crate::api::text::keep_start(
             strict.reason.as_deref().unwrap_or("").trim(),
             MAX_REASON_CHARS,
         ),

@@ -9,6 +9,7 @@ pub mod breaker;
 pub mod fallback;
 pub mod headers;
 pub mod idle;
+pub mod judging;
 pub mod model;
 pub mod outcome;
 pub mod pass_through;

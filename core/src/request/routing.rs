@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::environment::Environment;
+use crate::request::judging::JudgePolicy;
 use crate::request::model::{check_name, NameError};
 use crate::util::json;
 use crate::util::time::is_rfc3339;
@@ -38,6 +39,11 @@ pub struct RoutingDoc {
     /// When the document was written (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
+    /// The grader of the rollout under way ([`crate::judge`]): which pairs isolates send it.
+    /// Absent without one, so that a document without a grader is the one earlier releases
+    /// wrote (their isolates ignore the field and judge nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<Box<JudgePolicy>>,
 }
 
 fn default_sticky() -> bool {
@@ -64,6 +70,8 @@ pub enum RoutingError {
     ShadowOutOfRange(f64),
     /// `updated_at` is not an RFC 3339 date-time.
     BadTimestamp(String),
+    /// `judge` breaks a rule of the health policy's `judge` (the field, and the rule).
+    BadJudge(String, String),
 }
 
 impl fmt::Display for RoutingError {
@@ -81,6 +89,7 @@ impl fmt::Display for RoutingError {
             RoutingError::BadTimestamp(s) => {
                 write!(f, "`updated_at` must be an RFC 3339 date-time, got {s:?}")
             }
+            RoutingError::BadJudge(field, rule) => write!(f, "`{field}` {rule}"),
         }
     }
 }
@@ -117,6 +126,10 @@ impl RoutingDoc {
             if !is_rfc3339(ts) {
                 return Err(RoutingError::BadTimestamp(ts.clone()));
             }
+        }
+        if let Some(j) = &self.judge {
+            j.check("judge")
+                .map_err(|e| RoutingError::BadJudge(e.field, e.rule))?;
         }
         Ok(())
     }
@@ -156,6 +169,41 @@ mod tests {
         assert!(doc.sticky);
         assert_eq!(doc.version, 0);
         assert_eq!(doc.updated_at, None);
+    }
+
+    #[test]
+    fn the_grader_is_read_checked_and_left_out_without_one() {
+        let doc = RoutingDoc::parse(
+            r#"{"blue_model":"a","green_model":"b","green_percent":10,"judge":{"model":"j","sample_percent":20,"max_per_minute":5}}"#,
+        )
+        .unwrap();
+        let j = doc.judge.as_ref().unwrap();
+        assert_eq!(
+            (j.model.as_str(), j.sample_percent, j.tolerance),
+            ("j", 20.0, 0.55)
+        );
+        let plain = RoutingDoc { judge: None, ..doc };
+        assert!(!serde_json::to_string(&plain).unwrap().contains("judge"));
+        for (bad, field) in [
+            (
+                r#"{"model":"j","sample_percent":0,"max_per_minute":5}"#,
+                "judge.sample_percent",
+            ),
+            (
+                r#"{"model":"j","sample_percent":5,"max_per_minute":5000}"#,
+                "judge.max_per_minute",
+            ),
+            (
+                r#"{"model":"j\u0000","sample_percent":5,"max_per_minute":5}"#,
+                "judge.model",
+            ),
+        ] {
+            let text = format!(
+                r#"{{"blue_model":"a","green_model":"b","green_percent":0,"judge":{bad}}}"#
+            );
+            let err = RoutingDoc::parse(&text).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("`{field}`")), "{err}");
+        }
     }
 
     #[test]

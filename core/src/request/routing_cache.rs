@@ -227,6 +227,7 @@ mod tests {
             sticky: true,
             version,
             updated_at: None,
+            judge: None,
         }
     }
 

@@ -113,6 +113,7 @@ mod tests {
             sticky,
             version: 1,
             updated_at: None,
+            judge: None,
         }
     }
 

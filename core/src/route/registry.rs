@@ -97,6 +97,7 @@ impl RouteDef {
             sticky: self.sticky,
             version: 0,
             updated_at: None,
+            judge: None,
         }
     }
 
@@ -390,6 +391,7 @@ mod tests {
             sticky: true,
             version: 0,
             updated_at: None,
+            judge: None,
         }
     }
 

@@ -22,7 +22,9 @@ mod scan;
 
 use crate::api::defects::{Defect, Expectations, StreamAnswer};
 use crate::api::responses::IdRewrite;
+use crate::api::text::StreamText;
 use crate::api::usage::Usage;
+use crate::api::Api;
 use crate::environment::Environment;
 use scan::{Boundaries, Said};
 
@@ -44,6 +46,8 @@ pub struct SseRelay {
     said: Said,
     /// The answer reassembled as far as its defect checks need, when they were asked for.
     answer: Option<StreamAnswer>,
+    /// The answer's text for the grader ([`crate::judge`]), when asked for.
+    text: Option<(Api, StreamText)>,
     /// A Responses stream's id, changed in every event into the id the client sees (learned
     /// from the first event that carries it), for the environment that serves it.
     ids: Option<(Environment, IdRewrite)>,
@@ -66,6 +70,17 @@ impl SseRelay {
         }
     }
 
+    /// A relay that also gathers the answer's text for the grader (`api`'s events).
+    pub fn gathering_text(mut self, api: Api) -> SseRelay {
+        self.text = Some((api, StreamText::default()));
+        self
+    }
+
+    /// The answer's text gathered so far, when asked for.
+    pub fn text(&self) -> Option<String> {
+        self.text.as_ref().map(|(_, t)| t.finish())
+    }
+
     /// A relay that also issues the stream's response id as made by `environment`
     /// ([`crate::api::responses`]).
     pub fn issuing_ids(mut self, environment: Environment) -> SseRelay {
@@ -76,8 +91,11 @@ impl SseRelay {
     /// Reads complete events for usage, errors, the response id and (when checking) the
     /// answer.
     fn read(&mut self, bytes: &[u8]) {
-        let (answer, ids) = (&mut self.answer, &mut self.ids);
+        let (answer, ids, gathered) = (&mut self.answer, &mut self.ids, &mut self.text);
         self.said.read_with(bytes, |data| {
+            if let (Some((api, t)), Ok(text)) = (gathered.as_mut(), std::str::from_utf8(data)) {
+                t.feed(*api, text.trim_start());
+            }
             if let Some((environment, ids)) = ids.as_mut().filter(|(_, ids)| !ids.knows()) {
                 ids.learn(*environment, data);
             }

@@ -377,6 +377,7 @@ fn a_rollout_shows_its_phase_step_verdict_and_evidence_as_logs() {
         sticky: true,
         version: 3,
         updated_at: None,
+        judge: None,
     };
     let spec = RolloutSpec::from_json(&serde_json::json!({
         "green_model": "g",
@@ -514,6 +515,7 @@ fn shadow_copies_show_apart_from_routed_requests() {
         sticky: true,
         version: 3,
         updated_at: None,
+        judge: None,
     });
     let mut scopes = Scopes::default();
     let text = render(&Snapshot::of(&state, &scopes, true, false, None));

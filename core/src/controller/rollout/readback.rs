@@ -70,7 +70,8 @@ pub fn read_back(state: &State, kv: Result<Option<RoutingDoc>, ReadBack>) -> Rea
         && doc.green_percent == own.green_percent
         && doc.shadow_percent == own.shadow_percent
         && doc.sticky == own.sticky
-        && doc.version == own.version;
+        && doc.version == own.version
+        && doc.judge == own.judge;
     if same {
         ReadBack::Matches
     } else {
@@ -91,6 +92,7 @@ mod tests {
             sticky: true,
             version: 8,
             updated_at: None,
+            judge: None,
         })
     }
 

@@ -90,6 +90,7 @@ mod tests {
             sticky: true,
             version: 12,
             updated_at: None,
+            judge: None,
         }
     }
 

@@ -408,6 +408,9 @@ impl State {
             sticky: self.split.sticky,
             version: self.split.version,
             updated_at: Some(format_rfc3339_ms(now_ms)),
+            // The grader judges while a rollout is under way, paused included (green still
+            // serves its split then).
+            judge: self.active().and_then(|r| r.health.judge.clone()),
         }
     }
 }

@@ -28,6 +28,7 @@ fn routing() -> RoutingDoc {
         sticky: true,
         version: 7,
         updated_at: None,
+        judge: None,
     }
 }
 

@@ -1,4 +1,4 @@
-//! The texts the grader reads: a request's conversation and each side's answer, as plain text,
+//! The texts a grader reads ([`crate::judge`]): a request's conversation and each side's answer, as plain text,
 //! bounded so that a grader call stays small whatever the app sends ([`MAX_CONVERSATION_CHARS`],
 //! [`MAX_ANSWER_CHARS`]). A conversation keeps its end (the turn being answered), an answer its
 //! beginning; either says how much was cut.
