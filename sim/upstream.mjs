@@ -40,6 +40,8 @@
 //   "filtered" (finish_reason content_filter), "empty", "refusal" (a refusal, no content);
 //   and bodies that are no answer at all, sent as `200 application/json` whether or not a
 //   stream was asked for: "html" (a proxy's 502 page), "error-object" ({"error": {...}}).
+//   A grader's request (response_format json_schema named "pairwise_verdict") is answered with a
+//   verdict on its two answers: see `grade` below for the rule field `grader` that steers it.
 //   GET  /__sim/requests  requests received (method, path, headers, body, at, closed_at),
 //                         oldest first
 //   POST /__sim/reset     clears rules and the request log
@@ -135,6 +137,65 @@ export function shaped(said, jsonMode, answer) {
     refusal = "I can't help with that.";
   }
   return { reply, finish, refusal };
+}
+
+// The grader. A request whose response_format is the router's pairwise verdict schema is a
+// grader's, whatever model it names: it is answered with a verdict on the two answers in its
+// <answer_a> and <answer_b> sections. Each answer names the model that wrote it ("Hello from
+// <model>"), and an answer from a model whose name holds `worse` loses: of the decisive
+// verdicts between a worse and another model, the worse one's answer is preferred only
+// `worse_wins` of the time. The rule of the grader's model (or "*") may set `grader`:
+//   ties        share of verdicts that are "tie" [0.3]
+//   worse_wins  share of decisive verdicts a worse model's answer wins [0.1]
+//   bias_a      share of "B" verdicts turned into "A": a grader that prefers position A [0]
+//   fail_rate   share of answers that are prose, not the JSON verdict asked for [0]
+// Every draw is a hash of the request's body, so the same pair in the same order always gets
+// the same verdict.
+export const GRADER_SCHEMA = "pairwise_verdict";
+
+function isGraderRequest(body) {
+  return body?.response_format?.type === "json_schema" && body.response_format.json_schema?.name === GRADER_SCHEMA;
+}
+
+/** A number in [0, 1) from `text` and `salt` (FNV-1a). */
+function unit(text, salt) {
+  let h = 0x811c9dc5 ^ salt;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h / 2 ** 32;
+}
+
+function section(text, name) {
+  const m = String(text).match(new RegExp(`<${name}>\\n([\\s\\S]*?)\\n</${name}>`));
+  return m ? m[1] : "";
+}
+
+function grade(body, model, flags = {}) {
+  const { ties = 0.3, worse_wins = 0.1, bias_a = 0, fail_rate = 0 } = flags;
+  const user = body.messages?.find((m) => m.role === "user")?.content ?? "";
+  const raw = JSON.stringify(body);
+  const worse = (answer) => /Hello from \S*worse/.test(answer);
+  const [a, b] = [worse(section(user, "answer_a")), worse(section(user, "answer_b"))];
+  let verdict;
+  if (unit(raw, 1) < ties) verdict = "tie";
+  else if (a === b) verdict = unit(raw, 2) < 0.5 ? "A" : "B";
+  else {
+    const worseWins = unit(raw, 2) < worse_wins;
+    verdict = a === worseWins ? "A" : "B";
+  }
+  if (verdict === "B" && unit(raw, 3) < bias_a) verdict = "A";
+  const reason = verdict === "tie" ? "Both answers serve the request equally." : `Answer ${verdict} is more accurate and complete.`;
+  const content = unit(raw, 4) < fail_rate ? `I would say ${verdict}.` : JSON.stringify({ verdict, reason });
+  return {
+    id: `chatcmpl-sim-grader`,
+    object: "chat.completion",
+    created: Math.floor(Date.now() / 1000),
+    model,
+    choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
+    usage: { prompt_tokens: words(user).length, completion_tokens: words(content).length, total_tokens: words(user).length + words(content).length },
+  };
 }
 
 /**
@@ -304,6 +365,7 @@ export async function startSimulator({ port = 0, host = "127.0.0.1", delayMs = 0
     const request = await admitted(req, res, raw);
     if (!request) return;
     const { body, model, rule } = request;
+    if (isGraderRequest(body)) return json(res, 200, grade(body, model, rule.grader), { "x-sim-model": model, ...rule.headers });
 
     const id = `chatcmpl-sim-${++counter}`;
     const created = Math.floor(Date.now() / 1000);

@@ -20,8 +20,10 @@ use std::time::Duration;
 
 use bluegreen_core::config::Config;
 use bluegreen_core::isolate::outbox::{within_budget, Claimed, Dropped, Outbox};
+use bluegreen_core::judge::losses::Loss;
 use bluegreen_core::request::outcome::Outcome;
 use bluegreen_core::shadow::ShadowEnd;
+use bluegreen_core::stats::judged::JudgedCounts;
 use bluegreen_core::stats::BatchEntry;
 use bluegreen_core::util::retry::Schedule;
 use worker::{Delay, Env};
@@ -77,6 +79,25 @@ pub fn record_entry(
 ) -> Option<impl std::future::Future<Output = ()>> {
     let claimed = with_outbox(route, |o| {
         o.add_entry(entry);
+        o.claim_flush(now_ms(), cfg.stats_flush_ms)
+    });
+    claimed.then(|| flush(env.clone(), route.to_string(), cfg.stats_flush_ms))
+}
+
+/// Adds a pair the grader judged to `route`'s next batch, under the request's `minute` and
+/// routing `version`. Returns the flush to run when this caller must send it.
+#[allow(clippy::too_many_arguments)]
+pub fn record_judged(
+    route: &str,
+    minute: u64,
+    version: u64,
+    judged: JudgedCounts,
+    loss: Option<Loss>,
+    cfg: &Config,
+    env: &Env,
+) -> Option<impl std::future::Future<Output = ()>> {
+    let claimed = with_outbox(route, |o| {
+        o.add_judged(minute, version, judged, loss);
         o.claim_flush(now_ms(), cfg.stats_flush_ms)
     });
     claimed.then(|| flush(env.clone(), route.to_string(), cfg.stats_flush_ms))

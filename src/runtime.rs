@@ -15,12 +15,14 @@ pub struct Tag {
     /// A second draw, independent of `draw`: whether a blue request is copied to green on a
     /// shadow step.
     pub shadow_draw: u64,
+    /// A third draw: whether a pair of answers to this request is sent to the grader.
+    pub judge_draw: u64,
 }
 
 impl Tag {
     /// A fresh tag.
     pub fn new() -> Tag {
-        let mut buf = [0u8; 32];
+        let mut buf = [0u8; 40];
         // crypto.getRandomValues cannot fail for a buffer this small.
         getrandom::fill(&mut buf).expect("crypto.getRandomValues");
         let word = |at: usize| {
@@ -32,6 +34,7 @@ impl Tag {
             id: hex(&buf[..16]),
             draw: word(16),
             shadow_draw: word(24),
+            judge_draw: word(32),
         }
     }
 }

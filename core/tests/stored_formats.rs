@@ -642,3 +642,57 @@ fn the_route_registry_and_a_routes_event_written_by_the_release_that_added_route
     let old: Vec<Event> = load("events");
     assert!(old.iter().all(|e| e.route.is_none()));
 }
+
+/// Written by the release that added the grader (issue 24): a rollout whose policy names one,
+/// judged once; windows holding green's judged pairs and the last loss; an isolate's batch with
+/// them; the routing document that carries the grader. Everything stored before reads as no
+/// grader and nothing judged, and is written without the new fields.
+#[test]
+fn the_graders_policy_pairs_and_losses_load_and_read_as_none_before() {
+    let s: State = load("judge/state-judged");
+    let r = s.rollout().unwrap();
+    let j = r.health.judge.as_ref().unwrap();
+    assert_eq!(
+        (j.model.as_str(), j.both_orders, j.tolerance),
+        ("judge-m", true, 0.55)
+    );
+    let report = r
+        .verdict
+        .as_ref()
+        .unwrap()
+        .verdict
+        .evidence
+        .as_ref()
+        .unwrap();
+    let jr = report.judge.as_ref().unwrap();
+    assert_eq!((jr.wins, jr.losses, jr.ties), (4, 9, 3));
+    assert_eq!(s.routing_doc(0).judge.as_deref(), Some(j.as_ref()));
+    let scopes: Scopes = load("judge/scopes");
+    assert_eq!(scopes.rollout.green.judged.losses, 9);
+    assert_eq!(scopes.rollout.green.judged.cost_usd, 0.0125);
+    assert_eq!(
+        scopes.judge_losses.list()[0].reason,
+        "B gives the right year."
+    );
+    let batch: Batch = load("judge/batch");
+    assert_eq!(batch.entries[0].stats.judged.inconsistent, 2);
+    assert_eq!(batch.judge_losses.len(), 1);
+    let doc =
+        bluegreen_core::request::routing::RoutingDoc::parse(&fixture("judge/routing")).unwrap();
+    assert_eq!(doc.judge.unwrap().sample_percent, 25.0);
+    // Before the grader: none, and nothing of it written.
+    let old: State = load("shadow/state-shadow-step");
+    assert!(old.rollout().unwrap().health.judge.is_none());
+    assert!(old.routing_doc(0).judge.is_none());
+    let old: Scopes = load("shadow/scopes");
+    assert!(old.judge_losses.is_empty() && old.rollout.green.judged.is_empty());
+    let old: Batch = load("v2/batch");
+    assert!(old.judge_losses.is_empty());
+    for text in [
+        serde_json::to_string(&old).unwrap(),
+        serde_json::to_string(&load::<Scopes>("shadow/scopes")).unwrap(),
+        serde_json::to_string(&load::<State>("shadow/state-shadow-step")).unwrap(),
+    ] {
+        assert!(!text.contains("judge"), "{text}");
+    }
+}

@@ -8,7 +8,9 @@
 //! serving attempt to its accounting, as pingora carries a per-request `CTX`.
 
 mod attempt;
+mod drain;
 pub(crate) mod headers;
+mod judge;
 mod opening;
 mod pass_through;
 mod relay;
@@ -46,6 +48,11 @@ struct Exchange {
     /// On a shadow step, when this request was copied to green: where its outcome meets the
     /// copy's.
     pair: Option<shadow::Pair>,
+    /// When this request's pair of answers goes to the grader: where the served answer's text
+    /// meets the copy's.
+    judged: Option<judge::Judged>,
+    /// The served answer's text, read for the grader (only with `judged`).
+    answer_text: Option<String>,
 }
 
 impl Exchange {
@@ -76,12 +83,30 @@ impl Exchange {
         // Blue's end goes to the copy before any wait: the copy's give-up clock starts when
         // blue's answer ended, not a flush later (the runtime's 30 s run from the former).
         let paired = self.paired();
+        let grading = self.judged_done();
         if let Some(flush) = flush {
             flush.await;
         }
         if let Some(flush) = paired {
             flush.await;
         }
+        if let Some(grading) = grading {
+            grading.await;
+        }
+    }
+
+    /// Hands the served answer's text to the grader's pair, if any (none unless it is a whole
+    /// successful answer of the environment the request was routed to): the grading to run
+    /// when the pair was completed here.
+    fn judged_done(&mut self) -> Option<impl std::future::Future<Output = ()>> {
+        let r = &self.record;
+        let whole = r.class == bluegreen_core::request::outcome::StatusClass::Ok
+            && (200..300).contains(&r.status)
+            && r.fallback.is_none()
+            && !r.interrupted
+            && !r.client_gone;
+        let text = self.answer_text.take().filter(|_| whole);
+        self.judged.as_ref()?.served_done(text)
     }
 
     /// Hands blue's outcome to the shadow copy's pair, if any: the flush to run when the pair
@@ -100,6 +125,9 @@ impl Exchange {
         }
         if let Some(flush) = self.paired() {
             ctx.wait_until(flush);
+        }
+        if let Some(grading) = self.judged_done() {
+            ctx.wait_until(grading);
         }
     }
 }

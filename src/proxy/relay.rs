@@ -87,6 +87,9 @@ fn judge_body(ex: &mut Exchange, bytes: &[u8]) {
     match ex.api.answer_object(bytes) {
         Ok(()) => {
             (ex.record.defect, ex.record.vector_length) = classify_answer(&ex.want, bytes);
+            if ex.judged.is_some() {
+                ex.answer_text = bluegreen_core::api::text::answer(ex.api, bytes);
+            }
         }
         Err(_) => ex.record.class = StatusClass::NotAnAnswer,
     }
@@ -157,6 +160,9 @@ async fn relay_sse(
     if ex.api == Api::Responses {
         relay = relay.issuing_ids(ex.record.environment);
     }
+    if ex.judged.is_some() {
+        relay = relay.gathering_text(ex.api);
+    }
     let write = |bytes: Vec<u8>| {
         let chunk = js_sys::Uint8Array::from(bytes.as_slice());
         JsFuture::from(writer.write_with_chunk(&chunk))
@@ -205,6 +211,7 @@ async fn relay_sse(
     // Only a whole answer is judged: a cut one is already an error, or the client's doing.
     if !ex.record.interrupted && !ex.record.client_gone {
         ex.record.defect = relay.defect();
+        ex.answer_text = relay.text();
     }
     ex.settle().await;
 }

@@ -19,13 +19,13 @@ use bluegreen_core::error::ApiError;
 use bluegreen_core::request::fallback::{FallbackReason, Next};
 use bluegreen_core::request::outcome::{Outcome, StatusClass};
 use bluegreen_core::request::request_id::{self, Issued};
-use bluegreen_core::request::split::{random_bucket, select};
+use bluegreen_core::request::split::{random_bucket, select, Basis};
 use bluegreen_core::route::registry::{Route, RouteKind, RouteTable};
 use bluegreen_core::Environment;
 use worker::{Context, Env, Headers, Request, Response};
 
 use super::attempt::{outcome, Attempts, NoReply, Reply, Served};
-use super::{headers, pass_through, relay, shadow, Exchange};
+use super::{headers, judge, pass_through, relay, shadow, Exchange};
 use crate::error::Result;
 use crate::http::{header, read_body};
 use crate::runtime::{now_ms, Tag};
@@ -149,10 +149,26 @@ async fn proceed(
         random_bucket(tag.draw),
     );
     let sent = headers::upstream(req, &cfg.auth, authorization.as_deref())?;
+    // A shadow step's pair for the grader is blue's answer and green's copy.
+    let copied = bluegreen_core::shadow::shadowed(doc.shadow_percent, selection, tag.shadow_draw);
+    let shadow_judged = copied
+        .then(|| judge::draw(api, route_name, &doc, tag, body, &sent, false, cfg, env))
+        .flatten();
     // A shadow step's copy starts beside blue's attempt, never before it in line.
     let pair = shadow::start(
-        api, route_name, &doc, selection, tag, body, &sent, cfg, env, ctx,
+        api,
+        route_name,
+        &doc,
+        selection,
+        tag,
+        body,
+        &sent,
+        cfg,
+        env,
+        ctx,
+        shadow_judged.clone(),
     );
+    let judged = shadow_judged.filter(|_| pair.is_some());
     let attempts = Attempts {
         cfg,
         api,
@@ -164,6 +180,23 @@ async fn proceed(
         request_id: &tag.id,
     };
     let (served, environment, fallback) = attempts.run(selection.environment).await;
+    // A live step's pair: green's served answer and a reference copy to blue, started once
+    // green's answer is committed to (never for a client's forced or a conversation's choice).
+    let judged = match judged {
+        Some(j) => Some(j),
+        None if environment == Environment::Green
+            && fallback.is_none()
+            && served.is_answer()
+            && matches!(selection.basis, Basis::Random | Basis::Sticky) =>
+        {
+            let j = judge::draw(api, route_name, &doc, tag, body, &sent, true, cfg, env);
+            if let Some(j) = &j {
+                judge::reference(j, &doc, ctx);
+            }
+            j
+        }
+        None => None,
+    };
     let mut record = outcome(
         &tag.id,
         started_ms,
@@ -181,6 +214,8 @@ async fn proceed(
         env: env.clone(),
         cfg: cfg.clone(),
         pair,
+        judged,
+        answer_text: None,
     };
     respond(served, ex, fallback, ctx)
 }

@@ -14,13 +14,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bluegreen_core::api::defects::{classify_answer, Expectations};
+use bluegreen_core::api::defects::Expectations;
 use bluegreen_core::api::request::ApiRequest;
-use bluegreen_core::api::sse::SseRelay;
-use bluegreen_core::api::usage::{usage_of, Usage};
 use bluegreen_core::api::Api;
 use bluegreen_core::config::Config;
-use bluegreen_core::request::idle::{Idle, IdleClock};
 use bluegreen_core::request::outcome::{Outcome, StatusClass};
 use bluegreen_core::request::routing::RoutingDoc;
 use bluegreen_core::request::split::{Basis, Selection};
@@ -29,11 +26,11 @@ use bluegreen_core::shadow::{
 };
 use bluegreen_core::Environment;
 use futures_util::future::{select, Either};
-use futures_util::StreamExt;
-use worker::{ByteStream, Context, Delay, Env, Headers, ResponseBody};
+use worker::{Context, Delay, Env, Headers};
 
-use super::attempt::{outcome, Attempts, NoReply, Reply};
-use super::relay::read_all;
+use super::attempt::{outcome, Attempts, NoReply};
+use super::drain::read_answer;
+use super::judge::Judged;
 use crate::recorder;
 use crate::runtime::{now_ms, Tag};
 
@@ -131,6 +128,8 @@ struct Job {
     headers: Headers,
     /// The id of blue's request, for the logs.
     id: String,
+    /// When the pair goes to the grader: where green's answer text goes.
+    judged: Option<Judged>,
 }
 
 /// Decides whether the request `selection` sent to blue is copied to green; when it is,
@@ -148,6 +147,7 @@ pub(super) fn start(
     cfg: &Rc<Config>,
     env: &Env,
     ctx: &Context,
+    judged: Option<Judged>,
 ) -> Option<Pair> {
     if !shadowed(doc.shadow_percent, selection, tag.shadow_draw) {
         return None;
@@ -185,6 +185,7 @@ pub(super) fn start(
         body: body.to_vec(),
         headers,
         id: tag.id.clone(),
+        judged,
     };
     ctx.wait_until(copy(job, pair.clone(), Running(ticket)));
     Some(pair)
@@ -215,9 +216,11 @@ async fn copy(mut job: Job, pair: Pair, running: Running) {
     let progress = RefCell::new(Progress::default());
     let answer = Box::pin(answer(&job, body, &progress));
     let limit = Box::pin(limit(&pair));
+    let mut text = None;
     let end = match select(answer, limit).await {
-        Either::Left((Some(outcome), _)) => {
+        Either::Left((Some((outcome, answer_text)), _)) => {
             worker::console_log!("shadow {}", outcome.to_json());
+            text = answer_text;
             ShadowEnd::Finished(outcome)
         }
         Either::Left((None, _)) => ShadowEnd::Unfinished,
@@ -236,8 +239,16 @@ async fn copy(mut job: Job, pair: Pair, running: Running) {
     };
     // The copy is over: its place goes back before any flush is waited for.
     drop(running);
+    let text = match &end {
+        ShadowEnd::Finished(_) => text,
+        _ => None,
+    };
+    let grading = job.judged.as_ref().and_then(|j| j.copy_done(text));
     if let Some(flush) = pair.green_done(Green::Ended(end), &job.cfg, &job.env) {
         flush.await;
+    }
+    if let Some(grading) = grading {
+        grading.await;
     }
 }
 
@@ -251,45 +262,11 @@ async fn limit(pair: &Pair) {
 /// Green's answer to the copy, as an outcome record built like the live path's; `None` for a
 /// body that does not parse (it did on the request path, so never). Keeps `progress` up to date
 /// for a copy given up on the way (no borrow is held across an await).
-/// Reads green's answer to a copy to its end, as the live path would judge it: a stream's
-/// events, or a successful body whole (its usage and defect); `None` when there is nothing to
-/// read (no answer, or an unsuccessful one, whose body is let go).
-async fn read_answer(
-    result: Result<Reply, NoReply>,
-    status: u16,
-    want: Expectations,
-    api: Api,
-    cfg: &Config,
-) -> Option<Read> {
-    match result {
-        Ok(Reply::Stream { held, rest, .. }) => {
-            Some(drain_stream(held, rest, want, cfg.stream_idle_timeout_ms).await)
-        }
-        Ok(Reply::Whole { body, .. }) => Some(Read::body(&body, &want, api)),
-        Ok(Reply::Plain(resp)) => match resp.into_parts().1 {
-            ResponseBody::Stream(body) if (200..300).contains(&status) => {
-                Some(match read_all(&body).await {
-                    Ok(bytes) => Read::body(&bytes, &want, api),
-                    Err(_) => Read {
-                        interrupted: true,
-                        not_an_answer: false,
-                        usage: None,
-                        defect: None,
-                        vector_length: None,
-                    },
-                })
-            }
-            ResponseBody::Stream(body) => {
-                let _ = body.cancel();
-                None
-            }
-            _ => None,
-        },
-        Err(_) => None,
-    }
-}
-
-async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Option<Outcome> {
+async fn answer(
+    job: &Job,
+    body: Vec<u8>,
+    progress: &RefCell<Progress>,
+) -> Option<(Outcome, Option<String>)> {
     let started_ms = now_ms();
     let call = ApiRequest::parse(job.api, &body).ok()?;
     let green = Selection {
@@ -335,8 +312,20 @@ async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Optio
         record: Some(record.clone()),
         headers: served.result.is_ok(),
     };
-    let read = read_answer(served.result, record.status, want, job.api, &job.cfg).await;
+    let read = read_answer(
+        served.result,
+        record.status,
+        want,
+        job.api,
+        &job.cfg,
+        job.judged.is_some(),
+    )
+    .await;
+    let mut text = None;
     if let Some(read) = read {
+        text = read
+            .text
+            .filter(|_| !read.interrupted && !read.not_an_answer);
         if read.not_an_answer {
             record.class = StatusClass::NotAnAnswer;
         }
@@ -346,80 +335,6 @@ async fn answer(job: &Job, body: Vec<u8>, progress: &RefCell<Progress>) -> Optio
         record.vector_length = read.vector_length;
     }
     record.total_ms = now_ms().saturating_sub(started_ms);
-    Some(record)
-}
-
-/// What reading an answer to its end learned.
-struct Read {
-    interrupted: bool,
-    /// A body served unread (past the bound) that is not the API's answer object.
-    not_an_answer: bool,
-    usage: Option<Usage>,
-    defect: Option<bluegreen_core::api::defects::Defect>,
-    /// An embeddings answer's vector length.
-    vector_length: Option<u64>,
-}
-
-impl Read {
-    /// A whole non-streamed answer's usage, and its defect (or that it is not an answer).
-    fn body(bytes: &[u8], want: &Expectations, api: Api) -> Read {
-        let answer = api.answer_object(bytes).is_ok();
-        let (defect, vector_length) = match answer {
-            true => classify_answer(want, bytes),
-            false => (None, None),
-        };
-        Read {
-            interrupted: false,
-            not_an_answer: !answer,
-            usage: usage_of(bytes),
-            defect,
-            vector_length,
-        }
-    }
-}
-
-/// Reads a stream to its end through the live path's SSE relay (whose output, the bytes a
-/// client would get, is dropped), cut like a live one after `idle_ms` of silence.
-async fn drain_stream(
-    held: Vec<u8>,
-    mut rest: ByteStream,
-    want: Expectations,
-    idle_ms: u64,
-) -> Read {
-    let mut relay = SseRelay::checking(want);
-    let _ = relay.push(held);
-    let mut idle = IdleClock::new(now_ms(), idle_ms);
-    let mut timer = Box::pin(Delay::from(Duration::from_millis(idle_ms)));
-    let mut interrupted = false;
-    loop {
-        match select(rest.next(), &mut timer).await {
-            Either::Left((Some(Ok(chunk)), _)) => {
-                idle.heard(now_ms());
-                let _ = relay.push(chunk);
-            }
-            Either::Left((Some(Err(_)), _)) => {
-                interrupted = true;
-                break;
-            }
-            Either::Left((None, _)) => {
-                let _ = relay.finish();
-                break;
-            }
-            Either::Right(_) => match idle.check(now_ms()) {
-                Idle::CheckIn(ms) => timer = Box::pin(Delay::from(Duration::from_millis(ms))),
-                Idle::Expired => {
-                    interrupted = true;
-                    break;
-                }
-            },
-        }
-    }
-    interrupted |= relay.saw_error_event();
-    Read {
-        interrupted,
-        not_an_answer: false,
-        usage: relay.usage(),
-        defect: if interrupted { None } else { relay.defect() },
-        vector_length: None,
-    }
+    let ok = record.class == StatusClass::Ok && (200..300).contains(&record.status);
+    Some((record, text.filter(|_| ok)))
 }

@@ -44,7 +44,7 @@ pub const LE_MS: [u64; 15] = [
 /// One test of the sequential verdict's evidence, as logs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TestEvidence {
-    /// `errors`, `latency`, `defects` or `guard`.
+    /// `errors`, `latency`, `defects`, `guard` or `judge`.
     pub test: &'static str,
     /// Natural log of the likelihood ratio against green.
     pub log_evidence: f64,
@@ -123,6 +123,11 @@ impl<'a> Snapshot<'a> {
                     log_evidence: r.guard_log_evidence,
                     log_rollback_at: r.guard_rollback_at.ln(),
                 });
+                out.extend(r.judge.as_ref().map(|j| TestEvidence {
+                    test: "judge",
+                    log_evidence: j.log_evidence,
+                    log_rollback_at: j.rollback_at.ln(),
+                }));
                 out
             })
             .unwrap_or_default();
@@ -337,6 +342,7 @@ pub fn render(snap: &Snapshot) -> String {
     );
     t.histograms(&series, |s| &s.first_byte);
     shadow(&mut t, snap);
+    judged(&mut t, &green);
     gauges(&mut t, snap);
     t.end();
     t.out
@@ -517,6 +523,54 @@ fn shadow(t: &mut Text, snap: &Snapshot) {
          its copies running at once, or the body's size.",
     );
     t.sample("", &[], Value::Count(snap.shadow_capped));
+}
+
+/// The grader's verdicts on pairs of green's answers against blue's ([`crate::judge`]), by
+/// green's model, and what grading cost, apart from both environments' own. Left out whole
+/// until a pair was sent to a grader.
+fn judged(t: &mut Text, green: &[&Series]) {
+    if green.iter().all(|s| s.stats.judged.is_empty()) {
+        return;
+    }
+    t.family(
+        "bluegreen_judged_pairs_total",
+        "counter",
+        "Pairs of answers to one prompt the grader judged, by green's result: win, loss, tie, \
+         inconsistent (both orders disagreed) or judge_failed.",
+    );
+    t.per_series(green, "result", |s| {
+        let j = &s.judged;
+        vec![
+            ("win", j.wins),
+            ("loss", j.losses),
+            ("tie", j.ties),
+            ("inconsistent", j.inconsistent),
+            ("judge_failed", j.failed),
+        ]
+    });
+    t.family(
+        "bluegreen_judge_tokens_total",
+        "counter",
+        "Tokens the grader model used judging green's pairs, by kind (not green's or blue's).",
+    );
+    t.per_series(green, "kind", |s| {
+        vec![
+            ("prompt", s.judged.prompt_tokens),
+            ("completion", s.judged.completion_tokens),
+        ]
+    });
+    t.family(
+        "bluegreen_judge_cost_usd_total",
+        "counter",
+        "Estimated spend on the grader in US dollars, from MODEL_PRICES (not green's or blue's).",
+    );
+    for s in green {
+        let labels = [
+            ("environment", s.environment.as_str()),
+            ("model", s.model.as_str()),
+        ];
+        t.sample("", &labels, Value::Real(s.stats.judged.cost_usd));
+    }
 }
 
 /// The gauges: the split, phase, step, verdict, evidence, sync and the last tick.

@@ -119,12 +119,80 @@ pub struct Status {
     /// The split check (is green's share of routed requests the step's?), while a rollout is
     /// under way.
     pub split_check: Option<crate::verdict::share_check::View>,
+    /// The grader's verdicts on pairs of answers, while the rollout's policy names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeView>,
     /// `{"window": {"blue", "green"}, "step": {...}, "rollout": {...}}`.
     pub stats: ScopeSummaries,
     /// The newest event in the route's log, when it has one. Set by the controller.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_event: Option<crate::controller::rollout::Event>,
     pub now: String,
+}
+
+/// The grader's figures over the rollout ([`crate::judge`]): counts as batches arrive, the
+/// evidence as of the last tick. The last losses hold users' prompts and answers (cut short):
+/// the admin API shows them to operators only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JudgeView {
+    /// The grader model.
+    pub model: String,
+    pub sample_percent: f64,
+    pub max_per_minute: u32,
+    pub both_orders: bool,
+    /// The share of decisive pairs green may lose.
+    pub tolerance: f64,
+    /// Pairs with a verdict: wins, losses and ties.
+    pub judged: u64,
+    pub wins: u64,
+    pub losses: u64,
+    pub ties: u64,
+    /// Pairs judged in both orders whose verdicts disagreed (not judged).
+    pub inconsistent: u64,
+    /// Pairs the grader failed on (`judge_failed`).
+    pub failed: u64,
+    /// Green's losses among decisive pairs; `null` before any.
+    pub loss_share: Option<f64>,
+    /// What grading cost, counted apart from blue's and green's.
+    pub grader_prompt_tokens: u64,
+    pub grader_completion_tokens: u64,
+    pub grader_cost_usd: f64,
+    /// The evidence that green loses more than `tolerance` of decisive pairs, as of the last
+    /// tick (`null` before a tick judged a pair), and where it rolls back.
+    pub evidence: Option<f64>,
+    pub rollback_at: Option<f64>,
+    /// The rollout's last lost pairs, newest last.
+    pub last_losses: Vec<crate::judge::losses::Loss>,
+}
+
+fn judge_view(r: &Rollout, scopes: &Scopes) -> Option<JudgeView> {
+    let j = r.health.judge.as_deref()?;
+    let c = &scopes.rollout.green.judged;
+    let report = r
+        .verdict
+        .as_ref()
+        .and_then(|v| v.verdict.evidence.as_ref())
+        .and_then(|e| e.judge.as_ref());
+    Some(JudgeView {
+        model: j.model.clone(),
+        sample_percent: j.sample_percent,
+        max_per_minute: j.max_per_minute,
+        both_orders: j.both_orders,
+        tolerance: j.tolerance,
+        judged: c.judged(),
+        wins: c.wins,
+        losses: c.losses,
+        ties: c.ties,
+        inconsistent: c.inconsistent,
+        failed: c.failed,
+        loss_share: (c.decisive() > 0).then(|| c.losses as f64 / c.decisive() as f64),
+        grader_prompt_tokens: c.prompt_tokens,
+        grader_completion_tokens: c.completion_tokens,
+        grader_cost_usd: c.cost_usd,
+        evidence: report.map(|j| j.evidence),
+        rollback_at: report.map(|j| j.rollback_at),
+        last_losses: scopes.judge_losses.list().to_vec(),
+    })
 }
 
 /// Every window's figures.
@@ -187,6 +255,7 @@ pub fn status(state: &State, scopes: &Scopes, routing_synced: bool, now_ms: u64)
                 incident,
             }),
         verdict: rollout.and_then(verdict_view),
+        judge: rollout.and_then(|r| judge_view(r, scopes)),
         split_check: state.active().map(|r| {
             r.split_check
                 .view(crate::controller::rollout::checks_split(state))

@@ -641,3 +641,45 @@ fn the_stats_queue_shows_its_transport_and_lag() {
         "{text}"
     );
 }
+
+/// The grader's pairs show in their own families, by green's model, only once a pair was sent
+/// to a grader; its spend is never green's.
+#[test]
+fn judged_pairs_show_by_result_with_the_graders_spend_apart() {
+    let plain = [blue_only()];
+    assert!(!render(&idle(&plain)).contains("bluegreen_judged"));
+    let green = EnvStats {
+        judged: crate::stats::judged::JudgedCounts {
+            wins: 3,
+            losses: 7,
+            ties: 2,
+            inconsistent: 1,
+            failed: 4,
+            prompt_tokens: 900,
+            completion_tokens: 40,
+            cost_usd: 0.25,
+        },
+        ..EnvStats::default()
+    };
+    let series = [blue_only(), series(Environment::Green, "g", green)];
+    let text = render(&idle(&series));
+    let at = |name: &str, labels: &str| {
+        let line =
+            format!("{name}{{route=\"default\",environment=\"green\",model=\"g\"{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .unwrap_or_else(|| panic!("{line} in\n{text}"))
+            .to_string()
+    };
+    assert_eq!(at("bluegreen_judged_pairs_total", ",result=\"loss\""), "7");
+    assert_eq!(
+        at("bluegreen_judged_pairs_total", ",result=\"judge_failed\""),
+        "4"
+    );
+    assert_eq!(
+        at("bluegreen_judge_tokens_total", ",kind=\"prompt\""),
+        "900"
+    );
+    assert_eq!(at("bluegreen_judge_cost_usd_total", ""), "0.25");
+    assert_eq!(at("bluegreen_cost_usd_total", ""), "0");
+}

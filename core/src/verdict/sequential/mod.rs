@@ -100,13 +100,17 @@ pub struct TickCounts {
     #[serde(default)]
     pub blue_negative: u64,
     /// Pairs the grader judged: green's answer preferred, blue's preferred, a tie. Absent in
-    /// counts stored before the grader judged.
-    #[serde(default)]
+    /// counts stored before the grader judged, and not written while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub judge_wins: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub judge_losses: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub judge_ties: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TickCounts {
@@ -208,7 +212,8 @@ pub struct Evidence {
     /// The guard's log ratios (never below 0).
     pub guard: Vec<f64>,
     /// The grader test's log likelihood ratios, one per alternative (empty while nothing was
-    /// judged, and in evidence stored before the grader judged).
+    /// judged, and in evidence stored before the grader judged; not written while empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub judge: Vec<f64>,
     /// Clearly-fine log ratios for errors and slow requests, this step only.
     pub fine_errors: Vec<f64>,

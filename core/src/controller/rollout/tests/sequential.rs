@@ -257,3 +257,74 @@ fn a_green_costing_more_than_the_policys_ratio_per_request_is_rolled_back() {
         Phase::Progressing
     );
 }
+
+/// The grader: a green whose answers lose most judged pairs, with no error, slow request or
+/// defect, is rolled back by the grader's test, and the event quotes the grader's reasons for
+/// the last losses; the same pairs without a grader in the policy judge nothing.
+#[test]
+fn a_green_the_grader_prefers_blue_to_is_rolled_back_with_the_graders_reasons() {
+    let judge = crate::judge::JudgePolicy::from_json(
+        &serde_json::json!({"model": "judge-m", "sample_percent": 100, "max_per_minute": 60}),
+        "judge",
+    )
+    .unwrap();
+    let policy = HealthPolicy {
+        judge: Some(Box::new(judge)),
+        ..HealthPolicy::default()
+    };
+    let tick = |s: &State, at_ms: u64| {
+        let mut w = window(540, 0);
+        w.green.requests = 60;
+        w.green.judged.wins = 3;
+        w.green.judged.losses = 17;
+        w.green.judged.ties = 6;
+        apply(
+            s,
+            Command::Tick {
+                judge_reasons: vec!["B is correct, A misreads the date.".into()],
+                window: Box::new(w),
+                strata: Vec::new(),
+                blue_p95_ms: None,
+                step_cost: Pair::default(),
+                shadow: Vec::new(),
+            },
+            at_ms,
+        )
+        .unwrap()
+    };
+    let mut s = started_sequential(&[(10.0, 1800)], policy);
+    let mut rolled = None;
+    for m in 1..=5 {
+        let t = tick(&s, m * MIN);
+        s = t.state.clone();
+        if s.phase() == Phase::RolledBack {
+            rolled = Some((m, t));
+            break;
+        }
+    }
+    let (m, t) = rolled.expect("rolled back within 5 ticks");
+    assert!(m >= 2, "one tick of 20 decisive pairs is not enough: {m}");
+    let Some(Effect::Record(ev)) = t.effects.last() else {
+        panic!("an event")
+    };
+    assert!(
+        ev.message.starts_with(
+            "Rolled back automatically on step 1: the grader preferred blue's answer in 85% of"
+        ),
+        "{}",
+        ev.message
+    );
+    assert!(
+        ev.message.contains(
+            "the grader's reasons for green's last losses: \"B is correct, A misreads the date.\""
+        ),
+        "{}",
+        ev.message
+    );
+    let s = started_sequential(&[(10.0, 1800)], HealthPolicy::default());
+    let mut s2 = s;
+    for m in 1..=5 {
+        s2 = tick(&s2, m * MIN).state;
+    }
+    assert_eq!(s2.phase(), Phase::Progressing);
+}
