@@ -327,13 +327,21 @@ fn shadow_counts(
         })
         .filter(|_| st.in_step);
     let blue = joined.map(|i| &live[i].stats.blue);
-    let judged = sequential::Stratum {
+    let mut judged = sequential::Stratum {
         counts: st.counts(blue, reference, health),
         in_step: st.in_step,
         fine_errors: Some(st.fine_errors(blue)),
     };
     match joined {
-        Some(i) => counts[i] = judged,
+        Some(i) => {
+            // The grader's pairs of the version stay with it: they are counted in green's
+            // routed stats, not in the copies'.
+            let live = &counts[i].counts;
+            judged.counts.judge_wins = live.judge_wins;
+            judged.counts.judge_losses = live.judge_losses;
+            judged.counts.judge_ties = live.judge_ties;
+            counts[i] = judged;
+        }
         None => counts.push(judged),
     }
 }

@@ -83,13 +83,18 @@ fn shadow_step_refusals_name_the_field_and_the_rule() {
 }
 
 fn shadow_rollout(min_requests: u64) -> State {
+    shadow_rollout_with(HealthPolicy {
+        min_requests,
+        ..HealthPolicy::default()
+    })
+}
+
+/// A rollout on its shadow step (20% copied, then 10% live) judged by `health`.
+fn shadow_rollout_with(health: HealthPolicy) -> State {
     let spec = RolloutSpec {
         green_model: "green-m".into(),
         steps: vec![Step::shadow(20.0, 60), Step::live(10.0, 60)],
-        health: HealthPolicy {
-            min_requests,
-            ..HealthPolicy::default()
-        },
+        health,
     };
     apply(
         &State::initial(&routing()),
@@ -346,4 +351,63 @@ fn an_incident_pause_stops_a_shadow_steps_copies() {
     let doc = t.state.routing_doc(0);
     assert_eq!((doc.shadow_percent, doc.green_percent), (0.0, 0.0));
     assert!(doc.version > v);
+}
+
+/// On a shadow step the grader's pairs (blue's answers against green's copies) are counted in
+/// green's routed stats of the step's version, whose stratum the copies' counts replace: they
+/// still reach the grader's test.
+#[test]
+fn a_shadow_steps_judged_pairs_reach_the_graders_test() {
+    let judge = crate::judge::JudgePolicy::from_json(
+        &serde_json::json!({"model": "j", "sample_percent": 100, "max_per_minute": 60}),
+        "judge",
+    )
+    .unwrap();
+    let s = shadow_rollout_with(HealthPolicy {
+        judge: Some(Box::new(judge)),
+        ..HealthPolicy::default()
+    });
+    let mut window = Pair::<EnvStats>::default();
+    window.blue.requests = 100;
+    window.green.judged.losses = 40;
+    window.green.judged.wins = 2;
+    let t = apply(
+        &s,
+        Command::Tick {
+            judge_reasons: vec!["B is right.".into()],
+            window: Box::new(window),
+            strata: Vec::new(),
+            blue_p95_ms: None,
+            step_cost: Pair::default(),
+            shadow: vec![ShadowStratum {
+                stats: ShadowStats {
+                    green: EnvStats {
+                        requests: 100,
+                        answers: 100,
+                        ..EnvStats::default()
+                    },
+                    pairs: PairCounts {
+                        pairs: 100,
+                        answered: 100,
+                        ..PairCounts::default()
+                    },
+                    ..ShadowStats::default()
+                },
+                in_step: true,
+                step_held: None,
+                step_failed: None,
+                version: None,
+            }],
+        },
+        MIN,
+    )
+    .unwrap();
+    assert_eq!(
+        t.state.phase(),
+        Phase::RolledBack,
+        "{:?}",
+        t.state.verdict()
+    );
+    let report = t.state.verdict().unwrap().verdict.evidence.clone().unwrap();
+    assert_eq!(report.judge.unwrap().losses, 40);
 }
