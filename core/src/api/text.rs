@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use crate::util::json;
+
 use crate::api::Api;
 
 /// Most characters of the conversation the grader is shown (its last ones).
@@ -15,7 +17,7 @@ pub const MAX_ANSWER_CHARS: usize = 8_000;
 /// The request's conversation as text, one turn a paragraph (`role: text`); `None` when the
 /// body is not this API's request.
 pub fn conversation(api: Api, body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    let v: Value = json::from_slice(body).ok()?;
     let mut turns: Vec<String> = Vec::new();
     match api {
         Api::Chat => {
@@ -111,7 +113,7 @@ fn plain(v: &Value) -> String {
 /// tool calls) or a response's output (messages, refusals, function calls); `None` when the body
 /// is not this API's answer.
 pub fn answer(api: Api, body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    let v: Value = json::from_slice(body).ok()?;
     let text = match api {
         Api::Chat => {
             let m = v.get("choices")?.as_array()?.first()?.get("message")?;
@@ -159,7 +161,7 @@ pub struct StreamText {
 impl StreamText {
     /// Takes one event's `data`.
     pub fn feed(&mut self, api: Api, data: &str) {
-        let Ok(v) = serde_json::from_str::<Value>(data) else {
+        let Ok(v) = json::from_slice::<Value>(data.as_bytes()) else {
             return;
         };
         match api {

@@ -91,11 +91,27 @@ impl JudgePolicy {
     }
 
     /// Checks a policy read from storage (a routing document) against the rules an admin
-    /// request's is read with: one set of rules.
+    /// request's is read with ([`JudgePolicy::from_json`]'s ranges).
     pub fn check(&self, path: &str) -> Result<(), FieldError> {
-        let v = serde_json::to_value(self)
-            .map_err(|_| FieldError::new(path, "must be a JSON object"))?;
-        JudgePolicy::from_json(&v, path).map(|_| ())
+        let field = |key: &str, rule: &str| Err(FieldError::new(format!("{path}.{key}"), rule));
+        if let Err(e) = check_name(&self.model) {
+            return field("model", &e.to_string());
+        }
+        if !(self.sample_percent > 0.0 && self.sample_percent <= 100.0) {
+            return field("sample_percent", "must be above 0 and at most 100");
+        }
+        if !(1..=MAX_PER_MINUTE).contains(&u64::from(self.max_per_minute)) {
+            return field("max_per_minute", "must be a whole number from 1 to 600");
+        }
+        if !(0.5..=0.95).contains(&self.tolerance) {
+            return field("tolerance", "must be a number from 0.5 to 0.95");
+        }
+        match &self.instructions {
+            Some(i) if i.trim().is_empty() || i.chars().count() > MAX_INSTRUCTIONS_CHARS => {
+                field("instructions", "must be a non-empty string of at most 4000 characters")
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Grader calls one judged pair takes.
@@ -180,6 +196,36 @@ mod tests {
         ] {
             let e = read(v.clone()).unwrap_err();
             assert_eq!(e.field, field, "{v}: {e:?}");
+        }
+    }
+
+    /// A stored policy is checked with the admin API's rules: `check` agrees with reading
+    /// its JSON through `from_json`, over values inside and outside every range.
+    #[test]
+    fn check_agrees_with_the_admin_rules() {
+        let base = read(json!({"model": "m", "sample_percent": 5, "max_per_minute": 3})).unwrap();
+        let mut cases = Vec::new();
+        for sample_percent in [0.0, 0.004, 0.01, 50.0, 100.0, 100.5, -1.0] {
+            cases.push(JudgePolicy { sample_percent, ..base.clone() });
+        }
+        for max_per_minute in [0, 1, 600, 601, u32::MAX] {
+            cases.push(JudgePolicy { max_per_minute, ..base.clone() });
+        }
+        for tolerance in [0.49, 0.5, 0.7, 0.95, 0.951] {
+            cases.push(JudgePolicy { tolerance, ..base.clone() });
+        }
+        for instructions in ["", "  ", "x", &"y".repeat(4000), &"z".repeat(4001)] {
+            cases.push(JudgePolicy { instructions: Some(instructions.to_string()), ..base.clone() });
+        }
+        for model in ["", "a\nb", "gpt-4.1", &"m".repeat(257)] {
+            cases.push(JudgePolicy { model: model.to_string(), ..base.clone() });
+        }
+        for p in cases {
+            let by_admin = JudgePolicy::from_json(&serde_json::to_value(&p).unwrap(), "judge");
+            assert_eq!(p.check("judge").is_ok(), by_admin.is_ok(), "{p:?}: {by_admin:?}");
+            if let (Err(a), Err(b)) = (p.check("judge"), by_admin) {
+                assert_eq!(a.field, b.field);
+            }
         }
     }
 }
