@@ -401,3 +401,39 @@ test("requests routed under the split before a rollout are shown beside its numb
   await page.screenshot({ path: path.join(OUT, "dashboard-earlier.png"), fullPage: true });
   await page.close();
 });
+
+test("the grader's figures and the last pairs green lost show to the signed-in operator, as text", async (t) => {
+  const own = await startStack({ ADMIN_TOKEN: TOKEN, BLUE_MODEL: "blue-m", ROUTING_CACHE_SECONDS: "0" });
+  t.after(() => own.close());
+  const r = own.router;
+  await own.sim.setRules({ "judge-m": { grader: { worse_wins: 0, ties: 0 } } });
+  const start = await r.admin("POST", "rollouts", {
+    green_model: "green-worse",
+    steps: [{ green_percent: 50, hold_seconds: 600 }],
+    health: { judge: { model: "judge-m", sample_percent: 100, max_per_minute: 600 } },
+  });
+  assert.equal(start.status, 201, start.text);
+  // A prompt with markup: the page must show it as text.
+  const answers = await pool(40, 8, (i) =>
+    chat(r.url, { messages: [{ role: "user", content: `<img src=x onerror=alert(1)> question ${i}` }] }),
+  );
+  assert.ok(answers.every((a) => a.status === 200));
+  const s = await eventually(async () => {
+    const st = await r.status();
+    return st.judge.judged > 0 && st.judge.judged === st.stats.rollout.green.requests && st;
+  }, 15000);
+  assert.ok(s, "every green answer judged");
+  const page = await signedIn(r);
+  await page.waitForSelector("#judge-section:not([hidden])");
+  const figures = await page.textContent("#judge-figures");
+  assert.ok(figures.startsWith(`${s.judge.judged} pairs judged: green won 0, lost ${s.judge.losses}`), figures);
+  assert.match(await page.textContent("#judge-evidence"), /no evidence yet/);
+  const losses = page.locator("#judge-losses .loss");
+  assert.equal(await losses.count(), 5);
+  const first = await losses.first().textContent();
+  assert.match(first, /Prompt: user: <img src=x onerror=alert\(1\)> question \d+/);
+  assert.match(first, /Green: Hello from green-worse/);
+  assert.equal(await page.locator("#judge-losses img").count(), 0, "no markup from a prompt");
+  await page.screenshot({ path: path.join(OUT, "dashboard-grader.png"), fullPage: true });
+  await page.close();
+});

@@ -3,7 +3,7 @@
 // the policy names), ticks through the scheduled handler.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chat, eventually, pool, sleep, startStack, waitForCount } from "./harness.mjs";
+import { chat, eventually, pool, sleep, startReceiver, startStack, waitForCount } from "./harness.mjs";
 
 const VARS = { ADMIN_TOKEN: "t", METRICS_TOKEN: "m", BLUE_MODEL: "blue-m", ROUTING_CACHE_SECONDS: "0" };
 
@@ -51,9 +51,13 @@ async function waitForPairs(router, n, ms = 15000) {
 const judge = (extra = {}) => ({ model: "judge-m", sample_percent: 100, max_per_minute: 600, ...extra });
 
 test("a green worse only in quality is rolled back by the cron, with a reason naming the grader", async (t) => {
-  const stack = await startStack(VARS);
+  const hook = await startReceiver();
+  const stack = await startStack({ ...VARS, ALERT_WEBHOOK_URL: hook.url });
   const r = stack.router;
-  t.after(() => stack.close());
+  t.after(async () => {
+    await stack.close();
+    await hook.close();
+  });
   // The grader prefers the worse model's answer in 10% of decisive verdicts; 20% ties.
   await stack.sim.setRules({ "judge-m": { grader: { worse_wins: 0.1, ties: 0.2 } } });
   const start = await r.admin("POST", "rollouts", {
@@ -82,6 +86,9 @@ test("a green worse only in quality is rolled back by the cron, with a reason na
   assert.equal(ev.kind, "rolled_back");
   assert.match(ev.message, /^Rolled back automatically on step 1: the grader preferred blue's answer in \d+% of \d+ decisive pairs/);
   assert.match(ev.message, /the grader's reasons for green's last losses: "Answer [AB] is more accurate and complete\."/);
+  // The alert says it too.
+  const alert = await eventually(() => hook.received.find((a) => /Rolled back automatically/.test(a.body.text)), 5000);
+  assert.match(alert.body.text, /^bluegreen-router, route default: Rolled back automatically on step 1: the grader preferred blue's answer/);
   const j = ev.verdict.evidence.judge;
   assert.ok(j.evidence >= j.rollback_at, JSON.stringify(j));
   // Every green answer was judged against a reference copy to blue, never served.
