@@ -7,7 +7,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
-import { startStack, startRouter, chat, pool, sleep, eventually, ROOT } from "./harness.mjs";
+import { startStack, startRouter, startReceiver, chat, pool, sleep, eventually, ROOT } from "./harness.mjs";
 
 const TOKEN = "routes-admin-token";
 const METRICS = "routes-metrics-token";
@@ -162,8 +162,17 @@ test("without a default route for unknown names, a model nobody routed gets Open
 
 test("routes are isolated: one rolls back, one advances, one is untouched, and 3000 requests count each in its own route", async (t) => {
   const feedbackToken = "routes-feedback-token";
-  const stack = await startStack({ ...VARS, FEEDBACK_SECRET: "routes-test-secret-of-at-least-32-bytes", FEEDBACK_TOKEN: feedbackToken });
-  t.after(() => stack.close());
+  const receiver = await startReceiver();
+  const stack = await startStack({
+    ...VARS,
+    FEEDBACK_SECRET: "routes-test-secret-of-at-least-32-bytes",
+    FEEDBACK_TOKEN: feedbackToken,
+    ALERT_WEBHOOK_URL: receiver.url,
+  });
+  t.after(async () => {
+    await stack.close();
+    await receiver.close();
+  });
   const r = stack.router;
   await stack.sim.setRules({ "fast-green": { status: 503 } });
   for (const [name, blue] of [["fast", "fast-blue"], ["chat", "chat-blue"], ["embed", "embed-blue"]]) {
@@ -231,6 +240,12 @@ test("routes are isolated: one rolls back, one advances, one is untouched, and 3
   }
   const rolled = (await r.admin("GET", "routes/fast/events?limit=1")).body.events[0];
   assert.deepEqual([rolled.kind, rolled.route], ["rolled_back", "fast"]);
+  // Its alert names the route, in the text a chat channel shows and in the event.
+  const alerted = () => receiver.received.find((x) => x.body?.event?.kind === "rolled_back");
+  assert.ok(await eventually(() => alerted() !== undefined, 8000), JSON.stringify(receiver.received));
+  assert.match(alerted().body.text, /^bluegreen-router, route fast: Rolled back automatically /);
+  assert.equal(alerted().body.event.route, "fast");
+  assert.deepEqual(receiver.received.map((x) => x.body.event.route), ["fast"], "no other route alerted");
   const docs = await Promise.all(["routing:fast", "routing:chat", "routing:embed"].map(async (k) => JSON.parse(await r.kv.get(k)).green_percent));
   assert.deepEqual(docs, [0, 80, 0]);
 });
