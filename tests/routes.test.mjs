@@ -392,6 +392,50 @@ test("a route whose controller cannot read its state leaves every other route wo
   assert.equal((await r.admin("GET", "routes/fine/status")).body.green_percent, 60);
 });
 
+test("a stalled controller is its own route's problem: the cron ticks every other route without waiting for it, and the list and a scrape answer within their bounds", async (t) => {
+  const stack = await startStack(VARS, {}, { faults: true });
+  t.after(() => stack.close());
+  const r = stack.router;
+  // More routes than the fan-out (6 calls at a time), the stalled one listed first: without
+  // a time limit on each call, every route after it would wait for it.
+  const others = Array.from({ length: 7 }, (_, i) => `route-${i}`);
+  for (const name of ["a-stalled", ...others]) assert.equal((await r.admin("PUT", `routes/${name}`, { blue_model: `${name}-blue` })).status, 201);
+  const ns = await r.mf.getDurableObjectNamespace("ROLLOUT");
+  const stall = await ns.get(ns.idFromName("route:a-stalled")).fetch("https://controller/__faults/controller?slow=120000", { method: "POST" });
+  assert.equal(stall.status, 204);
+
+  const t0 = Date.now();
+  await r.tick();
+  const tickMs = Date.now() - t0;
+  // The cron waited for the stalled controller as long as a tick may take (10 s), not 2 minutes.
+  assert.ok(tickMs >= 9_500 && tickMs < 20_000, `the cron took ${tickMs} ms`);
+  assert.ok(r.logs.some((l) => l.message === "cron * * * * *: route a-stalled: tick failed: no answer in 10 s"), JSON.stringify(r.logs.filter((l) => l.message.includes("a-stalled"))));
+  for (const n of ["default", ...others]) assert.ok(r.logs.some((l) => l.message.startsWith(`cron * * * * *: route ${n}: tick `)), n);
+
+  // A scrape leaves the stalled route out after 4 s; every other route ticked at once, not
+  // after the stalled one's 10 s.
+  const t1 = Date.now();
+  const text = await scrape(r.url);
+  const scrapeMs = Date.now() - t1;
+  assert.ok(scrapeMs < 8_000, `the scrape took ${scrapeMs} ms`);
+  assert.equal(total(text, "bluegreen_route_scrape_ok", 'route="a-stalled"'), 0);
+  for (const n of ["default", ...others]) {
+    assert.equal(total(text, "bluegreen_route_scrape_ok", `route="${n}"`), 1, n);
+    const tickedAfter = total(text, "bluegreen_last_tick_timestamp_seconds", `route="${n}"`) * 1000 - t0;
+    assert.ok(tickedAfter >= 0 && tickedAfter < 5_000, `${n} ticked ${tickedAfter} ms after the cron began`);
+  }
+
+  // The list names the stalled route's problem, and every other route's status.
+  const t2 = Date.now();
+  const list = await r.admin("GET", "routes");
+  const listMs = Date.now() - t2;
+  assert.equal(list.status, 200, list.text);
+  assert.ok(listMs < 8_000, `the list took ${listMs} ms`);
+  const by = Object.fromEntries(list.body.routes.map((x) => [x.name, x]));
+  assert.equal(by["a-stalled"].problem, "no answer in 4 s");
+  for (const n of ["default", ...others]) assert.equal(by[n].status.phase, "idle", n);
+});
+
 test("creation and deletion keep the registry and the controllers in step: one change a name at a time, a DELETE made again finishes", async (t) => {
   const stack = await startStack(VARS);
   t.after(() => stack.close());
