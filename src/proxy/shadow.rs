@@ -34,8 +34,8 @@ use worker::{ByteStream, Context, Delay, Env, Headers, ResponseBody};
 
 use super::attempt::{outcome, Attempts, NoReply, Reply};
 use super::relay::read_all;
-use crate::recorder;
 use crate::runtime::{now_ms, Tag};
+use crate::{per_route, recorder};
 
 thread_local! {
     static BUDGET: RefCell<Budget> = RefCell::new(Budget::default());
@@ -43,7 +43,7 @@ thread_local! {
 
 /// What green's side of a pair came to.
 enum Green {
-    /// Not copied: the isolate's `SHADOW_MAX_PER_MINUTE` was spent.
+    /// Not copied: the route's `SHADOW_MAX_PER_MINUTE` in this isolate was spent.
     Capped,
     /// The copy ended (or was given up).
     Ended(ShadowEnd),
@@ -157,10 +157,15 @@ pub(super) fn start(
     let (reclaimed, ticket) = BUDGET.with(|b| {
         let mut b = b.borrow_mut();
         let reclaimed = b.reclaim(now);
-        (
-            reclaimed,
-            b.take(now, cfg.shadow_max_per_minute, body.len()),
-        )
+        let ticket = per_route::with(route, |r| {
+            b.take(
+                &mut r.shadow_rate,
+                now,
+                cfg.shadow_max_per_minute,
+                body.len(),
+            )
+        });
+        (reclaimed, ticket)
     });
     if reclaimed > 0 {
         worker::console_warn!(
