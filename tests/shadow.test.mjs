@@ -233,7 +233,10 @@ test("a copy still running 25 s after blue's answer is given up and judged as fa
   // About 25 s each, as the histogram's bins report it (within a few percent).
   assert.ok(shadow.green.p50_ms >= 20_000, `green's time so far counts: ${shadow.green.p50_ms} ms`);
   assert.equal(copiesSeen(stack.sim).length, 2);
-  assert.equal(await total(r, "bluegreen_shadow_unfinished_total"), 2);
+  // Each given-up copy's log line names its request and route.
+  const given = r.logs.filter((l) => / \(route default\): shadow copy unfinished 25000 ms after blue's answer/.test(l.message));
+  assert.equal(given.length, 2, JSON.stringify(r.logs.filter((l) => l.message.includes("unfinished"))));
+  assert.ok(given.some((l) => l.message.startsWith(`request ${res.headers.get("x-bluegreen-request-id")} (route default): `)));
   assert.equal(await total(r, "bluegreen_shadow_requests_total", /class="timeout"/), 1);
   // Both of the step's copies were given up: it may not advance, and the tick says why.
   await r.tick();

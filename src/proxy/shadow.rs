@@ -228,10 +228,10 @@ async fn copy(mut job: Job, pair: Pair, running: Running) {
         Either::Left((None, _)) => ShadowEnd::Unfinished,
         // Dropping the copy's future cancels its body read; the runtime ends its fetch.
         Either::Right(_) => {
-            let id = &job.id;
+            let (id, route) = (&job.id, &job.route);
             let Progress { record, headers } = progress.take();
             worker::console_warn!(
-                "request {id}: shadow copy unfinished {BACKGROUND_GRACE_MS} ms after blue's answer (green's headers came: {headers}); given up"
+                "request {id} (route {route}): shadow copy unfinished {BACKGROUND_GRACE_MS} ms after blue's answer (green's headers came: {headers}); given up"
             );
             match record {
                 Some(partial) => ShadowEnd::GivenUp(given_up(partial, headers, now_ms())),
