@@ -248,6 +248,25 @@ test("routes are isolated: one rolls back, one advances, one is untouched, and 3
   assert.deepEqual(receiver.received.map((x) => x.body.event.route), ["fast"], "no other route alerted");
   const docs = await Promise.all(["routing:fast", "routing:chat", "routing:embed"].map(async (k) => JSON.parse(await r.kv.get(k)).green_percent));
   assert.deepEqual(docs, [0, 80, 0]);
+
+  // Pause and resume act on their route alone.
+  const phases = async () => Object.fromEntries(await Promise.all(["default", ...names].map(async (n) => [n, (await status(n)).phase])));
+  const paused = await r.admin("POST", "routes/chat/pause");
+  assert.equal(paused.status, 200, paused.text);
+  assert.deepEqual([paused.body.route, paused.body.phase, paused.body.green_percent], ["chat", "paused", 80]);
+  assert.deepEqual(await phases(), { default: "idle", fast: "rolled_back", chat: "paused", embed: "idle" });
+  assert.equal((await r.admin("POST", "routes/fast/resume")).status, 409, "a rolled-back rollout does not resume");
+  const resumed = await r.admin("POST", "routes/chat/resume");
+  assert.equal(resumed.status, 200, resumed.text);
+  assert.deepEqual([resumed.body.route, resumed.body.phase, resumed.body.green_percent], ["chat", "progressing", 80]);
+  assert.deepEqual(await phases(), { default: "idle", fast: "rolled_back", chat: "progressing", embed: "idle" });
+  const chatKinds = (await r.admin("GET", "routes/chat/events?limit=2")).body.events.map((e) => [e.kind, e.route]);
+  assert.deepEqual(chatKinds, [["resumed", "chat"], ["paused", "chat"]]);
+  for (const n of ["fast", "embed"]) {
+    const kinds = (await r.admin("GET", `routes/${n}/events`)).body.events.map((e) => e.kind);
+    assert.ok(!kinds.includes("paused") && !kinds.includes("resumed"), `${n}: ${kinds}`);
+  }
+  assert.deepEqual(await Promise.all(["routing:fast", "routing:chat", "routing:embed"].map(async (k) => JSON.parse(await r.kv.get(k)).green_percent)), [0, 80, 0]);
 });
 
 test("an upgrade loses nothing: the state the release before routes stored is the default route's", async (t) => {
