@@ -5,9 +5,10 @@
 //   baseline  bench/baseline.js, a Worker that only passes requests through to the simulator
 //   router    the built router (build/index.js + build/index_bg.wasm), pointed at the simulator
 //   router100 the same router with 100 routes configured, its requests naming one of them: the
-//             request path must not grow with the number of routes (issue 21), so its CPU per
-//             request and p50 are compared with the router's, with each round's figures as the
-//             measure of the noise
+//             request path must not grow with the number of routes (issue 21). It runs in a
+//             workerd process of its own, and processes of the same Worker differ by up to ~12%
+//             in CPU per request, so the question is answered by a crossover (see "100 routes
+//             against 1" below), not by comparing these two rows
 //   responses the router target itself (the same workerd process), sent POST /v1/responses
 //             with a request of the chat one's size
 //             (`input` holding the same message): the Responses API may cost at most 10% more CPU
@@ -37,6 +38,15 @@
 // process, cmdline containing "workerd"; the instances start one after the other, so the new
 // pid belongs to the one just started). utime+stime (clock ticks, all threads) are read before
 // and after the c=32 cell; the difference over the number of requests is its CPU per request.
+//
+// 100 routes against 1, as a crossover: after the cells above (router: 1 route, router100: 100),
+// the two processes swap configurations (the router's gets the 100 routes, router100's loses
+// them) and the c=32 and c=1 cells run again for the two, in alternating rounds. Each process
+// then served both configurations, and each half compares the two configurations side by side
+// in the same rounds, so the estimate, the geometric mean of the two halves' ratios (for p50 the
+// mean of their differences), cancels both the processes' difference and any drift between the
+// halves; the same per round gives its noise. The within-process ratios (drift between the
+// halves included) and the processes' own difference are printed too.
 //
 // Also reported: build/index_bg.wasm raw and gzipped (level 9), in KB of 1024 bytes.
 // Output: a Markdown table and the router-vs-baseline targets as PASS/MISS. The exit status is 0
@@ -170,17 +180,30 @@ async function startWorker(name, rootPath, scriptPath, bindings, extra = {}) {
   return { name, url: url.origin, host: url.hostname, port: Number(url.port), mf, pid: fresh[0], logs };
 }
 
-/** Creates the routes of `target` through its admin API, one after another. */
-async function configureRoutes(target) {
+/** Creates the routes of `target` through its admin API, one after another (with `remove`,
+ * deletes them). */
+async function configureRoutes(target, remove = false) {
   for (let i = 0; i < ROUTES; i++) {
     const name = `bench-route-${String(i).padStart(3, "0")}`;
     const res = await fetch(`${target.url}/admin/routes/${name}`, {
-      method: "PUT",
+      method: remove ? "DELETE" : "PUT",
       headers: { authorization: "Bearer bench", "content-type": "application/json" },
-      body: JSON.stringify({ blue_model: `model-${i}` }),
+      body: remove ? undefined : JSON.stringify({ blue_model: `model-${i}` }),
     });
-    if (res.status !== 201) throw new Error(`creating ${name}: ${res.status} ${await res.text()}`);
+    if (res.status !== (remove ? 200 : 201)) throw new Error(`${remove ? "deleting" : "creating"} ${name}: ${res.status} ${await res.text()}`);
   }
+}
+
+/** Checks that `target`'s requests are served by `route` (the x-bluegreen-route header). */
+async function expectRoute(target, route) {
+  const res = await fetch(`${target.url}${target.path ?? "/v1/chat/completions"}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: target.body ?? BODY,
+  });
+  await res.arrayBuffer();
+  const got = res.headers.get("x-bluegreen-route");
+  if (res.status !== 200 || got !== route) throw new Error(`${target.name}: served by route ${got} (${res.status}), not ${route}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -324,6 +347,64 @@ function mergeRounds(rounds) {
   };
 }
 
+/**
+ * Every target's warm-up, then cell by cell; each cell in ROUNDS rounds that take the targets in
+ * turn, so that a drift in machine load (this is a shared 2-core VM) hits them alike. Returns
+ * { [target name]: { warmup, [cell key]: merged rounds } }.
+ */
+async function measure(targets, cells) {
+  const results = Object.fromEntries(targets.map((t) => [t.name, {}]));
+  for (const t of targets) {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+    const warm = await load(t, agent, { requests: TARGET_WARMUP, concurrency: 32, stream: false, capMs: CELL_CAP_MS });
+    agent.destroy();
+    results[t.name].warmup = { ...warm, warmErrors: 0 };
+  }
+  for (const cell of cells) {
+    const rounds = Object.fromEntries(targets.map((t) => [t.name, []]));
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const t of targets) rounds[t.name].push(await runRound(t, cell, Math.ceil(cell.requests / ROUNDS)));
+    }
+    for (const t of targets) {
+      const r = mergeRounds(rounds[t.name]);
+      results[t.name][cell.key] = r;
+      const errs = Object.entries(r.errors).map(([k, n]) => `${k}: ${n}`).join(", ");
+      console.log(
+        `bench: ${cell.key.padEnd(6)} ${t.name.padEnd(8)} ${r.ok}/${r.sent} ok in ${(r.elapsedMs / 1000).toFixed(1)} s` +
+          (r.capped ? " (time cap)" : "") +
+          (errs ? ` errors {${errs}}` : "") +
+          (r.warmErrors ? ` warm-up errors ${r.warmErrors}` : ""),
+      );
+    }
+  }
+  return results;
+}
+
+/**
+ * 100 routes against 1 from the crossover: `a1`, `b100` the first half (process A with 1 route,
+ * B with 100), `a100`, `b1` the second (swapped), each a merged cell with per-round figures.
+ * Returns the estimate and its per-round range for CPU per request (a ratio: the geometric
+ * mean of the halves' ratios B100/A1 and A100/B1) and for p50 (a difference: the mean of the
+ * halves' differences), the within-process ratios, and B's CPU over A's (the processes' own
+ * difference, which the crossover takes out).
+ */
+function crossover({ a1, b100, a100, b1 }) {
+  const perRound = (f) => a1.c32.roundTicksPerReq.map((_, i) => f(i));
+  const cpu = (x, i) => (i === undefined ? x.ticks / x.sent : x.roundTicksPerReq[i]);
+  const cpuRatio = (i) => Math.sqrt((cpu(b100.c32, i) / cpu(a1.c32, i)) * (cpu(a100.c32, i) / cpu(b1.c32, i)));
+  const p50 = (x, i) => (i === undefined ? x.p50 : x.roundP50[i]);
+  const p50Delta = (i) => (p50(b100.c1, i) - p50(a1.c1, i) + (p50(a100.c1, i) - p50(b1.c1, i))) / 2;
+  return {
+    cpuRatio: cpuRatio(),
+    cpuRounds: perRound(cpuRatio),
+    p50Delta: p50Delta(),
+    p50Rounds: perRound(p50Delta),
+    withinA: cpu(a100.c32) / cpu(a1.c32),
+    withinB: cpu(b100.c32) / cpu(b1.c32),
+    processes: Math.sqrt((cpu(b100.c32) / cpu(a1.c32)) * (cpu(b1.c32) / cpu(a100.c32))),
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Report
 
@@ -393,14 +474,10 @@ async function main() {
     ROLLOUT: { className: "RolloutController", useSQLite: true },
     ROUTE_REGISTRY: { className: "RouteRegistry", useSQLite: true },
   };
-  const router = await startWorker("router", snapshot, "index.js", { UPSTREAM_BASE_URL: upstream }, { durableObjects });
-  const router100 = await startWorker(
-    "router100",
-    snapshot,
-    "index.js",
-    { UPSTREAM_BASE_URL: upstream, ADMIN_TOKEN: "bench", ROUTE_LIMIT: String(ROUTES + 1) },
-    { durableObjects },
-  );
+  // The same bindings for both, as they swap configurations later.
+  const routerBindings = { UPSTREAM_BASE_URL: upstream, ADMIN_TOKEN: "bench", ROUTE_LIMIT: String(ROUTES + 1) };
+  const router = await startWorker("router", snapshot, "index.js", routerBindings, { durableObjects });
+  const router100 = await startWorker("router100", snapshot, "index.js", routerBindings, { durableObjects });
   await configureRoutes(router100);
   router100.body = bodyFor(ROUTED_MODEL, false);
   router100.streamBody = bodyFor(ROUTED_MODEL, true);
@@ -436,32 +513,20 @@ async function main() {
     }
   }
 
-  const results = Object.fromEntries(targets.map((t) => [t.name, {}]));
-  for (const t of targets) {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
-    const warm = await load(t, agent, { requests: TARGET_WARMUP, concurrency: 32, stream: false, capMs: CELL_CAP_MS });
-    agent.destroy();
-    results[t.name].warmup = { ...warm, warmErrors: 0 };
-  }
-  // Cell by cell; each cell in ROUNDS rounds that take the three targets in turn, so that a
-  // drift in machine load (this is a shared 2-core VM) hits them alike.
-  for (const cell of CELLS) {
-    const rounds = Object.fromEntries(targets.map((t) => [t.name, []]));
-    for (let i = 0; i < ROUNDS; i++) {
-      for (const t of targets) rounds[t.name].push(await runRound(t, cell, Math.ceil(cell.requests / ROUNDS)));
-    }
-    for (const t of targets) {
-      const r = mergeRounds(rounds[t.name]);
-      results[t.name][cell.key] = r;
-      const errs = Object.entries(r.errors).map(([k, n]) => `${k}: ${n}`).join(", ");
-      console.log(
-        `bench: ${cell.key.padEnd(6)} ${t.name.padEnd(8)} ${r.ok}/${r.sent} ok in ${(r.elapsedMs / 1000).toFixed(1)} s` +
-          (r.capped ? " (time cap)" : "") +
-          (errs ? ` errors {${errs}}` : "") +
-          (r.warmErrors ? ` warm-up errors ${r.warmErrors}` : ""),
-      );
-    }
-  }
+  const results = await measure(targets, CELLS);
+
+  // The crossover's second half: the two processes swap configurations, and the isolates'
+  // cached registry (ROUTING_CACHE_SECONDS, 5 s by default) catches up before the warm-up.
+  await configureRoutes(router);
+  await configureRoutes(router100, true);
+  await sleep(6000);
+  const swapped = [
+    { ...router, name: "router+100", body: router100.body, streamBody: router100.streamBody },
+    { ...router100, name: "router100-1", body: BODY, streamBody: STREAM_BODY },
+  ];
+  await expectRoute(swapped[0], ROUTED_MODEL);
+  await expectRoute(swapped[1], "default");
+  const second = await measure(swapped, CELLS.filter((c) => c.key !== "stream"));
 
   const hz = clockTicksPerSecond();
   const cpuMsPerReq = {};
@@ -521,16 +586,25 @@ async function main() {
       `req/s c=32 ${fmt((b.c32.rps / results.direct.c32.rps) * 100)}%`,
   );
 
-  const r100 = results.router100;
   const spread = (xs, k = 1) => `${fmt(Math.min(...xs) * k, 3)}–${fmt(Math.max(...xs) * k, 3)}`;
   const msPerTick = 1000 / hz;
+  const pct = (x) => `${x >= 1 ? "+" : ""}${fmt((x - 1) * 100)}%`;
+  const ms = (x) => `${x >= 0 ? "+" : ""}${fmt(x, 2)} ms`;
+  const halves = { a1: r, b100: results.router100, a100: second["router+100"], b1: second["router100-1"] };
+  const x = crossover(halves);
+  const cpuOf = (c) => fmt(((c.c32.ticks / hz) * 1000) / c.c32.sent, 3);
   console.log(
-    `- ${ROUTES} routes configured vs 1 (its requests name one route): CPU per request ` +
-      `${fmt(cpuMsPerReq.router100, 3)} vs ${fmt(cpuMsPerReq.router, 3)} ms ` +
-      `(rounds ${spread(r100.c32.roundTicksPerReq, msPerTick)} vs ${spread(r.c32.roundTicksPerReq, msPerTick)}); ` +
-      `p50 c=1 ${fmt(r100.c1.p50, 2)} vs ${fmt(r.c1.p50, 2)} ms ` +
-      `(rounds ${spread(r100.c1.roundP50)} vs ${spread(r.c1.roundP50)}); ` +
-      `within the noise when each figure lies in the other's range of rounds`,
+    `- ${ROUTES} routes configured vs 1 (its requests name one route), crossover of two processes A (router) ` +
+      `and B (router100): CPU per request A ${cpuOf(halves.a100)} vs ${cpuOf(halves.a1)} ms, ` +
+      `B ${cpuOf(halves.b100)} vs ${cpuOf(halves.b1)} ms; estimate ${pct(x.cpuRatio)} ` +
+      `(rounds ${x.cpuRounds.map(pct).join(", ")}); within process A ${pct(x.withinA)}, B ${pct(x.withinB)} ` +
+      `(drift between the halves included); B over A in the same configuration ${pct(x.processes)}; ` +
+      `within the noise when the rounds' estimates lie on both sides of 0`,
+  );
+  console.log(
+    `- p50 c=1 with ${ROUTES} routes vs 1: A ${fmt(halves.a100.c1.p50, 2)} vs ${fmt(halves.a1.c1.p50, 2)} ms, ` +
+      `B ${fmt(halves.b100.c1.p50, 2)} vs ${fmt(halves.b1.c1.p50, 2)} ms; estimate ${ms(x.p50Delta)} ` +
+      `(rounds ${x.p50Rounds.map(ms).join(", ")}); within the noise when the rounds' estimates lie on both sides of 0`,
   );
 
   const rs = results.responses;

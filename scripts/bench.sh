@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks the router against a pass-through baseline Worker and the bare upstream simulator
 # (see bench/run.mjs for what is measured and how). Installs the tools and builds first when
-# needed. Prints a Markdown table and the targets; takes about two minutes.
+# needed. Prints a Markdown table and the targets; takes about 3½ minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

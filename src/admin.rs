@@ -126,7 +126,14 @@ async fn list(env: &Env, access: Access<'_>) -> Result<Response> {
     // A team's token sees its own routes.
     defs.retain(|d| access.allows(&d.name));
     let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
-    let statuses = control::each_route(env, &names, Method::Get, "/admin/status").await;
+    let statuses = control::each_route(
+        env,
+        &names,
+        Method::Get,
+        "/admin/status",
+        control::READ_TIMEOUT_MS,
+    )
+    .await;
     let routes: Vec<Listed> = defs
         .iter()
         .zip(statuses)

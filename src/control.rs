@@ -9,14 +9,13 @@
 use bluegreen_core::request::routing::RoutingDoc;
 use bluegreen_core::route::name::instance_name;
 use bluegreen_core::route::registry::Registry;
-use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
 use wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, Env, Method, Response};
 
-use crate::js;
-
 use crate::error::{Error, Result};
+use crate::{js, retry};
 
 /// Where isolates post their stats batches.
 pub const STATS_PATH: &str = "/internal/stats";
@@ -37,6 +36,19 @@ pub const ROUTE_HEADER: &str = "x-bluegreen-route";
 /// How many Durable Objects one invocation asks at once (the cron's ticks, a scrape, the
 /// routes' list): the runtime's simultaneous outgoing connections per invocation.
 pub const FAN_OUT: usize = 6;
+
+/// How long the cron waits for one controller's tick before it reports that route's tick
+/// failed and frees the slot for the next route. A tick answers in tens of milliseconds, but
+/// one that changes the split writes it to KV before it answers, and when KV refuses, its
+/// retries wait 5.1 s between attempts (`Schedule::KV_WRITE`); 10 s lets that finish, and is
+/// a small part of the minute between two crons.
+pub const TICK_TIMEOUT_MS: u64 = 10_000;
+
+/// How long a scrape or the routes' list waits for one controller: each renders from memory
+/// in milliseconds, so 4 s is a controller in trouble. A scrape with stalled controllers (up to
+/// [`FAN_OUT`] of them) then still answers within Prometheus's default 10 s scrape timeout,
+/// with every other route's samples, rather than losing the whole scrape.
+pub const READ_TIMEOUT_MS: u64 = 4_000;
 
 /// The registry's instance name (one registry a deployment).
 const REGISTRY_INSTANCE: &str = "registry";
@@ -135,22 +147,26 @@ async fn answer(env: &Env, route: &str, method: Method, path: &str) -> Result<St
 }
 
 /// Every route's controller's answer at `path` (the cron's ticks, a scrape, the routes' list),
-/// [`FAN_OUT`] calls at a time, in the order of `routes`: one route failing fails only its own
-/// entry.
+/// in the order of `routes`: one route failing, or not answering within `timeout_ms`, fails
+/// only its own entry. [`FAN_OUT`] calls run at a time, and each call that ends starts the
+/// next, so a slow controller holds one of the slots, not the routes after it.
 pub async fn each_route(
     env: &Env,
     routes: &[&str],
     method: Method,
     path: &str,
+    timeout_ms: u64,
 ) -> Vec<Result<String>> {
-    let mut out = Vec::with_capacity(routes.len());
-    for chunk in routes.chunks(FAN_OUT) {
-        let calls = chunk
-            .iter()
-            .map(|route| answer(env, route, method.clone(), path));
-        out.extend(join_all(calls).await);
-    }
-    out
+    let calls = routes.iter().enumerate().map(|(i, route)| {
+        let call = answer(env, route, method.clone(), path);
+        async move { (i, retry::within(timeout_ms, call).await) }
+    });
+    let mut out: Vec<(usize, Result<String>)> = stream::iter(calls)
+        .buffer_unordered(FAN_OUT)
+        .collect()
+        .await;
+    out.sort_unstable_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, answer)| answer).collect()
 }
 
 /// `route`'s split at its controller, for an isolate that cannot read KV: `None` when the

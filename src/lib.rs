@@ -153,7 +153,14 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         }
     };
     let routes: Vec<&str> = names.iter().map(String::as_str).collect();
-    let ticks = control::each_route(&env, &routes, Method::Post, control::TICK_PATH).await;
+    let ticks = control::each_route(
+        &env,
+        &routes,
+        Method::Post,
+        control::TICK_PATH,
+        control::TICK_TIMEOUT_MS,
+    )
+    .await;
     for (route, result) in routes.iter().zip(ticks) {
         match result {
             Ok(summary) => worker::console_log!("cron {cron}: route {route}: tick {summary}"),

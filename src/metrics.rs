@@ -26,7 +26,14 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
     )?;
     let table = routes::table(env, &cfg).await.doc;
     let names: Vec<&str> = table.sorted().iter().map(|r| r.def.name.as_str()).collect();
-    let texts = control::each_route(env, &names, Method::Get, "/metrics").await;
+    let texts = control::each_route(
+        env,
+        &names,
+        Method::Get,
+        "/metrics",
+        control::READ_TIMEOUT_MS,
+    )
+    .await;
     let mut scraped = Vec::with_capacity(names.len());
     for (route, text) in names.iter().zip(&texts) {
         if let Err(e) = text {

@@ -1,5 +1,5 @@
 //! Leaf: what an isolate keeps per route, in one map: the route's routing document cache, its
-//! stats outbox and its green breaker. A route's entry is made on its first use, and a deleted
+//! stats outbox, its green breaker and its shadow copies' rate. A route's entry is made on its first use, and a deleted
 //! route's leaves once the isolate has delivered its stats, so the map is bounded by the routes
 //! there are (`ROUTE_LIMIT`). One map rather than one per concern: the
 //! request path finds all of a route's state in one hash lookup each time it needs it, and the
@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use bluegreen_core::isolate::outbox::Outbox;
 use bluegreen_core::request::breaker::Breaker;
 use bluegreen_core::request::routing_cache::RoutingCache;
+use bluegreen_core::shadow::Rate;
 
 /// One route's state in this isolate.
 #[derive(Default)]
@@ -21,6 +22,8 @@ pub struct RouteState {
     pub outbox: Outbox,
     /// Its green breaker, once a green attempt asked it (`crate::breaker`).
     pub breaker: Option<Breaker>,
+    /// Its shadow copies' rate (`SHADOW_MAX_PER_MINUTE`, `crate::proxy::shadow`).
+    pub shadow_rate: Rate,
 }
 
 thread_local! {

@@ -1,6 +1,7 @@
 //! The one retry loop: runs a core [`Schedule`] (waits, attempts, per-attempt time limit)
 //! around an attempt, and returns the last failure when every attempt failed. The schedule is
-//! data decided in the core; this only waits and races.
+//! data decided in the core; this only waits and races ([`within`], also for a single call
+//! with a time limit).
 
 use std::future::Future;
 use std::time::Duration;
@@ -27,17 +28,25 @@ where
         if *wait_ms > 0 {
             Delay::from(Duration::from_millis(*wait_ms)).await;
         }
-        let limit = Delay::from(Duration::from_millis(schedule.attempt_timeout_ms));
-        let why = match select(Box::pin(attempt()), Box::pin(limit)).await {
-            Either::Left((Ok(value), _)) => return Ok(value),
-            Either::Left((Err(e), _)) => e.to_string(),
-            Either::Right(_) => format!(
-                "no answer in {} s",
-                schedule.attempt_timeout_ms as f64 / 1000.0
-            ),
+        let why = match within(schedule.attempt_timeout_ms, attempt()).await {
+            Ok(value) => return Ok(value),
+            Err(e) => e.to_string(),
         };
         failed(n + 1, &why);
         last = format!("attempt {}: {why}", n + 1);
     }
     Err(Error::Runtime(last))
+}
+
+/// `call`'s result, or an `Err` saying it gave no answer within `limit_ms` (the call is
+/// dropped: what it started in JavaScript runs on, unheard).
+pub async fn within<T>(limit_ms: u64, call: impl Future<Output = Result<T>>) -> Result<T> {
+    let limit = Delay::from(Duration::from_millis(limit_ms));
+    match select(Box::pin(call), Box::pin(limit)).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(Error::Runtime(format!(
+            "no answer in {} s",
+            limit_ms as f64 / 1000.0
+        ))),
+    }
 }

@@ -146,7 +146,7 @@ test("threshold method: a green failing a share of requests with 5xx is rolled b
   const delivered = receiver.received.find((x) => x.status === 200);
   assert.equal(receiver.received[0].status, 500);
   assert.equal(delivered.contentType, "application/json");
-  assert.match(delivered.body.text, /Rolled back automatically/);
+  assert.match(delivered.body.text, /^bluegreen-router, route default: Rolled back automatically /, "as docs/rollouts.md shows it");
   assert.equal(delivered.body.event.kind, "rolled_back");
   assert.equal(delivered.body.event.green_percent, 0);
 });

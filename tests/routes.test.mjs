@@ -7,7 +7,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
-import { startStack, startRouter, chat, pool, sleep, eventually, ROOT } from "./harness.mjs";
+import { startStack, startRouter, startReceiver, chat, pool, sleep, eventually, ROOT } from "./harness.mjs";
 
 const TOKEN = "routes-admin-token";
 const METRICS = "routes-metrics-token";
@@ -162,8 +162,17 @@ test("without a default route for unknown names, a model nobody routed gets Open
 
 test("routes are isolated: one rolls back, one advances, one is untouched, and 3000 requests count each in its own route", async (t) => {
   const feedbackToken = "routes-feedback-token";
-  const stack = await startStack({ ...VARS, FEEDBACK_SECRET: "routes-test-secret-of-at-least-32-bytes", FEEDBACK_TOKEN: feedbackToken });
-  t.after(() => stack.close());
+  const receiver = await startReceiver();
+  const stack = await startStack({
+    ...VARS,
+    FEEDBACK_SECRET: "routes-test-secret-of-at-least-32-bytes",
+    FEEDBACK_TOKEN: feedbackToken,
+    ALERT_WEBHOOK_URL: receiver.url,
+  });
+  t.after(async () => {
+    await stack.close();
+    await receiver.close();
+  });
   const r = stack.router;
   await stack.sim.setRules({ "fast-green": { status: 503 } });
   for (const [name, blue] of [["fast", "fast-blue"], ["chat", "chat-blue"], ["embed", "embed-blue"]]) {
@@ -231,8 +240,33 @@ test("routes are isolated: one rolls back, one advances, one is untouched, and 3
   }
   const rolled = (await r.admin("GET", "routes/fast/events?limit=1")).body.events[0];
   assert.deepEqual([rolled.kind, rolled.route], ["rolled_back", "fast"]);
+  // Its alert names the route, in the text a chat channel shows and in the event.
+  const alerted = () => receiver.received.find((x) => x.body?.event?.kind === "rolled_back");
+  assert.ok(await eventually(() => alerted() !== undefined, 8000), JSON.stringify(receiver.received));
+  assert.match(alerted().body.text, /^bluegreen-router, route fast: Rolled back automatically /);
+  assert.equal(alerted().body.event.route, "fast");
+  assert.deepEqual(receiver.received.map((x) => x.body.event.route), ["fast"], "no other route alerted");
   const docs = await Promise.all(["routing:fast", "routing:chat", "routing:embed"].map(async (k) => JSON.parse(await r.kv.get(k)).green_percent));
   assert.deepEqual(docs, [0, 80, 0]);
+
+  // Pause and resume act on their route alone.
+  const phases = async () => Object.fromEntries(await Promise.all(["default", ...names].map(async (n) => [n, (await status(n)).phase])));
+  const paused = await r.admin("POST", "routes/chat/pause");
+  assert.equal(paused.status, 200, paused.text);
+  assert.deepEqual([paused.body.route, paused.body.phase, paused.body.green_percent], ["chat", "paused", 80]);
+  assert.deepEqual(await phases(), { default: "idle", fast: "rolled_back", chat: "paused", embed: "idle" });
+  assert.equal((await r.admin("POST", "routes/fast/resume")).status, 409, "a rolled-back rollout does not resume");
+  const resumed = await r.admin("POST", "routes/chat/resume");
+  assert.equal(resumed.status, 200, resumed.text);
+  assert.deepEqual([resumed.body.route, resumed.body.phase, resumed.body.green_percent], ["chat", "progressing", 80]);
+  assert.deepEqual(await phases(), { default: "idle", fast: "rolled_back", chat: "progressing", embed: "idle" });
+  const chatKinds = (await r.admin("GET", "routes/chat/events?limit=2")).body.events.map((e) => [e.kind, e.route]);
+  assert.deepEqual(chatKinds, [["resumed", "chat"], ["paused", "chat"]]);
+  for (const n of ["fast", "embed"]) {
+    const kinds = (await r.admin("GET", `routes/${n}/events`)).body.events.map((e) => e.kind);
+    assert.ok(!kinds.includes("paused") && !kinds.includes("resumed"), `${n}: ${kinds}`);
+  }
+  assert.deepEqual(await Promise.all(["routing:fast", "routing:chat", "routing:embed"].map(async (k) => JSON.parse(await r.kv.get(k)).green_percent)), [0, 80, 0]);
 });
 
 test("an upgrade loses nothing: the state the release before routes stored is the default route's", async (t) => {
@@ -375,6 +409,50 @@ test("a route whose controller cannot read its state leaves every other route wo
   // Its own recovery touches nothing else.
   assert.equal((await r.admin("POST", "routes/broken/recover")).status, 200);
   assert.equal((await r.admin("GET", "routes/fine/status")).body.green_percent, 60);
+});
+
+test("a stalled controller is its own route's problem: the cron ticks every other route without waiting for it, and the list and a scrape answer within their bounds", async (t) => {
+  const stack = await startStack(VARS, {}, { faults: true });
+  t.after(() => stack.close());
+  const r = stack.router;
+  // More routes than the fan-out (6 calls at a time), the stalled one listed first: without
+  // a time limit on each call, every route after it would wait for it.
+  const others = Array.from({ length: 7 }, (_, i) => `route-${i}`);
+  for (const name of ["a-stalled", ...others]) assert.equal((await r.admin("PUT", `routes/${name}`, { blue_model: `${name}-blue` })).status, 201);
+  const ns = await r.mf.getDurableObjectNamespace("ROLLOUT");
+  const stall = await ns.get(ns.idFromName("route:a-stalled")).fetch("https://controller/__faults/controller?slow=120000", { method: "POST" });
+  assert.equal(stall.status, 204);
+
+  const t0 = Date.now();
+  await r.tick();
+  const tickMs = Date.now() - t0;
+  // The cron waited for the stalled controller as long as a tick may take (10 s), not 2 minutes.
+  assert.ok(tickMs >= 9_500 && tickMs < 20_000, `the cron took ${tickMs} ms`);
+  assert.ok(r.logs.some((l) => l.message === "cron * * * * *: route a-stalled: tick failed: no answer in 10 s"), JSON.stringify(r.logs.filter((l) => l.message.includes("a-stalled"))));
+  for (const n of ["default", ...others]) assert.ok(r.logs.some((l) => l.message.startsWith(`cron * * * * *: route ${n}: tick `)), n);
+
+  // A scrape leaves the stalled route out after 4 s; every other route ticked at once, not
+  // after the stalled one's 10 s.
+  const t1 = Date.now();
+  const text = await scrape(r.url);
+  const scrapeMs = Date.now() - t1;
+  assert.ok(scrapeMs < 8_000, `the scrape took ${scrapeMs} ms`);
+  assert.equal(total(text, "bluegreen_route_scrape_ok", 'route="a-stalled"'), 0);
+  for (const n of ["default", ...others]) {
+    assert.equal(total(text, "bluegreen_route_scrape_ok", `route="${n}"`), 1, n);
+    const tickedAfter = total(text, "bluegreen_last_tick_timestamp_seconds", `route="${n}"`) * 1000 - t0;
+    assert.ok(tickedAfter >= 0 && tickedAfter < 5_000, `${n} ticked ${tickedAfter} ms after the cron began`);
+  }
+
+  // The list names the stalled route's problem, and every other route's status.
+  const t2 = Date.now();
+  const list = await r.admin("GET", "routes");
+  const listMs = Date.now() - t2;
+  assert.equal(list.status, 200, list.text);
+  assert.ok(listMs < 8_000, `the list took ${listMs} ms`);
+  const by = Object.fromEntries(list.body.routes.map((x) => [x.name, x]));
+  assert.equal(by["a-stalled"].problem, "no answer in 4 s");
+  for (const n of ["default", ...others]) assert.equal(by[n].status.phase, "idle", n);
 });
 
 test("creation and deletion keep the registry and the controllers in step: one change a name at a time, a DELETE made again finishes", async (t) => {

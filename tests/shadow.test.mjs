@@ -159,27 +159,46 @@ test("a copy goes without the headers that name the client's request", async (t)
   assert.equal(copy.headers["x-app"], "a", "other headers go with the copy");
 });
 
-test("SHADOW_MAX_PER_MINUTE caps the copies an isolate starts, and counts the others", async (t) => {
+test("SHADOW_MAX_PER_MINUTE caps the copies an isolate starts for each route, and counts the others", async (t) => {
   const stack = await startStack({ ...VARS, SHADOW_MAX_PER_MINUTE: "5" });
   t.after(() => stack.close());
   const r = stack.router;
+  // Two routes on a shadow step at once: the default route (blue-m, green-m) and summarise.
   await startShadow(r, 100);
+  assert.equal((await r.admin("PUT", "routes/summarise", { blue_model: "sum-blue" })).status, 201);
+  const started = await r.admin("POST", "routes/summarise/rollouts", {
+    green_model: "sum-green",
+    steps: [{ shadow_percent: 100, hold_seconds: 600 }, { green_percent: 10, hold_seconds: 600 }],
+    health: { min_requests: 20 },
+  });
+  assert.equal(started.status, 201, started.text);
   const n = 30;
-  await trafficFromBlue(r, n);
-  // One isolate, whose bucket holds a minute's worth (5) and refills one every 12 s: 5 copies,
-  // 6 if the requests took more than 12 s.
-  const copies = copiesSeen(stack.sim).length;
-  assert.ok(copies >= 5 && copies <= 6, `${copies} copies`);
-  const s = await eventually(async () => {
-    const s = await r.status();
-    const sh = s.stats.shadow.step;
-    return sh.pairs + sh.capped >= n && s;
-  }, 10_000);
-  assert.ok(s, "every request counted as copied or capped");
-  assert.equal(s.stats.shadow.step.pairs, copies);
-  assert.equal(s.stats.shadow.step.capped, n - copies);
-  assert.equal(await total(r, "bluegreen_shadow_capped_total"), n - copies);
-  assert.equal(await total(r, "bluegreen_shadow_requests_total"), copies);
+  const results = await pool(2 * n, 8, (i) => chat(r.url, { ...CHAT, ...(i % 2 ? { model: "summarise" } : {}), stream: i % 4 >= 2 }));
+  for (const [i, res] of results.entries()) {
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.headers.get("x-bluegreen-route"), i % 2 ? "summarise" : "default");
+    assert.equal(res.headers.get("x-bluegreen-environment"), "blue");
+  }
+  // One isolate, whose bucket for each route holds a minute's worth (5) and refills one every
+  // 12 s: 5 copies a route, 6 if the requests took more than 12 s. One bucket shared by the
+  // routes would have made 5 or 6 copies in all.
+  const copiesOf = (model) => stack.sim.requests().filter((q) => q.path.endsWith("/chat/completions") && JSON.parse(q.body).model === model).length;
+  const copies = { default: copiesOf("green-m"), summarise: copiesOf("sum-green") };
+  for (const [route, c] of Object.entries(copies)) assert.ok(c >= 5 && c <= 6, `${route}: ${c} copies`);
+  const statusOf = async (route) => (route === "default" ? r.status() : (await r.admin("GET", `routes/${route}/status`)).body);
+  for (const route of ["default", "summarise"]) {
+    const s = await eventually(async () => {
+      const s = await statusOf(route);
+      const sh = s.stats.shadow.step;
+      return sh.pairs + sh.capped >= n && s;
+    }, 10_000);
+    assert.ok(s, `${route}: every request counted as copied or capped`);
+    assert.equal(s.stats.shadow.step.pairs, copies[route], route);
+    assert.equal(s.stats.shadow.step.capped, n - copies[route], route);
+    const label = new RegExp(`route="${route}"`);
+    assert.equal(await total(r, "bluegreen_shadow_capped_total", label), n - copies[route], route);
+    assert.equal(await total(r, "bluegreen_shadow_requests_total", label), copies[route], route);
+  }
 });
 
 test("a copy still running 25 s after blue's answer is given up and judged as far as it got", async (t) => {
@@ -214,7 +233,10 @@ test("a copy still running 25 s after blue's answer is given up and judged as fa
   // About 25 s each, as the histogram's bins report it (within a few percent).
   assert.ok(shadow.green.p50_ms >= 20_000, `green's time so far counts: ${shadow.green.p50_ms} ms`);
   assert.equal(copiesSeen(stack.sim).length, 2);
-  assert.equal(await total(r, "bluegreen_shadow_unfinished_total"), 2);
+  // Each given-up copy's log line names its request and route.
+  const given = r.logs.filter((l) => / \(route default\): shadow copy unfinished 25000 ms after blue's answer/.test(l.message));
+  assert.equal(given.length, 2, JSON.stringify(r.logs.filter((l) => l.message.includes("unfinished"))));
+  assert.ok(given.some((l) => l.message.startsWith(`request ${res.headers.get("x-bluegreen-request-id")} (route default): `)));
   assert.equal(await total(r, "bluegreen_shadow_requests_total", /class="timeout"/), 1);
   // Both of the step's copies were given up: it may not advance, and the tick says why.
   await r.tick();

@@ -265,6 +265,10 @@ test("a stream silent after it began is ended by the router at the idle limit an
   assert.ok(cut - lastEvent >= IDLE_MS - 50, `cut ${cut - lastEvent} ms after the last event`);
   const o = await outcomeOf(res);
   assert.equal(o.interrupted, true);
+  // The log line names the request and its route.
+  const id = res.headers.get("x-bluegreen-request-id");
+  const said = `request ${id} (route default): stream silent for ${IDLE_MS} ms; cut`;
+  assert.ok(stack.router.logs.some((l) => l.message === said), said);
   const s = await statsAfter(before, 1);
   assert.deepEqual(change(s, before, "rollout", "green"), { requests: 1, fallbacks: 0, interrupted: 1 });
   // The router cancelled the upstream stream: the simulator saw its connection close.

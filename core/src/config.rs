@@ -107,8 +107,9 @@ pub struct Config {
     /// The per-isolate green breaker's settings (`GREEN_EJECTION`, `GREEN_EJECTION_FAILURES`,
     /// `GREEN_EJECTION_BASE_MS`, `GREEN_HANG_FLOOR_MS`).
     pub green_ejection: breaker::Settings,
-    /// Most shadow copies an isolate starts a minute, on average (`SHADOW_MAX_PER_MINUTE`; a
-    /// token bucket, [`crate::shadow::Budget`]): the cost bound of a shadow step; requests
+    /// Most shadow copies an isolate starts a minute for each route, on average
+    /// (`SHADOW_MAX_PER_MINUTE`; a token bucket, [`crate::shadow::Rate`]): the cost bound of a
+    /// shadow step; requests
     /// drawn beyond it are not copied.
     pub shadow_max_per_minute: u32,
     /// Where a `model` that names no route goes (`UNKNOWN_MODELS`): the default route, or

@@ -34,8 +34,8 @@
 //!
 //! Answer defects are judged the same way among the answers read whole (`c`, `n` the answers).
 //!
-//! This module decides which requests are copied ([`shadowed`]), bounds how many per isolate
-//! ([`Budget`]), says when a copy must give up before the runtime cancels it ([`look`]),
+//! This module decides which requests are copied ([`shadowed`]), bounds how many per route and
+//! isolate ([`Rate`]) and at once per isolate ([`Budget`]), says when a copy must give up before the runtime cancels it ([`look`]),
 //! counts the pairs ([`ShadowStats`]), keeps the controller's shadow windows ([`ShadowScope`])
 //! and turns a tick's pairs into the sequential test's counts ([`ShadowStratum::counts`]). It
 //! sends nothing and reads no clock: the shell (`src/proxy/shadow.rs`) does.
@@ -95,16 +95,20 @@ pub struct Ticket {
     serial: u64,
 }
 
-/// The per-isolate cost bound: a token bucket that starts copies at `max_per_minute` a minute
-/// on average (`SHADOW_MAX_PER_MINUTE`) and holds at most a minute's worth, so that under steady
-/// overload the copies are spread evenly over the minute (a sample of the requests in time, not
-/// the first of each minute); at most [`MAX_IN_FLIGHT`] copies at once, none of a body above
-/// [`MAX_COPY_BODY_BYTES`]. The others are skipped and counted as `capped`. A place held longer
-/// than [`STALE_MS`] is reused.
+/// A route's rate of copies in one isolate, its cost bound: a token bucket that starts copies
+/// at `max_per_minute` a minute on average (`SHADOW_MAX_PER_MINUTE`) and holds at most a
+/// minute's worth, so that under steady overload the copies are spread evenly over the minute
+/// (a sample of the requests in time, not the first of each minute). Each route has its own,
+/// so one route's shadow step never spends another's copies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rate(TokenBucket);
+
+/// The isolate's places for running copies, its memory bound: at most [`MAX_IN_FLIGHT`]
+/// copies at once over every route, none of a body above [`MAX_COPY_BODY_BYTES`], each
+/// started only when its route's [`Rate`] allows. The others are skipped and counted as
+/// `capped`. A place held longer than [`STALE_MS`] is reused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Budget {
-    /// Copies that may start.
-    bucket: TokenBucket,
     /// The copies running: each place's ticket serial (0: free) and when it was taken.
     places: [(u64, u64); MAX_IN_FLIGHT as usize],
     /// The last ticket's serial.
@@ -112,14 +116,20 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Takes one copy's place at `now_ms` for a body of `body_bytes`; `None` when it must not
-    /// be copied. A place taken must be handed back with [`Self::finished`].
-    pub fn take(&mut self, now_ms: u64, max_per_minute: u32, body_bytes: usize) -> Option<Ticket> {
+    /// Takes one copy's place at `now_ms` for a body of `body_bytes`, and a copy from its
+    /// route's `rate`; `None` when it must not be copied. A place taken must be handed back
+    /// with [`Self::finished`].
+    pub fn take(
+        &mut self,
+        rate: &mut Rate,
+        now_ms: u64,
+        max_per_minute: u32,
+        body_bytes: usize,
+    ) -> Option<Ticket> {
         self.reclaim(now_ms);
         let place = self.places.iter().position(|&(serial, _)| serial == 0)?;
         // A minute's worth at most, refilled at max_per_minute per 60 000 ms.
-        if body_bytes > MAX_COPY_BODY_BYTES
-            || !self.bucket.take(now_ms, max_per_minute, max_per_minute)
+        if body_bytes > MAX_COPY_BODY_BYTES || !rate.0.take(now_ms, max_per_minute, max_per_minute)
         {
             return None;
         }

@@ -29,7 +29,7 @@ use bluegreen_core::judge::losses::Loss;
 use bluegreen_core::judge::verdict::{self, combine, Judgement, Reading};
 use bluegreen_core::judge::{prompt, sampled, JudgePolicy};
 use bluegreen_core::request::routing::RoutingDoc;
-use bluegreen_core::shadow::{Budget, Ticket, BACKGROUND_GRACE_MS, MAX_COPY_BODY_BYTES};
+use bluegreen_core::shadow::{Budget, Rate, Ticket, BACKGROUND_GRACE_MS, MAX_COPY_BODY_BYTES};
 use bluegreen_core::stats::judged::JudgedCounts;
 use bluegreen_core::Environment;
 use futures_util::future::{join_all, select, Either};
@@ -43,7 +43,7 @@ use crate::upstream;
 
 thread_local! {
     /// Each route's bound on pairs sent to the grader, in this isolate.
-    static BUDGETS: RefCell<BTreeMap<String, Budget>> = RefCell::default();
+    static BUDGETS: RefCell<BTreeMap<String, (Budget, Rate)>> = RefCell::default();
 }
 
 /// Most bytes of a grader's answer read: a verdict and a sentence.
@@ -79,7 +79,7 @@ struct Place(String, Ticket);
 impl Drop for Place {
     fn drop(&mut self) {
         BUDGETS.with(|b| {
-            if let Some(budget) = b.borrow_mut().get_mut(&self.0) {
+            if let Some((budget, _)) = b.borrow_mut().get_mut(&self.0) {
                 budget.finished(self.1);
             }
         });
@@ -123,9 +123,10 @@ pub(super) fn draw(
     let now = now_ms();
     let ticket = BUDGETS.with(|b| {
         let mut b = b.borrow_mut();
-        let budget = b.entry(route.to_string()).or_default();
+        let (budget, rate) = b.entry(route.to_string()).or_default();
         budget.reclaim(now);
         budget.take(
+            rate,
             now,
             judge.max_per_minute,
             body.len().min(MAX_COPY_BODY_BYTES + 1),

@@ -12,7 +12,7 @@ use bluegreen_core::api::sse::SseRelay;
 use bluegreen_core::api::usage::usage_of;
 use bluegreen_core::api::Api;
 use bluegreen_core::request::idle::{Idle, IdleClock};
-use bluegreen_core::request::outcome::StatusClass;
+use bluegreen_core::request::outcome::{Outcome, StatusClass};
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use wasm_bindgen::JsCast;
@@ -125,12 +125,13 @@ pub(super) async fn read_all(stream: &web_sys::ReadableStream) -> Result<Vec<u8>
 /// a time, set again only when it fires (the core's [`IdleClock`] says for how long), never
 /// per chunk.
 /// The upstream's next chunk within the idle limit: `None` at its end, an error when it broke
-/// or stayed silent for the whole limit (`timer` is the idle limit's, looked at when it fires).
+/// or stayed silent for the whole limit (`timer` is the idle limit's, looked at when it fires;
+/// `record` names the request and its route in the log).
 async fn next_chunk(
     upstream: &mut ByteStream,
     idle: &mut IdleClock,
     timer: &mut std::pin::Pin<Box<Delay>>,
-    id: &str,
+    record: &Outcome,
 ) -> Option<std::result::Result<Vec<u8>, String>> {
     loop {
         match select(upstream.next(), &mut *timer).await {
@@ -142,7 +143,11 @@ async fn next_chunk(
                 Idle::CheckIn(ms) => *timer = Box::pin(delay(ms)),
                 Idle::Expired => {
                     let ms = idle.limit_ms();
-                    worker::console_warn!("request {id}: stream silent for {ms} ms; cut");
+                    worker::console_warn!(
+                        "request {} (route {}): stream silent for {ms} ms; cut",
+                        record.request_id,
+                        record.route
+                    );
                     return Some(Err(format!("no data for {ms} ms")));
                 }
             },
@@ -174,7 +179,7 @@ async fn relay_sse(
     loop {
         let read = match next.take() {
             Some(first) => Some(first),
-            None => next_chunk(&mut upstream, &mut idle, &mut timer, &ex.record.request_id).await,
+            None => next_chunk(&mut upstream, &mut idle, &mut timer, &ex.record).await,
         };
         let (out, last) = match read {
             Some(Ok(chunk)) => (relay.push(chunk), false),

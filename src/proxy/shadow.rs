@@ -31,8 +31,8 @@ use worker::{Context, Delay, Env, Headers};
 use super::attempt::{outcome, Attempts, NoReply};
 use super::drain::read_answer;
 use super::judge::Judged;
-use crate::recorder;
 use crate::runtime::{now_ms, Tag};
+use crate::{per_route, recorder};
 
 thread_local! {
     static BUDGET: RefCell<Budget> = RefCell::new(Budget::default());
@@ -40,7 +40,7 @@ thread_local! {
 
 /// What green's side of a pair came to.
 enum Green {
-    /// Not copied: the isolate's `SHADOW_MAX_PER_MINUTE` was spent.
+    /// Not copied: the route's `SHADOW_MAX_PER_MINUTE` in this isolate was spent.
     Capped,
     /// The copy ended (or was given up).
     Ended(ShadowEnd),
@@ -157,10 +157,15 @@ pub(super) fn start(
     let (reclaimed, ticket) = BUDGET.with(|b| {
         let mut b = b.borrow_mut();
         let reclaimed = b.reclaim(now);
-        (
-            reclaimed,
-            b.take(now, cfg.shadow_max_per_minute, body.len()),
-        )
+        let ticket = per_route::with(route, |r| {
+            b.take(
+                &mut r.shadow_rate,
+                now,
+                cfg.shadow_max_per_minute,
+                body.len(),
+            )
+        });
+        (reclaimed, ticket)
     });
     if reclaimed > 0 {
         worker::console_warn!(
@@ -226,10 +231,10 @@ async fn copy(mut job: Job, pair: Pair, running: Running) {
         Either::Left((None, _)) => ShadowEnd::Unfinished,
         // Dropping the copy's future cancels its body read; the runtime ends its fetch.
         Either::Right(_) => {
-            let id = &job.id;
+            let (id, route) = (&job.id, &job.route);
             let Progress { record, headers } = progress.take();
             worker::console_warn!(
-                "request {id}: shadow copy unfinished {BACKGROUND_GRACE_MS} ms after blue's answer (green's headers came: {headers}); given up"
+                "request {id} (route {route}): shadow copy unfinished {BACKGROUND_GRACE_MS} ms after blue's answer (green's headers came: {headers}); given up"
             );
             match record {
                 Some(partial) => ShadowEnd::GivenUp(given_up(partial, headers, now_ms())),

@@ -107,9 +107,10 @@ impl JudgePolicy {
             return field("tolerance", "must be a number from 0.5 to 0.95");
         }
         match &self.instructions {
-            Some(i) if i.trim().is_empty() || i.chars().count() > MAX_INSTRUCTIONS_CHARS => {
-                field("instructions", "must be a non-empty string of at most 4000 characters")
-            }
+            Some(i) if i.trim().is_empty() || i.chars().count() > MAX_INSTRUCTIONS_CHARS => field(
+                "instructions",
+                "must be a non-empty string of at most 4000 characters",
+            ),
             _ => Ok(()),
         }
     }
@@ -206,23 +207,42 @@ mod tests {
         let base = read(json!({"model": "m", "sample_percent": 5, "max_per_minute": 3})).unwrap();
         let mut cases = Vec::new();
         for sample_percent in [0.0, 0.004, 0.01, 50.0, 100.0, 100.5, -1.0] {
-            cases.push(JudgePolicy { sample_percent, ..base.clone() });
+            cases.push(JudgePolicy {
+                sample_percent,
+                ..base.clone()
+            });
         }
         for max_per_minute in [0, 1, 600, 601, u32::MAX] {
-            cases.push(JudgePolicy { max_per_minute, ..base.clone() });
+            cases.push(JudgePolicy {
+                max_per_minute,
+                ..base.clone()
+            });
         }
         for tolerance in [0.49, 0.5, 0.7, 0.95, 0.951] {
-            cases.push(JudgePolicy { tolerance, ..base.clone() });
+            cases.push(JudgePolicy {
+                tolerance,
+                ..base.clone()
+            });
         }
         for instructions in ["", "  ", "x", &"y".repeat(4000), &"z".repeat(4001)] {
-            cases.push(JudgePolicy { instructions: Some(instructions.to_string()), ..base.clone() });
+            cases.push(JudgePolicy {
+                instructions: Some(instructions.to_string()),
+                ..base.clone()
+            });
         }
         for model in ["", "a\nb", "gpt-4.1", &"m".repeat(257)] {
-            cases.push(JudgePolicy { model: model.to_string(), ..base.clone() });
+            cases.push(JudgePolicy {
+                model: model.to_string(),
+                ..base.clone()
+            });
         }
         for p in cases {
             let by_admin = JudgePolicy::from_json(&serde_json::to_value(&p).unwrap(), "judge");
-            assert_eq!(p.check("judge").is_ok(), by_admin.is_ok(), "{p:?}: {by_admin:?}");
+            assert_eq!(
+                p.check("judge").is_ok(),
+                by_admin.is_ok(),
+                "{p:?}: {by_admin:?}"
+            );
             if let (Err(a), Err(b)) = (p.check("judge"), by_admin) {
                 assert_eq!(a.field, b.field);
             }

@@ -59,9 +59,9 @@ fn only_unforced_blue_requests_are_copied_at_the_share() {
 fn the_budget_spreads_its_copies_over_the_minute() {
     // 3 a minute: a fresh isolate (a long time since "filled") has a minute's worth, 3. Every
     // copy ends at once here, so that only the bucket limits them.
-    let mut b = Budget::default();
-    let take = |b: &mut Budget, t: u64, per_minute: u32, bytes: usize| {
-        b.take(t, per_minute, bytes)
+    let mut b = (Budget::default(), Rate::default());
+    let take = |(b, rate): &mut (Budget, Rate), t: u64, per_minute: u32, bytes: usize| {
+        b.take(rate, t, per_minute, bytes)
             .map(|ticket| b.finished(ticket))
             .is_some()
     };
@@ -80,14 +80,14 @@ fn the_budget_spreads_its_copies_over_the_minute() {
     assert_eq!(taken.len(), 3);
     assert!(taken.windows(2).all(|w| w[1] - w[0] >= 19_000), "{taken:?}");
     // A bound of 0 copies nothing; a body above 1 MiB is never copied.
-    assert!(!take(&mut Budget::default(), now, 0, 10));
+    assert!(!take(&mut Default::default(), now, 0, 10));
     assert!(!take(
-        &mut Budget::default(),
+        &mut Default::default(),
         now,
         60,
         MAX_COPY_BODY_BYTES + 1
     ));
-    assert!(take(&mut Budget::default(), now, 60, MAX_COPY_BODY_BYTES));
+    assert!(take(&mut Default::default(), now, 60, MAX_COPY_BODY_BYTES));
     // Clock going back: no refill, no underflow.
     assert!(!take(&mut b, 0, 3, 10));
 }
@@ -95,22 +95,25 @@ fn the_budget_spreads_its_copies_over_the_minute() {
 #[test]
 fn at_most_so_many_copies_run_at_once() {
     let mut b = Budget::default();
+    let mut rate = Rate::default();
     let now = 3_600_000;
     let tickets: Vec<Ticket> = (0..MAX_IN_FLIGHT)
-        .map(|_| b.take(now, 60_000, 10).expect("a place"))
+        .map(|_| b.take(&mut rate, now, 60_000, 10).expect("a place"))
         .collect();
     assert_eq!(b.in_flight(), MAX_IN_FLIGHT as usize);
     assert_eq!(
-        b.take(now, 60_000, 10),
+        b.take(&mut rate, now, 60_000, 10),
         None,
         "the 17th waits for one to end"
     );
     b.finished(tickets[3]);
-    let again = b.take(now, 60_000, 10).expect("the place handed back");
+    let again = b
+        .take(&mut rate, now, 60_000, 10)
+        .expect("the place handed back");
     // A ticket handed back twice frees nothing more.
     b.finished(tickets[3]);
     assert_eq!(b.in_flight(), MAX_IN_FLIGHT as usize);
-    assert_eq!(b.take(now, 60_000, 10), None);
+    assert_eq!(b.take(&mut rate, now, 60_000, 10), None);
     b.finished(again);
     assert_eq!(b.in_flight(), MAX_IN_FLIGHT as usize - 1);
 }
@@ -120,14 +123,20 @@ fn at_most_so_many_copies_run_at_once() {
 #[test]
 fn places_of_copies_the_runtime_cancelled_come_back() {
     let mut b = Budget::default();
+    let mut rate = Rate::default();
     let start = 3_600_000;
     let lost: Vec<Ticket> = (0..MAX_IN_FLIGHT)
-        .map(|i| b.take(start + u64::from(i), 60_000, 10).expect("a place"))
+        .map(|i| {
+            b.take(&mut rate, start + u64::from(i), 60_000, 10)
+                .expect("a place")
+        })
         .collect();
-    assert_eq!(b.take(start + STALE_MS - 1, 60_000, 10), None);
+    assert_eq!(b.take(&mut rate, start + STALE_MS - 1, 60_000, 10), None);
     // The first place is stale one ms later: one copy starts, the other fifteen still wait.
-    let fresh = b.take(start + STALE_MS, 60_000, 10).expect("a stale place");
-    assert_eq!(b.take(start + STALE_MS, 60_000, 10), None);
+    let fresh = b
+        .take(&mut rate, start + STALE_MS, 60_000, 10)
+        .expect("a stale place");
+    assert_eq!(b.take(&mut rate, start + STALE_MS, 60_000, 10), None);
     // The lost copy's end, were it to run after all, leaves the new copy's place alone.
     b.finished(lost[0]);
     assert_eq!(b.in_flight(), MAX_IN_FLIGHT as usize);
@@ -141,8 +150,32 @@ fn places_of_copies_the_runtime_cancelled_come_back() {
     assert_eq!(b.in_flight(), 0);
     // A clock that goes back reclaims nothing.
     let mut c = Budget::default();
-    assert!(c.take(start, 60, 10).is_some());
+    assert!(c.take(&mut rate, start, 60, 10).is_some());
     assert_eq!(c.reclaim(0), 0);
+}
+
+/// Each route has its own rate: a route whose minute's worth is spent leaves another's
+/// copies alone (the places for copies running at once are the isolate's).
+#[test]
+fn each_route_spends_its_own_rate() {
+    let mut b = Budget::default();
+    let (mut chat, mut summarise) = (Rate::default(), Rate::default());
+    let now = 3_600_000;
+    let mut take = |rate: &mut Rate| b.take(rate, now, 3, 10).map(|t| b.finished(t)).is_some();
+    // 3 a minute each: chat spends its 3, then summarise still has its own 3.
+    let chat_burst: Vec<bool> = (0..4).map(|_| take(&mut chat)).collect();
+    let summarise_burst: Vec<bool> = (0..4).map(|_| take(&mut summarise)).collect();
+    assert_eq!(chat_burst, [true, true, true, false]);
+    assert_eq!(summarise_burst, [true, true, true, false]);
+    // The places are shared: sixteen running copies of one route leave none for another.
+    let mut busy = Rate::default();
+    let running: Vec<Ticket> = (0..MAX_IN_FLIGHT)
+        .map(|_| b.take(&mut busy, now, 60_000, 10).expect("a place"))
+        .collect();
+    let mut idle = Rate::default();
+    assert_eq!(b.take(&mut idle, now, 60_000, 10), None);
+    b.finished(running[0]);
+    assert!(b.take(&mut idle, now, 60_000, 10).is_some());
 }
 
 #[test]
