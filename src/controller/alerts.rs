@@ -84,7 +84,7 @@ pub async fn send(url: String, events: Vec<Event>, routing: Option<RoutingNote>)
             .map(RoutingNote::sentence)
             .unwrap_or_default();
         let body = match serde_json::to_string(&Alert {
-            text: format!(
+            text: chat_safe(&format!(
                 "bluegreen-router, route {}: {} ({}% green, {} → {}){note}",
                 event
                     .route
@@ -94,7 +94,7 @@ pub async fn send(url: String, events: Vec<Event>, routing: Option<RoutingNote>)
                 event.green_percent,
                 event.blue_model,
                 event.green_model
-            ),
+            )),
             event: &event,
             routing: routing.as_ref(),
         }) {
@@ -117,6 +117,24 @@ pub async fn send(url: String, events: Vec<Event>, routing: Option<RoutingNote>)
             );
         }
     }
+}
+
+/// The alert's text as chat webhooks (Slack's, Mattermost's) read it: `&`, `<` and `>` escaped,
+/// so that no text quoted in it (a grader's reason may quote a user's prompt) can mention a
+/// channel or make a link; control characters other than line feeds become spaces.
+fn chat_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\n' => out.push('\n'),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// One attempt, judged on the response's status alone: its body is cancelled unread (that

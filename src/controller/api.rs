@@ -51,7 +51,7 @@ impl RolloutController {
             for entry in &batch.shadow {
                 scopes.add_shadow(entry, &m.state);
             }
-            scopes.judge_losses.add(&batch.judge_losses);
+            scopes.add_losses(&batch.judge_losses);
             scopes
         });
         let now = now_ms();

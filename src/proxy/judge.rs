@@ -23,13 +23,14 @@ use std::time::Duration;
 
 use bluegreen_core::api::request::ApiRequest;
 use bluegreen_core::api::text;
+use bluegreen_core::api::usage::Usage;
 use bluegreen_core::api::Api;
 use bluegreen_core::config::Config;
 use bluegreen_core::judge::losses::Loss;
 use bluegreen_core::judge::verdict::{self, combine, Judgement, Reading};
 use bluegreen_core::judge::{prompt, sampled, JudgePolicy};
 use bluegreen_core::request::routing::RoutingDoc;
-use bluegreen_core::shadow::{Budget, Rate, Ticket, BACKGROUND_GRACE_MS, MAX_COPY_BODY_BYTES};
+use bluegreen_core::shadow::{Budget, Rate, Ticket, BACKGROUND_GRACE_MS};
 use bluegreen_core::stats::judged::JudgedCounts;
 use bluegreen_core::Environment;
 use futures_util::future::{join_all, select, Either};
@@ -42,8 +43,11 @@ use crate::runtime::{now_ms, Tag};
 use crate::upstream;
 
 thread_local! {
-    /// Each route's bound on pairs sent to the grader, in this isolate.
-    static BUDGETS: RefCell<BTreeMap<String, (Budget, Rate)>> = RefCell::default();
+    /// The isolate's places for pairs being judged (its memory bound: at most
+    /// [`bluegreen_core::shadow::MAX_IN_FLIGHT`] at once over every route, each holding a request
+    /// body and two answers), and each route's rate of pairs (its judge's `max_per_minute`).
+    static PLACES: RefCell<Budget> = RefCell::default();
+    static RATES: RefCell<BTreeMap<String, Rate>> = RefCell::default();
 }
 
 /// Most bytes of a grader's answer read: a verdict and a sentence.
@@ -59,7 +63,8 @@ struct Grading {
     env: Env,
     route: String,
     api: Api,
-    body: Vec<u8>,
+    /// The request's body, shared with a live step's reference copy.
+    body: Rc<[u8]>,
     headers: Headers,
     judge: JudgePolicy,
     id: String,
@@ -69,20 +74,20 @@ struct Grading {
     green_first: bool,
     /// Whether green's answer is the served one (a live step) or the copy's (a shadow step).
     green_served: bool,
-    /// The pair's place in its route's budget, handed back when grading ends.
+    /// The pair's place among the isolate's, handed back when grading ends.
     _place: Place,
+    /// Blue's model in the pair's split (a reference copy is priced at it), and what the
+    /// reference copy used.
+    blue_model: String,
+    reference: Option<Usage>,
 }
 
-/// A pair's place in its route's budget.
-struct Place(String, Ticket);
+/// A pair's place among the isolate's, handed back when it is dropped.
+struct Place(Ticket);
 
 impl Drop for Place {
     fn drop(&mut self) {
-        BUDGETS.with(|b| {
-            if let Some((budget, _)) = b.borrow_mut().get_mut(&self.0) {
-                budget.finished(self.1);
-            }
-        });
+        PLACES.with(|p| p.borrow_mut().finished(self.0));
     }
 }
 
@@ -94,6 +99,8 @@ struct Sides {
     served_done_ms: Option<u64>,
     /// The copy's answer text, the same way.
     copy: Option<Option<String>>,
+    /// What blue reported for a live step's reference copy: its cost is the pair's.
+    reference_usage: Option<Usage>,
     grading: Option<Grading>,
 }
 
@@ -121,16 +128,14 @@ pub(super) fn draw(
         return None;
     }
     let now = now_ms();
-    let ticket = BUDGETS.with(|b| {
-        let mut b = b.borrow_mut();
-        let (budget, rate) = b.entry(route.to_string()).or_default();
-        budget.reclaim(now);
-        budget.take(
-            rate,
-            now,
-            judge.max_per_minute,
-            body.len().min(MAX_COPY_BODY_BYTES + 1),
-        )
+    let ticket = RATES.with(|r| {
+        let mut rates = r.borrow_mut();
+        let rate = rates.entry(route.to_string()).or_default();
+        PLACES.with(|p| {
+            let mut places = p.borrow_mut();
+            places.reclaim(now);
+            places.take(rate, now, judge.max_per_minute, body.len())
+        })
     });
     let Some(ticket) = ticket else {
         worker::console_log!(
@@ -140,14 +145,14 @@ pub(super) fn draw(
         );
         return None;
     };
-    let place = Place(route.to_string(), ticket);
+    let place = Place(ticket);
     let headers = super::headers::for_copy(headers).ok()?;
     let grading = Grading {
         cfg: cfg.clone(),
         env: env.clone(),
         route: route.to_string(),
         api,
-        body: body.to_vec(),
+        body: Rc::from(body),
         headers,
         judge: judge.clone(),
         id: tag.id.clone(),
@@ -156,6 +161,8 @@ pub(super) fn draw(
         green_first: tag.judge_draw >> 63 == 0,
         green_served,
         _place: place,
+        blue_model: doc.blue_model.clone(),
+        reference: None,
     };
     Some(Judged(Rc::new(RefCell::new(Sides {
         grading: Some(grading),
@@ -200,7 +207,9 @@ impl Judged {
         };
         let (served, copy) = (served.clone(), copy.clone());
         let done_ms = s.served_done_ms.unwrap_or_else(now_ms);
-        let grading = s.grading.take()?;
+        let reference = s.reference_usage.take();
+        let mut grading = s.grading.take()?;
+        grading.reference = reference;
         match (served, copy) {
             (Some(served), Some(copy)) => {
                 let (green, blue) = match grading.green_served {
@@ -245,22 +254,24 @@ pub(super) fn reference(judged: &Judged, doc: &RoutingDoc, ctx: &Context) {
     ctx.wait_until(async move {
         let answer = Box::pin(reference_answer(api, &body, &headers, &cfg, &route, &doc, &id));
         let limit = Box::pin(limit(&judged));
-        let text = match select(answer, limit).await {
-            Either::Left((text, _)) => text,
+        let (text, usage) = match select(answer, limit).await {
+            Either::Left((read, _)) => read,
             Either::Right(_) => {
                 worker::console_warn!(
                     "request {id} (route {route}): blue's reference answer unfinished {BACKGROUND_GRACE_MS} ms after green's answer; not judged"
                 );
-                None
+                (None, None)
             }
         };
+        judged.0.borrow_mut().reference_usage = usage;
         if let Some(grading) = judged.copy_done(text) {
             grading.await;
         }
     });
 }
 
-/// Blue's answer to the request, as text; `None` when blue gave no whole successful answer.
+/// Blue's answer to the request, as text (`None` when blue gave no whole successful answer),
+/// and the usage blue reported for it (what the reference cost, whatever its answer).
 async fn reference_answer(
     api: Api,
     body: &[u8],
@@ -269,8 +280,10 @@ async fn reference_answer(
     route: &str,
     doc: &RoutingDoc,
     id: &str,
-) -> Option<String> {
-    let call = ApiRequest::parse(api, body).ok()?;
+) -> (Option<String>, Option<Usage>) {
+    let Ok(call) = ApiRequest::parse(api, body) else {
+        return (None, None);
+    };
     let want = bluegreen_core::api::defects::Expectations::of(&call);
     let attempts = Attempts {
         cfg,
@@ -285,13 +298,13 @@ async fn reference_answer(
     let served = attempts.send(Environment::Blue, None).await;
     let status = match &served.result {
         Ok(reply) => reply.status(),
-        Err(_) => return None,
+        Err(_) => return (None, None),
     };
-    let read = read_answer(served.result, status, want, api, cfg, true).await?;
-    if read.interrupted || read.not_an_answer || !(200..300).contains(&status) {
-        return None;
-    }
-    read.text
+    let Some(read) = read_answer(served.result, status, want, api, cfg, true).await else {
+        return (None, None);
+    };
+    let whole = !read.interrupted && !read.not_an_answer && (200..300).contains(&status);
+    (read.text.filter(|_| whole), read.usage)
 }
 
 /// Resolves when the pair's copy must give up: [`BACKGROUND_GRACE_MS`] after the served answer
@@ -319,6 +332,11 @@ async fn grade(g: Grading, green: String, blue: String, served_done_ms: u64) {
         false => vec![g.green_first],
     };
     let mut counts = JudgedCounts::default();
+    if let Some(u) = &g.reference {
+        counts.reference_prompt_tokens = u.prompt_tokens;
+        counts.reference_completion_tokens = u.completion_tokens;
+        counts.reference_cost_usd = g.cfg.prices.cost(&g.blue_model, u);
+    }
     let readings = match ms >= MIN_GRADER_MS {
         true => {
             let calls = orders
@@ -364,8 +382,17 @@ async fn grade(g: Grading, green: String, blue: String, served_done_ms: u64) {
         g.judge.model,
         judgement.name()
     );
-    let loss = (judgement == Judgement::Loss)
-        .then(|| Loss::new(now_ms(), &g.id, &conversation, &green, &blue, &reason));
+    let loss = (judgement == Judgement::Loss).then(|| {
+        Loss::new(
+            now_ms(),
+            g.version,
+            &g.id,
+            &conversation,
+            &green,
+            &blue,
+            &reason,
+        )
+    });
     if let Some(flush) =
         recorder::record_judged(&g.route, g.minute, g.version, counts, loss, &g.cfg, &g.env)
     {

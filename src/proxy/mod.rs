@@ -84,15 +84,22 @@ impl Exchange {
         // blue's answer ended, not a flush later (the runtime's 30 s run from the former).
         let paired = self.paired();
         let grading = self.judged_done();
-        if let Some(flush) = flush {
-            flush.await;
-        }
-        if let Some(flush) = paired {
-            flush.await;
-        }
-        if let Some(grading) = grading {
-            grading.await;
-        }
+        // The grader's call does not wait behind a flush (up to `STATS_FLUSH_SECONDS` and its
+        // delivery): its time runs from the served answer's end.
+        let flushes = async {
+            if let Some(flush) = flush {
+                flush.await;
+            }
+            if let Some(flush) = paired {
+                flush.await;
+            }
+        };
+        let grading = async {
+            if let Some(grading) = grading {
+                grading.await;
+            }
+        };
+        futures_util::future::join(flushes, grading).await;
     }
 
     /// Hands the served answer's text to the grader's pair, if any (none unless it is a whole

@@ -149,13 +149,9 @@ async fn proceed(
         random_bucket(tag.draw),
     );
     let sent = headers::upstream(req, &cfg.auth, authorization.as_deref())?;
-    // A shadow step's pair for the grader is blue's answer and green's copy.
-    let copied = bluegreen_core::shadow::shadowed(doc.shadow_percent, selection, tag.shadow_draw);
-    let shadow_judged = copied
-        .then(|| judge::draw(api, route_name, &doc, tag, body, &sent, false, cfg, env))
-        .flatten();
-    // A shadow step's copy starts beside blue's attempt, never before it in line.
-    let pair = shadow::start(
+    // A shadow step's copy starts beside blue's attempt, never before it in line; its pair for
+    // the grader is blue's answer and green's copy.
+    let (pair, judged) = shadow::start(
         api,
         route_name,
         &doc,
@@ -166,9 +162,8 @@ async fn proceed(
         cfg,
         env,
         ctx,
-        shadow_judged.clone(),
+        || judge::draw(api, route_name, &doc, tag, body, &sent, false, cfg, env),
     );
-    let judged = shadow_judged.filter(|_| pair.is_some());
     let attempts = Attempts {
         cfg,
         api,

@@ -134,7 +134,8 @@ struct Job {
 
 /// Decides whether the request `selection` sent to blue is copied to green; when it is,
 /// starts the copy in `ctx.wait_until` (or, past the isolate's bound, notes it as capped) and
-/// returns the pair that blue's accounting fills.
+/// returns the pair that blue's accounting fills, and the grader's pair `judged` draws once
+/// the copy starts.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn start(
     api: Api,
@@ -147,10 +148,10 @@ pub(super) fn start(
     cfg: &Rc<Config>,
     env: &Env,
     ctx: &Context,
-    judged: Option<Judged>,
-) -> Option<Pair> {
+    judged: impl FnOnce() -> Option<Judged>,
+) -> (Option<Pair>, Option<Judged>) {
     if !shadowed(doc.shadow_percent, selection, tag.shadow_draw) {
-        return None;
+        return (None, None);
     }
     let pair = Pair(Rc::default());
     let now = now_ms();
@@ -174,13 +175,16 @@ pub(super) fn start(
     }
     let Some(ticket) = ticket else {
         pair.0.borrow_mut().green = Some(Green::Capped);
-        return Some(pair);
+        return (Some(pair), None);
     };
     // Only a header object the runtime cannot copy would fail here: then no copy.
     let Ok(headers) = super::headers::for_copy(headers) else {
         BUDGET.with(|b| b.borrow_mut().finished(ticket));
-        return None;
+        return (None, None);
     };
+    // Drawn for the grader only now that the copy starts: a copy the bound kept from starting
+    // spends none of the grader's budget.
+    let judged = judged();
     let job = Job {
         cfg: cfg.clone(),
         api,
@@ -190,10 +194,10 @@ pub(super) fn start(
         body: body.to_vec(),
         headers,
         id: tag.id.clone(),
-        judged,
+        judged: judged.clone(),
     };
     ctx.wait_until(copy(job, pair.clone(), Running(ticket)));
-    Some(pair)
+    (Some(pair), judged)
 }
 
 /// Hands a copy's place back to the isolate's budget when the copy ends, however it ends
@@ -249,12 +253,19 @@ async fn copy(mut job: Job, pair: Pair, running: Running) {
         _ => None,
     };
     let grading = job.judged.as_ref().and_then(|j| j.copy_done(text));
-    if let Some(flush) = pair.green_done(Green::Ended(end), &job.cfg, &job.env) {
-        flush.await;
-    }
-    if let Some(grading) = grading {
-        grading.await;
-    }
+    let flush = pair.green_done(Green::Ended(end), &job.cfg, &job.env);
+    // The grader's call does not wait behind the flush.
+    let flush = async {
+        if let Some(flush) = flush {
+            flush.await;
+        }
+    };
+    let grading = async {
+        if let Some(grading) = grading {
+            grading.await;
+        }
+    };
+    futures_util::future::join(flush, grading).await;
 }
 
 /// Resolves when the copy must give up: [`BACKGROUND_GRACE_MS`] after blue's answer ended.

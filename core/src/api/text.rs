@@ -152,7 +152,9 @@ fn output_text(output: &Value) -> Option<String> {
 #[derive(Debug, Default, Clone)]
 pub struct StreamText {
     text: String,
-    /// Characters past the bound, not kept.
+    /// Characters kept in `text`.
+    chars: usize,
+    /// Something was cut past the bound (characters, and events not read after it).
     cut: usize,
     /// A Responses stream's completed response, when no delta came.
     completed: Option<String>,
@@ -161,6 +163,12 @@ pub struct StreamText {
 impl StreamText {
     /// Takes one event's `data`.
     pub fn feed(&mut self, api: Api, data: &str) {
+        // Past the bound nothing more is kept: the rest of the stream is not even parsed (a
+        // completed response is wanted only when no delta came).
+        if self.cut > 0 {
+            self.cut = self.cut.saturating_add(1);
+            return;
+        }
         let Ok(v) = json::from_slice::<Value>(data.as_bytes()) else {
             return;
         };
@@ -221,13 +229,16 @@ impl StreamText {
     }
 
     fn push(&mut self, s: &str) {
-        let room = MAX_ANSWER_CHARS.saturating_sub(self.text.chars().count().min(MAX_ANSWER_CHARS));
+        let room = MAX_ANSWER_CHARS.saturating_sub(self.chars);
         let n = s.chars().count();
         if n <= room {
             self.text.push_str(s);
+            self.chars += n;
         } else {
             self.text.extend(s.chars().take(room));
-            self.cut += n - room;
+            self.chars += room;
+            // At least one: what counts is that something was cut.
+            self.cut = self.cut.saturating_add((n - room).max(1));
         }
     }
 
@@ -240,7 +251,7 @@ impl StreamText {
         }
         match self.cut {
             0 => self.text.clone(),
-            n => format!("{}\n[… {n} more characters cut]", self.text),
+            _ => format!("{}\n[… the rest cut]", self.text),
         }
     }
 }
@@ -362,10 +373,7 @@ mod tests {
             big.feed(Api::Chat, &chunk);
         }
         let f = big.finish();
-        assert!(
-            f.ends_with("[… 4000 more characters cut]"),
-            "{}",
-            &f[f.len() - 40..]
-        );
+        assert!(f.ends_with("[… the rest cut]"), "{}", &f[f.len() - 40..]);
+        assert_eq!(f.chars().count(), MAX_ANSWER_CHARS + 17);
     }
 }

@@ -551,25 +551,35 @@ fn judged(t: &mut Text, green: &[&Series]) {
     t.family(
         "bluegreen_judge_tokens_total",
         "counter",
-        "Tokens the grader model used judging green's pairs, by kind (not green's or blue's).",
+        "Tokens judging green's pairs used, by kind: the grader's prompt and completion, and a live \
+         step's reference copies to blue (reference_*); not green's or blue's.",
     );
     t.per_series(green, "kind", |s| {
         vec![
             ("prompt", s.judged.prompt_tokens),
             ("completion", s.judged.completion_tokens),
+            ("reference_prompt", s.judged.reference_prompt_tokens),
+            ("reference_completion", s.judged.reference_completion_tokens),
         ]
     });
     t.family(
         "bluegreen_judge_cost_usd_total",
         "counter",
-        "Estimated spend on the grader in US dollars, from MODEL_PRICES (not green's or blue's).",
+        "Estimated spend on judging green's pairs in US dollars, from MODEL_PRICES, by part: the \
+         grader, and a live step's reference copies to blue; not green's or blue's.",
     );
     for s in green {
-        let labels = [
-            ("environment", s.environment.as_str()),
-            ("model", s.model.as_str()),
-        ];
-        t.sample("", &labels, Value::Real(s.stats.judged.cost_usd));
+        for (part, usd) in [
+            ("grader", s.stats.judged.cost_usd),
+            ("reference", s.stats.judged.reference_cost_usd),
+        ] {
+            let labels = [
+                ("environment", s.environment.as_str()),
+                ("model", s.model.as_str()),
+                ("part", part),
+            ];
+            t.sample("", &labels, Value::Real(usd));
+        }
     }
 }
 

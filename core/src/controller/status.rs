@@ -157,6 +157,8 @@ pub struct JudgeView {
     pub grader_prompt_tokens: u64,
     pub grader_completion_tokens: u64,
     pub grader_cost_usd: f64,
+    /// What a live step's reference copies to blue cost (priced at blue's model).
+    pub reference_cost_usd: f64,
     /// The evidence that green loses more than `tolerance` of decisive pairs, as of the last
     /// tick (`null` before a tick judged a pair), and where it rolls back.
     pub evidence: Option<f64>,
@@ -189,6 +191,7 @@ fn judge_view(r: &Rollout, scopes: &Scopes) -> Option<JudgeView> {
         grader_prompt_tokens: c.prompt_tokens,
         grader_completion_tokens: c.completion_tokens,
         grader_cost_usd: c.cost_usd,
+        reference_cost_usd: c.reference_cost_usd,
         evidence: report.map(|j| j.evidence),
         rollback_at: report.map(|j| j.rollback_at),
         last_losses: scopes.judge_losses.list().to_vec(),

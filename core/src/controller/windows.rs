@@ -143,6 +143,12 @@ impl Scopes {
             .add(&entry.stats, version >= self.step_version, version);
     }
 
+    /// Adds a batch's last lost pairs, those of the current rollout only (a late batch of the
+    /// last rollout's isolates may still carry its losses).
+    pub fn add_losses(&mut self, losses: &[crate::judge::losses::Loss]) {
+        self.judge_losses.add_since(losses, self.rollout_version);
+    }
+
     /// Adds one environment's stats routed under `version` to the windows it belongs to;
     /// false when that is none (routed before the rollout began).
     pub fn add_routed(&mut self, env: Environment, stats: &EnvStats, version: u64) -> bool {

@@ -18,6 +18,10 @@ pub const MAX_SHOWN_CHARS: usize = 600;
 pub struct Loss {
     /// When it was judged (Unix ms).
     pub at_ms: u64,
+    /// The routing version its request was routed under: a loss of a rollout before the
+    /// controller's current one is not kept (0 in losses stored without it).
+    #[serde(default)]
+    pub version: u64,
     /// The request's id (as in the outcome records and the logs).
     pub request_id: String,
     /// The conversation's end.
@@ -32,6 +36,7 @@ impl Loss {
     /// A loss with its texts cut to [`MAX_SHOWN_CHARS`]; the prompt keeps its end.
     pub fn new(
         at_ms: u64,
+        version: u64,
         request_id: &str,
         prompt: &str,
         green_answer: &str,
@@ -41,6 +46,7 @@ impl Loss {
         let cut = |s: &str| keep_start(s, MAX_SHOWN_CHARS);
         Loss {
             at_ms,
+            version,
             request_id: request_id.chars().take(64).collect(),
             prompt: crate::api::text::keep_end(prompt, MAX_SHOWN_CHARS),
             green_answer: cut(green_answer),
@@ -58,7 +64,13 @@ pub struct Losses(Vec<Loss>);
 impl Losses {
     /// Adds `more`, keeping the newest [`KEEP`] (in any order of arrival).
     pub fn add(&mut self, more: &[Loss]) {
-        self.0.extend(more.iter().cloned());
+        self.add_since(more, 0);
+    }
+
+    /// Adds those of `more` routed under `version` or later, keeping the newest [`KEEP`].
+    pub fn add_since(&mut self, more: &[Loss], version: u64) {
+        self.0
+            .extend(more.iter().filter(|l| l.version >= version).cloned());
         self.0.sort_by_key(|l| l.at_ms);
         let over = self.0.len().saturating_sub(KEEP);
         self.0.drain(..over);
@@ -88,7 +100,15 @@ mod tests {
     use super::*;
 
     fn loss(at_ms: u64) -> Loss {
-        Loss::new(at_ms, "r", "user: q", "g", "b", &format!("reason {at_ms}"))
+        Loss::new(
+            at_ms,
+            3,
+            "r",
+            "user: q",
+            "g",
+            "b",
+            &format!("reason {at_ms}"),
+        )
     }
 
     #[test]
@@ -102,9 +122,19 @@ mod tests {
     }
 
     #[test]
+    fn losses_of_an_earlier_rollout_are_not_kept() {
+        let mut l = Losses::default();
+        let mut old = loss(9);
+        old.version = 2;
+        l.add_since(&[old, loss(1)], 3);
+        assert_eq!(l.list().len(), 1);
+        assert_eq!(l.list()[0].version, 3);
+    }
+
+    #[test]
     fn texts_are_cut() {
         let long = "p".repeat(5000);
-        let l = Loss::new(1, &"i".repeat(200), &long, &long, &long, &long);
+        let l = Loss::new(1, 0, &"i".repeat(200), &long, &long, &long, &long);
         for s in [&l.prompt, &l.green_answer, &l.blue_answer, &l.reason] {
             assert!(s.chars().count() < MAX_SHOWN_CHARS + 40, "{}", s.len());
         }

@@ -105,10 +105,20 @@ pub fn read_content(content: &str) -> Result<Reading, Failure> {
     Ok(Reading {
         preference,
         reason: crate::api::text::keep_start(
-            strict.reason.as_deref().unwrap_or("").trim(),
+            &one_line(strict.reason.as_deref().unwrap_or("")),
             MAX_REASON_CHARS,
         ),
     })
+}
+
+/// `s` on one line: control characters (line feeds included) as spaces, trimmed. A reason is
+/// quoted in events, logs and alerts.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 fn first_words(s: &str) -> String {
@@ -229,6 +239,9 @@ mod tests {
         let long = "z".repeat(MAX_REASON_CHARS * 3);
         let r = read_content(&format!(r#"{{"verdict":"A","reason":"{long}"}}"#)).unwrap();
         assert!(r.reason.chars().count() < MAX_REASON_CHARS + 40);
+        let r =
+            read_content("{\"verdict\":\"B\",\"reason\":\"line one\\nline\\u0007two \"}").unwrap();
+        assert_eq!(r.reason, "line one line two");
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub struct JudgedCounts {
     pub completion_tokens: u64,
     #[serde(deserialize_with = "super::finite_or_zero")]
     pub cost_usd: f64,
+    /// What a live step's reference copies to blue used and cost (priced at blue's model): the
+    /// other part of judging's cost, never counted as blue's.
+    pub reference_prompt_tokens: u64,
+    pub reference_completion_tokens: u64,
+    #[serde(deserialize_with = "super::finite_or_zero")]
+    pub reference_cost_usd: f64,
 }
 
 impl JudgedCounts {
@@ -59,6 +65,13 @@ impl JudgedCounts {
         self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
         self.completion_tokens = self.completion_tokens.saturating_add(o.completion_tokens);
         self.cost_usd = super::finite_sum(self.cost_usd, o.cost_usd);
+        self.reference_prompt_tokens = self
+            .reference_prompt_tokens
+            .saturating_add(o.reference_prompt_tokens);
+        self.reference_completion_tokens = self
+            .reference_completion_tokens
+            .saturating_add(o.reference_completion_tokens);
+        self.reference_cost_usd = super::finite_sum(self.reference_cost_usd, o.reference_cost_usd);
     }
 }
 

@@ -658,6 +658,7 @@ fn judged_pairs_show_by_result_with_the_graders_spend_apart() {
             prompt_tokens: 900,
             completion_tokens: 40,
             cost_usd: 0.25,
+            ..Default::default()
         },
         ..EnvStats::default()
     };
@@ -680,6 +681,13 @@ fn judged_pairs_show_by_result_with_the_graders_spend_apart() {
         at("bluegreen_judge_tokens_total", ",kind=\"prompt\""),
         "900"
     );
-    assert_eq!(at("bluegreen_judge_cost_usd_total", ""), "0.25");
+    assert_eq!(
+        at("bluegreen_judge_cost_usd_total", ",part=\"grader\""),
+        "0.25"
+    );
+    assert_eq!(
+        at("bluegreen_judge_cost_usd_total", ",part=\"reference\""),
+        "0"
+    );
     assert_eq!(at("bluegreen_cost_usd_total", ""), "0");
 }

@@ -118,6 +118,13 @@ impl RolloutSpec {
                 "must be sequential on an embeddings route: its shadow steps judge copies",
             ));
         }
+        if kind == RouteKind::Embeddings && health.judge.is_some() {
+            return Err(FieldError::new(
+                "health.judge",
+                "is for chat routes: an embeddings route's answers are vectors, which no grader \
+                 compares",
+            ));
+        }
         Ok(RolloutSpec {
             green_model,
             steps,
@@ -213,4 +220,19 @@ fn live_percent(o: &Obj<'_>, before: &[Step]) -> Result<f64, FieldError> {
         }
     }
     Ok(green_percent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A grader is for chat routes: an embeddings route refuses it, naming the field.
+    #[test]
+    fn an_embeddings_route_refuses_a_grader() {
+        let v = json!({"green_model": "e2", "health": {"judge": {"model": "j", "sample_percent": 5, "max_per_minute": 5}}});
+        let e = RolloutSpec::for_route(&v, RouteKind::Embeddings).unwrap_err();
+        assert_eq!(e.field, "health.judge");
+        assert!(RolloutSpec::for_route(&v, RouteKind::Chat).is_ok());
+    }
 }
