@@ -5,8 +5,6 @@
 //! The order of the answers is the caller's draw, one per pair: a grader that prefers the first
 //! position then favours each side equally often.
 
-use serde_json::json;
-
 /// What the grader is asked when the policy gives no `instructions`.
 pub const DEFAULT_INSTRUCTIONS: &str = "You compare two answers to the same conversation. \
 Judge which answer better serves the user: correctness first, then helpfulness (it answers \
@@ -22,11 +20,14 @@ const FORMAT: &str = "Reply with only a JSON object, no other text: \
 /// logs) tells a grader request from an app's.
 pub const SCHEMA_NAME: &str = "pairwise_verdict";
 
-/// Most tokens the grader may write: a verdict and a sentence.
-const MAX_TOKENS: u32 = 300;
-
 /// The grader request's body for `model`, with `instructions` (the default when `None`), the
-/// `conversation` and the answers in positions A and B.
+/// `conversation` and the answers in positions A and B: a chat completion at temperature 0, at
+/// most 300 tokens, not streamed, whose response format is [`SCHEMA_NAME`]'s JSON schema (the
+/// verdict, `"A"`, `"B"` or `"tie"`, and the reason, both strings, both required, nothing else).
+///
+/// Written straight to text, its keys in the order `serde_json::Value` writes them (sorted), the
+/// same bytes as the `json!` the tests hold it to: a tree of values built only to be written
+/// cost the wasm its building and writing code.
 pub fn request(
     model: &str,
     instructions: Option<&str>,
@@ -34,6 +35,22 @@ pub fn request(
     a: &str,
     b: &str,
 ) -> Vec<u8> {
+    let (system, user) = messages(instructions, conversation, a, b);
+    let mut out = br#"{"max_tokens":300,"messages":[{"content":"#.to_vec();
+    push_string(&mut out, &system);
+    out.extend_from_slice(br#","role":"system"},{"content":"#);
+    push_string(&mut out, &user);
+    out.extend_from_slice(br#","role":"user"}],"model":"#);
+    push_string(&mut out, model);
+    out.extend_from_slice(
+        br#","response_format":{"json_schema":{"name":"pairwise_verdict","schema":{"additionalProperties":false,"properties":{"reason":{"type":"string"},"verdict":{"enum":["A","B","tie"],"type":"string"}},"required":["verdict","reason"],"type":"object"},"strict":true},"type":"json_schema"},"stream":false,"temperature":0}"#,
+    );
+    out
+}
+
+/// The system message's text (the instructions, then [`FORMAT`]) and the user message's (the
+/// conversation and both answers, each in its own section).
+fn messages(instructions: Option<&str>, conversation: &str, a: &str, b: &str) -> (String, String) {
     let system = format!(
         "{}\n\n{FORMAT}",
         instructions.unwrap_or(DEFAULT_INSTRUCTIONS)
@@ -41,40 +58,73 @@ pub fn request(
     let user = format!(
         "<conversation>\n{conversation}\n</conversation>\n\n<answer_a>\n{a}\n</answer_a>\n\n<answer_b>\n{b}\n</answer_b>"
     );
-    json!({
-        "model": model,
-        "temperature": 0,
-        "max_tokens": MAX_TOKENS,
-        "stream": false,
-        "messages": [
-            {"role": "system", "content": system},
-            {"role": "user", "content": user},
-        ],
-        "response_format": {
-            "type": "json_schema",
-            "json_schema": {
-                "name": SCHEMA_NAME,
-                "strict": true,
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "verdict": {"type": "string", "enum": ["A", "B", "tie"]},
-                        "reason": {"type": "string"},
-                    },
-                    "required": ["verdict", "reason"],
-                    "additionalProperties": false,
-                },
-            },
-        },
-    })
-    .to_string()
-    .into_bytes()
+    (system, user)
+}
+
+/// `s` as a JSON string.
+fn push_string(out: &mut Vec<u8>, s: &str) {
+    // Writing to a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
+    use serde_json::{json, Value};
+
+    /// The request as the grader's first release built it, through a `Value`.
+    fn through_value(
+        model: &str,
+        instructions: Option<&str>,
+        conversation: &str,
+        a: &str,
+        b: &str,
+    ) -> Vec<u8> {
+        let (system, user) = messages(instructions, conversation, a, b);
+        json!({
+            "model": model,
+            "temperature": 0,
+            "max_tokens": 300,
+            "stream": false,
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": user},
+            ],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": SCHEMA_NAME,
+                    "strict": true,
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "verdict": {"type": "string", "enum": ["A", "B", "tie"]},
+                            "reason": {"type": "string"},
+                        },
+                        "required": ["verdict", "reason"],
+                        "additionalProperties": false,
+                    },
+                },
+            },
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn the_request_is_the_bytes_a_value_would_write() {
+        let odd = "quote \" backslash \\ tab \t nl \n nul \u{0} bell \u{7} del \u{7f} é 🙂 </answer_a> \u{2028}";
+        for (model, instructions, conversation, a, b) in [
+            ("judge-m", None, "user: 2+2?", "Four.", "Five."),
+            ("m", Some("Prefer answers in French."), "", "", ""),
+            (odd, Some(odd), odd, odd, odd),
+        ] {
+            assert_eq!(
+                String::from_utf8(request(model, instructions, conversation, a, b)).unwrap(),
+                String::from_utf8(through_value(model, instructions, conversation, a, b)).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn the_request_names_the_model_and_holds_both_answers_in_order() {
