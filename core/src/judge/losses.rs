@@ -71,7 +71,7 @@ impl Losses {
     pub fn add_since(&mut self, more: &[Loss], version: u64) {
         self.0
             .extend(more.iter().filter(|l| l.version >= version).cloned());
-        self.0.sort_by_key(|l| l.at_ms);
+        crate::util::sort::by_key(&mut self.0, |l| l.at_ms);
         let over = self.0.len().saturating_sub(KEEP);
         self.0.drain(..over);
     }
@@ -119,6 +119,16 @@ mod tests {
         let at: Vec<u64> = l.list().iter().map(|l| l.at_ms).collect();
         assert_eq!(at, [3, 5, 7, 8, 9]);
         assert_eq!(l.reasons()[0], "reason 9");
+    }
+
+    #[test]
+    fn losses_at_the_same_time_keep_their_order_of_arrival() {
+        let at = |at_ms: u64, reason: &str| Loss::new(at_ms, 3, "r", "p", "g", "b", reason);
+        let mut l = Losses::default();
+        l.add(&[at(2, "a"), at(1, "b"), at(2, "c")]);
+        l.add(&[at(2, "d"), at(1, "e"), at(3, "f"), at(2, "g")]);
+        let seen: Vec<&str> = l.list().iter().map(|l| l.reason.as_str()).collect();
+        assert_eq!(seen, ["a", "c", "d", "g", "f"]);
     }
 
     #[test]
