@@ -1,9 +1,9 @@
 //! Leaf: what an isolate keeps per route, in one map: the route's routing document cache, its
-//! stats outbox, its green breaker and its shadow copies' rate. A route's entry is made on its first use, and a deleted
-//! route's leaves once the isolate has delivered its stats, so the map is bounded by the routes
-//! there are (`ROUTE_LIMIT`). One map rather than one per concern: the
-//! request path finds all of a route's state in one hash lookup each time it needs it, and the
-//! wasm carries one map's code.
+//! stats outbox, its green breaker, its shadow copies' rate and its grader's rate of pairs. A
+//! route's entry is made on its first use, and a deleted route's leaves once the isolate has
+//! delivered its stats, so the map is bounded by the routes there are (`ROUTE_LIMIT`). One map
+//! rather than one per concern: the request path finds all of a route's state in one hash
+//! lookup each time it needs it, and the wasm carries one map's code.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -24,6 +24,8 @@ pub struct RouteState {
     pub breaker: Option<Breaker>,
     /// Its shadow copies' rate (`SHADOW_MAX_PER_MINUTE`, `crate::proxy::shadow`).
     pub shadow_rate: Rate,
+    /// Its rate of pairs sent to the grader (its judge's `max_per_minute`, `crate::proxy::judge`).
+    pub judge_rate: Rate,
 }
 
 thread_local! {

@@ -17,7 +17,6 @@
 //! whole successful answer judges nothing.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -30,7 +29,7 @@ use bluegreen_core::judge::losses::Loss;
 use bluegreen_core::judge::verdict::{self, combine, Judgement, Reading};
 use bluegreen_core::judge::{prompt, sampled, JudgePolicy};
 use bluegreen_core::request::routing::RoutingDoc;
-use bluegreen_core::shadow::{Budget, Rate, Ticket, BACKGROUND_GRACE_MS};
+use bluegreen_core::shadow::{Budget, Ticket, BACKGROUND_GRACE_MS};
 use bluegreen_core::stats::judged::JudgedCounts;
 use bluegreen_core::Environment;
 use futures_util::future::{join, select, Either};
@@ -38,16 +37,16 @@ use worker::{Context, Delay, Env, Headers, Method};
 
 use super::attempt::Attempts;
 use super::drain::read_answer;
-use crate::recorder;
 use crate::runtime::{now_ms, Tag};
 use crate::upstream;
+use crate::{per_route, recorder};
 
 thread_local! {
     /// The isolate's places for pairs being judged (its memory bound: at most
     /// [`bluegreen_core::shadow::MAX_IN_FLIGHT`] at once over every route, each holding a request
-    /// body and two answers), and each route's rate of pairs (its judge's `max_per_minute`).
+    /// body and two answers). Each route's rate of pairs (its judge's `max_per_minute`) is in
+    /// its [`per_route`] state.
     static PLACES: RefCell<Budget> = RefCell::default();
-    static RATES: RefCell<BTreeMap<String, Rate>> = RefCell::default();
 }
 
 /// Most bytes of a grader's answer read: a verdict and a sentence.
@@ -128,13 +127,11 @@ pub(super) fn draw(
         return None;
     }
     let now = now_ms();
-    let ticket = RATES.with(|r| {
-        let mut rates = r.borrow_mut();
-        let rate = rates.entry(route.to_string()).or_default();
-        PLACES.with(|p| {
-            let mut places = p.borrow_mut();
-            places.reclaim(now);
-            places.take(rate, now, judge.max_per_minute, body.len())
+    let ticket = PLACES.with(|p| {
+        let mut places = p.borrow_mut();
+        places.reclaim(now);
+        per_route::with(route, |r| {
+            places.take(&mut r.judge_rate, now, judge.max_per_minute, body.len())
         })
     });
     let Some(ticket) = ticket else {
