@@ -161,12 +161,17 @@ pub async fn each_route(
         let call = answer(env, route, method.clone(), path);
         async move { (i, retry::within(timeout_ms, call).await) }
     });
-    let mut out: Vec<(usize, Result<String>)> = stream::iter(calls)
+    let answers: Vec<(usize, Result<String>)> = stream::iter(calls)
         .buffer_unordered(FAN_OUT)
         .collect()
         .await;
-    out.sort_unstable_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, answer)| answer).collect()
+    // Back in the order of `routes`: each index comes once (no sort, whose code is 2.5 KB of
+    // wasm for this one type).
+    let mut out: Vec<Option<Result<String>>> = routes.iter().map(|_| None).collect();
+    for (i, answer) in answers {
+        out[i] = Some(answer);
+    }
+    out.into_iter().flatten().collect()
 }
 
 /// `route`'s split at its controller, for an isolate that cannot read KV: `None` when the
