@@ -621,7 +621,7 @@ impl Breaker {
             }
         }
         let earliest = &mut earliest[..n];
-        earliest.sort_unstable();
+        crate::util::sort::by_key(earliest, |&due| due);
         let many = earliest.get(m - 1).copied().unwrap_or(u64::MAX);
         let at = many.min(lone);
         (at < u64::MAX).then(|| {

@@ -33,7 +33,7 @@ impl Recent {
         let sorted = &mut sorted[..self.len];
         // Nearest rank: the ⌈0.9 n⌉-th smallest. With 64 answers the six largest are ignored.
         let rank = (9 * self.len).div_ceil(10);
-        let (_, p90, _) = sorted.select_nth_unstable(rank - 1);
-        self.p90 = Some(*p90);
+        crate::util::sort::by_key(sorted, |&ms| ms);
+        self.p90 = Some(sorted[rank - 1]);
     }
 }
