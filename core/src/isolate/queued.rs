@@ -95,7 +95,7 @@ fn merged<'a>(messages: impl Iterator<Item = &'a Queued>) -> Batch {
         let sent = m.batch.sent_ms.unwrap_or(m.sent_ms).min(m.sent_ms);
         oldest = Some(oldest.map_or(sent, |o| o.min(sent)));
     }
-    parts.sort_unstable();
+    crate::util::sort::ascending(&mut parts);
     parts.dedup();
     let id = format!(
         "q{:016x}",
