@@ -2,8 +2,9 @@
 //!
 //! While a rollout runs with a grader, the routing document carries it. A request whose pair is
 //! drawn for the grader (the judge's `sample_percent`, within its route's `max_per_minute` in
-//! this isolate, at most [`bluegreen_core::shadow::MAX_IN_FLIGHT`] at once, bodies up to [`MAX_COPY_BODY_BYTES`]) gets
-//! a [`Judged`] pair that both answers fill:
+//! this isolate, at most [`bluegreen_core::shadow::MAX_IN_FLIGHT`] at once over every route,
+//! bodies up to [`bluegreen_core::shadow::MAX_COPY_BODY_BYTES`]) gets a [`Judged`] pair that both
+//! answers fill:
 //! - on a shadow step, blue's served answer and green's copy (`super::shadow`);
 //! - on a live step, green's served answer and a **reference copy** sent to blue here, never
 //!   served; it starts once green's answer is committed to, so a green that fails (and falls
