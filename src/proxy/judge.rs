@@ -200,10 +200,11 @@ impl Judged {
     /// Both sides in: the grading to run (nothing when either side has no answer).
     fn ready(&self) -> Option<impl std::future::Future<Output = ()>> {
         let mut s = self.0.borrow_mut();
-        let (Some(served), Some(copy)) = (&s.served, &s.copy) else {
+        if s.served.is_none() || s.copy.is_none() {
             return None;
-        };
-        let (served, copy) = (served.clone(), copy.clone());
+        }
+        // Both sides are in: their texts move to the grading (never copied).
+        let (served, copy) = (s.served.take().flatten(), s.copy.take().flatten());
         let done_ms = s.served_done_ms.unwrap_or_else(now_ms);
         let reference = s.reference_usage.take();
         let mut grading = s.grading.take()?;
